@@ -1,0 +1,142 @@
+//! Turning a finished run into its `ai_call_logs` row.
+//!
+//! Documented contract: `run_once` writes exactly one committed row per run once the config is
+//! resolved, success or failure (an unknown config_key has nothing to attribute a row to, so it
+//! only returns `CONFIG_NOT_FOUND`). Routes write one row per member attempt.
+//!
+//! Invariants: `request_body_json` is the body sent plus `"_trace_id"`, never the key;
+//! everything that came back from the provider is scrubbed of the key before it is stored.
+
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+use crate::store::AuditRow;
+
+/// Who the row is about (everything known before the provider is called).
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// The config that ran.
+    pub config_key: String,
+    /// The model sent.
+    pub model: Option<String>,
+    /// The run's trace id.
+    pub trace_id: String,
+    /// What fired the run.
+    pub trigger_source: String,
+    /// Platform request id.
+    pub request_id: Option<String>,
+    /// Project label.
+    pub project_name: Option<String>,
+    /// Route key (route runs only).
+    pub route_key: Option<String>,
+    /// Route policy (route runs only).
+    pub route_policy: Option<String>,
+    /// Member attempt number within the route, 1-based.
+    pub route_attempt: Option<u32>,
+}
+
+/// What happened, as far as the audit row cares.
+#[derive(Debug, Clone, Default)]
+pub struct Facts<'a> {
+    /// The request body, if one was built.
+    pub body: Option<&'a Map<String, Value>>,
+    /// The provider's answer or error body.
+    pub response: Option<&'a Value>,
+    /// Last HTTP status (0 = none).
+    pub http_status: u16,
+    /// Whole run.
+    pub duration_ms: u64,
+    /// Provider wall time.
+    pub provider_ms: Option<u64>,
+    /// Time to first token.
+    pub ttft_ms: Option<u64>,
+    /// HTTP attempts.
+    pub attempts: u32,
+    /// `(code, message)` on failure.
+    pub error: Option<(&'static str, String)>,
+    /// The route moved on from this member because of its error.
+    pub handover: bool,
+}
+
+/// Builds the row; `key` is scrubbed from everything that came back.
+pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>) -> AuditRow {
+    let scrub = |t: String| match key {
+        Some(k) => k.scrub(&t),
+        None => t,
+    };
+    let request_body_json = f.body.map(|b| {
+        let mut with_trace = b.clone();
+        with_trace.insert("_trace_id".into(), Value::String(s.trace_id.clone()));
+        Value::Object(with_trace).to_string()
+    });
+    let usage = f.response.and_then(|r| r.get("usage"));
+    let tokens = |name: &str| usage.and_then(|u| u.get(name)).and_then(Value::as_i64);
+    AuditRow {
+        config_key: s.config_key.clone(),
+        http_status: f.http_status,
+        duration_ms: f.duration_ms,
+        prompt_tokens: tokens("prompt_tokens"),
+        completion_tokens: tokens("completion_tokens"),
+        total_tokens: tokens("total_tokens"),
+        response_id: f
+            .response
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str)
+            .map(|id| id.chars().take(191).collect()),
+        error_code: f.error.as_ref().map(|(c, _)| (*c).to_owned()),
+        error_message: f.error.as_ref().map(|(_, m)| scrub(m.clone())),
+        request_body_json,
+        response_body_json: f.response.map(|r| scrub(r.to_string())),
+        trace_id: s.trace_id.clone(),
+        status: if f.error.is_some() { "error" } else { "ok" },
+        attempts: f.attempts,
+        provider_ms: f.provider_ms,
+        ttft_ms: f.ttft_ms,
+        trigger_source: s.trigger_source.clone(),
+        request_id: s.request_id.clone(),
+        model_name: s.model.clone(),
+        project_name: s.project_name.clone(),
+        route_key: s.route_key.clone(),
+        route_policy: s.route_policy.clone(),
+        route_attempt: s.route_attempt,
+        handover_reason: f
+            .error
+            .as_ref()
+            .filter(|_| f.handover)
+            .map(|(c, _)| (*c).to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_row_carries_the_trace_id_in_the_body_and_scrubs_the_key() {
+        let body = json!({"model":"m","messages":[]}).as_object().cloned().unwrap();
+        let response = json!({"id":"r1","error":{"message":"bad key sk-test-secret-1"},"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}});
+        let s = Subject {
+            config_key: "k".into(),
+            trace_id: "abc".into(),
+            ..Default::default()
+        };
+        let f = Facts {
+            body: Some(&body),
+            response: Some(&response),
+            http_status: 401,
+            error: Some(("HTTP_STATUS_ERROR", "rejected: bad key sk-test-secret-1".into())),
+            ..Default::default()
+        };
+        let key = Secret::new("sk-test-secret-1");
+        let r = row(&s, &f, Some(&key));
+        let req: Value = serde_json::from_str(r.request_body_json.as_deref().unwrap()).unwrap();
+        assert_eq!(req["_trace_id"], "abc");
+        assert_eq!(req.as_object().unwrap().keys().collect::<Vec<_>>(), ["model", "messages", "_trace_id"]);
+        assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (Some(3), Some(4), Some(7)));
+        assert_eq!(r.response_id.as_deref(), Some("r1"));
+        assert_eq!(r.status, "error");
+        let all = format!("{r:?}");
+        assert!(!all.contains("sk-test-secret-1"), "{all}");
+    }
+}

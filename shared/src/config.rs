@@ -1,0 +1,542 @@
+//! Process configuration: parsed once from the environment and the predecessor's `.env` files, or
+//! built in code.
+//!
+//! Sources, later wins: `.env`, `basic.env`, `mysql.env`, `oss.env`, `ai.env` (in the directory
+//! named by `AI_RUNNER_ENV_DIR`, else the working directory), then the process environment, then
+//! values set on the [`SettingsBuilder`] (the predecessor's `init({...})`).
+//!
+//! Invariants: a [`Settings`] value is always complete and valid (a partial MySQL setup is an
+//! error naming every missing variable, never a half-filled struct); secrets are [`Secret`]s; the
+//! process environment is read, never written.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// The env files read, in the order they are layered.
+pub const ENV_FILES: [&str; 5] = [".env", "basic.env", "mysql.env", "oss.env", "ai.env"];
+
+/// The embedded database used when nothing else is configured.
+pub const DEFAULT_SQLITE_PATH: &str = "./ai-runner.db";
+
+/// A configuration problem, found before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Some variables a chosen setup needs are absent.
+    #[error("missing configuration: {} (set them, or unset the others to use the embedded database)", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    /// A variable is present but its value cannot be used.
+    #[error("invalid value for {name}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why (never echoes secret values).
+        reason: String,
+    },
+    /// An env file exists but cannot be read.
+    #[error("cannot read env file {path}: {reason}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing(_) => "CONFIG_MISSING",
+            Self::Invalid { .. } | Self::EnvFile { .. } => "CONFIG_INVALID",
+        }
+    }
+}
+
+/// Where the configuration and audit tables live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseTarget {
+    /// MySQL or MariaDB (production, the predecessor's RDS).
+    MySql(MySqlTarget),
+    /// An embedded SQLite file (the default).
+    Sqlite(PathBuf),
+}
+
+/// Connection settings for MySQL / MariaDB.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MySqlTarget {
+    /// A `mysql://` URL (it may carry a password, hence secret).
+    Url(Secret),
+    /// The predecessor's `MYSQL_*` variables.
+    Parts {
+        /// `MYSQL_HOST`.
+        host: String,
+        /// `MYSQL_PORT` (default 3306).
+        port: u16,
+        /// `MYSQL_USER`.
+        user: String,
+        /// `MYSQL_PASSWORD`.
+        password: Secret,
+        /// `MYSQL_AI_DATABASE`.
+        database: String,
+    },
+}
+
+impl DatabaseTarget {
+    /// A description safe to print (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Self::MySql(MySqlTarget::Parts {
+                host,
+                port,
+                user,
+                database,
+                ..
+            }) => format!("mysql://{user}@{host}:{port}/{database}"),
+            Self::MySql(MySqlTarget::Url(url)) => {
+                let u = url.expose();
+                // Drop the userinfo: it may hold a password.
+                match (u.find("://"), u.rfind('@')) {
+                    (Some(s), Some(at)) if at > s => format!("mysql://***@{}", &u[at + 1..]),
+                    _ => u.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+/// HTTP behaviour towards providers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// `AI_TIMEOUT` (seconds, default 30): the whole of one HTTP attempt.
+    pub timeout: Duration,
+    /// `AI_MAX_RETRIES` (default 2): extra attempts after a retryable failure.
+    pub max_retries: u32,
+    /// `AI_RETRY_BASE_MS` (default 500): first backoff; doubles each retry.
+    pub retry_base: Duration,
+    /// `AI_RETRY_JITTER` (fraction 0..=1, default 0.2): random spread applied to each backoff.
+    pub retry_jitter: f64,
+    /// `AI_RETRY_AFTER_CAP_MS` (default 20000): the longest `Retry-After` honoured.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_retries: 2,
+            retry_base: Duration::from_millis(500),
+            retry_jitter: 0.2,
+            retry_after_cap: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Output validation defaults; a param profile may override the two switches for itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationSettings {
+    /// `JSON_SCHEMA_ENFORCE` (default true): validate JSON wherever the prompt or params ask for it.
+    pub json_schema_enforce: bool,
+    /// `ENFORCE_NO_ENGLISH` (default true): reject Latin letters in JSON string values.
+    pub enforce_no_english: bool,
+    /// `AI_CONTENT_RETRIES` (default 3): extra provider calls when content fails validation.
+    pub content_retries: u32,
+    /// `AI_CONTENT_RETRY_DELAY_MS` (default 1000): pause between content retries.
+    pub content_retry_delay: Duration,
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        Self {
+            json_schema_enforce: true,
+            enforce_no_english: true,
+            content_retries: 3,
+            content_retry_delay: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Everything the runtime needs, parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The database.
+    pub database: DatabaseTarget,
+    /// `AI_PEPPER`: needed to decrypt and encrypt provider keys.
+    pub pepper: Option<Secret>,
+    /// `AI_PEPPER_PREVIOUS`: still accepted for decryption during a rotation.
+    pub previous_pepper: Option<Secret>,
+    /// `PROJECT_NAME`: a label for logs and audit rows.
+    pub project_name: Option<String>,
+    /// Provider HTTP behaviour.
+    pub http: HttpSettings,
+    /// Output validation.
+    pub validation: ValidationSettings,
+    /// `ENABLE_OSS_SPILLOVER` (default false).
+    pub enable_oss_spillover: bool,
+}
+
+impl Settings {
+    /// Reads env files and the environment, as every entry point does.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::builder().with_env_files()?.with_process_env().build()
+    }
+
+    /// Starts an empty builder (nothing read yet).
+    pub fn builder() -> SettingsBuilder {
+        SettingsBuilder::default()
+    }
+
+    /// Parses a complete variable map (the core of every loader).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = &Vars(vars);
+        Ok(Self {
+            database: parse_database(get)?,
+            pepper: get.get("AI_PEPPER").filter(|p| !p.is_empty()).map(Secret::new),
+            previous_pepper: get.get("AI_PEPPER_PREVIOUS")
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+            project_name: get.get("PROJECT_NAME").filter(|p| !p.is_empty()).map(str::to_owned),
+            http: HttpSettings {
+                timeout: secs(get, "AI_TIMEOUT", 30.0)?,
+                max_retries: num(get, "AI_MAX_RETRIES", 2)?,
+                retry_base: Duration::from_millis(num(get, "AI_RETRY_BASE_MS", 500)?),
+                retry_jitter: fraction(get, "AI_RETRY_JITTER", 0.2)?,
+                retry_after_cap: Duration::from_millis(num(get, "AI_RETRY_AFTER_CAP_MS", 20_000)?),
+            },
+            validation: ValidationSettings {
+                json_schema_enforce: flag(get, "JSON_SCHEMA_ENFORCE", true)?,
+                enforce_no_english: flag(get, "ENFORCE_NO_ENGLISH", true)?,
+                content_retries: num(get, "AI_CONTENT_RETRIES", 3)?,
+                content_retry_delay: Duration::from_millis(num(
+                    get,
+                    "AI_CONTENT_RETRY_DELAY_MS",
+                    1000,
+                )?),
+            },
+            enable_oss_spillover: flag(get, "ENABLE_OSS_SPILLOVER", false)?,
+        })
+    }
+}
+
+/// Layers variable sources, then parses them once.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsBuilder {
+    vars: HashMap<String, String>,
+}
+
+impl SettingsBuilder {
+    /// Layers the predecessor's env files from `AI_RUNNER_ENV_DIR` or the working directory.
+    pub fn with_env_files(self) -> Result<Self, ConfigError> {
+        let dir = std::env::var_os("AI_RUNNER_ENV_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        self.with_env_files_in(&dir)
+    }
+
+    /// Layers the env files found in `dir` (missing files are skipped).
+    pub fn with_env_files_in(mut self, dir: &Path) -> Result<Self, ConfigError> {
+        for name in ENV_FILES {
+            let path = dir.join(name);
+            if !path.is_file() {
+                continue;
+            }
+            let iter = dotenvy::from_path_iter(&path).map_err(|e| ConfigError::EnvFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| ConfigError::EnvFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                self.vars.insert(k, v);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Layers the process environment over what is already set.
+    pub fn with_process_env(mut self) -> Self {
+        for (k, v) in std::env::vars() {
+            self.vars.insert(k, v);
+        }
+        self
+    }
+
+    /// Sets one variable by its environment name (the predecessor's dict injection).
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets many variables by their environment names.
+    pub fn vars<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        for (k, v) in pairs {
+            self.vars.insert(k.into(), v.into());
+        }
+        self
+    }
+
+    /// Uses this database URL (`mysql://…` or `sqlite://…`).
+    pub fn database_url(self, url: impl Into<String>) -> Self {
+        self.var("DATABASE_URL", url)
+    }
+
+    /// Uses this pepper.
+    pub fn pepper(self, pepper: impl Into<String>) -> Self {
+        self.var("AI_PEPPER", pepper)
+    }
+
+    /// Parses and checks everything layered so far.
+    pub fn build(&self) -> Result<Settings, ConfigError> {
+        Settings::from_vars(&self.vars)
+    }
+}
+
+/// Read access to the layered variables.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+}
+
+type Getter<'a> = &'a Vars<'a>;
+
+fn parse_database<'a>(get: Getter<'a>) -> Result<DatabaseTarget, ConfigError> {
+    if let Some(url) = get.get("DATABASE_URL").filter(|u| !u.trim().is_empty()) {
+        let url = url.trim();
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            return Ok(DatabaseTarget::MySql(MySqlTarget::Url(Secret::new(
+                url.replacen("mariadb://", "mysql://", 1),
+            ))));
+        }
+        if let Some(rest) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "DATABASE_URL",
+                    reason: "sqlite URL has no file path".into(),
+                });
+            }
+            return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+        }
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: "must start with mysql:// or sqlite://".into(),
+        });
+    }
+    const REQUIRED: [&str; 4] = [
+        "MYSQL_HOST",
+        "MYSQL_USER",
+        "MYSQL_PASSWORD",
+        "MYSQL_AI_DATABASE",
+    ];
+    let present: Vec<_> = REQUIRED.iter().filter(|k| get.get(k).is_some()).collect();
+    if present.is_empty() {
+        let path = get.get("AI_RUNNER_DB_PATH")
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_SQLITE_PATH);
+        return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+    }
+    let missing: Vec<&'static str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|k| get.get(k).is_none_or(|v| v.is_empty() && *k != "MYSQL_PASSWORD"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ConfigError::Missing(missing));
+    }
+    let port = num::<u16>(get, "MYSQL_PORT", 3306)?;
+    Ok(DatabaseTarget::MySql(MySqlTarget::Parts {
+        host: get.get("MYSQL_HOST").unwrap_or_default().to_owned(),
+        port,
+        user: get.get("MYSQL_USER").unwrap_or_default().to_owned(),
+        password: Secret::new(get.get("MYSQL_PASSWORD").unwrap_or_default()),
+        database: get.get("MYSQL_AI_DATABASE").unwrap_or_default().to_owned(),
+    }))
+}
+
+fn num<'a, T: std::str::FromStr>(
+    get: Getter<'a>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("expected a non-negative whole number, got {v:?}"),
+        }),
+    }
+}
+
+fn secs<'a>(get: Getter<'a>, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+    let v = match get.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => default,
+        Some(v) => v.parse::<f64>().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("expected seconds, got {v:?}"),
+        })?,
+    };
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be between 0 and 3600 seconds".into(),
+        });
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn fraction<'a>(get: Getter<'a>, name: &'static str, default: f64) -> Result<f64, ConfigError> {
+    let v = match get.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => return Ok(default),
+        Some(v) => v.parse::<f64>().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("expected a fraction between 0 and 1, got {v:?}"),
+        })?,
+    };
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected a fraction between 0 and 1, got {v}"),
+        })
+    }
+}
+
+/// Parses the predecessor's boolean spellings.
+pub fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Some(true),
+        "0" | "false" | "no" | "off" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+fn flag<'a>(get: Getter<'a>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get.get(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => parse_flag(v).ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("expected true or false, got {v:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::builder().vars(pairs.iter().copied()).build()
+    }
+
+    #[test]
+    fn nothing_configured_means_the_embedded_sqlite_file() {
+        let s = from(&[]).unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseTarget::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH))
+        );
+        assert_eq!(s.http, HttpSettings::default());
+        assert!(s.validation.json_schema_enforce && s.validation.enforce_no_english);
+        assert!(s.pepper.is_none());
+    }
+
+    #[test]
+    fn partial_mysql_settings_name_every_missing_variable() {
+        let err = from(&[("MYSQL_HOST", "db")]).unwrap_err();
+        assert_eq!(err.code(), "CONFIG_MISSING");
+        let msg = err.to_string();
+        for k in ["MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_AI_DATABASE"] {
+            assert!(msg.contains(k), "{msg}");
+        }
+        assert!(!msg.contains("MYSQL_HOST"), "{msg}");
+    }
+
+    #[test]
+    fn mysql_variables_build_a_target_with_an_empty_password_allowed() {
+        let s = from(&[
+            ("MYSQL_HOST", "rds.local"),
+            ("MYSQL_USER", "app"),
+            ("MYSQL_PASSWORD", ""),
+            ("MYSQL_AI_DATABASE", "ai_config"),
+            ("MYSQL_PORT", "3307"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database.describe(),
+            "mysql://app@rds.local:3307/ai_config"
+        );
+    }
+
+    #[test]
+    fn database_url_wins_and_its_password_never_prints() {
+        let s = from(&[
+            ("DATABASE_URL", "mysql://u:hunter22@h:3306/d"),
+            ("MYSQL_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.describe(), "mysql://***@h:3306/d");
+        assert!(!format!("{s:?}").contains("hunter22"));
+        let s = from(&[("DATABASE_URL", "sqlite://data/x.db?mode=rwc")]).unwrap();
+        assert_eq!(s.database, DatabaseTarget::Sqlite(PathBuf::from("data/x.db")));
+        assert_eq!(
+            from(&[("DATABASE_URL", "postgres://x")]).unwrap_err().code(),
+            "CONFIG_INVALID"
+        );
+    }
+
+    #[test]
+    fn numeric_and_boolean_knobs_are_parsed_and_bad_values_rejected() {
+        let s = from(&[
+            ("AI_TIMEOUT", "2.5"),
+            ("AI_MAX_RETRIES", "5"),
+            ("AI_RETRY_JITTER", "0"),
+            ("ENFORCE_NO_ENGLISH", "false"),
+            ("AI_PEPPER", "pep"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.timeout, Duration::from_millis(2500));
+        assert_eq!(s.http.max_retries, 5);
+        assert!(!s.validation.enforce_no_english);
+        assert_eq!(s.pepper.as_ref().map(Secret::expose), Some("pep"));
+        assert!(!format!("{s:?}").contains("pep\""));
+        for (k, v) in [
+            ("AI_TIMEOUT", "soon"),
+            ("AI_MAX_RETRIES", "-1"),
+            ("AI_RETRY_JITTER", "3"),
+            ("JSON_SCHEMA_ENFORCE", "maybe"),
+        ] {
+            let err = from(&[(k, v)]).unwrap_err();
+            assert_eq!(err.code(), "CONFIG_INVALID");
+            assert!(err.to_string().contains(k));
+        }
+    }
+
+    #[test]
+    fn env_files_are_layered_in_order_and_builder_values_win() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "PROJECT_NAME=first\nAI_MAX_RETRIES=1\n").unwrap();
+        std::fs::write(dir.path().join("basic.env"), "PROJECT_NAME=second\n").unwrap();
+        std::fs::write(dir.path().join("ai.env"), "AI_PEPPER=\"from file\"\n").unwrap();
+        let s = Settings::builder()
+            .with_env_files_in(dir.path())
+            .unwrap()
+            .var("AI_MAX_RETRIES", "4")
+            .build()
+            .unwrap();
+        assert_eq!(s.project_name.as_deref(), Some("second"));
+        assert_eq!(s.http.max_retries, 4);
+        assert_eq!(s.pepper.as_ref().map(Secret::expose), Some("from file"));
+    }
+}

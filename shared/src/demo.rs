@@ -1,0 +1,221 @@
+//! A loopback OpenAI-compatible server: the quickstart's clearly labelled demo provider, and the
+//! scripted provider the tests drive over real HTTP.
+//!
+//! It speaks the chat-completions wire protocol (JSON and SSE), records every request it gets
+//! (headers and body), and answers from a script: each request takes the next scripted reply,
+//! the last one repeats. Only ever binds 127.0.0.1.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A JSON body with a status and extra headers.
+    Json {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: Value,
+        /// Extra headers (e.g. `retry-after`).
+        headers: Vec<(String, String)>,
+    },
+    /// A raw body with a content type (non-JSON answers, SSE streams).
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Content type.
+        content_type: String,
+        /// Body bytes.
+        body: Vec<u8>,
+    },
+    /// Waits, then answers.
+    Delayed(Duration, Box<Reply>),
+    /// A 200 chat completion whose content echoes the `Authorization` header (secret-leak tests).
+    EchoAuthorization,
+}
+
+impl Reply {
+    /// A 200 chat completion with this assistant content.
+    pub fn content(content: &str) -> Self {
+        Reply::Json {
+            status: 200,
+            body: chat_completion(content),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A JSON error answer in OpenAI's shape.
+    pub fn error(status: u16, message: &str) -> Self {
+        Reply::Json {
+            status,
+            body: json!({"error": {"message": message, "type": "demo_error", "param": null, "code": null}}),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A 200 `chat.completion` body with usage.
+pub fn chat_completion(content: &str) -> Value {
+    json!({
+        "id": format!("chatcmpl-demo-{}", crate::runner::new_trace_id()),
+        "object": "chat.completion",
+        "created": 1_727_346_142,
+        "model": "demo-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
+    })
+}
+
+/// A request the server received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Lower-cased header names to values.
+    pub headers: HashMap<String, String>,
+    /// The raw body text.
+    pub body_text: String,
+    /// The body parsed as JSON (Null if it was not JSON).
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    script: VecDeque<Reply>,
+    last: Option<Reply>,
+    recorded: Vec<Recorded>,
+}
+
+/// A running provider on a loopback port; stops when dropped.
+#[derive(Debug)]
+pub struct ProviderServer {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProviderServer {
+    /// Starts a server that answers with `script` in order (the last reply repeats).
+    pub async fn start(script: Vec<Reply>) -> std::io::Result<Self> {
+        let shared = Arc::new(Mutex::new(Shared {
+            script: script.into(),
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The full chat-completions URL (what `ai_connection.base_url` stores).
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/chat/completions", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared
+            .lock()
+            .map(|s| s.recorded.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the remaining script.
+    pub fn set_script(&self, script: Vec<Reply>) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.script = script.into();
+            s.last = None;
+        }
+    }
+}
+
+impl Drop for ProviderServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let rec = Recorded {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        body_text: text,
+    };
+    let auth = rec.headers.get("authorization").cloned().unwrap_or_default();
+    let reply = match shared.lock() {
+        Ok(mut s) => {
+            s.recorded.push(rec);
+            let next = s.script.pop_front().or_else(|| s.last.clone());
+            if let Some(r) = &next {
+                s.last = Some(r.clone());
+            }
+            next
+        }
+        Err(_) => None,
+    };
+    let mut reply = reply.unwrap_or_else(|| Reply::error(500, "script is empty"));
+    loop {
+        match reply {
+            Reply::Delayed(d, inner) => {
+                tokio::time::sleep(d).await;
+                reply = *inner;
+            }
+            other => return render(other, &auth),
+        }
+    }
+}
+
+fn render(reply: Reply, auth: &str) -> Response {
+    let (status, content_type, body, extra) = match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => (status, "application/json".to_owned(), body.to_string().into_bytes(), headers),
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => (status, content_type, body, Vec::new()),
+        Reply::EchoAuthorization => (
+            200,
+            "application/json".to_owned(),
+            chat_completion(&format!("you sent {auth}")).to_string().into_bytes(),
+            Vec::new(),
+        ),
+        Reply::Delayed(..) => (500, "text/plain".to_owned(), b"nested delay".to_vec(), Vec::new()),
+    };
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type);
+    for (k, v) in extra {
+        b = b.header(k, v);
+    }
+    b.body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -1,0 +1,170 @@
+//! Turning what a function receives into typed requests, and answers back into what the caller
+//! expects.
+//!
+//! Accepted shapes: a direct invocation (the request JSON itself), an API Gateway REST API proxy
+//! event (payload 1.0), an HTTP API / Function URL event (payload 2.0), bodies base64-encoded or
+//! not. Invariants: detection is by the event's own markers (`httpMethod` for 1.0,
+//! `version: "2.0"` for 2.0), never by guessing from the body; anything unparseable is
+//! `INVALID_INPUT` naming what was received.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::RunError;
+
+/// Where an invocation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Lambda `Invoke` / FC invoke with the request JSON as the event.
+    Direct,
+    /// API Gateway REST API (payload 1.0).
+    ApiGatewayV1,
+    /// HTTP API or Function URL (payload 2.0).
+    ApiGatewayV2,
+}
+
+impl Source {
+    /// True for API Gateway events, which must be answered with an HTTP response object.
+    pub fn is_http(self) -> bool {
+        !matches!(self, Source::Direct)
+    }
+
+    /// The audit row's `trigger_source`.
+    pub fn trigger(self) -> &'static str {
+        match self {
+            Source::Direct => "lambda",
+            Source::ApiGatewayV1 | Source::ApiGatewayV2 => "apigw",
+        }
+    }
+}
+
+/// A parsed invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation<T> {
+    /// Event shape.
+    pub source: Source,
+    /// The typed request.
+    pub request: T,
+    /// API Gateway's request id, if any.
+    pub request_id: Option<String>,
+}
+
+/// The body of a run-once call.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOnceRequest {
+    /// The config to run.
+    pub config_key: String,
+    /// Runtime variables.
+    #[serde(default)]
+    pub variables: serde_json::Map<String, Value>,
+}
+
+/// Detects the event shape only (cheap; for error reporting before the body is parsed).
+pub fn detect(payload: &Value) -> Source {
+    if payload.get("version").and_then(Value::as_str) == Some("2.0")
+        && payload.pointer("/requestContext/http").is_some()
+    {
+        Source::ApiGatewayV2
+    } else if payload.get("httpMethod").is_some() && payload.get("requestContext").is_some() {
+        Source::ApiGatewayV1
+    } else {
+        Source::Direct
+    }
+}
+
+/// Parses a direct or API Gateway invocation whose body is `T`.
+pub fn parse<T: DeserializeOwned>(payload: Value) -> Result<Invocation<T>, RunError> {
+    let source = detect(&payload);
+    let (body, request_id, path_params) = match source {
+        Source::Direct => {
+            let request = serde_json::from_value(payload)
+                .map_err(|e| RunError::InvalidInput(format!("direct invocation: {e}")))?;
+            return Ok(Invocation {
+                source,
+                request,
+                request_id: None,
+            });
+        }
+        Source::ApiGatewayV1 => {
+            let ev: aws_lambda_events::apigw::ApiGatewayProxyRequest =
+                serde_json::from_value(payload).map_err(|e| {
+                    RunError::InvalidInput(format!("API Gateway REST event: {e}"))
+                })?;
+            let body = decode_body(ev.body, ev.is_base64_encoded)?;
+            (body, ev.request_context.request_id, ev.path_parameters)
+        }
+        Source::ApiGatewayV2 => {
+            let ev: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+                serde_json::from_value(payload).map_err(|e| {
+                    RunError::InvalidInput(format!("HTTP API event: {e}"))
+                })?;
+            let body = decode_body(ev.body, ev.is_base64_encoded)?;
+            (body, ev.request_context.request_id, ev.path_parameters)
+        }
+    };
+    let mut value: Value = if body.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&body)
+            .map_err(|e| RunError::InvalidInput(format!("request body is not JSON: {e}")))?
+    };
+    // `POST /run-once/{config_key}` style routes may carry identifiers in the path.
+    if let Value::Object(obj) = &mut value {
+        for (k, v) in path_params {
+            obj.entry(k).or_insert(Value::String(v));
+        }
+    }
+    let request = serde_json::from_value(value)
+        .map_err(|e| RunError::InvalidInput(format!("request body: {e}")))?;
+    Ok(Invocation {
+        source,
+        request,
+        request_id,
+    })
+}
+
+fn decode_body(body: Option<String>, base64: bool) -> Result<String, RunError> {
+    let body = body.unwrap_or_default();
+    if !base64 {
+        return Ok(body);
+    }
+    let bytes = B64
+        .decode(body.trim())
+        .map_err(|_| RunError::InvalidInput("isBase64Encoded body is not base64".into()))?;
+    String::from_utf8(bytes).map_err(|_| RunError::InvalidInput("body is not UTF-8".into()))
+}
+
+/// An API Gateway proxy response (valid for payload 1.0 and 2.0).
+pub fn http_response(status: u16, body: &Value) -> Value {
+    json!({
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "isBase64Encoded": false,
+        "body": body.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_invocation_is_the_request_itself() {
+        let inv: Invocation<RunOnceRequest> =
+            parse(json!({"config_key": "k", "variables": {"A": 1}})).unwrap();
+        assert_eq!(inv.source, Source::Direct);
+        assert_eq!(inv.request.config_key, "k");
+        assert_eq!(inv.request.variables["A"], 1);
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_keys_are_invalid_input() {
+        for bad in [json!({"config": "k"}), json!({"config_key": "k", "vars": {}}), json!([1])] {
+            let e = parse::<RunOnceRequest>(bad).unwrap_err();
+            assert_eq!(e.code(), "INVALID_INPUT");
+        }
+    }
+}

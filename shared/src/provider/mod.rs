@@ -1,0 +1,354 @@
+//! The OpenAI-compatible provider client: one pooled HTTP client per process, retries with
+//! exponential backoff and jitter, `Retry-After`, SSE streaming.
+//!
+//! Invariants: the stored URL is POSTed to verbatim; every attempt of one run carries the same
+//! `X-Trace-Id`; the API key appears only in the `Authorization` header (errors and bodies that
+//! come back are scrubbed of it); only 429, 5xx, timeouts and connection errors are retried.
+
+pub mod sse;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::Rng;
+use serde_json::{Map, Value};
+
+use crate::config::HttpSettings;
+use crate::secret::Secret;
+
+/// Why the provider did not give a usable answer (after retries).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// HTTP 429.
+    #[error("provider rate limit (HTTP 429){}", detail(.0))]
+    RateLimited(Option<String>),
+    /// HTTP 5xx.
+    #[error("provider server error (HTTP {status}){}", detail(.message))]
+    Server {
+        /// Status.
+        status: u16,
+        /// Provider's error message, scrubbed.
+        message: Option<String>,
+    },
+    /// Any other non-2xx status (400, 401, 404, ...).
+    #[error("provider rejected the request (HTTP {status}){}", detail(.message))]
+    Status {
+        /// Status.
+        status: u16,
+        /// Provider's error message, scrubbed.
+        message: Option<String>,
+    },
+    /// No complete answer within `AI_TIMEOUT`.
+    #[error("provider did not answer within {0} ms")]
+    Timeout(u64),
+    /// Connection refused, reset, DNS, TLS.
+    #[error("cannot reach provider: {0}")]
+    Network(String),
+    /// The request could not be sent at all (bad URL, bad header).
+    #[error("cannot send request: {0}")]
+    Request(String),
+    /// A 2xx answer that is not a chat completion (not JSON, no choices, broken stream).
+    #[error("provider answer is unusable: {0}")]
+    BadResponse(String),
+}
+
+fn detail(m: &Option<String>) -> String {
+    m.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
+impl ProviderError {
+    /// Stable code (compat.md section 5).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited(_) => "HTTP_429_RATE_LIMIT",
+            Self::Server { .. } => "HTTP_5XX_SERVER_ERROR",
+            Self::Status { .. } => "HTTP_STATUS_ERROR",
+            Self::Timeout(_) => "NETWORK_TIMEOUT",
+            Self::Network(_) => "NETWORK_ERROR",
+            Self::Request(_) => "REQUEST_ERROR",
+            Self::BadResponse(_) => "BAD_PROVIDER_RESPONSE",
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited(_) | Self::Server { .. } | Self::Timeout(_) | Self::Network(_)
+        )
+    }
+}
+
+/// One request to send (borrowed from the run).
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderRequest<'a> {
+    /// Full chat-completions URL.
+    pub url: &'a str,
+    /// Bearer key.
+    pub api_key: &'a Secret,
+    /// JSON body, in wire order.
+    pub body: &'a Map<String, Value>,
+    /// `X-Trace-Id`.
+    pub trace_id: &'a str,
+    /// Read the answer as an SSE stream.
+    pub stream: bool,
+}
+
+/// What happened on the wire, success or not.
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    /// HTTP attempts made (1 + retries).
+    pub attempts: u32,
+    /// Status of the last response, 0 when none was obtained.
+    pub http_status: u16,
+    /// Wall time from the first send to the final answer, including backoff.
+    pub provider_ms: u64,
+    /// Time to first content token on the successful attempt (streams).
+    pub ttft_ms: Option<u64>,
+    /// The answer (assembled for streams) or the provider's JSON error body, scrubbed.
+    pub body: Option<Value>,
+    /// Set when the exchange failed.
+    pub error: Option<ProviderError>,
+}
+
+/// Something that can answer chat-completion requests.
+pub trait Provider: Send + Sync {
+    /// Sends with retries; never fails outright (failures are in [`Exchange::error`]).
+    fn send(&self, req: ProviderRequest<'_>) -> impl Future<Output = Exchange> + Send;
+}
+
+/// The reqwest-based client (rustls, keep-alive, pooled), built once per process.
+#[derive(Debug, Clone)]
+pub struct HttpProvider {
+    client: reqwest::Client,
+    settings: HttpSettings,
+}
+
+struct Attempt {
+    status: u16,
+    body: Option<Value>,
+    ttft_ms: Option<u64>,
+    retry_after: Option<Duration>,
+    error: Option<ProviderError>,
+}
+
+impl HttpProvider {
+    /// Builds the process-wide client.
+    pub fn new(settings: HttpSettings) -> Result<Self, ProviderError> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .tcp_keepalive(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("ai-runner/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Request(e.to_string()))?;
+        Ok(Self { client, settings })
+    }
+
+    /// The backoff before retry number `retry` (1-based).
+    fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra.min(self.settings.retry_after_cap);
+        }
+        let base = self.settings.retry_base.as_secs_f64() * 2f64.powi(retry.saturating_sub(1) as i32);
+        let j = self.settings.retry_jitter;
+        let factor = if j > 0.0 {
+            rand::thread_rng().gen_range((1.0 - j)..=(1.0 + j))
+        } else {
+            1.0
+        };
+        Duration::from_secs_f64((base * factor).clamp(0.0, 300.0))
+    }
+
+    async fn attempt(&self, req: &ProviderRequest<'_>, started: Instant) -> Attempt {
+        let timeout_ms = self.settings.timeout.as_millis() as u64;
+        let sent = self
+            .client
+            .post(req.url)
+            .bearer_auth(req.api_key.expose())
+            .header("X-Trace-Id", req.trace_id)
+            .json(req.body)
+            .timeout(self.settings.timeout)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return failed(0, None, transport_error(&e, timeout_ms, req.api_key)),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let is_sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if (200..300).contains(&status) && req.stream && is_sse {
+            return self.read_stream(resp, started, timeout_ms, req.api_key).await;
+        }
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return failed(status, None, transport_error(&e, timeout_ms, req.api_key)),
+        };
+        let text = req.api_key.scrub(&String::from_utf8_lossy(&bytes));
+        let json = serde_json::from_str::<Value>(&text).ok();
+        let message = json.as_ref().and_then(error_message);
+        let error = match status {
+            200..=299 => match &json {
+                Some(v) if v.get("choices").is_some_and(Value::is_array) => None,
+                Some(_) => Some(ProviderError::BadResponse("JSON without choices".into())),
+                None => Some(ProviderError::BadResponse(format!(
+                    "body is not JSON ({} bytes)",
+                    bytes.len()
+                ))),
+            },
+            429 => Some(ProviderError::RateLimited(message)),
+            500..=599 => Some(ProviderError::Server { status, message }),
+            _ => Some(ProviderError::Status { status, message }),
+        };
+        Attempt {
+            status,
+            body: json,
+            ttft_ms: None,
+            retry_after,
+            error,
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        resp: reqwest::Response,
+        started: Instant,
+        timeout_ms: u64,
+        key: &Secret,
+    ) -> Attempt {
+        let status = resp.status().as_u16();
+        let mut asm = sse::SseAssembler::new();
+        let mut ttft = None;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return failed(status, None, transport_error(&e, timeout_ms, key)),
+            };
+            match asm.push(&chunk) {
+                Ok(out) => {
+                    if out.first_content {
+                        ttft = Some(started.elapsed().as_millis() as u64);
+                    }
+                    if out.done {
+                        break;
+                    }
+                }
+                Err(e) => return failed(status, None, ProviderError::BadResponse(key.scrub(&e))),
+            }
+        }
+        match asm.finish() {
+            Ok(v) => Attempt {
+                status,
+                body: Some(v),
+                ttft_ms: ttft,
+                retry_after: None,
+                error: None,
+            },
+            Err(e) => failed(status, None, ProviderError::BadResponse(e)),
+        }
+    }
+}
+
+fn failed(status: u16, body: Option<Value>, error: ProviderError) -> Attempt {
+    Attempt {
+        status,
+        body,
+        ttft_ms: None,
+        retry_after: None,
+        error: Some(error),
+    }
+}
+
+impl Provider for HttpProvider {
+    async fn send(&self, req: ProviderRequest<'_>) -> Exchange {
+        let started = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt_started = Instant::now();
+            let a = self.attempt(&req, attempt_started).await;
+            let retry = a
+                .error
+                .as_ref()
+                .is_some_and(|e| e.retryable() && attempts <= self.settings.max_retries);
+            if !retry {
+                return Exchange {
+                    attempts,
+                    http_status: a.status,
+                    provider_ms: started.elapsed().as_millis() as u64,
+                    ttft_ms: a.ttft_ms,
+                    body: a.body,
+                    error: a.error,
+                };
+            }
+            let wait = self.backoff(attempts, a.retry_after);
+            tracing::info!(
+                trace_id = req.trace_id,
+                attempt = attempts,
+                status = a.status,
+                code = a.error.as_ref().map(ProviderError::code),
+                wait_ms = wait.as_millis() as u64,
+                "retrying provider call"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn transport_error(e: &reqwest::Error, timeout_ms: u64, key: &Secret) -> ProviderError {
+    if e.is_timeout() {
+        return ProviderError::Timeout(timeout_ms);
+    }
+    if e.is_builder() {
+        return ProviderError::Request(key.scrub(&e.without_url_string()));
+    }
+    ProviderError::Network(key.scrub(&crate::error::chain(e)))
+}
+
+trait WithoutUrl {
+    fn without_url_string(&self) -> String;
+}
+impl WithoutUrl for reqwest::Error {
+    fn without_url_string(&self) -> String {
+        let mut s = crate::error::chain(self);
+        if let Some(u) = self.url() {
+            s = s.replace(u.as_str(), "<url>");
+        }
+        s
+    }
+}
+
+/// The provider's `error.message` (OpenAI shape), if any.
+fn error_message(v: &Value) -> Option<String> {
+    let m = v
+        .pointer("/error/message")
+        .or_else(|| v.get("message"))
+        .and_then(Value::as_str)?;
+    Some(m.chars().take(500).collect())
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = h
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    h.get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}

@@ -1,0 +1,234 @@
+//! Assembling an OpenAI chat-completions SSE stream into the `chat.completion` object a
+//! non-streaming call would have returned (message, finish reason, usage).
+//!
+//! Invariants: bytes may arrive split anywhere (mid-line, mid-UTF-8); events are separated by a
+//! blank line; `data: [DONE]` ends the stream; an `error` payload fails it.
+
+use serde_json::{Map, Value, json};
+
+/// Incremental SSE parser and message assembler.
+#[derive(Debug, Default)]
+pub struct SseAssembler {
+    pending: Vec<u8>,
+    data: String,
+    id: Option<Value>,
+    model: Option<Value>,
+    created: Option<Value>,
+    system_fingerprint: Option<Value>,
+    choices: Vec<ChoiceAcc>,
+    usage: Option<Value>,
+    done: bool,
+    saw_content: bool,
+    chunks: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ChoiceAcc {
+    role: Option<String>,
+    content: String,
+    finish_reason: Option<Value>,
+}
+
+/// What one `push` learned.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The first non-empty content delta arrived in this push (time to first token).
+    pub first_content: bool,
+    /// `data: [DONE]` was seen.
+    pub done: bool,
+}
+
+impl SseAssembler {
+    /// An empty assembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds raw bytes from the wire.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<PushOutcome, String> {
+        let had_content = self.saw_content;
+        self.pending.extend_from_slice(bytes);
+        while let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
+            let mut line: Vec<u8> = self.pending.drain(..=nl).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8(line).map_err(|_| "stream is not UTF-8".to_owned())?;
+            self.line(&line)?;
+        }
+        Ok(PushOutcome {
+            first_content: !had_content && self.saw_content,
+            done: self.done,
+        })
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), String> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line.starts_with(':') {
+            return Ok(());
+        }
+        if let Some(rest) = line.strip_prefix("data:") {
+            if !self.data.is_empty() {
+                self.data.push('\n');
+            }
+            self.data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) -> Result<(), String> {
+        let data = std::mem::take(&mut self.data);
+        if data.is_empty() || self.done {
+            return Ok(());
+        }
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(&data)
+            .map_err(|e| format!("stream chunk is not JSON ({e})"))?;
+        if let Some(err) = chunk.get("error") {
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("stream reported an error");
+            return Err(format!("stream error: {msg}"));
+        }
+        self.chunks += 1;
+        for (slot, key) in [
+            (&mut self.id, "id"),
+            (&mut self.model, "model"),
+            (&mut self.created, "created"),
+            (&mut self.system_fingerprint, "system_fingerprint"),
+        ] {
+            if slot.is_none()
+                && let Some(v) = chunk.get(key).filter(|v| !v.is_null())
+            {
+                *slot = Some(v.clone());
+            }
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Some(u.clone());
+        }
+        for c in chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if idx > 1024 {
+                return Err("choice index out of range".into());
+            }
+            if self.choices.len() <= idx {
+                self.choices.resize(idx + 1, ChoiceAcc::default());
+            }
+            let acc = &mut self.choices[idx];
+            if let Some(delta) = c.get("delta") {
+                if let Some(r) = delta.get("role").and_then(Value::as_str) {
+                    acc.role = Some(r.to_owned());
+                }
+                if let Some(t) = delta.get("content").and_then(Value::as_str)
+                    && !t.is_empty()
+                {
+                    acc.content.push_str(t);
+                    self.saw_content = true;
+                }
+            }
+            if let Some(f) = c.get("finish_reason").filter(|f| !f.is_null()) {
+                acc.finish_reason = Some(f.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream and returns the assembled `chat.completion` object.
+    pub fn finish(mut self) -> Result<Value, String> {
+        if !self.data.is_empty() {
+            self.dispatch()?;
+        }
+        if self.chunks == 0 {
+            return Err("stream ended without any chunk".into());
+        }
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({
+                    "index": i,
+                    "message": {"role": c.role.clone().unwrap_or_else(|| "assistant".into()), "content": c.content},
+                    "finish_reason": c.finish_reason.clone().unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        let mut out = Map::new();
+        out.insert("id".into(), self.id.unwrap_or(Value::Null));
+        out.insert("object".into(), "chat.completion".into());
+        out.insert("created".into(), self.created.unwrap_or(Value::Null));
+        out.insert("model".into(), self.model.unwrap_or(Value::Null));
+        out.insert("choices".into(), Value::Array(choices));
+        if let Some(u) = self.usage {
+            out.insert("usage".into(), u);
+        }
+        if let Some(f) = self.system_fingerprint {
+            out.insert("system_fingerprint".into(), f);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORDED: &[u8] =
+        include_bytes!("../../../tests/fixtures/openai/chat-completions-stream-text-with-usage.recorded.sse");
+
+    #[test]
+    fn the_recorded_stream_assembles_into_message_and_usage() {
+        let mut a = SseAssembler::new();
+        let out = a.push(RECORDED).unwrap();
+        assert!(out.done && out.first_content);
+        let v = a.finish().unwrap();
+        let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(content.starts_with("I'm unable to provide real-time weather updates."), "{content}");
+        assert!(content.ends_with("app."), "{content}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["usage"]["total_tokens"], 44);
+        assert_eq!(v["id"], "chatcmpl-ABfw031mOJeYCSHe4yI2ZjOA6kMJL");
+    }
+
+    #[test]
+    fn bytes_split_anywhere_give_the_same_result() {
+        let mut whole = SseAssembler::new();
+        whole.push(RECORDED).unwrap();
+        let expected = whole.finish().unwrap();
+        for size in [1, 7, 64, 333] {
+            let mut a = SseAssembler::new();
+            let mut firsts = 0;
+            for chunk in RECORDED.chunks(size) {
+                if a.push(chunk).unwrap().first_content {
+                    firsts += 1;
+                }
+            }
+            assert_eq!(firsts, 1);
+            assert_eq!(a.finish().unwrap(), expected, "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn crlf_lines_and_error_events_are_handled() {
+        let mut a = SseAssembler::new();
+        a.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\r\n\r\n")
+            .unwrap();
+        assert_eq!(a.finish().unwrap()["choices"][0]["message"]["content"], "hi");
+        let mut b = SseAssembler::new();
+        let e = b.push(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n").unwrap_err();
+        assert!(e.contains("overloaded"));
+        assert!(SseAssembler::new().finish().is_err());
+    }
+}

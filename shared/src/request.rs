@@ -1,0 +1,463 @@
+//! Building the provider request from a resolved config, exactly as compat.md section 3 says.
+//!
+//! Body key order: `model`, then `messages` (or every key of a `messages_json` object that has a
+//! `messages` key), then the mapped params in `params_json` order, then `response_format`.
+//! `{{NAME}}` placeholders are replaced inside the parsed messages' string values (never in raw
+//! JSON text) from params < prompt variables < route variables < runtime variables.
+//!
+//! Invariants: a [`BuiltRequest`] has every media URL filled (an empty or still-templated
+//! `image_url.url` / `input_audio.url` is `MISSING_MEDIA_URL`), and it carries the output
+//! expectations the validator will apply to the answer.
+
+use serde_json::{Map, Value};
+
+use crate::config::{ValidationSettings, parse_flag};
+use crate::store::ResolvedConfig;
+
+/// Param names mapped into the request body, in the predecessor's spelling.
+pub const PARAM_MAP: [(&str, &str); 8] = [
+    ("TEMPERATURE", "temperature"),
+    ("TOP_P", "top_p"),
+    ("MAX_TOKENS", "max_tokens"),
+    ("STREAM", "stream"),
+    ("STOP", "stop"),
+    ("N", "n"),
+    ("FREQUENCY_PENALTY", "frequency_penalty"),
+    ("PRESENCE_PENALTY", "presence_penalty"),
+];
+
+/// The request could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A media part's URL is empty or still holds a `{{placeholder}}` after substitution.
+    #[error("media URL at {path} is empty or unresolved ({found:?}); pass it as a variable")]
+    MissingMediaUrl {
+        /// JSON path of the part, e.g. `messages[0].content[1].image_url.url`.
+        path: String,
+        /// What was left there (a placeholder name or empty).
+        found: String,
+    },
+    /// The config has no prompt to send.
+    #[error("config {0} has no prompt (ai_config.prompt_id is empty or points nowhere)")]
+    PromptMissing(String),
+    /// The stored prompt is not a messages array nor an object with `messages`.
+    #[error("prompt {0} is invalid: {1}")]
+    PromptInvalid(String, String),
+    /// The stored params are not a JSON object.
+    #[error("param profile is invalid: {0}")]
+    ParamsInvalid(String),
+}
+
+impl BuildError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingMediaUrl { .. } => "MISSING_MEDIA_URL",
+            Self::PromptMissing(_) => "PROMPT_MISSING",
+            Self::PromptInvalid(..) => "PROMPT_INVALID",
+            Self::ParamsInvalid(_) => "PARAMS_INVALID",
+        }
+    }
+}
+
+/// What the answer must look like, decided when the request is built.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutputSpec {
+    /// The prompt or params asked for JSON (`response_format` json_object / json_schema).
+    pub expects_json: bool,
+    /// The JSON Schema from a `json_schema` response_format.
+    pub schema: Option<Value>,
+    /// JSON enforcement is on (env default, overridable per param profile).
+    pub enforce_json: bool,
+    /// The no-English check applies to JSON string values.
+    pub no_english: bool,
+}
+
+/// A request ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltRequest {
+    /// The full chat-completions URL, POSTed to verbatim.
+    pub url: String,
+    /// The JSON body, keys in wire order.
+    pub body: Map<String, Value>,
+    /// The params asked for an SSE stream.
+    pub stream: bool,
+    /// What the validator will demand of the answer.
+    pub output: OutputSpec,
+}
+
+/// Builds the request for `cfg` with route-level and runtime variables layered on top.
+pub fn build(
+    cfg: &ResolvedConfig,
+    route_vars: Option<&Map<String, Value>>,
+    runtime_vars: &Map<String, Value>,
+    defaults: &ValidationSettings,
+) -> Result<BuiltRequest, BuildError> {
+    let params = match &cfg.params {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(BuildError::ParamsInvalid("params_json is not an object".into())),
+    };
+    let prompt = cfg
+        .prompt
+        .as_ref()
+        .ok_or_else(|| BuildError::PromptMissing(cfg.config_key.clone()))?;
+    let prompt_label = format!("{}@{}", prompt.name, prompt.version);
+
+    // params < prompt variables < route variables < runtime variables
+    let mut vars = params.clone();
+    if let Some(Value::Object(pv)) = &prompt.variables {
+        vars.extend(pv.clone());
+    }
+    if let Some(rv) = route_vars {
+        vars.extend(rv.clone());
+    }
+    vars.extend(runtime_vars.clone());
+
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(cfg.model.clone()));
+    match &prompt.messages {
+        Value::Array(msgs) => {
+            body.insert("messages".into(), substitute(Value::Array(msgs.clone()), &vars));
+        }
+        Value::Object(obj) if obj.contains_key("messages") => {
+            for (k, v) in obj {
+                body.insert(k.clone(), substitute(v.clone(), &vars));
+            }
+        }
+        _ => {
+            return Err(BuildError::PromptInvalid(
+                prompt_label,
+                "messages_json must be an array or an object with a \"messages\" key".into(),
+            ));
+        }
+    }
+    check_media(body.get("messages").unwrap_or(&Value::Null))?;
+
+    let mut stream = false;
+    for (name, value) in &params {
+        if let Some((_, wire)) = PARAM_MAP.iter().find(|(p, _)| p == name) {
+            if *wire == "stream" {
+                stream = value_flag(value).unwrap_or(false);
+                body.insert("stream".into(), Value::Bool(stream));
+            } else {
+                body.insert((*wire).into(), value.clone());
+            }
+        }
+    }
+    if stream {
+        // Without it the SSE stream carries no usage, and the audit row would lose the tokens.
+        body.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
+
+    let asks_json_in_params = params
+        .get("JSON_SCHEMA_ENFORCE")
+        .and_then(value_flag)
+        .unwrap_or(false);
+    let response_format = match &prompt.response_format {
+        Some(rf) if !rf.is_null() => Some(rf.clone()),
+        _ if asks_json_in_params => Some(serde_json::json!({"type": "json_object"})),
+        _ => None,
+    };
+    let rf_type = response_format
+        .as_ref()
+        .and_then(|rf| rf.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let output = OutputSpec {
+        expects_json: matches!(rf_type, "json_object" | "json_schema"),
+        schema: response_format
+            .as_ref()
+            .filter(|_| rf_type == "json_schema")
+            .and_then(|rf| rf.pointer("/json_schema/schema"))
+            .cloned(),
+        enforce_json: params
+            .get("JSON_SCHEMA_ENFORCE")
+            .and_then(value_flag)
+            .unwrap_or(defaults.json_schema_enforce),
+        no_english: params
+            .get("ENFORCE_NO_ENGLISH")
+            .and_then(value_flag)
+            .unwrap_or(defaults.enforce_no_english),
+    };
+    if let Some(rf) = response_format {
+        body.insert("response_format".into(), rf);
+    }
+    Ok(BuiltRequest {
+        url: cfg.connection.base_url.clone(),
+        body,
+        stream,
+        output,
+    })
+}
+
+/// Reads a JSON boolean or one of the predecessor's string spellings ("true", "1", ...).
+pub fn value_flag(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        Value::String(s) => parse_flag(s),
+        _ => None,
+    }
+}
+
+/// Replaces `{{NAME}}` in every string value of `v` (keys are left alone).
+pub fn substitute(v: Value, vars: &Map<String, Value>) -> Value {
+    match v {
+        Value::String(s) => Value::String(render(&s, vars)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|i| substitute(i, vars)).collect()),
+        Value::Object(obj) => Value::Object(
+            obj.into_iter()
+                .map(|(k, v)| (k, substitute(v, vars)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Renders one template string; unknown placeholders are kept verbatim.
+pub fn render(template: &str, vars: &Map<String, Value>) -> String {
+    if !template.contains("{{") {
+        return template.to_owned();
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                match vars.get(name).filter(|_| is_var_name(name)) {
+                    Some(value) => out.push_str(&value_text(value)),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The placeholders still present in `s`.
+pub fn placeholders(s: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim();
+        if is_var_name(name) {
+            found.push(name.to_owned());
+        }
+        rest = &after[end + 2..];
+    }
+    found
+}
+
+fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn check_media(messages: &Value) -> Result<(), BuildError> {
+    let Some(msgs) = messages.as_array() else {
+        return Ok(());
+    };
+    for (i, msg) in msgs.iter().enumerate() {
+        let Some(parts) = msg.get("content").and_then(Value::as_array) else {
+            continue;
+        };
+        for (j, part) in parts.iter().enumerate() {
+            let base = format!("messages[{i}].content[{j}]");
+            let (path, url) = match part.get("type").and_then(Value::as_str) {
+                Some("image_url") => match part.get("image_url") {
+                    Some(Value::String(u)) => (format!("{base}.image_url"), Some(u.as_str())),
+                    Some(obj) => (
+                        format!("{base}.image_url.url"),
+                        Some(obj.get("url").and_then(Value::as_str).unwrap_or("")),
+                    ),
+                    None => (format!("{base}.image_url.url"), Some("")),
+                },
+                Some("input_audio") => {
+                    let audio = part.get("input_audio");
+                    let has_data = audio
+                        .and_then(|a| a.get("data"))
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| !d.is_empty() && placeholders(d).is_empty());
+                    match audio.and_then(|a| a.get("url")) {
+                        Some(u) => (
+                            format!("{base}.input_audio.url"),
+                            Some(u.as_str().unwrap_or("")),
+                        ),
+                        None if has_data => (String::new(), None),
+                        None => (format!("{base}.input_audio.data"), Some("")),
+                    }
+                }
+                _ => (String::new(), None),
+            };
+            if let Some(url) = url {
+                let left = placeholders(url);
+                if url.trim().is_empty() || !left.is_empty() {
+                    return Err(BuildError::MissingMediaUrl {
+                        path,
+                        found: left.first().map(|p| format!("{{{{{p}}}}}")).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ConnectionInfo, PromptInfo};
+    use serde_json::json;
+
+    fn cfg(messages: Value, rf: Option<Value>, prompt_vars: Option<Value>, params: Option<Value>) -> ResolvedConfig {
+        ResolvedConfig {
+            config_id: 1,
+            config_key: "k".into(),
+            model: "gpt-test".into(),
+            connection: ConnectionInfo {
+                id: 1,
+                name: "c".into(),
+                base_url: "http://127.0.0.1:1/v1/chat/completions".into(),
+                key_blob: String::new(),
+            },
+            prompt: Some(PromptInfo {
+                name: "p".into(),
+                version: "v1".into(),
+                messages,
+                response_format: rf,
+                variables: prompt_vars,
+            }),
+            params,
+        }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn body_keys_come_in_wire_order_with_params_mapped_in_their_stored_order() {
+        let c = cfg(
+            json!([{"role":"user","content":"hi {{NAME}}"}]),
+            Some(json!({"type":"json_object"})),
+            None,
+            Some(json!({"MAX_TOKENS": 64, "NAME": "x", "TEMPERATURE": 0.2, "STOP": ["\n"]})),
+        );
+        let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
+        let keys: Vec<_> = r.body.keys().cloned().collect();
+        assert_eq!(keys, ["model", "messages", "max_tokens", "temperature", "stop", "response_format"]);
+        assert_eq!(r.body["messages"][0]["content"], "hi x");
+        assert!(r.output.expects_json && r.output.enforce_json);
+    }
+
+    #[test]
+    fn a_messages_object_contributes_all_its_keys() {
+        let c = cfg(json!({"messages":[{"role":"user","content":"{{Q}}"}],"tools":[{"name":"{{Q}}"}]}), None, None, None);
+        let r = build(&c, None, &obj(json!({"Q":"why"})), &ValidationSettings::default()).unwrap();
+        assert_eq!(r.body.keys().cloned().collect::<Vec<_>>(), ["model", "messages", "tools"]);
+        assert_eq!(r.body["tools"][0]["name"], "why");
+        assert!(!r.output.expects_json);
+    }
+
+    #[test]
+    fn variables_follow_params_prompt_route_runtime_precedence() {
+        let c = cfg(
+            json!([{"role":"user","content":"{{A}}{{B}}{{C}}{{D}}"}]),
+            None,
+            Some(json!({"B":"prompt","C":"prompt","D":"prompt"})),
+            Some(json!({"A":"params","B":"params","C":"params","D":"params"})),
+        );
+        let route = obj(json!({"C":"route","D":"route"}));
+        let r = build(&c, Some(&route), &obj(json!({"D":"runtime"})), &ValidationSettings::default()).unwrap();
+        assert_eq!(r.body["messages"][0]["content"], "paramspromptrouteruntime");
+    }
+
+    #[test]
+    fn substitution_happens_on_parsed_strings_so_quotes_cannot_break_the_json() {
+        let c = cfg(json!([{"role":"user","content":"say {{X}}"}]), None, None, None);
+        let r = build(&c, None, &obj(json!({"X":"\"}], \"evil\": 1"})), &ValidationSettings::default()).unwrap();
+        assert_eq!(r.body["messages"][0]["content"], "say \"}], \"evil\": 1");
+        assert_eq!(r.body.len(), 2);
+        assert_eq!(render("{{ N }} {{missing}} {{", &obj(json!({"N": 3}))), "3 {{missing}} {{");
+    }
+
+    #[test]
+    fn json_schema_enforce_param_adds_json_object_only_without_a_prompt_format() {
+        let c = cfg(json!([{"role":"user","content":"x"}]), None, None, Some(json!({"JSON_SCHEMA_ENFORCE": "true"})));
+        let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
+        assert_eq!(r.body["response_format"], json!({"type":"json_object"}));
+        let schema = json!({"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"}}});
+        let c = cfg(json!([{"role":"user","content":"x"}]), Some(schema.clone()), None, Some(json!({"JSON_SCHEMA_ENFORCE": true})));
+        let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
+        assert_eq!(r.body["response_format"], schema);
+        assert_eq!(r.output.schema, Some(json!({"type":"object"})));
+    }
+
+    #[test]
+    fn json_is_not_expected_when_nothing_asks_for_it() {
+        let c = cfg(json!([{"role":"user","content":"x"}]), None, None, None);
+        let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
+        assert!(!r.output.expects_json);
+        assert!(!r.body.contains_key("response_format"));
+    }
+
+    #[test]
+    fn stream_param_requests_usage_in_the_stream() {
+        let c = cfg(json!([{"role":"user","content":"x"}]), None, None, Some(json!({"STREAM": true})));
+        let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
+        assert!(r.stream);
+        assert_eq!(r.body["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn media_urls_must_be_filled_after_substitution() {
+        let image = json!([{"role":"user","content":[{"type":"text","text":"?"},{"type":"image_url","image_url":{"url":"{{MEDIA_URL}}"}}]}]);
+        let c = cfg(image, None, None, None);
+        let err = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err();
+        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        assert!(err.to_string().contains("messages[0].content[1].image_url.url"), "{err}");
+        let err = build(&c, None, &obj(json!({"MEDIA_URL": ""})), &ValidationSettings::default()).unwrap_err();
+        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        let ok = build(&c, None, &obj(json!({"MEDIA_URL": "https://x/y.png"})), &ValidationSettings::default()).unwrap();
+        assert_eq!(ok.body["messages"][0]["content"][1]["image_url"]["url"], "https://x/y.png");
+        let audio = json!([{"role":"user","content":[{"type":"input_audio","input_audio":{"url":"{{AUDIO}}"}}]}]);
+        let err = build(&cfg(audio, None, None, None), None, &Map::new(), &ValidationSettings::default()).unwrap_err();
+        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        let inline = json!([{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"{{B64}}","format":"wav"}}]}]);
+        assert!(build(&cfg(inline.clone(), None, None, None), None, &obj(json!({"B64":"AAAA"})), &ValidationSettings::default()).is_ok());
+        assert_eq!(build(&cfg(inline, None, None, None), None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "MISSING_MEDIA_URL");
+    }
+
+    #[test]
+    fn a_config_without_prompt_or_with_a_bad_one_is_rejected_with_a_code() {
+        let mut c = cfg(json!("just text"), None, None, None);
+        assert_eq!(build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "PROMPT_INVALID");
+        c.prompt = None;
+        assert_eq!(build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "PROMPT_MISSING");
+    }
+}

@@ -1,0 +1,392 @@
+//! Running one config: resolve, decrypt, build, call, validate, audit.
+//!
+//! Invariants: a run never panics and always returns a [`RunResult`]; once the config is
+//! resolved, exactly one audit row is committed (see [`crate::audit`]); the key is decrypted per
+//! run from the process-wide [`Keyring`] cache and never leaves this module except in the
+//! provider's `Authorization` header.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::RngCore;
+use tracing::Instrument;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::audit::{self, Facts, Subject};
+use crate::config::{Settings, ValidationSettings};
+use crate::crypto::Keyring;
+use crate::error::{ErrorBody, RunError};
+use crate::provider::{Exchange, Provider, ProviderError, ProviderRequest};
+use crate::request::{self, BuiltRequest};
+use crate::store::{ResolvedConfig, Store};
+use crate::validate;
+
+/// Runtime variables (`{{NAME}}` values), highest precedence.
+pub type Variables = Map<String, Value>;
+
+/// Where a run came from, for the audit row and logs.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// `cli`, `lambda`, `apigw`, `schedule`, `oss`, `library`, ...
+    pub trigger: String,
+    /// Platform request id (Lambda / FC), if any.
+    pub request_id: Option<String>,
+}
+
+impl RunContext {
+    /// A context with this trigger and no request id.
+    pub fn new(trigger: impl Into<String>) -> Self {
+        Self {
+            trigger: trigger.into(),
+            request_id: None,
+        }
+    }
+}
+
+/// `ok` or `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Valid answer.
+    Ok,
+    /// See `error`.
+    Error,
+}
+
+/// Which config ran, with what model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunMeta {
+    /// The config_key.
+    pub config_key: String,
+    /// The model sent, once resolved.
+    pub model: Option<String>,
+}
+
+/// The outcome of a run, serialized as stable JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// `ok` or `error`.
+    pub status: RunStatus,
+    /// 32 hex chars, sent as `X-Trace-Id` and stored on the audit row.
+    pub trace_id: String,
+    /// Whole run, milliseconds.
+    pub total_ms: u64,
+    /// Waiting on the provider (all attempts and backoff), milliseconds.
+    pub provider_ms: u64,
+    /// Time to first token, for streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<u64>,
+    /// HTTP attempts in total (retries and content retries included).
+    pub attempts: u32,
+    /// Provider calls made because content failed validation (1 = first answer was kept).
+    pub content_attempts: u32,
+    /// Last HTTP status, 0 when none.
+    pub http_status: u16,
+    /// The assistant message content.
+    pub content: Option<String>,
+    /// The content parsed, when the request asked for JSON.
+    pub parsed: Option<Value>,
+    /// The provider's answer (assembled for streams).
+    pub response: Option<Value>,
+    /// `usage` from the answer.
+    pub usage: Option<Value>,
+    /// `{code, message}` on failure.
+    pub error: Option<ErrorBody>,
+    /// config_key and model.
+    pub meta: RunMeta,
+    /// The committed audit row's id.
+    pub audit_id: Option<i64>,
+    /// Set if the audit row could not be written (the run result stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
+    /// The typed failure, for edge conversions (HTTP status, exit code).
+    #[serde(skip)]
+    pub failure: Option<Arc<RunError>>,
+}
+
+impl RunResult {
+    /// True when the run produced a valid answer.
+    pub fn is_ok(&self) -> bool {
+        self.status == RunStatus::Ok
+    }
+
+    fn failed(trace_id: String, started: Instant, meta: RunMeta, e: RunError) -> Self {
+        Self {
+            status: RunStatus::Error,
+            trace_id,
+            total_ms: started.elapsed().as_millis() as u64,
+            provider_ms: 0,
+            ttft_ms: None,
+            attempts: 0,
+            content_attempts: 0,
+            http_status: 0,
+            content: None,
+            parsed: None,
+            response: None,
+            usage: None,
+            error: Some(ErrorBody::from(&e)),
+            meta,
+            audit_id: None,
+            audit_error: None,
+            failure: Some(Arc::new(e)),
+        }
+    }
+}
+
+/// A fresh 32-hex-char trace id.
+pub fn new_trace_id() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Route-level layers applied on top of a member config (used by routes).
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    /// Route variables (between prompt variables and runtime variables).
+    pub variables: Option<Map<String, Value>>,
+    /// Audit subject fields for route runs.
+    pub project_name: Option<String>,
+    /// Route key.
+    pub route_key: Option<String>,
+    /// Route policy.
+    pub route_policy: Option<String>,
+    /// Member attempt number.
+    pub route_attempt: Option<u32>,
+}
+
+/// The engine: a store, a provider, the keyring and the validation defaults, built once per
+/// process and borrowed by every invocation.
+#[derive(Debug)]
+pub struct Runner<S, P> {
+    store: S,
+    provider: P,
+    keyring: Keyring,
+    validation: ValidationSettings,
+    project_name: Option<String>,
+}
+
+impl<S: Store, P: Provider> Runner<S, P> {
+    /// Assembles a runner from its parts.
+    pub fn new(store: S, provider: P, settings: &Settings) -> Self {
+        Self {
+            store,
+            provider,
+            keyring: Keyring::new(settings.pepper.clone(), settings.previous_pepper.clone()),
+            validation: settings.validation.clone(),
+            project_name: settings.project_name.clone(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Runs `config_key` with runtime variables.
+    pub async fn run_once(&self, config_key: &str, vars: &Variables, ctx: &RunContext) -> RunResult {
+        let started = Instant::now();
+        let trace_id = new_trace_id();
+        let span = tracing::info_span!("run_once", trace_id = %trace_id, config_key, request_id = ctx.request_id.as_deref());
+        async move {
+            let cfg = match self.store.resolve_config(config_key).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = RunError::Store(e);
+                    tracing::warn!(code = e.code(), error = %crate::error::chain(&e), "config not resolved");
+                    let meta = RunMeta {
+                        config_key: config_key.to_owned(),
+                        model: None,
+                    };
+                    return RunResult::failed(trace_id, started, meta, e);
+                }
+            };
+            self.run_resolved(&cfg, &Overlay::default(), vars, ctx, trace_id, started)
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs an already resolved config (routes call this per member) and audits it.
+    pub async fn run_resolved(
+        &self,
+        cfg: &ResolvedConfig,
+        overlay: &Overlay,
+        vars: &Variables,
+        ctx: &RunContext,
+        trace_id: String,
+        started: Instant,
+    ) -> RunResult {
+        let subject = Subject {
+            config_key: cfg.config_key.clone(),
+            model: Some(cfg.model.clone()),
+            trace_id: trace_id.clone(),
+            trigger_source: ctx.trigger.clone(),
+            request_id: ctx.request_id.clone(),
+            project_name: overlay.project_name.clone().or_else(|| self.project_name.clone()),
+            route_key: overlay.route_key.clone(),
+            route_policy: overlay.route_policy.clone(),
+            route_attempt: overlay.route_attempt,
+        };
+        let meta = RunMeta {
+            config_key: cfg.config_key.clone(),
+            model: Some(cfg.model.clone()),
+        };
+        let key = match self
+            .keyring
+            .decrypt(&cfg.connection.key_blob, &cfg.connection.key_binding())
+        {
+            Ok(k) => k,
+            Err(e) => {
+                let mut r = RunResult::failed(trace_id, started, meta, e.into());
+                self.audit(&subject, &mut r, None, None, None).await;
+                return r;
+            }
+        };
+        let built = match request::build(cfg, overlay.variables.as_ref(), vars, &self.validation) {
+            Ok(b) => b,
+            Err(e) => {
+                let mut r = RunResult::failed(trace_id, started, meta, e.into());
+                self.audit(&subject, &mut r, None, None, Some(&key)).await;
+                return r;
+            }
+        };
+        let (mut result, last) = self.call(&built, &key, trace_id, started, meta).await;
+        self.audit(&subject, &mut result, Some(&built), last.body.as_ref(), Some(&key))
+            .await;
+        result
+    }
+
+    /// Calls the provider, retrying on content failures; returns the result and the last exchange.
+    async fn call(
+        &self,
+        built: &BuiltRequest,
+        key: &crate::Secret,
+        trace_id: String,
+        started: Instant,
+        meta: RunMeta,
+    ) -> (RunResult, Exchange) {
+        let mut attempts = 0;
+        let mut provider_ms = 0;
+        let mut content_attempts = 0;
+        loop {
+            content_attempts += 1;
+            let ex = self
+                .provider
+                .send(ProviderRequest {
+                    url: &built.url,
+                    api_key: key,
+                    body: &built.body,
+                    trace_id: &trace_id,
+                    stream: built.stream,
+                })
+                .await;
+            attempts += ex.attempts;
+            provider_ms += ex.provider_ms;
+            let outcome = match &ex.error {
+                Some(e) => Err(RunError::Provider(e.clone())),
+                None => match message_content(ex.body.as_ref()) {
+                    None => Err(RunError::Provider(ProviderError::BadResponse(
+                        "no choices[0].message.content".into(),
+                    ))),
+                    Some(content) => match validate::check(&content, &built.output) {
+                        Ok(parsed) => Ok((content, parsed)),
+                        Err(v) => Err(RunError::Validation(v)),
+                    },
+                },
+            };
+            let retry_content = matches!(outcome, Err(RunError::Validation(_)))
+                && content_attempts <= self.validation.content_retries;
+            if retry_content {
+                tracing::info!(trace_id, content_attempts, "content failed validation; asking again");
+                tokio::time::sleep(self.validation.content_retry_delay).await;
+                continue;
+            }
+            let usage = ex.body.as_ref().and_then(|b| b.get("usage")).cloned();
+            let mut r = match outcome {
+                Ok((content, parsed)) => RunResult {
+                    status: RunStatus::Ok,
+                    trace_id: trace_id.clone(),
+                    total_ms: 0,
+                    provider_ms: 0,
+                    ttft_ms: None,
+                    attempts: 0,
+                    content_attempts: 0,
+                    http_status: 0,
+                    content: Some(content),
+                    parsed,
+                    response: ex.body.clone(),
+                    usage,
+                    error: None,
+                    meta,
+                    audit_id: None,
+                    audit_error: None,
+                    failure: None,
+                },
+                Err(e) => {
+                    let mut r = RunResult::failed(trace_id.clone(), started, meta, e);
+                    r.response = ex.body.clone();
+                    r.usage = usage;
+                    r.content = message_content(ex.body.as_ref());
+                    r
+                }
+            };
+            r.total_ms = started.elapsed().as_millis() as u64;
+            r.provider_ms = provider_ms;
+            r.ttft_ms = ex.ttft_ms;
+            r.attempts = attempts;
+            r.content_attempts = content_attempts;
+            r.http_status = ex.http_status;
+            return (r, ex);
+        }
+    }
+
+    async fn audit(
+        &self,
+        subject: &Subject,
+        r: &mut RunResult,
+        built: Option<&BuiltRequest>,
+        response: Option<&Value>,
+        key: Option<&crate::Secret>,
+    ) {
+        r.total_ms = r.total_ms.max(1).max(r.provider_ms);
+        let facts = Facts {
+            body: built.map(|b| &b.body),
+            response,
+            http_status: r.http_status,
+            duration_ms: r.total_ms,
+            provider_ms: Some(r.provider_ms),
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            error: r.failure.as_ref().map(|e| (e.code(), e.to_string())),
+            handover: false,
+        };
+        let row = audit::row(subject, &facts, key);
+        match self.store.insert_audit(&row).await {
+            Ok(id) => r.audit_id = Some(id),
+            Err(e) => {
+                tracing::error!(trace_id = %subject.trace_id, code = e.code(), error = %crate::error::chain(&e), "audit row not written");
+                r.audit_error = Some(format!("{}: {e}", e.code()));
+            }
+        }
+        match &r.failure {
+            None => tracing::info!(trace_id = %subject.trace_id, config_key = %subject.config_key, total_ms = r.total_ms, provider_ms = r.provider_ms, attempts = r.attempts, "run ok"),
+            Some(e) => tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = e.code(), error = %crate::error::chain(e.as_ref()), "run failed"),
+        }
+    }
+}
+
+/// `choices[0].message.content` as a string.
+fn message_content(body: Option<&Value>) -> Option<String> {
+    body?
+        .pointer("/choices/0/message/content")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}

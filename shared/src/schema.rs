@@ -1,0 +1,162 @@
+//! Our schema, as data: the embedded SQLite schema and the additive MySQL migrations.
+//!
+//! Invariants: migrations only add (tables, nullable columns, indexes), never drop or rewrite, so
+//! the predecessor keeps working on a migrated database and we keep working on an unmigrated one;
+//! every step is guarded by an existence check, so applying twice changes nothing. Nothing here is
+//! executed by a function handler: operators run `ai-runner db migrate` (or `--print` to review).
+
+/// The full embedded schema (latest version), applied by `ai-runner db init` on SQLite.
+pub const SQLITE_SCHEMA: &str = include_str!("../schema/sqlite.sql");
+
+/// The predecessor's tables, created where missing (`ai-runner db init` on an empty MySQL).
+pub const MYSQL_BASE: &str = include_str!("../schema/mysql-base.sql");
+
+/// One additive, idempotent change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Create a table (MySQL DDL; SQLite gets it from [`SQLITE_SCHEMA`]).
+    CreateTable {
+        /// Table name.
+        table: &'static str,
+        /// The full `CREATE TABLE` statement for MySQL.
+        mysql: &'static str,
+        /// The full `CREATE TABLE` statement for SQLite.
+        sqlite: &'static str,
+    },
+    /// Add a nullable column.
+    AddColumn {
+        /// Table name.
+        table: &'static str,
+        /// Column name.
+        column: &'static str,
+        /// MySQL column definition.
+        mysql: &'static str,
+        /// SQLite column definition.
+        sqlite: &'static str,
+    },
+    /// Add an index.
+    AddIndex {
+        /// Table name.
+        table: &'static str,
+        /// Index name.
+        index: &'static str,
+        /// Column list.
+        columns: &'static str,
+    },
+}
+
+impl Step {
+    /// The statement that performs this step on MySQL (`mysql == true`) or SQLite.
+    pub fn sql(&self, mysql: bool) -> String {
+        match *self {
+            Step::CreateTable {
+                mysql: m, sqlite: s, ..
+            } => if mysql { m } else { s }.to_owned(),
+            Step::AddColumn {
+                table,
+                column,
+                mysql: m,
+                sqlite: s,
+            } => format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {}",
+                if mysql { m } else { s }
+            ),
+            Step::AddIndex {
+                table,
+                index,
+                columns,
+            } => format!("CREATE INDEX {index} ON {table} ({columns})"),
+        }
+    }
+}
+
+/// A numbered set of steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Monotonic version.
+    pub version: i64,
+    /// Short name.
+    pub name: &'static str,
+    /// What it does.
+    pub steps: &'static [Step],
+}
+
+const fn col(column: &'static str, mysql: &'static str, sqlite: &'static str) -> Step {
+    Step::AddColumn {
+        table: "ai_call_logs",
+        column,
+        mysql,
+        sqlite,
+    }
+}
+
+/// Every migration, oldest first.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema_migrations",
+        steps: &[Step::CreateTable {
+            table: "ai_runner_schema_migrations",
+            mysql: "CREATE TABLE IF NOT EXISTS ai_runner_schema_migrations (\n  version    BIGINT       NOT NULL,\n  name       VARCHAR(191) NOT NULL,\n  applied_at DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  PRIMARY KEY (version)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+            sqlite: "CREATE TABLE IF NOT EXISTS ai_runner_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        }],
+    },
+    Migration {
+        version: 2,
+        name: "extended_audit_columns",
+        steps: &[
+            col("trace_id", "VARCHAR(64) NULL", "TEXT NULL"),
+            col("status", "VARCHAR(16) NULL", "TEXT NULL"),
+            col("attempts", "INT NULL", "INTEGER NULL"),
+            col("provider_ms", "INT NULL", "INTEGER NULL"),
+            col("ttft_ms", "INT NULL", "INTEGER NULL"),
+            col("trigger_source", "VARCHAR(32) NULL", "TEXT NULL"),
+            col("request_id", "VARCHAR(128) NULL", "TEXT NULL"),
+            col("model_name", "VARCHAR(191) NULL", "TEXT NULL"),
+            col("project_name", "VARCHAR(191) NULL", "TEXT NULL"),
+            col("route_key", "VARCHAR(191) NULL", "TEXT NULL"),
+            col("route_policy", "VARCHAR(32) NULL", "TEXT NULL"),
+            col("route_attempt", "INT NULL", "INTEGER NULL"),
+            col("handover_reason", "VARCHAR(64) NULL", "TEXT NULL"),
+            Step::AddIndex {
+                table: "ai_call_logs",
+                index: "idx_ai_call_logs_trace",
+                columns: "trace_id",
+            },
+        ],
+    },
+];
+
+/// The schema version a fully migrated database reports.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_only_add() {
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > last);
+            last = m.version;
+            for s in m.steps {
+                let sql = s.sql(true).to_ascii_uppercase();
+                assert!(!sql.contains("DROP") && !sql.contains("MODIFY"), "{sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sqlite_schema_already_has_every_migrated_column() {
+        for m in MIGRATIONS {
+            for s in m.steps {
+                if let Step::AddColumn { column, .. } = s {
+                    assert!(SQLITE_SCHEMA.contains(&format!("  {column} ")), "{column}");
+                }
+            }
+        }
+    }
+}

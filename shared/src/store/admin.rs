@@ -1,0 +1,188 @@
+//! Writing configuration rows (quickstart, `cfg gen`, tests): select-then-update-or-insert by the
+//! natural key, exactly like the predecessor's `cfg gen`, so ids are stable and re-running is a
+//! no-op.
+//!
+//! Invariants: API keys are stored only as encrypted blobs (callers pass the blob, never the
+//! plain key); JSON values are written as JSON text; SQL is valid on MySQL and SQLite.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Db, StoreError, on_pool, InsertId};
+
+/// A connection row.
+#[derive(Debug, Clone)]
+pub struct NewConnection<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Provider label (`openai`, `openrouter`, `custom`, ...).
+    pub provider: &'a str,
+    /// Full chat-completions URL.
+    pub base_url: &'a str,
+    /// Encrypted key blob (from [`crate::crypto::Keyring::encrypt`]).
+    pub key_blob: &'a str,
+}
+
+fn json_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
+}
+
+impl Db {
+    async fn find_id(&self, sql: &str, keys: &[&str]) -> Result<Option<i64>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(*k);
+            }
+            match q.fetch_optional(p).await.map_err(StoreError::Query)? {
+                Some(r) => Some(r.try_get::<i64, _>(0).map_err(StoreError::Query)).transpose(),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Inserts or updates a connection by name; returns its id.
+    pub async fn upsert_connection(&self, c: &NewConnection<'_>) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id("SELECT CAST(id AS SIGNED) FROM ai_connection WHERE name = ?", &[c.name])
+            .await?;
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_connection SET provider = ?, base_url = ?, api_key_encrypted = ?, is_active = 1 WHERE id = ?")
+                .bind(c.provider).bind(c.base_url).bind(c.key_blob).bind(id)
+                .execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_connection (name, provider, base_url, api_key_encrypted, is_active) VALUES (?, ?, ?, ?, 1)")
+                .bind(c.name).bind(c.provider).bind(c.base_url).bind(c.key_blob)
+                .execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a model by name; returns its id.
+    pub async fn upsert_model(&self, name: &str, connection_id: i64) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id("SELECT CAST(id AS SIGNED) FROM ai_model WHERE name = ?", &[name])
+            .await?;
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_model SET connection_id = ?, is_active = 1 WHERE id = ?")
+                .bind(connection_id).bind(id).execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_model (name, connection_id, is_active) VALUES (?, ?, 1)")
+                .bind(name).bind(connection_id).execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a prompt by (name, version); returns its id.
+    pub async fn upsert_prompt(
+        &self,
+        name: &str,
+        version: &str,
+        messages: &Value,
+        response_format: &Option<Value>,
+        variables: &Option<Value>,
+    ) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_prompt WHERE name = ? AND version = ?",
+                &[name, version],
+            )
+            .await?;
+        let (m, rf, vars) = (messages.to_string(), json_text(response_format), json_text(variables));
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_prompt SET messages_json = ?, response_format_json = ?, variables_json = ?, status = 'active' WHERE id = ?")
+                .bind(&m).bind(&rf).bind(&vars).bind(id).execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_prompt (name, version, messages_json, response_format_json, variables_json, status) VALUES (?, ?, ?, ?, ?, 'active')")
+                .bind(name).bind(version).bind(&m).bind(&rf).bind(&vars).execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a param profile by name; returns its id.
+    pub async fn upsert_param_profile(&self, name: &str, params: &Value) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id("SELECT CAST(id AS SIGNED) FROM ai_param_profile WHERE name = ?", &[name])
+            .await?;
+        let params = params.to_string();
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_param_profile SET params_json = ?, is_active = 1 WHERE id = ?")
+                .bind(&params).bind(id).execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_param_profile (name, params_json, is_active) VALUES (?, ?, 1)")
+                .bind(name).bind(&params).execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a config by key; returns its id.
+    pub async fn upsert_config(
+        &self,
+        config_key: &str,
+        model_id: i64,
+        prompt_id: Option<i64>,
+        param_profile_id: Option<i64>,
+        description: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id("SELECT CAST(id AS SIGNED) FROM ai_config WHERE config_key = ?", &[config_key])
+            .await?;
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_config SET model_id = ?, prompt_id = ?, param_profile_id = ?, description = ?, is_active = 1 WHERE id = ?")
+                .bind(model_id).bind(prompt_id).bind(param_profile_id).bind(description).bind(id)
+                .execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_config (config_key, model_id, prompt_id, param_profile_id, description, is_active) VALUES (?, ?, ?, ?, ?, 1)")
+                .bind(config_key).bind(model_id).bind(prompt_id).bind(param_profile_id).bind(description)
+                .execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.
+    pub async fn audit_row(&self, id: i64) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
+        let pool = self.pool().await?;
+        let sql = "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
+        on_pool!(pool, |p| {
+            let row = sqlx::query(sql).bind(id).fetch_optional(p).await.map_err(StoreError::Query)?;
+            Ok(row.map(|r| row_to_json(&r)))
+        })
+    }
+
+    /// Every audit row with this trace id, oldest first.
+    pub async fn audit_rows_for_trace(&self, trace_id: &str) -> Result<Vec<serde_json::Map<String, Value>>, StoreError> {
+        let pool = self.pool().await?;
+        let sql = "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE trace_id = ? ORDER BY id";
+        on_pool!(pool, |p| {
+            let rows = sqlx::query(sql).bind(trace_id).fetch_all(p).await.map_err(StoreError::Query)?;
+            Ok(rows.iter().map(row_to_json).collect())
+        })
+    }
+}
+
+/// Decodes any row into JSON: integer columns as numbers, everything else as text.
+fn row_to_json<R: Row>(r: &R) -> serde_json::Map<String, Value>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database>,
+    for<'a> u64: sqlx::Decode<'a, R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database>,
+{
+    use sqlx::{Column, TypeInfo};
+    let mut out = serde_json::Map::new();
+    for (i, col) in r.columns().iter().enumerate() {
+        let ty = col.type_info().name().to_ascii_uppercase();
+        let v = if ty.contains("INT") && ty.contains("UNSIGNED") {
+            r.try_get_unchecked::<Option<u64>, _>(i).ok().flatten().map(Value::from)
+        } else if ty.contains("INT") {
+            r.try_get_unchecked::<Option<i64>, _>(i).ok().flatten().map(Value::from)
+        } else if ty.contains("DATE") || ty.contains("TIME") {
+            None
+        } else {
+            r.try_get_unchecked::<Option<String>, _>(i).ok().flatten().map(Value::from)
+        };
+        out.insert(col.name().to_owned(), v.unwrap_or(Value::Null));
+    }
+    out
+}

@@ -1,0 +1,34 @@
+//! Logging setup for the two kinds of process: JSON lines for functions (CloudWatch / SLS parse
+//! them), terse text on stderr for the CLI.
+//!
+//! The filter comes from `AI_RUNNER_LOG`, then `RUST_LOG`. Secrets never reach a log line because
+//! no code logs a [`crate::Secret`]'s value and its `Debug` is masked.
+
+use tracing_subscriber::EnvFilter;
+
+fn filter(default: &str) -> EnvFilter {
+    std::env::var("AI_RUNNER_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default))
+}
+
+/// JSON logs on stdout, for Lambda and Function Compute.
+pub fn init_json() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter("info"))
+        .with_current_span(true)
+        .with_target(false)
+        .try_init();
+}
+
+/// Text logs on stderr, quiet by default, for the CLI.
+pub fn init_cli() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter("warn"))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
