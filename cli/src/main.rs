@@ -1,1 +1,339 @@
-fn main(){}
+//! The `ai-runner` command. Parses arguments, calls the library, prints, and maps failures to
+//! exit codes (0 success, 1 a run that failed, 2 bad input or setup). No logic lives here.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ai_runner::config::DatabaseTarget;
+use ai_runner::demo::{self, ProviderServer, QuickstartProvider, Reply};
+use ai_runner::provider::HttpProvider;
+use ai_runner::store::{Db, migrate};
+use ai_runner::{RunContext, RunError, RunResult, Runner, Settings, Variables};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "ai-runner", version, about = "Run database-configured AI calls, audited")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one config_key and print its content (or the whole result with --json).
+    RunOnce {
+        /// The ai_config.config_key to run.
+        config_key: String,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print the whole run result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set up the embedded database with a demo config and run it against a local demo provider.
+    Quickstart {
+        /// Print the whole run result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or upgrade the schema.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Encrypt provider keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Args)]
+struct VarArgs {
+    /// A runtime variable, KEY=VALUE (repeatable; wins over the vars file).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    var: Vec<String>,
+    /// A JSON object file of runtime variables.
+    #[arg(long = "vars-file", value_name = "FILE")]
+    vars_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the schema where missing (SQLite: ours; MySQL: the predecessor's tables), then migrate.
+    Init {
+        /// Show the SQL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Apply our additive, idempotent migrations.
+    Migrate {
+        /// Show the statements that would run, without running them.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Encrypt a plain key read from stdin (never from argv) for one connection; prints the blob.
+    Encrypt {
+        /// The ai_connection.name the blob is for (it is bound to that row).
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+/// A CLI failure: a stable code, a message, and the exit code.
+struct Failure {
+    code: String,
+    message: String,
+    exit: u8,
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+            exit: e.exit_code() as u8,
+        }
+    }
+}
+
+fn usage(code: &str, message: impl Into<String>) -> Failure {
+    Failure {
+        code: code.to_owned(),
+        message: message.into(),
+        exit: 2,
+    }
+}
+
+macro_rules! from_run_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self { RunError::from(e).into() }
+        }
+    )*};
+}
+from_run_error!(
+    ai_runner::config::ConfigError,
+    ai_runner::store::StoreError,
+    ai_runner::crypto::CryptoError,
+    ai_runner::provider::ProviderError
+);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ai_runner::telemetry::init_cli();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{}: {}", f.code, f.message);
+            if let Some(h) = ai_runner::error::hint(&f.code) {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(f.exit)
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::RunOnce {
+            config_key,
+            vars,
+            json,
+        } => {
+            let settings = Settings::load()?;
+            let vars = parse_vars(&vars)?;
+            let runner = Runner::new(
+                Db::new(settings.database.clone()),
+                HttpProvider::new(settings.http.clone())?,
+                &settings,
+            );
+            let result = runner
+                .run_once(&config_key, &vars, &RunContext::new("cli"))
+                .await;
+            runner.store().close().await;
+            print_result(&result, json)
+        }
+        Command::Quickstart { json } => quickstart(json).await,
+        Command::Db { command } => {
+            let settings = Settings::load()?;
+            let db = match &settings.database {
+                DatabaseTarget::Sqlite(_) => Db::creating(settings.database.clone()),
+                DatabaseTarget::MySql(_) => Db::new(settings.database.clone()),
+            };
+            let out = db_command(&db, command).await;
+            db.close().await;
+            out
+        }
+        Command::Keys {
+            command: KeysCommand::Encrypt { connection },
+        } => {
+            let settings = Settings::load()?;
+            let mut plain = String::new();
+            std::io::stdin()
+                .read_to_string(&mut plain)
+                .map_err(|e| usage("INVALID_INPUT", format!("cannot read stdin: {e}")))?;
+            let plain = plain.trim_end_matches(['\r', '\n']);
+            if plain.is_empty() {
+                return Err(usage("INVALID_INPUT", "no key on stdin"));
+            }
+            let ring = ai_runner::crypto::Keyring::new(settings.pepper, settings.previous_pepper);
+            let blob = ring.encrypt(plain, &ai_runner::store::connection_binding(&connection))?;
+            println!("{blob}");
+            Ok(())
+        }
+    }
+}
+
+async fn db_command(db: &Db, cmd: DbCommand) -> Result<(), Failure> {
+    let mysql = db.is_mysql();
+    match cmd {
+        DbCommand::Init { print: true } => {
+            println!(
+                "{}",
+                if mysql {
+                    ai_runner::schema::MYSQL_BASE
+                } else {
+                    ai_runner::schema::SQLITE_SCHEMA
+                }
+            );
+            println!("-- then: ai-runner db migrate");
+        }
+        DbCommand::Init { print: false } => {
+            let ran = migrate::init(db).await?;
+            println!(
+                "{} ready at schema version {} ({} migration statements run)",
+                db.target().describe(),
+                ai_runner::schema::latest_version(),
+                ran.len()
+            );
+        }
+        DbCommand::Migrate { print } => {
+            let steps = if print {
+                migrate::plan(db).await?
+            } else {
+                migrate::apply(db).await?
+            };
+            if steps.is_empty() {
+                println!("-- {} is up to date", db.target().describe());
+            }
+            for s in &steps {
+                println!("{};", s.sql);
+            }
+            if !print && !steps.is_empty() {
+                eprintln!("applied {} statements", steps.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_vars(args: &VarArgs) -> Result<Variables, Failure> {
+    let mut vars = Variables::new();
+    if let Some(path) = &args.vars_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage("INVALID_INPUT", format!("cannot read {}: {e}", path.display())))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => vars.extend(m),
+            _ => {
+                return Err(usage(
+                    "INVALID_INPUT",
+                    format!("{} must hold a JSON object", path.display()),
+                ));
+            }
+        }
+    }
+    for kv in &args.var {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| usage("INVALID_INPUT", format!("--var {kv:?} is not KEY=VALUE")))?;
+        vars.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(vars)
+}
+
+fn print_result(result: &RunResult, json: bool) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
+    } else if let Some(content) = &result.content.as_ref().filter(|_| result.is_ok()) {
+        println!("{content}");
+    }
+    match &result.failure {
+        None => Ok(()),
+        Some(e) => Err(Failure {
+            code: e.code().to_owned(),
+            message: format!("{e} (trace_id {})", result.trace_id),
+            exit: e.exit_code() as u8,
+        }),
+    }
+}
+
+async fn quickstart(json: bool) -> Result<(), Failure> {
+    let mut settings = Settings::load()?;
+    if settings.pepper.is_none() {
+        if !matches!(settings.database, DatabaseTarget::Sqlite(_)) {
+            return Err(RunError::from(ai_runner::crypto::CryptoError::PepperMissing).into());
+        }
+        let dir = ai_runner::config::env_dir();
+        settings.pepper = Some(ai_runner::config::generate_pepper_file(&dir)?);
+        println!("generated a new AI_PEPPER in {}", dir.join("ai.env").display());
+    }
+    let db = Db::creating(settings.database.clone());
+    migrate::init(&db).await?;
+    println!("database: {}", db.target().describe());
+
+    let mut _server = None;
+    let target = match QuickstartProvider::from_env() {
+        Some(real) => {
+            println!("provider: {} (model {}, from OPENAI_API_KEY)", real.url, real.model);
+            real
+        }
+        None => {
+            let server = ProviderServer::start(vec![Reply::content(demo::DEMO_ANSWER)])
+                .await
+                .map_err(|e| usage("DEMO_PROVIDER_FAILED", e.to_string()))?;
+            let p = QuickstartProvider::demo(&server);
+            println!(
+                "provider: DEMO provider on loopback {} (canned answers, not a real model; set OPENAI_API_KEY to use a real one)",
+                p.url
+            );
+            _server = Some(server);
+            p
+        }
+    };
+    let runner = Runner::new(db, HttpProvider::new(settings.http.clone())?, &settings);
+    demo::install_quickstart(runner.store(), runner.keyring(), &target).await?;
+    println!("config:   {} (key stored encrypted)", demo::QUICKSTART_CONFIG_KEY);
+    let result = runner
+        .run_once(demo::QUICKSTART_CONFIG_KEY, &Variables::new(), &RunContext::new("quickstart"))
+        .await;
+    println!("\n== run result ==");
+    let printed = print_result(&result, json);
+    if !json && result.is_ok() {
+        println!(
+            "(trace {}, {} ms total, {} ms provider, {} attempt(s))",
+            result.trace_id, result.total_ms, result.provider_ms, result.attempts
+        );
+    }
+    if let Some(id) = result.audit_id {
+        let row = runner.store().audit_row(id).await?;
+        println!("\n== audit row ai_call_logs.id = {id} ==");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&row).unwrap_or_default()
+        );
+    }
+    runner.store().close().await;
+    printed
+}

@@ -219,3 +219,97 @@ fn render(reply: Reply, auth: &str) -> Response {
     b.body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
+
+/// The config_key quickstart installs.
+pub const QUICKSTART_CONFIG_KEY: &str = "quickstart-demo";
+
+/// What the demo provider answers (Chinese JSON, so it passes the no-English check).
+pub const DEMO_ANSWER: &str = r#"{"摘要": "发布顺利，测试全部通过。", "情绪": "积极"}"#;
+
+/// Where quickstart sends its call.
+#[derive(Debug, Clone)]
+pub struct QuickstartProvider {
+    /// Full chat-completions URL.
+    pub url: String,
+    /// Plain key (encrypted before it is stored).
+    pub api_key: crate::Secret,
+    /// Model name.
+    pub model: String,
+    /// True when this is the local demo server, not a real provider.
+    pub is_demo: bool,
+}
+
+impl QuickstartProvider {
+    /// A real provider if `OPENAI_API_KEY` is set (`OPENAI_BASE_URL`, default
+    /// `https://api.openai.com/v1`, and `QUICKSTART_MODEL`, default `gpt-4o-mini`).
+    pub fn from_env() -> Option<Self> {
+        let key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())?;
+        let base = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "https://api.openai.com/v1".into());
+        Some(Self {
+            url: format!("{}/chat/completions", base.trim_end_matches('/')),
+            api_key: crate::Secret::new(key),
+            model: std::env::var("QUICKSTART_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into()),
+            is_demo: false,
+        })
+    }
+
+    /// The local demo server's endpoint.
+    pub fn demo(server: &ProviderServer) -> Self {
+        Self {
+            url: server.url(),
+            api_key: crate::Secret::new("sk-demo-local-not-a-real-key"),
+            model: "demo-model".into(),
+            is_demo: true,
+        }
+    }
+}
+
+/// Writes the quickstart's connection (key encrypted), model, prompt, params and config.
+pub async fn install_quickstart(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    p: &QuickstartProvider,
+) -> Result<(), crate::RunError> {
+    let name = "quickstart";
+    let blob = keyring.encrypt(p.api_key.expose(), &crate::store::connection_binding(name))?;
+    let conn = db
+        .upsert_connection(&crate::store::admin::NewConnection {
+            name,
+            provider: if p.is_demo { "demo" } else { "openai" },
+            base_url: &p.url,
+            key_blob: &blob,
+        })
+        .await?;
+    let model = db.upsert_model(&p.model, conn).await?;
+    let prompt = db
+        .upsert_prompt(
+            "quickstart-summary",
+            "v1",
+            &json!([
+                {"role": "system", "content": "你是一个中文摘要助手。只输出 JSON，字段为 摘要 和 情绪，值只用中文。"},
+                {"role": "user", "content": "请用一句中文总结：{{TEXT}}"}
+            ]),
+            &Some(json!({"type": "json_schema", "json_schema": {"name": "summary", "schema": {
+                "type": "object",
+                "required": ["摘要", "情绪"],
+                "properties": {"摘要": {"type": "string"}, "情绪": {"type": "string"}}
+            }}})),
+            &Some(json!({"TEXT": "今天的版本发布很顺利，所有测试都通过了，团队很开心。"})),
+        )
+        .await?;
+    let params = db
+        .upsert_param_profile("quickstart-params", &json!({"TEMPERATURE": 0.2, "MAX_TOKENS": 200}))
+        .await?;
+    db.upsert_config(
+        QUICKSTART_CONFIG_KEY,
+        model,
+        Some(prompt),
+        Some(params),
+        Some("installed by ai-runner quickstart"),
+    )
+    .await?;
+    Ok(())
+}
