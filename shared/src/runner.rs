@@ -278,7 +278,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let mut content_attempts = 0;
         loop {
             content_attempts += 1;
-            let ex = self
+            let mut ex = self
                 .provider
                 .send(ProviderRequest {
                     url: &built.url,
@@ -288,6 +288,15 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     stream: built.stream,
                 })
                 .await;
+            // A provider may echo the key back (error messages, echo endpoints): never pass it on.
+            if let Some(b) = &ex.body
+                && !key.expose().is_empty()
+            {
+                let text = b.to_string();
+                if text.contains(key.expose()) {
+                    ex.body = serde_json::from_str(&key.scrub(&text)).ok();
+                }
+            }
             attempts += ex.attempts;
             provider_ms += ex.provider_ms;
             let outcome = match &ex.error {

@@ -1,1 +1,230 @@
-//! placeholder
+//! Shared helpers for the cross-crate integration tests: fixtures, throwaway databases on the
+//! embedded SQLite and on a real MariaDB, and config seeding through the library's own admin API.
+//!
+//! MariaDB suites run when `AI_RUNNER_TEST_MYSQL_URL` is set (`.ci/run` always sets it); each
+//! test gets its own database, created from the predecessor's seed schema and dropped afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use ai_runner::config::DatabaseTarget;
+use ai_runner::crypto::Keyring;
+use ai_runner::provider::HttpProvider;
+use ai_runner::store::{Db, admin::NewConnection, connection_binding, migrate};
+use ai_runner::{Runner, Secret, Settings};
+use serde_json::Value;
+use sqlx::Connection;
+
+/// The pepper every test uses unless it tests peppers.
+pub const PEPPER: &str = "integration-test-pepper-7f3a9c";
+
+/// Path of a fixture file.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+/// A fixture's text.
+pub fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(fixture_path(rel)).unwrap()
+}
+
+/// A fixture parsed as JSON.
+pub fn fixture_json(rel: &str) -> Value {
+    serde_json::from_str(&fixture(rel)).unwrap()
+}
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary embedded SQLite file with our schema.
+    Sqlite,
+    /// A fresh MariaDB database with the predecessor's seed schema, migrated.
+    MariaDb,
+    /// A fresh MariaDB database with the seed schema exactly as the predecessor left it.
+    MariaDbUnmigrated,
+}
+
+/// A throwaway database.
+pub struct TestDb {
+    /// `DATABASE_URL` for it.
+    pub url: String,
+    /// Its target.
+    pub target: DatabaseTarget,
+    _dir: Option<tempfile::TempDir>,
+    mysql: Option<(String, String)>,
+}
+
+/// The MariaDB server URL for tests, if configured.
+pub fn mysql_url() -> Option<String> {
+    std::env::var("AI_RUNNER_TEST_MYSQL_URL").ok().filter(|u| !u.is_empty())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+impl TestDb {
+    /// Creates a database of this kind; `None` (with a note on stderr) when MariaDB is not configured.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("test.db");
+                let target = DatabaseTarget::Sqlite(path.clone());
+                let db = Db::creating(target.clone());
+                migrate::init(&db).await.unwrap();
+                db.close().await;
+                Some(TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    target,
+                    _dir: Some(dir),
+                    mysql: None,
+                })
+            }
+            Backend::MariaDb | Backend::MariaDbUnmigrated => {
+                let Some(server) = mysql_url() else {
+                    eprintln!("AI_RUNNER_TEST_MYSQL_URL is not set: skipping the MariaDB variant");
+                    return None;
+                };
+                let name = format!("ai_runner_t_{}", &ai_runner::runner::new_trace_id()[..12]);
+                let mut admin = sqlx::MySqlConnection::connect(&server).await.unwrap();
+                sqlx::raw_sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                let url = with_database(&server, &name);
+                let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(&fixture("spec/seed-schema.mysql.sql"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+                let settings = Settings::builder().database_url(&url).build().unwrap();
+                if backend == Backend::MariaDb {
+                    let db = Db::new(settings.database.clone());
+                    migrate::apply(&db).await.unwrap();
+                    db.close().await;
+                }
+                Some(TestDb {
+                    url,
+                    target: settings.database,
+                    _dir: None,
+                    mysql: Some((server, name)),
+                })
+            }
+        }
+    }
+
+    /// A fresh handle (its own pool).
+    pub fn db(&self) -> Db {
+        Db::new(self.target.clone())
+    }
+
+    /// Settings pointing here, with fast retries, plus `extra` variables.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        Settings::builder()
+            .database_url(&self.url)
+            .pepper(PEPPER)
+            .var("AI_RETRY_BASE_MS", "1")
+            .var("AI_RETRY_JITTER", "0")
+            .var("AI_CONTENT_RETRY_DELAY_MS", "1")
+            .var("AI_TIMEOUT", "5")
+            .vars(extra.iter().copied())
+            .build()
+            .unwrap()
+    }
+
+    /// Drops a MariaDB database (SQLite files go with their temp dir).
+    pub async fn cleanup(self) {
+        if let Some((server, name)) = &self.mysql {
+            let mut admin = sqlx::MySqlConnection::connect(server).await.unwrap();
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+        }
+    }
+}
+
+/// A production runner (SQL store + HTTP provider) for these settings.
+pub fn runner(settings: &Settings) -> Runner<Db, HttpProvider> {
+    Runner::new(
+        Db::new(settings.database.clone()),
+        HttpProvider::new(settings.http.clone()).unwrap(),
+        settings,
+    )
+}
+
+/// What a seeded config looks like.
+pub struct Seed<'a> {
+    /// config_key.
+    pub key: &'a str,
+    /// Provider URL.
+    pub url: &'a str,
+    /// Plain API key (stored encrypted under [`PEPPER`]).
+    pub api_key: &'a str,
+    /// messages_json.
+    pub messages: Value,
+    /// response_format_json.
+    pub response_format: Option<Value>,
+    /// params_json.
+    pub params: Option<Value>,
+    /// prompt variables_json.
+    pub variables: Option<Value>,
+}
+
+impl<'a> Seed<'a> {
+    /// A plain-text config with one user message.
+    pub fn text(key: &'a str, url: &'a str) -> Self {
+        Seed {
+            key,
+            url,
+            api_key: "sk-test-provider-key-000",
+            messages: serde_json::json!([{"role": "user", "content": "说一句话：{{TOPIC}}"}]),
+            response_format: None,
+            params: None,
+            variables: Some(serde_json::json!({"TOPIC": "天气"})),
+        }
+    }
+}
+
+/// Writes a connection (key encrypted in our format), model, prompt, params and config.
+pub async fn seed(db: &Db, s: &Seed<'_>) {
+    let ring = Keyring::new(Some(Secret::new(PEPPER)), None);
+    let conn_name = format!("conn-{}", s.key);
+    let blob = ring.encrypt(s.api_key, &connection_binding(&conn_name)).unwrap();
+    let conn = db
+        .upsert_connection(&NewConnection {
+            name: &conn_name,
+            provider: "test",
+            base_url: s.url,
+            key_blob: &blob,
+        })
+        .await
+        .unwrap();
+    let model = db.upsert_model(&format!("model-{}", s.key), conn).await.unwrap();
+    let prompt = db
+        .upsert_prompt(&format!("prompt-{}", s.key), "v1", &s.messages, &s.response_format, &s.variables)
+        .await
+        .unwrap();
+    let params = match &s.params {
+        Some(p) => Some(db.upsert_param_profile(&format!("params-{}", s.key), p).await.unwrap()),
+        None => None,
+    };
+    db.upsert_config(s.key, model, Some(prompt), params, None).await.unwrap();
+}
