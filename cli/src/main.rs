@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "ai-runner", version, about = "Run database-configured AI calls, audited")]
+#[command(
+    name = "ai-runner",
+    version,
+    about = "Run database-configured AI calls, audited"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -238,8 +242,12 @@ async fn db_command(db: &Db, cmd: DbCommand) -> Result<(), Failure> {
 fn parse_vars(args: &VarArgs) -> Result<Variables, Failure> {
     let mut vars = Variables::new();
     if let Some(path) = &args.vars_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage("INVALID_INPUT", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(
+                "INVALID_INPUT",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(m)) => vars.extend(m),
             _ => {
@@ -287,7 +295,10 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
         }
         let dir = ai_runner::config::env_dir();
         settings.pepper = Some(ai_runner::config::generate_pepper_file(&dir)?);
-        println!("generated a new AI_PEPPER in {}", dir.join("ai.env").display());
+        println!(
+            "generated a new AI_PEPPER in {}",
+            dir.join("ai.env").display()
+        );
     }
     let db = Db::creating(settings.database.clone());
     migrate::init(&db).await?;
@@ -296,7 +307,10 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
     let mut _server = None;
     let target = match QuickstartProvider::from_env() {
         Some(real) => {
-            println!("provider: {} (model {}, from OPENAI_API_KEY)", real.url, real.model);
+            println!(
+                "provider: {} (model {}, from OPENAI_API_KEY)",
+                real.url, real.model
+            );
             real
         }
         None => {
@@ -314,9 +328,16 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
     };
     let runner = Runner::new(db, HttpProvider::new(settings.http.clone())?, &settings);
     demo::install_quickstart(runner.store(), runner.keyring(), &target).await?;
-    println!("config:   {} (key stored encrypted)", demo::QUICKSTART_CONFIG_KEY);
+    println!(
+        "config:   {} (key stored encrypted)",
+        demo::QUICKSTART_CONFIG_KEY
+    );
     let result = runner
-        .run_once(demo::QUICKSTART_CONFIG_KEY, &Variables::new(), &RunContext::new("quickstart"))
+        .run_once(
+            demo::QUICKSTART_CONFIG_KEY,
+            &Variables::new(),
+            &RunContext::new("quickstart"),
+        )
         .await;
     println!("\n== run result ==");
     let printed = print_result(&result, json);
@@ -329,10 +350,7 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
     if let Some(id) = result.audit_id {
         let row = runner.store().audit_row(id).await?;
         println!("\n== audit row ai_call_logs.id = {id} ==");
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&row).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
     }
     runner.store().close().await;
     printed

@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn the_row_carries_the_trace_id_in_the_body_and_scrubs_the_key() {
-        let body = json!({"model":"m","messages":[]}).as_object().cloned().unwrap();
+        let body = json!({"model":"m","messages":[]})
+            .as_object()
+            .cloned()
+            .unwrap();
         let response = json!({"id":"r1","error":{"message":"bad key sk-test-secret-1"},"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}});
         let s = Subject {
             config_key: "k".into(),
@@ -125,15 +128,24 @@ mod tests {
             body: Some(&body),
             response: Some(&response),
             http_status: 401,
-            error: Some(("HTTP_STATUS_ERROR", "rejected: bad key sk-test-secret-1".into())),
+            error: Some((
+                "HTTP_STATUS_ERROR",
+                "rejected: bad key sk-test-secret-1".into(),
+            )),
             ..Default::default()
         };
         let key = Secret::new("sk-test-secret-1");
         let r = row(&s, &f, Some(&key));
         let req: Value = serde_json::from_str(r.request_body_json.as_deref().unwrap()).unwrap();
         assert_eq!(req["_trace_id"], "abc");
-        assert_eq!(req.as_object().unwrap().keys().collect::<Vec<_>>(), ["model", "messages", "_trace_id"]);
-        assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (Some(3), Some(4), Some(7)));
+        assert_eq!(
+            req.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["model", "messages", "_trace_id"]
+        );
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+            (Some(3), Some(4), Some(7))
+        );
         assert_eq!(r.response_id.as_deref(), Some("r1"));
         assert_eq!(r.status, "error");
         let all = format!("{r:?}");

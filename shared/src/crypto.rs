@@ -164,15 +164,16 @@ impl Keyring {
     }
 
     fn peppers(&self) -> impl Iterator<Item = &PepperKeys> {
-        self.inner
-            .current
-            .iter()
-            .chain(self.inner.previous.iter())
+        self.inner.current.iter().chain(self.inner.previous.iter())
     }
 
     /// Encrypts `plain` in our v2 format, bound to `binding` (the row's identity).
     pub fn encrypt(&self, plain: &str, binding: &str) -> Result<String, CryptoError> {
-        let keys = self.inner.current.as_ref().ok_or(CryptoError::PepperMissing)?;
+        let keys = self
+            .inner
+            .current
+            .as_ref()
+            .ok_or(CryptoError::PepperMissing)?;
         let cipher = Aes256Gcm::new_from_slice(keys.v2_key.as_ref())
             .map_err(|_| CryptoError::Malformed("bad key length".into()))?;
         let mut nonce = [0u8; 12];
@@ -234,7 +235,9 @@ impl Keyring {
             ct.extend_from_slice(&tag);
         }
         if ct.len() < 16 {
-            return Err(CryptoError::Malformed("ciphertext shorter than its tag".into()));
+            return Err(CryptoError::Malformed(
+                "ciphertext shorter than its tag".into(),
+            ));
         }
         let plain = match blob.v {
             1 => {
@@ -245,18 +248,19 @@ impl Keyring {
                         let key = self.v1_key(p, &salt, iter);
                         open(&key, &nonce, &ct, b"")
                     })
-                    .ok_or(CryptoError::DecryptFailed(
-                        "wrong pepper or tampered blob",
-                    ))?
+                    .ok_or(CryptoError::DecryptFailed("wrong pepper or tampered blob"))?
             }
             2 => {
                 let kid = blob
                     .kid
                     .as_deref()
                     .ok_or_else(|| CryptoError::Malformed("missing kid".into()))?;
-                let keys = self.peppers().find(|p| p.kid == kid).ok_or(
-                    CryptoError::DecryptFailed("its key id matches neither the current nor the previous pepper"),
-                )?;
+                let keys =
+                    self.peppers()
+                        .find(|p| p.kid == kid)
+                        .ok_or(CryptoError::DecryptFailed(
+                            "its key id matches neither the current nor the previous pepper",
+                        ))?;
                 open(&keys.v2_key, &nonce, &ct, v2_aad(kid, binding).as_bytes()).ok_or(
                     CryptoError::DecryptFailed("tampered blob, or a blob copied from another row"),
                 )?
@@ -365,8 +369,10 @@ mod tests {
     }
 
     fn vectors() -> Vec<Vector> {
-        serde_json::from_str(include_str!("../../tests/fixtures/spec/crypto-test-vectors.json"))
-            .unwrap()
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/spec/crypto-test-vectors.json"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -380,9 +386,14 @@ mod tests {
             let key = derive_v1_key(&Secret::new(v.pepper.clone()), &salt, iter);
             assert_eq!(hex(key.as_ref()), v.derived_key_hex);
             let ring = Keyring::new(Some(Secret::new(v.pepper.clone())), None);
-            assert_eq!(ring.decrypt(&v.stored_string, "any").unwrap().expose(), v.plain);
             assert_eq!(
-                ring.decrypt(&v.detached_tag_variant, "any").unwrap().expose(),
+                ring.decrypt(&v.stored_string, "any").unwrap().expose(),
+                v.plain
+            );
+            assert_eq!(
+                ring.decrypt(&v.detached_tag_variant, "any")
+                    .unwrap()
+                    .expose(),
                 v.plain
             );
         }
@@ -434,7 +445,10 @@ mod tests {
             );
         }
         let none = Keyring::new(None, None);
-        assert_eq!(none.decrypt("{}", "x").unwrap_err().code(), "PEPPER_MISSING");
+        assert_eq!(
+            none.decrypt("{}", "x").unwrap_err().code(),
+            "PEPPER_MISSING"
+        );
     }
 
     #[test]
@@ -453,12 +467,17 @@ mod tests {
             "sk-live-123"
         );
         assert_eq!(
-            ring.decrypt(&blob, "ai_connection:other").unwrap_err().code(),
+            ring.decrypt(&blob, "ai_connection:other")
+                .unwrap_err()
+                .code(),
             "DECRYPT_FAILED"
         );
         let wrong = Keyring::new(Some(Secret::new("another-pepper")), None);
         assert_eq!(
-            wrong.decrypt(&blob, "ai_connection:main").unwrap_err().code(),
+            wrong
+                .decrypt(&blob, "ai_connection:main")
+                .unwrap_err()
+                .code(),
             "DECRYPT_FAILED"
         );
     }
@@ -472,14 +491,38 @@ mod tests {
             Some(Secret::new("new-pepper")),
             Some(Secret::new("old-pepper")),
         );
-        assert_eq!(rotated.decrypt(&old_v2, "ai_connection:c").unwrap().expose(), "sk-a");
-        assert_eq!(rotated.decrypt(&old_v1, "ai_connection:c").unwrap().expose(), "sk-b");
-        let new_blob = rotated.encrypt("sk-a", "ai_connection:c").unwrap();
-        assert_ne!(Keyring::format_of(&new_blob).unwrap(), Keyring::format_of(&old_v2).unwrap());
-        let only_new = Keyring::new(Some(Secret::new("new-pepper")), None);
-        assert_eq!(only_new.decrypt(&new_blob, "ai_connection:c").unwrap().expose(), "sk-a");
         assert_eq!(
-            only_new.decrypt(&old_v2, "ai_connection:c").unwrap_err().code(),
+            rotated
+                .decrypt(&old_v2, "ai_connection:c")
+                .unwrap()
+                .expose(),
+            "sk-a"
+        );
+        assert_eq!(
+            rotated
+                .decrypt(&old_v1, "ai_connection:c")
+                .unwrap()
+                .expose(),
+            "sk-b"
+        );
+        let new_blob = rotated.encrypt("sk-a", "ai_connection:c").unwrap();
+        assert_ne!(
+            Keyring::format_of(&new_blob).unwrap(),
+            Keyring::format_of(&old_v2).unwrap()
+        );
+        let only_new = Keyring::new(Some(Secret::new("new-pepper")), None);
+        assert_eq!(
+            only_new
+                .decrypt(&new_blob, "ai_connection:c")
+                .unwrap()
+                .expose(),
+            "sk-a"
+        );
+        assert_eq!(
+            only_new
+                .decrypt(&old_v2, "ai_connection:c")
+                .unwrap_err()
+                .code(),
             "DECRYPT_FAILED"
         );
     }
@@ -489,7 +532,10 @@ mod tests {
         let ring = Keyring::new(Some(Secret::new("pepper-do-not-show")), None);
         let shown = format!("{ring:?}");
         assert!(!shown.contains("pepper-do-not-show"));
-        let err = ring.decrypt(&encrypt_v1(&Secret::new("x"), "sk-plain-zzz", 1000).unwrap(), "r");
+        let err = ring.decrypt(
+            &encrypt_v1(&Secret::new("x"), "sk-plain-zzz", 1000).unwrap(),
+            "r",
+        );
         let shown = format!("{err:?} {}", err.as_ref().unwrap_err());
         assert!(!shown.contains("sk-plain-zzz") && !shown.contains("pepper-do-not-show"));
     }

@@ -166,7 +166,11 @@ async fn handle(
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         body_text: text,
     };
-    let auth = rec.headers.get("authorization").cloned().unwrap_or_default();
+    let auth = rec
+        .headers
+        .get("authorization")
+        .cloned()
+        .unwrap_or_default();
     let reply = match shared.lock() {
         Ok(mut s) => {
             s.recorded.push(rec);
@@ -196,7 +200,12 @@ fn render(reply: Reply, auth: &str) -> Response {
             status,
             body,
             headers,
-        } => (status, "application/json".to_owned(), body.to_string().into_bytes(), headers),
+        } => (
+            status,
+            "application/json".to_owned(),
+            body.to_string().into_bytes(),
+            headers,
+        ),
         Reply::Raw {
             status,
             content_type,
@@ -205,10 +214,17 @@ fn render(reply: Reply, auth: &str) -> Response {
         Reply::EchoAuthorization => (
             200,
             "application/json".to_owned(),
-            chat_completion(&format!("you sent {auth}")).to_string().into_bytes(),
+            chat_completion(&format!("you sent {auth}"))
+                .to_string()
+                .into_bytes(),
             Vec::new(),
         ),
-        Reply::Delayed(..) => (500, "text/plain".to_owned(), b"nested delay".to_vec(), Vec::new()),
+        Reply::Delayed(..) => (
+            500,
+            "text/plain".to_owned(),
+            b"nested delay".to_vec(),
+            Vec::new(),
+        ),
     };
     let mut b = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -243,7 +259,9 @@ impl QuickstartProvider {
     /// A real provider if `OPENAI_API_KEY` is set (`OPENAI_BASE_URL`, default
     /// `https://api.openai.com/v1`, and `QUICKSTART_MODEL`, default `gpt-4o-mini`).
     pub fn from_env() -> Option<Self> {
-        let key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())?;
+        let key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())?;
         let base = std::env::var("OPENAI_BASE_URL")
             .ok()
             .filter(|b| !b.is_empty())
@@ -301,7 +319,10 @@ pub async fn install_quickstart(
         )
         .await?;
     let params = db
-        .upsert_param_profile("quickstart-params", &json!({"TEMPERATURE": 0.2, "MAX_TOKENS": 200}))
+        .upsert_param_profile(
+            "quickstart-params",
+            &json!({"TEMPERATURE": 0.2, "MAX_TOKENS": 200}),
+        )
         .await?;
     db.upsert_config(
         QUICKSTART_CONFIG_KEY,

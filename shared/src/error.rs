@@ -116,19 +116,37 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// A fix hint for a code, for the CLI and `doctor`.
 pub fn hint(code: &str) -> Option<&'static str> {
     Some(match code {
-        "CONFIG_NOT_FOUND" => "check ai_config.config_key and that the config, its model and connection are active (is_active = 1)",
-        "CONFIG_MISSING" | "CONFIG_INVALID" => "see the configuration table in README.md; env files .env, basic.env, mysql.env, oss.env, ai.env are read from the working directory",
+        "CONFIG_NOT_FOUND" => {
+            "check ai_config.config_key and that the config, its model and connection are active (is_active = 1)"
+        }
+        "CONFIG_MISSING" | "CONFIG_INVALID" => {
+            "see the configuration table in README.md; env files .env, basic.env, mysql.env, oss.env, ai.env are read from the working directory"
+        }
         "PEPPER_MISSING" => "set AI_PEPPER (the pepper the keys were encrypted with)",
-        "DECRYPT_FAILED" => "AI_PEPPER differs from the one the key was encrypted with; set AI_PEPPER_PREVIOUS during a rotation, or re-encrypt with `ai-runner keys encrypt`",
-        "ENCRYPTED_KEY_INVALID" => "re-encrypt the connection's key with `ai-runner keys encrypt --connection NAME`",
+        "DECRYPT_FAILED" => {
+            "AI_PEPPER differs from the one the key was encrypted with; set AI_PEPPER_PREVIOUS during a rotation, or re-encrypt with `ai-runner keys encrypt`"
+        }
+        "ENCRYPTED_KEY_INVALID" => {
+            "re-encrypt the connection's key with `ai-runner keys encrypt --connection NAME`"
+        }
         "DB_NOT_INITIALIZED" => "run `ai-runner db init` (or `ai-runner quickstart`)",
         "DB_UNAVAILABLE" => "check DATABASE_URL / MYSQL_* and that the server is reachable",
-        "HTTP_429_RATE_LIMIT" => "the provider is rate limiting; raise AI_MAX_RETRIES or put the config behind a route with a backup member",
-        "HTTP_5XX_SERVER_ERROR" | "NETWORK_ERROR" | "NETWORK_TIMEOUT" => "the provider is failing or unreachable; check ai_connection.base_url, AI_TIMEOUT and the provider's status",
-        "HTTP_STATUS_ERROR" => "the provider rejected the request; its message says why (key, model name, context length)",
-        "SCHEMA_INVALID" | "LETTER_DETECTED" => "the model's answer failed validation; adjust the prompt, or the JSON_SCHEMA_ENFORCE / ENFORCE_NO_ENGLISH switches",
+        "HTTP_429_RATE_LIMIT" => {
+            "the provider is rate limiting; raise AI_MAX_RETRIES or put the config behind a route with a backup member"
+        }
+        "HTTP_5XX_SERVER_ERROR" | "NETWORK_ERROR" | "NETWORK_TIMEOUT" => {
+            "the provider is failing or unreachable; check ai_connection.base_url, AI_TIMEOUT and the provider's status"
+        }
+        "HTTP_STATUS_ERROR" => {
+            "the provider rejected the request; its message says why (key, model name, context length)"
+        }
+        "SCHEMA_INVALID" | "LETTER_DETECTED" => {
+            "the model's answer failed validation; adjust the prompt, or the JSON_SCHEMA_ENFORCE / ENFORCE_NO_ENGLISH switches"
+        }
         "MISSING_MEDIA_URL" => "pass the media URL as a variable, e.g. --var MEDIA_URL=https://...",
-        "PROMPT_MISSING" | "PROMPT_INVALID" | "PARAMS_INVALID" => "fix the config's prompt or param profile rows",
+        "PROMPT_MISSING" | "PROMPT_INVALID" | "PARAMS_INVALID" => {
+            "fix the config's prompt or param profile rows"
+        }
         "INVALID_INPUT" => "send {\"config_key\": \"...\", \"variables\": {...}}",
         _ => return None,
     })

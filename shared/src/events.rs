@@ -75,8 +75,12 @@ pub fn detect(payload: &Value) -> Source {
     }
 }
 
-/// Parses a direct or API Gateway invocation whose body is `T`.
-pub fn parse<T: DeserializeOwned>(payload: Value) -> Result<Invocation<T>, RunError> {
+/// Parses a direct or API Gateway invocation whose body is `T`. Path parameters named in
+/// `path_keys` (e.g. `config_key` for `POST /run-once/{config_key}`) fill body fields left unset.
+pub fn parse<T: DeserializeOwned>(
+    payload: Value,
+    path_keys: &[&str],
+) -> Result<Invocation<T>, RunError> {
     let source = detect(&payload);
     let (body, request_id, path_params) = match source {
         Source::Direct => {
@@ -90,17 +94,15 @@ pub fn parse<T: DeserializeOwned>(payload: Value) -> Result<Invocation<T>, RunEr
         }
         Source::ApiGatewayV1 => {
             let ev: aws_lambda_events::apigw::ApiGatewayProxyRequest =
-                serde_json::from_value(payload).map_err(|e| {
-                    RunError::InvalidInput(format!("API Gateway REST event: {e}"))
-                })?;
+                serde_json::from_value(payload)
+                    .map_err(|e| RunError::InvalidInput(format!("API Gateway REST event: {e}")))?;
             let body = decode_body(ev.body, ev.is_base64_encoded)?;
             (body, ev.request_context.request_id, ev.path_parameters)
         }
         Source::ApiGatewayV2 => {
             let ev: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
-                serde_json::from_value(payload).map_err(|e| {
-                    RunError::InvalidInput(format!("HTTP API event: {e}"))
-                })?;
+                serde_json::from_value(payload)
+                    .map_err(|e| RunError::InvalidInput(format!("HTTP API event: {e}")))?;
             let body = decode_body(ev.body, ev.is_base64_encoded)?;
             (body, ev.request_context.request_id, ev.path_parameters)
         }
@@ -114,7 +116,9 @@ pub fn parse<T: DeserializeOwned>(payload: Value) -> Result<Invocation<T>, RunEr
     // `POST /run-once/{config_key}` style routes may carry identifiers in the path.
     if let Value::Object(obj) = &mut value {
         for (k, v) in path_params {
-            obj.entry(k).or_insert(Value::String(v));
+            if path_keys.contains(&k.as_str()) {
+                obj.entry(k).or_insert(Value::String(v));
+            }
         }
     }
     let request = serde_json::from_value(value)
@@ -154,7 +158,7 @@ mod tests {
     #[test]
     fn a_direct_invocation_is_the_request_itself() {
         let inv: Invocation<RunOnceRequest> =
-            parse(json!({"config_key": "k", "variables": {"A": 1}})).unwrap();
+            parse(json!({"config_key": "k", "variables": {"A": 1}}), &[]).unwrap();
         assert_eq!(inv.source, Source::Direct);
         assert_eq!(inv.request.config_key, "k");
         assert_eq!(inv.request.variables["A"], 1);
@@ -162,8 +166,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_missing_keys_are_invalid_input() {
-        for bad in [json!({"config": "k"}), json!({"config_key": "k", "vars": {}}), json!([1])] {
-            let e = parse::<RunOnceRequest>(bad).unwrap_err();
+        for bad in [
+            json!({"config": "k"}),
+            json!({"config_key": "k", "vars": {}}),
+            json!([1]),
+        ] {
+            let e = parse::<RunOnceRequest>(bad, &[]).unwrap_err();
             assert_eq!(e.code(), "INVALID_INPUT");
         }
     }

@@ -96,7 +96,11 @@ pub fn build(
     let params = match &cfg.params {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(BuildError::ParamsInvalid("params_json is not an object".into())),
+        Some(_) => {
+            return Err(BuildError::ParamsInvalid(
+                "params_json is not an object".into(),
+            ));
+        }
     };
     let prompt = cfg
         .prompt
@@ -118,7 +122,10 @@ pub fn build(
     body.insert("model".into(), Value::String(cfg.model.clone()));
     match &prompt.messages {
         Value::Array(msgs) => {
-            body.insert("messages".into(), substitute(Value::Array(msgs.clone()), &vars));
+            body.insert(
+                "messages".into(),
+                substitute(Value::Array(msgs.clone()), &vars),
+            );
         }
         Value::Object(obj) if obj.contains_key("messages") => {
             for (k, v) in obj {
@@ -208,7 +215,9 @@ pub fn value_flag(v: &Value) -> Option<bool> {
 pub fn substitute(v: Value, vars: &Map<String, Value>) -> Value {
     match v {
         Value::String(s) => Value::String(render(&s, vars)),
-        Value::Array(items) => Value::Array(items.into_iter().map(|i| substitute(i, vars)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|i| substitute(i, vars)).collect())
+        }
         Value::Object(obj) => Value::Object(
             obj.into_iter()
                 .map(|(k, v)| (k, substitute(v, vars)))
@@ -319,7 +328,10 @@ fn check_media(messages: &Value) -> Result<(), BuildError> {
                 if url.trim().is_empty() || !left.is_empty() {
                     return Err(BuildError::MissingMediaUrl {
                         path,
-                        found: left.first().map(|p| format!("{{{{{p}}}}}")).unwrap_or_default(),
+                        found: left
+                            .first()
+                            .map(|p| format!("{{{{{p}}}}}"))
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -334,7 +346,12 @@ mod tests {
     use crate::store::{ConnectionInfo, PromptInfo};
     use serde_json::json;
 
-    fn cfg(messages: Value, rf: Option<Value>, prompt_vars: Option<Value>, params: Option<Value>) -> ResolvedConfig {
+    fn cfg(
+        messages: Value,
+        rf: Option<Value>,
+        prompt_vars: Option<Value>,
+        params: Option<Value>,
+    ) -> ResolvedConfig {
         ResolvedConfig {
             config_id: 1,
             config_key: "k".into(),
@@ -370,16 +387,40 @@ mod tests {
         );
         let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
         let keys: Vec<_> = r.body.keys().cloned().collect();
-        assert_eq!(keys, ["model", "messages", "max_tokens", "temperature", "stop", "response_format"]);
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "messages",
+                "max_tokens",
+                "temperature",
+                "stop",
+                "response_format"
+            ]
+        );
         assert_eq!(r.body["messages"][0]["content"], "hi x");
         assert!(r.output.expects_json && r.output.enforce_json);
     }
 
     #[test]
     fn a_messages_object_contributes_all_its_keys() {
-        let c = cfg(json!({"messages":[{"role":"user","content":"{{Q}}"}],"tools":[{"name":"{{Q}}"}]}), None, None, None);
-        let r = build(&c, None, &obj(json!({"Q":"why"})), &ValidationSettings::default()).unwrap();
-        assert_eq!(r.body.keys().cloned().collect::<Vec<_>>(), ["model", "messages", "tools"]);
+        let c = cfg(
+            json!({"messages":[{"role":"user","content":"{{Q}}"}],"tools":[{"name":"{{Q}}"}]}),
+            None,
+            None,
+            None,
+        );
+        let r = build(
+            &c,
+            None,
+            &obj(json!({"Q":"why"})),
+            &ValidationSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.body.keys().cloned().collect::<Vec<_>>(),
+            ["model", "messages", "tools"]
+        );
         assert_eq!(r.body["tools"][0]["name"], "why");
         assert!(!r.output.expects_json);
     }
@@ -393,26 +434,57 @@ mod tests {
             Some(json!({"A":"params","B":"params","C":"params","D":"params"})),
         );
         let route = obj(json!({"C":"route","D":"route"}));
-        let r = build(&c, Some(&route), &obj(json!({"D":"runtime"})), &ValidationSettings::default()).unwrap();
+        let r = build(
+            &c,
+            Some(&route),
+            &obj(json!({"D":"runtime"})),
+            &ValidationSettings::default(),
+        )
+        .unwrap();
         assert_eq!(r.body["messages"][0]["content"], "paramspromptrouteruntime");
     }
 
     #[test]
     fn substitution_happens_on_parsed_strings_so_quotes_cannot_break_the_json() {
-        let c = cfg(json!([{"role":"user","content":"say {{X}}"}]), None, None, None);
-        let r = build(&c, None, &obj(json!({"X":"\"}], \"evil\": 1"})), &ValidationSettings::default()).unwrap();
+        let c = cfg(
+            json!([{"role":"user","content":"say {{X}}"}]),
+            None,
+            None,
+            None,
+        );
+        let r = build(
+            &c,
+            None,
+            &obj(json!({"X":"\"}], \"evil\": 1"})),
+            &ValidationSettings::default(),
+        )
+        .unwrap();
         assert_eq!(r.body["messages"][0]["content"], "say \"}], \"evil\": 1");
         assert_eq!(r.body.len(), 2);
-        assert_eq!(render("{{ N }} {{missing}} {{", &obj(json!({"N": 3}))), "3 {{missing}} {{");
+        assert_eq!(
+            render("{{ N }} {{missing}} {{", &obj(json!({"N": 3}))),
+            "3 {{missing}} {{"
+        );
     }
 
     #[test]
     fn json_schema_enforce_param_adds_json_object_only_without_a_prompt_format() {
-        let c = cfg(json!([{"role":"user","content":"x"}]), None, None, Some(json!({"JSON_SCHEMA_ENFORCE": "true"})));
+        let c = cfg(
+            json!([{"role":"user","content":"x"}]),
+            None,
+            None,
+            Some(json!({"JSON_SCHEMA_ENFORCE": "true"})),
+        );
         let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
         assert_eq!(r.body["response_format"], json!({"type":"json_object"}));
-        let schema = json!({"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"}}});
-        let c = cfg(json!([{"role":"user","content":"x"}]), Some(schema.clone()), None, Some(json!({"JSON_SCHEMA_ENFORCE": true})));
+        let schema =
+            json!({"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"}}});
+        let c = cfg(
+            json!([{"role":"user","content":"x"}]),
+            Some(schema.clone()),
+            None,
+            Some(json!({"JSON_SCHEMA_ENFORCE": true})),
+        );
         let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
         assert_eq!(r.body["response_format"], schema);
         assert_eq!(r.output.schema, Some(json!({"type":"object"})));
@@ -428,7 +500,12 @@ mod tests {
 
     #[test]
     fn stream_param_requests_usage_in_the_stream() {
-        let c = cfg(json!([{"role":"user","content":"x"}]), None, None, Some(json!({"STREAM": true})));
+        let c = cfg(
+            json!([{"role":"user","content":"x"}]),
+            None,
+            None,
+            Some(json!({"STREAM": true})),
+        );
         let r = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap();
         assert!(r.stream);
         assert_eq!(r.body["stream_options"], json!({"include_usage": true}));
@@ -440,24 +517,77 @@ mod tests {
         let c = cfg(image, None, None, None);
         let err = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err();
         assert_eq!(err.code(), "MISSING_MEDIA_URL");
-        assert!(err.to_string().contains("messages[0].content[1].image_url.url"), "{err}");
-        let err = build(&c, None, &obj(json!({"MEDIA_URL": ""})), &ValidationSettings::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("messages[0].content[1].image_url.url"),
+            "{err}"
+        );
+        let err = build(
+            &c,
+            None,
+            &obj(json!({"MEDIA_URL": ""})),
+            &ValidationSettings::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "MISSING_MEDIA_URL");
-        let ok = build(&c, None, &obj(json!({"MEDIA_URL": "https://x/y.png"})), &ValidationSettings::default()).unwrap();
-        assert_eq!(ok.body["messages"][0]["content"][1]["image_url"]["url"], "https://x/y.png");
+        let ok = build(
+            &c,
+            None,
+            &obj(json!({"MEDIA_URL": "https://x/y.png"})),
+            &ValidationSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.body["messages"][0]["content"][1]["image_url"]["url"],
+            "https://x/y.png"
+        );
         let audio = json!([{"role":"user","content":[{"type":"input_audio","input_audio":{"url":"{{AUDIO}}"}}]}]);
-        let err = build(&cfg(audio, None, None, None), None, &Map::new(), &ValidationSettings::default()).unwrap_err();
+        let err = build(
+            &cfg(audio, None, None, None),
+            None,
+            &Map::new(),
+            &ValidationSettings::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "MISSING_MEDIA_URL");
         let inline = json!([{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"{{B64}}","format":"wav"}}]}]);
-        assert!(build(&cfg(inline.clone(), None, None, None), None, &obj(json!({"B64":"AAAA"})), &ValidationSettings::default()).is_ok());
-        assert_eq!(build(&cfg(inline, None, None, None), None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "MISSING_MEDIA_URL");
+        assert!(
+            build(
+                &cfg(inline.clone(), None, None, None),
+                None,
+                &obj(json!({"B64":"AAAA"})),
+                &ValidationSettings::default()
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            build(
+                &cfg(inline, None, None, None),
+                None,
+                &Map::new(),
+                &ValidationSettings::default()
+            )
+            .unwrap_err()
+            .code(),
+            "MISSING_MEDIA_URL"
+        );
     }
 
     #[test]
     fn a_config_without_prompt_or_with_a_bad_one_is_rejected_with_a_code() {
         let mut c = cfg(json!("just text"), None, None, None);
-        assert_eq!(build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "PROMPT_INVALID");
+        assert_eq!(
+            build(&c, None, &Map::new(), &ValidationSettings::default())
+                .unwrap_err()
+                .code(),
+            "PROMPT_INVALID"
+        );
         c.prompt = None;
-        assert_eq!(build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err().code(), "PROMPT_MISSING");
+        assert_eq!(
+            build(&c, None, &Map::new(), &ValidationSettings::default())
+                .unwrap_err()
+                .code(),
+            "PROMPT_MISSING"
+        );
     }
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::RngCore;
-use tracing::Instrument;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::audit::{self, Facts, Subject};
 use crate::config::{Settings, ValidationSettings};
@@ -190,7 +190,12 @@ impl<S: Store, P: Provider> Runner<S, P> {
     }
 
     /// Runs `config_key` with runtime variables.
-    pub async fn run_once(&self, config_key: &str, vars: &Variables, ctx: &RunContext) -> RunResult {
+    pub async fn run_once(
+        &self,
+        config_key: &str,
+        vars: &Variables,
+        ctx: &RunContext,
+    ) -> RunResult {
         let started = Instant::now();
         let trace_id = new_trace_id();
         let span = tracing::info_span!("run_once", trace_id = %trace_id, config_key, request_id = ctx.request_id.as_deref());
@@ -230,7 +235,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
             trace_id: trace_id.clone(),
             trigger_source: ctx.trigger.clone(),
             request_id: ctx.request_id.clone(),
-            project_name: overlay.project_name.clone().or_else(|| self.project_name.clone()),
+            project_name: overlay
+                .project_name
+                .clone()
+                .or_else(|| self.project_name.clone()),
             route_key: overlay.route_key.clone(),
             route_policy: overlay.route_policy.clone(),
             route_attempt: overlay.route_attempt,
@@ -259,8 +267,14 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
         };
         let (mut result, last) = self.call(&built, &key, trace_id, started, meta).await;
-        self.audit(&subject, &mut result, Some(&built), last.body.as_ref(), Some(&key))
-            .await;
+        self.audit(
+            &subject,
+            &mut result,
+            Some(&built),
+            last.body.as_ref(),
+            Some(&key),
+        )
+        .await;
         result
     }
 
@@ -314,7 +328,11 @@ impl<S: Store, P: Provider> Runner<S, P> {
             let retry_content = matches!(outcome, Err(RunError::Validation(_)))
                 && content_attempts <= self.validation.content_retries;
             if retry_content {
-                tracing::info!(trace_id, content_attempts, "content failed validation; asking again");
+                tracing::info!(
+                    trace_id,
+                    content_attempts,
+                    "content failed validation; asking again"
+                );
                 tokio::time::sleep(self.validation.content_retry_delay).await;
                 continue;
             }
@@ -386,8 +404,12 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
         }
         match &r.failure {
-            None => tracing::info!(trace_id = %subject.trace_id, config_key = %subject.config_key, total_ms = r.total_ms, provider_ms = r.provider_ms, attempts = r.attempts, "run ok"),
-            Some(e) => tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = e.code(), error = %crate::error::chain(e.as_ref()), "run failed"),
+            None => {
+                tracing::info!(trace_id = %subject.trace_id, config_key = %subject.config_key, total_ms = r.total_ms, provider_ms = r.provider_ms, attempts = r.attempts, "run ok")
+            }
+            Some(e) => {
+                tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
+            }
         }
     }
 }

@@ -50,7 +50,9 @@ impl Step {
     pub fn sql(&self, mysql: bool) -> String {
         match *self {
             Step::CreateTable {
-                mysql: m, sqlite: s, ..
+                mysql: m,
+                sqlite: s,
+                ..
             } => if mysql { m } else { s }.to_owned(),
             Step::AddColumn {
                 table,

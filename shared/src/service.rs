@@ -98,7 +98,7 @@ pub async fn run_once(
     platform_request_id: Option<String>,
 ) -> Result<Value, Failure> {
     let source = events::detect(&payload);
-    let inv = match events::parse::<RunOnceRequest>(payload) {
+    let inv = match events::parse::<RunOnceRequest>(payload, &["config_key"]) {
         Ok(inv) => inv,
         Err(e) => {
             tracing::warn!(code = e.code(), error = %e, "rejected invocation");

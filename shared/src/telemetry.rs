@@ -24,10 +24,13 @@ pub fn init_json() {
         .try_init();
 }
 
-/// Text logs on stderr, quiet by default, for the CLI.
+/// Text logs on stderr, for the CLI: errors only by default (the CLI prints its own
+/// `CODE: message` line), more with `AI_RUNNER_LOG=info`.
 pub fn init_cli() {
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter("warn"))
+        .with_env_filter(filter("error"))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

@@ -55,7 +55,11 @@ pub fn check(content: &str, spec: &OutputSpec) -> Result<Option<Value>, Validati
         })?;
         if let Err(e) = validator.validate(&parsed) {
             let path = e.instance_path().to_string();
-            let path = if path.is_empty() { "/".to_owned() } else { path };
+            let path = if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            };
             return Err(ValidationError::SchemaInvalid(format!(
                 "content violates the schema at {path}: {e}"
             )));
@@ -133,7 +137,11 @@ mod tests {
     #[test]
     fn latin_letters_in_values_are_detected_but_keys_are_ignored() {
         assert!(check(r#"{"summary": "你好", "n": 3}"#, &spec(None, true)).is_ok());
-        let e = check(r#"{"summary": "你好", "items": ["好", "ok"]}"#, &spec(None, true)).unwrap_err();
+        let e = check(
+            r#"{"summary": "你好", "items": ["好", "ok"]}"#,
+            &spec(None, true),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "LETTER_DETECTED");
         assert!(e.to_string().contains("$.items[1]"), "{e}");
         assert!(check(r#"{"items": ["ok"]}"#, &spec(None, false)).is_ok());
@@ -141,7 +149,8 @@ mod tests {
 
     #[test]
     fn schema_violations_name_the_first_failing_path() {
-        let schema = json!({"type":"object","required":["score"],"properties":{"score":{"type":"integer"}}});
+        let schema =
+            json!({"type":"object","required":["score"],"properties":{"score":{"type":"integer"}}});
         assert!(check(r#"{"score": 3}"#, &spec(Some(schema.clone()), false)).is_ok());
         let e = check(r#"{"score": "high"}"#, &spec(Some(schema.clone()), false)).unwrap_err();
         assert_eq!(e.code(), "SCHEMA_INVALID");

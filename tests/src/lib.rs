@@ -21,7 +21,9 @@ pub const PEPPER: &str = "integration-test-pepper-7f3a9c";
 
 /// Path of a fixture file.
 pub fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// A fixture's text.
@@ -57,7 +59,9 @@ pub struct TestDb {
 
 /// The MariaDB server URL for tests, if configured.
 pub fn mysql_url() -> Option<String> {
-    std::env::var("AI_RUNNER_TEST_MYSQL_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("AI_RUNNER_TEST_MYSQL_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -207,7 +211,9 @@ impl<'a> Seed<'a> {
 pub async fn seed(db: &Db, s: &Seed<'_>) {
     let ring = Keyring::new(Some(Secret::new(PEPPER)), None);
     let conn_name = format!("conn-{}", s.key);
-    let blob = ring.encrypt(s.api_key, &connection_binding(&conn_name)).unwrap();
+    let blob = ring
+        .encrypt(s.api_key, &connection_binding(&conn_name))
+        .unwrap();
     let conn = db
         .upsert_connection(&NewConnection {
             name: &conn_name,
@@ -217,14 +223,29 @@ pub async fn seed(db: &Db, s: &Seed<'_>) {
         })
         .await
         .unwrap();
-    let model = db.upsert_model(&format!("model-{}", s.key), conn).await.unwrap();
+    let model = db
+        .upsert_model(&format!("model-{}", s.key), conn)
+        .await
+        .unwrap();
     let prompt = db
-        .upsert_prompt(&format!("prompt-{}", s.key), "v1", &s.messages, &s.response_format, &s.variables)
+        .upsert_prompt(
+            &format!("prompt-{}", s.key),
+            "v1",
+            &s.messages,
+            &s.response_format,
+            &s.variables,
+        )
         .await
         .unwrap();
     let params = match &s.params {
-        Some(p) => Some(db.upsert_param_profile(&format!("params-{}", s.key), p).await.unwrap()),
+        Some(p) => Some(
+            db.upsert_param_profile(&format!("params-{}", s.key), p)
+                .await
+                .unwrap(),
+        ),
         None => None,
     };
-    db.upsert_config(s.key, model, Some(prompt), params, None).await.unwrap();
+    db.upsert_config(s.key, model, Some(prompt), params, None)
+        .await
+        .unwrap();
 }

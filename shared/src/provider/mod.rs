@@ -154,7 +154,8 @@ impl HttpProvider {
         if let Some(ra) = retry_after {
             return ra.min(self.settings.retry_after_cap);
         }
-        let base = self.settings.retry_base.as_secs_f64() * 2f64.powi(retry.saturating_sub(1) as i32);
+        let base =
+            self.settings.retry_base.as_secs_f64() * 2f64.powi(retry.saturating_sub(1) as i32);
         let j = self.settings.retry_jitter;
         let factor = if j > 0.0 {
             rand::thread_rng().gen_range((1.0 - j)..=(1.0 + j))
@@ -187,7 +188,9 @@ impl HttpProvider {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if (200..300).contains(&status) && req.stream && is_sse {
-            return self.read_stream(resp, started, timeout_ms, req.api_key).await;
+            return self
+                .read_stream(resp, started, timeout_ms, req.api_key)
+                .await;
         }
         let bytes = match resp.bytes().await {
             Ok(b) => b,
@@ -312,7 +315,13 @@ fn transport_error(e: &reqwest::Error, timeout_ms: u64, key: &Secret) -> Provide
     if e.is_builder() {
         return ProviderError::Request(key.scrub(&e.without_url_string()));
     }
-    ProviderError::Network(key.scrub(&crate::error::chain(e)))
+    tracing::debug!(error = %key.scrub(&crate::error::chain(e)), "provider transport error");
+    // Callers get the root cause ("Connection refused"), logs get the chain above.
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    ProviderError::Network(key.scrub(&root.to_string()))
 }
 
 trait WithoutUrl {

@@ -88,8 +88,8 @@ impl SseAssembler {
             self.done = true;
             return Ok(());
         }
-        let chunk: Value = serde_json::from_str(&data)
-            .map_err(|e| format!("stream chunk is not JSON ({e})"))?;
+        let chunk: Value =
+            serde_json::from_str(&data).map_err(|e| format!("stream chunk is not JSON ({e})"))?;
         if let Some(err) = chunk.get("error") {
             let msg = err
                 .get("message")
@@ -185,8 +185,9 @@ impl SseAssembler {
 mod tests {
     use super::*;
 
-    const RECORDED: &[u8] =
-        include_bytes!("../../../tests/fixtures/openai/chat-completions-stream-text-with-usage.recorded.sse");
+    const RECORDED: &[u8] = include_bytes!(
+        "../../../tests/fixtures/openai/chat-completions-stream-text-with-usage.recorded.sse"
+    );
 
     #[test]
     fn the_recorded_stream_assembles_into_message_and_usage() {
@@ -195,7 +196,10 @@ mod tests {
         assert!(out.done && out.first_content);
         let v = a.finish().unwrap();
         let content = v["choices"][0]["message"]["content"].as_str().unwrap();
-        assert!(content.starts_with("I'm unable to provide real-time weather updates."), "{content}");
+        assert!(
+            content.starts_with("I'm unable to provide real-time weather updates."),
+            "{content}"
+        );
         assert!(content.ends_with("app."), "{content}");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["usage"]["total_tokens"], 44);
@@ -225,9 +229,14 @@ mod tests {
         let mut a = SseAssembler::new();
         a.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\r\n\r\n")
             .unwrap();
-        assert_eq!(a.finish().unwrap()["choices"][0]["message"]["content"], "hi");
+        assert_eq!(
+            a.finish().unwrap()["choices"][0]["message"]["content"],
+            "hi"
+        );
         let mut b = SseAssembler::new();
-        let e = b.push(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n").unwrap_err();
+        let e = b
+            .push(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n")
+            .unwrap_err();
         assert!(e.contains("overloaded"));
         assert!(SseAssembler::new().finish().is_err());
     }

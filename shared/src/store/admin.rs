@@ -8,7 +8,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Db, StoreError, on_pool, InsertId};
+use super::{Db, InsertId, StoreError, on_pool};
 
 /// A connection row.
 #[derive(Debug, Clone)]
@@ -46,7 +46,10 @@ impl Db {
     pub async fn upsert_connection(&self, c: &NewConnection<'_>) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
         let id = self
-            .find_id("SELECT CAST(id AS SIGNED) FROM ai_connection WHERE name = ?", &[c.name])
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_connection WHERE name = ?",
+                &[c.name],
+            )
             .await?;
         on_pool!(pool, |p| match id {
             Some(id) => sqlx::query("UPDATE ai_connection SET provider = ?, base_url = ?, api_key_encrypted = ?, is_active = 1 WHERE id = ?")
@@ -63,13 +66,27 @@ impl Db {
     pub async fn upsert_model(&self, name: &str, connection_id: i64) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
         let id = self
-            .find_id("SELECT CAST(id AS SIGNED) FROM ai_model WHERE name = ?", &[name])
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_model WHERE name = ?",
+                &[name],
+            )
             .await?;
         on_pool!(pool, |p| match id {
-            Some(id) => sqlx::query("UPDATE ai_model SET connection_id = ?, is_active = 1 WHERE id = ?")
-                .bind(connection_id).bind(id).execute(p).await.map(|_| id),
-            None => sqlx::query("INSERT INTO ai_model (name, connection_id, is_active) VALUES (?, ?, 1)")
-                .bind(name).bind(connection_id).execute(p).await.map(|r| r.insert_id()),
+            Some(id) =>
+                sqlx::query("UPDATE ai_model SET connection_id = ?, is_active = 1 WHERE id = ?")
+                    .bind(connection_id)
+                    .bind(id)
+                    .execute(p)
+                    .await
+                    .map(|_| id),
+            None => sqlx::query(
+                "INSERT INTO ai_model (name, connection_id, is_active) VALUES (?, ?, 1)"
+            )
+            .bind(name)
+            .bind(connection_id)
+            .execute(p)
+            .await
+            .map(|r| r.insert_id()),
         })
         .map_err(StoreError::Query)
     }
@@ -90,7 +107,11 @@ impl Db {
                 &[name, version],
             )
             .await?;
-        let (m, rf, vars) = (messages.to_string(), json_text(response_format), json_text(variables));
+        let (m, rf, vars) = (
+            messages.to_string(),
+            json_text(response_format),
+            json_text(variables),
+        );
         on_pool!(pool, |p| match id {
             Some(id) => sqlx::query("UPDATE ai_prompt SET messages_json = ?, response_format_json = ?, variables_json = ?, status = 'active' WHERE id = ?")
                 .bind(&m).bind(&rf).bind(&vars).bind(id).execute(p).await.map(|_| id),
@@ -101,17 +122,36 @@ impl Db {
     }
 
     /// Inserts or updates a param profile by name; returns its id.
-    pub async fn upsert_param_profile(&self, name: &str, params: &Value) -> Result<i64, StoreError> {
+    pub async fn upsert_param_profile(
+        &self,
+        name: &str,
+        params: &Value,
+    ) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
         let id = self
-            .find_id("SELECT CAST(id AS SIGNED) FROM ai_param_profile WHERE name = ?", &[name])
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_param_profile WHERE name = ?",
+                &[name],
+            )
             .await?;
         let params = params.to_string();
         on_pool!(pool, |p| match id {
-            Some(id) => sqlx::query("UPDATE ai_param_profile SET params_json = ?, is_active = 1 WHERE id = ?")
-                .bind(&params).bind(id).execute(p).await.map(|_| id),
-            None => sqlx::query("INSERT INTO ai_param_profile (name, params_json, is_active) VALUES (?, ?, 1)")
-                .bind(name).bind(&params).execute(p).await.map(|r| r.insert_id()),
+            Some(id) => sqlx::query(
+                "UPDATE ai_param_profile SET params_json = ?, is_active = 1 WHERE id = ?"
+            )
+            .bind(&params)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| id),
+            None => sqlx::query(
+                "INSERT INTO ai_param_profile (name, params_json, is_active) VALUES (?, ?, 1)"
+            )
+            .bind(name)
+            .bind(&params)
+            .execute(p)
+            .await
+            .map(|r| r.insert_id()),
         })
         .map_err(StoreError::Query)
     }
@@ -127,7 +167,10 @@ impl Db {
     ) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
         let id = self
-            .find_id("SELECT CAST(id AS SIGNED) FROM ai_config WHERE config_key = ?", &[config_key])
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_config WHERE config_key = ?",
+                &[config_key],
+            )
             .await?;
         on_pool!(pool, |p| match id {
             Some(id) => sqlx::query("UPDATE ai_config SET model_id = ?, prompt_id = ?, param_profile_id = ?, description = ?, is_active = 1 WHERE id = ?")
@@ -141,21 +184,36 @@ impl Db {
     }
 
     /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.
-    pub async fn audit_row(&self, id: i64) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
+    pub async fn audit_row(
+        &self,
+        id: i64,
+    ) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
         let pool = self.pool().await?;
-        let sql = "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
+        let sql =
+            "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
         on_pool!(pool, |p| {
-            let row = sqlx::query(sql).bind(id).fetch_optional(p).await.map_err(StoreError::Query)?;
+            let row = sqlx::query(sql)
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(StoreError::Query)?;
             Ok(row.map(|r| row_to_json(&r)))
         })
     }
 
     /// Every audit row with this trace id, oldest first.
-    pub async fn audit_rows_for_trace(&self, trace_id: &str) -> Result<Vec<serde_json::Map<String, Value>>, StoreError> {
+    pub async fn audit_rows_for_trace(
+        &self,
+        trace_id: &str,
+    ) -> Result<Vec<serde_json::Map<String, Value>>, StoreError> {
         let pool = self.pool().await?;
         let sql = "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE trace_id = ? ORDER BY id";
         on_pool!(pool, |p| {
-            let rows = sqlx::query(sql).bind(trace_id).fetch_all(p).await.map_err(StoreError::Query)?;
+            let rows = sqlx::query(sql)
+                .bind(trace_id)
+                .fetch_all(p)
+                .await
+                .map_err(StoreError::Query)?;
             Ok(rows.iter().map(row_to_json).collect())
         })
     }
@@ -174,13 +232,22 @@ where
     for (i, col) in r.columns().iter().enumerate() {
         let ty = col.type_info().name().to_ascii_uppercase();
         let v = if ty.contains("INT") && ty.contains("UNSIGNED") {
-            r.try_get_unchecked::<Option<u64>, _>(i).ok().flatten().map(Value::from)
+            r.try_get_unchecked::<Option<u64>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
         } else if ty.contains("INT") {
-            r.try_get_unchecked::<Option<i64>, _>(i).ok().flatten().map(Value::from)
+            r.try_get_unchecked::<Option<i64>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
         } else if ty.contains("DATE") || ty.contains("TIME") {
             None
         } else {
-            r.try_get_unchecked::<Option<String>, _>(i).ok().flatten().map(Value::from)
+            r.try_get_unchecked::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
         };
         out.insert(col.name().to_owned(), v.unwrap_or(Value::Null));
     }

@@ -18,21 +18,32 @@ pub struct Planned {
     pub sql: String,
 }
 
-async fn exists(pool: &Pool, sql_mysql: &str, sql_sqlite: &str, args: &[&str]) -> Result<bool, StoreError> {
+async fn exists(
+    pool: &Pool,
+    sql_mysql: &str,
+    sql_sqlite: &str,
+    args: &[&str],
+) -> Result<bool, StoreError> {
     let n: i64 = match pool {
         Pool::MySql(p) => {
             let mut q = sqlx::query(sql_mysql);
             for a in args {
                 q = q.bind(*a);
             }
-            q.fetch_one(p).await.and_then(|r| r.try_get(0)).map_err(StoreError::Query)?
+            q.fetch_one(p)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(StoreError::Query)?
         }
         Pool::Sqlite(p) => {
             let mut q = sqlx::query(sql_sqlite);
             for a in args {
                 q = q.bind(*a);
             }
-            q.fetch_one(p).await.and_then(|r| r.try_get(0)).map_err(StoreError::Query)?
+            q.fetch_one(p)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(StoreError::Query)?
         }
     };
     Ok(n > 0)
@@ -137,7 +148,11 @@ pub async fn apply(db: &Db) -> Result<Vec<Planned>, StoreError> {
 /// migrates to the latest version. Safe on a database that already has data.
 pub async fn init(db: &Db) -> Result<Vec<Planned>, StoreError> {
     let pool = db.pool().await?;
-    let base = if db.is_mysql() { MYSQL_BASE } else { SQLITE_SCHEMA };
+    let base = if db.is_mysql() {
+        MYSQL_BASE
+    } else {
+        SQLITE_SCHEMA
+    };
     on_pool!(pool, |p| sqlx::raw_sql(base)
         .execute(p)
         .await

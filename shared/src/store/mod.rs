@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
 use tokio::sync::OnceCell;
 
 use crate::config::{DatabaseTarget, MySqlTarget};
@@ -43,7 +43,9 @@ pub enum StoreError {
     #[error("route {0:?} has no active members")]
     NoActiveMembers(String),
     /// The embedded database file does not exist yet.
-    #[error("embedded database {0} does not exist; run `ai-runner db init` (or `ai-runner quickstart`)")]
+    #[error(
+        "embedded database {0} does not exist; run `ai-runner db init` (or `ai-runner quickstart`)"
+    )]
     NotInitialized(PathBuf),
     /// The server could not be reached or refused us.
     #[error("database unavailable")]
@@ -197,8 +199,7 @@ pub trait Store: Send + Sync {
         config_key: &str,
     ) -> impl Future<Output = Result<ResolvedConfig, StoreError>> + Send;
     /// Commits one audit row; returns its id.
-    fn insert_audit(&self, row: &AuditRow)
-    -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn insert_audit(&self, row: &AuditRow) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// A connected pool of either dialect.
@@ -330,7 +331,9 @@ impl Db {
     /// Number of rows in `table` (tests and tooling; `table` must be one of ours).
     pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
         if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(StoreError::Query(sqlx::Error::Protocol("bad table name".into())));
+            return Err(StoreError::Query(sqlx::Error::Protocol(
+                "bad table name".into(),
+            )));
         }
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let pool = self.pool().await?;
@@ -403,13 +406,10 @@ fn is_unknown_column(e: &sqlx::Error) -> bool {
 
 impl Db {
     async fn insert_audit_with(&self, row: &AuditRow, extended: bool) -> Result<i64, sqlx::Error> {
-        let pool = self
-            .pool()
-            .await
-            .map_err(|e| match e {
-                StoreError::Unavailable(s) | StoreError::Query(s) => s,
-                other => sqlx::Error::Protocol(other.to_string()),
-            })?;
+        let pool = self.pool().await.map_err(|e| match e {
+            StoreError::Unavailable(s) | StoreError::Query(s) => s,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
         let sql = if extended {
             format!(
                 "INSERT INTO ai_call_logs ({AUDIT_CORE_COLUMNS}, {AUDIT_EXT_COLUMNS}) VALUES ({})",
@@ -532,7 +532,10 @@ struct RawConfig {
 
 impl RawConfig {
     fn into_resolved(self) -> Result<ResolvedConfig, StoreError> {
-        let prompt = match (self.prompt_name, json_col(self.messages_json, "ai_prompt.messages_json")?) {
+        let prompt = match (
+            self.prompt_name,
+            json_col(self.messages_json, "ai_prompt.messages_json")?,
+        ) {
             (Some(name), Some(messages)) => Some(PromptInfo {
                 name,
                 version: self.prompt_version.unwrap_or_default(),

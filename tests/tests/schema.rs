@@ -1,0 +1,114 @@
+//! `db init` / `db migrate` through the library: idempotent, additive, and a plan that writes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ai_runner::schema::latest_version;
+use ai_runner::store::migrate;
+use ai_runner_tests::{Backend, TestDb};
+
+#[tokio::test]
+async fn init_on_sqlite_is_idempotent_and_records_the_latest_version() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    assert_eq!(
+        migrate::applied_versions(&db)
+            .await
+            .unwrap()
+            .last()
+            .copied(),
+        Some(latest_version())
+    );
+    assert!(
+        migrate::init(&db).await.unwrap().is_empty(),
+        "second init changes nothing"
+    );
+    assert!(migrate::plan(&db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn migrating_the_predecessor_schema_only_adds_and_print_writes_nothing() {
+    let Some(tdb) = TestDb::new(Backend::MariaDbUnmigrated).await else {
+        return;
+    };
+    let db = tdb.db();
+    let pool = sqlx::MySqlPool::connect(&tdb.url).await.unwrap();
+    let columns = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = columns().await;
+    let plan = migrate::plan(&db).await.unwrap();
+    assert!(
+        plan.iter().any(|p| p
+            .sql
+            .starts_with("ALTER TABLE ai_call_logs ADD COLUMN trace_id")),
+        "{plan:?}"
+    );
+    assert!(plan.iter().all(|p| !p.sql.to_uppercase().contains("DROP")));
+    assert_eq!(columns().await, before, "planning wrote nothing");
+    assert_eq!(
+        migrate::plan(&db).await.unwrap(),
+        plan,
+        "the plan is stable"
+    );
+
+    let applied = migrate::apply(&db).await.unwrap();
+    assert_eq!(applied, plan);
+    assert_eq!(
+        columns().await,
+        before + 13 + 3,
+        "13 audit columns plus the migrations table"
+    );
+    assert!(migrate::plan(&db).await.unwrap().is_empty());
+    assert!(
+        migrate::apply(&db).await.unwrap().is_empty(),
+        "applying twice changes nothing"
+    );
+    assert_eq!(
+        migrate::applied_versions(&db)
+            .await
+            .unwrap()
+            .last()
+            .copied(),
+        Some(latest_version())
+    );
+    pool.close().await;
+    db.close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn init_on_an_empty_mariadb_creates_the_predecessor_tables_and_migrates() {
+    let Some(tdb) = TestDb::new(Backend::MariaDbUnmigrated).await else {
+        return;
+    };
+    let pool = sqlx::MySqlPool::connect(&tdb.url).await.unwrap();
+    for t in [
+        "ai_call_logs",
+        "ai_config",
+        "ai_connection",
+        "ai_model",
+        "ai_prompt",
+        "ai_param_profile",
+        "ai_project_v2",
+        "ai_route_v2",
+        "ai_route_member_v2",
+    ] {
+        sqlx::raw_sql(&format!("DROP TABLE {t}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let db = tdb.db();
+    migrate::init(&db).await.unwrap();
+    assert_eq!(db.count("ai_config").await.unwrap(), 0);
+    assert!(migrate::plan(&db).await.unwrap().is_empty());
+    assert!(migrate::init(&db).await.unwrap().is_empty());
+    pool.close().await;
+    db.close().await;
+    tdb.cleanup().await;
+}
