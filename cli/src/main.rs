@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use ai_runner::config::DatabaseTarget;
 use ai_runner::demo::{self, ProviderServer, QuickstartProvider, Reply};
 use ai_runner::provider::HttpProvider;
+use ai_runner::routing::RouteResult;
 use ai_runner::store::{Db, migrate};
 use ai_runner::{RunContext, RunError, RunResult, Runner, Settings, Variables};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,23 @@ enum Command {
         #[command(flatten)]
         vars: VarArgs,
         /// Print the whole run result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a route (policy over member configs, with failover) or show its dry run.
+    Route {
+        /// The ai_project_v2.name.
+        #[arg(short = 'p', long)]
+        project: String,
+        /// The ai_route_v2.route_key.
+        #[arg(short = 'r', long = "route-key", alias = "route")]
+        route_key: String,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Resolve the route and print the exact first request (key masked); send and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the whole result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +183,35 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             runner.store().close().await;
             print_result(&result, json)
         }
+        Command::Route {
+            project,
+            route_key,
+            vars,
+            dry_run,
+            json,
+        } => {
+            let settings = Settings::load()?;
+            let vars = parse_vars(&vars)?;
+            let runner = Runner::new(
+                Db::new(settings.database.clone()),
+                HttpProvider::new(settings.http.clone())?,
+                &settings,
+            );
+            let out = if dry_run {
+                runner
+                    .dry_run(&project, &route_key, &vars)
+                    .await
+                    .map(|d| println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()))
+                    .map_err(Failure::from)
+            } else {
+                let result = runner
+                    .run_route(&project, &route_key, &vars, &RunContext::new("cli"))
+                    .await;
+                print_route(&result, json)
+            };
+            runner.store().close().await;
+            out
+        }
         Command::Quickstart { json } => quickstart(json).await,
         Command::Db { command } => {
             let settings = Settings::load()?;
@@ -277,6 +324,35 @@ fn print_result(result: &RunResult, json: bool) -> Result<(), Failure> {
     } else if let Some(content) = &result.content.as_ref().filter(|_| result.is_ok()) {
         println!("{content}");
     }
+    outcome(result)
+}
+
+fn print_route(result: &RouteResult, json: bool) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
+        return outcome(&result.result);
+    }
+    for a in &result.member_attempts {
+        let what = match &a.error {
+            None => "answered".to_owned(),
+            Some(e) if a.handed_over => format!("failed with {}, handed over", e.code),
+            Some(e) => format!("failed with {}", e.code),
+        };
+        eprintln!(
+            "member {} {}: {} (audit row {})",
+            a.attempt,
+            a.config_key,
+            what,
+            a.audit_id.map_or("-".into(), |i| i.to_string())
+        );
+    }
+    print_result(&result.result, false)
+}
+
+fn outcome(result: &RunResult) -> Result<(), Failure> {
     match &result.failure {
         None => Ok(()),
         Some(e) => Err(Failure {
@@ -352,6 +428,72 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
         println!("\n== audit row ai_call_logs.id = {id} ==");
         println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
     }
+    printed?;
+
+    // A route whose first member always fails: the run fails over to the second.
+    let flaky = ProviderServer::start(vec![Reply::error(
+        503,
+        "demo outage: this member always fails",
+    )])
+    .await
+    .map_err(|e| usage("DEMO_PROVIDER_FAILED", e.to_string()))?;
+    demo::install_quickstart_route(runner.store(), runner.keyring(), &flaky.url()).await?;
+    println!(
+        "\n== route {}/{}: member 1 {} (DEMO endpoint that always answers 503), member 2 {} ==",
+        demo::QUICKSTART_PROJECT,
+        demo::QUICKSTART_ROUTE,
+        demo::QUICKSTART_FLAKY_KEY,
+        demo::QUICKSTART_CONFIG_KEY
+    );
+    let routed = runner
+        .run_route(
+            demo::QUICKSTART_PROJECT,
+            demo::QUICKSTART_ROUTE,
+            &Variables::new(),
+            &RunContext::new("quickstart"),
+        )
+        .await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&routed).unwrap_or_default()
+        );
+    } else {
+        for a in &routed.member_attempts {
+            println!(
+                "member {} {}: {}",
+                a.attempt,
+                a.config_key,
+                match &a.error {
+                    None => "answered".to_owned(),
+                    Some(e) => format!("{} -> handed over", e.code),
+                }
+            );
+        }
+        if let Some(c) = &routed.result.content {
+            println!(
+                "answer from {}: {c}",
+                routed.answered_by.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let rows = runner
+        .store()
+        .audit_rows_for_trace(&routed.result.trace_id)
+        .await?;
+    println!("\n== the route's audit rows (one per member attempt) ==");
+    for row in &rows {
+        let pick = |k: &str| row.get(k).cloned().unwrap_or(Value::Null);
+        println!(
+            "id={} config_key={} http_status={} error_code={} route_attempt={} handover_reason={}",
+            pick("id"),
+            pick("config_key"),
+            pick("http_status"),
+            pick("error_code"),
+            pick("route_attempt"),
+            pick("handover_reason")
+        );
+    }
     runner.store().close().await;
-    printed
+    outcome(&routed.result)
 }

@@ -130,6 +130,13 @@ CREATE INDEX IF NOT EXISTS idx_ai_call_logs_key_time ON ai_call_logs (config_key
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_time ON ai_call_logs (created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_trace ON ai_call_logs (trace_id);
 
+-- Round-robin cursors, advanced atomically so every instance shares one rotation.
+CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (
+  route_id   INTEGER PRIMARY KEY,
+  position   INTEGER NOT NULL DEFAULT 0,
+  updated_at TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
 CREATE TABLE IF NOT EXISTS ai_runner_schema_migrations (
   version    INTEGER PRIMARY KEY,
   name       TEXT    NOT NULL,

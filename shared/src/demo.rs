@@ -334,3 +334,61 @@ pub async fn install_quickstart(
     .await?;
     Ok(())
 }
+
+/// The quickstart route: `quickstart` / `demo-route`.
+pub const QUICKSTART_PROJECT: &str = "quickstart";
+/// The quickstart route's key.
+pub const QUICKSTART_ROUTE: &str = "demo-route";
+/// The member that always fails (a loopback endpoint answering 503).
+pub const QUICKSTART_FLAKY_KEY: &str = "quickstart-flaky";
+
+/// Adds a two-member route whose first member (at `flaky_url`, which answers 503) fails over to
+/// the quickstart config. Call after [`install_quickstart`].
+pub async fn install_quickstart_route(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    flaky_url: &str,
+) -> Result<(), crate::RunError> {
+    let name = "quickstart-flaky";
+    let blob = keyring.encrypt(
+        "sk-demo-flaky-not-a-real-key",
+        &crate::store::connection_binding(name),
+    )?;
+    let conn = db
+        .upsert_connection(&crate::store::admin::NewConnection {
+            name,
+            provider: "demo",
+            base_url: flaky_url,
+            key_blob: &blob,
+        })
+        .await?;
+    let model = db.upsert_model("demo-flaky-model", conn).await?;
+    let healthy = db
+        .config_id(QUICKSTART_CONFIG_KEY)
+        .await?
+        .ok_or_else(|| crate::store::StoreError::ConfigNotFound(QUICKSTART_CONFIG_KEY.into()))?;
+    let healthy_cfg = db.config_parts(healthy).await?;
+    let flaky = db
+        .upsert_config(
+            QUICKSTART_FLAKY_KEY,
+            model,
+            healthy_cfg.0,
+            healthy_cfg.1,
+            Some("installed by ai-runner quickstart: always fails (503)"),
+        )
+        .await?;
+    let project = db.upsert_project(QUICKSTART_PROJECT).await?;
+    let route = db
+        .upsert_route(
+            project,
+            QUICKSTART_ROUTE,
+            &crate::store::admin::NewRoute {
+                policy: "primary_backup",
+                ..Default::default()
+            },
+        )
+        .await?;
+    db.upsert_route_member(route, flaky, 1, 1, true).await?;
+    db.upsert_route_member(route, healthy, 2, 1, true).await?;
+    Ok(())
+}

@@ -68,6 +68,7 @@ impl RunError {
             Self::Build(_) => 400,
             Self::Store(StoreError::ConfigNotFound(_)) => 404,
             Self::Store(StoreError::RouteNotFound { .. }) => 404,
+            Self::Store(StoreError::NoActiveMembers(_)) => 503,
             Self::Store(_) | Self::Config(_) | Self::Crypto(_) => 500,
             Self::Validation(_) => 422,
             Self::Provider(_) => 502,
@@ -147,7 +148,15 @@ pub fn hint(code: &str) -> Option<&'static str> {
         "PROMPT_MISSING" | "PROMPT_INVALID" | "PARAMS_INVALID" => {
             "fix the config's prompt or param profile rows"
         }
-        "INVALID_INPUT" => "send {\"config_key\": \"...\", \"variables\": {...}}",
+        "INVALID_INPUT" => {
+            "send {\"config_key\": \"...\", \"variables\": {...}} (run-once) or {\"project\": \"...\", \"route_key\": \"...\", \"variables\": {...}} (run-route)"
+        }
+        "ROUTE_NOT_FOUND" => {
+            "check ai_project_v2.name (status 'active') and ai_route_v2.route_key (is_active = 1)"
+        }
+        "NO_ACTIVE_MEMBERS" => {
+            "activate at least one ai_route_member_v2 row whose config, model and connection are active"
+        }
         _ => return None,
     })
 }

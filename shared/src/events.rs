@@ -23,12 +23,14 @@ pub enum Source {
     ApiGatewayV1,
     /// HTTP API or Function URL (payload 2.0).
     ApiGatewayV2,
+    /// An EventBridge "Scheduled Event" whose `detail` carries the request.
+    Schedule,
 }
 
 impl Source {
     /// True for API Gateway events, which must be answered with an HTTP response object.
     pub fn is_http(self) -> bool {
-        !matches!(self, Source::Direct)
+        matches!(self, Source::ApiGatewayV1 | Source::ApiGatewayV2)
     }
 
     /// The audit row's `trigger_source`.
@@ -36,6 +38,7 @@ impl Source {
         match self {
             Source::Direct => "lambda",
             Source::ApiGatewayV1 | Source::ApiGatewayV2 => "apigw",
+            Source::Schedule => "schedule",
         }
     }
 }
@@ -62,6 +65,25 @@ pub struct RunOnceRequest {
     pub variables: serde_json::Map<String, Value>,
 }
 
+/// The body of a run-route call (also what a schedule's target input must carry).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRouteRequest {
+    /// `ai_project_v2.name`.
+    pub project: String,
+    /// `ai_route_v2.route_key`.
+    pub route_key: String,
+    /// Runtime variables.
+    #[serde(default)]
+    pub variables: serde_json::Map<String, Value>,
+    /// Resolve and build only; call nothing, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A label for the audit row's `trigger_source` (e.g. `schedule` in a rule's constant input).
+    #[serde(default)]
+    pub trigger: Option<String>,
+}
+
 /// Detects the event shape only (cheap; for error reporting before the body is parsed).
 pub fn detect(payload: &Value) -> Source {
     if payload.get("version").and_then(Value::as_str) == Some("2.0")
@@ -70,6 +92,10 @@ pub fn detect(payload: &Value) -> Source {
         Source::ApiGatewayV2
     } else if payload.get("httpMethod").is_some() && payload.get("requestContext").is_some() {
         Source::ApiGatewayV1
+    } else if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        && payload.get("source").and_then(Value::as_str) == Some("aws.events")
+    {
+        Source::Schedule
     } else {
         Source::Direct
     }
@@ -90,6 +116,22 @@ pub fn parse<T: DeserializeOwned>(
                 source,
                 request,
                 request_id: None,
+            });
+        }
+        Source::Schedule => {
+            let detail = payload.get("detail").cloned().unwrap_or(Value::Null);
+            if detail.as_object().is_none_or(|d| d.is_empty()) {
+                return Err(RunError::InvalidInput(
+                    "scheduled event carries no request: set the rule target's input to {\"project\": ..., \"route_key\": ..., \"variables\": {...}} (or put it in the event detail)".into(),
+                ));
+            }
+            let request = serde_json::from_value(detail)
+                .map_err(|e| RunError::InvalidInput(format!("scheduled event detail: {e}")))?;
+            let request_id = payload.get("id").and_then(Value::as_str).map(str::to_owned);
+            return Ok(Invocation {
+                source,
+                request,
+                request_id,
             });
         }
         Source::ApiGatewayV1 => {

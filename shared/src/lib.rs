@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod provider;
 pub mod request;
+pub mod routing;
 pub mod runner;
 pub mod schema;
 pub mod secret;

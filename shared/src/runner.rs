@@ -134,6 +134,21 @@ impl RunResult {
     }
 }
 
+impl RunResult {
+    /// A failure before any config was resolved (no audit row).
+    pub fn failed_early(trace_id: String, started: Instant, config_key: &str, e: RunError) -> Self {
+        Self::failed(
+            trace_id,
+            started,
+            RunMeta {
+                config_key: config_key.to_owned(),
+                model: None,
+            },
+            e,
+        )
+    }
+}
+
 /// A fresh 32-hex-char trace id.
 pub fn new_trace_id() -> String {
     let mut b = [0u8; 16];
@@ -154,6 +169,9 @@ pub struct Overlay {
     pub route_policy: Option<String>,
     /// Member attempt number.
     pub route_attempt: Option<u32>,
+    /// Set when more members follow: the rules that decide whether this member's failure
+    /// hands the run over (recorded as `handover_reason` on its audit row).
+    pub handover: Option<crate::routing::Failover>,
 }
 
 /// The engine: a store, a provider, the keyring and the validation defaults, built once per
@@ -165,6 +183,7 @@ pub struct Runner<S, P> {
     keyring: Keyring,
     validation: ValidationSettings,
     project_name: Option<String>,
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -176,7 +195,29 @@ impl<S: Store, P: Provider> Runner<S, P> {
             keyring: Keyring::new(settings.pepper.clone(), settings.previous_pepper.clone()),
             validation: settings.validation.clone(),
             project_name: settings.project_name.clone(),
+            rng: std::sync::Mutex::new(rand::SeedableRng::from_entropy()),
         }
+    }
+
+    /// Seeds the random choices (weighted routes) for reproducible runs.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self {
+            rng: std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
+            ..self
+        }
+    }
+
+    /// Runs `f` with the runner's random source.
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut rand::rngs::StdRng) -> T) -> T {
+        match self.rng.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// The validation defaults.
+    pub fn validation(&self) -> &ValidationSettings {
+        &self.validation
     }
 
     /// The store.
@@ -254,7 +295,15 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Ok(k) => k,
             Err(e) => {
                 let mut r = RunResult::failed(trace_id, started, meta, e.into());
-                self.audit(&subject, &mut r, None, None, None).await;
+                self.audit(
+                    &subject,
+                    &mut r,
+                    None,
+                    None,
+                    None,
+                    overlay.handover.as_ref(),
+                )
+                .await;
                 return r;
             }
         };
@@ -262,7 +311,15 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Ok(b) => b,
             Err(e) => {
                 let mut r = RunResult::failed(trace_id, started, meta, e.into());
-                self.audit(&subject, &mut r, None, None, Some(&key)).await;
+                self.audit(
+                    &subject,
+                    &mut r,
+                    None,
+                    None,
+                    Some(&key),
+                    overlay.handover.as_ref(),
+                )
+                .await;
                 return r;
             }
         };
@@ -273,6 +330,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Some(&built),
             last.body.as_ref(),
             Some(&key),
+            overlay.handover.as_ref(),
         )
         .await;
         result
@@ -382,6 +440,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         built: Option<&BuiltRequest>,
         response: Option<&Value>,
         key: Option<&crate::Secret>,
+        handover: Option<&crate::routing::Failover>,
     ) {
         r.total_ms = r.total_ms.max(1).max(r.provider_ms);
         let facts = Facts {
@@ -393,7 +452,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
             ttft_ms: r.ttft_ms,
             attempts: r.attempts,
             error: r.failure.as_ref().map(|e| (e.code(), e.to_string())),
-            handover: false,
+            handover: match (handover, &r.failure) {
+                (Some(rules), Some(e)) => rules.hands_over(e),
+                _ => false,
+            },
         };
         let row = audit::row(subject, &facts, key);
         match self.store.insert_audit(&row).await {

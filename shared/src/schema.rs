@@ -127,6 +127,15 @@ pub const MIGRATIONS: &[Migration] = &[
             },
         ],
     },
+    Migration {
+        version: 3,
+        name: "route_cursor",
+        steps: &[Step::CreateTable {
+            table: "ai_route_cursor_v2",
+            mysql: "CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (\n  route_id   BIGINT UNSIGNED NOT NULL,\n  position   BIGINT UNSIGNED NOT NULL DEFAULT 0,\n  updated_at DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),\n  PRIMARY KEY (route_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+            sqlite: "CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (route_id INTEGER PRIMARY KEY, position INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        }],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

@@ -23,6 +23,23 @@ pub struct NewConnection<'a> {
     pub key_blob: &'a str,
 }
 
+/// A route row's settings (project and key are passed separately).
+#[derive(Debug, Clone, Default)]
+pub struct NewRoute<'a> {
+    /// `primary_backup`, `round_robin` or `weighted`.
+    pub policy: &'a str,
+    /// `policy_config_json` (see [`crate::routing`]).
+    pub policy_config: Option<Value>,
+    /// Route-level variables.
+    pub variables: Option<Value>,
+    /// Route-level prompt.
+    pub prompt_id: Option<i64>,
+    /// Route-level param profile.
+    pub param_profile_id: Option<i64>,
+    /// Route-level response_format.
+    pub response_format: Option<Value>,
+}
+
 fn json_text(v: &Option<Value>) -> Option<String> {
     v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
 }
@@ -181,6 +198,119 @@ impl Db {
                 .execute(p).await.map(|r| r.insert_id()),
         })
         .map_err(StoreError::Query)
+    }
+
+    /// Inserts or re-activates a project by name; returns its id.
+    pub async fn upsert_project(&self, name: &str) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let id = self
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_project_v2 WHERE name = ?",
+                &[name],
+            )
+            .await?;
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_project_v2 SET status = 'active' WHERE id = ?")
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|_| id),
+            None => sqlx::query("INSERT INTO ai_project_v2 (name, status) VALUES (?, 'active')")
+                .bind(name)
+                .execute(p)
+                .await
+                .map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a route by (project, route_key); returns its id.
+    pub async fn upsert_route(
+        &self,
+        project_id: i64,
+        route_key: &str,
+        route: &NewRoute<'_>,
+    ) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let pid = project_id.to_string();
+        let id = self
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_route_v2 WHERE project_id = CAST(? AS SIGNED) AND route_key = ?",
+                &[&pid, route_key],
+            )
+            .await?;
+        let (pc, vars, rf) = (
+            json_text(&route.policy_config),
+            json_text(&route.variables),
+            json_text(&route.response_format),
+        );
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_route_v2 SET policy = ?, policy_config_json = ?, variables_json = ?, prompt_id = ?, param_profile_id = ?, response_format_json = ?, is_active = 1 WHERE id = ?")
+                .bind(route.policy).bind(&pc).bind(&vars).bind(route.prompt_id).bind(route.param_profile_id).bind(&rf).bind(id)
+                .execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_route_v2 (project_id, route_key, policy, policy_config_json, variables_json, prompt_id, param_profile_id, response_format_json, is_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)")
+                .bind(project_id).bind(route_key).bind(route.policy).bind(&pc).bind(&vars).bind(route.prompt_id).bind(route.param_profile_id).bind(&rf)
+                .execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// Inserts or updates a route member by (route, config); returns its id.
+    pub async fn upsert_route_member(
+        &self,
+        route_id: i64,
+        config_id: i64,
+        priority: i64,
+        weight: i64,
+        active: bool,
+    ) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let (rid, cid) = (route_id.to_string(), config_id.to_string());
+        let id = self
+            .find_id(
+                "SELECT CAST(id AS SIGNED) FROM ai_route_member_v2 WHERE route_id = CAST(? AS SIGNED) AND config_id = CAST(? AS SIGNED)",
+                &[&rid, &cid],
+            )
+            .await?;
+        let active = i64::from(active);
+        on_pool!(pool, |p| match id {
+            Some(id) => sqlx::query("UPDATE ai_route_member_v2 SET priority = ?, weight = ?, is_active = ? WHERE id = ?")
+                .bind(priority).bind(weight).bind(active).bind(id).execute(p).await.map(|_| id),
+            None => sqlx::query("INSERT INTO ai_route_member_v2 (route_id, config_id, priority, weight, is_active) VALUES (?, ?, ?, ?, ?)")
+                .bind(route_id).bind(config_id).bind(priority).bind(weight).bind(active)
+                .execute(p).await.map(|r| r.insert_id()),
+        })
+        .map_err(StoreError::Query)
+    }
+
+    /// The id of an active or inactive config by key.
+    pub async fn config_id(&self, config_key: &str) -> Result<Option<i64>, StoreError> {
+        self.find_id(
+            "SELECT CAST(id AS SIGNED) FROM ai_config WHERE config_key = ?",
+            &[config_key],
+        )
+        .await
+    }
+
+    /// A config's `(prompt_id, param_profile_id)`.
+    pub async fn config_parts(
+        &self,
+        config_id: i64,
+    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| {
+            let row = sqlx::query("SELECT CAST(prompt_id AS SIGNED), CAST(param_profile_id AS SIGNED) FROM ai_config WHERE id = ?")
+                .bind(config_id)
+                .fetch_one(p)
+                .await
+                .map_err(StoreError::Query)?;
+            Ok((
+                row.try_get::<Option<i64>, _>(0)
+                    .map_err(StoreError::Query)?,
+                row.try_get::<Option<i64>, _>(1)
+                    .map_err(StoreError::Query)?,
+            ))
+        })
     }
 
     /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.

@@ -200,6 +200,61 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<ResolvedConfig, StoreError>> + Send;
     /// Commits one audit row; returns its id.
     fn insert_audit(&self, row: &AuditRow) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Resolves an active route of an active project with its active members (two queries).
+    fn resolve_route(
+        &self,
+        project: &str,
+        route_key: &str,
+    ) -> impl Future<Output = Result<ResolvedRoute, StoreError>> + Send;
+    /// Atomically advances a route's round-robin cursor and returns its new position; `None`
+    /// when the cursor table is missing (an unmigrated database).
+    fn next_cursor(
+        &self,
+        route_id: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// The position the next [`Store::next_cursor`] call would return, without advancing.
+    fn peek_cursor(
+        &self,
+        route_id: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+}
+
+/// One active member of a route, with its config resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMember {
+    /// `ai_route_member_v2.id`.
+    pub member_id: i64,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Relative share for the `weighted` policy (0 = never first).
+    pub weight: i64,
+    /// The member's config.
+    pub config: ResolvedConfig,
+}
+
+/// A route and its members, ordered `priority ASC, id ASC`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRoute {
+    /// `ai_route_v2.id`.
+    pub route_id: i64,
+    /// Project name.
+    pub project: String,
+    /// Route key.
+    pub route_key: String,
+    /// `policy` as stored.
+    pub policy: String,
+    /// `policy_config_json`, parsed.
+    pub policy_config: Option<Value>,
+    /// Route-level variables.
+    pub variables: Option<Value>,
+    /// Route-level prompt (replaces the member's).
+    pub prompt: Option<PromptInfo>,
+    /// Route-level params (replace the member's).
+    pub params: Option<Value>,
+    /// Route-level response_format (replaces the prompt's).
+    pub response_format: Option<Value>,
+    /// Active members whose config, model and connection are active.
+    pub members: Vec<RouteMember>,
 }
 
 /// A connected pool of either dialect.
@@ -344,19 +399,52 @@ impl Db {
     }
 }
 
-const RESOLVE_SQL: &str = "SELECT CAST(c.id AS SIGNED) AS config_id, c.config_key, m.name AS model_name, \
+/// The columns of a resolved config (shared by the config and route-member queries).
+const CONFIG_COLUMNS: &str = "CAST(c.id AS SIGNED) AS config_id, c.config_key, m.name AS model_name, \
  CAST(cn.id AS SIGNED) AS connection_id, cn.name AS connection_name, cn.base_url, \
  CAST(cn.api_key_encrypted AS CHAR) AS key_blob, \
  p.name AS prompt_name, p.version AS prompt_version, CAST(p.messages_json AS CHAR) AS messages_json, \
  CAST(p.response_format_json AS CHAR) AS response_format_json, CAST(p.variables_json AS CHAR) AS variables_json, \
- CAST(pp.params_json AS CHAR) AS params_json \
- FROM ai_config c \
- JOIN ai_model m ON m.id = c.model_id \
+ CAST(pp.params_json AS CHAR) AS params_json";
+
+/// The joins from `ai_config c` to everything a run needs; inactive connections drop out.
+const CONFIG_JOINS: &str = "JOIN ai_model m ON m.id = c.model_id \
  JOIN ai_connection cn ON cn.id = m.connection_id AND cn.is_active = 1 \
  LEFT JOIN ai_prompt p ON p.id = c.prompt_id \
- LEFT JOIN ai_param_profile pp ON pp.id = c.param_profile_id \
- WHERE c.config_key = ? AND c.is_active = 1 \
- ORDER BY c.id LIMIT 1";
+ LEFT JOIN ai_param_profile pp ON pp.id = c.param_profile_id";
+
+fn resolve_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {CONFIG_COLUMNS} FROM ai_config c {CONFIG_JOINS} \
+             WHERE c.config_key = ? AND c.is_active = 1 ORDER BY c.id LIMIT 1"
+        )
+    })
+}
+
+fn members_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT CAST(rm.id AS SIGNED) AS member_id, CAST(rm.priority AS SIGNED) AS priority, \
+             CAST(rm.weight AS SIGNED) AS weight, {CONFIG_COLUMNS} \
+             FROM ai_route_member_v2 rm JOIN ai_config c ON c.id = rm.config_id AND c.is_active = 1 {CONFIG_JOINS} \
+             WHERE rm.route_id = ? AND rm.is_active = 1 ORDER BY rm.priority ASC, rm.id ASC"
+        )
+    })
+}
+
+const ROUTE_SQL: &str = "SELECT CAST(r.id AS SIGNED) AS route_id, pj.name AS project_name, r.route_key, r.policy, \
+ CAST(r.policy_config_json AS CHAR) AS policy_config_json, CAST(r.variables_json AS CHAR) AS route_variables_json, \
+ CAST(r.response_format_json AS CHAR) AS route_response_format_json, \
+ p.name AS prompt_name, p.version AS prompt_version, CAST(p.messages_json AS CHAR) AS messages_json, \
+ CAST(p.response_format_json AS CHAR) AS response_format_json, CAST(p.variables_json AS CHAR) AS variables_json, \
+ CAST(pp.params_json AS CHAR) AS params_json \
+ FROM ai_route_v2 r JOIN ai_project_v2 pj ON pj.id = r.project_id AND pj.status = 'active' \
+ LEFT JOIN ai_prompt p ON p.id = r.prompt_id \
+ LEFT JOIN ai_param_profile pp ON pp.id = r.param_profile_id \
+ WHERE pj.name = ? AND r.route_key = ? AND r.is_active = 1 LIMIT 1";
 
 const AUDIT_CORE_COLUMNS: &str = "config_key, http_status, duration_ms, prompt_tokens, completion_tokens, total_tokens, response_id, error_code, error_message, request_body_json, response_body_json";
 const AUDIT_EXT_COLUMNS: &str = "trace_id, status, attempts, provider_ms, ttft_ms, trigger_source, request_id, model_name, project_name, route_key, route_policy, route_attempt, handover_reason";
@@ -460,31 +548,14 @@ impl Store for Db {
     async fn resolve_config(&self, config_key: &str) -> Result<ResolvedConfig, StoreError> {
         let pool = self.pool().await?;
         let row = on_pool!(pool, |p| {
-            let row = sqlx::query(RESOLVE_SQL)
+            let row = sqlx::query(resolve_sql())
                 .bind(config_key)
                 .fetch_optional(p)
                 .await
                 .map_err(StoreError::Query)?;
-            match row {
-                None => None,
-                Some(r) => Some(RawConfig {
-                    config_id: r.try_get("config_id").map_err(StoreError::Query)?,
-                    config_key: r.try_get("config_key").map_err(StoreError::Query)?,
-                    model: r.try_get("model_name").map_err(StoreError::Query)?,
-                    connection_id: r.try_get("connection_id").map_err(StoreError::Query)?,
-                    connection_name: r.try_get("connection_name").map_err(StoreError::Query)?,
-                    base_url: r.try_get("base_url").map_err(StoreError::Query)?,
-                    key_blob: r.try_get("key_blob").map_err(StoreError::Query)?,
-                    prompt_name: r.try_get("prompt_name").map_err(StoreError::Query)?,
-                    prompt_version: r.try_get("prompt_version").map_err(StoreError::Query)?,
-                    messages_json: r.try_get("messages_json").map_err(StoreError::Query)?,
-                    response_format_json: r
-                        .try_get("response_format_json")
-                        .map_err(StoreError::Query)?,
-                    variables_json: r.try_get("variables_json").map_err(StoreError::Query)?,
-                    params_json: r.try_get("params_json").map_err(StoreError::Query)?,
-                }),
-            }
+            row.map(|r| raw_config(&r))
+                .transpose()
+                .map_err(StoreError::Query)?
         });
         row.ok_or_else(|| StoreError::ConfigNotFound(config_key.to_owned()))?
             .into_resolved()
@@ -510,6 +581,196 @@ impl Store for Db {
         self.insert_audit_with(row, false)
             .await
             .map_err(StoreError::Query)
+    }
+
+    async fn resolve_route(
+        &self,
+        project: &str,
+        route_key: &str,
+    ) -> Result<ResolvedRoute, StoreError> {
+        let pool = self.pool().await?;
+        let route = on_pool!(pool, |p| {
+            let row = sqlx::query(ROUTE_SQL)
+                .bind(project)
+                .bind(route_key)
+                .fetch_optional(p)
+                .await
+                .map_err(StoreError::Query)?;
+            row.map(|r| raw_route(&r))
+                .transpose()
+                .map_err(StoreError::Query)?
+        })
+        .ok_or_else(|| StoreError::RouteNotFound {
+            project: project.to_owned(),
+            route_key: route_key.to_owned(),
+        })?;
+        let members = on_pool!(pool, |p| {
+            let rows = sqlx::query(members_sql())
+                .bind(route.route_id)
+                .fetch_all(p)
+                .await
+                .map_err(StoreError::Query)?;
+            rows.iter()
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<i64, _>("member_id")?,
+                        r.try_get::<i64, _>("priority")?,
+                        r.try_get::<i64, _>("weight")?,
+                        raw_config(r)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::Query)?
+        });
+        let members = members
+            .into_iter()
+            .map(|(member_id, priority, weight, raw)| {
+                Ok(RouteMember {
+                    member_id,
+                    priority,
+                    weight,
+                    config: raw.into_resolved()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let overrides = route.prompt.into_resolved()?;
+        Ok(ResolvedRoute {
+            route_id: route.route_id,
+            project: route.project,
+            route_key: route.route_key,
+            policy: route.policy,
+            policy_config: json_col(route.policy_config_json, "ai_route_v2.policy_config_json")?,
+            variables: json_col(route.route_variables_json, "ai_route_v2.variables_json")?,
+            response_format: json_col(
+                route.route_response_format_json,
+                "ai_route_v2.response_format_json",
+            )?,
+            prompt: overrides.prompt,
+            params: overrides.params,
+            members,
+        })
+    }
+
+    async fn next_cursor(&self, route_id: i64) -> Result<Option<u64>, StoreError> {
+        let pool = self.pool().await?;
+        let res = match pool {
+            // LAST_INSERT_ID(expr) makes the new position come back in the OK packet: one
+            // atomic statement, no transaction, no second round trip.
+            Pool::MySql(p) => sqlx::query(
+                "INSERT INTO ai_route_cursor_v2 (route_id, position) VALUES (?, LAST_INSERT_ID(0)) \
+                 ON DUPLICATE KEY UPDATE position = LAST_INSERT_ID(position + 1)",
+            )
+            .bind(route_id)
+            .execute(p)
+            .await
+            .map(|r| r.last_insert_id()),
+            Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(
+                "INSERT INTO ai_route_cursor_v2 (route_id, position) VALUES (?, 0) \
+                 ON CONFLICT(route_id) DO UPDATE SET position = position + 1 RETURNING position",
+            )
+            .bind(route_id)
+            .fetch_one(p)
+            .await
+            .map(|v| u64::try_from(v).unwrap_or(0)),
+        };
+        match res {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_missing_table(&e) => Ok(None),
+            Err(e) => Err(StoreError::Query(e)),
+        }
+    }
+
+    async fn peek_cursor(&self, route_id: i64) -> Result<Option<u64>, StoreError> {
+        let pool = self.pool().await?;
+        let res = on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(position AS SIGNED) FROM ai_route_cursor_v2 WHERE route_id = ?"
+        )
+        .bind(route_id)
+        .fetch_optional(p)
+        .await);
+        match res {
+            Ok(Some(v)) => Ok(Some(u64::try_from(v).unwrap_or(0) + 1)),
+            Ok(None) => Ok(Some(0)),
+            Err(e) if is_missing_table(&e) => Ok(None),
+            Err(e) => Err(StoreError::Query(e)),
+        }
+    }
+}
+
+fn raw_config<'r, R: Row>(r: &'r R) -> Result<RawConfig, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RawConfig {
+        config_id: r.try_get("config_id")?,
+        config_key: r.try_get("config_key")?,
+        model: r.try_get("model_name")?,
+        connection_id: r.try_get("connection_id")?,
+        connection_name: r.try_get("connection_name")?,
+        base_url: r.try_get("base_url")?,
+        key_blob: r.try_get("key_blob")?,
+        prompt_name: r.try_get("prompt_name")?,
+        prompt_version: r.try_get("prompt_version")?,
+        messages_json: r.try_get("messages_json")?,
+        response_format_json: r.try_get("response_format_json")?,
+        variables_json: r.try_get("variables_json")?,
+        params_json: r.try_get("params_json")?,
+    })
+}
+
+struct RawRoute {
+    route_id: i64,
+    project: String,
+    route_key: String,
+    policy: String,
+    policy_config_json: Option<String>,
+    route_variables_json: Option<String>,
+    route_response_format_json: Option<String>,
+    prompt: RawConfig,
+}
+
+fn raw_route<'r, R: Row>(r: &'r R) -> Result<RawRoute, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RawRoute {
+        route_id: r.try_get("route_id")?,
+        project: r.try_get("project_name")?,
+        route_key: r.try_get("route_key")?,
+        policy: r.try_get("policy")?,
+        policy_config_json: r.try_get("policy_config_json")?,
+        route_variables_json: r.try_get("route_variables_json")?,
+        route_response_format_json: r.try_get("route_response_format_json")?,
+        // The route's own prompt and params travel in the same column names as a config's.
+        prompt: RawConfig {
+            config_id: 0,
+            config_key: String::new(),
+            model: String::new(),
+            connection_id: 0,
+            connection_name: String::new(),
+            base_url: String::new(),
+            key_blob: None,
+            prompt_name: r.try_get("prompt_name")?,
+            prompt_version: r.try_get("prompt_version")?,
+            messages_json: r.try_get("messages_json")?,
+            response_format_json: r.try_get("response_format_json")?,
+            variables_json: r.try_get("variables_json")?,
+            params_json: r.try_get("params_json")?,
+        },
+    })
+}
+
+fn is_missing_table(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let m = d.message();
+            m.contains("doesn't exist") || m.contains("no such table")
+        }
+        _ => false,
     }
 }
 
