@@ -65,6 +65,21 @@ fn quickstart_on_a_fresh_directory_runs_an_audited_call_and_can_run_again() {
             .mode();
         assert_eq!(mode & 0o077, 0, "ai.env must be private");
     }
+    assert!(
+        stdout.contains("member 1 quickstart-flaky: HTTP_5XX_SERVER_ERROR -> handed over"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("member 2 quickstart-demo: answered"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("config_key=\"quickstart-flaky\" http_status=503 error_code=\"HTTP_5XX_SERVER_ERROR\" route_attempt=1 handover_reason=\"HTTP_5XX_SERVER_ERROR\""), "{stdout}");
+    assert!(
+        stdout.contains(
+            "config_key=\"quickstart-demo\" http_status=200 error_code=null route_attempt=2"
+        ),
+        "{stdout}"
+    );
     let pepper = env_file
         .lines()
         .find_map(|l| l.strip_prefix("AI_PEPPER="))
@@ -76,8 +91,9 @@ fn quickstart_on_a_fresh_directory_runs_an_audited_call_and_can_run_again() {
     let again_out = text(&again.stdout);
     assert!(again_out.contains("\"status\": \"ok\""), "{again_out}");
     assert!(
-        again_out.contains("\"id\": 2"),
-        "second run, second audit row: {again_out}"
+        again_out.contains("\"id\": 4")
+            && again_out.contains("\"answered_by\": \"quickstart-demo\""),
+        "second run: its row follows the first run's three: {again_out}"
     );
 }
 
@@ -260,4 +276,62 @@ fn db_migrate_print_on_the_predecessor_schema_lists_alters_without_running_them(
             .await
             .unwrap();
     });
+}
+
+#[test]
+fn route_dry_run_prints_the_request_with_a_masked_key_and_a_route_run_reports_each_member() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        ai_runner(
+            dir.path(),
+            &[("AI_RETRY_BASE_MS", "1")],
+            &["quickstart"],
+            None
+        )
+        .status
+        .success()
+    );
+    let out = ai_runner(
+        dir.path(),
+        &[],
+        &["route", "-p", "quickstart", "-r", "demo-route", "--dry-run"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dry = text(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(
+        v["order"],
+        serde_json::json!(["quickstart-flaky", "quickstart-demo"])
+    );
+    assert_eq!(v["request"]["headers"]["Authorization"], "Bearer ***-key");
+    assert!(!dry.contains("sk-demo-flaky-not-a-real-key"));
+
+    // Both demo endpoints are gone now: every member fails, each is reported, exit code 1.
+    let out = ai_runner(
+        dir.path(),
+        &[("AI_RETRY_BASE_MS", "1")],
+        &["route", "-p", "quickstart", "-r", "demo-route"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("member 1 quickstart-flaky: failed with NETWORK_ERROR, handed over"),
+        "{err}"
+    );
+    assert!(
+        err.contains("member 2 quickstart-demo: failed with NETWORK_ERROR (audit row"),
+        "{err}"
+    );
+    assert!(err.contains("NETWORK_ERROR: "), "{err}");
+
+    let out = ai_runner(
+        dir.path(),
+        &[],
+        &["route", "-p", "quickstart", "-r", "nope"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("ROUTE_NOT_FOUND: "));
 }

@@ -249,3 +249,25 @@ pub async fn seed(db: &Db, s: &Seed<'_>) {
         .await
         .unwrap();
 }
+
+/// One route member to seed: (config_key, priority, weight).
+pub type MemberSpec<'a> = (&'a str, i64, i64);
+
+/// Writes an active project and route with these members (configs must exist); returns the route id.
+pub async fn seed_route(
+    db: &Db,
+    project: &str,
+    route_key: &str,
+    route: &ai_runner::store::admin::NewRoute<'_>,
+    members: &[MemberSpec<'_>],
+) -> i64 {
+    let project_id = db.upsert_project(project).await.unwrap();
+    let route_id = db.upsert_route(project_id, route_key, route).await.unwrap();
+    for (key, priority, weight) in members {
+        let cid = db.config_id(key).await.unwrap().unwrap();
+        db.upsert_route_member(route_id, cid, *priority, *weight, true)
+            .await
+            .unwrap();
+    }
+    route_id
+}

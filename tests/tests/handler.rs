@@ -177,3 +177,171 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
 }
+
+mod run_route {
+    use super::*;
+    use ai_runner::store::admin::NewRoute;
+    use ai_runner_tests::seed_route;
+
+    async fn route_setup() -> Setup {
+        let s = setup(vec![Reply::content("你好")]).await;
+        seed_route(
+            &s.tdb.db(),
+            "proj",
+            "daily",
+            &NewRoute {
+                policy: "primary_backup",
+                ..Default::default()
+            },
+            &[("greet", 1, 1)],
+        )
+        .await;
+        s
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_event_whose_detail_names_the_route_runs_it() {
+        let s = route_setup().await;
+        let mut ev = fixture_json("aws/eventbridge/scheduled-event-docs.json");
+        ev["detail"] =
+            json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "日报"}});
+        let out = service::run_route(&s.state, ev, None).await.unwrap();
+        assert_eq!(out["status"], "ok", "{out}");
+        assert_eq!(out["answered_by"], "greet");
+        let row = s
+            .tdb
+            .db()
+            .audit_row(out["audit_id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row["trigger_source"], "schedule");
+        assert_eq!(row["request_id"], "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa");
+        assert_eq!(row["route_key"], "daily");
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_event_without_a_route_is_a_coded_failure() {
+        let s = route_setup().await;
+        let err = service::run_route(
+            &s.state,
+            fixture_json("aws/eventbridge/scheduled-event-docs.json"),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type, "INVALID_INPUT");
+        assert!(
+            err.error_message.contains("route_key"),
+            "{}",
+            err.error_message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rule_with_constant_input_is_a_direct_invocation_labelled_schedule() {
+        let s = route_setup().await;
+        let out = service::run_route(
+            &s.state,
+            json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
+            Some("lambda-req".into()),
+        )
+        .await
+        .unwrap();
+        let row = s
+            .tdb
+            .db()
+            .audit_row(out["audit_id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row["trigger_source"], "schedule");
+        assert_eq!(row["request_id"], "lambda-req");
+    }
+
+    #[tokio::test]
+    async fn api_gateway_events_run_routes_and_map_route_errors_to_statuses() {
+        let s = route_setup().await;
+        for fixture in [
+            "aws/apigw/rest-v1-proxy-post-json-body.json",
+            "aws/apigw/http-v2-post-json-body.json",
+        ] {
+            let resp = service::run_route(
+                &s.state,
+                with_body(fixture, &json!({"project": "proj", "route_key": "daily"})),
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(resp["statusCode"], 200, "{resp}");
+            assert_eq!(http_body(&resp)["answered_by"], "greet");
+        }
+        let resp = service::run_route(
+            &s.state,
+            with_body(
+                "aws/apigw/http-v2-post-json-body.json",
+                &json!({"project": "proj", "route_key": "nope"}),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp["statusCode"], 404);
+        assert_eq!(http_body(&resp)["error"]["code"], "ROUTE_NOT_FOUND");
+        let db = s.tdb.db();
+        let route = seed_route(
+            &db,
+            "proj",
+            "empty",
+            &NewRoute {
+                policy: "primary_backup",
+                ..Default::default()
+            },
+            &[],
+        )
+        .await;
+        let _ = route;
+        let resp = service::run_route(
+            &s.state,
+            with_body(
+                "aws/apigw/http-v2-post-json-body.json",
+                &json!({"project": "proj", "route_key": "empty"}),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp["statusCode"], 503);
+        assert_eq!(http_body(&resp)["error"]["code"], "NO_ACTIVE_MEMBERS");
+        let resp = service::run_route(
+            &s.state,
+            fixture_json("aws/apigw/rest-v1-proxy-post-json-body.json"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp["statusCode"], 400);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_invocation_returns_the_request_and_writes_nothing() {
+        let s = route_setup().await;
+        let out = service::run_route(
+            &s.state,
+            json!({"project": "proj", "route_key": "daily", "dry_run": true}),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["order"], json!(["greet"]));
+        assert_eq!(out["request"]["body"]["model"], "model-greet");
+        assert!(
+            out["request"]["headers"]["Authorization"]
+                .as_str()
+                .unwrap()
+                .starts_with("Bearer ***")
+        );
+        assert_eq!(s.tdb.db().count("ai_call_logs").await.unwrap(), 0);
+        assert!(s._server.requests().is_empty());
+    }
+}
