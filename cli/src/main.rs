@@ -163,6 +163,12 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The runner every run command uses, configured exactly as the functions are.
+fn runtime() -> Result<ai_runner::service::AppRunner, Failure> {
+    let settings = Settings::load()?;
+    Ok(ai_runner::service::AppState::new(&settings)?.runner)
+}
+
 async fn run(cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::RunOnce {
@@ -170,13 +176,8 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             vars,
             json,
         } => {
-            let settings = Settings::load()?;
             let vars = parse_vars(&vars)?;
-            let runner = Runner::new(
-                Db::new(settings.database.clone()),
-                HttpProvider::new(settings.http.clone())?,
-                &settings,
-            );
+            let runner = runtime()?;
             let result = runner
                 .run_once(&config_key, &vars, &RunContext::new("cli"))
                 .await;
@@ -190,13 +191,8 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             dry_run,
             json,
         } => {
-            let settings = Settings::load()?;
             let vars = parse_vars(&vars)?;
-            let runner = Runner::new(
-                Db::new(settings.database.clone()),
-                HttpProvider::new(settings.http.clone())?,
-                &settings,
-            );
+            let runner = runtime()?;
             let out = if dry_run {
                 runner
                     .dry_run(&project, &route_key, &vars)
