@@ -25,6 +25,8 @@ pub enum Source {
     ApiGatewayV2,
     /// An EventBridge "Scheduled Event" whose `detail` carries the request.
     Schedule,
+    /// A Function Compute timer trigger whose `payload` string carries the request.
+    FcTimer,
 }
 
 impl Source {
@@ -38,7 +40,7 @@ impl Source {
         match self {
             Source::Direct => "lambda",
             Source::ApiGatewayV1 | Source::ApiGatewayV2 => "apigw",
-            Source::Schedule => "schedule",
+            Source::Schedule | Source::FcTimer => "schedule",
         }
     }
 }
@@ -92,6 +94,11 @@ pub fn detect(payload: &Value) -> Source {
         Source::ApiGatewayV2
     } else if payload.get("httpMethod").is_some() && payload.get("requestContext").is_some() {
         Source::ApiGatewayV1
+    } else if payload.get("triggerTime").is_some()
+        && payload.get("triggerName").is_some()
+        && payload.get("payload").is_some()
+    {
+        Source::FcTimer
     } else if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
         && payload.get("source").and_then(Value::as_str) == Some("aws.events")
     {
@@ -128,6 +135,24 @@ pub fn parse<T: DeserializeOwned>(
             let request = serde_json::from_value(detail)
                 .map_err(|e| RunError::InvalidInput(format!("scheduled event detail: {e}")))?;
             let request_id = payload.get("id").and_then(Value::as_str).map(str::to_owned);
+            return Ok(Invocation {
+                source,
+                request,
+                request_id,
+            });
+        }
+        Source::FcTimer => {
+            let text = payload.get("payload").and_then(Value::as_str).unwrap_or("");
+            let request = serde_json::from_str(text).map_err(|e| {
+                RunError::InvalidInput(format!(
+                    "timer trigger payload must be the request JSON ({e}); got {:?}",
+                    text.chars().take(80).collect::<String>()
+                ))
+            })?;
+            let request_id = payload
+                .get("triggerName")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             return Ok(Invocation {
                 source,
                 request,

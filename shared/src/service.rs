@@ -192,9 +192,61 @@ impl Function {
     }
 }
 
-/// Serves invocations until the platform stops the process: the Lambda Runtime API loop.
-pub async fn serve(state: AppState, function: Function) -> Result<(), lambda_runtime::Error> {
-    let state = std::sync::Arc::new(state);
+/// Tells the Lambda Runtime API why init failed (`errorType` = the stable code).
+async fn report_init_error(e: &RunError) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let url = format!("http://{api}/2018-06-01/runtime/init/error");
+    let sent = reqwest::Client::new()
+        .post(url)
+        .header("Lambda-Runtime-Function-Error-Type", e.code())
+        .json(&json!({"errorType": e.code(), "errorMessage": e.to_string()}))
+        .send()
+        .await;
+    if let Err(err) = sent {
+        tracing::error!(error = %err, "could not report the init error");
+    }
+}
+
+impl AppState {
+    /// Loads settings (env files + environment) and builds the state: what a function's `main` does.
+    pub fn from_env() -> Result<Self, RunError> {
+        Self::new(&Settings::load()?)
+    }
+}
+
+/// The environment variable whose presence means Alibaba Function Compute (custom runtime).
+pub const FC_MARKERS: [&str; 2] = ["FC_FUNCTION_NAME", "FC_SERVER_PORT"];
+
+/// True when running as an Alibaba Function Compute custom runtime rather than on Lambda.
+pub fn on_function_compute() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none()
+        && FC_MARKERS.iter().any(|k| std::env::var_os(k).is_some())
+}
+
+/// Serves invocations until the platform stops the process: the Lambda Runtime API loop, or,
+/// on Function Compute, the custom-runtime HTTP server. A state that failed to build is logged,
+/// reported to Lambda's `/runtime/init/error` with its stable code, and ends the process.
+pub async fn serve(
+    state: Result<AppState, RunError>,
+    function: Function,
+) -> Result<(), lambda_runtime::Error> {
+    let state = match state {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => {
+            tracing::error!(code = e.code(), error = %crate::error::chain(&e), "initialisation failed");
+            report_init_error(&e).await;
+            return Err(e.into());
+        }
+    };
+    if on_function_compute() {
+        let port = std::env::var("FC_SERVER_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(9000);
+        return fc::serve(state, function, port).await;
+    }
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let state = std::sync::Arc::clone(&state);
@@ -205,4 +257,80 @@ pub async fn serve(state: AppState, function: Function) -> Result<(), lambda_run
         },
     ))
     .await
+}
+
+/// The Function Compute custom-runtime contract: `POST /invoke` with the raw event,
+/// `POST /initialize` once per instance; success and failure reported by the HTTP status and the
+/// `x-fc-status` header (200 / 404).
+pub mod fc {
+    use std::sync::Arc;
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::{Value, json};
+    use tracing::Instrument;
+
+    use super::{AppState, Function};
+
+    type Shared = Arc<(Arc<AppState>, Function)>;
+
+    /// Serves on `0.0.0.0:port` until the process is stopped.
+    pub async fn serve(
+        state: Arc<AppState>,
+        function: Function,
+        port: u16,
+    ) -> Result<(), lambda_runtime::Error> {
+        let app = axum::Router::new()
+            .route("/invoke", axum::routing::post(invoke))
+            .route("/initialize", axum::routing::post(initialize))
+            .with_state(Arc::new((state, function)));
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        tracing::info!(port, "serving the Function Compute custom runtime");
+        axum::serve(listener, app).await?;
+        Ok(())
+    }
+
+    fn request_id(headers: &HeaderMap) -> Option<String> {
+        headers
+            .get("x-fc-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    async fn initialize(headers: HeaderMap) -> Response {
+        let id = request_id(&headers).unwrap_or_default();
+        tracing::info!(fc_request_id = %id, "initialized");
+        (StatusCode::OK, [("x-fc-status", "200")], "").into_response()
+    }
+
+    async fn invoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+        let id = request_id(&headers);
+        let span = tracing::info_span!("invocation", fc_request_id = id.as_deref().unwrap_or(""));
+        async move {
+            let (state, function) = (&shared.0, shared.1);
+            let outcome = match serde_json::from_slice::<Value>(&body) {
+                Ok(payload) => function.handle(state, payload, id).await,
+                Err(e) => Err(super::Failure {
+                    error_type: "INVALID_INPUT".into(),
+                    error_message: format!("event is not JSON: {e}"),
+                }),
+            };
+            match outcome {
+                Ok(v) => (StatusCode::OK, [("x-fc-status", "200")], axum::Json(v)).into_response(),
+                Err(f) => {
+                    tracing::warn!(code = %f.error_type, message = %f.error_message, "invocation failed");
+                    (
+                        StatusCode::NOT_FOUND,
+                        [("x-fc-status", "404")],
+                        axum::Json(json!({"errorType": f.error_type, "errorMessage": f.error_message})),
+                    )
+                        .into_response()
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
 }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod lambda_api;
+
 use std::path::PathBuf;
 
 use ai_runner::config::DatabaseTarget;

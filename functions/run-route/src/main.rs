@@ -1,14 +1,13 @@
 //! `run-route`: runs a route per invocation (direct invoke, API Gateway, EventBridge schedule).
 //!
-//! State (DB pool, HTTP client, key cache) is built once per cold start; every invocation
-//! borrows it.
+//! State (settings, DB pool, HTTP client, key cache) is built once per cold start; every
+//! invocation borrows it. A state that cannot be built is reported as an init error.
 
 use ai_runner::service::{self, AppState, Function};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     ai_runner::telemetry::init_json();
-    let settings = ai_runner::Settings::load()?;
-    let state = AppState::new(&settings)?;
+    let state = AppState::from_env();
     service::serve(state, Function::RunRoute).await
 }

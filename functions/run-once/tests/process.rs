@@ -1,0 +1,206 @@
+//! The built `run-once` binary as a process: under a Lambda Runtime API served by the test, and
+//! in Alibaba Function Compute mode over HTTP, fed the fixture events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ai_runner::demo::{ProviderServer, Reply};
+use ai_runner_tests::lambda_api::{
+    Outcome, RuntimeApi, free_port, lambda_env, spawn, stdout_of, wait_listening,
+};
+use ai_runner_tests::{Backend, PEPPER, Seed, TestDb, fixture_json, seed};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_run-once");
+
+async fn setup() -> (TestDb, ProviderServer) {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = ProviderServer::start(vec![Reply::content("你好")])
+        .await
+        .unwrap();
+    seed(&tdb.db(), &Seed::text("greet", &server.url())).await;
+    (tdb, server)
+}
+
+fn app_env(tdb: &TestDb) -> Vec<(String, String)> {
+    vec![
+        ("DATABASE_URL".into(), tdb.url.clone()),
+        ("AI_PEPPER".into(), PEPPER.into()),
+        ("AI_RETRY_BASE_MS".into(), "1".into()),
+    ]
+}
+
+fn http_event(fixture: &str, body: &Value) -> Value {
+    let mut ev = fixture_json(fixture);
+    ev["body"] = json!(body.to_string());
+    ev["isBase64Encoded"] = json!(false);
+    ev
+}
+
+#[tokio::test]
+async fn the_binary_serves_invocations_from_the_lambda_runtime_api() {
+    let (tdb, _server) = setup().await;
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-once");
+    env.extend(app_env(&tdb));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(
+        api.wait_ready(Duration::from_secs(20)).await,
+        "the function never polled /next"
+    );
+
+    let ok = api
+        .invoke(http_event(
+            "aws/apigw/http-v2-post-json-body.json",
+            &json!({"config_key": "greet"}),
+        ))
+        .await;
+    let Outcome::Response(resp) = ok else {
+        panic!("{ok:?}")
+    };
+    assert_eq!(resp["statusCode"], 200, "{resp}");
+    let body: Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["content"], "你好");
+
+    let v1 = api
+        .invoke(http_event(
+            "aws/apigw/rest-v1-proxy-post-json-body.json",
+            &json!({"config_key": "missing"}),
+        ))
+        .await;
+    let Outcome::Response(resp) = v1 else {
+        panic!("{v1:?}")
+    };
+    assert_eq!(resp["statusCode"], 404);
+
+    let direct = api
+        .invoke(json!({"config_key": "greet", "variables": {"TOPIC": "海"}}))
+        .await;
+    let Outcome::Response(resp) = direct else {
+        panic!("{direct:?}")
+    };
+    assert_eq!(resp["status"], "ok");
+    let row = tdb
+        .db()
+        .audit_row(resp["audit_id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row["request_id"].as_str().unwrap().starts_with("req-"),
+        "the runtime's request id is audited: {row:?}"
+    );
+
+    let failed = api.invoke(json!({"config_key": "missing"})).await;
+    let Outcome::Error { body, .. } = failed else {
+        panic!("{failed:?}")
+    };
+    assert_eq!(body["errorType"], "CONFIG_NOT_FOUND");
+    let bad = api
+        .invoke(fixture_json("aws/eventbridge/scheduled-event-docs.json"))
+        .await;
+    let Outcome::Error { body, .. } = bad else {
+        panic!("{bad:?}")
+    };
+    assert_eq!(body["errorType"], "INVALID_INPUT");
+
+    assert!(
+        api.next_count() >= 5,
+        "one warm process served every invocation"
+    );
+    let logs = stdout_of(proc_).await;
+    assert!(
+        logs.lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "JSON log lines: {logs}"
+    );
+    assert!(!logs.contains(PEPPER));
+}
+
+#[tokio::test]
+async fn a_broken_configuration_is_reported_as_an_init_error_with_its_code() {
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-once");
+    env.push(("MYSQL_HOST".into(), "db.internal".into()));
+    let mut proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    let status = tokio::time::timeout(Duration::from_secs(20), proc_.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    let err = api.init_error().expect("init error reported");
+    assert_eq!(err["errorType"], "CONFIG_MISSING");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("MYSQL_AI_DATABASE")
+    );
+}
+
+#[tokio::test]
+async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
+    let (tdb, _server) = setup().await;
+    let port = free_port();
+    let mut env = app_env(&tdb);
+    env.push(("FC_SERVER_PORT".into(), port.to_string()));
+    env.push(("FC_FUNCTION_NAME".into(), "run-once".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(wait_listening(port, Duration::from_secs(20)).await);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let init = client
+        .post(format!("{base}/initialize"))
+        .header("x-fc-request-id", "fc-init-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+
+    let ok = client
+        .post(format!("{base}/invoke"))
+        .header("content-type", "application/octet-stream")
+        .header("x-fc-request-id", "fc-req-ok-42")
+        .body(json!({"config_key": "greet"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-fc-status"], "200");
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["content"], "你好");
+    let row = tdb
+        .db()
+        .audit_row(body["audit_id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["request_id"], "fc-req-ok-42");
+
+    let failed = client
+        .post(format!("{base}/invoke"))
+        .header("x-fc-request-id", "fc-req-missing-7")
+        .body(json!({"config_key": "missing"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 404);
+    assert_eq!(failed.headers()["x-fc-status"], "404");
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body["errorType"], "CONFIG_NOT_FOUND");
+
+    let garbage = client
+        .post(format!("{base}/invoke"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 404);
+    let logs = stdout_of(proc_).await;
+    assert!(
+        logs.lines().any(|l| l.contains("fc-req-missing-7")),
+        "log lines carry the FC request id: {logs}"
+    );
+}
