@@ -137,6 +137,47 @@ CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (
   updated_at TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 
+-- Which route processes which uploaded objects (most specific match wins).
+CREATE TABLE IF NOT EXISTS ai_media_route_map (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  bucket         TEXT    NOT NULL,
+  key_prefix     TEXT    NOT NULL DEFAULT '',
+  key_suffix     TEXT    NOT NULL DEFAULT '',
+  project_name   TEXT    NOT NULL,
+  route_key      TEXT    NOT NULL,
+  variables_json TEXT    NULL,
+  is_active      INTEGER NOT NULL DEFAULT 1,
+  created_at     TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+-- One row per uploaded object version: makes repeated deliveries no-ops.
+CREATE TABLE IF NOT EXISTS ai_media_job (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  bucket         TEXT    NOT NULL,
+  object_key     TEXT    NOT NULL,
+  object_version TEXT    NOT NULL DEFAULT '',
+  status         TEXT    NOT NULL,
+  attempts       INTEGER NOT NULL DEFAULT 1,
+  lease_until_ms INTEGER NOT NULL DEFAULT 0,
+  project_name   TEXT    NULL,
+  route_key      TEXT    NULL,
+  media_format   TEXT    NULL,
+  size_bytes     INTEGER NULL,
+  content_type   TEXT    NULL,
+  trace_id       TEXT    NULL,
+  audit_ids      TEXT    NULL,
+  result_bucket  TEXT    NULL,
+  result_key     TEXT    NULL,
+  error_code     TEXT    NULL,
+  error_message  TEXT    NULL,
+  summary_json   TEXT    NULL,
+  created_ms     INTEGER NOT NULL,
+  started_ms     INTEGER NULL,
+  finished_ms    INTEGER NULL,
+  duration_ms    INTEGER NULL,
+  UNIQUE (bucket, object_key, object_version)
+);
+
 CREATE TABLE IF NOT EXISTS ai_runner_schema_migrations (
   version    INTEGER PRIMARY KEY,
   name       TEXT    NOT NULL,

@@ -58,16 +58,20 @@ pub struct Facts<'a> {
     pub handover: bool,
 }
 
-/// Builds the row; `key` is scrubbed from everything that came back.
-pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>) -> AuditRow {
-    let scrub = |t: String| match key {
-        Some(k) => k.scrub(&t),
-        None => t,
+/// Builds the row; `key` is scrubbed from everything that came back, and every `redact` value
+/// (presigned URL signatures, inline media) from everything stored.
+pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) -> AuditRow {
+    let scrub = |t: String| {
+        let t = match key {
+            Some(k) => k.scrub(&t),
+            None => t,
+        };
+        redact_all(t, redact)
     };
     let request_body_json = f.body.map(|b| {
         let mut with_trace = b.clone();
         with_trace.insert("_trace_id".into(), Value::String(s.trace_id.clone()));
-        Value::Object(with_trace).to_string()
+        redact_all(Value::Object(with_trace).to_string(), redact)
     });
     let usage = f.response.and_then(|r| r.get("usage"));
     let tokens = |name: &str| usage.and_then(|u| u.get(name)).and_then(Value::as_i64);
@@ -107,6 +111,15 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>) -> AuditRow {
     }
 }
 
+fn redact_all(mut text: String, redact: &[String]) -> String {
+    for r in redact.iter().filter(|r| r.len() >= 8) {
+        if text.contains(r.as_str()) {
+            text = text.replace(r.as_str(), "[redacted]");
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +148,7 @@ mod tests {
             ..Default::default()
         };
         let key = Secret::new("sk-test-secret-1");
-        let r = row(&s, &f, Some(&key));
+        let r = row(&s, &f, Some(&key), &[]);
         let req: Value = serde_json::from_str(r.request_body_json.as_deref().unwrap()).unwrap();
         assert_eq!(req["_trace_id"], "abc");
         assert_eq!(

@@ -174,8 +174,50 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Output validation.
     pub validation: ValidationSettings,
-    /// `ENABLE_OSS_SPILLOVER` (default false).
+    /// `ENABLE_OSS_SPILLOVER` (default false): audit bodies over the threshold go to objects.
     pub enable_oss_spillover: bool,
+    /// Object storage (uploads, results, spill-over).
+    pub objects: ObjectSettings,
+}
+
+/// Where objects live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectTarget {
+    /// AWS S3, Alibaba OSS (S3-compatible endpoint) or any S3-protocol server.
+    S3 {
+        /// `OSS_ENDPOINT` / `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`; `None` = AWS's default.
+        endpoint: Option<String>,
+        /// `OSS_REGION` / `AWS_REGION` (default `us-east-1`).
+        region: String,
+        /// `OSS_ACCESS_KEY_ID` + `OSS_ACCESS_KEY_SECRET`, else `AWS_ACCESS_KEY_ID` +
+        /// `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`).
+        credentials: Option<(String, Secret, Option<Secret>)>,
+        /// `OSS_FORCE_PATH_STYLE` (default false; true for most local servers).
+        path_style: bool,
+    },
+    /// A local directory, one sub-directory per bucket (the embedded default).
+    Local(PathBuf),
+}
+
+/// Object storage and the upload pipeline's knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectSettings {
+    /// The store.
+    pub target: ObjectTarget,
+    /// `OSS_BUCKET` (alias `OSS_BUCKET_NAME`): where spill-over objects go.
+    pub bucket: Option<String>,
+    /// `OSS_RESULTS_PREFIX` (default `ai-runner/results/`): where run results are written.
+    pub results_prefix: String,
+    /// `OSS_SPILL_PREFIX` (default `ai-runner/spill/`): where large audit bodies go.
+    pub spill_prefix: String,
+    /// `AUDIT_SPILL_THRESHOLD_BYTES` (default 65536).
+    pub spill_threshold: usize,
+    /// `MEDIA_MAX_BYTES` (default 25 MiB, the OpenAI audio upload limit).
+    pub media_max_bytes: u64,
+    /// `MEDIA_URL_EXPIRY_SECS` (default 900): lifetime of presigned media URLs.
+    pub media_url_expiry: Duration,
+    /// `MEDIA_JOB_LEASE_SECS` (default 900): after this a job stuck in progress can be taken over.
+    pub job_lease: Duration,
 }
 
 impl Settings {
@@ -224,6 +266,7 @@ impl Settings {
                 )?),
             },
             enable_oss_spillover: flag(get, "ENABLE_OSS_SPILLOVER", false)?,
+            objects: parse_objects(get)?,
         })
     }
 }
@@ -373,6 +416,72 @@ fn parse_database<'a>(get: Getter<'a>) -> Result<DatabaseTarget, ConfigError> {
         password: Secret::new(get.get("MYSQL_PASSWORD").unwrap_or_default()),
         database: get.get("MYSQL_AI_DATABASE").unwrap_or_default().to_owned(),
     }))
+}
+
+fn parse_objects(get: Getter<'_>) -> Result<ObjectSettings, ConfigError> {
+    let nonempty = |k: &str| get.get(k).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let endpoint = nonempty("OSS_ENDPOINT")
+        .or_else(|| nonempty("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| nonempty("AWS_ENDPOINT_URL"));
+    let oss_keys = (nonempty("OSS_ACCESS_KEY_ID"), nonempty("OSS_ACCESS_KEY_SECRET"));
+    let aws_keys = (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY"));
+    let credentials = match (oss_keys, aws_keys) {
+        ((Some(id), Some(secret)), _) => Some((id, Secret::new(secret), None)),
+        ((Some(_), None), _) => return Err(ConfigError::Missing(vec!["OSS_ACCESS_KEY_SECRET"])),
+        ((None, Some(_)), _) => return Err(ConfigError::Missing(vec!["OSS_ACCESS_KEY_ID"])),
+        (_, (Some(id), Some(secret))) => Some((
+            id,
+            Secret::new(secret),
+            nonempty("AWS_SESSION_TOKEN").map(Secret::new),
+        )),
+        // Function Compute puts the function role's temporary keys here.
+        _ => match (
+            nonempty("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+            nonempty("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => Some((
+                id,
+                Secret::new(secret),
+                nonempty("ALIBABA_CLOUD_SECURITY_TOKEN").map(Secret::new),
+            )),
+            _ => None,
+        },
+    };
+    let explicit_local = nonempty("AI_RUNNER_OBJECTS_DIR");
+    let target = match (&endpoint, &credentials, explicit_local) {
+        (_, _, Some(dir)) => ObjectTarget::Local(PathBuf::from(dir)),
+        (None, None, None) if get.get("AWS_LAMBDA_FUNCTION_NAME").is_none() => {
+            ObjectTarget::Local(PathBuf::from("./ai-runner-objects"))
+        }
+        _ => ObjectTarget::S3 {
+            endpoint,
+            region: nonempty("OSS_REGION")
+                .or_else(|| nonempty("AWS_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            credentials,
+            path_style: flag(get, "OSS_FORCE_PATH_STYLE", false)?,
+        },
+    };
+    let prefix = |k: &'static str, default: &str| -> Result<String, ConfigError> {
+        let p = nonempty(k).unwrap_or_else(|| default.to_owned());
+        if p.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                name: k,
+                reason: "object key prefixes do not start with '/'".into(),
+            });
+        }
+        Ok(p)
+    };
+    Ok(ObjectSettings {
+        target,
+        bucket: nonempty("OSS_BUCKET").or_else(|| nonempty("OSS_BUCKET_NAME")),
+        results_prefix: prefix("OSS_RESULTS_PREFIX", "ai-runner/results/")?,
+        spill_prefix: prefix("OSS_SPILL_PREFIX", "ai-runner/spill/")?,
+        spill_threshold: num(get, "AUDIT_SPILL_THRESHOLD_BYTES", 65_536)?,
+        media_max_bytes: num(get, "MEDIA_MAX_BYTES", 25 * 1024 * 1024)?,
+        media_url_expiry: Duration::from_secs(num(get, "MEDIA_URL_EXPIRY_SECS", 900)?),
+        job_lease: Duration::from_secs(num(get, "MEDIA_JOB_LEASE_SECS", 900)?),
+    })
 }
 
 fn num<'a, T: std::str::FromStr>(

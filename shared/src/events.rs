@@ -243,3 +243,187 @@ mod tests {
         }
     }
 }
+
+/// An object that was created, as an event reported it (key decoded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectRef {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// Size, if the event said.
+    pub size: Option<u64>,
+    /// ETag, if the event said.
+    pub etag: Option<String>,
+    /// Version id, if the bucket is versioned.
+    pub version_id: Option<String>,
+}
+
+/// What an upload notification carried.
+#[derive(Debug)]
+pub enum ObjectEvent {
+    /// S3's `s3:TestEvent`, sent when a notification is configured: acknowledged, ignored.
+    Test,
+    /// Created objects (S3 notification, EventBridge "Object Created", FC OSS trigger).
+    Objects(Vec<ObjectRef>),
+    /// An SQS batch of S3 notifications: each message parsed on its own.
+    Sqs(Vec<(String, Result<ObjectEvent, RunError>)>),
+}
+
+/// Decodes an S3 notification key: form-URL-encoded (`+` is a space, `%XX` bytes of UTF-8).
+pub fn decode_s3_key(raw: &str) -> Result<String, RunError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| RunError::InvalidInput(format!("object key {raw:?} has a bad %-escape")))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| RunError::InvalidInput(format!("object key {raw:?} is not UTF-8 once decoded")))
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+/// Parses an upload notification of any accepted shape.
+pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
+    if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(ObjectEvent::Test);
+    }
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        let source = records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str);
+        if source == Some("aws:sqs") {
+            let ev: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload.clone())
+                .map_err(|e| RunError::InvalidInput(format!("SQS event: {e}")))?;
+            return Ok(ObjectEvent::Sqs(
+                ev.records
+                    .into_iter()
+                    .map(|m| {
+                        let id = m.message_id.clone().unwrap_or_default();
+                        let parsed = m
+                            .body
+                            .as_deref()
+                            .ok_or_else(|| RunError::InvalidInput("SQS message without a body".into()))
+                            .and_then(|b| {
+                                serde_json::from_str::<Value>(b).map_err(|e| {
+                                    RunError::InvalidInput(format!("SQS message body is not JSON: {e}"))
+                                })
+                            })
+                            .and_then(|v| match parse_object_event(&v)? {
+                                ObjectEvent::Sqs(_) => Err(RunError::InvalidInput("SQS message wraps another SQS batch".into())),
+                                other => Ok(other),
+                            });
+                        (id, parsed)
+                    })
+                    .collect(),
+            ));
+        }
+        let ev: aws_lambda_events::s3::S3Event = serde_json::from_value(payload.clone())
+            .map_err(|e| RunError::InvalidInput(format!("S3 notification: {e}")))?;
+        let mut out = Vec::new();
+        for r in ev.records {
+            let name = r.event_name.unwrap_or_default();
+            if !name.starts_with("ObjectCreated:") {
+                tracing::info!(event = %name, "ignoring a non-creation S3 event");
+                continue;
+            }
+            let bucket = r.s3.bucket.name.unwrap_or_default();
+            let raw_key = r.s3.object.key.unwrap_or_default();
+            if bucket.is_empty() || raw_key.is_empty() {
+                return Err(RunError::InvalidInput("S3 record without bucket name or object key".into()));
+            }
+            out.push(ObjectRef {
+                bucket,
+                key: decode_s3_key(&raw_key)?,
+                size: r.s3.object.size.and_then(|s| u64::try_from(s).ok()),
+                etag: r.s3.object.e_tag.filter(|e| !e.is_empty()),
+                version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
+            });
+        }
+        return Ok(ObjectEvent::Objects(out));
+    }
+    if payload.get("source").and_then(Value::as_str) == Some("aws.s3")
+        && payload.get("detail-type").and_then(Value::as_str) == Some("Object Created")
+    {
+        // EventBridge carries the key as stored, not URL-encoded.
+        let bucket = str_at(payload, "/detail/bucket/name");
+        let key = str_at(payload, "/detail/object/key");
+        let (Some(bucket), Some(key)) = (bucket, key) else {
+            return Err(RunError::InvalidInput("EventBridge Object Created event without detail.bucket.name / detail.object.key".into()));
+        };
+        return Ok(ObjectEvent::Objects(vec![ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: payload.pointer("/detail/object/size").and_then(Value::as_u64),
+            etag: str_at(payload, "/detail/object/etag").map(str::to_owned),
+            version_id: str_at(payload, "/detail/object/version-id").map(str::to_owned),
+        }]));
+    }
+    if let Some(events) = payload.get("events").and_then(Value::as_array)
+        && events.iter().any(|e| e.get("oss").is_some())
+    {
+        let mut out = Vec::new();
+        for e in events {
+            let name = str_at(e, "/eventName").unwrap_or("");
+            if !name.starts_with("ObjectCreated:") {
+                continue;
+            }
+            let (Some(bucket), Some(key)) = (str_at(e, "/oss/bucket/name"), str_at(e, "/oss/object/key")) else {
+                return Err(RunError::InvalidInput("OSS event without oss.bucket.name / oss.object.key".into()));
+            };
+            out.push(ObjectRef {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                size: e.pointer("/oss/object/size").and_then(Value::as_u64),
+                etag: str_at(e, "/oss/object/eTag").map(str::to_owned),
+                version_id: None,
+            });
+        }
+        return Ok(ObjectEvent::Objects(out));
+    }
+    let keys: Vec<&str> = payload
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).take(8).collect())
+        .unwrap_or_default();
+    Err(RunError::InvalidInput(format!(
+        "not an upload notification (S3, SQS-wrapped S3, EventBridge Object Created or OSS); received a {} with keys {keys:?}",
+        match payload {
+            Value::Object(_) => "JSON object",
+            Value::Array(_) => "JSON array",
+            _ => "JSON value",
+        }
+    )))
+}
+
+#[cfg(test)]
+mod object_tests {
+    use super::*;
+
+    #[test]
+    fn s3_keys_are_form_url_decoded() {
+        assert_eq!(decode_s3_key("red+flower.jpg").unwrap(), "red flower.jpg");
+        assert_eq!(decode_s3_key("Happy%20Face.jpg").unwrap(), "Happy Face.jpg");
+        assert_eq!(decode_s3_key("%E5%BD%95%E9%9F%B3/a%2Bb.wav").unwrap(), "录音/a+b.wav");
+        assert_eq!(decode_s3_key("bad%zz").unwrap_err().code(), "INVALID_INPUT");
+        assert_eq!(decode_s3_key("%FF").unwrap_err().code(), "INVALID_INPUT");
+    }
+
+    #[test]
+    fn anything_else_is_named_in_the_error() {
+        let e = parse_object_event(&serde_json::json!({"hello": 1})).unwrap_err();
+        assert_eq!(e.code(), "INVALID_INPUT");
+        assert!(e.to_string().contains("hello"), "{e}");
+    }
+}

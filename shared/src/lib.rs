@@ -16,6 +16,8 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod media;
+pub mod objects;
 pub mod provider;
 pub mod request;
 pub mod routing;

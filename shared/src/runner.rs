@@ -32,6 +32,9 @@ pub struct RunContext {
     pub trigger: String,
     /// Platform request id (Lambda / FC), if any.
     pub request_id: Option<String>,
+    /// Values that must not be stored (presigned URL signatures, inline media): each is
+    /// replaced by `[redacted]` in audit rows.
+    pub redact: Vec<String>,
 }
 
 impl RunContext {
@@ -39,9 +42,22 @@ impl RunContext {
     pub fn new(trigger: impl Into<String>) -> Self {
         Self {
             trigger: trigger.into(),
-            request_id: None,
+            ..Self::default()
         }
     }
+}
+
+/// Where large audit bodies go when `ENABLE_OSS_SPILLOVER` is on.
+#[derive(Debug, Clone)]
+pub struct Spill {
+    /// The store.
+    pub store: Arc<dyn crate::objects::ObjectStore>,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Bodies longer than this many bytes are spilled.
+    pub threshold: usize,
 }
 
 /// `ok` or `error`.
@@ -184,6 +200,7 @@ pub struct Runner<S, P> {
     validation: ValidationSettings,
     project_name: Option<String>,
     rng: std::sync::Mutex<rand::rngs::StdRng>,
+    spill: Option<Spill>,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -196,7 +213,13 @@ impl<S: Store, P: Provider> Runner<S, P> {
             validation: settings.validation.clone(),
             project_name: settings.project_name.clone(),
             rng: std::sync::Mutex::new(rand::SeedableRng::from_entropy()),
+            spill: None,
         }
+    }
+
+    /// Spills large audit bodies to objects.
+    pub fn with_spill(self, spill: Option<Spill>) -> Self {
+        Self { spill, ..self }
     }
 
     /// Seeds the random choices (weighted routes) for reproducible runs.
@@ -302,6 +325,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     None,
                     None,
                     overlay.handover.as_ref(),
+                    ctx,
                 )
                 .await;
                 return r;
@@ -318,6 +342,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     None,
                     Some(&key),
                     overlay.handover.as_ref(),
+                    ctx,
                 )
                 .await;
                 return r;
@@ -331,6 +356,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             last.body.as_ref(),
             Some(&key),
             overlay.handover.as_ref(),
+            ctx,
         )
         .await;
         result
@@ -441,6 +467,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         response: Option<&Value>,
         key: Option<&crate::Secret>,
         handover: Option<&crate::routing::Failover>,
+        ctx: &RunContext,
     ) {
         r.total_ms = r.total_ms.max(1).max(r.provider_ms);
         let facts = Facts {
@@ -457,7 +484,16 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 _ => false,
             },
         };
-        let row = audit::row(subject, &facts, key);
+        let mut row = audit::row(subject, &facts, key, &ctx.redact);
+        if let Some(spill) = &self.spill {
+            let label = subject.route_attempt.unwrap_or(1);
+            for (column, which) in [
+                (&mut row.request_body_json, "request"),
+                (&mut row.response_body_json, "response"),
+            ] {
+                spill_column(spill, column, &format!("{}{}/{label}-{which}.json", spill.prefix, subject.trace_id)).await;
+            }
+        }
         match self.store.insert_audit(&row).await {
             Ok(id) => r.audit_id = Some(id),
             Err(e) => {
@@ -473,6 +509,32 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
             }
         }
+    }
+}
+
+/// Moves a body longer than the threshold to an object and leaves a JSON reference in its place
+/// (valid JSON, so MariaDB's `json_valid` check still passes). On failure the body stays inline:
+/// nothing is lost.
+async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
+    let Some(body) = column.as_ref().filter(|b| b.len() > spill.threshold) else {
+        return;
+    };
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    let sha: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let bytes = body.len();
+    match spill
+        .store
+        .put(&spill.bucket, key, body.clone().into_bytes(), "application/json")
+        .await
+    {
+        Ok(()) => {
+            *column = Some(
+                serde_json::json!({"$ref": format!("s3://{}/{key}", spill.bucket), "bytes": bytes, "sha256": sha})
+                    .to_string(),
+            );
+        }
+        Err(e) => tracing::warn!(code = e.code(), error = %e, "spill-over failed; body kept in the audit row"),
     }
 }
 

@@ -136,6 +136,22 @@ pub const MIGRATIONS: &[Migration] = &[
             sqlite: "CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (route_id INTEGER PRIMARY KEY, position INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
         }],
     },
+    Migration {
+        version: 4,
+        name: "media_pipeline",
+        steps: &[
+            Step::CreateTable {
+                table: "ai_media_route_map",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_media_route_map (\n  id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  bucket         VARCHAR(255)  NOT NULL,\n  key_prefix     VARCHAR(512)  NOT NULL DEFAULT '',\n  key_suffix     VARCHAR(128)  NOT NULL DEFAULT '',\n  project_name   VARCHAR(191)  NOT NULL,\n  route_key      VARCHAR(191)  NOT NULL,\n  variables_json LONGTEXT      NULL,\n  is_active      TINYINT(1)    NOT NULL DEFAULT 1,\n  created_at     DATETIME      NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  KEY idx_ai_media_route_map_bucket (bucket, is_active)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_media_route_map (id INTEGER PRIMARY KEY AUTOINCREMENT, bucket TEXT NOT NULL, key_prefix TEXT NOT NULL DEFAULT '', key_suffix TEXT NOT NULL DEFAULT '', project_name TEXT NOT NULL, route_key TEXT NOT NULL, variables_json TEXT NULL, is_active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            },
+            Step::CreateTable {
+                table: "ai_media_job",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_media_job (\n  id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  bucket         VARCHAR(255)  NOT NULL,\n  object_key     VARCHAR(768)  NOT NULL,\n  object_version VARCHAR(191)  NOT NULL DEFAULT '',\n  status         VARCHAR(16)   NOT NULL,\n  attempts       INT           NOT NULL DEFAULT 1,\n  lease_until_ms BIGINT        NOT NULL DEFAULT 0,\n  project_name   VARCHAR(191)  NULL,\n  route_key      VARCHAR(191)  NULL,\n  media_format   VARCHAR(16)   NULL,\n  size_bytes     BIGINT        NULL,\n  content_type   VARCHAR(128)  NULL,\n  trace_id       VARCHAR(64)   NULL,\n  audit_ids      VARCHAR(1024) NULL,\n  result_bucket  VARCHAR(255)  NULL,\n  result_key     VARCHAR(1024) NULL,\n  error_code     VARCHAR(64)   NULL,\n  error_message  TEXT          NULL,\n  summary_json   LONGTEXT      NULL,\n  created_ms     BIGINT        NOT NULL,\n  started_ms     BIGINT        NULL,\n  finished_ms    BIGINT        NULL,\n  duration_ms    BIGINT        NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_media_job_object (bucket(191), object_key(400), object_version(100)),\n  KEY idx_ai_media_job_created (created_ms)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_media_job (id INTEGER PRIMARY KEY AUTOINCREMENT, bucket TEXT NOT NULL, object_key TEXT NOT NULL, object_version TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, lease_until_ms INTEGER NOT NULL DEFAULT 0, project_name TEXT NULL, route_key TEXT NULL, media_format TEXT NULL, size_bytes INTEGER NULL, content_type TEXT NULL, trace_id TEXT NULL, audit_ids TEXT NULL, result_bucket TEXT NULL, result_key TEXT NULL, error_code TEXT NULL, error_message TEXT NULL, summary_json TEXT NULL, created_ms INTEGER NOT NULL, started_ms INTEGER NULL, finished_ms INTEGER NULL, duration_ms INTEGER NULL, UNIQUE (bucket, object_key, object_version))",
+            },
+        ],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

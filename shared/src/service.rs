@@ -10,9 +10,12 @@ use serde_json::{Value, json};
 
 use crate::config::Settings;
 use crate::error::RunError;
-use crate::events::{self, RunOnceRequest, RunRouteRequest, Source};
+use crate::events::{self, ObjectEvent, RunOnceRequest, RunRouteRequest, Source};
+use crate::media;
 use crate::provider::HttpProvider;
-use crate::runner::{RunContext, RunResult, Runner};
+use crate::config::ObjectSettings;
+use crate::objects::ObjectStore;
+use crate::runner::{RunContext, RunResult, Runner, Spill};
 use crate::store::Db;
 
 /// The production runner: SQL store plus HTTP provider.
@@ -23,6 +26,10 @@ pub type AppRunner = Runner<Db, HttpProvider>;
 pub struct AppState {
     /// The engine.
     pub runner: AppRunner,
+    /// Object storage (uploads, results, spill-over).
+    pub objects: std::sync::Arc<dyn ObjectStore>,
+    /// Object settings (prefixes, limits).
+    pub object_settings: ObjectSettings,
 }
 
 impl AppState {
@@ -30,8 +37,27 @@ impl AppState {
     pub fn new(settings: &Settings) -> Result<Self, RunError> {
         let provider = HttpProvider::new(settings.http.clone())?;
         let store = Db::new(settings.database.clone());
+        let objects: std::sync::Arc<dyn ObjectStore> =
+            std::sync::Arc::from(crate::objects::from_settings(&settings.objects));
+        let spill = if settings.enable_oss_spillover {
+            let bucket = settings
+                .objects
+                .bucket
+                .clone()
+                .ok_or(crate::config::ConfigError::Missing(vec!["OSS_BUCKET"]))?;
+            Some(Spill {
+                store: objects.clone(),
+                bucket,
+                prefix: settings.objects.spill_prefix.clone(),
+                threshold: settings.objects.spill_threshold,
+            })
+        } else {
+            None
+        };
         Ok(Self {
-            runner: Runner::new(store, provider, settings),
+            runner: Runner::new(store, provider, settings).with_spill(spill),
+            objects,
+            object_settings: settings.objects.clone(),
         })
     }
 }
@@ -130,6 +156,7 @@ pub async fn run_route(
             .trigger
             .unwrap_or_else(|| inv.source.trigger().to_owned()),
         request_id: platform_request_id.or(inv.request_id),
+        redact: Vec::new(),
     };
     let result = state
         .runner
@@ -160,12 +187,109 @@ pub async fn run_once(
     let ctx = RunContext {
         trigger: inv.source.trigger().to_owned(),
         request_id: platform_request_id.or(inv.request_id),
+        redact: Vec::new(),
     };
     let result = state
         .runner
         .run_once(&inv.request.config_key, &inv.request.variables, &ctx)
         .await;
     reply(inv.source, &result)
+}
+
+/// Handles one upload notification (S3, SQS-wrapped S3, EventBridge, FC OSS).
+///
+/// S3 / EventBridge / OSS: answers a report per object, or fails (so the platform redelivers)
+/// when an object failed in a way worth retrying. SQS: answers `batchItemFailures` naming only
+/// the messages to redeliver.
+pub async fn oss_trigger(
+    state: &AppState,
+    payload: Value,
+    platform_request_id: Option<String>,
+) -> Result<Value, Failure> {
+    let event = match events::parse_object_event(&payload) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(code = e.code(), error = %e, "rejected event");
+            return Err(Failure {
+                error_type: e.code().to_owned(),
+                error_message: e.to_string(),
+            });
+        }
+    };
+    let ctx = RunContext {
+        trigger: "oss".into(),
+        request_id: platform_request_id,
+        redact: Vec::new(),
+    };
+    match event {
+        ObjectEvent::Test => Ok(json!({"ignored": "s3:TestEvent"})),
+        ObjectEvent::Objects(objs) => {
+            let reports = process_all(state, &objs, &ctx).await;
+            let retry: Vec<&media::Report> = reports.iter().filter(|r| r.needs_retry()).collect();
+            if let Some(first) = retry.first() {
+                let code = match &first.outcome {
+                    media::Outcome::Failed { code, .. } => code.clone(),
+                    _ => "OBJECT_FAILED".into(),
+                };
+                return Err(Failure {
+                    error_type: code,
+                    error_message: format!(
+                        "{} of {} objects failed and should be redelivered: {}",
+                        retry.len(),
+                        reports.len(),
+                        serde_json::to_string(&retry).unwrap_or_default()
+                    ),
+                });
+            }
+            Ok(json!({"objects": reports}))
+        }
+        ObjectEvent::Sqs(messages) => {
+            let mut failures = Vec::new();
+            let mut all = Vec::new();
+            for (id, parsed) in messages {
+                let failed = match parsed {
+                    Err(e) => {
+                        tracing::warn!(message_id = %id, code = e.code(), error = %e, "unusable SQS message");
+                        true
+                    }
+                    Ok(ObjectEvent::Test) => false,
+                    Ok(ObjectEvent::Objects(objs)) => {
+                        let reports = process_all(state, &objs, &ctx).await;
+                        let failed = reports.iter().any(media::Report::needs_retry);
+                        all.extend(reports);
+                        failed
+                    }
+                    Ok(ObjectEvent::Sqs(_)) => true,
+                };
+                if failed {
+                    failures.push(json!({"itemIdentifier": id}));
+                }
+            }
+            Ok(json!({"batchItemFailures": failures, "objects": all}))
+        }
+    }
+}
+
+async fn process_all(
+    state: &AppState,
+    objs: &[events::ObjectRef],
+    ctx: &RunContext,
+) -> Vec<media::Report> {
+    let mut out = Vec::with_capacity(objs.len());
+    for o in objs {
+        out.push(
+            media::process(
+                &state.runner,
+                state.objects.as_ref(),
+                &state.object_settings,
+                o,
+                ctx,
+                false,
+            )
+            .await,
+        );
+    }
+    out
 }
 
 /// Which function a binary is.
@@ -175,6 +299,8 @@ pub enum Function {
     RunOnce,
     /// `functions/run-route`.
     RunRoute,
+    /// `functions/oss-trigger`.
+    OssTrigger,
 }
 
 impl Function {
@@ -188,6 +314,7 @@ impl Function {
         match self {
             Function::RunOnce => run_once(state, payload, request_id).await,
             Function::RunRoute => run_route(state, payload, request_id).await,
+            Function::OssTrigger => oss_trigger(state, payload, request_id).await,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! `CAST(id AS SIGNED)` for ids).
 
 pub mod admin;
+pub mod media;
 pub mod migrate;
 
 use std::future::Future;

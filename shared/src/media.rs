@@ -1,0 +1,444 @@
+//! The upload pipeline: every new audio object runs its mapped route exactly once and its
+//! result is kept next to it.
+//!
+//! Per object: skip keys under the results/spill prefixes (so results never trigger
+//! themselves) -> find the most specific mapping (none: skipped, logged) -> HEAD the object ->
+//! claim its job row (duplicates and racing deliveries stop here) -> accept it as audio or
+//! reject it (`MEDIA_UNSUPPORTED`, `MEDIA_TOO_LARGE`) -> hand it to the model as a presigned URL
+//! (`MEDIA_URL`, default) or inline base64 (`MEDIA_MODE=inline`, `MEDIA_DATA`) -> run the route
+//! -> write the result JSON under the results prefix -> finish the job row.
+//!
+//! Invariants: a presigned URL's signature and inline media never reach an audit row, the job row
+//! or the stored result; objects are never made public; only failures worth retrying are
+//! reported as failures to the platform (so it redelivers), everything else is recorded.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::config::ObjectSettings;
+use crate::events::ObjectRef;
+use crate::objects::{ObjectError, ObjectStore};
+use crate::provider::Provider;
+use crate::runner::{RunContext, Runner};
+use crate::store::media::{Claim, JobFinish, JobKey};
+use crate::store::{Db, Store};
+
+/// Audio extensions accepted, with the `format` name sent to the model.
+pub const AUDIO_FORMATS: &[(&str, &str)] = &[
+    ("wav", "wav"),
+    ("mp3", "mp3"),
+    ("mpga", "mp3"),
+    ("mpeg", "mp3"),
+    ("m4a", "m4a"),
+    ("mp4", "mp4"),
+    ("aac", "aac"),
+    ("ogg", "ogg"),
+    ("oga", "ogg"),
+    ("opus", "opus"),
+    ("flac", "flac"),
+    ("webm", "webm"),
+    ("amr", "amr"),
+];
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Not ours to process (no mapping, a results key, ...).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Its job already finished: a repeated delivery.
+    Duplicate {
+        /// Job id.
+        job_id: i64,
+        /// The job's status.
+        status: String,
+    },
+    /// Another delivery holds the job right now.
+    InProgress {
+        /// Job id.
+        job_id: i64,
+    },
+    /// Not audio we accept; recorded, not sent to a provider.
+    Rejected {
+        /// Job id.
+        job_id: i64,
+        /// `MEDIA_UNSUPPORTED` or `MEDIA_TOO_LARGE`.
+        code: String,
+        /// Why.
+        message: String,
+    },
+    /// The route answered; the result is stored.
+    Succeeded {
+        /// Job id.
+        job_id: i64,
+        /// Which member answered.
+        answered_by: Option<String>,
+        /// Where the result JSON is.
+        result: String,
+        /// The run's trace id.
+        trace_id: String,
+    },
+    /// It failed (recorded on the job row).
+    Failed {
+        /// Job id, when one was claimed.
+        job_id: Option<i64>,
+        /// Stable code.
+        code: String,
+        /// Why.
+        message: String,
+        /// Whether a redelivery may succeed (the platform is told to retry).
+        retryable: bool,
+    },
+}
+
+/// One object's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Bucket.
+    pub bucket: String,
+    /// Decoded key.
+    pub key: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Report {
+    /// A failure the platform should redeliver.
+    pub fn needs_retry(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed { retryable: true, .. })
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The format name for a key, if its extension is accepted audio.
+pub fn audio_format(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
+    AUDIO_FORMATS
+        .iter()
+        .find(|(e, _)| *e == ext)
+        .map(|(_, f)| *f)
+}
+
+/// Accepts or rejects an object as audio: `(format)` or `(code, message)`.
+pub fn check_media(
+    key: &str,
+    content_type: Option<&str>,
+    size: u64,
+    max: u64,
+) -> Result<&'static str, (&'static str, String)> {
+    let Some(format) = audio_format(key) else {
+        return Err(("MEDIA_UNSUPPORTED", format!("{key:?} does not have an accepted audio extension")));
+    };
+    if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
+        && !(ct.starts_with("audio/")
+            || ct == "video/webm"
+            || ct == "video/mp4"
+            || ct == "application/octet-stream"
+            || ct == "binary/octet-stream"
+            || ct.is_empty())
+    {
+        return Err(("MEDIA_UNSUPPORTED", format!("content type {ct:?} is not audio")));
+    }
+    if size > max {
+        return Err(("MEDIA_TOO_LARGE", format!("{size} bytes is over the {max}-byte limit (MEDIA_MAX_BYTES)")));
+    }
+    if size == 0 {
+        return Err(("MEDIA_UNSUPPORTED", "the object is empty".to_owned()));
+    }
+    Ok(format)
+}
+
+fn object_failure(e: &ObjectError, job_id: Option<i64>) -> Outcome {
+    Outcome::Failed {
+        job_id,
+        code: e.code().to_owned(),
+        message: e.to_string(),
+        retryable: e.retryable(),
+    }
+}
+
+/// Runs the pipeline for one object. `force` re-runs a job that already finished (the CLI's
+/// `media process`).
+pub async fn process<P: Provider>(
+    runner: &Runner<Db, P>,
+    objects: &dyn ObjectStore,
+    cfg: &ObjectSettings,
+    obj: &ObjectRef,
+    ctx: &RunContext,
+    force: bool,
+) -> Report {
+    let outcome = process_inner(runner, objects, cfg, obj, ctx, force).await;
+    match &outcome {
+        Outcome::Skipped { reason } => tracing::info!(bucket = %obj.bucket, key = %obj.key, reason = %reason, "object skipped"),
+        Outcome::Failed { code, message, .. } => tracing::warn!(bucket = %obj.bucket, key = %obj.key, code = %code, message = %message, "object failed"),
+        other => tracing::info!(bucket = %obj.bucket, key = %obj.key, outcome = ?other, "object processed"),
+    }
+    Report {
+        bucket: obj.bucket.clone(),
+        key: obj.key.clone(),
+        outcome,
+    }
+}
+
+async fn process_inner<P: Provider>(
+    runner: &Runner<Db, P>,
+    objects: &dyn ObjectStore,
+    cfg: &ObjectSettings,
+    obj: &ObjectRef,
+    ctx: &RunContext,
+    force: bool,
+) -> Outcome {
+    let skip = |reason: &str| Outcome::Skipped {
+        reason: reason.to_owned(),
+    };
+    if obj.key.starts_with(&cfg.results_prefix) {
+        return skip("the key is under the results prefix (our own output)");
+    }
+    if obj.key.starts_with(&cfg.spill_prefix) {
+        return skip("the key is under the spill-over prefix");
+    }
+    let db = runner.store();
+    let mapping = match db.find_mapping(&obj.bucket, &obj.key).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return skip("no active mapping matches this bucket and key"),
+        Err(e) => {
+            return Outcome::Failed {
+                job_id: None,
+                code: e.code().into(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            };
+        }
+    };
+    let meta = match objects.head(&obj.bucket, &obj.key).await {
+        Ok(m) => m,
+        Err(e) => return object_failure(&e, None),
+    };
+    let job = JobKey {
+        bucket: obj.bucket.clone(),
+        key: obj.key.clone(),
+        version: obj
+            .version_id
+            .clone()
+            .or_else(|| meta.version_id.clone())
+            .or_else(|| meta.etag.clone())
+            .or_else(|| obj.etag.clone())
+            .unwrap_or_default(),
+    };
+    let started = now_ms();
+    if force && let Err(e) = db.reopen_job(&job).await {
+        return Outcome::Failed {
+            job_id: None,
+            code: e.code().into(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+        };
+    }
+    let lease = i64::try_from(cfg.job_lease.as_millis()).unwrap_or(i64::MAX);
+    let job_id = match db
+        .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
+        .await
+    {
+        Ok(Claim::New(id) | Claim::TakenOver { id, .. }) => id,
+        Ok(Claim::Done { id, status }) => return Outcome::Duplicate { job_id: id, status },
+        Ok(Claim::InProgress(id)) => return Outcome::InProgress { job_id: id },
+        Err(e) => {
+            return Outcome::Failed {
+                job_id: None,
+                code: e.code().into(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            };
+        }
+    };
+    let mut finish = JobFinish {
+        size_bytes: i64::try_from(meta.size).ok(),
+        content_type: meta.content_type.clone(),
+        ..JobFinish::default()
+    };
+    let outcome = run_job(runner, objects, cfg, obj, ctx, &mapping, &meta, job_id, &mut finish).await;
+    finish.finished_ms = now_ms();
+    finish.duration_ms = finish.finished_ms - started;
+    let (status, code, message) = match &outcome {
+        Outcome::Succeeded { .. } => ("succeeded", None, None),
+        Outcome::Rejected { code, message, .. } => ("rejected", Some(code.clone()), Some(message.clone())),
+        Outcome::Failed { code, message, .. } => ("failed", Some(code.clone()), Some(message.clone())),
+        _ => ("failed", None, None),
+    };
+    finish.status = status;
+    finish.error_code = code;
+    finish.error_message = message;
+    if let Err(e) = db.finish_job(job_id, &finish).await {
+        // The lease runs out and a redelivery takes the job over: nothing is lost.
+        tracing::error!(job_id, code = e.code(), error = %crate::error::chain(&e), "job row not finished");
+        return Outcome::Failed {
+            job_id: Some(job_id),
+            code: e.code().into(),
+            message: e.to_string(),
+            retryable: true,
+        };
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_job<P: Provider>(
+    runner: &Runner<Db, P>,
+    objects: &dyn ObjectStore,
+    cfg: &ObjectSettings,
+    obj: &ObjectRef,
+    ctx: &RunContext,
+    mapping: &crate::store::media::MediaMapping,
+    meta: &crate::objects::ObjectMeta,
+    job_id: i64,
+    finish: &mut JobFinish,
+) -> Outcome {
+    let format = match check_media(&obj.key, meta.content_type.as_deref(), meta.size, cfg.media_max_bytes) {
+        Ok(f) => f,
+        Err((code, message)) => {
+            return Outcome::Rejected {
+                job_id,
+                code: code.into(),
+                message,
+            };
+        }
+    };
+    finish.media_format = Some(format.to_owned());
+
+    // Route variables < mapping variables < the media variables set here.
+    let route_vars = match runner
+        .store()
+        .resolve_route(&mapping.project, &mapping.route_key)
+        .await
+    {
+        Ok(r) => r.variables,
+        Err(e) => {
+            return Outcome::Failed {
+                job_id: Some(job_id),
+                code: e.code().into(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            };
+        }
+    };
+    let mut vars = Map::new();
+    if let Some(Value::Object(m)) = &mapping.variables {
+        vars.extend(m.clone());
+    }
+    let mode = vars
+        .get("MEDIA_MODE")
+        .or_else(|| route_vars.as_ref().and_then(|r| r.get("MEDIA_MODE")))
+        .and_then(Value::as_str)
+        .unwrap_or("url")
+        .to_ascii_lowercase();
+    vars.insert("MEDIA_FORMAT".into(), json!(format));
+    vars.insert("MEDIA_KEY".into(), json!(obj.key));
+    vars.insert("MEDIA_BUCKET".into(), json!(obj.bucket));
+    vars.insert("MEDIA_SIZE".into(), json!(meta.size));
+    let mut ctx = RunContext {
+        trigger: ctx.trigger.clone(),
+        request_id: ctx.request_id.clone(),
+        redact: ctx.redact.clone(),
+    };
+    if mode == "inline" {
+        let bytes = match objects.get(&obj.bucket, &obj.key).await {
+            Ok(b) => b,
+            Err(e) => return object_failure(&e, Some(job_id)),
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        ctx.redact.push(data.clone());
+        vars.insert("MEDIA_DATA".into(), json!(data));
+    } else {
+        let expiry = cfg.media_url_expiry.max(Duration::from_secs(60));
+        let url = match objects.presign_get(&obj.bucket, &obj.key, expiry).await {
+            Ok(u) => u,
+            Err(e) => return object_failure(&e, Some(job_id)),
+        };
+        if let Some((_, query)) = url.split_once('?') {
+            ctx.redact.push(query.to_owned());
+        }
+        vars.insert("MEDIA_URL".into(), json!(url));
+    }
+
+    let routed = runner
+        .run_route(&mapping.project, &mapping.route_key, &vars, &ctx)
+        .await;
+    finish.trace_id = Some(routed.result.trace_id.clone());
+    let ids: Vec<String> = routed
+        .member_attempts
+        .iter()
+        .filter_map(|a| a.audit_id.map(|i| i.to_string()))
+        .collect();
+    finish.audit_ids = (!ids.is_empty()).then(|| ids.join(","));
+    finish.summary = Some(json!({
+        "status": routed.result.status,
+        "answered_by": routed.answered_by,
+        "members_tried": routed.member_attempts.len(),
+        "http_attempts": routed.result.attempts,
+        "total_ms": routed.result.total_ms,
+        "content_chars": routed.result.content.as_ref().map(|c| c.chars().count()),
+    }));
+
+    let result_key = format!("{}{}.result.json", cfg.results_prefix, obj.key);
+    let mut doc = json!({
+        "object": {"bucket": obj.bucket, "key": obj.key, "size": meta.size, "format": format, "etag": meta.etag, "version_id": meta.version_id},
+        "job_id": job_id,
+        "route": {"project": mapping.project, "route_key": mapping.route_key},
+        "result": routed,
+    })
+    .to_string();
+    for r in ctx.redact.iter().filter(|r| r.len() >= 8) {
+        doc = doc.replace(r.as_str(), "[redacted]");
+    }
+    if let Err(e) = objects
+        .put(&obj.bucket, &result_key, doc.into_bytes(), "application/json")
+        .await
+    {
+        return object_failure(&e, Some(job_id));
+    }
+    finish.result_bucket = Some(obj.bucket.clone());
+    finish.result_key = Some(result_key.clone());
+    match &routed.result.failure {
+        None => Outcome::Succeeded {
+            job_id,
+            answered_by: routed.answered_by.clone(),
+            result: format!("s3://{}/{result_key}", obj.bucket),
+            trace_id: routed.result.trace_id.clone(),
+        },
+        Some(e) => Outcome::Failed {
+            job_id: Some(job_id),
+            code: e.code().into(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_audio_within_the_limit_is_accepted() {
+        assert_eq!(check_media("a/b.WAV", Some("audio/wav"), 10, 100), Ok("wav"));
+        assert_eq!(check_media("a/b.mp3", None, 10, 100), Ok("mp3"));
+        assert_eq!(check_media("a/b.m4a", Some("application/octet-stream"), 10, 100), Ok("m4a"));
+        assert_eq!(check_media("a/b.png", Some("image/png"), 10, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
+        assert_eq!(check_media("a/b.wav", Some("text/html"), 10, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
+        assert_eq!(check_media("a/b.wav", Some("audio/wav"), 101, 100).unwrap_err().0, "MEDIA_TOO_LARGE");
+        assert_eq!(check_media("a/b.wav", Some("audio/wav"), 0, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
+        assert_eq!(check_media("noext", None, 1, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
+    }
+}

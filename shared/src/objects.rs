@@ -1,0 +1,410 @@
+//! Object storage behind one small trait: S3 and S3-compatible stores (Alibaba OSS, local
+//! S3-protocol servers) through aws-sdk-s3, and a local directory for the embedded default.
+//!
+//! Invariants: objects are written without public ACLs (they inherit the bucket's private
+//! default); presigned URLs are bearer credentials, so callers must keep their signatures out of
+//! anything stored or logged; errors never include credentials.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::config::{ObjectSettings, ObjectTarget};
+
+/// A boxed future, so the trait can be used as `dyn ObjectStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// No such bucket or key.
+    #[error("object s3://{bucket}/{key} not found")]
+    NotFound {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// The store refused (credentials, policy).
+    #[error("object store denied access to s3://{bucket}/{key}")]
+    Denied {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// This store cannot do that (e.g. presign on a local directory).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// Network, timeout, server error.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ObjectError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "OBJECT_NOT_FOUND",
+            Self::Denied { .. } => "OBJECT_ACCESS_DENIED",
+            Self::Unsupported(_) => "OBJECT_OPERATION_UNSUPPORTED",
+            Self::Unavailable(_) => "OBJECT_STORE_UNAVAILABLE",
+        }
+    }
+
+    /// Whether trying again later may help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// What a HEAD tells.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectMeta {
+    /// Bytes.
+    pub size: u64,
+    /// `Content-Type`, if the store knows it.
+    pub content_type: Option<String>,
+    /// ETag without quotes.
+    pub etag: Option<String>,
+    /// Version id, on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+/// The operations the pipeline and spill-over need.
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Size, type and identity of an object.
+    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
+    /// The whole object.
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
+    /// Writes an object (private: no ACL is granted).
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>>;
+    /// A time-limited GET URL.
+    fn presign_get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<String, ObjectError>>;
+}
+
+/// Builds the configured store.
+pub fn from_settings(s: &ObjectSettings) -> Box<dyn ObjectStore> {
+    match &s.target {
+        ObjectTarget::Local(dir) => Box::new(LocalStore::new(dir)),
+        ObjectTarget::S3 {
+            endpoint,
+            region,
+            credentials,
+            path_style,
+        } => Box::new(S3Store::new(
+            endpoint.as_deref(),
+            region,
+            credentials.as_ref(),
+            *path_style,
+        )),
+    }
+}
+
+/// The S3-protocol store.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    /// A client for this endpoint (None = AWS), region, credentials (None = anonymous) and style.
+    pub fn new(
+        endpoint: Option<&str>,
+        region: &str,
+        credentials: Option<&(String, crate::Secret, Option<crate::Secret>)>,
+        path_style: bool,
+    ) -> Self {
+        let mut b = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .force_path_style(path_style)
+            // OSS and most S3-compatible servers reject the newer default integrity trailers.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(ep) = endpoint {
+            b = b.endpoint_url(ep);
+        }
+        if let Some((id, secret, token)) = credentials {
+            b = b.credentials_provider(Credentials::new(
+                id,
+                secret.expose(),
+                token.as_ref().map(|t| t.expose().to_owned()),
+                None,
+                "ai-runner",
+            ));
+        }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+        }
+    }
+}
+
+fn sdk_error<E, R>(e: aws_sdk_s3::error::SdkError<E, R>, bucket: &str, key: &str) -> ObjectError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+    aws_sdk_s3::error::SdkError<E, R>: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+    let status = match &e {
+        SdkError::ServiceError(s) => Some(format!("{:?}", s.raw())),
+        _ => None,
+    };
+    let code = e.code().unwrap_or("").to_owned();
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    if matches!(code.as_str(), "NoSuchKey" | "NotFound" | "NoSuchBucket")
+        || status.as_deref().is_some_and(|s| s.contains("status: StatusCode(404)"))
+    {
+        return ObjectError::NotFound { bucket: b, key: k };
+    }
+    if matches!(code.as_str(), "AccessDenied" | "Forbidden" | "SignatureDoesNotMatch" | "InvalidAccessKeyId")
+        || status.as_deref().is_some_and(|s| s.contains("status: StatusCode(403)"))
+    {
+        return ObjectError::Denied { bucket: b, key: k };
+    }
+    ObjectError::Unavailable(format!("{}: {}", if code.is_empty() { "error" } else { &code }, crate::error::chain(&e)))
+}
+
+impl ObjectStore for S3Store {
+    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, bucket, key))?;
+            Ok(ObjectMeta {
+                size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                content_type: out.content_type().map(str::to_owned),
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                version_id: out.version_id().map(str::to_owned),
+            })
+        })
+    }
+
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, bucket, key))?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| ObjectError::Unavailable(e.to_string()))?;
+            Ok(bytes.into_bytes().to_vec())
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>> {
+        Box::pin(async move {
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, bucket, key))?;
+            Ok(())
+        })
+    }
+
+    fn presign_get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<String, ObjectError>> {
+        Box::pin(async move {
+            let cfg = PresigningConfig::expires_in(expires)
+                .map_err(|e| ObjectError::Unavailable(e.to_string()))?;
+            let req = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| sdk_error(e, bucket, key))?;
+            Ok(req.uri().to_owned())
+        })
+    }
+}
+
+/// A directory standing in for buckets (`<root>/<bucket>/<key>`), for the embedded default.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
+        let bad = |s: &str| s.is_empty() || s.split('/').any(|p| p == ".." || p == ".") || s.starts_with('/');
+        if bad(bucket) || bucket.contains('/') || bad(key) {
+            return Err(ObjectError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        Ok(self.root.join(bucket).join(key))
+    }
+}
+
+fn io_error(e: std::io::Error, bucket: &str, key: &str) -> ObjectError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ObjectError::NotFound {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        },
+        std::io::ErrorKind::PermissionDenied => ObjectError::Denied {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        },
+        _ => ObjectError::Unavailable(e.to_string()),
+    }
+}
+
+/// A content type from a key's extension (local store only; S3 stores their own).
+pub fn guess_content_type(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "wav" => "audio/wav",
+        "mp3" | "mpga" | "mpeg" => "audio/mpeg",
+        "m4a" | "mp4" => "audio/mp4",
+        "aac" => "audio/aac",
+        "ogg" | "oga" | "opus" => "audio/ogg",
+        "flac" => "audio/flac",
+        "webm" => "audio/webm",
+        "amr" => "audio/amr",
+        "json" => "application/json",
+        "txt" => "text/plain",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        _ => return None,
+    })
+}
+
+impl ObjectStore for LocalStore {
+    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
+        Box::pin(async move {
+            let path = self.path(bucket, key)?;
+            let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error(e, bucket, key))?;
+            if !meta.is_file() {
+                return Err(ObjectError::NotFound {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                });
+            }
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            Ok(ObjectMeta {
+                size: meta.len(),
+                content_type: guess_content_type(key).map(str::to_owned),
+                etag: Some(format!("{:x}-{:x}", meta.len(), mtime)),
+                version_id: None,
+            })
+        })
+    }
+
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
+        Box::pin(async move {
+            let path = self.path(bucket, key)?;
+            tokio::fs::read(&path).await.map_err(|e| io_error(e, bucket, key))
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>> {
+        Box::pin(async move {
+            let path = self.path(bucket, key)?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(e, bucket, key))?;
+            }
+            tokio::fs::write(&path, body).await.map_err(|e| io_error(e, bucket, key))
+        })
+    }
+
+    fn presign_get<'a>(
+        &'a self,
+        _bucket: &'a str,
+        _key: &'a str,
+        _expires: Duration,
+    ) -> BoxFuture<'a, Result<String, ObjectError>> {
+        Box::pin(async {
+            Err(ObjectError::Unsupported(
+                "a local directory store cannot presign URLs; use MEDIA_MODE=inline or an S3-protocol store",
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_local_store_round_trips_and_refuses_path_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        s.put("b", "a/x.wav", b"RIFF".to_vec(), "audio/wav").await.unwrap();
+        assert_eq!(s.get("b", "a/x.wav").await.unwrap(), b"RIFF");
+        let m = s.head("b", "a/x.wav").await.unwrap();
+        assert_eq!((m.size, m.content_type.as_deref()), (4, Some("audio/wav")));
+        assert_eq!(s.head("b", "../b/a/x.wav").await.unwrap_err().code(), "OBJECT_NOT_FOUND");
+        assert_eq!(s.get("b", "missing").await.unwrap_err().code(), "OBJECT_NOT_FOUND");
+        assert_eq!(
+            s.presign_get("b", "a/x.wav", Duration::from_secs(1)).await.unwrap_err().code(),
+            "OBJECT_OPERATION_UNSUPPORTED"
+        );
+    }
+}
