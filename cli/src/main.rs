@@ -60,6 +60,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The upload pipeline: process an object on demand, list jobs, manage mappings.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
     /// Create or upgrade the schema.
     Db {
         #[command(subcommand)]
@@ -80,6 +85,70 @@ struct VarArgs {
     /// A JSON object file of runtime variables.
     #[arg(long = "vars-file", value_name = "FILE")]
     vars_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Run the pipeline for one object now (re-processes it even if its job already finished).
+    Process {
+        /// Bucket.
+        bucket: String,
+        /// Object key (as stored, not URL-encoded).
+        key: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent jobs, newest first.
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which route processes which objects.
+    Map {
+        #[command(subcommand)]
+        command: MapCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapCommand {
+    /// List mappings.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a mapping (the most specific match wins: exact bucket, longer prefix, longer suffix).
+    Add {
+        /// Bucket name, or `*` for any.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix to watch (e.g. `uploads/`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Key suffix (e.g. `.wav`).
+        #[arg(long, default_value = "")]
+        suffix: String,
+        /// Route project.
+        #[arg(short = 'p', long)]
+        project: String,
+        /// Route key.
+        #[arg(short = 'r', long = "route-key")]
+        route_key: String,
+        /// Extra variables for the run, KEY=VALUE (e.g. MEDIA_MODE=inline).
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        var: Vec<String>,
+    },
+    /// Remove a mapping by id.
+    Remove {
+        /// The mapping id (see `media map list`).
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +277,12 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             runner.store().close().await;
             out
         }
+        Command::Media { command } => {
+            let state = ai_runner::service::AppState::from_env()?;
+            let out = media_command(&state, command).await;
+            state.runner.store().close().await;
+            out
+        }
         Command::Quickstart { json } => quickstart(json).await,
         Command::Db { command } => {
             let settings = Settings::load()?;
@@ -237,6 +312,132 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) -> Result<(), Failure> {
+    let db = state.runner.store();
+    match cmd {
+        MediaCommand::Process { bucket, key, json } => {
+            let obj = ai_runner::events::ObjectRef {
+                bucket,
+                key,
+                size: None,
+                etag: None,
+                version_id: None,
+            };
+            let report = ai_runner::media::process(
+                &state.runner,
+                state.objects.as_ref(),
+                &state.object_settings,
+                &obj,
+                &RunContext::new("cli"),
+                true,
+            )
+            .await;
+            if json {
+                print_pretty(&report);
+            } else {
+                println!("{}", serde_json::to_string(&report.outcome).unwrap_or_default());
+            }
+            match report.outcome {
+                ai_runner::media::Outcome::Failed { code, message, .. } => Err(Failure {
+                    code,
+                    message,
+                    exit: 1,
+                }),
+                ai_runner::media::Outcome::Rejected { code, message, .. } => Err(Failure {
+                    code,
+                    message,
+                    exit: 1,
+                }),
+                _ => Ok(()),
+            }
+        }
+        MediaCommand::Jobs { limit, json } => {
+            let jobs = db.list_jobs(limit).await?;
+            if json {
+                print_pretty(&jobs);
+            } else {
+                for j in &jobs {
+                    println!(
+                        "#{} {} s3://{}/{} [{}] attempts={} route={}/{} {}{}",
+                        j.id,
+                        j.status,
+                        j.bucket,
+                        j.object_key,
+                        j.object_version,
+                        j.attempts,
+                        j.project_name.as_deref().unwrap_or("-"),
+                        j.route_key.as_deref().unwrap_or("-"),
+                        j.error_code.as_deref().unwrap_or(""),
+                        j.result_key.as_deref().map(|k| format!(" result={k}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        MediaCommand::Map { command: MapCommand::List { json } } => {
+            let maps = db.list_mappings().await?;
+            if json {
+                print_pretty(&maps);
+            } else {
+                for m in &maps {
+                    println!(
+                        "#{} bucket={} prefix={:?} suffix={:?} -> {}/{}{}{}",
+                        m.id,
+                        m.bucket,
+                        m.key_prefix,
+                        m.key_suffix,
+                        m.project,
+                        m.route_key,
+                        m.variables.as_ref().map(|v| format!(" vars={v}")).unwrap_or_default(),
+                        if m.active { "" } else { " (inactive)" }
+                    );
+                }
+            }
+            Ok(())
+        }
+        MediaCommand::Map {
+            command:
+                MapCommand::Add {
+                    bucket,
+                    prefix,
+                    suffix,
+                    project,
+                    route_key,
+                    var,
+                },
+        } => {
+            let results = &state.object_settings.results_prefix;
+            if results.starts_with(&prefix) {
+                return Err(usage(
+                    "CONFIG_INVALID",
+                    format!("the results prefix {results:?} is inside the watched prefix {prefix:?}: results would trigger the pipeline again; watch a narrower prefix or set OSS_RESULTS_PREFIX elsewhere"),
+                ));
+            }
+            let vars = parse_vars(&VarArgs { var, vars_file: None })?;
+            let vars = (!vars.is_empty()).then(|| Value::Object(vars));
+            let id = db
+                .add_mapping(&bucket, &prefix, &suffix, &project, &route_key, vars.as_ref())
+                .await?;
+            println!("added mapping #{id}");
+            Ok(())
+        }
+        MediaCommand::Map {
+            command: MapCommand::Remove { id },
+        } => {
+            if db.remove_mapping(id).await? {
+                println!("removed mapping #{id}");
+                Ok(())
+            } else {
+                Err(usage("MAPPING_NOT_FOUND", format!("no mapping #{id}")))
+            }
+        }
+    }
+}
+
+fn print_pretty<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 async fn db_command(db: &Db, cmd: DbCommand) -> Result<(), Failure> {
@@ -490,6 +691,55 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
             pick("handover_reason")
         );
     }
+    outcome(&routed.result)?;
+
+    // An upload: a generated WAV lands in the local object store and the pipeline processes it.
+    let audio = ProviderServer::start(vec![Reply::MediaProbe])
+        .await
+        .map_err(|e| usage("DEMO_PROVIDER_FAILED", e.to_string()))?;
+    demo::install_quickstart_media(runner.store(), runner.keyring(), &audio.url()).await?;
+    let objects_dir = std::path::PathBuf::from("./ai-runner-objects");
+    let store = ai_runner::objects::LocalStore::new(&objects_dir);
+    let key = format!("{}hello-{}.wav", demo::QUICKSTART_MEDIA_PREFIX, &routed.result.trace_id[..8]);
+    use ai_runner::objects::ObjectStore;
+    store
+        .put(demo::QUICKSTART_MEDIA_BUCKET, &key, demo::wav_tone(500, 440.0), "audio/wav")
+        .await
+        .map_err(|e| usage(e.code(), e.to_string()))?;
+    println!(
+        "\n== upload: {} bytes of WAV into {}/{}/{} (local object store), processed by route {}/{} ==",
+        demo::wav_tone(500, 440.0).len(),
+        objects_dir.display(),
+        demo::QUICKSTART_MEDIA_BUCKET,
+        key,
+        demo::QUICKSTART_PROJECT,
+        demo::QUICKSTART_MEDIA_ROUTE
+    );
+    let mut object_settings = Settings::load()?.objects;
+    object_settings.target = ai_runner::config::ObjectTarget::Local(objects_dir);
+    let report = ai_runner::media::process(
+        &runner,
+        &store,
+        &object_settings,
+        &ai_runner::events::ObjectRef {
+            bucket: demo::QUICKSTART_MEDIA_BUCKET.into(),
+            key: key.clone(),
+            size: None,
+            etag: None,
+            version_id: None,
+        },
+        &RunContext::new("quickstart"),
+        false,
+    )
+    .await;
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    let job = runner.store().list_jobs(1).await?;
+    if let Some(j) = job.first() {
+        println!("job #{} {} result={}", j.id, j.status, j.result_key.as_deref().unwrap_or("-"));
+    }
     runner.store().close().await;
-    outcome(&routed.result)
+    match report.outcome {
+        ai_runner::media::Outcome::Succeeded { .. } => Ok(()),
+        other => Err(usage("QUICKSTART_UPLOAD_FAILED", format!("{other:?}"))),
+    }
 }

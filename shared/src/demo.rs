@@ -41,6 +41,10 @@ pub enum Reply {
     Delayed(Duration, Box<Reply>),
     /// A 200 chat completion whose content echoes the `Authorization` header (secret-leak tests).
     EchoAuthorization,
+    /// Looks at the audio in the request like a real audio model must: decodes inline
+    /// `input_audio.data`, or fetches the first `http(s)` URL found in the messages, and answers
+    /// with how many bytes it got (HTTP 400 if it could get none).
+    MediaProbe,
 }
 
 impl Reply {
@@ -183,6 +187,9 @@ async fn handle(
         Err(_) => None,
     };
     let mut reply = reply.unwrap_or_else(|| Reply::error(500, "script is empty"));
+    if matches!(reply, Reply::MediaProbe) {
+        reply = probe_media(&body).await;
+    }
     loop {
         match reply {
             Reply::Delayed(d, inner) => {
@@ -192,6 +199,76 @@ async fn handle(
             other => return render(other, &auth),
         }
     }
+}
+
+async fn probe_media(body: &[u8]) -> Reply {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut strings = Vec::new();
+    collect_strings(v.get("messages").unwrap_or(&Value::Null), &mut strings);
+    if let Some(data) = v
+        .pointer("/messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .find_map(|p| p.pointer("/input_audio/data").and_then(Value::as_str))
+    {
+        use base64::Engine;
+        return match base64::engine::general_purpose::STANDARD.decode(data) {
+            Ok(bytes) => Reply::content(&format!("收到内联音频 {} 字节", bytes.len())),
+            Err(_) => Reply::error(400, "input_audio.data is not base64"),
+        };
+    }
+    let Some(url) = strings.iter().find_map(|s| {
+        s.split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+    }) else {
+        return Reply::error(400, "no audio in the request");
+    };
+    match reqwest::get(url).await {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(b) => Reply::content(&format!("下载音频 {} 字节", b.len())),
+            Err(e) => Reply::error(400, &format!("cannot read the media: {e}")),
+        },
+        Ok(r) => Reply::error(400, &format!("media URL answered {}", r.status())),
+        Err(e) => Reply::error(400, &format!("cannot fetch the media: {e}")),
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(o) => o.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// A short mono 16-bit PCM WAV tone (real audio for demos and tests).
+pub fn wav_tone(millis: u32, hz: f32) -> Vec<u8> {
+    let rate: u32 = 8000;
+    let samples = rate * millis / 1000;
+    let data_len = samples * 2;
+    let mut w = Vec::with_capacity(44 + data_len as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        let t = i as f32 / rate as f32;
+        let s = (t * hz * std::f32::consts::TAU).sin() * 0.3 * f32::from(i16::MAX);
+        w.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    w
 }
 
 fn render(reply: Reply, auth: &str) -> Response {
@@ -219,7 +296,7 @@ fn render(reply: Reply, auth: &str) -> Response {
                 .into_bytes(),
             Vec::new(),
         ),
-        Reply::Delayed(..) => (
+        Reply::Delayed(..) | Reply::MediaProbe => (
             500,
             "text/plain".to_owned(),
             b"nested delay".to_vec(),
@@ -390,5 +467,75 @@ pub async fn install_quickstart_route(
         .await?;
     db.upsert_route_member(route, flaky, 1, 1, true).await?;
     db.upsert_route_member(route, healthy, 2, 1, true).await?;
+    Ok(())
+}
+
+/// The quickstart's upload demo: bucket, watched prefix, route and config.
+pub const QUICKSTART_MEDIA_BUCKET: &str = "quickstart-media";
+/// The watched prefix.
+pub const QUICKSTART_MEDIA_PREFIX: &str = "uploads/";
+/// The route that transcribes uploads.
+pub const QUICKSTART_MEDIA_ROUTE: &str = "transcribe";
+
+/// Installs an audio config (inline `input_audio` part), a route over it and a mapping from
+/// `quickstart-media/uploads/` to that route. `url` is the provider endpoint.
+pub async fn install_quickstart_media(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    url: &str,
+) -> Result<(), crate::RunError> {
+    let name = "quickstart-audio";
+    let blob = keyring.encrypt("sk-demo-audio-not-a-real-key", &crate::store::connection_binding(name))?;
+    let conn = db
+        .upsert_connection(&crate::store::admin::NewConnection {
+            name,
+            provider: "demo",
+            base_url: url,
+            key_blob: &blob,
+        })
+        .await?;
+    let model = db.upsert_model("demo-audio-model", conn).await?;
+    let prompt = db
+        .upsert_prompt(
+            "quickstart-transcribe",
+            "v1",
+            &json!([{"role": "user", "content": [
+                {"type": "text", "text": "请转写这段音频（{{MEDIA_KEY}}）。"},
+                {"type": "input_audio", "input_audio": {"data": "{{MEDIA_DATA}}", "format": "{{MEDIA_FORMAT}}"}}
+            ]}]),
+            &None,
+            &None,
+        )
+        .await?;
+    let config = db
+        .upsert_config("quickstart-audio", model, Some(prompt), None, Some("installed by ai-runner quickstart: audio"))
+        .await?;
+    let project = db.upsert_project(QUICKSTART_PROJECT).await?;
+    let route = db
+        .upsert_route(
+            project,
+            QUICKSTART_MEDIA_ROUTE,
+            &crate::store::admin::NewRoute {
+                policy: "primary_backup",
+                variables: Some(json!({"MEDIA_MODE": "inline"})),
+                ..Default::default()
+            },
+        )
+        .await?;
+    db.upsert_route_member(route, config, 1, 1, true).await?;
+    let exists = db.list_mappings().await?.iter().any(|m| {
+        m.bucket == QUICKSTART_MEDIA_BUCKET && m.key_prefix == QUICKSTART_MEDIA_PREFIX && m.active
+    });
+    if !exists {
+        db.add_mapping(
+            QUICKSTART_MEDIA_BUCKET,
+            QUICKSTART_MEDIA_PREFIX,
+            "",
+            QUICKSTART_PROJECT,
+            QUICKSTART_MEDIA_ROUTE,
+            None,
+        )
+        .await?;
+    }
     Ok(())
 }
