@@ -187,15 +187,13 @@ async fn handle(
         Err(_) => None,
     };
     let mut reply = reply.unwrap_or_else(|| Reply::error(500, "script is empty"));
-    if matches!(reply, Reply::MediaProbe) {
-        reply = probe_media(&body).await;
-    }
     loop {
         match reply {
             Reply::Delayed(d, inner) => {
                 tokio::time::sleep(d).await;
                 reply = *inner;
             }
+            Reply::MediaProbe => reply = probe_media(&body).await,
             other => return render(other, &auth),
         }
     }
@@ -221,8 +219,12 @@ async fn probe_media(body: &[u8]) -> Reply {
         };
     }
     let Some(url) = strings.iter().find_map(|s| {
-        s.split_whitespace()
-            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        let start = s.find("http://").or_else(|| s.find("https://"))?;
+        let rest = &s[start..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || !c.is_ascii_graphic())
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
     }) else {
         return Reply::error(400, "no audio in the request");
     };

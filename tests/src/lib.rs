@@ -273,3 +273,74 @@ pub async fn seed_route(
     }
     route_id
 }
+
+/// A real S3-protocol server (s3s-fs) on a loopback port, with signature checking on.
+pub struct S3Server {
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+    /// The directory holding the buckets.
+    pub root: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// Access key the server accepts.
+    pub const ACCESS_KEY: &'static str = "AKIDAIRUNNERTEST";
+    /// Its secret.
+    pub const SECRET_KEY: &'static str = "ai-runner-test-secret-key-0123456789";
+
+    /// Starts the server with these buckets.
+    pub async fn start(buckets: &[&str]) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder as ConnBuilder;
+        let root = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(root.path().join(b)).unwrap();
+        }
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(Self::ACCESS_KEY, Self::SECRET_KEY));
+        let service = b.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let _ = ConnBuilder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { endpoint, root, task }
+    }
+
+    /// The settings variables that point ai-runner at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("OSS_ENDPOINT", self.endpoint.clone()),
+            ("OSS_ACCESS_KEY_ID", Self::ACCESS_KEY.to_owned()),
+            ("OSS_ACCESS_KEY_SECRET", Self::SECRET_KEY.to_owned()),
+            ("OSS_FORCE_PATH_STYLE", "true".to_owned()),
+            ("OSS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
+    /// A client of ours for this server.
+    pub fn store(&self) -> ai_runner::objects::S3Store {
+        ai_runner::objects::S3Store::new(
+            Some(&self.endpoint),
+            "us-east-1",
+            Some(&(Self::ACCESS_KEY.to_owned(), Secret::new(Self::SECRET_KEY), None)),
+            true,
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
