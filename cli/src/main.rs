@@ -314,7 +314,10 @@ async fn run(cmd: Command) -> Result<(), Failure> {
     }
 }
 
-async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) -> Result<(), Failure> {
+async fn media_command(
+    state: &ai_runner::service::AppState,
+    cmd: MediaCommand,
+) -> Result<(), Failure> {
     let db = state.runner.store();
     match cmd {
         MediaCommand::Process { bucket, key, json } => {
@@ -337,7 +340,10 @@ async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) 
             if json {
                 print_pretty(&report);
             } else {
-                println!("{}", serde_json::to_string(&report.outcome).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string(&report.outcome).unwrap_or_default()
+                );
             }
             match report.outcome {
                 ai_runner::media::Outcome::Failed { code, message, .. } => Err(Failure {
@@ -370,13 +376,18 @@ async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) 
                         j.project_name.as_deref().unwrap_or("-"),
                         j.route_key.as_deref().unwrap_or("-"),
                         j.error_code.as_deref().unwrap_or(""),
-                        j.result_key.as_deref().map(|k| format!(" result={k}")).unwrap_or_default()
+                        j.result_key
+                            .as_deref()
+                            .map(|k| format!(" result={k}"))
+                            .unwrap_or_default()
                     );
                 }
             }
             Ok(())
         }
-        MediaCommand::Map { command: MapCommand::List { json } } => {
+        MediaCommand::Map {
+            command: MapCommand::List { json },
+        } => {
             let maps = db.list_mappings().await?;
             if json {
                 print_pretty(&maps);
@@ -390,7 +401,10 @@ async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) 
                         m.key_suffix,
                         m.project,
                         m.route_key,
-                        m.variables.as_ref().map(|v| format!(" vars={v}")).unwrap_or_default(),
+                        m.variables
+                            .as_ref()
+                            .map(|v| format!(" vars={v}"))
+                            .unwrap_or_default(),
                         if m.active { "" } else { " (inactive)" }
                     );
                 }
@@ -412,13 +426,25 @@ async fn media_command(state: &ai_runner::service::AppState, cmd: MediaCommand) 
             if results.starts_with(&prefix) {
                 return Err(usage(
                     "CONFIG_INVALID",
-                    format!("the results prefix {results:?} is inside the watched prefix {prefix:?}: results would trigger the pipeline again; watch a narrower prefix or set OSS_RESULTS_PREFIX elsewhere"),
+                    format!(
+                        "the results prefix {results:?} is inside the watched prefix {prefix:?}: results would trigger the pipeline again; watch a narrower prefix or set OSS_RESULTS_PREFIX elsewhere"
+                    ),
                 ));
             }
-            let vars = parse_vars(&VarArgs { var, vars_file: None })?;
+            let vars = parse_vars(&VarArgs {
+                var,
+                vars_file: None,
+            })?;
             let vars = (!vars.is_empty()).then(|| Value::Object(vars));
             let id = db
-                .add_mapping(&bucket, &prefix, &suffix, &project, &route_key, vars.as_ref())
+                .add_mapping(
+                    &bucket,
+                    &prefix,
+                    &suffix,
+                    &project,
+                    &route_key,
+                    vars.as_ref(),
+                )
                 .await?;
             println!("added mapping #{id}");
             Ok(())
@@ -700,10 +726,19 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
     demo::install_quickstart_media(runner.store(), runner.keyring(), &audio.url()).await?;
     let objects_dir = std::path::PathBuf::from("./ai-runner-objects");
     let store = ai_runner::objects::LocalStore::new(&objects_dir);
-    let key = format!("{}hello-{}.wav", demo::QUICKSTART_MEDIA_PREFIX, &routed.result.trace_id[..8]);
+    let key = format!(
+        "{}hello-{}.wav",
+        demo::QUICKSTART_MEDIA_PREFIX,
+        &routed.result.trace_id[..8]
+    );
     use ai_runner::objects::ObjectStore;
     store
-        .put(demo::QUICKSTART_MEDIA_BUCKET, &key, demo::wav_tone(500, 440.0), "audio/wav")
+        .put(
+            demo::QUICKSTART_MEDIA_BUCKET,
+            &key,
+            demo::wav_tone(500, 440.0),
+            "audio/wav",
+        )
         .await
         .map_err(|e| usage(e.code(), e.to_string()))?;
     println!(
@@ -732,10 +767,18 @@ async fn quickstart(json: bool) -> Result<(), Failure> {
         false,
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     let job = runner.store().list_jobs(1).await?;
     if let Some(j) = job.first() {
-        println!("job #{} {} result={}", j.id, j.status, j.result_key.as_deref().unwrap_or("-"));
+        println!(
+            "job #{} {} result={}",
+            j.id,
+            j.status,
+            j.result_key.as_deref().unwrap_or("-")
+        );
     }
     runner.store().close().await;
     match report.outcome {

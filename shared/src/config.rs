@@ -419,12 +419,23 @@ fn parse_database<'a>(get: Getter<'a>) -> Result<DatabaseTarget, ConfigError> {
 }
 
 fn parse_objects(get: Getter<'_>) -> Result<ObjectSettings, ConfigError> {
-    let nonempty = |k: &str| get.get(k).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let nonempty = |k: &str| {
+        get.get(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     let endpoint = nonempty("OSS_ENDPOINT")
         .or_else(|| nonempty("AWS_ENDPOINT_URL_S3"))
         .or_else(|| nonempty("AWS_ENDPOINT_URL"));
-    let oss_keys = (nonempty("OSS_ACCESS_KEY_ID"), nonempty("OSS_ACCESS_KEY_SECRET"));
-    let aws_keys = (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY"));
+    let oss_keys = (
+        nonempty("OSS_ACCESS_KEY_ID"),
+        nonempty("OSS_ACCESS_KEY_SECRET"),
+    );
+    let aws_keys = (
+        nonempty("AWS_ACCESS_KEY_ID"),
+        nonempty("AWS_SECRET_ACCESS_KEY"),
+    );
     let credentials = match (oss_keys, aws_keys) {
         ((Some(id), Some(secret)), _) => Some((id, Secret::new(secret), None)),
         ((Some(_), None), _) => return Err(ConfigError::Missing(vec!["OSS_ACCESS_KEY_SECRET"])),

@@ -487,7 +487,10 @@ pub async fn install_quickstart_media(
     url: &str,
 ) -> Result<(), crate::RunError> {
     let name = "quickstart-audio";
-    let blob = keyring.encrypt("sk-demo-audio-not-a-real-key", &crate::store::connection_binding(name))?;
+    let blob = keyring.encrypt(
+        "sk-demo-audio-not-a-real-key",
+        &crate::store::connection_binding(name),
+    )?;
     let conn = db
         .upsert_connection(&crate::store::admin::NewConnection {
             name,
@@ -510,7 +513,13 @@ pub async fn install_quickstart_media(
         )
         .await?;
     let config = db
-        .upsert_config("quickstart-audio", model, Some(prompt), None, Some("installed by ai-runner quickstart: audio"))
+        .upsert_config(
+            "quickstart-audio",
+            model,
+            Some(prompt),
+            None,
+            Some("installed by ai-runner quickstart: audio"),
+        )
         .await?;
     let project = db.upsert_project(QUICKSTART_PROJECT).await?;
     let route = db

@@ -282,7 +282,9 @@ pub fn decode_s3_key(raw: &str) -> Result<String, RunError> {
                 let hex = raw
                     .get(i + 1..i + 3)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| RunError::InvalidInput(format!("object key {raw:?} has a bad %-escape")))?;
+                    .ok_or_else(|| {
+                        RunError::InvalidInput(format!("object key {raw:?} has a bad %-escape"))
+                    })?;
                 out.push(hex);
                 i += 2;
             }
@@ -290,7 +292,9 @@ pub fn decode_s3_key(raw: &str) -> Result<String, RunError> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| RunError::InvalidInput(format!("object key {raw:?} is not UTF-8 once decoded")))
+    String::from_utf8(out).map_err(|_| {
+        RunError::InvalidInput(format!("object key {raw:?} is not UTF-8 once decoded"))
+    })
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
@@ -303,7 +307,10 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
         return Ok(ObjectEvent::Test);
     }
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        let source = records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str);
+        let source = records
+            .first()
+            .and_then(|r| r.get("eventSource"))
+            .and_then(Value::as_str);
         if source == Some("aws:sqs") {
             let ev: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload.clone())
                 .map_err(|e| RunError::InvalidInput(format!("SQS event: {e}")))?;
@@ -315,14 +322,20 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
                         let parsed = m
                             .body
                             .as_deref()
-                            .ok_or_else(|| RunError::InvalidInput("SQS message without a body".into()))
+                            .ok_or_else(|| {
+                                RunError::InvalidInput("SQS message without a body".into())
+                            })
                             .and_then(|b| {
                                 serde_json::from_str::<Value>(b).map_err(|e| {
-                                    RunError::InvalidInput(format!("SQS message body is not JSON: {e}"))
+                                    RunError::InvalidInput(format!(
+                                        "SQS message body is not JSON: {e}"
+                                    ))
                                 })
                             })
                             .and_then(|v| match parse_object_event(&v)? {
-                                ObjectEvent::Sqs(_) => Err(RunError::InvalidInput("SQS message wraps another SQS batch".into())),
+                                ObjectEvent::Sqs(_) => Err(RunError::InvalidInput(
+                                    "SQS message wraps another SQS batch".into(),
+                                )),
                                 other => Ok(other),
                             });
                         (id, parsed)
@@ -342,7 +355,9 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
             let bucket = r.s3.bucket.name.unwrap_or_default();
             let raw_key = r.s3.object.key.unwrap_or_default();
             if bucket.is_empty() || raw_key.is_empty() {
-                return Err(RunError::InvalidInput("S3 record without bucket name or object key".into()));
+                return Err(RunError::InvalidInput(
+                    "S3 record without bucket name or object key".into(),
+                ));
             }
             out.push(ObjectRef {
                 bucket,
@@ -361,12 +376,17 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
         let bucket = str_at(payload, "/detail/bucket/name");
         let key = str_at(payload, "/detail/object/key");
         let (Some(bucket), Some(key)) = (bucket, key) else {
-            return Err(RunError::InvalidInput("EventBridge Object Created event without detail.bucket.name / detail.object.key".into()));
+            return Err(RunError::InvalidInput(
+                "EventBridge Object Created event without detail.bucket.name / detail.object.key"
+                    .into(),
+            ));
         };
         return Ok(ObjectEvent::Objects(vec![ObjectRef {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            size: payload.pointer("/detail/object/size").and_then(Value::as_u64),
+            size: payload
+                .pointer("/detail/object/size")
+                .and_then(Value::as_u64),
             etag: str_at(payload, "/detail/object/etag").map(str::to_owned),
             version_id: str_at(payload, "/detail/object/version-id").map(str::to_owned),
         }]));
@@ -380,8 +400,12 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
             if !name.starts_with("ObjectCreated:") {
                 continue;
             }
-            let (Some(bucket), Some(key)) = (str_at(e, "/oss/bucket/name"), str_at(e, "/oss/object/key")) else {
-                return Err(RunError::InvalidInput("OSS event without oss.bucket.name / oss.object.key".into()));
+            let (Some(bucket), Some(key)) =
+                (str_at(e, "/oss/bucket/name"), str_at(e, "/oss/object/key"))
+            else {
+                return Err(RunError::InvalidInput(
+                    "OSS event without oss.bucket.name / oss.object.key".into(),
+                ));
             };
             out.push(ObjectRef {
                 bucket: bucket.to_owned(),
@@ -415,7 +439,10 @@ mod object_tests {
     fn s3_keys_are_form_url_decoded() {
         assert_eq!(decode_s3_key("red+flower.jpg").unwrap(), "red flower.jpg");
         assert_eq!(decode_s3_key("Happy%20Face.jpg").unwrap(), "Happy Face.jpg");
-        assert_eq!(decode_s3_key("%E5%BD%95%E9%9F%B3/a%2Bb.wav").unwrap(), "录音/a+b.wav");
+        assert_eq!(
+            decode_s3_key("%E5%BD%95%E9%9F%B3/a%2Bb.wav").unwrap(),
+            "录音/a+b.wav"
+        );
         assert_eq!(decode_s3_key("bad%zz").unwrap_err().code(), "INVALID_INPUT");
         assert_eq!(decode_s3_key("%FF").unwrap_err().code(), "INVALID_INPUT");
     }

@@ -112,7 +112,13 @@ pub struct Report {
 impl Report {
     /// A failure the platform should redeliver.
     pub fn needs_retry(&self) -> bool {
-        matches!(self.outcome, Outcome::Failed { retryable: true, .. })
+        matches!(
+            self.outcome,
+            Outcome::Failed {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 
@@ -139,9 +145,13 @@ pub fn check_media(
     max: u64,
 ) -> Result<&'static str, (&'static str, String)> {
     let Some(format) = audio_format(key) else {
-        return Err(("MEDIA_UNSUPPORTED", format!("{key:?} does not have an accepted audio extension")));
+        return Err((
+            "MEDIA_UNSUPPORTED",
+            format!("{key:?} does not have an accepted audio extension"),
+        ));
     };
-    if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
+    if let Some(ct) =
+        content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
         && !(ct.starts_with("audio/")
             || ct == "video/webm"
             || ct == "video/mp4"
@@ -149,10 +159,16 @@ pub fn check_media(
             || ct == "binary/octet-stream"
             || ct.is_empty())
     {
-        return Err(("MEDIA_UNSUPPORTED", format!("content type {ct:?} is not audio")));
+        return Err((
+            "MEDIA_UNSUPPORTED",
+            format!("content type {ct:?} is not audio"),
+        ));
     }
     if size > max {
-        return Err(("MEDIA_TOO_LARGE", format!("{size} bytes is over the {max}-byte limit (MEDIA_MAX_BYTES)")));
+        return Err((
+            "MEDIA_TOO_LARGE",
+            format!("{size} bytes is over the {max}-byte limit (MEDIA_MAX_BYTES)"),
+        ));
     }
     if size == 0 {
         return Err(("MEDIA_UNSUPPORTED", "the object is empty".to_owned()));
@@ -181,9 +197,15 @@ pub async fn process<P: Provider>(
 ) -> Report {
     let outcome = process_inner(runner, objects, cfg, obj, ctx, force).await;
     match &outcome {
-        Outcome::Skipped { reason } => tracing::info!(bucket = %obj.bucket, key = %obj.key, reason = %reason, "object skipped"),
-        Outcome::Failed { code, message, .. } => tracing::warn!(bucket = %obj.bucket, key = %obj.key, code = %code, message = %message, "object failed"),
-        other => tracing::info!(bucket = %obj.bucket, key = %obj.key, outcome = ?other, "object processed"),
+        Outcome::Skipped { reason } => {
+            tracing::info!(bucket = %obj.bucket, key = %obj.key, reason = %reason, "object skipped")
+        }
+        Outcome::Failed { code, message, .. } => {
+            tracing::warn!(bucket = %obj.bucket, key = %obj.key, code = %code, message = %message, "object failed")
+        }
+        other => {
+            tracing::info!(bucket = %obj.bucket, key = %obj.key, outcome = ?other, "object processed")
+        }
     }
     Report {
         bucket: obj.bucket.clone(),
@@ -268,13 +290,28 @@ async fn process_inner<P: Provider>(
         content_type: meta.content_type.clone(),
         ..JobFinish::default()
     };
-    let outcome = run_job(runner, objects, cfg, obj, ctx, &mapping, &meta, job_id, &mut finish).await;
+    let outcome = run_job(
+        runner,
+        objects,
+        cfg,
+        obj,
+        ctx,
+        &mapping,
+        &meta,
+        job_id,
+        &mut finish,
+    )
+    .await;
     finish.finished_ms = now_ms();
     finish.duration_ms = finish.finished_ms - started;
     let (status, code, message) = match &outcome {
         Outcome::Succeeded { .. } => ("succeeded", None, None),
-        Outcome::Rejected { code, message, .. } => ("rejected", Some(code.clone()), Some(message.clone())),
-        Outcome::Failed { code, message, .. } => ("failed", Some(code.clone()), Some(message.clone())),
+        Outcome::Rejected { code, message, .. } => {
+            ("rejected", Some(code.clone()), Some(message.clone()))
+        }
+        Outcome::Failed { code, message, .. } => {
+            ("failed", Some(code.clone()), Some(message.clone()))
+        }
         _ => ("failed", None, None),
     };
     finish.status = status;
@@ -305,7 +342,12 @@ async fn run_job<P: Provider>(
     job_id: i64,
     finish: &mut JobFinish,
 ) -> Outcome {
-    let format = match check_media(&obj.key, meta.content_type.as_deref(), meta.size, cfg.media_max_bytes) {
+    let format = match check_media(
+        &obj.key,
+        meta.content_type.as_deref(),
+        meta.size,
+        cfg.media_max_bytes,
+    ) {
         Ok(f) => f,
         Err((code, message)) => {
             return Outcome::Rejected {
@@ -403,7 +445,12 @@ async fn run_job<P: Provider>(
         doc = doc.replace(r.as_str(), "[redacted]");
     }
     if let Err(e) = objects
-        .put(&obj.bucket, &result_key, doc.into_bytes(), "application/json")
+        .put(
+            &obj.bucket,
+            &result_key,
+            doc.into_bytes(),
+            "application/json",
+        )
         .await
     {
         return object_failure(&e, Some(job_id));
@@ -432,13 +479,42 @@ mod tests {
 
     #[test]
     fn only_audio_within_the_limit_is_accepted() {
-        assert_eq!(check_media("a/b.WAV", Some("audio/wav"), 10, 100), Ok("wav"));
+        assert_eq!(
+            check_media("a/b.WAV", Some("audio/wav"), 10, 100),
+            Ok("wav")
+        );
         assert_eq!(check_media("a/b.mp3", None, 10, 100), Ok("mp3"));
-        assert_eq!(check_media("a/b.m4a", Some("application/octet-stream"), 10, 100), Ok("m4a"));
-        assert_eq!(check_media("a/b.png", Some("image/png"), 10, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
-        assert_eq!(check_media("a/b.wav", Some("text/html"), 10, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
-        assert_eq!(check_media("a/b.wav", Some("audio/wav"), 101, 100).unwrap_err().0, "MEDIA_TOO_LARGE");
-        assert_eq!(check_media("a/b.wav", Some("audio/wav"), 0, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
-        assert_eq!(check_media("noext", None, 1, 100).unwrap_err().0, "MEDIA_UNSUPPORTED");
+        assert_eq!(
+            check_media("a/b.m4a", Some("application/octet-stream"), 10, 100),
+            Ok("m4a")
+        );
+        assert_eq!(
+            check_media("a/b.png", Some("image/png"), 10, 100)
+                .unwrap_err()
+                .0,
+            "MEDIA_UNSUPPORTED"
+        );
+        assert_eq!(
+            check_media("a/b.wav", Some("text/html"), 10, 100)
+                .unwrap_err()
+                .0,
+            "MEDIA_UNSUPPORTED"
+        );
+        assert_eq!(
+            check_media("a/b.wav", Some("audio/wav"), 101, 100)
+                .unwrap_err()
+                .0,
+            "MEDIA_TOO_LARGE"
+        );
+        assert_eq!(
+            check_media("a/b.wav", Some("audio/wav"), 0, 100)
+                .unwrap_err()
+                .0,
+            "MEDIA_UNSUPPORTED"
+        );
+        assert_eq!(
+            check_media("noext", None, 1, 100).unwrap_err().0,
+            "MEDIA_UNSUPPORTED"
+        );
     }
 }

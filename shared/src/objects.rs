@@ -81,9 +81,17 @@ pub struct ObjectMeta {
 /// The operations the pipeline and spill-over need.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Size, type and identity of an object.
-    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
+    fn head<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
     /// The whole object.
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
     /// Writes an object (private: no ACL is granted).
     fn put<'a>(
         &'a self,
@@ -172,20 +180,34 @@ where
     let code = e.code().unwrap_or("").to_owned();
     let (b, k) = (bucket.to_owned(), key.to_owned());
     if matches!(code.as_str(), "NoSuchKey" | "NotFound" | "NoSuchBucket")
-        || status.as_deref().is_some_and(|s| s.contains("status: StatusCode(404)"))
+        || status
+            .as_deref()
+            .is_some_and(|s| s.contains("status: StatusCode(404)"))
     {
         return ObjectError::NotFound { bucket: b, key: k };
     }
-    if matches!(code.as_str(), "AccessDenied" | "Forbidden" | "SignatureDoesNotMatch" | "InvalidAccessKeyId")
-        || status.as_deref().is_some_and(|s| s.contains("status: StatusCode(403)"))
+    if matches!(
+        code.as_str(),
+        "AccessDenied" | "Forbidden" | "SignatureDoesNotMatch" | "InvalidAccessKeyId"
+    ) || status
+        .as_deref()
+        .is_some_and(|s| s.contains("status: StatusCode(403)"))
     {
         return ObjectError::Denied { bucket: b, key: k };
     }
-    ObjectError::Unavailable(format!("{}: {}", if code.is_empty() { "error" } else { &code }, crate::error::chain(&e)))
+    ObjectError::Unavailable(format!(
+        "{}: {}",
+        if code.is_empty() { "error" } else { &code },
+        crate::error::chain(&e)
+    ))
 }
 
 impl ObjectStore for S3Store {
-    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
+    fn head<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
         Box::pin(async move {
             let out = self
                 .client
@@ -196,7 +218,10 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| sdk_error(e, bucket, key))?;
             Ok(ObjectMeta {
-                size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                size: out
+                    .content_length()
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(0),
                 content_type: out.content_type().map(str::to_owned),
                 etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
                 version_id: out.version_id().map(str::to_owned),
@@ -204,7 +229,11 @@ impl ObjectStore for S3Store {
         })
     }
 
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
         Box::pin(async move {
             let out = self
                 .client
@@ -281,7 +310,9 @@ impl LocalStore {
     }
 
     fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
-        let bad = |s: &str| s.is_empty() || s.split('/').any(|p| p == ".." || p == ".") || s.starts_with('/');
+        let bad = |s: &str| {
+            s.is_empty() || s.split('/').any(|p| p == ".." || p == ".") || s.starts_with('/')
+        };
         if bad(bucket) || bucket.contains('/') || bad(key) {
             return Err(ObjectError::NotFound {
                 bucket: bucket.to_owned(),
@@ -327,10 +358,16 @@ pub fn guess_content_type(key: &str) -> Option<&'static str> {
 }
 
 impl ObjectStore for LocalStore {
-    fn head<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
+    fn head<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
         Box::pin(async move {
             let path = self.path(bucket, key)?;
-            let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error(e, bucket, key))?;
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| io_error(e, bucket, key))?;
             if !meta.is_file() {
                 return Err(ObjectError::NotFound {
                     bucket: bucket.to_owned(),
@@ -351,10 +388,16 @@ impl ObjectStore for LocalStore {
         })
     }
 
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
         Box::pin(async move {
             let path = self.path(bucket, key)?;
-            tokio::fs::read(&path).await.map_err(|e| io_error(e, bucket, key))
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| io_error(e, bucket, key))
         })
     }
 
@@ -368,9 +411,13 @@ impl ObjectStore for LocalStore {
         Box::pin(async move {
             let path = self.path(bucket, key)?;
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(e, bucket, key))?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| io_error(e, bucket, key))?;
             }
-            tokio::fs::write(&path, body).await.map_err(|e| io_error(e, bucket, key))
+            tokio::fs::write(&path, body)
+                .await
+                .map_err(|e| io_error(e, bucket, key))
         })
     }
 
@@ -396,14 +443,25 @@ mod tests {
     async fn the_local_store_round_trips_and_refuses_path_escapes() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path());
-        s.put("b", "a/x.wav", b"RIFF".to_vec(), "audio/wav").await.unwrap();
+        s.put("b", "a/x.wav", b"RIFF".to_vec(), "audio/wav")
+            .await
+            .unwrap();
         assert_eq!(s.get("b", "a/x.wav").await.unwrap(), b"RIFF");
         let m = s.head("b", "a/x.wav").await.unwrap();
         assert_eq!((m.size, m.content_type.as_deref()), (4, Some("audio/wav")));
-        assert_eq!(s.head("b", "../b/a/x.wav").await.unwrap_err().code(), "OBJECT_NOT_FOUND");
-        assert_eq!(s.get("b", "missing").await.unwrap_err().code(), "OBJECT_NOT_FOUND");
         assert_eq!(
-            s.presign_get("b", "a/x.wav", Duration::from_secs(1)).await.unwrap_err().code(),
+            s.head("b", "../b/a/x.wav").await.unwrap_err().code(),
+            "OBJECT_NOT_FOUND"
+        );
+        assert_eq!(
+            s.get("b", "missing").await.unwrap_err().code(),
+            "OBJECT_NOT_FOUND"
+        );
+        assert_eq!(
+            s.presign_get("b", "a/x.wav", Duration::from_secs(1))
+                .await
+                .unwrap_err()
+                .code(),
             "OBJECT_OPERATION_UNSUPPORTED"
         );
     }

@@ -318,16 +318,8 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Ok(k) => k,
             Err(e) => {
                 let mut r = RunResult::failed(trace_id, started, meta, e.into());
-                self.audit(
-                    &subject,
-                    &mut r,
-                    None,
-                    None,
-                    None,
-                    overlay.handover.as_ref(),
-                    ctx,
-                )
-                .await;
+                self.audit(&subject, &mut r, Sent::default(), overlay, ctx)
+                    .await;
                 return r;
             }
         };
@@ -335,30 +327,21 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Ok(b) => b,
             Err(e) => {
                 let mut r = RunResult::failed(trace_id, started, meta, e.into());
-                self.audit(
-                    &subject,
-                    &mut r,
-                    None,
-                    None,
-                    Some(&key),
-                    overlay.handover.as_ref(),
-                    ctx,
-                )
-                .await;
+                let sent = Sent {
+                    key: Some(&key),
+                    ..Sent::default()
+                };
+                self.audit(&subject, &mut r, sent, overlay, ctx).await;
                 return r;
             }
         };
         let (mut result, last) = self.call(&built, &key, trace_id, started, meta).await;
-        self.audit(
-            &subject,
-            &mut result,
-            Some(&built),
-            last.body.as_ref(),
-            Some(&key),
-            overlay.handover.as_ref(),
-            ctx,
-        )
-        .await;
+        let sent = Sent {
+            built: Some(&built),
+            response: last.body.as_ref(),
+            key: Some(&key),
+        };
+        self.audit(&subject, &mut result, sent, overlay, ctx).await;
         result
     }
 
@@ -463,12 +446,16 @@ impl<S: Store, P: Provider> Runner<S, P> {
         &self,
         subject: &Subject,
         r: &mut RunResult,
-        built: Option<&BuiltRequest>,
-        response: Option<&Value>,
-        key: Option<&crate::Secret>,
-        handover: Option<&crate::routing::Failover>,
+        sent: Sent<'_>,
+        overlay: &Overlay,
         ctx: &RunContext,
     ) {
+        let Sent {
+            built,
+            response,
+            key,
+        } = sent;
+        let handover = overlay.handover.as_ref();
         r.total_ms = r.total_ms.max(1).max(r.provider_ms);
         let facts = Facts {
             body: built.map(|b| &b.body),
@@ -491,7 +478,12 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 (&mut row.request_body_json, "request"),
                 (&mut row.response_body_json, "response"),
             ] {
-                spill_column(spill, column, &format!("{}{}/{label}-{which}.json", spill.prefix, subject.trace_id)).await;
+                spill_column(
+                    spill,
+                    column,
+                    &format!("{}{}/{label}-{which}.json", spill.prefix, subject.trace_id),
+                )
+                .await;
             }
         }
         match self.store.insert_audit(&row).await {
@@ -512,6 +504,14 @@ impl<S: Store, P: Provider> Runner<S, P> {
     }
 }
 
+/// What went on the wire, for the audit row (all absent when the run stopped before sending).
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent<'a> {
+    built: Option<&'a BuiltRequest>,
+    response: Option<&'a Value>,
+    key: Option<&'a crate::Secret>,
+}
+
 /// Moves a body longer than the threshold to an object and leaves a JSON reference in its place
 /// (valid JSON, so MariaDB's `json_valid` check still passes). On failure the body stays inline:
 /// nothing is lost.
@@ -525,7 +525,12 @@ async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
     let bytes = body.len();
     match spill
         .store
-        .put(&spill.bucket, key, body.clone().into_bytes(), "application/json")
+        .put(
+            &spill.bucket,
+            key,
+            body.clone().into_bytes(),
+            "application/json",
+        )
         .await
     {
         Ok(()) => {
@@ -534,7 +539,9 @@ async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
                     .to_string(),
             );
         }
-        Err(e) => tracing::warn!(code = e.code(), error = %e, "spill-over failed; body kept in the audit row"),
+        Err(e) => {
+            tracing::warn!(code = e.code(), error = %e, "spill-over failed; body kept in the audit row")
+        }
     }
 }
 

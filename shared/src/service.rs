@@ -8,13 +8,13 @@
 
 use serde_json::{Value, json};
 
+use crate::config::ObjectSettings;
 use crate::config::Settings;
 use crate::error::RunError;
 use crate::events::{self, ObjectEvent, RunOnceRequest, RunRouteRequest, Source};
 use crate::media;
-use crate::provider::HttpProvider;
-use crate::config::ObjectSettings;
 use crate::objects::ObjectStore;
+use crate::provider::HttpProvider;
 use crate::runner::{RunContext, RunResult, Runner, Spill};
 use crate::store::Db;
 

@@ -299,13 +299,18 @@ impl S3Server {
         }
         let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
         let mut b = s3s::service::S3ServiceBuilder::new(fs);
-        b.set_auth(s3s::auth::SimpleAuth::from_single(Self::ACCESS_KEY, Self::SECRET_KEY));
+        b.set_auth(s3s::auth::SimpleAuth::from_single(
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY,
+        ));
         let service = b.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let service = service.clone();
                 tokio::spawn(async move {
                     let _ = ConnBuilder::new(TokioExecutor::new())
@@ -314,7 +319,11 @@ impl S3Server {
                 });
             }
         });
-        Self { endpoint, root, task }
+        Self {
+            endpoint,
+            root,
+            task,
+        }
     }
 
     /// The settings variables that point ai-runner at this server.
@@ -333,7 +342,11 @@ impl S3Server {
         ai_runner::objects::S3Store::new(
             Some(&self.endpoint),
             "us-east-1",
-            Some(&(Self::ACCESS_KEY.to_owned(), Secret::new(Self::SECRET_KEY), None)),
+            Some(&(
+                Self::ACCESS_KEY.to_owned(),
+                Secret::new(Self::SECRET_KEY),
+                None,
+            )),
             true,
         )
     }

@@ -41,10 +41,35 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
         ..Seed::text("audio-inline", &url)
     })
     .await;
-    seed_route(&db, "media", "transcribe", &NewRoute { policy: "primary_backup", ..Default::default() }, &[("audio-url", 1, 1)]).await;
-    seed_route(&db, "media", "inline", &NewRoute { policy: "primary_backup", variables: Some(json!({"MEDIA_MODE": "inline"})), ..Default::default() }, &[("audio-inline", 1, 1)]).await;
-    db.add_mapping(BUCKET, "incoming/", "", "media", "transcribe", None).await.unwrap();
-    db.add_mapping(BUCKET, "inline/", "", "media", "inline", None).await.unwrap();
+    seed_route(
+        &db,
+        "media",
+        "transcribe",
+        &NewRoute {
+            policy: "primary_backup",
+            ..Default::default()
+        },
+        &[("audio-url", 1, 1)],
+    )
+    .await;
+    seed_route(
+        &db,
+        "media",
+        "inline",
+        &NewRoute {
+            policy: "primary_backup",
+            variables: Some(json!({"MEDIA_MODE": "inline"})),
+            ..Default::default()
+        },
+        &[("audio-inline", 1, 1)],
+    )
+    .await;
+    db.add_mapping(BUCKET, "incoming/", "", "media", "transcribe", None)
+        .await
+        .unwrap();
+    db.add_mapping(BUCKET, "inline/", "", "media", "inline", None)
+        .await
+        .unwrap();
     db.close().await;
     let mut env: Vec<(&str, String)> = s3.env();
     env.push(("OSS_RESULTS_PREFIX", "results/".into()));
@@ -53,17 +78,28 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let state = AppState::new(&tdb.settings(&pairs)).unwrap();
-    Some(World { tdb, s3, provider, state })
+    Some(World {
+        tdb,
+        s3,
+        provider,
+        state,
+    })
 }
 
 impl World {
     async fn upload(&self, key: &str, body: Vec<u8>, content_type: &str) {
-        self.s3.store().put(BUCKET, key, body, content_type).await.unwrap();
+        self.s3
+            .store()
+            .put(BUCKET, key, body, content_type)
+            .await
+            .unwrap();
     }
 
     async fn job(&self, key: &str) -> ai_runner::store::media::JobRow {
         let jobs = self.tdb.db().list_jobs(100).await.unwrap();
-        jobs.into_iter().find(|j| j.object_key == key).expect("job row")
+        jobs.into_iter()
+            .find(|j| j.object_key == key)
+            .expect("job row")
     }
 }
 
@@ -73,7 +109,10 @@ fn s3_event(bucket: &str, encoded_key: &str) -> Value {
     ev["Records"][0]["s3"]["bucket"]["arn"] = json!(format!("arn:aws:s3:::{bucket}"));
     ev["Records"][0]["s3"]["object"]["key"] = json!(encoded_key);
     // The docs example carries a version id the test server does not know: identify by ETag.
-    ev["Records"][0]["s3"]["object"].as_object_mut().unwrap().remove("versionId");
+    ev["Records"][0]["s3"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("versionId");
     ev
 }
 
@@ -82,13 +121,18 @@ fn outcome(v: &Value, i: usize) -> &str {
 }
 
 #[tokio::test]
-async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keeps_the_result_private() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await.unwrap();
+async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keeps_the_result_private()
+ {
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
     let key = "incoming/录音 一+二.wav";
     let wav = wav_tone(300, 440.0);
     w.upload(key, wav.clone(), "audio/wav").await;
     let encoded = "incoming/%E5%BD%95%E9%9F%B3+%E4%B8%80%2B%E4%BA%8C.wav";
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, encoded), Some("lambda-1".into())).await.unwrap();
+    let out = service::oss_trigger(&w.state, s3_event(BUCKET, encoded), Some("lambda-1".into()))
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     assert_eq!(out["objects"][0]["key"], key);
 
@@ -96,58 +140,108 @@ async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keep
     let req = &w.provider.requests()[0];
     let prompt = req.body["messages"][0]["content"].as_str().unwrap();
     assert!(prompt.contains("X-Amz-Signature="), "{prompt}");
-    assert!(prompt.contains(&format!("（wav，{} 字节）", wav.len())), "{prompt}");
+    assert!(
+        prompt.contains(&format!("（wav，{} 字节）", wav.len())),
+        "{prompt}"
+    );
 
     let job = w.job(key).await;
     assert_eq!(job.status, "succeeded");
     assert_eq!(job.attempts, 1);
-    assert_eq!(job.result_key.as_deref(), Some(&*format!("results/{key}.result.json")));
+    assert_eq!(
+        job.result_key.as_deref(),
+        Some(&*format!("results/{key}.result.json"))
+    );
     let audit_id: i64 = job.audit_ids.as_deref().unwrap().parse().unwrap();
     let row = w.tdb.db().audit_row(audit_id).await.unwrap().unwrap();
     assert_eq!(row["trigger_source"], "oss");
     assert_eq!(row["request_id"], "lambda-1");
     let stored = row["request_body_json"].as_str().unwrap();
-    assert!(!stored.contains("X-Amz-Signature") && !stored.contains("X-Amz-Credential"), "{stored}");
+    assert!(
+        !stored.contains("X-Amz-Signature") && !stored.contains("X-Amz-Credential"),
+        "{stored}"
+    );
     assert!(stored.contains("[redacted]"), "{stored}");
 
-    let result = w.s3.store().get(BUCKET, job.result_key.as_deref().unwrap()).await.unwrap();
+    let result =
+        w.s3.store()
+            .get(BUCKET, job.result_key.as_deref().unwrap())
+            .await
+            .unwrap();
     let result: Value = serde_json::from_slice(&result).unwrap();
     assert_eq!(result["result"]["answered_by"], "audio-url");
-    assert_eq!(result["result"]["content"], format!("下载音频 {} 字节", wav.len()));
+    assert_eq!(
+        result["result"]["content"],
+        format!("下载音频 {} 字节", wav.len())
+    );
     assert!(!result.to_string().contains("X-Amz-Signature"));
     // Private: an unsigned GET is refused.
-    let anon = reqwest::get(format!("{}/{BUCKET}/{}", w.s3.endpoint, job.result_key.unwrap())).await.unwrap();
+    let anon = reqwest::get(format!(
+        "{}/{BUCKET}/{}",
+        w.s3.endpoint,
+        job.result_key.unwrap()
+    ))
+    .await
+    .unwrap();
     assert_eq!(anon.status(), 403);
 }
 
 #[tokio::test]
 async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await.unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
     let wav = wav_tone(200, 330.0);
     w.upload("inline/a.wav", wav.clone(), "audio/wav").await;
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     let req = &w.provider.requests()[0];
-    let data = req.body["messages"][0]["content"][1]["input_audio"]["data"].as_str().unwrap();
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(data).unwrap(), wav);
-    assert_eq!(req.body["messages"][0]["content"][1]["input_audio"]["format"], "wav");
+    let data = req.body["messages"][0]["content"][1]["input_audio"]["data"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        wav
+    );
+    assert_eq!(
+        req.body["messages"][0]["content"][1]["input_audio"]["format"],
+        "wav"
+    );
     let job = w.job("inline/a.wav").await;
-    let row = w.tdb.db().audit_row(job.audit_ids.unwrap().parse().unwrap()).await.unwrap().unwrap();
+    let row = w
+        .tdb
+        .db()
+        .audit_row(job.audit_ids.unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let stored = row["request_body_json"].as_str().unwrap();
-    assert!(!stored.contains(&data[..64]), "inline audio must not be stored");
+    assert!(
+        !stored.contains(&data[..64]),
+        "inline audio must not be stored"
+    );
     assert!(stored.contains("[redacted]"));
 }
 
 #[tokio::test]
 async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await.unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
     for k in ["incoming/eb.mp3", "incoming/fc.wav", "incoming/sqs one.wav"] {
         w.upload(k, wav_tone(100, 200.0), "audio/mpeg").await;
     }
     let mut eb = fixture_json("aws/eventbridge/s3-object-created-docs.json");
     eb["detail"]["bucket"]["name"] = json!(BUCKET);
     eb["detail"]["object"]["key"] = json!("incoming/eb.mp3");
-    eb["detail"].as_object_mut().unwrap()["object"].as_object_mut().unwrap().remove("version-id");
+    eb["detail"].as_object_mut().unwrap()["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("version-id");
     let out = service::oss_trigger(&w.state, eb, None).await.unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
 
@@ -170,15 +264,48 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
 }
 
 async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend) {
-    let Some(w) = world(backend, vec![Reply::Delayed(std::time::Duration::from_millis(300), Box::new(Reply::MediaProbe))], &[]).await else { return };
-    w.upload("incoming/race.wav", wav_tone(100, 300.0), "audio/wav").await;
+    let Some(w) = world(
+        backend,
+        vec![Reply::Delayed(
+            std::time::Duration::from_millis(300),
+            Box::new(Reply::MediaProbe),
+        )],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    w.upload("incoming/race.wav", wav_tone(100, 300.0), "audio/wav")
+        .await;
     let ev = s3_event(BUCKET, "incoming/race.wav");
     // Two "instances" (separate state, pools and clients) receive the same event at once.
-    let other = AppState::new(&w.tdb.settings(&w.s3.env().iter().map(|(k, v)| (*k, v.as_str())).chain([("OSS_RESULTS_PREFIX", "results/")]).collect::<Vec<_>>())).unwrap();
-    let (a, b) = tokio::join!(service::oss_trigger(&w.state, ev.clone(), None), service::oss_trigger(&other, ev.clone(), None));
-    let outcomes = [outcome(a.as_ref().unwrap(), 0).to_owned(), outcome(b.as_ref().unwrap(), 0).to_owned()];
+    let other = AppState::new(
+        &w.tdb.settings(
+            &w.s3
+                .env()
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .chain([("OSS_RESULTS_PREFIX", "results/")])
+                .collect::<Vec<_>>(),
+        ),
+    )
+    .unwrap();
+    let (a, b) = tokio::join!(
+        service::oss_trigger(&w.state, ev.clone(), None),
+        service::oss_trigger(&other, ev.clone(), None)
+    );
+    let outcomes = [
+        outcome(a.as_ref().unwrap(), 0).to_owned(),
+        outcome(b.as_ref().unwrap(), 0).to_owned(),
+    ];
     assert!(outcomes.contains(&"succeeded".to_owned()), "{outcomes:?}");
-    assert!(outcomes.iter().any(|o| o == "in_progress" || o == "duplicate"), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o == "in_progress" || o == "duplicate"),
+        "{outcomes:?}"
+    );
     // And again later, as S3's at-least-once delivery may.
     let again = service::oss_trigger(&w.state, ev, None).await.unwrap();
     assert_eq!(outcome(&again, 0), "duplicate");
@@ -202,34 +329,74 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once_on_mariadb() {
 
 #[tokio::test]
 async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provider() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[("MEDIA_MAX_BYTES", "2000")]).await.unwrap();
-    w.upload("incoming/photo.png", b"\x89PNG....".to_vec(), "image/png").await;
-    w.upload("incoming/big.wav", wav_tone(1000, 440.0), "audio/wav").await;
-    w.upload("results/incoming/x.wav.result.json", b"{}".to_vec(), "application/json").await;
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::MediaProbe],
+        &[("MEDIA_MAX_BYTES", "2000")],
+    )
+    .await
+    .unwrap();
+    w.upload("incoming/photo.png", b"\x89PNG....".to_vec(), "image/png")
+        .await;
+    w.upload("incoming/big.wav", wav_tone(1000, 440.0), "audio/wav")
+        .await;
+    w.upload(
+        "results/incoming/x.wav.result.json",
+        b"{}".to_vec(),
+        "application/json",
+    )
+    .await;
     let ev = |k: &str| s3_event(BUCKET, k);
-    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "rejected");
     assert_eq!(out["objects"][0]["code"], "MEDIA_UNSUPPORTED");
-    let out = service::oss_trigger(&w.state, ev("incoming/big.wav"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, ev("incoming/big.wav"), None)
+        .await
+        .unwrap();
     assert_eq!(out["objects"][0]["code"], "MEDIA_TOO_LARGE");
     assert_eq!(w.job("incoming/big.wav").await.status, "rejected");
-    let out = service::oss_trigger(&w.state, ev("results/incoming/x.wav.result.json"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, ev("results/incoming/x.wav.result.json"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
-    let out = service::oss_trigger(&w.state, s3_event("another-bucket", "incoming/a.wav"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, s3_event("another-bucket", "incoming/a.wav"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
-    assert!(out["objects"][0]["reason"].as_str().unwrap().contains("no active mapping"));
+    assert!(
+        out["objects"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no active mapping")
+    );
     assert!(w.provider.requests().is_empty());
-    assert_eq!(w.tdb.db().list_jobs(10).await.unwrap().len(), 2, "rejections are recorded, skips are not");
+    assert_eq!(
+        w.tdb.db().list_jobs(10).await.unwrap().len(),
+        2,
+        "rejections are recorded, skips are not"
+    );
     // A rejected object delivered again stays a no-op.
-    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None).await.unwrap();
+    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "duplicate");
 }
 
 #[tokio::test]
 async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe, Reply::error(503, "down")], &[("AI_MAX_RETRIES", "0")]).await.unwrap();
-    w.upload("incoming/ok.wav", wav_tone(100, 200.0), "audio/wav").await;
-    w.upload("incoming/fails.wav", wav_tone(100, 200.0), "audio/wav").await;
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::MediaProbe, Reply::error(503, "down")],
+        &[("AI_MAX_RETRIES", "0")],
+    )
+    .await
+    .unwrap();
+    w.upload("incoming/ok.wav", wav_tone(100, 200.0), "audio/wav")
+        .await;
+    w.upload("incoming/fails.wav", wav_tone(100, 200.0), "audio/wav")
+        .await;
     let msg = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"});
     let batch = json!({"Records": [
         msg("ok", s3_event(BUCKET, "incoming/ok.wav").to_string()),
@@ -238,10 +405,18 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
         msg("test-event", fixture_json("aws/s3/s3-test-event-docs.json").to_string()),
     ]});
     let out = service::oss_trigger(&w.state, batch, None).await.unwrap();
-    let failed: Vec<&str> = out["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap()).collect();
+    let failed: Vec<&str> = out["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
     assert_eq!(failed, ["garbage", "provider-down"], "{out}");
     assert_eq!(w.job("incoming/fails.wav").await.status, "failed");
-    assert_eq!(w.job("incoming/fails.wav").await.error_code.as_deref(), Some("HTTP_5XX_SERVER_ERROR"));
+    assert_eq!(
+        w.job("incoming/fails.wav").await.error_code.as_deref(),
+        Some("HTTP_5XX_SERVER_ERROR")
+    );
     // The redelivered message takes the failed job over and succeeds.
     w.provider.set_script(vec![Reply::MediaProbe]);
     let out = service::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), None).await.unwrap();
@@ -252,26 +427,60 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
 
 #[tokio::test]
 async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_acknowledged() {
-    let w = world(Backend::Sqlite, vec![Reply::error(503, "down")], &[("AI_MAX_RETRIES", "0")]).await.unwrap();
-    w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav").await;
-    let err = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/a.wav"), None).await.unwrap_err();
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::error(503, "down")],
+        &[("AI_MAX_RETRIES", "0")],
+    )
+    .await
+    .unwrap();
+    w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav")
+        .await;
+    let err = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/a.wav"), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "HTTP_5XX_SERVER_ERROR");
-    let ok = service::oss_trigger(&w.state, fixture_json("aws/s3/s3-test-event-docs.json"), None).await.unwrap();
+    let ok = service::oss_trigger(
+        &w.state,
+        fixture_json("aws/s3/s3-test-event-docs.json"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ok["ignored"], "s3:TestEvent");
-    let err = service::oss_trigger(&w.state, json!({"what": "is this"}), None).await.unwrap_err();
+    let err = service::oss_trigger(&w.state, json!({"what": "is this"}), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
     assert!(err.error_message.contains("what"));
 }
 
 #[tokio::test]
 async fn a_job_stuck_past_its_lease_is_taken_over() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await.unwrap();
-    w.upload("incoming/stuck.wav", wav_tone(100, 200.0), "audio/wav").await;
-    let meta = w.s3.store().head(BUCKET, "incoming/stuck.wav").await.unwrap();
-    let key = JobKey { bucket: BUCKET.into(), key: "incoming/stuck.wav".into(), version: meta.etag.unwrap() };
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
+    w.upload("incoming/stuck.wav", wav_tone(100, 200.0), "audio/wav")
+        .await;
+    let meta =
+        w.s3.store()
+            .head(BUCKET, "incoming/stuck.wav")
+            .await
+            .unwrap();
+    let key = JobKey {
+        bucket: BUCKET.into(),
+        key: "incoming/stuck.wav".into(),
+        version: meta.etag.unwrap(),
+    };
     // An earlier instance claimed it and died; its lease ended long ago.
-    w.tdb.db().claim_job(&key, "media", "transcribe", 1_000, 1).await.unwrap();
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/stuck.wav"), None).await.unwrap();
+    w.tdb
+        .db()
+        .claim_job(&key, "media", "transcribe", 1_000, 1)
+        .await
+        .unwrap();
+    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/stuck.wav"), None)
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     let job = w.job("incoming/stuck.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
@@ -279,10 +488,34 @@ async fn a_job_stuck_past_its_lease_is_taken_over() {
 
 #[tokio::test]
 async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() {
-    let w = world(Backend::Sqlite, vec![Reply::content(&"长".repeat(400))], &[("ENABLE_OSS_SPILLOVER", "true"), ("AUDIT_SPILL_THRESHOLD_BYTES", "200")]).await.unwrap();
-    let res = w.state.runner.run_once("audio-url", &serde_json::Map::new(), &ai_runner::RunContext::new("library")).await;
-    let row = w.tdb.db().audit_row(res.audit_id.unwrap()).await.unwrap().unwrap();
-    let reference: Value = serde_json::from_str(row["response_body_json"].as_str().unwrap()).unwrap();
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::content(&"长".repeat(400))],
+        &[
+            ("ENABLE_OSS_SPILLOVER", "true"),
+            ("AUDIT_SPILL_THRESHOLD_BYTES", "200"),
+        ],
+    )
+    .await
+    .unwrap();
+    let res = w
+        .state
+        .runner
+        .run_once(
+            "audio-url",
+            &serde_json::Map::new(),
+            &ai_runner::RunContext::new("library"),
+        )
+        .await;
+    let row = w
+        .tdb
+        .db()
+        .audit_row(res.audit_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let reference: Value =
+        serde_json::from_str(row["response_body_json"].as_str().unwrap()).unwrap();
     let url = reference["$ref"].as_str().unwrap();
     let key = url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
     assert!(key.starts_with("ai-runner/spill/"), "{key}");
@@ -290,7 +523,12 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
     let body = w.s3.store().get(BUCKET, key).await.unwrap();
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body, *res.response.as_ref().unwrap());
-    assert_eq!(reference["bytes"].as_u64().unwrap() as usize, body.to_string().len());
-    let anon = reqwest::get(format!("{}/{BUCKET}/{key}", w.s3.endpoint)).await.unwrap();
+    assert_eq!(
+        reference["bytes"].as_u64().unwrap() as usize,
+        body.to_string().len()
+    );
+    let anon = reqwest::get(format!("{}/{BUCKET}/{key}", w.s3.endpoint))
+        .await
+        .unwrap();
     assert_eq!(anon.status(), 403);
 }

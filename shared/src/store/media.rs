@@ -54,7 +54,11 @@ impl MediaMapping {
 }
 
 /// Picks the most specific matching mapping.
-pub fn most_specific<'a>(maps: &'a [MediaMapping], bucket: &str, key: &str) -> Option<&'a MediaMapping> {
+pub fn most_specific<'a>(
+    maps: &'a [MediaMapping],
+    bucket: &str,
+    key: &str,
+) -> Option<&'a MediaMapping> {
     maps.iter()
         .filter(|m| m.matches(bucket, key))
         .max_by_key(|m| m.specificity())
@@ -224,7 +228,10 @@ impl Db {
         let pool = self.pool().await?;
         let sql = format!("SELECT {MAP_COLUMNS} FROM ai_media_route_map ORDER BY id");
         let raw = on_pool!(pool, |p| {
-            let rows = sqlx::query(&sql).fetch_all(p).await.map_err(StoreError::Query)?;
+            let rows = sqlx::query(&sql)
+                .fetch_all(p)
+                .await
+                .map_err(StoreError::Query)?;
             rows.iter()
                 .map(mapping_from)
                 .collect::<Result<Vec<_>, _>>()
@@ -239,7 +246,11 @@ impl Db {
     }
 
     /// The most specific active mapping for an object.
-    pub async fn find_mapping(&self, bucket: &str, key: &str) -> Result<Option<MediaMapping>, StoreError> {
+    pub async fn find_mapping(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<MediaMapping>, StoreError> {
         let all = self.list_mappings().await?;
         Ok(most_specific(&all, bucket, key).cloned())
     }
@@ -265,11 +276,13 @@ impl Db {
     /// Deletes a mapping; true if it existed.
     pub async fn remove_mapping(&self, id: i64) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
-        on_pool!(pool, |p| sqlx::query("DELETE FROM ai_media_route_map WHERE id = ?")
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected() > 0))
+        on_pool!(pool, |p| sqlx::query(
+            "DELETE FROM ai_media_route_map WHERE id = ?"
+        )
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() > 0))
         .map_err(StoreError::Query)
     }
 
@@ -284,9 +297,11 @@ impl Db {
     ) -> Result<Claim, StoreError> {
         let pool = self.pool().await?;
         let lease = now_ms.saturating_add(lease_ms);
-        let inserted = on_pool!(pool, |p| sqlx::query("INSERT INTO ai_media_job (bucket, object_key, object_version, status, attempts, lease_until_ms, project_name, route_key, created_ms, started_ms) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?)")
+        let inserted = on_pool!(pool, |p| {
+            sqlx::query("INSERT INTO ai_media_job (bucket, object_key, object_version, status, attempts, lease_until_ms, project_name, route_key, created_ms, started_ms) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?)")
             .bind(&job.bucket).bind(&job.key).bind(&job.version).bind(lease).bind(project).bind(route_key).bind(now_ms).bind(now_ms)
-            .execute(p).await.map(|r| r.insert_id()));
+            .execute(p).await.map(|r| r.insert_id())
+        });
         match inserted {
             Ok(id) => return Ok(Claim::New(id)),
             Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
@@ -356,12 +371,20 @@ impl Db {
     /// The job of one object version, if any.
     pub async fn job(&self, job: &JobKey) -> Result<Option<JobRow>, StoreError> {
         let pool = self.pool().await?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM ai_media_job WHERE bucket = ? AND object_key = ? AND object_version = ?");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM ai_media_job WHERE bucket = ? AND object_key = ? AND object_version = ?"
+        );
         let raw = on_pool!(pool, |p| {
             let row = sqlx::query(&sql)
-                .bind(&job.bucket).bind(&job.key).bind(&job.version)
-                .fetch_optional(p).await.map_err(StoreError::Query)?;
-            row.map(|r| job_from(&r)).transpose().map_err(StoreError::Query)?
+                .bind(&job.bucket)
+                .bind(&job.key)
+                .bind(&job.version)
+                .fetch_optional(p)
+                .await
+                .map_err(StoreError::Query)?;
+            row.map(|r| job_from(&r))
+                .transpose()
+                .map_err(StoreError::Query)?
         });
         raw.map(finish_row).transpose()
     }
@@ -391,16 +414,27 @@ mod tests {
 
     #[test]
     fn the_most_specific_mapping_wins() {
-        let maps = [m(1, "*", "", ""), m(2, "b", "calls/", ""), m(3, "b", "calls/vip/", ""), m(4, "b", "calls/", ".wav")];
+        let maps = [
+            m(1, "*", "", ""),
+            m(2, "b", "calls/", ""),
+            m(3, "b", "calls/vip/", ""),
+            m(4, "b", "calls/", ".wav"),
+        ];
         let pick = |k: &str| most_specific(&maps, "b", k).map(|m| m.id);
         assert_eq!(pick("calls/vip/x.mp3"), Some(3));
         assert_eq!(pick("calls/x.wav"), Some(4));
         assert_eq!(pick("calls/x.mp3"), Some(2));
         assert_eq!(pick("other/x.mp3"), Some(1));
-        assert_eq!(most_specific(&maps[1..], "other-bucket", "calls/x.wav"), None);
+        assert_eq!(
+            most_specific(&maps[1..], "other-bucket", "calls/x.wav"),
+            None
+        );
         let mut inactive = m(5, "b", "calls/vip/deep/", "");
         inactive.active = false;
         let with = [maps[2].clone(), inactive];
-        assert_eq!(most_specific(&with, "b", "calls/vip/deep/x").map(|m| m.id), Some(3));
+        assert_eq!(
+            most_specific(&with, "b", "calls/vip/deep/x").map(|m| m.id),
+            Some(3)
+        );
     }
 }
