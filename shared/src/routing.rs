@@ -357,6 +357,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         };
         let mut attempts = Vec::new();
         let mut provider_ms = 0;
+        let mut provider_us = 0;
         let mut http_attempts = 0;
         let count = ord.len();
         for (n, idx) in ord.into_iter().enumerate() {
@@ -378,6 +379,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             let handed_over =
                 !is_last && r.failure.as_ref().is_some_and(|e| failover.hands_over(e));
             provider_ms += r.provider_ms;
+            provider_us += r.provider_us;
             http_attempts += r.attempts;
             attempts.push(MemberAttempt {
                 attempt: n as u32 + 1,
@@ -392,6 +394,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 let answered_by = r.is_ok().then(|| cfg.config_key.clone());
                 r.total_ms = started.elapsed().as_millis() as u64;
                 r.provider_ms = provider_ms;
+                r.provider_us = provider_us;
                 r.attempts = http_attempts;
                 return RouteResult {
                     route: meta,

@@ -90,6 +90,9 @@ pub struct RunResult {
     pub total_ms: u64,
     /// Waiting on the provider (all attempts and backoff), milliseconds.
     pub provider_ms: u64,
+    /// The same in microseconds (benchmarks: overhead = wall time - provider time).
+    #[serde(skip)]
+    pub provider_us: u64,
     /// Time to first token, for streams.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<u64>,
@@ -133,6 +136,7 @@ impl RunResult {
             trace_id,
             total_ms: started.elapsed().as_millis() as u64,
             provider_ms: 0,
+            provider_us: 0,
             ttft_ms: None,
             attempts: 0,
             content_attempts: 0,
@@ -356,6 +360,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
     ) -> (RunResult, Exchange) {
         let mut attempts = 0;
         let mut provider_ms = 0;
+        let mut provider_us = 0;
         let mut content_attempts = 0;
         loop {
             content_attempts += 1;
@@ -380,6 +385,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
             attempts += ex.attempts;
             provider_ms += ex.provider_ms;
+            provider_us += ex.provider_us;
             let outcome = match &ex.error {
                 Some(e) => Err(RunError::Provider(e.clone())),
                 None => match message_content(ex.body.as_ref()) {
@@ -410,6 +416,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     trace_id: trace_id.clone(),
                     total_ms: 0,
                     provider_ms: 0,
+                    provider_us: 0,
                     ttft_ms: None,
                     attempts: 0,
                     content_attempts: 0,
@@ -434,6 +441,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             };
             r.total_ms = started.elapsed().as_millis() as u64;
             r.provider_ms = provider_ms;
+            r.provider_us = provider_us;
             r.ttft_ms = ex.ttft_ms;
             r.attempts = attempts;
             r.content_attempts = content_attempts;

@@ -32,13 +32,16 @@ async fn migrating_the_predecessor_schema_only_adds_and_print_writes_nothing() {
     };
     let db = tdb.db();
     let pool = sqlx::MySqlPool::connect(&tdb.url).await.unwrap();
+    // Every column of the database with its full definition.
     let columns = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()",
+        sqlx::query_as::<_, (String, String, String, String, Option<String>)>(
+            "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR), CAST(column_type AS CHAR), CAST(is_nullable AS CHAR), CAST(column_default AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE()",
         )
-        .fetch_one(&pool)
+        .fetch_all(&pool)
         .await
         .unwrap()
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
     };
     let before = columns().await;
     let plan = migrate::plan(&db).await.unwrap();
@@ -58,10 +61,40 @@ async fn migrating_the_predecessor_schema_only_adds_and_print_writes_nothing() {
 
     let applied = migrate::apply(&db).await.unwrap();
     assert_eq!(applied, plan);
+    let after = columns().await;
+    assert!(
+        after.is_superset(&before),
+        "no existing column changed or disappeared"
+    );
+    let added_columns = ai_runner::schema::MIGRATIONS
+        .iter()
+        .flat_map(|m| m.steps)
+        .filter(|s| matches!(s, ai_runner::schema::Step::AddColumn { .. }))
+        .count();
+    let new_tables: std::collections::BTreeSet<&str> = ai_runner::schema::MIGRATIONS
+        .iter()
+        .flat_map(|m| m.steps)
+        .filter_map(|s| match s {
+            ai_runner::schema::Step::CreateTable { table, .. } => Some(*table),
+            _ => None,
+        })
+        .collect();
+    let new_table_columns = after
+        .iter()
+        .filter(|c| new_tables.contains(c.0.as_str()))
+        .count();
     assert_eq!(
-        columns().await,
-        before + 13 + 3,
-        "13 audit columns plus the migrations table"
+        after.len() - before.len(),
+        added_columns + new_table_columns
+    );
+    assert!(
+        after
+            .iter()
+            .any(|c| c.0 == "ai_call_logs" && c.1 == "trace_id")
+    );
+    assert!(
+        new_tables.iter().all(|t| after.iter().any(|c| c.0 == *t)),
+        "every new table exists"
     );
     assert!(migrate::plan(&db).await.unwrap().is_empty());
     assert!(

@@ -104,6 +104,8 @@ pub struct Exchange {
     pub http_status: u16,
     /// Wall time from the first send to the final answer, including backoff.
     pub provider_ms: u64,
+    /// The same in microseconds (for overhead measurements).
+    pub provider_us: u64,
     /// Time to first content token on the successful attempt (streams).
     pub ttft_ms: Option<u64>,
     /// The answer (assembled for streams) or the provider's JSON error body, scrubbed.
@@ -289,6 +291,7 @@ impl Provider for HttpProvider {
                     attempts,
                     http_status: a.status,
                     provider_ms: started.elapsed().as_millis() as u64,
+                    provider_us: started.elapsed().as_micros() as u64,
                     ttft_ms: a.ttft_ms,
                     body: a.body,
                     error: a.error,

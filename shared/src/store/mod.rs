@@ -21,7 +21,9 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use tokio::sync::OnceCell;
 
 use crate::config::{DatabaseTarget, MySqlTarget};
@@ -365,6 +367,9 @@ impl Db {
                     .filename(path)
                     .create_if_missing(self.create_if_missing)
                     .journal_mode(SqliteJournalMode::Wal)
+                    // In WAL mode NORMAL keeps the database consistent and skips an fsync per
+                    // commit (only the last commits can be lost on power failure).
+                    .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)

@@ -1,0 +1,225 @@
+//! End-to-end overhead: what a run costs on top of the provider, on the real stack (SQL store,
+//! HTTP client, audit write) against an OpenAI-protocol server with a fixed latency.
+//!
+//! Per scenario (config or two-member route x provider latency 0/50 ms x concurrency 1/8/64 x
+//! SQLite / MariaDB): total wall time per run, provider time, overhead = total - provider, as
+//! p50/p95/p99, runs per second and peak RSS. Prints a markdown table and writes
+//! `target/bench/overhead.json`.
+//!
+//! Run: `cargo bench -p ai-runner-tests --bench overhead` (`-- --quick` for fewer runs).
+//! MariaDB scenarios run when `AI_RUNNER_TEST_MYSQL_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ai_runner::demo::{ProviderServer, Reply};
+use ai_runner::store::admin::NewRoute;
+use ai_runner::{RunContext, Variables};
+use ai_runner_tests::{Backend, Seed, TestDb, runner, seed, seed_route};
+use serde_json::{Value, json};
+
+struct Scenario {
+    backend: Backend,
+    target: &'static str,
+    latency_ms: u64,
+    concurrency: usize,
+    runs: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn run_scenario(sc: &Scenario) -> Option<Value> {
+    let tdb = TestDb::new(sc.backend).await?;
+    let reply = if sc.latency_ms == 0 {
+        Reply::content("好的")
+    } else {
+        Reply::Delayed(
+            Duration::from_millis(sc.latency_ms),
+            Box::new(Reply::content("好的")),
+        )
+    };
+    let server = ProviderServer::start(vec![reply]).await.unwrap();
+    let backup = ProviderServer::start(vec![Reply::content("备用")])
+        .await
+        .unwrap();
+    let url = server.url();
+    let burl = backup.url();
+    seed(&tdb.db(), &Seed::text("bench", &url)).await;
+    seed(&tdb.db(), &Seed::text("bench-backup", &burl)).await;
+    seed_route(
+        &tdb.db(),
+        "bench",
+        "two",
+        &NewRoute {
+            policy: "primary_backup",
+            ..Default::default()
+        },
+        &[("bench", 1, 1), ("bench-backup", 2, 1)],
+    )
+    .await;
+    let r = Arc::new(runner(&tdb.settings(&[])));
+    // Warm up: pool, HTTP keep-alive, key cache.
+    for _ in 0..20 {
+        let res = r
+            .run_once("bench", &Variables::new(), &RunContext::new("bench"))
+            .await;
+        assert!(res.is_ok(), "{:?}", res.error);
+    }
+    let per_task = sc.runs / sc.concurrency;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..sc.concurrency {
+        let r = Arc::clone(&r);
+        let target = sc.target;
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let t = Instant::now();
+                let provider_us = if target == "config" {
+                    let res = r
+                        .run_once("bench", &Variables::new(), &RunContext::new("bench"))
+                        .await;
+                    assert!(res.is_ok());
+                    res.provider_us
+                } else {
+                    let res = r
+                        .run_route("bench", "two", &Variables::new(), &RunContext::new("bench"))
+                        .await;
+                    assert!(res.result.is_ok());
+                    res.result.provider_us
+                };
+                let total = t.elapsed().as_micros() as f64;
+                samples.push((total, provider_us as f64));
+            }
+            samples
+        }));
+    }
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await.unwrap());
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let mut totals: Vec<f64> = samples.iter().map(|s| s.0 / 1000.0).collect();
+    let mut providers: Vec<f64> = samples.iter().map(|s| s.1 / 1000.0).collect();
+    let mut overheads: Vec<f64> = samples.iter().map(|s| (s.0 - s.1) / 1000.0).collect();
+    for v in [&mut totals, &mut providers, &mut overheads] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    let rps = samples.len() as f64 / wall;
+    let ideal = if sc.latency_ms > 0 {
+        Some(sc.concurrency as f64 * 1000.0 / sc.latency_ms as f64)
+    } else {
+        None
+    };
+    r.store().close().await;
+    tdb.cleanup().await;
+    Some(json!({
+        "db": match sc.backend { Backend::Sqlite => "sqlite", _ => "mariadb" },
+        "target": sc.target,
+        "provider_latency_ms": sc.latency_ms,
+        "concurrency": sc.concurrency,
+        "runs": samples.len(),
+        "total_ms": {"p50": percentile(&totals, 0.5), "p95": percentile(&totals, 0.95), "p99": percentile(&totals, 0.99)},
+        "provider_ms": {"p50": percentile(&providers, 0.5), "p95": percentile(&providers, 0.95), "p99": percentile(&providers, 0.99)},
+        "overhead_ms": {"p50": percentile(&overheads, 0.5), "p95": percentile(&overheads, 0.95), "p99": percentile(&overheads, 0.99)},
+        "runs_per_second": rps,
+        "ideal_runs_per_second": ideal,
+        "share_of_ideal": ideal.map(|i| rps / i),
+        "peak_rss_kb": peak_rss_kb(),
+    }))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut backends = vec![Backend::Sqlite];
+    if ai_runner_tests::mysql_url().is_some() {
+        backends.push(Backend::MariaDb);
+    }
+    let mut results = Vec::new();
+    for &backend in &backends {
+        for target in ["config", "route"] {
+            for latency_ms in [0, 50] {
+                for concurrency in [1, 8, 64] {
+                    if target == "route" && concurrency == 8 {
+                        continue;
+                    }
+                    let runs = match (quick, latency_ms, concurrency) {
+                        (true, 0, _) => 200,
+                        (true, _, c) => (c * 4).max(40),
+                        (false, 0, _) => 2000,
+                        (false, _, 1) => 100,
+                        (false, _, c) => c * 20,
+                    };
+                    let runs = runs / concurrency * concurrency;
+                    let sc = Scenario {
+                        backend,
+                        target,
+                        latency_ms,
+                        concurrency,
+                        runs,
+                    };
+                    if let Some(v) = rt.block_on(run_scenario(&sc)) {
+                        eprintln!("done: {v}");
+                        results.push(v);
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "| db | target | provider | conc | runs | overhead p50 / p95 / p99 (ms) | total p50 (ms) | runs/s | of ideal | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        println!(
+            "| {} | {} | {} ms | {} | {} | {:.3} / {:.3} / {:.3} | {:.3} | {:.0} | {} | {} MB |",
+            r["db"].as_str().unwrap(),
+            r["target"].as_str().unwrap(),
+            r["provider_latency_ms"],
+            r["concurrency"],
+            r["runs"],
+            r["overhead_ms"]["p50"].as_f64().unwrap(),
+            r["overhead_ms"]["p95"].as_f64().unwrap(),
+            r["overhead_ms"]["p99"].as_f64().unwrap(),
+            r["total_ms"]["p50"].as_f64().unwrap(),
+            r["runs_per_second"].as_f64().unwrap(),
+            r["share_of_ideal"]
+                .as_f64()
+                .map_or("-".into(), |s| format!("{:.0}%", s * 100.0)),
+            r["peak_rss_kb"].as_u64().unwrap() / 1024,
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("overhead.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"results": results})).unwrap(),
+    )
+    .unwrap();
+    eprintln!("wrote {}", path.display());
+}
