@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: MediaCommand,
     },
+    /// Configuration as YAML: sample, verify, gen (apply), export.
+    Cfg {
+        #[command(subcommand)]
+        command: CfgCommand,
+    },
     /// Create or upgrade the schema.
     Db {
         #[command(subcommand)]
@@ -85,6 +90,49 @@ struct VarArgs {
     /// A JSON object file of runtime variables.
     #[arg(long = "vars-file", value_name = "FILE")]
     vars_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CfgCommand {
+    /// Print a full-stack YAML template (connections, models, params, prompts, configs, routes).
+    Sample {
+        /// openrouter, openai or custom.
+        #[arg(long, default_value = "openrouter")]
+        provider: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Report every structural and referential problem of a file, each with its YAML path.
+    Verify {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Also resolve references against the database (read-only) and show what gen would do.
+        #[arg(long)]
+        db_check: bool,
+        /// Print findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a file to the database in one transaction (idempotent).
+    Gen {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Print the plan (create / update / unchanged per object) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the database's configuration as YAML that gen re-imports unchanged (keys as ${ENV} references).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +325,7 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             runner.store().close().await;
             out
         }
+        Command::Cfg { command } => cfg_command(command).await,
         Command::Media { command } => {
             let state = ai_runner::service::AppState::from_env()?;
             let out = media_command(&state, command).await;
@@ -459,6 +508,184 @@ async fn media_command(
                 Err(usage("MAPPING_NOT_FOUND", format!("no mapping #{id}")))
             }
         }
+    }
+}
+
+fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), Failure> {
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| usage("IO_ERROR", format!("cannot write {}: {e}", path.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn read_catalog_doc(file: &PathBuf) -> Result<Value, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| usage("IO_ERROR", format!("cannot read {}: {e}", file.display())))?;
+    ai_runner::catalog::parse_yaml(&text)
+        .map_err(|f| usage(f.code, format!("{}: {}", f.path, f.message)))
+}
+
+fn print_findings(findings: &[ai_runner::catalog::Finding], json: bool) {
+    if json {
+        print_pretty(&findings);
+        return;
+    }
+    for f in findings {
+        let sev = match f.severity {
+            ai_runner::catalog::Severity::Error => "error",
+            ai_runner::catalog::Severity::Warning => "warning",
+        };
+        println!("{sev}: {}: {} {}", f.path, f.code, f.message);
+    }
+}
+
+async fn cfg_command(cmd: CfgCommand) -> Result<(), Failure> {
+    use ai_runner::catalog::{self, Severity};
+    match cmd {
+        CfgCommand::Sample { provider, out } => {
+            if !matches!(provider.as_str(), "openrouter" | "openai" | "custom") {
+                return Err(usage(
+                    "INVALID_INPUT",
+                    format!("--provider must be openrouter, openai or custom, not {provider:?}"),
+                ));
+            }
+            write_out(out.as_ref(), &catalog::sample(&provider))
+        }
+        CfgCommand::Verify {
+            file,
+            db_check,
+            json,
+        } => {
+            let doc = read_catalog_doc(&file)?;
+            let (known, db) = if db_check {
+                let settings = Settings::load()?;
+                let db = Db::new(settings.database.clone());
+                let snap = db.snapshot().await?;
+                (snap.known(), Some((db, snap, settings)))
+            } else {
+                (catalog::Known::default(), None)
+            };
+            let (cat, findings) = catalog::verify_with(&doc, &known);
+            print_findings(&findings, json);
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            if let (Some(cat), Some((db, snap, settings))) = (&cat, &db) {
+                let ring = ai_runner::crypto::Keyring::new(
+                    settings.pepper.clone(),
+                    settings.previous_pepper.clone(),
+                );
+                match ai_runner::store::catalog::plan(snap, cat, &ring, &|k| std::env::var(k).ok())
+                {
+                    Ok((items, _)) if !json => print_plan(&items),
+                    Ok(_) => {}
+                    Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
+                }
+                db.close().await;
+            }
+            if errors > 0 {
+                return Err(Failure {
+                    code: "CATALOG_INVALID".into(),
+                    message: format!("{errors} problem(s) in {}", file.display()),
+                    exit: 1,
+                });
+            }
+            if !json {
+                eprintln!("{}: ok ({} warning(s))", file.display(), findings.len());
+            }
+            Ok(())
+        }
+        CfgCommand::Gen {
+            file,
+            dry_run,
+            json,
+        } => {
+            let doc = read_catalog_doc(&file)?;
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let snap = db.snapshot().await?;
+            let (cat, findings) = catalog::verify_with(&doc, &snap.known());
+            let Some(cat) = cat else {
+                print_findings(&findings, false);
+                db.close().await;
+                return Err(Failure {
+                    code: "CATALOG_INVALID".into(),
+                    message: format!("{} does not verify; nothing was written", file.display()),
+                    exit: 1,
+                });
+            };
+            let ring = ai_runner::crypto::Keyring::new(
+                settings.pepper.clone(),
+                settings.previous_pepper.clone(),
+            );
+            let env = |k: &str| std::env::var(k).ok();
+            let items = if dry_run {
+                ai_runner::store::catalog::plan(&snap, &cat, &ring, &env).map(|(i, _)| i)
+            } else {
+                db.apply_catalog(&cat, &ring, &env).await
+            };
+            db.close().await;
+            let items = items.map_err(|e| Failure {
+                code: e.code().into(),
+                message: format!("{e} (nothing was written)"),
+                exit: 1,
+            })?;
+            if json {
+                print_pretty(&items);
+            } else {
+                print_plan(&items);
+                let changed = items
+                    .iter()
+                    .filter(|i| i.action != ai_runner::store::catalog::Action::Unchanged)
+                    .count();
+                eprintln!(
+                    "{} {changed} change(s){}",
+                    if dry_run { "would apply" } else { "applied" },
+                    if dry_run {
+                        " (dry run: nothing written)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        CfgCommand::Export { out } => {
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let snap = db.snapshot().await;
+            db.close().await;
+            let cat = snap?.to_catalog();
+            let yaml =
+                serde_yaml_ng::to_string(&cat).map_err(|e| usage("IO_ERROR", e.to_string()))?;
+            write_out(
+                out.as_ref(),
+                &format!(
+                    "# exported by `ai-runner cfg export`; keys are ${{ENV}} references (unset: gen keeps the stored key)\n{yaml}"
+                ),
+            )
+        }
+    }
+}
+
+fn print_plan(items: &[ai_runner::store::catalog::PlanItem]) {
+    for i in items {
+        let action = match i.action {
+            ai_runner::store::catalog::Action::Create => "create",
+            ai_runner::store::catalog::Action::Update => "update",
+            ai_runner::store::catalog::Action::Unchanged => "unchanged",
+        };
+        let changes = if i.changes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", i.changes.join(", "))
+        };
+        println!("{action:9} {} {}{changes}", i.kind, i.name);
     }
 }
 

@@ -10,6 +10,7 @@
 //! thin shells around [`service`] and [`runner`].
 
 pub mod audit;
+pub mod catalog;
 pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]

@@ -9,6 +9,7 @@
 //! `CAST(id AS SIGNED)` for ids).
 
 pub mod admin;
+pub mod catalog;
 pub mod media;
 pub mod migrate;
 
