@@ -70,6 +70,18 @@ enum Command {
         #[command(subcommand)]
         command: CfgCommand,
     },
+    /// Check the setup exactly as the functions read it (env, database, schema, keys, providers, objects).
+    Doctor {
+        /// Only the environment.
+        #[arg(long, conflicts_with = "db_only")]
+        env_only: bool,
+        /// Only the database (reachability, schema, keys).
+        #[arg(long)]
+        db_only: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the schema.
     Db {
         #[command(subcommand)]
@@ -132,6 +144,33 @@ enum CfgCommand {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Apply the predecessor's route members YAML (project_name, route_key, policy, members).
+    RoutePool {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Keep members the file does not list (default: they are deactivated).
+        #[arg(long)]
+        append: bool,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export table definitions read-only (SHOW CREATE TABLE / SHOW FULL COLUMNS; SQLite equivalents).
+    DumpSchema {
+        /// MySQL database name (default: the configured one).
+        #[arg(long)]
+        db: Option<String>,
+        /// Only tables whose names start with this.
+        #[arg(long, default_value = "ai_")]
+        prefix: String,
+        /// Write Markdown here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -222,6 +261,18 @@ enum KeysCommand {
         /// The ai_connection.name the blob is for (it is bound to that row).
         #[arg(long)]
         connection: String,
+    },
+    /// Which stored secrets decrypt, and in which format (never prints a secret).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt every stored secret under the current pepper (v1 or an older key id), in one transaction.
+    Rotate {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -342,6 +393,99 @@ async fn run(cmd: Command) -> Result<(), Failure> {
             let out = db_command(&db, command).await;
             db.close().await;
             out
+        }
+        Command::Doctor {
+            env_only,
+            db_only,
+            json,
+        } => {
+            let scope = if env_only {
+                ai_runner::health::Scope::Env
+            } else if db_only {
+                ai_runner::health::Scope::Db
+            } else {
+                ai_runner::health::Scope::All
+            };
+            let checks = ai_runner::health::run(scope).await;
+            if json {
+                print_pretty(&checks);
+            } else {
+                for c in &checks {
+                    println!(
+                        "{} {:9} {}",
+                        if c.ok { "ok  " } else { "FAIL" },
+                        c.name,
+                        c.detail
+                    );
+                    if let Some(h) = &c.hint {
+                        println!("     hint: {h}");
+                    }
+                }
+            }
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            if failed > 0 {
+                return Err(Failure {
+                    code: "DOCTOR_FAILED".into(),
+                    message: format!("{failed} check(s) failed"),
+                    exit: 1,
+                });
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Check { json },
+        } => {
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let ring = ai_runner::crypto::Keyring::new(settings.pepper, settings.previous_pepper);
+            let keys = db.check_keys(&ring).await;
+            db.close().await;
+            let keys = keys?;
+            if json {
+                print_pretty(&keys);
+            } else {
+                for k in &keys {
+                    println!(
+                        "{} {}:{} {}{}",
+                        if k.decrypts { "ok  " } else { "FAIL" },
+                        k.table,
+                        k.name,
+                        k.format,
+                        if k.current { " (current)" } else { "" }
+                    );
+                }
+            }
+            match keys.iter().filter(|k| !k.decrypts).count() {
+                0 => Ok(()),
+                n => Err(Failure {
+                    code: "DECRYPT_FAILED".into(),
+                    message: format!("{n} stored secret(s) do not decrypt"),
+                    exit: 1,
+                }),
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { dry_run },
+        } => {
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let ring = ai_runner::crypto::Keyring::new(settings.pepper, settings.previous_pepper);
+            let r = db.rotate_keys(&ring, dry_run).await;
+            db.close().await;
+            let r = r?;
+            println!(
+                "{} {} of {} stored secret(s) ({} already current){}",
+                if dry_run {
+                    "would re-encrypt"
+                } else {
+                    "re-encrypted"
+                },
+                r.rotated,
+                r.total,
+                r.already_current,
+                if dry_run { "; nothing written" } else { "" }
+            );
+            Ok(())
         }
         Command::Keys {
             command: KeysCommand::Encrypt { connection },
@@ -652,6 +796,97 @@ async fn cfg_command(cmd: CfgCommand) -> Result<(), Failure> {
                         ""
                     }
                 );
+            }
+            Ok(())
+        }
+        CfgCommand::RoutePool {
+            file,
+            append,
+            dry_run,
+        } => {
+            let doc = read_catalog_doc(&file)?;
+            let (routes, findings) = catalog::route_pool(&doc);
+            print_findings(&findings, false);
+            let Some(routes) = routes else {
+                return Err(Failure {
+                    code: "CATALOG_INVALID".into(),
+                    message: format!("{} does not verify; nothing was written", file.display()),
+                    exit: 1,
+                });
+            };
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let snap = db.snapshot().await?;
+            let cat = snap.route_pool(routes);
+            let known = snap.known();
+            let missing: Vec<String> = cat
+                .routes
+                .iter()
+                .flat_map(|r| r.members.iter())
+                .filter(|m| !known.configs.contains(&m.config_key))
+                .map(|m| m.config_key.clone())
+                .collect();
+            if !missing.is_empty() {
+                db.close().await;
+                return Err(Failure {
+                    code: "CONFIG_NOT_FOUND".into(),
+                    message: format!(
+                        "no config named {} in the database; nothing was written",
+                        missing.join(", ")
+                    ),
+                    exit: 1,
+                });
+            }
+            let ring = ai_runner::crypto::Keyring::new(
+                settings.pepper.clone(),
+                settings.previous_pepper.clone(),
+            );
+            let env = |k: &str| std::env::var(k).ok();
+            let items = if dry_run {
+                ai_runner::store::catalog::plan_with(&snap, &cat, &ring, &env, !append)
+                    .map(|(i, _)| i)
+            } else {
+                db.apply_catalog_with(&cat, &ring, &env, !append).await
+            };
+            db.close().await;
+            let items = items.map_err(|e| Failure {
+                code: e.code().into(),
+                message: format!("{e} (nothing was written)"),
+                exit: 1,
+            })?;
+            print_plan(&items);
+            if dry_run {
+                eprintln!("dry run: nothing written");
+            }
+            Ok(())
+        }
+        CfgCommand::DumpSchema {
+            db: database,
+            prefix,
+            out,
+            json,
+        } => {
+            let settings = Settings::load()?;
+            let db = Db::new(settings.database.clone());
+            let tables = db.dump_schema(database.as_deref(), &prefix).await;
+            db.close().await;
+            let tables = tables?;
+            let title = format!(
+                "Schema of {} (tables {prefix}*)",
+                database
+                    .as_deref()
+                    .map_or_else(|| settings.database.describe(), str::to_owned)
+            );
+            write_out(
+                out.as_ref(),
+                &ai_runner::store::schema_dump::markdown(&tables, &title),
+            )?;
+            if let Some(path) = json {
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&tables).unwrap_or_default(),
+                )
+                .map_err(|e| usage("IO_ERROR", format!("cannot write {}: {e}", path.display())))?;
             }
             Ok(())
         }

@@ -904,6 +904,107 @@ pub fn verify_with(doc: &Value, known: &Known) -> (Option<Catalog>, Vec<Finding>
     (if has_errors { None } else { Some(cat) }, cx.findings)
 }
 
+/// Reads the predecessor's route-pool YAML (`project_name`, `route_key`, `policy`, `members`
+/// with `config_key`, `priority`, `weight`; one route, or a list under `routes`) as catalog
+/// routes. Every problem is reported with its path.
+pub fn route_pool(doc: &Value) -> (Option<Vec<Route>>, Vec<Finding>) {
+    let mut cx = Ctx {
+        findings: Vec::new(),
+    };
+    let list: Vec<(String, &Map<String, Value>)> = match doc {
+        Value::Object(o) if o.contains_key("routes") => {
+            check_keys(o, &["routes"], "$", &mut cx);
+            items(o, "routes", &mut cx)
+        }
+        Value::Object(o) => vec![("$".to_owned(), o)],
+        _ => {
+            cx.err(
+                "$",
+                "BAD_TYPE",
+                "expected a mapping with project_name, route_key, policy and members",
+            );
+            Vec::new()
+        }
+    };
+    let mut routes = Vec::new();
+    for (path, o) in list {
+        check_keys(
+            o,
+            &[
+                "project_name",
+                "project",
+                "route_key",
+                "policy",
+                "policy_config",
+                "members",
+            ],
+            &path,
+            &mut cx,
+        );
+        let project = match o
+            .get("project_name")
+            .or_else(|| o.get("project"))
+            .and_then(scalar_text)
+        {
+            Some(p) if !p.is_empty() => Some(p),
+            _ => {
+                cx.err(
+                    format!("{path}.project_name"),
+                    "MISSING_FIELD",
+                    "project_name is required",
+                );
+                None
+            }
+        };
+        let route_key = req_str(o, "route_key", &path, &mut cx);
+        let policy = opt_str(o, "policy", &path, &mut cx).unwrap_or_else(primary_backup);
+        if !matches!(
+            policy.as_str(),
+            "primary_backup" | "round_robin" | "weighted"
+        ) {
+            cx.err(
+                format!("{path}.policy"),
+                "BAD_POLICY",
+                format!("{policy:?} is not primary_backup, round_robin or weighted"),
+            );
+        }
+        let mut members = Vec::new();
+        for (mp, m) in items(o, "members", &mut cx) {
+            let mp = format!("{path}.{mp}");
+            check_keys(
+                m,
+                &["config_key", "priority", "weight", "active"],
+                &mp,
+                &mut cx,
+            );
+            if let Some(config_key) = req_str(m, "config_key", &mp, &mut cx) {
+                members.push(Member {
+                    config_key,
+                    priority: opt_int(m, "priority", &mp, &mut cx, i64::MIN),
+                    weight: opt_int(m, "weight", &mp, &mut cx, 0),
+                    active: opt_bool(m, "active", &mp, &mut cx),
+                });
+            }
+        }
+        if let (Some(project), Some(route_key)) = (project, route_key) {
+            routes.push(Route {
+                project,
+                route_key,
+                policy,
+                policy_config: o.get("policy_config").filter(|v| !v.is_null()).cloned(),
+                variables: None,
+                prompt: None,
+                param_profile: None,
+                response_format: None,
+                active: true,
+                members,
+            });
+        }
+    }
+    let ok = !cx.findings.iter().any(|f| f.severity == Severity::Error);
+    (ok.then_some(routes), cx.findings)
+}
+
 /// `<...>` placeholders from `cfg sample`.
 pub fn is_placeholder(key: &str) -> bool {
     key.starts_with('<') && key.ends_with('>')

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod media;
 pub mod objects;
 pub mod provider;

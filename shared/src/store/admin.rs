@@ -350,7 +350,7 @@ impl Db {
 }
 
 /// Decodes any row into JSON: integer columns as numbers, everything else as text.
-fn row_to_json<R: Row>(r: &R) -> serde_json::Map<String, Value>
+pub(crate) fn row_to_json<R: Row>(r: &R) -> serde_json::Map<String, Value>
 where
     usize: sqlx::ColumnIndex<R>,
     for<'a> i64: sqlx::Decode<'a, R::Database>,

@@ -280,6 +280,30 @@ impl Snapshot {
         }
     }
 
+    /// A catalog of `routes` that keeps each existing route's other settings (prompt, params,
+    /// variables, response format): `cfg route-pool` only sets policy and members.
+    pub fn route_pool(&self, routes: Vec<Route>) -> Catalog {
+        let routes = routes
+            .into_iter()
+            .map(|mut r| {
+                if let Some(old) = self.routes.get(&(r.project.clone(), r.route_key.clone())) {
+                    r.variables = old.variables.clone();
+                    r.prompt = old.prompt.clone();
+                    r.param_profile = old.param_profile.clone();
+                    r.response_format = old.response_format.clone();
+                    if r.policy_config.is_none() {
+                        r.policy_config = old.policy_config.clone();
+                    }
+                }
+                r
+            })
+            .collect();
+        Catalog {
+            routes,
+            ..Catalog::default()
+        }
+    }
+
     /// The database as a catalog (keys as environment references).
     pub fn to_catalog(&self) -> Catalog {
         Catalog {
@@ -374,6 +398,18 @@ pub fn plan(
     cat: &Catalog,
     ring: &Keyring,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Vec<PlanItem>, Vec<Option<String>>), ApplyError> {
+    plan_with(snap, cat, ring, env, false)
+}
+
+/// [`plan`]; with `exclusive`, active members a route has but the file does not list are
+/// deactivated (`cfg route-pool` without `--append`).
+pub fn plan_with(
+    snap: &Snapshot,
+    cat: &Catalog,
+    ring: &Keyring,
+    env: &dyn Fn(&str) -> Option<String>,
+    exclusive: bool,
 ) -> Result<(Vec<PlanItem>, Vec<Option<String>>), ApplyError> {
     let mut out = Vec::new();
     let mut blobs = Vec::new();
@@ -523,6 +559,20 @@ pub fn plan(
                 ch,
             ));
         }
+        if exclusive && let Some(o) = old {
+            for om in o
+                .members
+                .iter()
+                .filter(|om| om.active && !r.members.iter().any(|m| m.config_key == om.config_key))
+            {
+                out.push(item(
+                    "member",
+                    format!("{}/{}:{}", r.project, r.route_key, om.config_key),
+                    Action::Update,
+                    vec!["deactivated"],
+                ));
+            }
+        }
     }
     Ok((out, blobs))
 }
@@ -551,8 +601,19 @@ impl Db {
         ring: &Keyring,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<PlanItem>, ApplyError> {
+        self.apply_catalog_with(cat, ring, env, false).await
+    }
+
+    /// [`Db::apply_catalog`]; `exclusive` deactivates members a file does not list.
+    pub async fn apply_catalog_with(
+        &self,
+        cat: &Catalog,
+        ring: &Keyring,
+        env: &dyn Fn(&str) -> Option<String>,
+        exclusive: bool,
+    ) -> Result<Vec<PlanItem>, ApplyError> {
         let snap = self.snapshot().await?;
-        let (items, blobs) = plan(&snap, cat, ring, env)?;
+        let (items, blobs) = plan_with(&snap, cat, ring, env, exclusive)?;
         if items.iter().all(|i| i.action == Action::Unchanged) {
             return Ok(items);
         }
@@ -756,6 +817,7 @@ impl Db {
                     }
                     None => sqlx::query("INSERT INTO ai_route_v2 (project_id, route_key, policy, policy_config_json, variables_json, prompt_id, param_profile_id, response_format_json, is_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").bind(project).bind(&r.route_key).bind(&r.policy).bind(&pc).bind(&vars).bind(prompt).bind(profile).bind(&rf).bind(active).execute(&mut *tx).await.map_err(StoreError::Query)?.insert_id(),
                 };
+                let mut listed: Vec<i64> = Vec::new();
                 for m in &r.members {
                     let config = match config_ids.get(&m.config_key) {
                         Some(i) => *i,
@@ -783,6 +845,22 @@ impl Db {
                             sqlx::query("INSERT INTO ai_route_member_v2 (route_id, config_id, priority, weight, is_active) VALUES (?, ?, ?, ?, ?)").bind(route).bind(config).bind(m.priority).bind(m.weight).bind(active).execute(&mut *tx).await.map_err(StoreError::Query)?;
                         }
                     }
+                    listed.push(config);
+                }
+                if exclusive {
+                    let marks = if listed.is_empty() {
+                        "NULL".to_owned()
+                    } else {
+                        vec!["?"; listed.len()].join(", ")
+                    };
+                    let sql = format!(
+                        "UPDATE ai_route_member_v2 SET is_active = 0 WHERE route_id = ? AND is_active = 1 AND config_id NOT IN ({marks})"
+                    );
+                    let mut q = sqlx::query(&sql).bind(route);
+                    for id in &listed {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await.map_err(StoreError::Query)?;
                 }
             }
             tx.commit().await.map_err(StoreError::Query)?;

@@ -10,8 +10,10 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod keys;
 pub mod media;
 pub mod migrate;
+pub mod schema_dump;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -771,7 +773,7 @@ where
     })
 }
 
-fn is_missing_table(e: &sqlx::Error) -> bool {
+pub(crate) fn is_missing_table(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
             let m = d.message();
