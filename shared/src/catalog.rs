@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::request::placeholders;
+use crate::request::{collect_strings, placeholders};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -279,6 +279,24 @@ pub fn parse_yaml(text: &str) -> Result<Value, Finding> {
         code: "YAML_INVALID",
         message: e.to_string(),
     })
+}
+
+/// Reads a route's `members` list.
+fn members(o: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Vec<Member> {
+    let mut out = Vec::new();
+    for (mp, m) in items(o, "members", cx) {
+        let mp = format!("{path}.{mp}");
+        check_keys(m, &["config_key", "priority", "weight", "active"], &mp, cx);
+        if let Some(config_key) = req_str(m, "config_key", &mp, cx) {
+            out.push(Member {
+                config_key,
+                priority: opt_int(m, "priority", &mp, cx, i64::MIN),
+                weight: opt_int(m, "weight", &mp, cx, 0),
+                active: opt_bool(m, "active", &mp, cx),
+            });
+        }
+    }
+    out
 }
 
 /// Reads `name@version` or `{name, version}`.
@@ -859,24 +877,7 @@ pub fn verify_with(doc: &Value, known: &Known) -> (Option<Catalog>, Vec<Finding>
             .get("prompt")
             .filter(|v| !v.is_null())
             .and_then(|v| prompt_ref(v, &format!("{path}.prompt"), &mut cx));
-        let mut members = Vec::new();
-        for (mp, m) in items(o, "members", &mut cx) {
-            let mp = format!("{path}.{mp}");
-            check_keys(
-                m,
-                &["config_key", "priority", "weight", "active"],
-                &mp,
-                &mut cx,
-            );
-            if let Some(config_key) = req_str(m, "config_key", &mp, &mut cx) {
-                members.push(Member {
-                    config_key,
-                    priority: opt_int(m, "priority", &mp, &mut cx, i64::MIN),
-                    weight: opt_int(m, "weight", &mp, &mut cx, 0),
-                    active: opt_bool(m, "active", &mp, &mut cx),
-                });
-            }
-        }
+        let members = members(o, &path, &mut cx);
         if members.is_empty() {
             cx.warn(
                 format!("{path}.members"),
@@ -968,24 +969,7 @@ pub fn route_pool(doc: &Value) -> (Option<Vec<Route>>, Vec<Finding>) {
                 format!("{policy:?} is not primary_backup, round_robin or weighted"),
             );
         }
-        let mut members = Vec::new();
-        for (mp, m) in items(o, "members", &mut cx) {
-            let mp = format!("{path}.{mp}");
-            check_keys(
-                m,
-                &["config_key", "priority", "weight", "active"],
-                &mp,
-                &mut cx,
-            );
-            if let Some(config_key) = req_str(m, "config_key", &mp, &mut cx) {
-                members.push(Member {
-                    config_key,
-                    priority: opt_int(m, "priority", &mp, &mut cx, i64::MIN),
-                    weight: opt_int(m, "weight", &mp, &mut cx, 0),
-                    active: opt_bool(m, "active", &mp, &mut cx),
-                });
-            }
-        }
+        let members = members(o, &path, &mut cx);
         if let (Some(project), Some(route_key)) = (project, route_key) {
             routes.push(Route {
                 project,
@@ -1201,15 +1185,6 @@ fn references(cat: &Catalog, known: &Known, cx: &mut Ctx) {
                 format!("no param profile {p:?} in this file"),
             );
         }
-    }
-}
-
-fn collect_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(o) => o.values().for_each(|i| collect_strings(i, out)),
-        _ => {}
     }
 }
 

@@ -202,7 +202,7 @@ async fn handle(
 async fn probe_media(body: &[u8]) -> Reply {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut strings = Vec::new();
-    collect_strings(v.get("messages").unwrap_or(&Value::Null), &mut strings);
+    crate::request::collect_strings(v.get("messages").unwrap_or(&Value::Null), &mut strings);
     if let Some(data) = v
         .pointer("/messages")
         .and_then(Value::as_array)
@@ -235,15 +235,6 @@ async fn probe_media(body: &[u8]) -> Reply {
         },
         Ok(r) => Reply::error(400, &format!("media URL answered {}", r.status())),
         Err(e) => Reply::error(400, &format!("cannot fetch the media: {e}")),
-    }
-}
-
-fn collect_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(o) => o.values().for_each(|i| collect_strings(i, out)),
-        _ => {}
     }
 }
 
@@ -414,6 +405,30 @@ pub async fn install_quickstart(
     Ok(())
 }
 
+/// A demo connection (its key encrypted and bound to the row) and a model on it; returns the
+/// model id.
+async fn demo_model(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    connection: &str,
+    url: &str,
+    model: &str,
+) -> Result<i64, crate::RunError> {
+    let blob = keyring.encrypt(
+        &format!("sk-demo-{connection}-not-a-real-key"),
+        &crate::store::connection_binding(connection),
+    )?;
+    let conn = db
+        .upsert_connection(&crate::store::admin::NewConnection {
+            name: connection,
+            provider: "demo",
+            base_url: url,
+            key_blob: &blob,
+        })
+        .await?;
+    Ok(db.upsert_model(model, conn).await?)
+}
+
 /// The quickstart route: `quickstart` / `demo-route`.
 pub const QUICKSTART_PROJECT: &str = "quickstart";
 /// The quickstart route's key.
@@ -428,20 +443,14 @@ pub async fn install_quickstart_route(
     keyring: &crate::crypto::Keyring,
     flaky_url: &str,
 ) -> Result<(), crate::RunError> {
-    let name = "quickstart-flaky";
-    let blob = keyring.encrypt(
-        "sk-demo-flaky-not-a-real-key",
-        &crate::store::connection_binding(name),
-    )?;
-    let conn = db
-        .upsert_connection(&crate::store::admin::NewConnection {
-            name,
-            provider: "demo",
-            base_url: flaky_url,
-            key_blob: &blob,
-        })
-        .await?;
-    let model = db.upsert_model("demo-flaky-model", conn).await?;
+    let model = demo_model(
+        db,
+        keyring,
+        "quickstart-flaky",
+        flaky_url,
+        "demo-flaky-model",
+    )
+    .await?;
     let healthy = db
         .config_id(QUICKSTART_CONFIG_KEY)
         .await?
@@ -486,20 +495,7 @@ pub async fn install_quickstart_media(
     keyring: &crate::crypto::Keyring,
     url: &str,
 ) -> Result<(), crate::RunError> {
-    let name = "quickstart-audio";
-    let blob = keyring.encrypt(
-        "sk-demo-audio-not-a-real-key",
-        &crate::store::connection_binding(name),
-    )?;
-    let conn = db
-        .upsert_connection(&crate::store::admin::NewConnection {
-            name,
-            provider: "demo",
-            base_url: url,
-            key_blob: &blob,
-        })
-        .await?;
-    let model = db.upsert_model("demo-audio-model", conn).await?;
+    let model = demo_model(db, keyring, "quickstart-audio", url, "demo-audio-model").await?;
     let prompt = db
         .upsert_prompt(
             "quickstart-transcribe",

@@ -177,11 +177,19 @@ pub fn check_media(
 }
 
 fn object_failure(e: &ObjectError, job_id: Option<i64>) -> Outcome {
+    failed(job_id, e.code(), e, e.retryable())
+}
+
+fn store_failure(e: &crate::store::StoreError, job_id: Option<i64>) -> Outcome {
+    failed(job_id, e.code(), e, e.retryable())
+}
+
+fn failed(job_id: Option<i64>, code: &str, e: &dyn std::fmt::Display, retryable: bool) -> Outcome {
     Outcome::Failed {
         job_id,
-        code: e.code().to_owned(),
+        code: code.to_owned(),
         message: e.to_string(),
-        retryable: e.retryable(),
+        retryable,
     }
 }
 
@@ -236,12 +244,7 @@ async fn process_inner<P: Provider>(
         Ok(Some(m)) => m,
         Ok(None) => return skip("no active mapping matches this bucket and key"),
         Err(e) => {
-            return Outcome::Failed {
-                job_id: None,
-                code: e.code().into(),
-                message: e.to_string(),
-                retryable: e.retryable(),
-            };
+            return store_failure(&e, None);
         }
     };
     let meta = match objects.head(&obj.bucket, &obj.key).await {
@@ -261,12 +264,7 @@ async fn process_inner<P: Provider>(
     };
     let started = now_ms();
     if force && let Err(e) = db.reopen_job(&job).await {
-        return Outcome::Failed {
-            job_id: None,
-            code: e.code().into(),
-            message: e.to_string(),
-            retryable: e.retryable(),
-        };
+        return store_failure(&e, None);
     }
     let lease = i64::try_from(cfg.job_lease.as_millis()).unwrap_or(i64::MAX);
     let job_id = match db
@@ -277,12 +275,7 @@ async fn process_inner<P: Provider>(
         Ok(Claim::Done { id, status }) => return Outcome::Duplicate { job_id: id, status },
         Ok(Claim::InProgress(id)) => return Outcome::InProgress { job_id: id },
         Err(e) => {
-            return Outcome::Failed {
-                job_id: None,
-                code: e.code().into(),
-                message: e.to_string(),
-                retryable: e.retryable(),
-            };
+            return store_failure(&e, None);
         }
     };
     let mut finish = JobFinish {
@@ -320,12 +313,7 @@ async fn process_inner<P: Provider>(
     if let Err(e) = db.finish_job(job_id, &finish).await {
         // The lease runs out and a redelivery takes the job over: nothing is lost.
         tracing::error!(job_id, code = e.code(), error = %crate::error::chain(&e), "job row not finished");
-        return Outcome::Failed {
-            job_id: Some(job_id),
-            code: e.code().into(),
-            message: e.to_string(),
-            retryable: true,
-        };
+        return failed(Some(job_id), e.code(), &e, true);
     }
     outcome
 }
@@ -367,12 +355,7 @@ async fn run_job<P: Provider>(
     {
         Ok(r) => r.variables,
         Err(e) => {
-            return Outcome::Failed {
-                job_id: Some(job_id),
-                code: e.code().into(),
-                message: e.to_string(),
-                retryable: e.retryable(),
-            };
+            return store_failure(&e, Some(job_id));
         }
     };
     let mut vars = Map::new();
@@ -464,12 +447,7 @@ async fn run_job<P: Provider>(
             result: format!("s3://{}/{result_key}", obj.bucket),
             trace_id: routed.result.trace_id.clone(),
         },
-        Some(e) => Outcome::Failed {
-            job_id: Some(job_id),
-            code: e.code().into(),
-            message: e.to_string(),
-            retryable: e.retryable(),
-        },
+        Some(e) => failed(Some(job_id), e.code(), e, e.retryable()),
     }
 }
 

@@ -272,6 +272,16 @@ pub fn placeholders(s: &str) -> Vec<String> {
     found
 }
 
+/// Every string value inside `v`, depth first.
+pub fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(o) => o.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
 fn is_var_name(name: &str) -> bool {
     !name.is_empty()
         && name
