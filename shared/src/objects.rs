@@ -141,8 +141,13 @@ impl S3Store {
         credentials: Option<&(String, crate::Secret, Option<crate::Secret>)>,
         path_style: bool,
     ) -> Self {
+        use aws_smithy_http_client::tls;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
         let mut b = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(http)
             .region(Region::new(region.to_owned()))
             .force_path_style(path_style)
             // OSS and most S3-compatible servers reject the newer default integrity trailers.
