@@ -3,9 +3,9 @@
 //! `/next` (init) and to its first response, over many spawns; stripped binary sizes; RSS after
 //! the first and the hundredth invocation. Writes `target/bench/cold_start.json`.
 //!
-//! Needs release binaries: `cargo build --profile dist -p run-once -p run-route -p oss-trigger`
+//! Needs release binaries: `cargo build --release -p run-once -p run-route -p oss-trigger`
 //! (what `bash bench/run` does), or set `AI_RUNNER_BOOTSTRAP_DIR` to a directory holding
-//! `run-once`, `run-route`, `oss-trigger`.
+//! `run-once`, `run-route`, `oss-trigger` (e.g. `target/lambda/<name>/bootstrap` copies).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -43,11 +43,11 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::var_os("AI_RUNNER_BOOTSTRAP_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/dist"));
+        .unwrap_or_else(|| root.join("target/release"));
     let names = ["run-once", "run-route", "oss-trigger"];
     if !bootstrap(&dir, "run-once").is_file() {
         eprintln!(
-            "no release bootstrap in {}: run `cargo build --profile dist -p run-once -p run-route -p oss-trigger` first",
+            "no release bootstrap in {}: run `cargo build --release -p run-once -p run-route -p oss-trigger` first",
             dir.display()
         );
         std::process::exit(2);

@@ -6,7 +6,8 @@
 //! p50/p95/p99, runs per second and peak RSS. Prints a markdown table and writes
 //! `target/bench/overhead.json`.
 //!
-//! Run: `cargo bench -p ai-runner-tests --bench overhead` (`-- --quick` for fewer runs).
+//! Run: `cargo bench -p ai-runner-tests --bench overhead` (`-- --quick` for fewer runs,
+//! `-- --only sqlite|mariadb` for one backend).
 //! MariaDB scenarios run when `AI_RUNNER_TEST_MYSQL_URL` is set.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -151,6 +152,13 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only sqlite` / `--only mariadb` runs one backend.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +167,11 @@ fn main() {
     if ai_runner_tests::mysql_url().is_some() {
         backends.push(Backend::MariaDb);
     }
+    backends.retain(|b| match only.as_deref() {
+        Some("sqlite") => *b == Backend::Sqlite,
+        Some("mariadb") => *b == Backend::MariaDb,
+        _ => true,
+    });
     let mut results = Vec::new();
     for &backend in &backends {
         for target in ["config", "route"] {

@@ -350,8 +350,11 @@ impl Db {
                         .database(database),
                 }
                 .charset("utf8mb4");
+                // A Lambda instance serves one invocation at a time and opens connections only as
+                // it needs them, so a high cap costs RDS nothing there; it lets one process with
+                // many concurrent runs (CLI, Function Compute, benchmarks) avoid queueing.
                 let pool = MySqlPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(32)
                     .min_connections(0)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
