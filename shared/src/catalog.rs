@@ -1013,6 +1013,35 @@ fn dupes(
     seen
 }
 
+/// Checks the prompt and param profile an object at `path` refers to.
+fn prompt_and_profile(
+    path: &str,
+    prompt: Option<&PromptRef>,
+    profile: Option<&str>,
+    prompts: &BTreeSet<String>,
+    profiles: &BTreeSet<String>,
+    cx: &mut Ctx,
+) {
+    if let Some(p) = prompt
+        && !prompts.contains(&p.to_string())
+    {
+        cx.err(
+            format!("{path}.prompt"),
+            "UNKNOWN_REFERENCE",
+            format!("no prompt {p} in this file"),
+        );
+    }
+    if let Some(p) = profile
+        && !profiles.contains(p)
+    {
+        cx.err(
+            format!("{path}.param_profile"),
+            "UNKNOWN_REFERENCE",
+            format!("no param profile {p:?} in this file"),
+        );
+    }
+}
+
 fn references(cat: &Catalog, known: &Known, cx: &mut Ctx) {
     let mut conns = dupes(
         cat.connections.iter().map(|c| c.name.clone()).enumerate(),
@@ -1094,24 +1123,14 @@ fn references(cat: &Catalog, known: &Known, cx: &mut Ctx) {
                 format!("no model named {:?} in this file", c.model),
             );
         }
-        if let Some(p) = &c.prompt
-            && !prompts.contains(&p.to_string())
-        {
-            cx.err(
-                format!("configs[{i}].prompt"),
-                "UNKNOWN_REFERENCE",
-                format!("no prompt {p} in this file"),
-            );
-        }
-        if let Some(p) = &c.param_profile
-            && !profiles.contains(p)
-        {
-            cx.err(
-                format!("configs[{i}].param_profile"),
-                "UNKNOWN_REFERENCE",
-                format!("no param profile {p:?} in this file"),
-            );
-        }
+        prompt_and_profile(
+            &format!("configs[{i}]"),
+            c.prompt.as_ref(),
+            c.param_profile.as_deref(),
+            &prompts,
+            &profiles,
+            cx,
+        );
         // Placeholders that nothing in the file fills must come from the caller at run time.
         if let Some(prompt) = c
             .prompt
@@ -1167,24 +1186,14 @@ fn references(cat: &Catalog, known: &Known, cx: &mut Ctx) {
                 );
             }
         }
-        if let Some(p) = &r.prompt
-            && !prompts.contains(&p.to_string())
-        {
-            cx.err(
-                format!("routes[{i}].prompt"),
-                "UNKNOWN_REFERENCE",
-                format!("no prompt {p} in this file"),
-            );
-        }
-        if let Some(p) = &r.param_profile
-            && !profiles.contains(p)
-        {
-            cx.err(
-                format!("routes[{i}].param_profile"),
-                "UNKNOWN_REFERENCE",
-                format!("no param profile {p:?} in this file"),
-            );
-        }
+        prompt_and_profile(
+            &format!("routes[{i}]"),
+            r.prompt.as_ref(),
+            r.param_profile.as_deref(),
+            &prompts,
+            &profiles,
+            cx,
+        );
     }
 }
 
