@@ -373,23 +373,26 @@ fn item(kind: &'static str, name: String, action: Action, changes: Vec<&'static 
     }
 }
 
-fn diff<T: PartialEq>(
-    pairs: &[(&'static str, bool)],
+/// `Create` when there is no `old` row; otherwise `Update` naming the changed fields, or
+/// `Unchanged` when none changed.
+fn classify<T>(
     old: Option<&T>,
-    new: &T,
+    fields: impl FnOnce(&T) -> Vec<(&'static str, bool)>,
 ) -> (Action, Vec<&'static str>) {
-    match old {
-        None => (Action::Create, Vec::new()),
-        Some(o) if o == new => (Action::Unchanged, Vec::new()),
-        Some(_) => (
-            Action::Update,
-            pairs
-                .iter()
-                .filter(|(_, changed)| *changed)
-                .map(|(n, _)| *n)
-                .collect(),
-        ),
-    }
+    let Some(o) = old else {
+        return (Action::Create, Vec::new());
+    };
+    let changed: Vec<&'static str> = fields(o)
+        .into_iter()
+        .filter(|(_, c)| *c)
+        .map(|(n, _)| n)
+        .collect();
+    let action = if changed.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Update
+    };
+    (action, changed)
 }
 
 /// Computes what applying `cat` would do, plus the key blobs to write.
@@ -416,125 +419,70 @@ pub fn plan_with(
     for (i, c) in cat.connections.iter().enumerate() {
         let old = snap.connections.get(&c.name);
         let blob = resolve_key(c, i, old.map(|o| o.1.as_str()), ring, env)?;
-        let (action, changes) = match old {
-            None => (Action::Create, Vec::new()),
-            Some((o, _)) => {
-                let ch: Vec<&'static str> = [
-                    ("provider", o.provider != c.provider),
-                    ("base_url", o.base_url != c.base_url),
-                    ("active", o.active != c.active),
-                    ("api_key", blob.is_some()),
-                ]
-                .iter()
-                .filter(|(_, x)| *x)
-                .map(|(n, _)| *n)
-                .collect();
-                (
-                    if ch.is_empty() {
-                        Action::Unchanged
-                    } else {
-                        Action::Update
-                    },
-                    ch,
-                )
-            }
-        };
-        out.push(item("connection", c.name.clone(), action, changes));
+        let (a, ch) = classify(old, |(o, _)| {
+            vec![
+                ("provider", o.provider != c.provider),
+                ("base_url", o.base_url != c.base_url),
+                ("active", o.active != c.active),
+                ("api_key", blob.is_some()),
+            ]
+        });
+        out.push(item("connection", c.name.clone(), a, ch));
         blobs.push(blob);
     }
     for m in &cat.models {
-        let (a, ch) = diff(&[("connection", true)], snap.models.get(&m.name), m);
+        let (a, ch) = classify(snap.models.get(&m.name), |o| {
+            vec![("connection", o.connection != m.connection)]
+        });
         out.push(item("model", m.name.clone(), a, ch));
     }
     for p in &cat.param_profiles {
-        let (a, ch) = diff(&[("params", true)], snap.profiles.get(&p.name), p);
+        let (a, ch) = classify(snap.profiles.get(&p.name), |o| {
+            vec![("params", o.params != p.params)]
+        });
         out.push(item("param_profile", p.name.clone(), a, ch));
     }
     for p in &cat.prompts {
         let old = snap.prompts.get(&(p.name.clone(), p.version.clone()));
-        let changes = old
-            .map(|o| {
-                vec![
-                    ("messages", o.messages != p.messages),
-                    ("response_format", o.response_format != p.response_format),
-                    ("variables", o.variables != p.variables),
-                    (
-                        "description",
-                        o.description != p.description && p.description.is_some(),
-                    ),
-                ]
-            })
-            .unwrap_or_default();
-        let same = old.is_some_and(|o| {
-            o.messages == p.messages
-                && o.response_format == p.response_format
-                && o.variables == p.variables
-                && (p.description.is_none() || o.description == p.description)
+        let (a, ch) = classify(old, |o| {
+            vec![
+                ("messages", o.messages != p.messages),
+                ("response_format", o.response_format != p.response_format),
+                ("variables", o.variables != p.variables),
+                // An absent description in the file keeps the stored one.
+                (
+                    "description",
+                    p.description.is_some() && o.description != p.description,
+                ),
+            ]
         });
-        let (a, ch) = match (old, same) {
-            (None, _) => (Action::Create, Vec::new()),
-            (Some(_), true) => (Action::Unchanged, Vec::new()),
-            (Some(_), false) => (
-                Action::Update,
-                changes
-                    .iter()
-                    .filter(|(_, x)| *x)
-                    .map(|(n, _)| *n)
-                    .collect(),
-            ),
-        };
         out.push(item("prompt", format!("{}@{}", p.name, p.version), a, ch));
     }
     for c in &cat.configs {
-        let old = snap.configs.get(&c.config_key);
-        let ch: Vec<&'static str> = old
-            .map(|o| {
-                [
-                    ("model", o.model != c.model),
-                    ("prompt", o.prompt != c.prompt),
-                    ("param_profile", o.param_profile != c.param_profile),
-                    ("description", o.description != c.description),
-                    ("active", o.active != c.active),
-                ]
-                .iter()
-                .filter(|(_, x)| *x)
-                .map(|(n, _)| *n)
-                .collect()
-            })
-            .unwrap_or_default();
-        let a = match old {
-            None => Action::Create,
-            Some(_) if ch.is_empty() => Action::Unchanged,
-            Some(_) => Action::Update,
-        };
+        let (a, ch) = classify(snap.configs.get(&c.config_key), |o| {
+            vec![
+                ("model", o.model != c.model),
+                ("prompt", o.prompt != c.prompt),
+                ("param_profile", o.param_profile != c.param_profile),
+                ("description", o.description != c.description),
+                ("active", o.active != c.active),
+            ]
+        });
         out.push(item("config", c.config_key.clone(), a, ch));
     }
     for r in &cat.routes {
         let old = snap.routes.get(&(r.project.clone(), r.route_key.clone()));
-        let mut head = r.clone();
-        head.members.clear();
-        let ch: Vec<&'static str> = old
-            .map(|o| {
-                [
-                    ("policy", o.policy != r.policy),
-                    ("policy_config", o.policy_config != r.policy_config),
-                    ("variables", o.variables != r.variables),
-                    ("prompt", o.prompt != r.prompt),
-                    ("param_profile", o.param_profile != r.param_profile),
-                    ("response_format", o.response_format != r.response_format),
-                    ("active", o.active != r.active),
-                ]
-                .iter()
-                .filter(|(_, x)| *x)
-                .map(|(n, _)| *n)
-                .collect()
-            })
-            .unwrap_or_default();
-        let a = match old {
-            None => Action::Create,
-            Some(_) if ch.is_empty() => Action::Unchanged,
-            Some(_) => Action::Update,
-        };
+        let (a, ch) = classify(old, |o| {
+            vec![
+                ("policy", o.policy != r.policy),
+                ("policy_config", o.policy_config != r.policy_config),
+                ("variables", o.variables != r.variables),
+                ("prompt", o.prompt != r.prompt),
+                ("param_profile", o.param_profile != r.param_profile),
+                ("response_format", o.response_format != r.response_format),
+                ("active", o.active != r.active),
+            ]
+        });
         out.push(item(
             "route",
             format!("{}/{}", r.project, r.route_key),
@@ -543,15 +491,13 @@ pub fn plan_with(
         ));
         for m in &r.members {
             let om = old.and_then(|o| o.members.iter().find(|x| x.config_key == m.config_key));
-            let (a, ch) = diff(
-                &[
-                    ("priority", om.is_some_and(|x| x.priority != m.priority)),
-                    ("weight", om.is_some_and(|x| x.weight != m.weight)),
-                    ("active", om.is_some_and(|x| x.active != m.active)),
-                ],
-                om,
-                m,
-            );
+            let (a, ch) = classify(om, |x| {
+                vec![
+                    ("priority", x.priority != m.priority),
+                    ("weight", x.weight != m.weight),
+                    ("active", x.active != m.active),
+                ]
+            });
             out.push(item(
                 "member",
                 format!("{}/{}:{}", r.project, r.route_key, m.config_key),
