@@ -10,9 +10,9 @@ use std::hint::black_box;
 use ai_runner::Secret;
 use ai_runner::config::ValidationSettings;
 use ai_runner::crypto::{Keyring, derive_v1_key};
+use ai_runner::model::{ConnectionInfo, PromptInfo, ResolvedConfig};
 use ai_runner::provider::sse::SseAssembler;
 use ai_runner::request::{OutputSpec, build, render};
-use ai_runner::store::{ConnectionInfo, PromptInfo, ResolvedConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 

@@ -9,8 +9,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::code::Code;
+use crate::model::AuditRow;
 use crate::secret::Secret;
-use crate::store::AuditRow;
 
 /// Who the row is about (everything known before the provider is called).
 #[derive(Debug, Clone, Default)]
@@ -53,7 +54,7 @@ pub struct Facts<'a> {
     /// HTTP attempts.
     pub attempts: u32,
     /// `(code, message)` on failure.
-    pub error: Option<(&'static str, String)>,
+    pub error: Option<(Code, String)>,
     /// The route moved on from this member because of its error.
     pub handover: bool,
 }
@@ -87,7 +88,7 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
             .and_then(|r| r.get("id"))
             .and_then(Value::as_str)
             .map(|id| id.chars().take(191).collect()),
-        error_code: f.error.as_ref().map(|(c, _)| (*c).to_owned()),
+        error_code: f.error.as_ref().map(|(c, _)| c.as_str().to_owned()),
         error_message: f.error.as_ref().map(|(_, m)| scrub(m.clone())),
         request_body_json,
         response_body_json: f.response.map(|r| scrub(r.to_string())),
@@ -107,7 +108,7 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
             .error
             .as_ref()
             .filter(|_| f.handover)
-            .map(|(c, _)| (*c).to_owned()),
+            .map(|(c, _)| c.as_str().to_owned()),
     }
 }
 
@@ -142,7 +143,7 @@ mod tests {
             response: Some(&response),
             http_status: 401,
             error: Some((
-                "HTTP_STATUS_ERROR",
+                Code::HttpStatusError,
                 "rejected: bad key sk-test-secret-1".into(),
             )),
             ..Default::default()

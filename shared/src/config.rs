@@ -9,10 +9,14 @@
 //! error naming every missing variable, never a half-filled struct); secrets are [`Secret`]s; the
 //! process environment is read, never written.
 
+// This module is where the process environment is read (clippy.toml forbids it elsewhere).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::code::Code;
 use crate::secret::Secret;
 
 /// The env files read, in the order they are layered.
@@ -47,10 +51,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// Stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::Missing(_) => "CONFIG_MISSING",
-            Self::Invalid { .. } | Self::EnvFile { .. } => "CONFIG_INVALID",
+            Self::Missing(_) => Code::ConfigMissing,
+            Self::Invalid { .. } | Self::EnvFile { .. } => Code::ConfigInvalid,
         }
     }
 }
@@ -164,6 +168,9 @@ impl Default for ValidationSettings {
 pub struct Settings {
     /// The database.
     pub database: DatabaseTarget,
+    /// `AI_RUNNER_DB_PATH` (default `./ai-runner.db`): the embedded file, used when no MySQL is
+    /// configured (and by `quickstart --mode local` even when one is).
+    pub embedded_db: PathBuf,
     /// `AI_PEPPER`: needed to decrypt and encrypt provider keys.
     pub pepper: Option<Secret>,
     /// `AI_PEPPER_PREVIOUS`: still accepted for decryption during a rotation.
@@ -236,6 +243,11 @@ impl Settings {
         let get = &Vars(vars);
         Ok(Self {
             database: parse_database(get)?,
+            embedded_db: PathBuf::from(
+                get.get("AI_RUNNER_DB_PATH")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or(DEFAULT_SQLITE_PATH),
+            ),
             pepper: get
                 .get("AI_PEPPER")
                 .filter(|p| !p.is_empty())
@@ -609,6 +621,42 @@ pub fn env_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Which serverless platform the process runs on, read from the variables the platforms set
+/// themselves (not user settings, so not part of [`Settings`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platform {
+    /// `AWS_LAMBDA_RUNTIME_API`: set on Lambda (and by `cargo lambda watch`).
+    pub lambda_runtime_api: Option<String>,
+    /// `FC_FUNCTION_NAME`: set on Alibaba Function Compute.
+    pub fc_function_name: Option<String>,
+    /// `FC_SERVER_PORT`: the custom runtime's port on Function Compute.
+    pub fc_server_port: Option<u16>,
+}
+
+impl Platform {
+    /// Reads the platform's variables.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            lambda_runtime_api: var("AWS_LAMBDA_RUNTIME_API"),
+            fc_function_name: var("FC_FUNCTION_NAME"),
+            fc_server_port: var("FC_SERVER_PORT").and_then(|p| p.parse().ok()),
+        }
+    }
+
+    /// True when running as an Alibaba Function Compute custom runtime rather than on Lambda.
+    pub fn on_function_compute(&self) -> bool {
+        self.lambda_runtime_api.is_none()
+            && (self.fc_function_name.is_some() || self.fc_server_port.is_some())
+    }
+}
+
+/// A variable of the process environment, for the few values a user names at run time (a
+/// catalog's `${VAR}` key references): the one sanctioned reader outside [`Settings`].
+pub fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,7 +680,7 @@ mod tests {
     #[test]
     fn partial_mysql_settings_name_every_missing_variable() {
         let err = from(&[("MYSQL_HOST", "db")]).unwrap_err();
-        assert_eq!(err.code(), "CONFIG_MISSING");
+        assert_eq!(err.code(), Code::ConfigMissing);
         let msg = err.to_string();
         for k in ["MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_AI_DATABASE"] {
             assert!(msg.contains(k), "{msg}");
@@ -674,7 +722,7 @@ mod tests {
             from(&[("DATABASE_URL", "postgres://x")])
                 .unwrap_err()
                 .code(),
-            "CONFIG_INVALID"
+            Code::ConfigInvalid
         );
     }
 
@@ -700,7 +748,7 @@ mod tests {
             ("JSON_SCHEMA_ENFORCE", "maybe"),
         ] {
             let err = from(&[(k, v)]).unwrap_err();
-            assert_eq!(err.code(), "CONFIG_INVALID");
+            assert_eq!(err.code(), Code::ConfigInvalid);
             assert!(err.to_string().contains(k));
         }
     }

@@ -25,6 +25,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::code::Code;
 use crate::secret::Secret;
 
 /// The fixed PBKDF2 password the predecessor used (the pepper goes into the salt).
@@ -52,12 +53,12 @@ pub enum CryptoError {
 
 impl CryptoError {
     /// Stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::PepperMissing => "PEPPER_MISSING",
-            Self::Malformed(_) => "ENCRYPTED_KEY_INVALID",
-            Self::IterOutOfRange(_) => "ENCRYPTED_KEY_INVALID",
-            Self::DecryptFailed(_) => "DECRYPT_FAILED",
+            Self::PepperMissing => Code::PepperMissing,
+            Self::Malformed(_) => Code::EncryptedKeyInvalid,
+            Self::IterOutOfRange(_) => Code::EncryptedKeyInvalid,
+            Self::DecryptFailed(_) => Code::DecryptFailed,
         }
     }
 }
@@ -404,7 +405,7 @@ mod tests {
         let v = &vectors()[1];
         let ring = Keyring::new(Some(Secret::new("not-the-pepper")), None);
         let err = ring.decrypt(&v.stored_string, "x").unwrap_err();
-        assert_eq!(err.code(), "DECRYPT_FAILED");
+        assert_eq!(err.code(), Code::DecryptFailed);
     }
 
     #[test]
@@ -417,7 +418,7 @@ mod tests {
         let ring = Keyring::new(Some(Secret::new(v.pepper.clone())), None);
         assert_eq!(
             ring.decrypt(&blob.to_string(), "x").unwrap_err().code(),
-            "DECRYPT_FAILED"
+            Code::DecryptFailed
         );
     }
 
@@ -429,7 +430,7 @@ mod tests {
             let mut blob: serde_json::Value = serde_json::from_str(&v.stored_string).unwrap();
             blob["iter"] = iter.into();
             let err = ring.decrypt(&blob.to_string(), "x").unwrap_err();
-            assert_eq!(err.code(), "ENCRYPTED_KEY_INVALID");
+            assert_eq!(err.code(), Code::EncryptedKeyInvalid);
             assert!(err.to_string().contains(&iter.to_string()));
         }
     }
@@ -440,14 +441,14 @@ mod tests {
         for bad in ["", "sk-plain-text", "{\"v\":9}", "{\"v\":1,\"iter\":1000}"] {
             assert_eq!(
                 ring.decrypt(bad, "x").unwrap_err().code(),
-                "ENCRYPTED_KEY_INVALID",
+                Code::EncryptedKeyInvalid,
                 "{bad}"
             );
         }
         let none = Keyring::new(None, None);
         assert_eq!(
             none.decrypt("{}", "x").unwrap_err().code(),
-            "PEPPER_MISSING"
+            Code::PepperMissing
         );
     }
 
@@ -470,7 +471,7 @@ mod tests {
             ring.decrypt(&blob, "ai_connection:other")
                 .unwrap_err()
                 .code(),
-            "DECRYPT_FAILED"
+            Code::DecryptFailed
         );
         let wrong = Keyring::new(Some(Secret::new("another-pepper")), None);
         assert_eq!(
@@ -478,7 +479,7 @@ mod tests {
                 .decrypt(&blob, "ai_connection:main")
                 .unwrap_err()
                 .code(),
-            "DECRYPT_FAILED"
+            Code::DecryptFailed
         );
     }
 
@@ -523,7 +524,7 @@ mod tests {
                 .decrypt(&old_v2, "ai_connection:c")
                 .unwrap_err()
                 .code(),
-            "DECRYPT_FAILED"
+            Code::DecryptFailed
         );
     }
 

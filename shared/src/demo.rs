@@ -1,9 +1,10 @@
-//! A loopback OpenAI-compatible server: the quickstart's clearly labelled demo provider, and the
-//! scripted provider the tests drive over real HTTP.
+//! Loopback OpenAI-compatible servers: the quickstart's clearly labelled demo provider (fixed
+//! scenarios by path, served again on demand by later CLI commands so the configs quickstart
+//! leaves behind keep answering), and the scripted provider the tests drive over real HTTP.
 //!
-//! It speaks the chat-completions wire protocol (JSON and SSE), records every request it gets
-//! (headers and body), and answers from a script: each request takes the next scripted reply,
-//! the last one repeats. Only ever binds 127.0.0.1.
+//! Both speak the chat-completions wire protocol (JSON and SSE). The scripted server records every
+//! request it gets (headers and body) and answers from a script: each request takes the next
+//! scripted reply, the last one repeats. Only ever binds 127.0.0.1.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -70,7 +71,7 @@ impl Reply {
 /// A 200 `chat.completion` body with usage.
 pub fn chat_completion(content: &str) -> Value {
     json!({
-        "id": format!("chatcmpl-demo-{}", crate::runner::new_trace_id()),
+        "id": format!("chatcmpl-demo-{}", crate::run::new_trace_id()),
         "object": "chat.completion",
         "created": 1_727_346_142,
         "model": "demo-model",
@@ -228,7 +229,7 @@ async fn probe_media(body: &[u8]) -> Reply {
     }) else {
         return Reply::error(400, "no audio in the request");
     };
-    match reqwest::get(url).await {
+    match crate::provider::plain_client().get(url).send().await {
         Ok(r) if r.status().is_success() => match r.bytes().await {
             Ok(b) => Reply::content(&format!("下载音频 {} 字节", b.len())),
             Err(e) => Reply::error(400, &format!("cannot read the media: {e}")),
@@ -312,6 +313,179 @@ pub const QUICKSTART_CONFIG_KEY: &str = "quickstart-demo";
 /// What the demo provider answers (Chinese JSON, so it passes the no-English check).
 pub const DEMO_ANSWER: &str = r#"{"摘要": "发布顺利，测试全部通过。", "情绪": "积极"}"#;
 
+/// The demo endpoint's default port (`AI_RUNNER_DEMO_PORT`; 0 picks a free one).
+pub const DEFAULT_DEMO_PORT: u16 = 8898;
+
+/// The `provider` label of every demo connection (how later commands find them).
+pub const DEMO_PROVIDER: &str = "demo";
+
+/// What a demo endpoint does, chosen by the path of the stored URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Answers [`DEMO_ANSWER`].
+    Answer,
+    /// Always answers 503 (the failover demo's first member).
+    Outage,
+    /// Looks at the audio it was sent and says how many bytes it got ([`Reply::MediaProbe`]).
+    Media,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 3] = [Scenario::Answer, Scenario::Outage, Scenario::Media];
+
+    fn segment(self) -> &'static str {
+        match self {
+            Scenario::Answer => "answer",
+            Scenario::Outage => "outage",
+            Scenario::Media => "media",
+        }
+    }
+
+    fn reply(self) -> Reply {
+        match self {
+            Scenario::Answer => Reply::content(DEMO_ANSWER),
+            Scenario::Outage => Reply::error(503, "demo outage: this member always fails"),
+            Scenario::Media => Reply::MediaProbe,
+        }
+    }
+
+    /// The full chat-completions URL of this scenario on a demo endpoint at `port`.
+    pub fn url(self, port: u16) -> String {
+        format!(
+            "http://127.0.0.1:{port}/demo/{}/v1/chat/completions",
+            self.segment()
+        )
+    }
+}
+
+/// What `/demo/ping` answers, so a command can tell a demo endpoint from anything else.
+const PING: &str = "ai-runner demo provider";
+
+/// A running demo endpoint (all scenarios) on a loopback port; stops when dropped.
+#[derive(Debug)]
+pub struct DemoServer {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DemoServer {
+    /// Serves the demo scenarios on `127.0.0.1:port` (0 = any free port), or fails if the port
+    /// is taken.
+    pub async fn bind(port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Ok(Self::serve(listener))
+    }
+
+    /// Like [`DemoServer::bind`], but when the port is taken by another ai-runner demo endpoint,
+    /// that one is used instead (every demo endpoint answers the same way).
+    pub async fn ensure(port: u16) -> std::io::Result<Self> {
+        match Self::bind(port).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && is_demo(port).await => {
+                Ok(Self { port, task: None })
+            }
+            other => other,
+        }
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> Self {
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        let mut app =
+            axum::Router::new().route("/demo/ping", axum::routing::get(|| async { PING }));
+        for sc in Scenario::ALL {
+            app = app.route(
+                &format!("/demo/{}/v1/chat/completions", sc.segment()),
+                axum::routing::post(
+                    move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                        answer(sc.reply(), &headers, &body).await
+                    },
+                ),
+            );
+        }
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// The port it answers on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+async fn is_demo(port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/demo/ping");
+    match crate::provider::plain_client().get(url).send().await {
+        Ok(r) => r.text().await.is_ok_and(|t| t == PING),
+        Err(_) => false,
+    }
+}
+
+async fn answer(reply: Reply, headers: &HeaderMap, body: &[u8]) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let reply = match reply {
+        Reply::MediaProbe => probe_media(body).await,
+        other => other,
+    };
+    render(reply, auth)
+}
+
+/// The demo endpoints the stored configuration points at: the ports of active demo connections
+/// on 127.0.0.1. A command serves these before it runs anything ([`serve_stored`]).
+pub async fn stored_ports(db: &crate::store::Db) -> Result<Vec<u16>, crate::ports::StoreError> {
+    let snap = db.snapshot().await?;
+    let mut ports: Vec<u16> = snap
+        .connections
+        .values()
+        .filter(|(c, _)| c.active && c.provider == DEMO_PROVIDER)
+        .filter_map(|(c, _)| demo_port(&c.base_url))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
+fn demo_port(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("http://127.0.0.1:")?;
+    let (port, path) = rest.split_once('/')?;
+    path.starts_with("demo/").then(|| port.parse().ok())?
+}
+
+/// Serves every demo endpoint the stored configuration points at, for as long as the returned
+/// servers live: so `run-once quickstart-demo` answers after quickstart has exited. A port taken
+/// by something else is logged and skipped (the run then fails with a clear network error).
+pub async fn serve_stored(db: &crate::store::Db) -> Vec<DemoServer> {
+    let ports = match stored_ports(db).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(code = %e.code(), "no demo endpoints looked up");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for port in ports {
+        match DemoServer::ensure(port).await {
+            Ok(s) => out.push(s),
+            Err(e) => tracing::warn!(port, error = %e, "cannot serve the demo endpoint"),
+        }
+    }
+    out
+}
+
 /// Where quickstart sends its call.
 #[derive(Debug, Clone)]
 pub struct QuickstartProvider {
@@ -328,6 +502,7 @@ pub struct QuickstartProvider {
 impl QuickstartProvider {
     /// A real provider if `OPENAI_API_KEY` is set (`OPENAI_BASE_URL`, default
     /// `https://api.openai.com/v1`, and `QUICKSTART_MODEL`, default `gpt-4o-mini`).
+    #[allow(clippy::disallowed_methods)] // quickstart's own inputs, read once here
     pub fn from_env() -> Option<Self> {
         let key = std::env::var("OPENAI_API_KEY")
             .ok()
@@ -344,89 +519,15 @@ impl QuickstartProvider {
         })
     }
 
-    /// The local demo server's endpoint.
-    pub fn demo(server: &ProviderServer) -> Self {
+    /// The demo endpoint's answering scenario.
+    pub fn demo(server: &DemoServer) -> Self {
         Self {
-            url: server.url(),
+            url: Scenario::Answer.url(server.port()),
             api_key: crate::Secret::new("sk-demo-local-not-a-real-key"),
             model: "demo-model".into(),
             is_demo: true,
         }
     }
-}
-
-/// Writes the quickstart's connection (key encrypted), model, prompt, params and config.
-pub async fn install_quickstart(
-    db: &crate::store::Db,
-    keyring: &crate::crypto::Keyring,
-    p: &QuickstartProvider,
-) -> Result<(), crate::RunError> {
-    let name = "quickstart";
-    let blob = keyring.encrypt(p.api_key.expose(), &crate::store::connection_binding(name))?;
-    let conn = db
-        .upsert_connection(&crate::store::admin::NewConnection {
-            name,
-            provider: if p.is_demo { "demo" } else { "openai" },
-            base_url: &p.url,
-            key_blob: &blob,
-        })
-        .await?;
-    let model = db.upsert_model(&p.model, conn).await?;
-    let prompt = db
-        .upsert_prompt(
-            "quickstart-summary",
-            "v1",
-            &json!([
-                {"role": "system", "content": "你是一个中文摘要助手。只输出 JSON，字段为 摘要 和 情绪，值只用中文。"},
-                {"role": "user", "content": "请用一句中文总结：{{TEXT}}"}
-            ]),
-            &Some(json!({"type": "json_schema", "json_schema": {"name": "summary", "schema": {
-                "type": "object",
-                "required": ["摘要", "情绪"],
-                "properties": {"摘要": {"type": "string"}, "情绪": {"type": "string"}}
-            }}})),
-            &Some(json!({"TEXT": "今天的版本发布很顺利，所有测试都通过了，团队很开心。"})),
-        )
-        .await?;
-    let params = db
-        .upsert_param_profile(
-            "quickstart-params",
-            &json!({"TEMPERATURE": 0.2, "MAX_TOKENS": 200}),
-        )
-        .await?;
-    db.upsert_config(
-        QUICKSTART_CONFIG_KEY,
-        model,
-        Some(prompt),
-        Some(params),
-        Some("installed by ai-runner quickstart"),
-    )
-    .await?;
-    Ok(())
-}
-
-/// A demo connection (its key encrypted and bound to the row) and a model on it; returns the
-/// model id.
-async fn demo_model(
-    db: &crate::store::Db,
-    keyring: &crate::crypto::Keyring,
-    connection: &str,
-    url: &str,
-    model: &str,
-) -> Result<i64, crate::RunError> {
-    let blob = keyring.encrypt(
-        &format!("sk-demo-{connection}-not-a-real-key"),
-        &crate::store::connection_binding(connection),
-    )?;
-    let conn = db
-        .upsert_connection(&crate::store::admin::NewConnection {
-            name: connection,
-            provider: "demo",
-            base_url: url,
-            key_blob: &blob,
-        })
-        .await?;
-    Ok(db.upsert_model(model, conn).await?)
 }
 
 /// The quickstart route: `quickstart` / `demo-route`.
@@ -435,58 +536,88 @@ pub const QUICKSTART_PROJECT: &str = "quickstart";
 pub const QUICKSTART_ROUTE: &str = "demo-route";
 /// The member that always fails (a loopback endpoint answering 503).
 pub const QUICKSTART_FLAKY_KEY: &str = "quickstart-flaky";
-
-/// Adds a two-member route whose first member (at `flaky_url`, which answers 503) fails over to
-/// the quickstart config. Call after [`install_quickstart`].
-pub async fn install_quickstart_route(
-    db: &crate::store::Db,
-    keyring: &crate::crypto::Keyring,
-    flaky_url: &str,
-) -> Result<(), crate::RunError> {
-    let model = demo_model(
-        db,
-        keyring,
-        "quickstart-flaky",
-        flaky_url,
-        "demo-flaky-model",
-    )
-    .await?;
-    let healthy = db
-        .config_id(QUICKSTART_CONFIG_KEY)
-        .await?
-        .ok_or_else(|| crate::store::StoreError::ConfigNotFound(QUICKSTART_CONFIG_KEY.into()))?;
-    let healthy_cfg = db.config_parts(healthy).await?;
-    let flaky = db
-        .upsert_config(
-            QUICKSTART_FLAKY_KEY,
-            model,
-            healthy_cfg.0,
-            healthy_cfg.1,
-            Some("installed by ai-runner quickstart: always fails (503)"),
-        )
-        .await?;
-    let project = db.upsert_project(QUICKSTART_PROJECT).await?;
-    let route = db
-        .upsert_route(
-            project,
-            QUICKSTART_ROUTE,
-            &crate::store::admin::NewRoute {
-                policy: "primary_backup",
-                ..Default::default()
-            },
-        )
-        .await?;
-    db.upsert_route_member(route, flaky, 1, 1, true).await?;
-    db.upsert_route_member(route, healthy, 2, 1, true).await?;
-    Ok(())
-}
-
 /// The quickstart's upload demo: bucket, watched prefix, route and config.
 pub const QUICKSTART_MEDIA_BUCKET: &str = "quickstart-media";
 /// The watched prefix.
 pub const QUICKSTART_MEDIA_PREFIX: &str = "uploads/";
 /// The route that transcribes uploads.
 pub const QUICKSTART_MEDIA_ROUTE: &str = "transcribe";
+
+fn catalog(value: Value) -> Result<crate::catalog::Catalog, crate::RunError> {
+    serde_json::from_value(value)
+        .map_err(|e| crate::RunError::InvalidInput(format!("demo catalog: {e}")))
+}
+
+fn demo_connection(name: &str, url: &str) -> Value {
+    json!({"name": name, "provider": DEMO_PROVIDER, "base_url": url,
+           "api_key": format!("sk-demo-{name}-not-a-real-key")})
+}
+
+async fn apply(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    value: Value,
+) -> Result<(), crate::RunError> {
+    let cat = catalog(value)?;
+    db.apply_catalog(&cat, keyring, &|_| None)
+        .await
+        .map_err(|e| match e {
+            crate::catalog::ApplyError::Crypto(c) => c.into(),
+            crate::catalog::ApplyError::Store(s) => s.into(),
+            other => crate::RunError::InvalidInput(other.to_string()),
+        })?;
+    Ok(())
+}
+
+/// Writes the quickstart's connection (key encrypted), model, prompt, params and config, and the
+/// failover route whose first member (`outage_url`, answering 503) hands over to it.
+pub async fn install_quickstart(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    p: &QuickstartProvider,
+    outage_url: &str,
+) -> Result<(), crate::RunError> {
+    apply(db, keyring, json!({
+        "connections": [
+            {"name": "quickstart", "provider": if p.is_demo { DEMO_PROVIDER } else { "openai" },
+             "base_url": p.url, "api_key": p.api_key.expose()},
+            demo_connection("quickstart-flaky", outage_url)
+        ],
+        "models": [
+            {"name": p.model, "connection": "quickstart"},
+            {"name": "demo-flaky-model", "connection": "quickstart-flaky"}
+        ],
+        "param_profiles": [{"name": "quickstart-params", "params": {"TEMPERATURE": 0.2, "MAX_TOKENS": 200}}],
+        "prompts": [{
+            "name": "quickstart-summary", "version": "v1",
+            "messages": [
+                {"role": "system", "content": "你是一个中文摘要助手。只输出 JSON，字段为 摘要 和 情绪，值只用中文。"},
+                {"role": "user", "content": "请用一句中文总结：{{TEXT}}"}
+            ],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "summary", "schema": {
+                "type": "object",
+                "required": ["摘要", "情绪"],
+                "properties": {"摘要": {"type": "string"}, "情绪": {"type": "string"}}
+            }}},
+            "variables": {"TEXT": "今天的版本发布很顺利，所有测试都通过了，团队很开心。"}
+        }],
+        "configs": [
+            {"config_key": QUICKSTART_CONFIG_KEY, "model": p.model, "prompt": "quickstart-summary@v1",
+             "param_profile": "quickstart-params", "description": "installed by ai-runner quickstart"},
+            {"config_key": QUICKSTART_FLAKY_KEY, "model": "demo-flaky-model", "prompt": "quickstart-summary@v1",
+             "param_profile": "quickstart-params",
+             "description": "installed by ai-runner quickstart: always fails (503)"}
+        ],
+        "routes": [{
+            "project": QUICKSTART_PROJECT, "route_key": QUICKSTART_ROUTE, "policy": "primary_backup",
+            "members": [
+                {"config_key": QUICKSTART_FLAKY_KEY, "priority": 1, "weight": 1},
+                {"config_key": QUICKSTART_CONFIG_KEY, "priority": 2, "weight": 1}
+            ]
+        }]
+    }))
+    .await
+}
 
 /// Installs an audio config (inline `input_audio` part), a route over it and a mapping from
 /// `quickstart-media/uploads/` to that route. `url` is the provider endpoint.
@@ -495,41 +626,26 @@ pub async fn install_quickstart_media(
     keyring: &crate::crypto::Keyring,
     url: &str,
 ) -> Result<(), crate::RunError> {
-    let model = demo_model(db, keyring, "quickstart-audio", url, "demo-audio-model").await?;
-    let prompt = db
-        .upsert_prompt(
-            "quickstart-transcribe",
-            "v1",
-            &json!([{"role": "user", "content": [
+    apply(db, keyring, json!({
+        "connections": [demo_connection("quickstart-audio", url)],
+        "models": [{"name": "demo-audio-model", "connection": "quickstart-audio"}],
+        "prompts": [{
+            "name": "quickstart-transcribe", "version": "v1",
+            "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "请转写这段音频（{{MEDIA_KEY}}）。"},
                 {"type": "input_audio", "input_audio": {"data": "{{MEDIA_DATA}}", "format": "{{MEDIA_FORMAT}}"}}
-            ]}]),
-            &None,
-            &None,
-        )
-        .await?;
-    let config = db
-        .upsert_config(
-            "quickstart-audio",
-            model,
-            Some(prompt),
-            None,
-            Some("installed by ai-runner quickstart: audio"),
-        )
-        .await?;
-    let project = db.upsert_project(QUICKSTART_PROJECT).await?;
-    let route = db
-        .upsert_route(
-            project,
-            QUICKSTART_MEDIA_ROUTE,
-            &crate::store::admin::NewRoute {
-                policy: "primary_backup",
-                variables: Some(json!({"MEDIA_MODE": "inline"})),
-                ..Default::default()
-            },
-        )
-        .await?;
-    db.upsert_route_member(route, config, 1, 1, true).await?;
+            ]}]
+        }],
+        "configs": [{"config_key": "quickstart-audio", "model": "demo-audio-model",
+                     "prompt": "quickstart-transcribe@v1",
+                     "description": "installed by ai-runner quickstart: audio"}],
+        "routes": [{
+            "project": QUICKSTART_PROJECT, "route_key": QUICKSTART_MEDIA_ROUTE, "policy": "primary_backup",
+            "variables": {"MEDIA_MODE": "inline"},
+            "members": [{"config_key": "quickstart-audio", "priority": 1, "weight": 1}]
+        }]
+    }))
+    .await?;
     let exists = db.list_mappings().await?.iter().any(|m| {
         m.bucket == QUICKSTART_MEDIA_BUCKET && m.key_prefix == QUICKSTART_MEDIA_PREFIX && m.active
     });
@@ -543,6 +659,67 @@ pub async fn install_quickstart_media(
             None,
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// The predecessor's `quickstart --mode demo`: project, route and its two members.
+pub const DEMO_MODE_PROJECT: &str = "demo_project";
+/// The demo mode's route.
+pub const DEMO_MODE_ROUTE: &str = "demo_route";
+/// The demo mode's members, in order.
+pub const DEMO_MODE_MEMBERS: [&str; 2] = ["demo_route_key_m1", "demo_route_key_m2"];
+
+/// Installs the predecessor's demo-mode route over the media scenario at `url`: a prompt that
+/// hands the model the uploaded audio inline (`inline` true, for a local object store) or as a
+/// presigned `MEDIA_URL`, and a mapping from `bucket`/`prefix` to the route.
+pub async fn install_demo_mode(
+    db: &crate::store::Db,
+    keyring: &crate::crypto::Keyring,
+    url: &str,
+    inline: bool,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), crate::RunError> {
+    let audio = if inline {
+        json!({"type": "input_audio", "input_audio": {"data": "{{MEDIA_DATA}}", "format": "{{MEDIA_FORMAT}}"}})
+    } else {
+        json!({"type": "input_audio", "input_audio": {"url": "{{MEDIA_URL}}", "format": "{{MEDIA_FORMAT}}"}})
+    };
+    let [m1, m2] = DEMO_MODE_MEMBERS;
+    apply(db, keyring, json!({
+        "connections": [demo_connection("demo-media", url)],
+        "models": [{"name": "demo-media-model", "connection": "demo-media"}],
+        "prompts": [{
+            "name": "demo-media", "version": "v1",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "请描述这段音频（{{MEDIA_KEY}}）。"}, audio
+            ]}]
+        }],
+        "configs": [
+            {"config_key": m1, "model": "demo-media-model", "prompt": "demo-media@v1",
+             "description": "installed by ai-runner quickstart --mode demo"},
+            {"config_key": m2, "model": "demo-media-model", "prompt": "demo-media@v1",
+             "description": "installed by ai-runner quickstart --mode demo (backup)"}
+        ],
+        "routes": [{
+            "project": DEMO_MODE_PROJECT, "route_key": DEMO_MODE_ROUTE, "policy": "primary_backup",
+            "variables": {"MEDIA_MODE": if inline { "inline" } else { "url" }},
+            "members": [
+                {"config_key": m1, "priority": 1, "weight": 1},
+                {"config_key": m2, "priority": 2, "weight": 1}
+            ]
+        }]
+    }))
+    .await?;
+    let exists = db
+        .list_mappings()
+        .await?
+        .iter()
+        .any(|m| m.bucket == bucket && m.key_prefix == prefix && m.active);
+    if !exists {
+        db.add_mapping(bucket, prefix, "", DEMO_MODE_PROJECT, DEMO_MODE_ROUTE, None)
+            .await?;
     }
     Ok(())
 }

@@ -1,12 +1,17 @@
-//! `ai-runner doctor`: reads the configuration exactly as the functions do and checks each thing a
-//! run depends on, with a fix hint for every failure.
+//! The readiness checks behind `ai-runner doctor` and `ai-runner init`: read the configuration
+//! exactly as the functions do and check each thing a run depends on.
 //!
-//! Invariants: read-only (no DDL, no writes, no provider calls); never prints a secret.
+//! Invariants: read-only (no DDL, no writes, no provider calls); never reports a secret; every
+//! failed check carries the stable [`Code`] the CLI turns into a fix hint.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::code::Code;
 use crate::config::{ObjectTarget, Settings};
 use crate::crypto::Keyring;
+use crate::ports::ObjectError;
 use crate::store::{Db, migrate};
 
 /// One check's outcome.
@@ -18,8 +23,8 @@ pub struct Check {
     pub ok: bool,
     /// What was found.
     pub detail: String,
-    /// How to fix it, when it failed.
-    pub hint: Option<String>,
+    /// Why it failed, when it did.
+    pub code: Option<Code>,
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {
@@ -27,16 +32,16 @@ fn pass(name: &'static str, detail: impl Into<String>) -> Check {
         name,
         ok: true,
         detail: detail.into(),
-        hint: None,
+        code: None,
     }
 }
 
-fn fail(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
+fn fail(name: &'static str, code: Code, detail: impl Into<String>) -> Check {
     Check {
         name,
         ok: false,
         detail: detail.into(),
-        hint: Some(hint.into()),
+        code: Some(code),
     }
 }
 
@@ -51,8 +56,8 @@ pub enum Scope {
     Db,
 }
 
-/// Runs the checks.
-pub async fn run(scope: Scope) -> Vec<Check> {
+/// Runs the checks; `timeout` bounds each connection attempt (database, provider hosts).
+pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
     let mut out = Vec::new();
     let settings = match Settings::load() {
         Ok(s) => {
@@ -63,11 +68,7 @@ pub async fn run(scope: Scope) -> Vec<Check> {
             s
         }
         Err(e) => {
-            out.push(fail(
-                "settings",
-                format!("{}: {e}", e.code()),
-                crate::error::hint(e.code()).unwrap_or("check the environment and env files"),
-            ));
+            out.push(fail("settings", e.code(), e.to_string()));
             return out;
         }
     };
@@ -81,32 +82,31 @@ pub async fn run(scope: Scope) -> Vec<Check> {
                     "AI_PEPPER set"
                 },
             ),
-            None => fail(
-                "pepper",
-                "AI_PEPPER is not set",
-                "set AI_PEPPER (the pepper the stored keys were encrypted with)",
-            ),
+            None => fail("pepper", Code::PepperMissing, "AI_PEPPER is not set"),
         });
     }
     if scope == Scope::Env {
         return out;
     }
-    let db = Db::new(settings.database.clone());
+    let db = Db::new(settings.database.clone()).with_connect_timeout(timeout);
     match db.pool().await {
         Ok(_) => out.push(pass("database", "reachable")),
         Err(e) => {
-            out.push(fail(
-                "database",
-                format!("{}: {}", e.code(), crate::error::chain(&e)),
-                crate::error::hint(e.code()).unwrap_or("check the database settings"),
-            ));
+            out.push(fail("database", e.code(), crate::error::chain(&e)));
             return out;
         }
     }
     match migrate::plan(&db).await {
         Ok(plan) if plan.is_empty() => out.push(pass("schema", format!("at version {}", crate::schema::latest_version()))),
-        Ok(plan) => out.push(fail("schema", format!("{} migration statement(s) missing (extended audit columns, route cursors, media tables)", plan.len()), "run `ai-runner db migrate --print` to review, then `ai-runner db migrate`")),
-        Err(e) => out.push(fail("schema", format!("{}: {e}", e.code()), "run `ai-runner db init` on a new database")),
+        Ok(plan) => out.push(fail(
+            "schema",
+            Code::SchemaOutdated,
+            format!(
+                "{} migration statement(s) missing (extended audit columns, route cursors, media tables)",
+                plan.len()
+            ),
+        )),
+        Err(e) => out.push(fail("schema", e.code(), e.to_string())),
     }
     let ring = Keyring::new(settings.pepper.clone(), settings.previous_pepper.clone());
     match db.check_keys(&ring).await {
@@ -129,24 +129,29 @@ pub async fn run(scope: Scope) -> Vec<Check> {
                     format!("{} stored secret(s) decrypt", keys.len()),
                 ));
             } else {
-                out.push(fail("keys", format!("{} of {} do not decrypt: {}", bad.len(), keys.len(), bad.join(", ")), "set the pepper they were encrypted with (AI_PEPPER or AI_PEPPER_PREVIOUS), or re-encrypt them with `ai-runner keys encrypt`"));
+                out.push(fail(
+                    "keys",
+                    Code::DecryptFailed,
+                    format!(
+                        "{} of {} do not decrypt: {}",
+                        bad.len(),
+                        keys.len(),
+                        bad.join(", ")
+                    ),
+                ));
             }
         }
-        Err(e) => out.push(fail(
-            "keys",
-            format!("{}: {e}", e.code()),
-            "check the database",
-        )),
+        Err(e) => out.push(fail("keys", e.code(), e.to_string())),
     }
     if scope == Scope::All {
-        out.push(providers(&db).await);
+        out.push(providers(&db, timeout).await);
         out.push(objects(&settings).await);
     }
     db.close().await;
     out
 }
 
-async fn providers(db: &Db) -> Check {
+async fn providers(db: &Db, timeout: Duration) -> Check {
     let urls = match db.snapshot().await {
         Ok(s) => s
             .to_catalog()
@@ -155,13 +160,7 @@ async fn providers(db: &Db) -> Check {
             .filter(|c| c.active)
             .map(|c| (c.name, c.base_url))
             .collect::<Vec<_>>(),
-        Err(e) => {
-            return fail(
-                "providers",
-                format!("{}: {e}", e.code()),
-                "check the database",
-            );
-        }
+        Err(e) => return fail("providers", e.code(), e.to_string()),
     };
     let mut bad = Vec::new();
     for (name, url) in &urls {
@@ -173,11 +172,12 @@ async fn providers(db: &Db) -> Check {
         match host {
             None => bad.push(format!("{name}: {url:?} is not an http(s) URL")),
             Some(hp) => {
-                if tokio::net::lookup_host(hp.clone())
+                let resolved = tokio::time::timeout(timeout, tokio::net::lookup_host(hp.clone()))
                     .await
-                    .map(|mut a| a.next().is_none())
-                    .unwrap_or(true)
-                {
+                    .ok()
+                    .and_then(Result::ok)
+                    .is_some_and(|mut a| a.next().is_some());
+                if !resolved {
                     bad.push(format!("{name}: host {} does not resolve", hp.0));
                 }
             }
@@ -189,11 +189,7 @@ async fn providers(db: &Db) -> Check {
             format!("{} active connection URL(s) resolve", urls.len()),
         )
     } else {
-        fail(
-            "providers",
-            bad.join("; "),
-            "fix ai_connection.base_url (the full chat-completions URL) or the network/DNS",
-        )
+        fail("providers", Code::ProviderUnreachable, bad.join("; "))
     }
 }
 
@@ -216,13 +212,9 @@ async fn objects(settings: &Settings) -> Check {
     };
     let store = crate::objects::from_settings(o);
     match store.head(bucket, "ai-runner-doctor-probe").await {
-        Ok(_) | Err(crate::objects::ObjectError::NotFound { .. }) => {
+        Ok(_) | Err(ObjectError::NotFound { .. }) => {
             pass("objects", format!("bucket {bucket} reachable"))
         }
-        Err(e) => fail(
-            "objects",
-            format!("{}: {e}", e.code()),
-            "check OSS_ENDPOINT, OSS_REGION, the credentials and OSS_BUCKET",
-        ),
+        Err(e) => fail("objects", e.code(), e.to_string()),
     }
 }

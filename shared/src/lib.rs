@@ -1,37 +1,50 @@
 //! ai-runner: database-driven AI calls.
 //!
 //! A `config_key` names a model, a prompt, parameters and an encrypted provider key, all stored in
-//! SQL (MySQL/MariaDB in production, an embedded SQLite file by default). [`runner::Runner`] resolves
+//! SQL (MySQL/MariaDB in production, an embedded SQLite file by default). [`run::Runner`] resolves
 //! it with one query, decrypts the key (cached per process), builds the OpenAI-compatible request
 //! exactly as the predecessor did, calls the provider with retries, validates the output and
 //! commits exactly one audit row per run.
 //!
-//! The crate is the only place with logic: the Lambda / Function Compute handlers and the CLI are
-//! thin shells around [`service`] and [`runner`].
+//! The crate is the only place with logic; ARCHITECTURE.md at the repository root maps it. In
+//! short, dependencies point one way:
+//! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data) and
+//!   [`ports`] (the traits the core uses to reach the outside);
+//! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`run`], [`media`], [`catalog`];
+//! - the implementations of the ports: [`store`], [`provider`], [`objects`];
+//! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
+//! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
+//!   `demo`: the loopback provider), and the `ai-runner` CLI crate.
 
+#![warn(missing_docs)]
+
+pub mod app;
 pub mod audit;
 pub mod catalog;
+pub mod code;
 pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
-pub mod events;
+#[cfg(feature = "function")]
+pub mod function;
 pub mod health;
 pub mod media;
+pub mod model;
 pub mod objects;
+pub mod ports;
 pub mod provider;
 pub mod request;
-pub mod routing;
-pub mod runner;
+pub mod run;
 pub mod schema;
 pub mod secret;
-pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
 
+pub use code::Code;
 pub use config::Settings;
 pub use error::RunError;
-pub use runner::{RunContext, RunResult, Runner, Variables};
+pub use run::{RunContext, RunResult, Runner, Variables};
 pub use secret::Secret;

@@ -18,13 +18,11 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::code::Code;
 use crate::config::ObjectSettings;
-use crate::events::ObjectRef;
-use crate::objects::{ObjectError, ObjectStore};
-use crate::provider::Provider;
-use crate::runner::{RunContext, Runner};
-use crate::store::media::{Claim, JobFinish, JobKey};
-use crate::store::{Db, Store};
+use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping, ObjectRef};
+use crate::ports::{JobStore, ObjectError, ObjectMeta, ObjectStore, Provider, Store, StoreError};
+use crate::run::{RunContext, Runner};
 
 /// Audio extensions accepted, with the `format` name sent to the model.
 pub const AUDIO_FORMATS: &[(&str, &str)] = &[
@@ -69,7 +67,7 @@ pub enum Outcome {
         /// Job id.
         job_id: i64,
         /// `MEDIA_UNSUPPORTED` or `MEDIA_TOO_LARGE`.
-        code: String,
+        code: Code,
         /// Why.
         message: String,
     },
@@ -89,7 +87,7 @@ pub enum Outcome {
         /// Job id, when one was claimed.
         job_id: Option<i64>,
         /// Stable code.
-        code: String,
+        code: Code,
         /// Why.
         message: String,
         /// Whether a redelivery may succeed (the platform is told to retry).
@@ -143,10 +141,10 @@ pub fn check_media(
     content_type: Option<&str>,
     size: u64,
     max: u64,
-) -> Result<&'static str, (&'static str, String)> {
+) -> Result<&'static str, (Code, String)> {
     let Some(format) = audio_format(key) else {
         return Err((
-            "MEDIA_UNSUPPORTED",
+            Code::MediaUnsupported,
             format!("{key:?} does not have an accepted audio extension"),
         ));
     };
@@ -160,18 +158,18 @@ pub fn check_media(
             || ct.is_empty())
     {
         return Err((
-            "MEDIA_UNSUPPORTED",
+            Code::MediaUnsupported,
             format!("content type {ct:?} is not audio"),
         ));
     }
     if size > max {
         return Err((
-            "MEDIA_TOO_LARGE",
+            Code::MediaTooLarge,
             format!("{size} bytes is over the {max}-byte limit (MEDIA_MAX_BYTES)"),
         ));
     }
     if size == 0 {
-        return Err(("MEDIA_UNSUPPORTED", "the object is empty".to_owned()));
+        return Err((Code::MediaUnsupported, "the object is empty".to_owned()));
     }
     Ok(format)
 }
@@ -180,14 +178,14 @@ fn object_failure(e: &ObjectError, job_id: Option<i64>) -> Outcome {
     failed(job_id, e.code(), e, e.retryable())
 }
 
-fn store_failure(e: &crate::store::StoreError, job_id: Option<i64>) -> Outcome {
+fn store_failure(e: &StoreError, job_id: Option<i64>) -> Outcome {
     failed(job_id, e.code(), e, e.retryable())
 }
 
-fn failed(job_id: Option<i64>, code: &str, e: &dyn std::fmt::Display, retryable: bool) -> Outcome {
+fn failed(job_id: Option<i64>, code: Code, e: &dyn std::fmt::Display, retryable: bool) -> Outcome {
     Outcome::Failed {
         job_id,
-        code: code.to_owned(),
+        code,
         message: e.to_string(),
         retryable,
     }
@@ -195,8 +193,8 @@ fn failed(job_id: Option<i64>, code: &str, e: &dyn std::fmt::Display, retryable:
 
 /// Runs the pipeline for one object. `force` re-runs a job that already finished (the CLI's
 /// `media process`).
-pub async fn process<P: Provider>(
-    runner: &Runner<Db, P>,
+pub async fn process<S: Store + JobStore, P: Provider>(
+    runner: &Runner<S, P>,
     objects: &dyn ObjectStore,
     cfg: &ObjectSettings,
     obj: &ObjectRef,
@@ -222,8 +220,8 @@ pub async fn process<P: Provider>(
     }
 }
 
-async fn process_inner<P: Provider>(
-    runner: &Runner<Db, P>,
+async fn process_inner<S: Store + JobStore, P: Provider>(
+    runner: &Runner<S, P>,
     objects: &dyn ObjectStore,
     cfg: &ObjectSettings,
     obj: &ObjectRef,
@@ -299,12 +297,16 @@ async fn process_inner<P: Provider>(
     finish.duration_ms = finish.finished_ms - started;
     let (status, code, message) = match &outcome {
         Outcome::Succeeded { .. } => ("succeeded", None, None),
-        Outcome::Rejected { code, message, .. } => {
-            ("rejected", Some(code.clone()), Some(message.clone()))
-        }
-        Outcome::Failed { code, message, .. } => {
-            ("failed", Some(code.clone()), Some(message.clone()))
-        }
+        Outcome::Rejected { code, message, .. } => (
+            "rejected",
+            Some(code.as_str().to_owned()),
+            Some(message.clone()),
+        ),
+        Outcome::Failed { code, message, .. } => (
+            "failed",
+            Some(code.as_str().to_owned()),
+            Some(message.clone()),
+        ),
         _ => ("failed", None, None),
     };
     finish.status = status;
@@ -312,21 +314,21 @@ async fn process_inner<P: Provider>(
     finish.error_message = message;
     if let Err(e) = db.finish_job(job_id, &finish).await {
         // The lease runs out and a redelivery takes the job over: nothing is lost.
-        tracing::error!(job_id, code = e.code(), error = %crate::error::chain(&e), "job row not finished");
+        tracing::error!(job_id, code = %e.code(), error = %crate::error::chain(&e), "job row not finished");
         return failed(Some(job_id), e.code(), &e, true);
     }
     outcome
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_job<P: Provider>(
-    runner: &Runner<Db, P>,
+async fn run_job<S: Store + JobStore, P: Provider>(
+    runner: &Runner<S, P>,
     objects: &dyn ObjectStore,
     cfg: &ObjectSettings,
     obj: &ObjectRef,
     ctx: &RunContext,
-    mapping: &crate::store::media::MediaMapping,
-    meta: &crate::objects::ObjectMeta,
+    mapping: &MediaMapping,
+    meta: &ObjectMeta,
     job_id: i64,
     finish: &mut JobFinish,
 ) -> Outcome {
@@ -340,7 +342,7 @@ async fn run_job<P: Provider>(
         Err((code, message)) => {
             return Outcome::Rejected {
                 job_id,
-                code: code.into(),
+                code,
                 message,
             };
         }
@@ -470,29 +472,29 @@ mod tests {
             check_media("a/b.png", Some("image/png"), 10, 100)
                 .unwrap_err()
                 .0,
-            "MEDIA_UNSUPPORTED"
+            Code::MediaUnsupported
         );
         assert_eq!(
             check_media("a/b.wav", Some("text/html"), 10, 100)
                 .unwrap_err()
                 .0,
-            "MEDIA_UNSUPPORTED"
+            Code::MediaUnsupported
         );
         assert_eq!(
             check_media("a/b.wav", Some("audio/wav"), 101, 100)
                 .unwrap_err()
                 .0,
-            "MEDIA_TOO_LARGE"
+            Code::MediaTooLarge
         );
         assert_eq!(
             check_media("a/b.wav", Some("audio/wav"), 0, 100)
                 .unwrap_err()
                 .0,
-            "MEDIA_UNSUPPORTED"
+            Code::MediaUnsupported
         );
         assert_eq!(
             check_media("noext", None, 1, 100).unwrap_err().0,
-            "MEDIA_UNSUPPORTED"
+            Code::MediaUnsupported
         );
     }
 }

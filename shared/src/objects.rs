@@ -1,13 +1,11 @@
-//! Object storage behind one small trait: S3 and S3-compatible stores (Alibaba OSS, local
+//! Object storage behind the [`ObjectStore`] port: S3 and S3-compatible stores (Alibaba OSS, local
 //! S3-protocol servers) through aws-sdk-s3, and a local directory for the embedded default.
 //!
 //! Invariants: objects are written without public ACLs (they inherit the bucket's private
 //! default); presigned URLs are bearer credentials, so callers must keep their signatures out of
 //! anything stored or logged; errors never include credentials.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
@@ -17,97 +15,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::config::{ObjectSettings, ObjectTarget};
-
-/// A boxed future, so the trait can be used as `dyn ObjectStore`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why an object operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ObjectError {
-    /// No such bucket or key.
-    #[error("object s3://{bucket}/{key} not found")]
-    NotFound {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// The store refused (credentials, policy).
-    #[error("object store denied access to s3://{bucket}/{key}")]
-    Denied {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// This store cannot do that (e.g. presign on a local directory).
-    #[error("{0}")]
-    Unsupported(&'static str),
-    /// Network, timeout, server error.
-    #[error("object store unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl ObjectError {
-    /// Stable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound { .. } => "OBJECT_NOT_FOUND",
-            Self::Denied { .. } => "OBJECT_ACCESS_DENIED",
-            Self::Unsupported(_) => "OBJECT_OPERATION_UNSUPPORTED",
-            Self::Unavailable(_) => "OBJECT_STORE_UNAVAILABLE",
-        }
-    }
-
-    /// Whether trying again later may help.
-    pub fn retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
-
-/// What a HEAD tells.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ObjectMeta {
-    /// Bytes.
-    pub size: u64,
-    /// `Content-Type`, if the store knows it.
-    pub content_type: Option<String>,
-    /// ETag without quotes.
-    pub etag: Option<String>,
-    /// Version id, on versioned buckets.
-    pub version_id: Option<String>,
-}
-
-/// The operations the pipeline and spill-over need.
-pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Size, type and identity of an object.
-    fn head<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
-    /// The whole object.
-    fn get<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
-    /// Writes an object (private: no ACL is granted).
-    fn put<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-        body: Vec<u8>,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<(), ObjectError>>;
-    /// A time-limited GET URL.
-    fn presign_get<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-        expires: Duration,
-    ) -> BoxFuture<'a, Result<String, ObjectError>>;
-}
+use crate::ports::{BoxFuture, ObjectError, ObjectMeta, ObjectStore};
 
 /// Builds the configured store.
 pub fn from_settings(s: &ObjectSettings) -> Box<dyn ObjectStore> {

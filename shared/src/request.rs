@@ -11,8 +11,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::code::Code;
 use crate::config::{ValidationSettings, parse_flag};
-use crate::store::ResolvedConfig;
+use crate::model::ResolvedConfig;
 
 /// Param names mapped into the request body, in the predecessor's spelling.
 pub const PARAM_MAP: [(&str, &str); 8] = [
@@ -50,12 +51,12 @@ pub enum BuildError {
 
 impl BuildError {
     /// Stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::MissingMediaUrl { .. } => "MISSING_MEDIA_URL",
-            Self::PromptMissing(_) => "PROMPT_MISSING",
-            Self::PromptInvalid(..) => "PROMPT_INVALID",
-            Self::ParamsInvalid(_) => "PARAMS_INVALID",
+            Self::MissingMediaUrl { .. } => Code::MissingMediaUrl,
+            Self::PromptMissing(_) => Code::PromptMissing,
+            Self::PromptInvalid(..) => Code::PromptInvalid,
+            Self::ParamsInvalid(_) => Code::ParamsInvalid,
         }
     }
 }
@@ -353,7 +354,7 @@ fn check_media(messages: &Value) -> Result<(), BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ConnectionInfo, PromptInfo};
+    use crate::model::{ConnectionInfo, PromptInfo};
     use serde_json::json;
 
     fn cfg(
@@ -526,7 +527,7 @@ mod tests {
         let image = json!([{"role":"user","content":[{"type":"text","text":"?"},{"type":"image_url","image_url":{"url":"{{MEDIA_URL}}"}}]}]);
         let c = cfg(image, None, None, None);
         let err = build(&c, None, &Map::new(), &ValidationSettings::default()).unwrap_err();
-        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        assert_eq!(err.code(), Code::MissingMediaUrl);
         assert!(
             err.to_string()
                 .contains("messages[0].content[1].image_url.url"),
@@ -539,7 +540,7 @@ mod tests {
             &ValidationSettings::default(),
         )
         .unwrap_err();
-        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        assert_eq!(err.code(), Code::MissingMediaUrl);
         let ok = build(
             &c,
             None,
@@ -559,7 +560,7 @@ mod tests {
             &ValidationSettings::default(),
         )
         .unwrap_err();
-        assert_eq!(err.code(), "MISSING_MEDIA_URL");
+        assert_eq!(err.code(), Code::MissingMediaUrl);
         let inline = json!([{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"{{B64}}","format":"wav"}}]}]);
         assert!(
             build(
@@ -579,7 +580,7 @@ mod tests {
             )
             .unwrap_err()
             .code(),
-            "MISSING_MEDIA_URL"
+            Code::MissingMediaUrl
         );
     }
 
@@ -590,14 +591,14 @@ mod tests {
             build(&c, None, &Map::new(), &ValidationSettings::default())
                 .unwrap_err()
                 .code(),
-            "PROMPT_INVALID"
+            Code::PromptInvalid
         );
         c.prompt = None;
         assert_eq!(
             build(&c, None, &Map::new(), &ValidationSettings::default())
                 .unwrap_err()
                 .code(),
-            "PROMPT_MISSING"
+            Code::PromptMissing
         );
     }
 }

@@ -6,6 +6,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+// Logging starts before the settings are read, so its one variable is read here.
+#[allow(clippy::disallowed_methods)]
 fn filter(default: &str) -> EnvFilter {
     std::env::var("AI_RUNNER_LOG")
         .ok()

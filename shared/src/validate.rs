@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::code::Code;
 use crate::request::OutputSpec;
 
 /// The content came back but is not what the request demanded.
@@ -24,10 +25,10 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// Stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::SchemaInvalid(_) => "SCHEMA_INVALID",
-            Self::LetterDetected { .. } => "LETTER_DETECTED",
+            Self::SchemaInvalid(_) => Code::SchemaInvalid,
+            Self::LetterDetected { .. } => Code::LetterDetected,
         }
     }
 }
@@ -122,7 +123,7 @@ mod tests {
     #[test]
     fn invalid_json_is_schema_invalid_when_json_was_asked_for() {
         let e = check("not json", &spec(None, false)).unwrap_err();
-        assert_eq!(e.code(), "SCHEMA_INVALID");
+        assert_eq!(e.code(), Code::SchemaInvalid);
         let mut off = spec(None, true);
         off.enforce_json = false;
         assert_eq!(check("not json", &off).unwrap(), None);
@@ -142,7 +143,7 @@ mod tests {
             &spec(None, true),
         )
         .unwrap_err();
-        assert_eq!(e.code(), "LETTER_DETECTED");
+        assert_eq!(e.code(), Code::LetterDetected);
         assert!(e.to_string().contains("$.items[1]"), "{e}");
         assert!(check(r#"{"items": ["ok"]}"#, &spec(None, false)).is_ok());
     }
@@ -153,7 +154,7 @@ mod tests {
             json!({"type":"object","required":["score"],"properties":{"score":{"type":"integer"}}});
         assert!(check(r#"{"score": 3}"#, &spec(Some(schema.clone()), false)).is_ok());
         let e = check(r#"{"score": "high"}"#, &spec(Some(schema.clone()), false)).unwrap_err();
-        assert_eq!(e.code(), "SCHEMA_INVALID");
+        assert_eq!(e.code(), Code::SchemaInvalid);
         assert!(e.to_string().contains("/score"), "{e}");
         let e = check(r#"{}"#, &spec(Some(schema), false)).unwrap_err();
         assert!(e.to_string().contains("score"), "{e}");

@@ -1,14 +1,22 @@
 //! The HTTP provider client against an OpenAI-protocol server on a loopback port: retries,
 //! backoff, Retry-After, timeouts, refused connections, bad bodies and SSE, over real HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::time::Duration;
 
 use ai_runner::Secret;
 use ai_runner::config::HttpSettings;
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::provider::{Exchange, HttpProvider, Provider, ProviderRequest};
+use ai_runner::ports::{Exchange, Provider, ProviderRequest};
+use ai_runner::provider::HttpProvider;
 use serde_json::{Map, Value, json};
 
 fn settings() -> HttpSettings {
@@ -42,7 +50,7 @@ async fn send(p: &HttpProvider, url: &str, stream: bool) -> Exchange {
 }
 
 fn code(ex: &Exchange) -> Option<&'static str> {
-    ex.error.as_ref().map(|e| e.code())
+    ex.error.as_ref().map(|e| e.code().as_str())
 }
 
 #[tokio::test]

@@ -7,7 +7,14 @@
 //! (what `bash bench/run` does), or set `AI_RUNNER_BOOTSTRAP_DIR` to a directory holding
 //! `run-once`, `run-route`, `oss-trigger` (e.g. `target/lambda/<name>/bootstrap` copies).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -10,15 +10,21 @@
 //! `-- --only sqlite|mariadb` for one backend).
 //! MariaDB scenarios run when `AI_RUNNER_TEST_MYSQL_URL` is set.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::store::admin::NewRoute;
 use ai_runner::{RunContext, Variables};
-use ai_runner_tests::{Backend, Seed, TestDb, runner, seed, seed_route};
+use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, runner, seed, seed_route};
 use serde_json::{Value, json};
 
 struct Scenario {
@@ -71,7 +77,7 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
         &tdb.db(),
         "bench",
         "two",
-        &NewRoute {
+        &RouteSpec {
             policy: "primary_backup",
             ..Default::default()
         },

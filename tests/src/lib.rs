@@ -1,21 +1,31 @@
-//! Shared helpers for the cross-crate integration tests: fixtures, throwaway databases on the
-//! embedded SQLite and on a real MariaDB, and config seeding through the library's own admin API.
+//! Shared helpers for the integration tests of every crate: fixtures, throwaway databases on the
+//! embedded SQLite and on a real MariaDB, config seeding through the library's one writer
+//! (`Db::apply_catalog`, exactly what `cfg gen` runs), a real S3-protocol server, and the
+//! environment a function process needs.
 //!
 //! MariaDB suites run when `AI_RUNNER_TEST_MYSQL_URL` is set (`.ci/run` always sets it); each
 //! test gets its own database, created from the predecessor's seed schema and dropped afterwards.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 pub mod lambda_api;
 
 use std::path::PathBuf;
 
+use ai_runner::catalog::{Catalog, Member, Route};
 use ai_runner::config::DatabaseTarget;
 use ai_runner::crypto::Keyring;
 use ai_runner::provider::HttpProvider;
-use ai_runner::store::{Db, admin::NewConnection, connection_binding, migrate};
+use ai_runner::store::{Db, Pool, migrate};
 use ai_runner::{Runner, Secret, Settings};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Connection;
 
 /// The pepper every test uses unless it tests peppers.
@@ -105,7 +115,7 @@ impl TestDb {
                     eprintln!("AI_RUNNER_TEST_MYSQL_URL is not set: skipping the MariaDB variant");
                     return None;
                 };
-                let name = format!("ai_runner_t_{}", &ai_runner::runner::new_trace_id()[..12]);
+                let name = format!("ai_runner_t_{}", &ai_runner::run::new_trace_id()[..12]);
                 let mut admin = sqlx::MySqlConnection::connect(&server).await.unwrap();
                 sqlx::raw_sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
                     .execute(&mut admin)
@@ -209,69 +219,147 @@ impl<'a> Seed<'a> {
     }
 }
 
+/// The keyring every seeded key is encrypted under.
+pub fn keyring() -> Keyring {
+    Keyring::new(Some(Secret::new(PEPPER)), None)
+}
+
+/// Applies a catalog written as JSON (the YAML file's shape) with the library's one writer.
+pub async fn apply(db: &Db, catalog: Value) {
+    let cat: Catalog = serde_json::from_value(catalog).unwrap();
+    db.apply_catalog(&cat, &keyring(), &|_| None).await.unwrap();
+}
+
 /// Writes a connection (key encrypted in our format), model, prompt, params and config.
 pub async fn seed(db: &Db, s: &Seed<'_>) {
-    let ring = Keyring::new(Some(Secret::new(PEPPER)), None);
-    let conn_name = format!("conn-{}", s.key);
-    let blob = ring
-        .encrypt(s.api_key, &connection_binding(&conn_name))
-        .unwrap();
-    let conn = db
-        .upsert_connection(&NewConnection {
-            name: &conn_name,
-            provider: "test",
-            base_url: s.url,
-            key_blob: &blob,
-        })
-        .await
-        .unwrap();
-    let model = db
-        .upsert_model(&format!("model-{}", s.key), conn)
-        .await
-        .unwrap();
-    let prompt = db
-        .upsert_prompt(
-            &format!("prompt-{}", s.key),
-            "v1",
-            &s.messages,
-            &s.response_format,
-            &s.variables,
-        )
-        .await
-        .unwrap();
-    let params = match &s.params {
-        Some(p) => Some(
-            db.upsert_param_profile(&format!("params-{}", s.key), p)
-                .await
-                .unwrap(),
-        ),
-        None => None,
-    };
-    db.upsert_config(s.key, model, Some(prompt), params, None)
-        .await
-        .unwrap();
+    let params = s
+        .params
+        .as_ref()
+        .map(|p| json!([{"name": format!("params-{}", s.key), "params": p}]));
+    apply(
+        db,
+        json!({
+            "connections": [{"name": format!("conn-{}", s.key), "provider": "test",
+                             "base_url": s.url, "api_key": s.api_key}],
+            "models": [{"name": format!("model-{}", s.key), "connection": format!("conn-{}", s.key)}],
+            "param_profiles": params.unwrap_or_else(|| json!([])),
+            "prompts": [{"name": format!("prompt-{}", s.key), "version": "v1", "messages": s.messages,
+                         "response_format": s.response_format, "variables": s.variables}],
+            "configs": [{"config_key": s.key, "model": format!("model-{}", s.key),
+                         "prompt": format!("prompt-{}@v1", s.key),
+                         "param_profile": s.params.as_ref().map(|_| format!("params-{}", s.key))}]
+        }),
+    )
+    .await;
 }
 
 /// One route member to seed: (config_key, priority, weight).
 pub type MemberSpec<'a> = (&'a str, i64, i64);
 
-/// Writes an active project and route with these members (configs must exist); returns the route id.
+/// A route's settings for [`seed_route`] (project, key and members are passed separately).
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec<'a> {
+    /// `primary_backup` (default when empty), `round_robin` or `weighted`.
+    pub policy: &'a str,
+    /// `policy_config_json`.
+    pub policy_config: Option<Value>,
+    /// Route-level variables.
+    pub variables: Option<Value>,
+    /// Route-level prompt, `name@version`.
+    pub prompt: Option<&'a str>,
+    /// Route-level param profile name.
+    pub param_profile: Option<&'a str>,
+    /// Route-level response_format.
+    pub response_format: Option<Value>,
+}
+
+/// Writes an active project and route with these members (configs must exist); returns the
+/// route id.
 pub async fn seed_route(
     db: &Db,
     project: &str,
     route_key: &str,
-    route: &ai_runner::store::admin::NewRoute<'_>,
+    route: &RouteSpec<'_>,
     members: &[MemberSpec<'_>],
 ) -> i64 {
-    let project_id = db.upsert_project(project).await.unwrap();
-    let route_id = db.upsert_route(project_id, route_key, route).await.unwrap();
-    for (key, priority, weight) in members {
-        let cid = db.config_id(key).await.unwrap().unwrap();
-        db.upsert_route_member(route_id, cid, *priority, *weight, true)
+    let policy = if route.policy.is_empty() {
+        "primary_backup"
+    } else {
+        route.policy
+    };
+    apply(
+        db,
+        json!({"routes": [{
+            "project": project, "route_key": route_key, "policy": policy,
+            "policy_config": route.policy_config, "variables": route.variables,
+            "prompt": route.prompt, "param_profile": route.param_profile,
+            "response_format": route.response_format,
+            "members": members.iter().map(|(k, p, w)| json!({"config_key": k, "priority": p, "weight": w})).collect::<Vec<_>>()
+        }]}),
+    )
+    .await;
+    route_id(db, project, route_key).await
+}
+
+/// Sets one member of an existing route active or not, keeping everything else of the route.
+pub async fn set_member_active(
+    db: &Db,
+    project: &str,
+    route_key: &str,
+    config_key: &str,
+    active: bool,
+) {
+    let snap = db.snapshot().await.unwrap();
+    let mut route: Route = snap
+        .routes
+        .get(&(project.to_owned(), route_key.to_owned()))
+        .cloned()
+        .unwrap();
+    route.members = route
+        .members
+        .into_iter()
+        .map(|m| Member {
+            active: if m.config_key == config_key {
+                active
+            } else {
+                m.active
+            },
+            ..m
+        })
+        .collect();
+    let cat = Catalog {
+        routes: vec![route],
+        ..Catalog::default()
+    };
+    db.apply_catalog(&cat, &keyring(), &|_| None).await.unwrap();
+}
+
+/// The id of a route.
+pub async fn route_id(db: &Db, project: &str, route_key: &str) -> i64 {
+    let sql = "SELECT CAST(r.id AS SIGNED) FROM ai_route_v2 r JOIN ai_project_v2 p ON p.id = r.project_id WHERE p.name = ? AND r.route_key = ?";
+    match db.pool().await.unwrap() {
+        Pool::MySql(p) => sqlx::query_scalar(sql)
+            .bind(project)
+            .bind(route_key)
+            .fetch_one(p)
             .await
-            .unwrap();
+            .unwrap(),
+        Pool::Sqlite(p) => sqlx::query_scalar(sql)
+            .bind(project)
+            .bind(route_key)
+            .fetch_one(p)
+            .await
+            .unwrap(),
     }
-    route_id
+}
+
+/// The environment a function process needs to reach this database.
+pub fn app_env(tdb: &TestDb) -> Vec<(String, String)> {
+    vec![
+        ("DATABASE_URL".into(), tdb.url.clone()),
+        ("AI_PEPPER".into(), PEPPER.into()),
+        ("AI_RETRY_BASE_MS".into(), "1".into()),
+    ]
 }
 
 /// A real S3-protocol server (s3s-fs) on a loopback port, with signature checking on.

@@ -1,18 +1,26 @@
 //! The built `oss-trigger` binary as a process: under a Lambda Runtime API with S3 fixtures, and
 //! in Function Compute mode with the OSS trigger fixture, against a real S3-protocol server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::path::Path;
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply, wav_tone};
-use ai_runner::objects::ObjectStore;
-use ai_runner::store::admin::NewRoute;
+use ai_runner::ports::ObjectStore;
 use ai_runner_tests::lambda_api::{
     Outcome, RuntimeApi, free_port, lambda_env, spawn, wait_listening,
 };
-use ai_runner_tests::{Backend, PEPPER, S3Server, Seed, TestDb, fixture_json, seed, seed_route};
+use ai_runner_tests::{
+    Backend, RouteSpec, S3Server, Seed, TestDb, app_env, fixture_json, seed, seed_route,
+};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oss-trigger");
@@ -37,7 +45,7 @@ async fn setup() -> (TestDb, S3Server, ProviderServer) {
         &db,
         "media",
         "transcribe",
-        &NewRoute {
+        &RouteSpec {
             policy: "primary_backup",
             ..Default::default()
         },
@@ -55,11 +63,8 @@ async fn setup() -> (TestDb, S3Server, ProviderServer) {
 }
 
 fn env(tdb: &TestDb, s3: &S3Server) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), tdb.url.clone()),
-        ("AI_PEPPER".into(), PEPPER.into()),
-        ("OSS_RESULTS_PREFIX".into(), "results/".into()),
-    ];
+    let mut env = app_env(tdb);
+    env.push(("OSS_RESULTS_PREFIX".into(), "results/".into()));
     env.extend(s3.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
     env
 }

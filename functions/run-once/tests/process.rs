@@ -1,7 +1,14 @@
 //! The built `run-once` binary as a process: under a Lambda Runtime API served by the test, and
 //! in Alibaba Function Compute mode over HTTP, fed the fixture events.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +17,7 @@ use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner_tests::lambda_api::{
     Outcome, RuntimeApi, free_port, lambda_env, spawn, stdout_of, wait_listening,
 };
-use ai_runner_tests::{Backend, PEPPER, Seed, TestDb, fixture_json, seed};
+use ai_runner_tests::{Backend, PEPPER, Seed, TestDb, app_env, fixture_json, seed};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_run-once");
@@ -22,14 +29,6 @@ async fn setup() -> (TestDb, ProviderServer) {
         .unwrap();
     seed(&tdb.db(), &Seed::text("greet", &server.url())).await;
     (tdb, server)
-}
-
-fn app_env(tdb: &TestDb) -> Vec<(String, String)> {
-    vec![
-        ("DATABASE_URL".into(), tdb.url.clone()),
-        ("AI_PEPPER".into(), PEPPER.into()),
-        ("AI_RETRY_BASE_MS".into(), "1".into()),
-    ]
 }
 
 fn http_event(fixture: &str, body: &Value) -> Value {

@@ -1,17 +1,23 @@
 //! The built `run-route` binary as a process: Lambda Runtime API with API Gateway and
 //! EventBridge schedule fixtures, and Function Compute mode with the FC timer fixture.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::path::Path;
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::store::admin::NewRoute;
 use ai_runner_tests::lambda_api::{
     Outcome, RuntimeApi, free_port, lambda_env, spawn, wait_listening,
 };
-use ai_runner_tests::{Backend, PEPPER, Seed, TestDb, fixture_json, seed, seed_route};
+use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, app_env, fixture_json, seed, seed_route};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_run-route");
@@ -30,7 +36,7 @@ async fn setup() -> (TestDb, ProviderServer, ProviderServer) {
         &tdb.db(),
         "proj",
         "daily",
-        &NewRoute {
+        &RouteSpec {
             policy: "primary_backup",
             ..Default::default()
         },
@@ -38,14 +44,6 @@ async fn setup() -> (TestDb, ProviderServer, ProviderServer) {
     )
     .await;
     (tdb, down, up)
-}
-
-fn app_env(tdb: &TestDb) -> Vec<(String, String)> {
-    vec![
-        ("DATABASE_URL".into(), tdb.url.clone()),
-        ("AI_PEPPER".into(), PEPPER.into()),
-        ("AI_RETRY_BASE_MS".into(), "1".into()),
-    ]
 }
 
 #[tokio::test]

@@ -7,118 +7,15 @@
 
 pub mod sse;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::Rng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::HttpSettings;
+use crate::ports::{Exchange, Provider, ProviderError, ProviderRequest};
 use crate::secret::Secret;
-
-/// Why the provider did not give a usable answer (after retries).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProviderError {
-    /// HTTP 429.
-    #[error("provider rate limit (HTTP 429){}", detail(.0))]
-    RateLimited(Option<String>),
-    /// HTTP 5xx.
-    #[error("provider server error (HTTP {status}){}", detail(.message))]
-    Server {
-        /// Status.
-        status: u16,
-        /// Provider's error message, scrubbed.
-        message: Option<String>,
-    },
-    /// Any other non-2xx status (400, 401, 404, ...).
-    #[error("provider rejected the request (HTTP {status}){}", detail(.message))]
-    Status {
-        /// Status.
-        status: u16,
-        /// Provider's error message, scrubbed.
-        message: Option<String>,
-    },
-    /// No complete answer within `AI_TIMEOUT`.
-    #[error("provider did not answer within {0} ms")]
-    Timeout(u64),
-    /// Connection refused, reset, DNS, TLS.
-    #[error("cannot reach provider: {0}")]
-    Network(String),
-    /// The request could not be sent at all (bad URL, bad header).
-    #[error("cannot send request: {0}")]
-    Request(String),
-    /// A 2xx answer that is not a chat completion (not JSON, no choices, broken stream).
-    #[error("provider answer is unusable: {0}")]
-    BadResponse(String),
-}
-
-fn detail(m: &Option<String>) -> String {
-    m.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-}
-
-impl ProviderError {
-    /// Stable code (compat.md section 5).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::RateLimited(_) => "HTTP_429_RATE_LIMIT",
-            Self::Server { .. } => "HTTP_5XX_SERVER_ERROR",
-            Self::Status { .. } => "HTTP_STATUS_ERROR",
-            Self::Timeout(_) => "NETWORK_TIMEOUT",
-            Self::Network(_) => "NETWORK_ERROR",
-            Self::Request(_) => "REQUEST_ERROR",
-            Self::BadResponse(_) => "BAD_PROVIDER_RESPONSE",
-        }
-    }
-
-    /// Whether another attempt may succeed.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited(_) | Self::Server { .. } | Self::Timeout(_) | Self::Network(_)
-        )
-    }
-}
-
-/// One request to send (borrowed from the run).
-#[derive(Debug, Clone, Copy)]
-pub struct ProviderRequest<'a> {
-    /// Full chat-completions URL.
-    pub url: &'a str,
-    /// Bearer key.
-    pub api_key: &'a Secret,
-    /// JSON body, in wire order.
-    pub body: &'a Map<String, Value>,
-    /// `X-Trace-Id`.
-    pub trace_id: &'a str,
-    /// Read the answer as an SSE stream.
-    pub stream: bool,
-}
-
-/// What happened on the wire, success or not.
-#[derive(Debug, Clone, Default)]
-pub struct Exchange {
-    /// HTTP attempts made (1 + retries).
-    pub attempts: u32,
-    /// Status of the last response, 0 when none was obtained.
-    pub http_status: u16,
-    /// Wall time from the first send to the final answer, including backoff.
-    pub provider_ms: u64,
-    /// The same in microseconds (for overhead measurements).
-    pub provider_us: u64,
-    /// Time to first content token on the successful attempt (streams).
-    pub ttft_ms: Option<u64>,
-    /// The answer (assembled for streams) or the provider's JSON error body, scrubbed.
-    pub body: Option<Value>,
-    /// Set when the exchange failed.
-    pub error: Option<ProviderError>,
-}
-
-/// Something that can answer chat-completion requests.
-pub trait Provider: Send + Sync {
-    /// Sends with retries; never fails outright (failures are in [`Exchange::error`]).
-    fn send(&self, req: ProviderRequest<'_>) -> impl Future<Output = Exchange> + Send;
-}
 
 /// The reqwest-based client (rustls, keep-alive, pooled), built once per process.
 #[derive(Debug, Clone)]
@@ -135,8 +32,20 @@ struct Attempt {
     error: Option<ProviderError>,
 }
 
+/// A plain client for the platform's own endpoints (the Lambda Runtime API's init-error report,
+/// the demo provider's media fetch): no provider settings, built where it is needed.
+#[allow(clippy::disallowed_methods)] // this module is where HTTP clients are built
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
 impl HttpProvider {
     /// Builds the process-wide client.
+    #[allow(clippy::disallowed_methods)] // this module is where HTTP clients are built
     pub fn new(settings: HttpSettings) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
@@ -302,7 +211,7 @@ impl Provider for HttpProvider {
                 trace_id = req.trace_id,
                 attempt = attempts,
                 status = a.status,
-                code = a.error.as_ref().map(ProviderError::code),
+                code = a.error.as_ref().map(|e| e.code().as_str()),
                 wait_ms = wait.as_millis() as u64,
                 "retrying provider call"
             );

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Db, StoreError, on_pool};
+use super::{Db, StoreError, db_err, on_pool};
 use crate::crypto::{BlobFormat, Keyring};
 
 /// One stored secret's state.
@@ -84,8 +84,8 @@ impl Db {
                     rows.into_iter()
                         .map(|(n, b)| (src, n, b.unwrap_or_default())),
                 ),
-                Err(e) if super::is_missing_table(&e) => {}
-                Err(e) => return Err(StoreError::Query(e)),
+                Err(e) if super::dialect::is_missing_table(&e) => {}
+                Err(e) => return Err(db_err(e)),
             }
         }
         Ok(out)
@@ -136,7 +136,7 @@ impl Db {
         }
         let pool = self.pool().await?;
         on_pool!(pool, |p| {
-            let mut tx = p.begin().await.map_err(StoreError::Query)?;
+            let mut tx = p.begin().await.map_err(db_err)?;
             for (src, name, blob) in &updates {
                 let sql = format!(
                     "UPDATE {} SET {} = ? WHERE {} = ?",
@@ -147,9 +147,9 @@ impl Db {
                     .bind(name)
                     .execute(&mut *tx)
                     .await
-                    .map_err(StoreError::Query)?;
+                    .map_err(db_err)?;
             }
-            tx.commit().await.map_err(StoreError::Query)?;
+            tx.commit().await.map_err(db_err)?;
             Ok::<(), crate::RunError>(())
         })?;
         Ok(report)
@@ -171,6 +171,6 @@ fn status(src: &Source, name: String, blob: &str, ring: &Keyring) -> KeyStatus {
         format,
         decrypts: decrypted.is_ok(),
         current: current && decrypted.is_ok(),
-        error: decrypted.err().map(|e| e.code().to_owned()),
+        error: decrypted.err().map(|e| e.code().as_str().to_owned()),
     }
 }

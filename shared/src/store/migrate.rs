@@ -6,7 +6,7 @@
 
 use sqlx::Row;
 
-use super::{Db, Pool, StoreError, on_pool};
+use super::{Db, Pool, StoreError, db_err, on_pool};
 use crate::schema::{MIGRATIONS, MYSQL_BASE, SQLITE_SCHEMA, Step};
 
 /// One statement of a migration plan.
@@ -33,7 +33,7 @@ async fn exists(
             q.fetch_one(p)
                 .await
                 .and_then(|r| r.try_get(0))
-                .map_err(StoreError::Query)?
+                .map_err(db_err)?
         }
         Pool::Sqlite(p) => {
             let mut q = sqlx::query(sql_sqlite);
@@ -43,7 +43,7 @@ async fn exists(
             q.fetch_one(p)
                 .await
                 .and_then(|r| r.try_get(0))
-                .map_err(StoreError::Query)?
+                .map_err(db_err)?
         }
     };
     Ok(n > 0)
@@ -94,15 +94,16 @@ pub async fn applied_versions(db: &Db) -> Result<Vec<i64>, StoreError> {
     )
     .fetch_all(p)
     .await
-    .map_err(StoreError::Query))
+    .map_err(db_err))
 }
 
 /// The statements that would bring the database to the latest version.
 pub async fn plan(db: &Db) -> Result<Vec<Planned>, StoreError> {
     let pool = db.pool().await?;
     if !table_exists(pool, "ai_call_logs").await? {
-        return Err(StoreError::Query(sqlx::Error::Protocol(
-            "ai_call_logs does not exist: this is not an ai-runner database (run `ai-runner db init` first)".into(),
+        return Err(StoreError::NotInitialized(format!(
+            "{} has no ai_call_logs table",
+            db.target().describe()
         )));
     }
     let applied = applied_versions(db).await?;
@@ -139,7 +140,7 @@ pub async fn apply(db: &Db) -> Result<Vec<Planned>, StoreError> {
             .execute(p)
             .await
             .map(|_| ())
-            .map_err(StoreError::Query))?;
+            .map_err(db_err))?;
     }
     Ok(steps)
 }
@@ -157,6 +158,6 @@ pub async fn init(db: &Db) -> Result<Vec<Planned>, StoreError> {
         .execute(p)
         .await
         .map(|_| ())
-        .map_err(StoreError::Query))?;
+        .map_err(db_err))?;
     apply(db).await
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Db, Pool, StoreError};
+use super::{Db, Pool, StoreError, db_err};
 
 /// One table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,9 +32,9 @@ impl Db {
         prefix: &str,
     ) -> Result<Vec<TableDump>, StoreError> {
         if database.is_some_and(|d| !ident_ok(d)) {
-            return Err(StoreError::Query(sqlx::Error::Protocol(
+            return Err(StoreError::Query(
                 "database name must be [A-Za-z0-9_$]".into(),
-            )));
+            ));
         }
         let like = format!("{}%", prefix.replace('_', "\\_"));
         let pool = self.pool().await?;
@@ -48,7 +48,7 @@ impl Db {
                 .bind(&like)
                 .fetch_all(p)
                 .await
-                .map_err(StoreError::Query)?;
+                .map_err(db_err)?;
                 let qualify = |t: &str| match database {
                     Some(d) => format!("`{d}`.`{t}`"),
                     None => format!("`{t}`"),
@@ -58,15 +58,15 @@ impl Db {
                         .fetch_one(p)
                         .await
                         .and_then(|r| r.try_get::<String, _>(1))
-                        .map_err(StoreError::Query)?;
+                        .map_err(db_err)?;
                     let cols = sqlx::query(&format!("SHOW FULL COLUMNS FROM {}", qualify(&t)))
                         .fetch_all(p)
                         .await
-                        .map_err(StoreError::Query)?;
+                        .map_err(db_err)?;
                     out.push(TableDump {
                         name: t,
                         create_sql: create,
-                        columns: cols.iter().map(super::admin::row_to_json).collect(),
+                        columns: cols.iter().map(super::audit::row_to_json).collect(),
                     });
                 }
             }
@@ -77,58 +77,21 @@ impl Db {
                 .bind(&like)
                 .fetch_all(p)
                 .await
-                .map_err(StoreError::Query)?;
+                .map_err(db_err)?;
                 for (t, sql) in tables {
                     let cols = sqlx::query("SELECT * FROM pragma_table_info(?)")
                         .bind(&t)
                         .fetch_all(p)
                         .await
-                        .map_err(StoreError::Query)?;
+                        .map_err(db_err)?;
                     out.push(TableDump {
                         name: t,
                         create_sql: sql.unwrap_or_default(),
-                        columns: cols.iter().map(super::admin::row_to_json).collect(),
+                        columns: cols.iter().map(super::audit::row_to_json).collect(),
                     });
                 }
             }
         }
         Ok(out)
     }
-}
-
-/// Renders a dump as Markdown (DDL plus a column table per table).
-pub fn markdown(tables: &[TableDump], title: &str) -> String {
-    let mut md = format!(
-        "# {title}\n\n{} table(s). Generated read-only by `ai-runner cfg dump-schema`.\n",
-        tables.len()
-    );
-    for t in tables {
-        md.push_str(&format!(
-            "\n## {}\n\n```sql\n{}\n```\n",
-            t.name, t.create_sql
-        ));
-        if let Some(first) = t.columns.first() {
-            let keys: Vec<&String> = first.keys().collect();
-            md.push_str(&format!(
-                "\n| {} |\n|{}|\n",
-                keys.iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-                vec!["---"; keys.len()].join("|")
-            ));
-            for c in &t.columns {
-                let cells: Vec<String> = keys
-                    .iter()
-                    .map(|k| match c.get(*k) {
-                        Some(Value::String(s)) => s.replace('|', "\\|"),
-                        Some(Value::Null) | None => String::new(),
-                        Some(v) => v.to_string(),
-                    })
-                    .collect();
-                md.push_str(&format!("| {} |\n", cells.join(" | ")));
-            }
-        }
-    }
-    md
 }

@@ -1,7 +1,5 @@
 //! `db init` / `db migrate` through the library: idempotent, additive, and a plan that writes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use ai_runner::schema::latest_version;
 use ai_runner::store::migrate;
 use ai_runner_tests::{Backend, TestDb};

@@ -8,172 +8,31 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::RngCore;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+use super::policy::Failover;
+use super::{RunContext, RunMeta, RunResult, RunStatus, Variables, new_trace_id};
 use crate::audit::{self, Facts, Subject};
 use crate::config::{Settings, ValidationSettings};
 use crate::crypto::Keyring;
-use crate::error::{ErrorBody, RunError};
-use crate::provider::{Exchange, Provider, ProviderError, ProviderRequest};
+use crate::error::RunError;
+use crate::model::ResolvedConfig;
+use crate::ports::{Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, Store};
 use crate::request::{self, BuiltRequest};
-use crate::store::{ResolvedConfig, Store};
 use crate::validate;
-
-/// Runtime variables (`{{NAME}}` values), highest precedence.
-pub type Variables = Map<String, Value>;
-
-/// Where a run came from, for the audit row and logs.
-#[derive(Debug, Clone, Default)]
-pub struct RunContext {
-    /// `cli`, `lambda`, `apigw`, `schedule`, `oss`, `library`, ...
-    pub trigger: String,
-    /// Platform request id (Lambda / FC), if any.
-    pub request_id: Option<String>,
-    /// Values that must not be stored (presigned URL signatures, inline media): each is
-    /// replaced by `[redacted]` in audit rows.
-    pub redact: Vec<String>,
-}
-
-impl RunContext {
-    /// A context with this trigger and no request id.
-    pub fn new(trigger: impl Into<String>) -> Self {
-        Self {
-            trigger: trigger.into(),
-            ..Self::default()
-        }
-    }
-}
 
 /// Where large audit bodies go when `ENABLE_OSS_SPILLOVER` is on.
 #[derive(Debug, Clone)]
 pub struct Spill {
     /// The store.
-    pub store: Arc<dyn crate::objects::ObjectStore>,
+    pub store: Arc<dyn ObjectStore>,
     /// Bucket.
     pub bucket: String,
     /// Key prefix.
     pub prefix: String,
     /// Bodies longer than this many bytes are spilled.
     pub threshold: usize,
-}
-
-/// `ok` or `error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    /// Valid answer.
-    Ok,
-    /// See `error`.
-    Error,
-}
-
-/// Which config ran, with what model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RunMeta {
-    /// The config_key.
-    pub config_key: String,
-    /// The model sent, once resolved.
-    pub model: Option<String>,
-}
-
-/// The outcome of a run, serialized as stable JSON.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunResult {
-    /// `ok` or `error`.
-    pub status: RunStatus,
-    /// 32 hex chars, sent as `X-Trace-Id` and stored on the audit row.
-    pub trace_id: String,
-    /// Whole run, milliseconds.
-    pub total_ms: u64,
-    /// Waiting on the provider (all attempts and backoff), milliseconds.
-    pub provider_ms: u64,
-    /// The same in microseconds (benchmarks: overhead = wall time - provider time).
-    #[serde(skip)]
-    pub provider_us: u64,
-    /// Time to first token, for streams.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttft_ms: Option<u64>,
-    /// HTTP attempts in total (retries and content retries included).
-    pub attempts: u32,
-    /// Provider calls made because content failed validation (1 = first answer was kept).
-    pub content_attempts: u32,
-    /// Last HTTP status, 0 when none.
-    pub http_status: u16,
-    /// The assistant message content.
-    pub content: Option<String>,
-    /// The content parsed, when the request asked for JSON.
-    pub parsed: Option<Value>,
-    /// The provider's answer (assembled for streams).
-    pub response: Option<Value>,
-    /// `usage` from the answer.
-    pub usage: Option<Value>,
-    /// `{code, message}` on failure.
-    pub error: Option<ErrorBody>,
-    /// config_key and model.
-    pub meta: RunMeta,
-    /// The committed audit row's id.
-    pub audit_id: Option<i64>,
-    /// Set if the audit row could not be written (the run result stands).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_error: Option<String>,
-    /// The typed failure, for edge conversions (HTTP status, exit code).
-    #[serde(skip)]
-    pub failure: Option<Arc<RunError>>,
-}
-
-impl RunResult {
-    /// True when the run produced a valid answer.
-    pub fn is_ok(&self) -> bool {
-        self.status == RunStatus::Ok
-    }
-
-    fn failed(trace_id: String, started: Instant, meta: RunMeta, e: RunError) -> Self {
-        Self {
-            status: RunStatus::Error,
-            trace_id,
-            total_ms: started.elapsed().as_millis() as u64,
-            provider_ms: 0,
-            provider_us: 0,
-            ttft_ms: None,
-            attempts: 0,
-            content_attempts: 0,
-            http_status: 0,
-            content: None,
-            parsed: None,
-            response: None,
-            usage: None,
-            error: Some(ErrorBody::from(&e)),
-            meta,
-            audit_id: None,
-            audit_error: None,
-            failure: Some(Arc::new(e)),
-        }
-    }
-}
-
-impl RunResult {
-    /// A failure before any config was resolved (no audit row).
-    pub fn failed_early(trace_id: String, started: Instant, config_key: &str, e: RunError) -> Self {
-        Self::failed(
-            trace_id,
-            started,
-            RunMeta {
-                config_key: config_key.to_owned(),
-                model: None,
-            },
-            e,
-        )
-    }
-}
-
-/// A fresh 32-hex-char trace id.
-pub fn new_trace_id() -> String {
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Route-level layers applied on top of a member config (used by routes).
@@ -191,7 +50,7 @@ pub struct Overlay {
     pub route_attempt: Option<u32>,
     /// Set when more members follow: the rules that decide whether this member's failure
     /// hands the run over (recorded as `handover_reason` on its audit row).
-    pub handover: Option<crate::routing::Failover>,
+    pub handover: Option<Failover>,
 }
 
 /// The engine: a store, a provider, the keyring and the validation defaults, built once per
@@ -272,7 +131,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 Ok(c) => c,
                 Err(e) => {
                     let e = RunError::Store(e);
-                    tracing::warn!(code = e.code(), error = %crate::error::chain(&e), "config not resolved");
+                    tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), "config not resolved");
                     let meta = RunMeta {
                         config_key: config_key.to_owned(),
                         model: None,
@@ -497,7 +356,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         match self.store.insert_audit(&row).await {
             Ok(id) => r.audit_id = Some(id),
             Err(e) => {
-                tracing::error!(trace_id = %subject.trace_id, code = e.code(), error = %crate::error::chain(&e), "audit row not written");
+                tracing::error!(trace_id = %subject.trace_id, code = %e.code(), error = %crate::error::chain(&e), "audit row not written");
                 r.audit_error = Some(format!("{}: {e}", e.code()));
             }
         }
@@ -506,7 +365,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 tracing::info!(trace_id = %subject.trace_id, config_key = %subject.config_key, total_ms = r.total_ms, provider_ms = r.provider_ms, attempts = r.attempts, "run ok")
             }
             Some(e) => {
-                tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
+                tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = %e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
             }
         }
     }
@@ -548,7 +407,7 @@ async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
             );
         }
         Err(e) => {
-            tracing::warn!(code = e.code(), error = %e, "spill-over failed; body kept in the audit row")
+            tracing::warn!(code = %e.code(), error = %e, "spill-over failed; body kept in the audit row")
         }
     }
 }

@@ -2,8 +2,6 @@
 //! predecessor's seed schema), the real HTTP provider client, and an OpenAI-protocol server on a
 //! loopback port. Every audit row is checked column by column.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply};

@@ -2,14 +2,13 @@
 //! event payloads, an audio model stand-in that fetches the presigned URL (or decodes inline
 //! audio) over HTTP, and the SQL store on SQLite and MariaDB.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply, wav_tone};
-use ai_runner::objects::ObjectStore;
-use ai_runner::service::{self, AppState};
-use ai_runner::store::admin::NewRoute;
-use ai_runner::store::media::JobKey;
-use ai_runner_tests::{Backend, S3Server, Seed, TestDb, fixture_json, seed, seed_route};
+use ai_runner::function::handlers;
+use ai_runner::model::media::JobKey;
+use ai_runner::ports::JobStore;
+use ai_runner::ports::ObjectStore;
+use ai_runner_tests::{Backend, RouteSpec, S3Server, Seed, TestDb, fixture_json, seed, seed_route};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -19,7 +18,7 @@ struct World {
     tdb: TestDb,
     s3: S3Server,
     provider: ProviderServer,
-    state: AppState,
+    state: App,
 }
 
 /// A URL-mode config and route, a mapping `calls/incoming/` -> it, results under `results/`.
@@ -45,7 +44,7 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
         &db,
         "media",
         "transcribe",
-        &NewRoute {
+        &RouteSpec {
             policy: "primary_backup",
             ..Default::default()
         },
@@ -56,7 +55,7 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
         &db,
         "media",
         "inline",
-        &NewRoute {
+        &RouteSpec {
             policy: "primary_backup",
             variables: Some(json!({"MEDIA_MODE": "inline"})),
             ..Default::default()
@@ -77,7 +76,7 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
     env.push(("AI_CONTENT_RETRIES", "0".into()));
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let state = AppState::new(&tdb.settings(&pairs)).unwrap();
+    let state = App::new(&tdb.settings(&pairs)).unwrap();
     Some(World {
         tdb,
         s3,
@@ -95,7 +94,7 @@ impl World {
             .unwrap();
     }
 
-    async fn job(&self, key: &str) -> ai_runner::store::media::JobRow {
+    async fn job(&self, key: &str) -> ai_runner::model::media::JobRow {
         let jobs = self.tdb.db().list_jobs(100).await.unwrap();
         jobs.into_iter()
             .find(|j| j.object_key == key)
@@ -130,7 +129,7 @@ async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keep
     let wav = wav_tone(300, 440.0);
     w.upload(key, wav.clone(), "audio/wav").await;
     let encoded = "incoming/%E5%BD%95%E9%9F%B3+%E4%B8%80%2B%E4%BA%8C.wav";
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, encoded), Some("lambda-1".into()))
+    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, encoded), Some("lambda-1".into()))
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -193,7 +192,7 @@ async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
         .unwrap();
     let wav = wav_tone(200, 330.0);
     w.upload("inline/a.wav", wav.clone(), "audio/wav").await;
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), None)
+    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -242,13 +241,13 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         .as_object_mut()
         .unwrap()
         .remove("version-id");
-    let out = service::oss_trigger(&w.state, eb, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, eb, None).await.unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
 
     let mut fc = fixture_json("alibaba-fc/oss-trigger-putobject-fc-docs.json");
     fc["events"][0]["oss"]["bucket"]["name"] = json!(BUCKET);
     fc["events"][0]["oss"]["object"]["key"] = json!("incoming/fc.wav");
-    let out = service::oss_trigger(&w.state, fc, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, fc, None).await.unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
 
     let sqs = json!({"Records": [{
@@ -256,7 +255,7 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads", "awsRegion": "us-east-1"
     }]});
-    let out = service::oss_trigger(&w.state, sqs, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, sqs, None).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     assert_eq!(w.provider.requests().len(), 3);
@@ -280,7 +279,7 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         .await;
     let ev = s3_event(BUCKET, "incoming/race.wav");
     // Two "instances" (separate state, pools and clients) receive the same event at once.
-    let other = AppState::new(
+    let other = App::new(
         &w.tdb.settings(
             &w.s3
                 .env()
@@ -292,8 +291,8 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
     )
     .unwrap();
     let (a, b) = tokio::join!(
-        service::oss_trigger(&w.state, ev.clone(), None),
-        service::oss_trigger(&other, ev.clone(), None)
+        handlers::oss_trigger(&w.state, ev.clone(), None),
+        handlers::oss_trigger(&other, ev.clone(), None)
     );
     let outcomes = [
         outcome(a.as_ref().unwrap(), 0).to_owned(),
@@ -307,7 +306,7 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         "{outcomes:?}"
     );
     // And again later, as S3's at-least-once delivery may.
-    let again = service::oss_trigger(&w.state, ev, None).await.unwrap();
+    let again = handlers::oss_trigger(&w.state, ev, None).await.unwrap();
     assert_eq!(outcome(&again, 0), "duplicate");
     assert_eq!(w.provider.requests().len(), 1, "exactly one provider call");
     let job = w.job("incoming/race.wav").await;
@@ -347,21 +346,21 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
     )
     .await;
     let ev = |k: &str| s3_event(BUCKET, k);
-    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "rejected");
     assert_eq!(out["objects"][0]["code"], "MEDIA_UNSUPPORTED");
-    let out = service::oss_trigger(&w.state, ev("incoming/big.wav"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/big.wav"), None)
         .await
         .unwrap();
     assert_eq!(out["objects"][0]["code"], "MEDIA_TOO_LARGE");
     assert_eq!(w.job("incoming/big.wav").await.status, "rejected");
-    let out = service::oss_trigger(&w.state, ev("results/incoming/x.wav.result.json"), None)
+    let out = handlers::oss_trigger(&w.state, ev("results/incoming/x.wav.result.json"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
-    let out = service::oss_trigger(&w.state, s3_event("another-bucket", "incoming/a.wav"), None)
+    let out = handlers::oss_trigger(&w.state, s3_event("another-bucket", "incoming/a.wav"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
@@ -378,7 +377,7 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
         "rejections are recorded, skips are not"
     );
     // A rejected object delivered again stays a no-op.
-    let out = service::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "duplicate");
@@ -404,7 +403,7 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
         msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string()),
         msg("test-event", fixture_json("aws/s3/s3-test-event-docs.json").to_string()),
     ]});
-    let out = service::oss_trigger(&w.state, batch, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, batch, None).await.unwrap();
     let failed: Vec<&str> = out["batchItemFailures"]
         .as_array()
         .unwrap()
@@ -419,7 +418,7 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
     );
     // The redelivered message takes the failed job over and succeeds.
     w.provider.set_script(vec![Reply::MediaProbe]);
-    let out = service::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), None).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
     let job = w.job("incoming/fails.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
@@ -436,11 +435,11 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
     .unwrap();
     w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
-    let err = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/a.wav"), None)
+    let err = handlers::oss_trigger(&w.state, s3_event(BUCKET, "incoming/a.wav"), None)
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "HTTP_5XX_SERVER_ERROR");
-    let ok = service::oss_trigger(
+    let ok = handlers::oss_trigger(
         &w.state,
         fixture_json("aws/s3/s3-test-event-docs.json"),
         None,
@@ -448,7 +447,7 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
     .await
     .unwrap();
     assert_eq!(ok["ignored"], "s3:TestEvent");
-    let err = service::oss_trigger(&w.state, json!({"what": "is this"}), None)
+    let err = handlers::oss_trigger(&w.state, json!({"what": "is this"}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -478,7 +477,7 @@ async fn a_job_stuck_past_its_lease_is_taken_over() {
         .claim_job(&key, "media", "transcribe", 1_000, 1)
         .await
         .unwrap();
-    let out = service::oss_trigger(&w.state, s3_event(BUCKET, "incoming/stuck.wav"), None)
+    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "incoming/stuck.wav"), None)
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");

@@ -2,12 +2,10 @@
 //! fixed point; dry runs write nothing; a failed apply writes nothing; keys are encrypted on
 //! write and left alone when unchanged.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use ai_runner::catalog::{self, Severity};
+use ai_runner::catalog::{Action, plan};
 use ai_runner::crypto::Keyring;
 use ai_runner::store::Db;
-use ai_runner::store::catalog::{Action, plan};
 use ai_runner::{RunContext, Secret, Variables};
 use ai_runner_tests::{Backend, PEPPER, TestDb, runner};
 
@@ -69,7 +67,7 @@ async fn the_sample_round_trips_to_a_fixed_point(backend: Backend) {
     assert_eq!(after_first, vec![1, 1, 2, 3, 3, 1, 1, 2]);
 
     // The key is stored encrypted (ours, bound to the row) and runs.
-    use ai_runner::store::Store;
+    use ai_runner::ports::Store;
     let r = runner(&tdb.settings(&[]));
     let resolved = r.store().resolve_config("summary_json").await.unwrap();
     assert!(!resolved.connection.key_blob.contains("sk-openai-test"));

@@ -1,17 +1,16 @@
 //! The run-once handler fed real API Gateway events (REST v1, HTTP API v2, a base64 Function URL
 //! body) and direct invocations, with the production state (SQL store, HTTP provider).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
+use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::service::{self, AppState};
+use ai_runner::function::handlers;
 use ai_runner_tests::{Backend, Seed, TestDb, fixture_json, seed};
 use base64::Engine;
 use serde_json::{Value, json};
 
 struct Setup {
     tdb: TestDb,
-    state: AppState,
+    state: App,
     _server: ProviderServer,
 }
 
@@ -29,8 +28,7 @@ async fn setup(replies: Vec<Reply>) -> Setup {
     )
     .await;
     let state =
-        AppState::new(&tdb.settings(&[("AI_CONTENT_RETRIES", "0"), ("AI_MAX_RETRIES", "0")]))
-            .unwrap();
+        App::new(&tdb.settings(&[("AI_CONTENT_RETRIES", "0"), ("AI_MAX_RETRIES", "0")])).unwrap();
     Setup {
         tdb,
         state,
@@ -58,7 +56,7 @@ async fn rest_v1_and_http_v2_events_run_the_config_and_answer_200() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/http-api-payload-v2.0-docs.json",
     ] {
-        let resp = service::run_once(&s.state, with_body(fixture, &req), None)
+        let resp = handlers::run_once(&s.state, with_body(fixture, &req), None)
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 200, "{fixture}: {resp}");
@@ -85,7 +83,7 @@ async fn a_base64_function_url_body_is_decoded() {
     let mut ev = fixture_json("aws/apigw/function-url-v2-post-isBase64Encoded-true.json");
     let req = json!({"config_key": "greet"}).to_string();
     ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(req));
-    let resp = service::run_once(&s.state, ev, None).await.unwrap();
+    let resp = handlers::run_once(&s.state, ev, None).await.unwrap();
     assert_eq!(resp["statusCode"], 200, "{resp}");
     assert_eq!(http_body(&resp)["content"], "你好");
 }
@@ -99,7 +97,7 @@ async fn the_fixtures_own_bodies_are_rejected_as_invalid_input_with_400() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/function-url-v2-post-isBase64Encoded-true.json",
     ] {
-        let resp = service::run_once(&s.state, fixture_json(fixture), None)
+        let resp = handlers::run_once(&s.state, fixture_json(fixture), None)
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 400, "{fixture}: {resp}");
@@ -120,7 +118,7 @@ async fn failures_map_to_404_422_and_502() {
         (json!({"config_key": "json"}), 422, "SCHEMA_INVALID"),
     ];
     for (req, status, code) in cases {
-        let resp = service::run_once(
+        let resp = handlers::run_once(
             &s.state,
             with_body("aws/apigw/http-v2-post-json-body.json", &req),
             None,
@@ -133,7 +131,7 @@ async fn failures_map_to_404_422_and_502() {
         assert!(body["error"]["message"].is_string());
     }
     s._server.set_script(vec![Reply::error(500, "boom")]);
-    let resp = service::run_once(
+    let resp = handlers::run_once(
         &s.state,
         with_body(
             "aws/apigw/rest-v1-proxy-post-json-body.json",
@@ -150,7 +148,7 @@ async fn failures_map_to_404_422_and_502() {
 #[tokio::test]
 async fn direct_invocations_return_the_result_or_a_coded_error() {
     let s = setup(vec![Reply::content("你好")]).await;
-    let ok = service::run_once(
+    let ok = handlers::run_once(
         &s.state,
         json!({"config_key": "greet"}),
         Some("req-1".into()),
@@ -168,11 +166,11 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
         .unwrap();
     assert_eq!(row["request_id"], "req-1");
     assert_eq!(row["trigger_source"], "lambda");
-    let err = service::run_once(&s.state, json!({"config_key": "missing"}), None)
+    let err = handlers::run_once(&s.state, json!({"config_key": "missing"}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "CONFIG_NOT_FOUND");
-    let err = service::run_once(&s.state, json!({"nonsense": true}), None)
+    let err = handlers::run_once(&s.state, json!({"nonsense": true}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -180,8 +178,7 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
 
 mod run_route {
     use super::*;
-    use ai_runner::store::admin::NewRoute;
-    use ai_runner_tests::seed_route;
+    use ai_runner_tests::{RouteSpec, seed_route};
 
     async fn route_setup() -> Setup {
         let s = setup(vec![Reply::content("你好")]).await;
@@ -189,7 +186,7 @@ mod run_route {
             &s.tdb.db(),
             "proj",
             "daily",
-            &NewRoute {
+            &RouteSpec {
                 policy: "primary_backup",
                 ..Default::default()
             },
@@ -205,7 +202,7 @@ mod run_route {
         let mut ev = fixture_json("aws/eventbridge/scheduled-event-docs.json");
         ev["detail"] =
             json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "日报"}});
-        let out = service::run_route(&s.state, ev, None).await.unwrap();
+        let out = handlers::run_route(&s.state, ev, None).await.unwrap();
         assert_eq!(out["status"], "ok", "{out}");
         assert_eq!(out["answered_by"], "greet");
         let row = s
@@ -223,7 +220,7 @@ mod run_route {
     #[tokio::test]
     async fn a_scheduled_event_without_a_route_is_a_coded_failure() {
         let s = route_setup().await;
-        let err = service::run_route(
+        let err = handlers::run_route(
             &s.state,
             fixture_json("aws/eventbridge/scheduled-event-docs.json"),
             None,
@@ -241,7 +238,7 @@ mod run_route {
     #[tokio::test]
     async fn a_rule_with_constant_input_is_a_direct_invocation_labelled_schedule() {
         let s = route_setup().await;
-        let out = service::run_route(
+        let out = handlers::run_route(
             &s.state,
             json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
             Some("lambda-req".into()),
@@ -266,7 +263,7 @@ mod run_route {
             "aws/apigw/rest-v1-proxy-post-json-body.json",
             "aws/apigw/http-v2-post-json-body.json",
         ] {
-            let resp = service::run_route(
+            let resp = handlers::run_route(
                 &s.state,
                 with_body(fixture, &json!({"project": "proj", "route_key": "daily"})),
                 None,
@@ -276,7 +273,7 @@ mod run_route {
             assert_eq!(resp["statusCode"], 200, "{resp}");
             assert_eq!(http_body(&resp)["answered_by"], "greet");
         }
-        let resp = service::run_route(
+        let resp = handlers::run_route(
             &s.state,
             with_body(
                 "aws/apigw/http-v2-post-json-body.json",
@@ -293,7 +290,7 @@ mod run_route {
             &db,
             "proj",
             "empty",
-            &NewRoute {
+            &RouteSpec {
                 policy: "primary_backup",
                 ..Default::default()
             },
@@ -301,7 +298,7 @@ mod run_route {
         )
         .await;
         let _ = route;
-        let resp = service::run_route(
+        let resp = handlers::run_route(
             &s.state,
             with_body(
                 "aws/apigw/http-v2-post-json-body.json",
@@ -313,7 +310,7 @@ mod run_route {
         .unwrap();
         assert_eq!(resp["statusCode"], 503);
         assert_eq!(http_body(&resp)["error"]["code"], "NO_ACTIVE_MEMBERS");
-        let resp = service::run_route(
+        let resp = handlers::run_route(
             &s.state,
             fixture_json("aws/apigw/rest-v1-proxy-post-json-body.json"),
             None,
@@ -326,7 +323,7 @@ mod run_route {
     #[tokio::test]
     async fn a_dry_run_invocation_returns_the_request_and_writes_nothing() {
         let s = route_setup().await;
-        let out = service::run_route(
+        let out = handlers::run_route(
             &s.state,
             json!({"project": "proj", "route_key": "daily", "dry_run": true}),
             None,

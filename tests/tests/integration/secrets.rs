@@ -2,8 +2,6 @@
 //! echoing provider, with every log line captured at TRACE level, and must appear in no log line,
 //! no result, no error and no audit row.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::RunError;
+use crate::model::media::ObjectRef;
 
 /// Where an invocation came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +222,7 @@ pub fn http_response(status: u16, body: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Code;
 
     #[test]
     fn a_direct_invocation_is_the_request_itself() {
@@ -239,24 +241,9 @@ mod tests {
             json!([1]),
         ] {
             let e = parse::<RunOnceRequest>(bad, &[]).unwrap_err();
-            assert_eq!(e.code(), "INVALID_INPUT");
+            assert_eq!(e.code(), Code::InvalidInput);
         }
     }
-}
-
-/// An object that was created, as an event reported it (key decoded).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ObjectRef {
-    /// Bucket.
-    pub bucket: String,
-    /// Object key, decoded.
-    pub key: String,
-    /// Size, if the event said.
-    pub size: Option<u64>,
-    /// ETag, if the event said.
-    pub etag: Option<String>,
-    /// Version id, if the bucket is versioned.
-    pub version_id: Option<String>,
 }
 
 /// What an upload notification carried.
@@ -434,6 +421,7 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
 #[cfg(test)]
 mod object_tests {
     use super::*;
+    use crate::Code;
 
     #[test]
     fn s3_keys_are_form_url_decoded() {
@@ -443,14 +431,17 @@ mod object_tests {
             decode_s3_key("%E5%BD%95%E9%9F%B3/a%2Bb.wav").unwrap(),
             "录音/a+b.wav"
         );
-        assert_eq!(decode_s3_key("bad%zz").unwrap_err().code(), "INVALID_INPUT");
-        assert_eq!(decode_s3_key("%FF").unwrap_err().code(), "INVALID_INPUT");
+        assert_eq!(
+            decode_s3_key("bad%zz").unwrap_err().code(),
+            Code::InvalidInput
+        );
+        assert_eq!(decode_s3_key("%FF").unwrap_err().code(), Code::InvalidInput);
     }
 
     #[test]
     fn anything_else_is_named_in_the_error() {
         let e = parse_object_event(&serde_json::json!({"hello": 1})).unwrap_err();
-        assert_eq!(e.code(), "INVALID_INPUT");
+        assert_eq!(e.code(), Code::InvalidInput);
         assert!(e.to_string().contains("hello"), "{e}");
     }
 }

@@ -2,15 +2,14 @@
 //! share only the database, weights, dry runs and route-level overrides, against OpenAI-protocol
 //! servers on loopback ports.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::HashMap;
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::routing::RouteResult;
-use ai_runner::store::admin::NewRoute;
+use ai_runner::run::RouteResult;
 use ai_runner::{RunContext, Variables};
-use ai_runner_tests::{Backend, Seed, TestDb, runner, seed, seed_route};
+use ai_runner_tests::{
+    Backend, RouteSpec, Seed, TestDb, apply, runner, seed, seed_route, set_member_active,
+};
 use serde_json::{Value, json};
 
 /// Starts one provider per member and seeds a config for each (`a`, `b`, ...).
@@ -30,8 +29,8 @@ async fn members(tdb: &TestDb, scripts: Vec<Vec<Reply>>, json_output: bool) -> V
     servers
 }
 
-fn primary_backup() -> NewRoute<'static> {
-    NewRoute {
+fn primary_backup() -> RouteSpec<'static> {
+    RouteSpec {
         policy: "primary_backup",
         ..Default::default()
     }
@@ -187,7 +186,7 @@ async fn a_non_retryable_error_stops_the_route_unless_configured_otherwise() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0]["handover_reason"], Value::Null);
 
-    let opted_in = NewRoute {
+    let opted_in = RouteSpec {
         policy: "primary_backup",
         policy_config: Some(json!({"failover_on_non_retryable": true})),
         ..Default::default()
@@ -296,7 +295,7 @@ async fn round_robin_is_fair_across_runners_sharing_only_the_database(backend: B
         &tdb.db(),
         "proj",
         "rr",
-        &NewRoute {
+        &RouteSpec {
             policy: "round_robin",
             ..Default::default()
         },
@@ -352,7 +351,7 @@ async fn round_robin_still_rotates_failover_after_the_chosen_member() {
         &tdb.db(),
         "proj",
         "rr",
-        &NewRoute {
+        &RouteSpec {
             policy: "round_robin",
             ..Default::default()
         },
@@ -392,7 +391,7 @@ async fn weighted_routes_follow_weights_with_a_fixed_seed() {
         &tdb.db(),
         "proj",
         "w",
-        &NewRoute {
+        &RouteSpec {
             policy: "weighted",
             ..Default::default()
         },
@@ -434,7 +433,7 @@ async fn a_weight_zero_member_is_still_a_fallback() {
         &tdb.db(),
         "proj",
         "w",
-        &NewRoute {
+        &RouteSpec {
             policy: "weighted",
             ..Default::default()
         },
@@ -459,7 +458,7 @@ async fn a_dry_run_builds_the_exact_request_and_writes_nothing(backend: Backend)
         &tdb.db(),
         "proj",
         "rr",
-        &NewRoute {
+        &RouteSpec {
             policy: "round_robin",
             ..Default::default()
         },
@@ -532,13 +531,12 @@ async fn unknown_routes_and_routes_without_active_members_fail_with_their_codes(
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
     let _s = members(&tdb, vec![vec![Reply::content("甲")]], false).await;
     let db = tdb.db();
-    let route = seed_route(&db, "proj", "r", &primary_backup(), &[("a", 1, 1)]).await;
+    seed_route(&db, "proj", "r", &primary_backup(), &[("a", 1, 1)]).await;
     let res = run(&tdb, &[], "proj", "missing").await;
     assert_eq!(res.result.error.as_ref().unwrap().code, "ROUTE_NOT_FOUND");
     let res = run(&tdb, &[], "other-project", "r").await;
     assert_eq!(res.result.error.as_ref().unwrap().code, "ROUTE_NOT_FOUND");
-    let a = db.config_id("a").await.unwrap().unwrap();
-    db.upsert_route_member(route, a, 1, 1, false).await.unwrap();
+    set_member_active(&db, "proj", "r", "a", false).await;
     let res = run(&tdb, &[], "proj", "r").await;
     assert_eq!(res.result.error.as_ref().unwrap().code, "NO_ACTIVE_MEMBERS");
     assert_eq!(
@@ -553,25 +551,22 @@ async fn route_level_prompt_params_format_and_variables_override_the_members() {
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
     let s = members(&tdb, vec![vec![Reply::content(r#"{"结果": "好"}"#)]], false).await;
     let db = tdb.db();
-    let prompt = db
-        .upsert_prompt(
-            "route-prompt",
-            "v2",
-            &json!([{"role": "user", "content": "路由：{{TOPIC}} {{ROUTE_ONLY}}"}]),
-            &Some(json!({"type": "json_object"})),
-            &Some(json!({"TOPIC": "提示词变量"})),
-        )
-        .await
-        .unwrap();
-    let params = db
-        .upsert_param_profile("route-params", &json!({"MAX_TOKENS": 7}))
-        .await
-        .unwrap();
-    let route = NewRoute {
+    apply(
+        &db,
+        json!({
+            "prompts": [{"name": "route-prompt", "version": "v2",
+                         "messages": [{"role": "user", "content": "路由：{{TOPIC}} {{ROUTE_ONLY}}"}],
+                         "response_format": {"type": "json_object"},
+                         "variables": {"TOPIC": "提示词变量"}}],
+            "param_profiles": [{"name": "route-params", "params": {"MAX_TOKENS": 7}}]
+        }),
+    )
+    .await;
+    let route = RouteSpec {
         policy: "primary_backup",
         variables: Some(json!({"TOPIC": "路由变量", "ROUTE_ONLY": "是"})),
-        prompt_id: Some(prompt),
-        param_profile_id: Some(params),
+        prompt: Some("route-prompt@v2"),
+        param_profile: Some("route-params"),
         response_format: Some(
             json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": ["结果"]}}}),
         ),
@@ -602,7 +597,7 @@ async fn routes_run_on_the_predecessor_schema_without_the_cursor_table() {
         &tdb.db(),
         "proj",
         "rr",
-        &NewRoute {
+        &RouteSpec {
             policy: "round_robin",
             ..Default::default()
         },

@@ -1,0 +1,363 @@
+//! The command line, as clap structs and nothing else. Each command's behaviour is its struct's
+//! `run` in [`crate::commands`]. The predecessor's spellings (`route -r/--route`, `-d/--data`,
+//! `-f/--file`, `init`, `quickstart --mode`, `doctor --timeout`) are accepted with the same
+//! meaning.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `ai-runner`: run database-configured AI calls, audited.
+#[derive(Parser)]
+#[command(
+    name = "ai-runner",
+    version,
+    about = "Run database-configured AI calls, audited"
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one config_key and print its content (or the whole result with --json).
+    RunOnce(RunOnceArgs),
+    /// Run a route (policy over member configs, with failover) or show its dry run.
+    Route(RouteArgs),
+    /// Set up a database with demo configs and run them against a local demo provider.
+    Quickstart(QuickstartArgs),
+    /// The predecessor's readiness check: configuration, database, keys (no side effects but ./tmp).
+    Init(InitArgs),
+    /// The upload pipeline: process an object on demand, list jobs, manage mappings.
+    Media(MediaArgs),
+    /// Configuration as YAML: sample, verify, gen (apply), export, route-pool, dump-schema.
+    Cfg(CfgArgs),
+    /// Check the setup exactly as the functions read it (env, database, schema, keys, providers, objects).
+    Doctor(DoctorArgs),
+    /// Create or upgrade the schema.
+    Db(DbArgs),
+    /// Encrypt, check and rotate stored keys.
+    Keys(KeysArgs),
+}
+
+/// Runtime variables, from a file, a JSON argument and KEY=VALUE pairs (later wins).
+#[derive(Args, Default)]
+pub struct VarArgs {
+    /// A runtime variable, KEY=VALUE (repeatable; wins over --data and the vars file).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub var: Vec<String>,
+    /// Runtime variables as a JSON object (the predecessor's `-d/--data`).
+    #[arg(short = 'd', long = "data", value_name = "JSON")]
+    pub data: Option<String>,
+    /// A JSON object file of runtime variables (the predecessor's `-f/--file`).
+    #[arg(short = 'f', long = "vars-file", alias = "file", value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+}
+
+/// `run-once`.
+#[derive(Args)]
+pub struct RunOnceArgs {
+    /// The ai_config.config_key to run.
+    pub config_key: String,
+    /// Runtime variables.
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print the whole run result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `route`.
+#[derive(Args)]
+pub struct RouteArgs {
+    /// The ai_project_v2.name.
+    #[arg(short = 'p', long)]
+    pub project: String,
+    /// The ai_route_v2.route_key.
+    #[arg(short = 'r', long = "route-key", alias = "route")]
+    pub route_key: String,
+    /// Runtime variables.
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Resolve the route and print the exact first request (key masked); send and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the whole result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which database quickstart sets up.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuickstartMode {
+    /// The embedded SQLite file (`AI_RUNNER_DB_PATH`), whatever else is configured.
+    Local,
+    /// The configured MySQL / MariaDB (`DATABASE_URL` or `MYSQL_*`).
+    Rds,
+    /// The predecessor's media demo: upload a file and run it through the upload pipeline.
+    Demo,
+}
+
+/// `quickstart`.
+#[derive(Args)]
+pub struct QuickstartArgs {
+    /// local (embedded file), rds (the configured MySQL) or demo (the upload pipeline).
+    #[arg(long, value_enum, default_value = "local")]
+    pub mode: QuickstartMode,
+    /// The media file the demo mode uploads (default: a generated 1 KiB file, tmp/demo/2.mp3).
+    #[arg(long)]
+    pub media_path: Option<PathBuf>,
+    /// The demo provider's loopback port (0 = any free port).
+    #[arg(long, env = "AI_RUNNER_DEMO_PORT", default_value_t = ai_runner::demo::DEFAULT_DEMO_PORT)]
+    pub demo_port: u16,
+    /// Print the whole run results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database.
+    #[arg(long)]
+    pub db_only: bool,
+    /// Accepted for the predecessor's scripts (its dev server port); not used by the check.
+    #[arg(long)]
+    pub dev_port: Option<u16>,
+    /// Seconds to wait for each connection.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+/// `doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database (reachability, schema, keys).
+    #[arg(long)]
+    pub db_only: bool,
+    /// Seconds to wait for each connection (database, provider host lookups).
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `media`.
+#[derive(Args)]
+pub struct MediaArgs {
+    /// The media command.
+    #[command(subcommand)]
+    pub command: MediaCommand,
+}
+
+/// `media ...`.
+#[derive(Subcommand)]
+pub enum MediaCommand {
+    /// Run the pipeline for one object now (re-processes it even if its job already finished).
+    Process {
+        /// Bucket.
+        bucket: String,
+        /// Object key (as stored, not URL-encoded).
+        key: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent jobs, newest first.
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which route processes which objects.
+    Map {
+        /// The mapping command.
+        #[command(subcommand)]
+        command: MapCommand,
+    },
+}
+
+/// `media map ...`.
+#[derive(Subcommand)]
+pub enum MapCommand {
+    /// List mappings.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a mapping (the most specific match wins: exact bucket, longer prefix, longer suffix).
+    Add {
+        /// Bucket name, or `*` for any.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix to watch (e.g. `uploads/`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Key suffix (e.g. `.wav`).
+        #[arg(long, default_value = "")]
+        suffix: String,
+        /// Route project.
+        #[arg(short = 'p', long)]
+        project: String,
+        /// Route key.
+        #[arg(short = 'r', long = "route-key", alias = "route")]
+        route_key: String,
+        /// Extra variables for the run, KEY=VALUE (e.g. MEDIA_MODE=inline).
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        var: Vec<String>,
+    },
+    /// Remove a mapping by id.
+    Remove {
+        /// The mapping id (see `media map list`).
+        id: i64,
+    },
+}
+
+/// `cfg`.
+#[derive(Args)]
+pub struct CfgArgs {
+    /// The catalog command.
+    #[command(subcommand)]
+    pub command: CfgCommand,
+}
+
+/// `cfg ...`.
+#[derive(Subcommand)]
+pub enum CfgCommand {
+    /// Write a full-stack YAML template (connections, models, params, prompts, configs, routes).
+    Sample {
+        /// openrouter, openai or custom.
+        #[arg(long, default_value = "openrouter")]
+        provider: String,
+        /// Where to write it (`-` for stdout).
+        #[arg(long, default_value = "tmp/configs_full.yaml")]
+        out: PathBuf,
+    },
+    /// Report every structural and referential problem of a file, each with its YAML path.
+    Verify {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Also resolve references against the database (read-only) and show what gen would do.
+        #[arg(long)]
+        db_check: bool,
+        /// Print findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a file to the database in one transaction (idempotent).
+    Gen {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Print the plan (create / update / unchanged per object) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the database's configuration as YAML that gen re-imports unchanged (keys as ${ENV} references).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply the predecessor's route members YAML (project_name, route_key, policy, members).
+    RoutePool {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Keep members the file does not list (default: they are deactivated).
+        #[arg(long)]
+        append: bool,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export table definitions read-only (SHOW CREATE TABLE / SHOW FULL COLUMNS; SQLite equivalents).
+    DumpSchema {
+        /// MySQL database name (default: the configured one).
+        #[arg(long)]
+        db: Option<String>,
+        /// Only tables whose names start with this.
+        #[arg(long, default_value = "ai_")]
+        prefix: String,
+        /// Write Markdown here (`-` for stdout).
+        #[arg(long, default_value = "docs/SCHEMA_AUTO.md")]
+        out: PathBuf,
+        /// Also write JSON here.
+        #[arg(long, default_value = "docs/schema_dump.json")]
+        json: PathBuf,
+    },
+}
+
+/// `db`.
+#[derive(Args)]
+pub struct DbArgs {
+    /// The schema command.
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// `db ...`.
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create the schema where missing (SQLite: ours; MySQL: the predecessor's tables), then migrate.
+    Init {
+        /// Show the SQL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Apply our additive, idempotent migrations.
+    Migrate {
+        /// Show the statements that would run, without running them.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// `keys`.
+#[derive(Args)]
+pub struct KeysArgs {
+    /// The keys command.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// `keys ...`.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Encrypt a plain key read from stdin (never from argv) for one connection; prints the blob.
+    Encrypt {
+        /// The ai_connection.name the blob is for (it is bound to that row).
+        #[arg(long)]
+        connection: String,
+    },
+    /// Which stored secrets decrypt, and in which format (never prints a secret).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt every stored secret under the current pepper (v1 or an older key id), in one transaction.
+    Rotate {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}

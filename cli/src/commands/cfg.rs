@@ -1,0 +1,234 @@
+//! `cfg sample / verify / gen / export / route-pool / dump-schema`: the configuration as YAML.
+//!
+//! Every write goes through the library's one writer ([`ai_runner::store::Db::apply_catalog`]):
+//! one transaction, idempotent. `${VAR}` key references are read from the environment when
+//! applying, never stored.
+
+use std::path::Path;
+
+use ai_runner::catalog::{self, Action, Known, Severity};
+use ai_runner::{Code, config};
+use serde_json::Value;
+
+use crate::args::{CfgArgs, CfgCommand};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+impl CfgArgs {
+    /// Runs the catalog command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        match self.command {
+            CfgCommand::Sample { provider, out } => sample(&provider, &out),
+            CfgCommand::Verify {
+                file,
+                db_check,
+                json,
+            } => verify(cx, &file, db_check, json).await,
+            CfgCommand::Gen {
+                file,
+                dry_run,
+                json,
+            } => gen_(cx, &file, dry_run, json).await,
+            CfgCommand::Export { out } => export(cx, out.as_deref()).await,
+            CfgCommand::RoutePool {
+                file,
+                append,
+                dry_run,
+            } => route_pool(cx, &file, append, dry_run).await,
+            CfgCommand::DumpSchema {
+                db,
+                prefix,
+                out,
+                json,
+            } => dump_schema(cx, db.as_deref(), &prefix, &out, &json).await,
+        }
+    }
+}
+
+fn sample(provider: &str, out: &Path) -> Result<(), Failure> {
+    if !catalog::sample::PROVIDERS.contains(&provider) {
+        return Err(Failure::usage(
+            Code::InvalidInput,
+            format!(
+                "--provider must be {}, not {provider:?}",
+                catalog::sample::PROVIDERS.join(", ")
+            ),
+        ));
+    }
+    output::write_out(Some(out), &catalog::sample(provider))?;
+    if out.as_os_str() != "-" {
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn read_doc(file: &Path) -> Result<Value, Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Failure::usage(
+            Code::IoError,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    catalog::parse_yaml(&text)
+        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
+}
+
+fn invalid(file: &Path, what: &str) -> Failure {
+    Failure::found(Code::CatalogInvalid, format!("{} {what}", file.display()))
+}
+
+async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), Failure> {
+    let doc = read_doc(file)?;
+    let snap = if db_check {
+        Some(cx.db()?.snapshot().await?)
+    } else {
+        None
+    };
+    let known = snap
+        .as_ref()
+        .map(|s| s.known())
+        .unwrap_or_else(Known::default);
+    let (cat, findings) = catalog::verify_with(&doc, &known);
+    output::findings(&findings, json);
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    if let (Some(cat), Some(snap)) = (&cat, &snap) {
+        match catalog::plan(snap, cat, &cx.keyring()?, &config::process_var) {
+            Ok((items, _)) if !json => output::plan(&items),
+            Ok(_) => {}
+            Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
+        }
+    }
+    if errors > 0 {
+        return Err(invalid(file, &format!("has {errors} problem(s)")));
+    }
+    if !json {
+        eprintln!("{}: ok ({} warning(s))", file.display(), findings.len());
+    }
+    Ok(())
+}
+
+async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Failure> {
+    let doc = read_doc(file)?;
+    let db = cx.db()?;
+    let snap = db.snapshot().await?;
+    let (cat, findings) = catalog::verify_with(&doc, &snap.known());
+    let Some(cat) = cat else {
+        output::findings(&findings, false);
+        return Err(invalid(file, "does not verify; nothing was written"));
+    };
+    let ring = cx.keyring()?;
+    let items = if dry_run {
+        catalog::plan(&snap, &cat, &ring, &config::process_var).map(|(i, _)| i)
+    } else {
+        db.apply_catalog(&cat, &ring, &config::process_var).await
+    };
+    let items =
+        items.map_err(|e| Failure::found(e.code(), format!("{e} (nothing was written)")))?;
+    if json {
+        output::pretty(&items);
+    } else {
+        output::plan(&items);
+        let changed = items
+            .iter()
+            .filter(|i| i.action != Action::Unchanged)
+            .count();
+        eprintln!(
+            "{} {changed} change(s){}",
+            if dry_run { "would apply" } else { "applied" },
+            if dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn export(cx: &Cx, out: Option<&Path>) -> Result<(), Failure> {
+    let cat = cx.db()?.snapshot().await?.to_catalog();
+    let yaml =
+        serde_yaml_ng::to_string(&cat).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;
+    output::write_out(
+        out,
+        &format!(
+            "# exported by `ai-runner cfg export`; keys are ${{ENV}} references (unset: gen keeps the stored key)\n{yaml}"
+        ),
+    )
+}
+
+async fn route_pool(cx: &Cx, file: &Path, append: bool, dry_run: bool) -> Result<(), Failure> {
+    let doc = read_doc(file)?;
+    let (routes, findings) = catalog::route_pool(&doc);
+    output::findings(&findings, false);
+    let Some(routes) = routes else {
+        return Err(invalid(file, "does not verify; nothing was written"));
+    };
+    let db = cx.db()?;
+    let snap = db.snapshot().await?;
+    let cat = snap.route_pool(routes);
+    let known = snap.known();
+    let missing: Vec<String> = cat
+        .routes
+        .iter()
+        .flat_map(|r| r.members.iter())
+        .filter(|m| !known.configs.contains(&m.config_key))
+        .map(|m| m.config_key.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::found(
+            Code::ConfigNotFound,
+            format!(
+                "no config named {} in the database; nothing was written",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let ring = cx.keyring()?;
+    let items = if dry_run {
+        catalog::plan_with(&snap, &cat, &ring, &config::process_var, !append).map(|(i, _)| i)
+    } else {
+        db.apply_catalog_with(&cat, &ring, &config::process_var, !append)
+            .await
+    };
+    let items =
+        items.map_err(|e| Failure::found(e.code(), format!("{e} (nothing was written)")))?;
+    output::plan(&items);
+    if dry_run {
+        eprintln!("dry run: nothing written");
+    }
+    Ok(())
+}
+
+async fn dump_schema(
+    cx: &Cx,
+    database: Option<&str>,
+    prefix: &str,
+    out: &Path,
+    json: &Path,
+) -> Result<(), Failure> {
+    let tables = cx.db()?.dump_schema(database, prefix).await?;
+    let title = format!(
+        "Schema of {} (tables {prefix}*)",
+        database.map_or_else(
+            || cx
+                .settings()
+                .map(|s| s.database.describe())
+                .unwrap_or_default(),
+            str::to_owned
+        )
+    );
+    output::write_out(Some(out), &output::schema_markdown(&tables, &title))?;
+    output::write_out(
+        Some(json),
+        &serde_json::to_string_pretty(&tables).unwrap_or_default(),
+    )?;
+    for p in [out, json].into_iter().filter(|p| p.as_os_str() != "-") {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `keys encrypt / check / rotate`: the stored secrets, never printed.
+
+use std::io::Read;
+
+use ai_runner::Code;
+use ai_runner::model::connection_binding;
+
+use crate::args::{KeysArgs, KeysCommand};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+impl KeysArgs {
+    /// Runs the keys command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        match self.command {
+            KeysCommand::Encrypt { connection } => {
+                let mut plain = String::new();
+                std::io::stdin().read_to_string(&mut plain).map_err(|e| {
+                    Failure::usage(Code::InvalidInput, format!("cannot read stdin: {e}"))
+                })?;
+                let plain = plain.trim_end_matches(['\r', '\n']);
+                if plain.is_empty() {
+                    return Err(Failure::usage(Code::InvalidInput, "no key on stdin"));
+                }
+                let blob = cx
+                    .keyring()?
+                    .encrypt(plain, &connection_binding(&connection))?;
+                println!("{blob}");
+                Ok(())
+            }
+            KeysCommand::Check { json } => {
+                let keys = cx.db()?.check_keys(&cx.keyring()?).await?;
+                if json {
+                    output::pretty(&keys);
+                } else {
+                    for k in &keys {
+                        println!(
+                            "{} {}:{} {}{}",
+                            if k.decrypts { "ok  " } else { "FAIL" },
+                            k.table,
+                            k.name,
+                            k.format,
+                            if k.current { " (current)" } else { "" }
+                        );
+                    }
+                }
+                match keys.iter().filter(|k| !k.decrypts).count() {
+                    0 => Ok(()),
+                    n => Err(Failure::found(
+                        Code::DecryptFailed,
+                        format!("{n} stored secret(s) do not decrypt"),
+                    )),
+                }
+            }
+            KeysCommand::Rotate { dry_run } => {
+                let r = cx.db()?.rotate_keys(&cx.keyring()?, dry_run).await?;
+                println!(
+                    "{} {} of {} stored secret(s) ({} already current){}",
+                    if dry_run {
+                        "would re-encrypt"
+                    } else {
+                        "re-encrypted"
+                    },
+                    r.rotated,
+                    r.total,
+                    r.already_current,
+                    if dry_run { "; nothing written" } else { "" }
+                );
+                Ok(())
+            }
+        }
+    }
+}

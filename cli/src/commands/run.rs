@@ -1,0 +1,91 @@
+//! `run-once` and `route`: one audited run from the command line, configured exactly as the
+//! functions are. Demo endpoints the stored configs point at (quickstart's) are served for the
+//! length of the command, so those configs keep answering after quickstart has exited.
+
+use ai_runner::{Code, RunContext, Variables};
+use serde_json::Value;
+
+use crate::args::{RouteArgs, RunOnceArgs, VarArgs};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+impl RunOnceArgs {
+    /// Runs the config.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let vars = self.vars.parse()?;
+        let app = cx.app()?;
+        let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
+        let result = app
+            .runner
+            .run_once(&self.config_key, &vars, &RunContext::new("cli"))
+            .await;
+        output::result(&result, self.json)
+    }
+}
+
+impl RouteArgs {
+    /// Runs (or dry-runs) the route.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let vars = self.vars.parse()?;
+        let app = cx.app()?;
+        if self.dry_run {
+            let dry = app
+                .runner
+                .dry_run(&self.project, &self.route_key, &vars)
+                .await?;
+            output::pretty(&dry);
+            return Ok(());
+        }
+        let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
+        let result = app
+            .runner
+            .run_route(
+                &self.project,
+                &self.route_key,
+                &vars,
+                &RunContext::new("cli"),
+            )
+            .await;
+        output::route(&result, self.json)
+    }
+}
+
+impl VarArgs {
+    /// The runtime variables: the file, then `--data`, then each `--var` (later wins).
+    pub fn parse(&self) -> Result<Variables, Failure> {
+        let mut vars = Variables::new();
+        if let Some(path) = &self.vars_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::usage(
+                    Code::InvalidInput,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            vars.extend(object(&text, &path.display().to_string())?);
+        }
+        if let Some(data) = &self.data {
+            vars.extend(object(data, "--data")?);
+        }
+        for kv in &self.var {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    Failure::usage(Code::InvalidInput, format!("--var {kv:?} is not KEY=VALUE"))
+                })?;
+            vars.insert(k.to_owned(), Value::String(v.to_owned()));
+        }
+        Ok(vars)
+    }
+}
+
+fn object(text: &str, what: &str) -> Result<Variables, Failure> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Failure::usage(
+            Code::InvalidInput,
+            format!("{what} must hold a JSON object"),
+        )),
+    }
+}

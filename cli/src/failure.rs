@@ -1,0 +1,271 @@
+//! How a command fails: a stable code, a short message, an exit code, and a fix hint.
+//!
+//! Exit codes: 0 success, 1 the run (or the check) failed, 2 bad input or setup. [`exit_code`]
+//! and [`hint`] are exhaustive matches over [`Code`]: a new code does not compile until it has
+//! both. Messages never hold secrets; causes go to the log.
+
+use ai_runner::Code;
+use ai_runner::RunError;
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Failure {
+    /// Stable code.
+    pub code: Code,
+    /// Short message.
+    pub message: String,
+    /// Process exit code.
+    pub exit: u8,
+}
+
+impl Failure {
+    /// A failure with the exit code its code implies ([`exit_code`]).
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            exit: exit_code(code),
+        }
+    }
+
+    /// The command ran and found problems (a check failed, a file does not verify): exit 1.
+    pub fn found(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            exit: 1,
+        }
+    }
+
+    /// Bad input or setup: exit 2.
+    pub fn usage(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            exit: 2,
+        }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+macro_rules! via_run_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self { RunError::from(e).into() }
+        }
+    )*};
+}
+via_run_error!(
+    ai_runner::config::ConfigError,
+    ai_runner::ports::StoreError,
+    ai_runner::crypto::CryptoError,
+    ai_runner::ports::ProviderError,
+    ai_runner::ports::ObjectError
+);
+
+/// The process exit code for a failure with this code: 1 when the run itself failed (the
+/// provider, the answer, the upload), 2 for bad input or setup.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn exit_code(code: Code) -> u8 {
+    match code {
+        Code::Http429RateLimit
+        | Code::Http5xxServerError
+        | Code::HttpStatusError
+        | Code::NetworkTimeout
+        | Code::NetworkError
+        | Code::RequestError
+        | Code::BadProviderResponse
+        | Code::ProviderUnreachable
+        | Code::SchemaInvalid
+        | Code::LetterDetected
+        | Code::MediaUnsupported
+        | Code::MediaTooLarge
+        | Code::ObjectFailed
+        | Code::CatalogInvalid
+        | Code::DoctorFailed
+        | Code::QuickstartUploadFailed => 1,
+        Code::InvalidInput
+        | Code::ConfigMissing
+        | Code::ConfigInvalid
+        | Code::IoError
+        | Code::ConfigNotFound
+        | Code::RouteNotFound
+        | Code::NoActiveMembers
+        | Code::DbNotInitialized
+        | Code::DbUnavailable
+        | Code::DbError
+        | Code::StoredJsonInvalid
+        | Code::SchemaOutdated
+        | Code::PepperMissing
+        | Code::EncryptedKeyInvalid
+        | Code::DecryptFailed
+        | Code::MissingMediaUrl
+        | Code::PromptMissing
+        | Code::PromptInvalid
+        | Code::ParamsInvalid
+        | Code::ObjectNotFound
+        | Code::ObjectAccessDenied
+        | Code::ObjectOperationUnsupported
+        | Code::ObjectStoreUnavailable
+        | Code::MappingNotFound
+        | Code::KeyUnresolved
+        | Code::YamlInvalid
+        | Code::BadType
+        | Code::UnknownKey
+        | Code::MissingField
+        | Code::UnknownReference
+        | Code::Duplicate
+        | Code::Conflict
+        | Code::BadUrl
+        | Code::BadPolicy
+        | Code::BadParam
+        | Code::BadMessages
+        | Code::BadMediaPart
+        | Code::BadJsonSchema
+        | Code::BadResponseFormat
+        | Code::BadPromptReference
+        | Code::KeyPlaceholder
+        | Code::PlainKeyInFile
+        | Code::UnfilledPlaceholder
+        | Code::UnknownPartType
+        | Code::NoPrompt
+        | Code::NoMembers
+        | Code::DemoProviderFailed => 2,
+    }
+}
+
+/// What to do about a failure with this code, if there is something to say.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn hint(code: Code) -> Option<&'static str> {
+    Some(match code {
+        Code::ConfigNotFound => {
+            "check ai_config.config_key and that the config, its model and connection are active (is_active = 1)"
+        }
+        Code::ConfigMissing | Code::ConfigInvalid => {
+            "see the configuration table in README.md; env files .env, basic.env, mysql.env, oss.env, ai.env are read from the working directory"
+        }
+        Code::PepperMissing => "set AI_PEPPER (the pepper the keys were encrypted with)",
+        Code::DecryptFailed => {
+            "AI_PEPPER differs from the one the key was encrypted with; set AI_PEPPER_PREVIOUS during a rotation, or re-encrypt with `ai-runner keys encrypt`"
+        }
+        Code::EncryptedKeyInvalid => {
+            "re-encrypt the connection's key with `ai-runner keys encrypt --connection NAME`"
+        }
+        Code::DbNotInitialized => "run `ai-runner db init` (or `ai-runner quickstart`)",
+        Code::DbUnavailable => "check DATABASE_URL / MYSQL_* and that the server is reachable",
+        Code::DbError => {
+            "the database rejected a statement; the log (AI_RUNNER_LOG=debug) has the cause"
+        }
+        Code::SchemaOutdated => {
+            "run `ai-runner db migrate --print` to review, then `ai-runner db migrate`"
+        }
+        Code::StoredJsonInvalid => "fix the JSON column the message names (cfg export / cfg gen)",
+        Code::Http429RateLimit => {
+            "the provider is rate limiting; raise AI_MAX_RETRIES or put the config behind a route with a backup member"
+        }
+        Code::Http5xxServerError | Code::NetworkError | Code::NetworkTimeout => {
+            "the provider is failing or unreachable; check ai_connection.base_url, AI_TIMEOUT and the provider's status"
+        }
+        Code::ProviderUnreachable => {
+            "fix ai_connection.base_url (the full chat-completions URL) or the network/DNS"
+        }
+        Code::HttpStatusError => {
+            "the provider rejected the request; its message says why (key, model name, context length)"
+        }
+        Code::SchemaInvalid | Code::LetterDetected => {
+            "the model's answer failed validation; adjust the prompt, or the JSON_SCHEMA_ENFORCE / ENFORCE_NO_ENGLISH switches"
+        }
+        Code::MissingMediaUrl => {
+            "pass the media URL as a variable, e.g. --var MEDIA_URL=https://..."
+        }
+        Code::PromptMissing | Code::PromptInvalid | Code::ParamsInvalid => {
+            "fix the config's prompt or param profile rows"
+        }
+        Code::InvalidInput => {
+            "send {\"config_key\": \"...\", \"variables\": {...}} (run-once) or {\"project\": \"...\", \"route_key\": \"...\", \"variables\": {...}} (run-route)"
+        }
+        Code::RouteNotFound => {
+            "check ai_project_v2.name (status 'active') and ai_route_v2.route_key (is_active = 1)"
+        }
+        Code::NoActiveMembers => {
+            "activate at least one ai_route_member_v2 row whose config, model and connection are active"
+        }
+        Code::ObjectNotFound | Code::ObjectAccessDenied | Code::ObjectStoreUnavailable => {
+            "check OSS_ENDPOINT, OSS_REGION, the credentials and OSS_BUCKET"
+        }
+        Code::ObjectOperationUnsupported => {
+            "a local object directory cannot presign URLs: use MEDIA_MODE=inline, or configure S3/OSS"
+        }
+        Code::MappingNotFound => "list mappings with `ai-runner media map list`",
+        Code::KeyUnresolved => {
+            "export the variable the connection's api_key names (${VAR}), or put the key in the file"
+        }
+        Code::CatalogInvalid => "fix the findings above; each names its YAML path",
+        Code::DoctorFailed => "fix the failed checks above; each has its own hint",
+        Code::DemoProviderFailed => {
+            "free the demo port or pick another with AI_RUNNER_DEMO_PORT (0 = any free port)"
+        }
+        Code::IoError => "check the path and its permissions",
+        Code::UnknownReference => {
+            "define the object in the file, or check it exists in the database (cfg verify --db-check)"
+        }
+        Code::RequestError
+        | Code::BadProviderResponse
+        | Code::MediaUnsupported
+        | Code::MediaTooLarge
+        | Code::ObjectFailed
+        | Code::QuickstartUploadFailed
+        | Code::YamlInvalid
+        | Code::BadType
+        | Code::UnknownKey
+        | Code::MissingField
+        | Code::Duplicate
+        | Code::Conflict
+        | Code::BadUrl
+        | Code::BadPolicy
+        | Code::BadParam
+        | Code::BadMessages
+        | Code::BadMediaPart
+        | Code::BadJsonSchema
+        | Code::BadResponseFormat
+        | Code::BadPromptReference
+        | Code::KeyPlaceholder
+        | Code::PlainKeyInFile
+        | Code::UnfilledPlaceholder
+        | Code::UnknownPartType
+        | Code::NoPrompt
+        | Code::NoMembers => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_failure_exits_1_and_bad_setup_exits_2() {
+        assert_eq!(exit_code(Code::NetworkError), 1);
+        assert_eq!(exit_code(Code::SchemaInvalid), 1);
+        assert_eq!(exit_code(Code::ConfigNotFound), 2);
+        assert_eq!(exit_code(Code::PepperMissing), 2);
+    }
+
+    #[test]
+    fn every_failure_a_run_can_end_with_has_a_hint() {
+        for c in [
+            Code::ConfigNotFound,
+            Code::DecryptFailed,
+            Code::NetworkError,
+            Code::SchemaInvalid,
+            Code::NoActiveMembers,
+            Code::DbNotInitialized,
+        ] {
+            assert!(hint(c).is_some_and(|h| !h.is_empty()), "{c}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The process's state, built once and borrowed by every invocation or command: the runner (SQL
+//! store, HTTP provider, key cache) and the object store. The functions and the CLI build it the
+//! same way, so a CLI run behaves exactly like a deployed one.
+//!
+//! Invariants: nothing here connects or calls out (the pool connects lazily on first use); a
+//! state that cannot be built is an error with a stable code, never a half-built value.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, ObjectSettings, Settings};
+use crate::error::RunError;
+use crate::objects;
+use crate::ports::ObjectStore;
+use crate::provider::HttpProvider;
+use crate::run::{Runner, Spill};
+use crate::store::Db;
+
+/// The production runner: SQL store plus HTTP provider.
+pub type AppRunner = Runner<Db, HttpProvider>;
+
+/// Everything a process keeps between invocations.
+#[derive(Debug)]
+pub struct App {
+    /// The engine.
+    pub runner: AppRunner,
+    /// Object storage (uploads, results, spill-over).
+    pub objects: Arc<dyn ObjectStore>,
+    /// Object settings (prefixes, limits).
+    pub object_settings: ObjectSettings,
+}
+
+impl App {
+    /// Builds the state from settings.
+    pub fn new(settings: &Settings) -> Result<Self, RunError> {
+        Self::with_db(settings, Db::new(settings.database.clone()))
+    }
+
+    /// Builds the state around a database handle the caller made (e.g. one that creates the
+    /// embedded file).
+    pub fn with_db(settings: &Settings, db: Db) -> Result<Self, RunError> {
+        let provider = HttpProvider::new(settings.http.clone())?;
+        let objects: Arc<dyn ObjectStore> = Arc::from(objects::from_settings(&settings.objects));
+        let spill = if settings.enable_oss_spillover {
+            let bucket = settings
+                .objects
+                .bucket
+                .clone()
+                .ok_or(ConfigError::Missing(vec!["OSS_BUCKET"]))?;
+            Some(Spill {
+                store: objects.clone(),
+                bucket,
+                prefix: settings.objects.spill_prefix.clone(),
+                threshold: settings.objects.spill_threshold,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            runner: Runner::new(db, provider, settings).with_spill(spill),
+            objects,
+            object_settings: settings.objects.clone(),
+        })
+    }
+
+    /// Loads settings (env files + environment) and builds the state: what a function's `main` does.
+    pub fn from_env() -> Result<Self, RunError> {
+        Self::new(&Settings::load()?)
+    }
+}

@@ -1,0 +1,86 @@
+//! The configuration catalog as YAML: what `ai-runner cfg sample / verify / gen / export` read
+//! and write, so a team can keep its whole configuration in git and apply it from CI.
+//!
+//! Shape (every section optional):
+//!
+//! ```yaml
+//! connections:    [{name, provider, base_url, api_key | api_key_plain | api_key_encrypted, active}]
+//! models:         [{name, connection}]
+//! param_profiles: [{name, params}]
+//! prompts:        [{name, version, messages, response_format, variables, description}]
+//! configs:        [{config_key, model, prompt: "name@version" | {name, version}, param_profile, description, active}]
+//!                 (or the predecessor's legacy form with model_id / prompt_id / param_profile_id)
+//! routes:         [{project, route_key, policy, policy_config, variables, prompt, param_profile,
+//!                   response_format, active, members: [{config_key, priority, weight, active}]}]
+//! ```
+//!
+//! Map: [`types`] (the typed objects), [`fields`] (field readers that collect findings),
+//! [`verify`] (one reader per object kind), [`refs`] (cross-references), [`route_pool`] (the
+//! predecessor's pool file), [`plan`] (what applying would change: pure), [`sample`] (the
+//! template). Writing a plan to the database is [`crate::store::catalog`]'s job.
+//!
+//! Invariants: [`verify`] reports every problem at once, each with its YAML path; a file that
+//! verifies applies; a file exported from a database verifies and re-applies with no change.
+
+pub(crate) mod fields;
+pub mod plan;
+pub mod refs;
+pub mod route_pool;
+pub mod sample;
+pub mod types;
+pub mod verify;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::code::Code;
+
+pub use plan::{Action, ApplyError, PlanItem, Snapshot, env_reference, plan, plan_with};
+pub use refs::Known;
+pub use route_pool::route_pool;
+pub use sample::sample;
+pub use types::{
+    Catalog, Config, Connection, Member, Model, ParamProfile, Prompt, PromptRef, Route,
+};
+pub use verify::{verify, verify_with};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The file cannot be applied.
+    Error,
+    /// Worth a look; the file still applies.
+    Warning,
+}
+
+/// One problem found in a catalog file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// YAML path, e.g. `configs[2].model`.
+    pub path: String,
+    /// Stable code, e.g. `UNKNOWN_KEY`, `MISSING_FIELD`, `UNKNOWN_REFERENCE`.
+    pub code: Code,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses YAML text into a JSON value (YAML 1.2 via serde_yaml_ng), or a finding.
+pub fn parse_yaml(text: &str) -> Result<Value, Finding> {
+    serde_yaml_ng::from_str::<Value>(text).map_err(|e| Finding {
+        severity: Severity::Error,
+        path: e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "$".into()),
+        code: Code::YamlInvalid,
+        message: e.to_string(),
+    })
+}
+
+/// `<...>` placeholders from `cfg sample`.
+pub fn is_placeholder(key: &str) -> bool {
+    key.starts_with('<') && key.ends_with('>')
+}

@@ -1,0 +1,147 @@
+//! What a function answers: the caller's shape for a finished run or a rejected event, and the
+//! HTTP status each [`Code`] maps to.
+//!
+//! Invariants: HTTP callers always get an HTTP response (status from [`http_status`], body
+//! `{"error":{"code","message"},"trace_id"}`); direct callers get the result JSON or a platform
+//! error whose `errorType` is the stable code. [`http_status`] is an exhaustive match: a new code
+//! does not compile until it has a status.
+
+use serde_json::{Value, json};
+
+use super::events::{self, Source};
+use crate::code::Code;
+use crate::error::RunError;
+use crate::run::RunResult;
+
+/// The HTTP status an API Gateway / HTTP-trigger caller sees for a failure with this code.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::InvalidInput
+        | Code::MissingMediaUrl
+        | Code::PromptMissing
+        | Code::PromptInvalid
+        | Code::ParamsInvalid
+        | Code::CatalogInvalid
+        | Code::YamlInvalid
+        | Code::BadType
+        | Code::UnknownKey
+        | Code::MissingField
+        | Code::UnknownReference
+        | Code::Duplicate
+        | Code::Conflict
+        | Code::BadUrl
+        | Code::BadPolicy
+        | Code::BadParam
+        | Code::BadMessages
+        | Code::BadMediaPart
+        | Code::BadJsonSchema
+        | Code::BadResponseFormat
+        | Code::BadPromptReference
+        | Code::KeyPlaceholder
+        | Code::PlainKeyInFile
+        | Code::UnfilledPlaceholder
+        | Code::UnknownPartType
+        | Code::NoPrompt
+        | Code::NoMembers
+        | Code::KeyUnresolved => 400,
+        Code::ConfigNotFound
+        | Code::RouteNotFound
+        | Code::MappingNotFound
+        | Code::ObjectNotFound => 404,
+        Code::MediaUnsupported | Code::MediaTooLarge => 415,
+        Code::SchemaInvalid | Code::LetterDetected => 422,
+        Code::Http429RateLimit
+        | Code::Http5xxServerError
+        | Code::HttpStatusError
+        | Code::NetworkTimeout
+        | Code::NetworkError
+        | Code::RequestError
+        | Code::BadProviderResponse
+        | Code::ProviderUnreachable => 502,
+        Code::NoActiveMembers => 503,
+        Code::ConfigMissing
+        | Code::ConfigInvalid
+        | Code::IoError
+        | Code::DbNotInitialized
+        | Code::DbUnavailable
+        | Code::DbError
+        | Code::StoredJsonInvalid
+        | Code::SchemaOutdated
+        | Code::PepperMissing
+        | Code::EncryptedKeyInvalid
+        | Code::DecryptFailed
+        | Code::ObjectAccessDenied
+        | Code::ObjectOperationUnsupported
+        | Code::ObjectStoreUnavailable
+        | Code::ObjectFailed
+        | Code::DoctorFailed
+        | Code::DemoProviderFailed
+        | Code::QuickstartUploadFailed => 500,
+    }
+}
+
+/// A failed direct invocation, reported to the platform as `{errorType, errorMessage}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Stable code.
+    pub error_type: String,
+    /// Short message (with the trace id when a run happened).
+    pub error_message: String,
+}
+
+impl From<Failure> for lambda_runtime::Diagnostic {
+    fn from(f: Failure) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: f.error_type,
+            error_message: f.error_message,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.error_message)
+    }
+}
+
+/// The answer to an event that could not be parsed.
+pub(crate) fn input_failure(source: Source, e: &RunError) -> Result<Value, Failure> {
+    if source.is_http() {
+        Ok(events::http_response(
+            http_status(e.code()),
+            &json!({"error": {"code": e.code().as_str(), "message": e.to_string()}}),
+        ))
+    } else {
+        Err(Failure {
+            error_type: e.code().as_str().to_owned(),
+            error_message: e.to_string(),
+        })
+    }
+}
+
+/// Shapes a finished run for the caller.
+pub fn reply(source: Source, result: &RunResult) -> Result<Value, Failure> {
+    shape(source, result.failure.as_deref(), &result.trace_id, result)
+}
+
+pub(crate) fn shape<T: serde::Serialize>(
+    source: Source,
+    failure: Option<&RunError>,
+    trace_id: &str,
+    result: &T,
+) -> Result<Value, Failure> {
+    let body = serde_json::to_value(result).unwrap_or(Value::Null);
+    match (failure, source.is_http()) {
+        (None, true) => Ok(events::http_response(200, &body)),
+        (None, false) => Ok(body),
+        (Some(e), true) => Ok(events::http_response(
+            http_status(e.code()),
+            &json!({"error": {"code": e.code().as_str(), "message": e.to_string()}, "trace_id": trace_id}),
+        )),
+        (Some(e), false) => Err(Failure {
+            error_type: e.code().as_str().to_owned(),
+            error_message: format!("{e} (trace_id {trace_id})"),
+        }),
+    }
+}

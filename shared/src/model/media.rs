@@ -1,0 +1,222 @@
+//! The upload pipeline's data: which route handles which objects, and the job row that makes
+//! every object version run once.
+//!
+//! Invariants: plain values; the store persists them, the pipeline ([`crate::media`]) decides.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// An object that was created, as an event reported it (key decoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRef {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// Size, if the event said.
+    pub size: Option<u64>,
+    /// ETag, if the event said.
+    pub etag: Option<String>,
+    /// Version id, if the bucket is versioned.
+    pub version_id: Option<String>,
+}
+
+/// A mapping from uploaded objects to a route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediaMapping {
+    /// Row id.
+    pub id: i64,
+    /// Bucket name, or `*` for any bucket.
+    pub bucket: String,
+    /// Keys must start with this ('' = any).
+    pub key_prefix: String,
+    /// Keys must end with this ('' = any), e.g. `.wav`.
+    pub key_suffix: String,
+    /// Route project.
+    pub project: String,
+    /// Route key.
+    pub route_key: String,
+    /// Extra variables for the run (e.g. `{"MEDIA_MODE": "inline"}`).
+    pub variables: Option<Value>,
+    /// Whether it is used.
+    pub active: bool,
+}
+
+impl MediaMapping {
+    /// Whether this mapping applies to `bucket`/`key`.
+    pub fn matches(&self, bucket: &str, key: &str) -> bool {
+        self.active
+            && (self.bucket == "*" || self.bucket == bucket)
+            && key.starts_with(&self.key_prefix)
+            && key.ends_with(&self.key_suffix)
+    }
+
+    /// Higher is more specific: an exact bucket, then a longer prefix, then a longer suffix.
+    fn specificity(&self) -> (bool, usize, usize, i64) {
+        (
+            self.bucket != "*",
+            self.key_prefix.len(),
+            self.key_suffix.len(),
+            -self.id,
+        )
+    }
+}
+
+/// Picks the most specific matching mapping.
+pub fn most_specific<'a>(
+    maps: &'a [MediaMapping],
+    bucket: &str,
+    key: &str,
+) -> Option<&'a MediaMapping> {
+    maps.iter()
+        .filter(|m| m.matches(bucket, key))
+        .max_by_key(|m| m.specificity())
+}
+
+/// Identifies one object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey {
+    /// Bucket.
+    pub bucket: String,
+    /// Decoded object key.
+    pub key: String,
+    /// Version id, else ETag, else ''.
+    pub version: String,
+}
+
+/// The result of trying to claim a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: this caller runs it.
+    New(i64),
+    /// A failed job, or one stuck past its lease: this caller runs it again.
+    TakenOver {
+        /// Job id.
+        id: i64,
+        /// Attempts including this one.
+        attempts: i64,
+    },
+    /// Already finished (succeeded, failed for good, or rejected): nothing to do.
+    Done {
+        /// Job id.
+        id: i64,
+        /// Its status.
+        status: String,
+    },
+    /// Another delivery is running it right now.
+    InProgress(i64),
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Default)]
+pub struct JobFinish {
+    /// `succeeded`, `failed` or `rejected`.
+    pub status: &'static str,
+    /// Stable code on failure or rejection.
+    pub error_code: Option<String>,
+    /// Message on failure or rejection.
+    pub error_message: Option<String>,
+    /// Run trace id.
+    pub trace_id: Option<String>,
+    /// Audit row ids of the run, comma-separated.
+    pub audit_ids: Option<String>,
+    /// Where the result JSON was written.
+    pub result_bucket: Option<String>,
+    /// Its key.
+    pub result_key: Option<String>,
+    /// A short summary of the run (answered_by, status, content length...).
+    pub summary: Option<Value>,
+    /// Media format (extension).
+    pub media_format: Option<String>,
+    /// Object size.
+    pub size_bytes: Option<i64>,
+    /// Object content type.
+    pub content_type: Option<String>,
+    /// Finish time.
+    pub finished_ms: i64,
+    /// Processing time.
+    pub duration_ms: i64,
+}
+
+/// A job row as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    /// Id.
+    pub id: i64,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub object_key: String,
+    /// Version id or ETag.
+    pub object_version: String,
+    /// `running`, `succeeded`, `failed`, `rejected`.
+    pub status: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Route project.
+    pub project_name: Option<String>,
+    /// Route key.
+    pub route_key: Option<String>,
+    /// Stable code on failure.
+    pub error_code: Option<String>,
+    /// Message on failure.
+    pub error_message: Option<String>,
+    /// Run trace id.
+    pub trace_id: Option<String>,
+    /// Audit row ids, comma-separated.
+    pub audit_ids: Option<String>,
+    /// Result location.
+    pub result_bucket: Option<String>,
+    /// Result key.
+    pub result_key: Option<String>,
+    /// Summary.
+    pub summary: Option<Value>,
+    /// Created (epoch ms).
+    pub created_ms: i64,
+    /// Processing time.
+    pub duration_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: i64, bucket: &str, prefix: &str, suffix: &str) -> MediaMapping {
+        MediaMapping {
+            id,
+            bucket: bucket.into(),
+            key_prefix: prefix.into(),
+            key_suffix: suffix.into(),
+            project: "p".into(),
+            route_key: format!("r{id}"),
+            variables: None,
+            active: true,
+        }
+    }
+
+    #[test]
+    fn the_most_specific_mapping_wins() {
+        let maps = [
+            m(1, "*", "", ""),
+            m(2, "b", "calls/", ""),
+            m(3, "b", "calls/vip/", ""),
+            m(4, "b", "calls/", ".wav"),
+        ];
+        let pick = |k: &str| most_specific(&maps, "b", k).map(|m| m.id);
+        assert_eq!(pick("calls/vip/x.mp3"), Some(3));
+        assert_eq!(pick("calls/x.wav"), Some(4));
+        assert_eq!(pick("calls/x.mp3"), Some(2));
+        assert_eq!(pick("other/x.mp3"), Some(1));
+        assert_eq!(
+            most_specific(&maps[1..], "other-bucket", "calls/x.wav"),
+            None
+        );
+        let mut inactive = m(5, "b", "calls/vip/deep/", "");
+        inactive.active = false;
+        let with = [maps[2].clone(), inactive];
+        assert_eq!(
+            most_specific(&with, "b", "calls/vip/deep/x").map(|m| m.id),
+            Some(3)
+        );
+    }
+}

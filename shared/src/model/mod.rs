@@ -1,0 +1,158 @@
+//! The core data: what a resolved config and route are, what an audit row holds, what an upload
+//! job is. Plain values, no I/O.
+//!
+//! Invariants: nothing here knows about SQL, HTTP or a platform; every other module may depend on
+//! this one and this one depends on none of them (only on [`crate::code`]). The store fills these
+//! types, the runner consumes them.
+
+pub mod media;
+
+use serde_json::Value;
+
+/// The provider endpoint of a config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionInfo {
+    /// `ai_connection.id`.
+    pub id: i64,
+    /// `ai_connection.name` (the row identity v2 key blobs are bound to).
+    pub name: String,
+    /// The full chat-completions URL.
+    pub base_url: String,
+    /// The encrypted key blob, as stored.
+    pub key_blob: String,
+}
+
+impl ConnectionInfo {
+    /// The associated-data binding for this connection's key blob.
+    pub fn key_binding(&self) -> String {
+        connection_binding(&self.name)
+    }
+}
+
+/// The associated-data binding of `ai_connection.api_key_encrypted` for connection `name`.
+pub fn connection_binding(name: &str) -> String {
+    format!("ai_connection:{name}")
+}
+
+/// A prompt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptInfo {
+    /// `ai_prompt.name`.
+    pub name: String,
+    /// `ai_prompt.version`.
+    pub version: String,
+    /// `messages_json`, parsed.
+    pub messages: Value,
+    /// `response_format_json`, parsed.
+    pub response_format: Option<Value>,
+    /// `variables_json`, parsed.
+    pub variables: Option<Value>,
+}
+
+/// Everything needed to run one config_key, from one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedConfig {
+    /// `ai_config.id`.
+    pub config_id: i64,
+    /// `ai_config.config_key`.
+    pub config_key: String,
+    /// `ai_model.name`, sent as `model`.
+    pub model: String,
+    /// The provider endpoint.
+    pub connection: ConnectionInfo,
+    /// The prompt, if the config has one.
+    pub prompt: Option<PromptInfo>,
+    /// `ai_param_profile.params_json`, parsed (key order kept).
+    pub params: Option<Value>,
+}
+
+/// One active member of a route, with its config resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMember {
+    /// `ai_route_member_v2.id`.
+    pub member_id: i64,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Relative share for the `weighted` policy (0 = never first).
+    pub weight: i64,
+    /// The member's config.
+    pub config: ResolvedConfig,
+}
+
+/// A route and its members, ordered `priority ASC, id ASC`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRoute {
+    /// `ai_route_v2.id`.
+    pub route_id: i64,
+    /// Project name.
+    pub project: String,
+    /// Route key.
+    pub route_key: String,
+    /// `policy` as stored.
+    pub policy: String,
+    /// `policy_config_json`, parsed.
+    pub policy_config: Option<Value>,
+    /// Route-level variables.
+    pub variables: Option<Value>,
+    /// Route-level prompt (replaces the member's).
+    pub prompt: Option<PromptInfo>,
+    /// Route-level params (replace the member's).
+    pub params: Option<Value>,
+    /// Route-level response_format (replaces the prompt's).
+    pub response_format: Option<Value>,
+    /// Active members whose config, model and connection are active.
+    pub members: Vec<RouteMember>,
+}
+
+/// One `ai_call_logs` row. Core columns first (compat.md section 4), then ours.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct AuditRow {
+    /// The config that ran (for routes: the member's).
+    pub config_key: String,
+    /// Last HTTP status, 0 when no response was obtained.
+    pub http_status: u16,
+    /// Whole run, milliseconds.
+    pub duration_ms: u64,
+    /// `usage.prompt_tokens`.
+    pub prompt_tokens: Option<i64>,
+    /// `usage.completion_tokens`.
+    pub completion_tokens: Option<i64>,
+    /// `usage.total_tokens`.
+    pub total_tokens: Option<i64>,
+    /// The provider's response id.
+    pub response_id: Option<String>,
+    /// Stable error code, `None` on success.
+    pub error_code: Option<String>,
+    /// Short error message.
+    pub error_message: Option<String>,
+    /// The body sent plus `_trace_id` (never the key).
+    pub request_body_json: Option<String>,
+    /// The provider's JSON answer.
+    pub response_body_json: Option<String>,
+    /// Trace id shared with the provider (`X-Trace-Id`).
+    pub trace_id: String,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Milliseconds spent waiting on the provider.
+    pub provider_ms: Option<u64>,
+    /// Time to first token (streams).
+    pub ttft_ms: Option<u64>,
+    /// What fired the run: `cli`, `lambda`, `apigw`, `schedule`, `oss`, `library`.
+    pub trigger_source: String,
+    /// The platform request id (Lambda / FC), if any.
+    pub request_id: Option<String>,
+    /// The model sent.
+    pub model_name: Option<String>,
+    /// Project (routes) or PROJECT_NAME.
+    pub project_name: Option<String>,
+    /// Route key, for route member attempts.
+    pub route_key: Option<String>,
+    /// Route policy.
+    pub route_policy: Option<String>,
+    /// 1-based member attempt within the route.
+    pub route_attempt: Option<u32>,
+    /// Why the route moved on from this member (its error code), if it did.
+    pub handover_reason: Option<String>,
+}

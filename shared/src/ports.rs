@@ -1,0 +1,338 @@
+//! The ports: the small traits the core uses to reach the outside (a database of configs and
+//! audit rows, a job table, a chat-completions provider, an object store), with the values and
+//! errors that cross them.
+//!
+//! Invariants: the core ([`crate::run`], [`crate::media`]) depends only on these traits; the real
+//! implementations ([`crate::store::Db`], [`crate::provider::HttpProvider`], [`crate::objects`])
+//! live in their own modules and integration tests run them against real servers. Every error
+//! here has a stable [`Code`] and says whether retrying may help.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::code::Code;
+use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
+use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
+use crate::secret::Secret;
+
+/// A boxed, sendable error: the cause behind a port error (for logs, never shown to callers).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+// ---------------------------------------------------------------------------------------------
+// The database
+// ---------------------------------------------------------------------------------------------
+
+/// Why the database could not give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No active config with this key (or its model/connection is missing or inactive).
+    #[error("no active config named {0:?}")]
+    ConfigNotFound(String),
+    /// No active route with this key in this active project.
+    #[error("no active route {route_key:?} in project {project:?}")]
+    RouteNotFound {
+        /// Project name.
+        project: String,
+        /// Route key.
+        route_key: String,
+    },
+    /// The route exists but has no active member with an active config.
+    #[error("route {0:?} has no active members")]
+    NoActiveMembers(String),
+    /// The database has no schema yet (the embedded file does not exist, or the tables are
+    /// missing); the text says which.
+    #[error("{0}")]
+    NotInitialized(String),
+    /// The server could not be reached or refused us.
+    #[error("database unavailable")]
+    Unavailable(#[source] Cause),
+    /// A statement failed.
+    #[error("database error")]
+    Query(#[source] Cause),
+    /// A stored JSON column does not parse.
+    #[error("stored JSON in {column} is invalid")]
+    BadJson {
+        /// Which column.
+        column: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::ConfigNotFound(_) => Code::ConfigNotFound,
+            Self::RouteNotFound { .. } => Code::RouteNotFound,
+            Self::NoActiveMembers(_) => Code::NoActiveMembers,
+            Self::NotInitialized(_) => Code::DbNotInitialized,
+            Self::Unavailable(_) => Code::DbUnavailable,
+            Self::Query(_) => Code::DbError,
+            Self::BadJson { .. } => Code::StoredJsonInvalid,
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Query(_))
+    }
+}
+
+/// What the runner needs from a database.
+pub trait Store: Send + Sync {
+    /// Resolves an active config_key with one query.
+    fn resolve_config(
+        &self,
+        config_key: &str,
+    ) -> impl Future<Output = Result<ResolvedConfig, StoreError>> + Send;
+    /// Commits one audit row; returns its id.
+    fn insert_audit(&self, row: &AuditRow) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Resolves an active route of an active project with its active members (two queries).
+    fn resolve_route(
+        &self,
+        project: &str,
+        route_key: &str,
+    ) -> impl Future<Output = Result<ResolvedRoute, StoreError>> + Send;
+    /// Atomically advances a route's round-robin cursor and returns its new position; `None`
+    /// when the cursor table is missing (an unmigrated database).
+    fn next_cursor(
+        &self,
+        route_id: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// The position the next [`Store::next_cursor`] call would return, without advancing.
+    fn peek_cursor(
+        &self,
+        route_id: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+}
+
+/// What the upload pipeline needs from its job table.
+pub trait JobStore: Send + Sync {
+    /// The most specific active mapping for an object.
+    fn find_mapping(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<MediaMapping>, StoreError>> + Send;
+    /// Claims the job of one object version (atomic; see [`Claim`]).
+    fn claim_job(
+        &self,
+        job: &JobKey,
+        project: &str,
+        route_key: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// Makes a finished job claimable again (a forced re-run).
+    fn reopen_job(&self, job: &JobKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records how a job ended.
+    fn finish_job(
+        &self,
+        id: i64,
+        finish: &JobFinish,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+// ---------------------------------------------------------------------------------------------
+
+/// Why the provider did not give a usable answer (after retries).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// HTTP 429.
+    #[error("provider rate limit (HTTP 429){}", detail(.0))]
+    RateLimited(Option<String>),
+    /// HTTP 5xx.
+    #[error("provider server error (HTTP {status}){}", detail(.message))]
+    Server {
+        /// Status.
+        status: u16,
+        /// Provider's error message, scrubbed.
+        message: Option<String>,
+    },
+    /// Any other non-2xx status (400, 401, 404, ...).
+    #[error("provider rejected the request (HTTP {status}){}", detail(.message))]
+    Status {
+        /// Status.
+        status: u16,
+        /// Provider's error message, scrubbed.
+        message: Option<String>,
+    },
+    /// No complete answer within `AI_TIMEOUT`.
+    #[error("provider did not answer within {0} ms")]
+    Timeout(u64),
+    /// Connection refused, reset, DNS, TLS.
+    #[error("cannot reach provider: {0}")]
+    Network(String),
+    /// The request could not be sent at all (bad URL, bad header).
+    #[error("cannot send request: {0}")]
+    Request(String),
+    /// A 2xx answer that is not a chat completion (not JSON, no choices, broken stream).
+    #[error("provider answer is unusable: {0}")]
+    BadResponse(String),
+}
+
+fn detail(m: &Option<String>) -> String {
+    m.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
+impl ProviderError {
+    /// Stable code (compat.md section 5).
+    pub fn code(&self) -> Code {
+        match self {
+            Self::RateLimited(_) => Code::Http429RateLimit,
+            Self::Server { .. } => Code::Http5xxServerError,
+            Self::Status { .. } => Code::HttpStatusError,
+            Self::Timeout(_) => Code::NetworkTimeout,
+            Self::Network(_) => Code::NetworkError,
+            Self::Request(_) => Code::RequestError,
+            Self::BadResponse(_) => Code::BadProviderResponse,
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited(_) | Self::Server { .. } | Self::Timeout(_) | Self::Network(_)
+        )
+    }
+}
+
+/// One request to send (borrowed from the run).
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderRequest<'a> {
+    /// Full chat-completions URL.
+    pub url: &'a str,
+    /// Bearer key.
+    pub api_key: &'a Secret,
+    /// JSON body, in wire order.
+    pub body: &'a Map<String, Value>,
+    /// `X-Trace-Id`.
+    pub trace_id: &'a str,
+    /// Read the answer as an SSE stream.
+    pub stream: bool,
+}
+
+/// What happened on the wire, success or not.
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    /// HTTP attempts made (1 + retries).
+    pub attempts: u32,
+    /// Status of the last response, 0 when none was obtained.
+    pub http_status: u16,
+    /// Wall time from the first send to the final answer, including backoff.
+    pub provider_ms: u64,
+    /// The same in microseconds (for overhead measurements).
+    pub provider_us: u64,
+    /// Time to first content token on the successful attempt (streams).
+    pub ttft_ms: Option<u64>,
+    /// The answer (assembled for streams) or the provider's JSON error body, scrubbed.
+    pub body: Option<Value>,
+    /// Set when the exchange failed.
+    pub error: Option<ProviderError>,
+}
+
+/// Something that can answer chat-completion requests.
+pub trait Provider: Send + Sync {
+    /// Sends with retries; never fails outright (failures are in [`Exchange::error`]).
+    fn send(&self, req: ProviderRequest<'_>) -> impl Future<Output = Exchange> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Object storage
+// ---------------------------------------------------------------------------------------------
+
+/// A boxed future, so the trait can be used as `dyn ObjectStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// No such bucket or key.
+    #[error("object s3://{bucket}/{key} not found")]
+    NotFound {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// The store refused (credentials, policy).
+    #[error("object store denied access to s3://{bucket}/{key}")]
+    Denied {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// This store cannot do that (e.g. presign on a local directory).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// Network, timeout, server error.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ObjectError {
+    /// Stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::NotFound { .. } => Code::ObjectNotFound,
+            Self::Denied { .. } => Code::ObjectAccessDenied,
+            Self::Unsupported(_) => Code::ObjectOperationUnsupported,
+            Self::Unavailable(_) => Code::ObjectStoreUnavailable,
+        }
+    }
+
+    /// Whether trying again later may help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// What a HEAD tells.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectMeta {
+    /// Bytes.
+    pub size: u64,
+    /// `Content-Type`, if the store knows it.
+    pub content_type: Option<String>,
+    /// ETag without quotes.
+    pub etag: Option<String>,
+    /// Version id, on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+/// The operations the pipeline and spill-over need.
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Size, type and identity of an object.
+    fn head<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
+    /// The whole object.
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
+    /// Writes an object (private: no ACL is granted).
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>>;
+    /// A time-limited GET URL.
+    fn presign_get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<String, ObjectError>>;
+}

@@ -1,0 +1,51 @@
+//! Running things: one config ([`runner`]), a route of configs with a policy ([`route`],
+//! [`policy`]), and the result both return ([`result`]).
+//!
+//! Dependencies point one way inside: `route` uses `runner` and `policy`; `runner` uses neither;
+//! `policy` is plain rules over the model. Invariants of the whole: a run never panics and always
+//! returns a result; once a config is resolved, exactly one audit row per member attempt is
+//! committed (see [`crate::audit`]).
+
+pub mod policy;
+pub mod result;
+pub mod route;
+pub mod runner;
+
+use rand::RngCore;
+use serde_json::{Map, Value};
+
+pub use result::{RunMeta, RunResult, RunStatus};
+pub use route::{DryRequest, DryRun, MemberAttempt, RouteMeta, RouteResult};
+pub use runner::{Overlay, Runner, Spill};
+
+/// Runtime variables (`{{NAME}}` values), highest precedence.
+pub type Variables = Map<String, Value>;
+
+/// Where a run came from, for the audit row and logs.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// `cli`, `lambda`, `apigw`, `schedule`, `oss`, `library`, ...
+    pub trigger: String,
+    /// Platform request id (Lambda / FC), if any.
+    pub request_id: Option<String>,
+    /// Values that must not be stored (presigned URL signatures, inline media): each is
+    /// replaced by `[redacted]` in audit rows.
+    pub redact: Vec<String>,
+}
+
+impl RunContext {
+    /// A context with this trigger and no request id.
+    pub fn new(trigger: impl Into<String>) -> Self {
+        Self {
+            trigger: trigger.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A fresh 32-hex-char trace id.
+pub fn new_trace_id() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,122 @@
+//! What a run returns: stable JSON for callers (the CLI's `--json`, the functions' answers) plus
+//! the typed failure for the edges.
+//!
+//! Invariants: field names never change; the typed failure is skipped in JSON (its `{code,
+//! message}` is `error`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ErrorBody, RunError};
+
+/// `ok` or `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Valid answer.
+    Ok,
+    /// See `error`.
+    Error,
+}
+
+/// Which config ran, with what model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunMeta {
+    /// The config_key.
+    pub config_key: String,
+    /// The model sent, once resolved.
+    pub model: Option<String>,
+}
+
+/// The outcome of a run, serialized as stable JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// `ok` or `error`.
+    pub status: RunStatus,
+    /// 32 hex chars, sent as `X-Trace-Id` and stored on the audit row.
+    pub trace_id: String,
+    /// Whole run, milliseconds.
+    pub total_ms: u64,
+    /// Waiting on the provider (all attempts and backoff), milliseconds.
+    pub provider_ms: u64,
+    /// The same in microseconds (benchmarks: overhead = wall time - provider time).
+    #[serde(skip)]
+    pub provider_us: u64,
+    /// Time to first token, for streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<u64>,
+    /// HTTP attempts in total (retries and content retries included).
+    pub attempts: u32,
+    /// Provider calls made because content failed validation (1 = first answer was kept).
+    pub content_attempts: u32,
+    /// Last HTTP status, 0 when none.
+    pub http_status: u16,
+    /// The assistant message content.
+    pub content: Option<String>,
+    /// The content parsed, when the request asked for JSON.
+    pub parsed: Option<Value>,
+    /// The provider's answer (assembled for streams).
+    pub response: Option<Value>,
+    /// `usage` from the answer.
+    pub usage: Option<Value>,
+    /// `{code, message}` on failure.
+    pub error: Option<ErrorBody>,
+    /// config_key and model.
+    pub meta: RunMeta,
+    /// The committed audit row's id.
+    pub audit_id: Option<i64>,
+    /// Set if the audit row could not be written (the run result stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
+    /// The typed failure, for edge conversions (HTTP status, exit code).
+    #[serde(skip)]
+    pub failure: Option<Arc<RunError>>,
+}
+
+impl RunResult {
+    /// True when the run produced a valid answer.
+    pub fn is_ok(&self) -> bool {
+        self.status == RunStatus::Ok
+    }
+
+    pub(crate) fn failed(trace_id: String, started: Instant, meta: RunMeta, e: RunError) -> Self {
+        Self {
+            status: RunStatus::Error,
+            trace_id,
+            total_ms: started.elapsed().as_millis() as u64,
+            provider_ms: 0,
+            provider_us: 0,
+            ttft_ms: None,
+            attempts: 0,
+            content_attempts: 0,
+            http_status: 0,
+            content: None,
+            parsed: None,
+            response: None,
+            usage: None,
+            error: Some(ErrorBody::from(&e)),
+            meta,
+            audit_id: None,
+            audit_error: None,
+            failure: Some(Arc::new(e)),
+        }
+    }
+}
+
+impl RunResult {
+    /// A failure before any config was resolved (no audit row).
+    pub fn failed_early(trace_id: String, started: Instant, config_key: &str, e: RunError) -> Self {
+        Self::failed(
+            trace_id,
+            started,
+            RunMeta {
+                config_key: config_key.to_owned(),
+                model: None,
+            },
+            e,
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! The audit table: the one statement that writes `ai_call_logs`, and the reads the CLI and tests
+//! use to show a row.
+//!
+//! Invariants: one row is one INSERT (committed on its own); the extended columns are used when
+//! the migration has added them, detected once per process from the first insert (an unmigrated
+//! predecessor table gets the core columns only, never a failed run).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use super::dialect::{InsertId, is_unknown_column, to_i64};
+use super::{AUDIT_CORE_ONLY, AUDIT_EXTENDED, Db, StoreError, db_err, on_pool, sql};
+use crate::model::AuditRow;
+
+impl Db {
+    async fn insert_audit_with(&self, row: &AuditRow, extended: bool) -> Result<i64, sqlx::Error> {
+        let pool = self
+            .pool()
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let sql = if extended {
+            sql::INSERT_AUDIT_EXTENDED
+        } else {
+            sql::INSERT_AUDIT_CORE
+        };
+        on_pool!(pool, |p| {
+            let q = sqlx::query(sql)
+                .bind(&row.config_key)
+                .bind(i64::from(row.http_status))
+                .bind(to_i64(row.duration_ms))
+                .bind(row.prompt_tokens)
+                .bind(row.completion_tokens)
+                .bind(row.total_tokens)
+                .bind(&row.response_id)
+                .bind(&row.error_code)
+                .bind(&row.error_message)
+                .bind(&row.request_body_json)
+                .bind(&row.response_body_json);
+            let q = if extended {
+                q.bind(&row.trace_id)
+                    .bind(row.status)
+                    .bind(i64::from(row.attempts))
+                    .bind(row.provider_ms.map(to_i64))
+                    .bind(row.ttft_ms.map(to_i64))
+                    .bind(&row.trigger_source)
+                    .bind(&row.request_id)
+                    .bind(&row.model_name)
+                    .bind(&row.project_name)
+                    .bind(&row.route_key)
+                    .bind(&row.route_policy)
+                    .bind(row.route_attempt.map(i64::from))
+                    .bind(&row.handover_reason)
+            } else {
+                q
+            };
+            q.execute(p).await.map(|r| r.insert_id())
+        })
+    }
+
+    /// Commits one audit row; returns its id ([`crate::ports::Store::insert_audit`]).
+    pub(crate) async fn write_audit(&self, row: &AuditRow) -> Result<i64, StoreError> {
+        // Connect first, so an unreachable server is DB_UNAVAILABLE, not DB_ERROR.
+        self.pool().await?;
+        let mode = self.audit_mode.load(Ordering::Relaxed);
+        if mode != AUDIT_CORE_ONLY {
+            match self.insert_audit_with(row, true).await {
+                Ok(id) => {
+                    self.audit_mode.store(AUDIT_EXTENDED, Ordering::Relaxed);
+                    return Ok(id);
+                }
+                Err(e) if is_unknown_column(&e) => {
+                    tracing::warn!(
+                        "ai_call_logs lacks the extended audit columns; writing core columns only (run `ai-runner db migrate`)"
+                    );
+                    self.audit_mode.store(AUDIT_CORE_ONLY, Ordering::Relaxed);
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        self.insert_audit_with(row, false).await.map_err(db_err)
+    }
+
+    /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.
+    pub async fn audit_row(&self, id: i64) -> Result<Option<Map<String, Value>>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| {
+            let row = sqlx::query(sql::AUDIT_ROW)
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db_err)?;
+            Ok(row.map(|r| row_to_json(&r)))
+        })
+    }
+
+    /// Every audit row with this trace id, oldest first.
+    pub async fn audit_rows_for_trace(
+        &self,
+        trace_id: &str,
+    ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| {
+            let rows = sqlx::query(sql::AUDIT_ROWS_FOR_TRACE)
+                .bind(trace_id)
+                .fetch_all(p)
+                .await
+                .map_err(db_err)?;
+            Ok(rows.iter().map(row_to_json).collect())
+        })
+    }
+}
+
+/// Decodes any row into JSON: integer columns as numbers, everything else as text.
+pub(crate) fn row_to_json<R: Row>(r: &R) -> Map<String, Value>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database>,
+    for<'a> u64: sqlx::Decode<'a, R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database>,
+{
+    use sqlx::{Column, TypeInfo};
+    let mut out = Map::new();
+    for (i, col) in r.columns().iter().enumerate() {
+        let ty = col.type_info().name().to_ascii_uppercase();
+        let v = if ty.contains("INT") && ty.contains("UNSIGNED") {
+            r.try_get_unchecked::<Option<u64>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
+        } else if ty.contains("INT") {
+            r.try_get_unchecked::<Option<i64>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
+        } else if ty.contains("DATE") || ty.contains("TIME") {
+            None
+        } else {
+            r.try_get_unchecked::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from)
+        };
+        out.insert(col.name().to_owned(), v.unwrap_or(Value::Null));
+    }
+    out
+}

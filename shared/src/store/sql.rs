@@ -1,0 +1,231 @@
+//! The SQL text of the run path and the config tables, as constants.
+//!
+//! Invariants: every statement here is valid on both MySQL/MariaDB and SQLite (`?` placeholders,
+//! `CAST(x AS CHAR)` for JSON columns, `CAST(id AS SIGNED)` for ids); statements that must differ
+//! per dialect live in [`super::dialect`]. Built with `concat!`, so they are true constants and
+//! rustfmt leaves them readable.
+
+/// The columns of a resolved config (shared by the config and route-member queries).
+macro_rules! config_columns {
+    () => {
+        "CAST(c.id AS SIGNED) AS config_id, c.config_key, m.name AS model_name, \
+         CAST(cn.id AS SIGNED) AS connection_id, cn.name AS connection_name, cn.base_url, \
+         CAST(cn.api_key_encrypted AS CHAR) AS key_blob, \
+         p.name AS prompt_name, p.version AS prompt_version, \
+         CAST(p.messages_json AS CHAR) AS messages_json, \
+         CAST(p.response_format_json AS CHAR) AS response_format_json, \
+         CAST(p.variables_json AS CHAR) AS variables_json, \
+         CAST(pp.params_json AS CHAR) AS params_json"
+    };
+}
+
+/// The joins from `ai_config c` to everything a run needs; inactive connections drop out.
+macro_rules! config_joins {
+    () => {
+        "JOIN ai_model m ON m.id = c.model_id \
+         JOIN ai_connection cn ON cn.id = m.connection_id AND cn.is_active = 1 \
+         LEFT JOIN ai_prompt p ON p.id = c.prompt_id \
+         LEFT JOIN ai_param_profile pp ON pp.id = c.param_profile_id"
+    };
+}
+
+/// One active config by key: everything a run needs in one query.
+pub(crate) const RESOLVE_CONFIG: &str = concat!(
+    "SELECT ",
+    config_columns!(),
+    " FROM ai_config c ",
+    config_joins!(),
+    " WHERE c.config_key = ? AND c.is_active = 1 ORDER BY c.id LIMIT 1"
+);
+
+/// A route's active members with their configs resolved, in failover order.
+pub(crate) const ROUTE_MEMBERS: &str = concat!(
+    "SELECT CAST(rm.id AS SIGNED) AS member_id, CAST(rm.priority AS SIGNED) AS priority, \
+     CAST(rm.weight AS SIGNED) AS weight, ",
+    config_columns!(),
+    " FROM ai_route_member_v2 rm \
+     JOIN ai_config c ON c.id = rm.config_id AND c.is_active = 1 ",
+    config_joins!(),
+    " WHERE rm.route_id = ? AND rm.is_active = 1 ORDER BY rm.priority ASC, rm.id ASC"
+);
+
+/// An active route of an active project, with its own prompt and params (same column names as
+/// a config's, so one row decoder reads both).
+pub(crate) const RESOLVE_ROUTE: &str = "SELECT CAST(r.id AS SIGNED) AS route_id, \
+     pj.name AS project_name, r.route_key, r.policy, \
+     CAST(r.policy_config_json AS CHAR) AS policy_config_json, \
+     CAST(r.variables_json AS CHAR) AS route_variables_json, \
+     CAST(r.response_format_json AS CHAR) AS route_response_format_json, \
+     p.name AS prompt_name, p.version AS prompt_version, \
+     CAST(p.messages_json AS CHAR) AS messages_json, \
+     CAST(p.response_format_json AS CHAR) AS response_format_json, \
+     CAST(p.variables_json AS CHAR) AS variables_json, \
+     CAST(pp.params_json AS CHAR) AS params_json \
+     FROM ai_route_v2 r JOIN ai_project_v2 pj ON pj.id = r.project_id AND pj.status = 'active' \
+     LEFT JOIN ai_prompt p ON p.id = r.prompt_id \
+     LEFT JOIN ai_param_profile pp ON pp.id = r.param_profile_id \
+     WHERE pj.name = ? AND r.route_key = ? AND r.is_active = 1 LIMIT 1";
+
+/// A round-robin cursor's current position.
+pub(crate) const PEEK_CURSOR: &str =
+    "SELECT CAST(position AS SIGNED) FROM ai_route_cursor_v2 WHERE route_id = ?";
+
+/// The predecessor's audit columns (compat.md section 4): always written.
+macro_rules! audit_core_columns {
+    () => {
+        "config_key, http_status, duration_ms, prompt_tokens, completion_tokens, total_tokens, \
+         response_id, error_code, error_message, request_body_json, response_body_json"
+    };
+}
+
+/// Our audit columns, written when the migration has added them.
+macro_rules! audit_ext_columns {
+    () => {
+        "trace_id, status, attempts, provider_ms, ttft_ms, trigger_source, request_id, \
+         model_name, project_name, route_key, route_policy, route_attempt, handover_reason"
+    };
+}
+
+/// The audit insert on a migrated database (24 values).
+pub(crate) const INSERT_AUDIT_EXTENDED: &str = concat!(
+    "INSERT INTO ai_call_logs (",
+    audit_core_columns!(),
+    ", ",
+    audit_ext_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+/// The audit insert on the predecessor's schema (11 values).
+pub(crate) const INSERT_AUDIT_CORE: &str = concat!(
+    "INSERT INTO ai_call_logs (",
+    audit_core_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+/// One audit row by id, every column.
+pub(crate) const AUDIT_ROW: &str =
+    "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
+
+/// A trace's audit rows, oldest first.
+pub(crate) const AUDIT_ROWS_FOR_TRACE: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
+     FROM ai_call_logs WHERE trace_id = ? ORDER BY id";
+
+// ---- the config tables: the snapshot `cfg gen` plans against and `cfg export` writes ----
+
+/// Every connection.
+pub(crate) const SNAPSHOT_CONNECTIONS: &str = "SELECT CAST(id AS SIGNED), name, provider, base_url, \
+     CAST(api_key_encrypted AS CHAR), CAST(is_active AS SIGNED) FROM ai_connection ORDER BY id";
+/// Every model with its connection's name.
+pub(crate) const SNAPSHOT_MODELS: &str = "SELECT CAST(m.id AS SIGNED), m.name, c.name FROM ai_model m \
+     JOIN ai_connection c ON c.id = m.connection_id ORDER BY m.id";
+/// Every param profile.
+pub(crate) const SNAPSHOT_PROFILES: &str = "SELECT CAST(id AS SIGNED), name, \
+     CAST(params_json AS CHAR) FROM ai_param_profile ORDER BY id";
+/// Every prompt.
+pub(crate) const SNAPSHOT_PROMPTS: &str = "SELECT CAST(id AS SIGNED), name, version, \
+     CAST(messages_json AS CHAR), CAST(response_format_json AS CHAR), \
+     CAST(variables_json AS CHAR), description FROM ai_prompt ORDER BY id";
+/// Every config, references as names.
+pub(crate) const SNAPSHOT_CONFIGS: &str = "SELECT c.config_key, m.name, p.name, p.version, pp.name, \
+     c.description, CAST(c.is_active AS SIGNED) FROM ai_config c \
+     JOIN ai_model m ON m.id = c.model_id LEFT JOIN ai_prompt p ON p.id = c.prompt_id \
+     LEFT JOIN ai_param_profile pp ON pp.id = c.param_profile_id ORDER BY c.id";
+/// Every route, references as names.
+pub(crate) const SNAPSHOT_ROUTES: &str = "SELECT CAST(r.id AS SIGNED), pj.name, r.route_key, \
+     r.policy, CAST(r.policy_config_json AS CHAR), CAST(r.variables_json AS CHAR), \
+     p.name, p.version, pp.name, CAST(r.response_format_json AS CHAR), \
+     CAST(r.is_active AS SIGNED) FROM ai_route_v2 r \
+     JOIN ai_project_v2 pj ON pj.id = r.project_id LEFT JOIN ai_prompt p ON p.id = r.prompt_id \
+     LEFT JOIN ai_param_profile pp ON pp.id = r.param_profile_id ORDER BY r.id";
+/// Every route member, in failover order.
+pub(crate) const SNAPSHOT_MEMBERS: &str = "SELECT CAST(m.route_id AS SIGNED), c.config_key, \
+     CAST(m.priority AS SIGNED), CAST(m.weight AS SIGNED), CAST(m.is_active AS SIGNED) \
+     FROM ai_route_member_v2 m JOIN ai_config c ON c.id = m.config_id ORDER BY m.priority, m.id";
+
+// ---- the one writer of each config table (used by `cfg gen`, `cfg route-pool`, quickstart) ----
+
+/// Id of a connection by name.
+pub(crate) const CONNECTION_ID: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_connection WHERE name = ?";
+/// Writes a connection with a new key.
+pub(crate) const UPDATE_CONNECTION_WITH_KEY: &str = "UPDATE ai_connection \
+     SET provider = ?, base_url = ?, api_key_encrypted = ?, is_active = ? WHERE id = ?";
+/// Writes a connection, keeping its key (only when something changed).
+pub(crate) const UPDATE_CONNECTION: &str = "UPDATE ai_connection \
+     SET provider = ?, base_url = ?, is_active = ? \
+     WHERE id = ? AND (provider <> ? OR base_url <> ? OR is_active <> ?)";
+/// A new connection.
+pub(crate) const INSERT_CONNECTION: &str = "INSERT INTO ai_connection \
+     (name, provider, base_url, api_key_encrypted, is_active) VALUES (?, ?, ?, ?, ?)";
+
+/// Id of a model by name.
+pub(crate) const MODEL_ID: &str = "SELECT CAST(id AS SIGNED) FROM ai_model WHERE name = ?";
+/// Moves a model to another connection (only when it changed).
+pub(crate) const UPDATE_MODEL: &str = "UPDATE ai_model SET connection_id = ?, is_active = 1 \
+     WHERE id = ? AND connection_id <> ?";
+/// A new model.
+pub(crate) const INSERT_MODEL: &str =
+    "INSERT INTO ai_model (name, connection_id, is_active) VALUES (?, ?, 1)";
+
+/// Id of a param profile by name.
+pub(crate) const PROFILE_ID: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_param_profile WHERE name = ?";
+/// Rewrites a param profile.
+pub(crate) const UPDATE_PROFILE: &str =
+    "UPDATE ai_param_profile SET params_json = ?, is_active = 1 WHERE id = ?";
+/// A new param profile.
+pub(crate) const INSERT_PROFILE: &str =
+    "INSERT INTO ai_param_profile (name, params_json, is_active) VALUES (?, ?, 1)";
+
+/// Id of a prompt by name and version.
+pub(crate) const PROMPT_ID: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_prompt WHERE name = ? AND version = ?";
+/// Rewrites a prompt (a missing description keeps the stored one).
+pub(crate) const UPDATE_PROMPT: &str = "UPDATE ai_prompt SET messages_json = ?, \
+     response_format_json = ?, variables_json = ?, description = COALESCE(?, description), \
+     status = 'active' WHERE id = ?";
+/// A new prompt.
+pub(crate) const INSERT_PROMPT: &str = "INSERT INTO ai_prompt (name, version, description, \
+     messages_json, response_format_json, variables_json, status) \
+     VALUES (?, ?, ?, ?, ?, ?, 'active')";
+
+/// Id of a config by key.
+pub(crate) const CONFIG_ID: &str = "SELECT CAST(id AS SIGNED) FROM ai_config WHERE config_key = ?";
+/// Rewrites a config.
+pub(crate) const UPDATE_CONFIG: &str = "UPDATE ai_config SET model_id = ?, prompt_id = ?, \
+     param_profile_id = ?, description = ?, is_active = ? WHERE id = ?";
+/// A new config.
+pub(crate) const INSERT_CONFIG: &str = "INSERT INTO ai_config (config_key, model_id, prompt_id, \
+     param_profile_id, description, is_active) VALUES (?, ?, ?, ?, ?, ?)";
+
+/// Id of a project by name.
+pub(crate) const PROJECT_ID: &str = "SELECT CAST(id AS SIGNED) FROM ai_project_v2 WHERE name = ?";
+/// Re-activates a project.
+pub(crate) const ACTIVATE_PROJECT: &str =
+    "UPDATE ai_project_v2 SET status = 'active' WHERE id = ? AND status <> 'active'";
+/// A new project.
+pub(crate) const INSERT_PROJECT: &str =
+    "INSERT INTO ai_project_v2 (name, status) VALUES (?, 'active')";
+
+/// Id of a route by project and key.
+pub(crate) const ROUTE_ID: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_route_v2 WHERE project_id = ? AND route_key = ?";
+/// Rewrites a route.
+pub(crate) const UPDATE_ROUTE: &str = "UPDATE ai_route_v2 SET policy = ?, policy_config_json = ?, \
+     variables_json = ?, prompt_id = ?, param_profile_id = ?, response_format_json = ?, \
+     is_active = ? WHERE id = ?";
+/// A new route.
+pub(crate) const INSERT_ROUTE: &str = "INSERT INTO ai_route_v2 (project_id, route_key, policy, \
+     policy_config_json, variables_json, prompt_id, param_profile_id, response_format_json, \
+     is_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Id of a member by route and config.
+pub(crate) const MEMBER_ID: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_route_member_v2 WHERE route_id = ? AND config_id = ?";
+/// Rewrites a member (only when something changed).
+pub(crate) const UPDATE_MEMBER: &str = "UPDATE ai_route_member_v2 \
+     SET priority = ?, weight = ?, is_active = ? \
+     WHERE id = ? AND (priority <> ? OR weight <> ? OR is_active <> ?)";
+/// A new member.
+pub(crate) const INSERT_MEMBER: &str = "INSERT INTO ai_route_member_v2 \
+     (route_id, config_id, priority, weight, is_active) VALUES (?, ?, ?, ?, ?)";

@@ -1,0 +1,20 @@
+//! The library, the function handlers and the catalog against real servers (SQLite files,
+//! MariaDB, OpenAI-protocol and S3-protocol servers on loopback ports): one test binary, one
+//! module per area. Shared helpers are in the `ai-runner-tests` library (`tests/src`).
+
+// Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
+// HTTP clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod catalog;
+mod handler;
+mod media;
+mod routes;
+mod run_once;
+mod schema;
+mod secrets;
