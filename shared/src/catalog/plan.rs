@@ -422,3 +422,181 @@ pub fn plan_with(
     }
     Ok((out, blobs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Member;
+    use crate::secret::Secret;
+    use serde_json::json;
+
+    fn ring() -> Keyring {
+        Keyring::new(Some(Secret::new("plan-test-pepper")), None)
+    }
+
+    fn catalog(v: serde_json::Value) -> Catalog {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn file() -> Catalog {
+        catalog(json!({
+            "connections": [{"name": "c", "provider": "p", "base_url": "https://x/v1/chat/completions", "api_key": "${K}"}],
+            "models": [{"name": "m", "connection": "c"}],
+            "param_profiles": [{"name": "pp", "params": {"TEMPERATURE": 0.1}}],
+            "prompts": [{"name": "p", "version": "v1", "messages": [{"role": "user", "content": "你好"}]}],
+            "configs": [{"config_key": "k", "model": "m", "prompt": "p@v1", "param_profile": "pp"}],
+            "routes": [{"project": "proj", "route_key": "r", "members": [{"config_key": "k"}]}]
+        }))
+    }
+
+    /// The snapshot a database holds after applying `cat` with key `key`.
+    fn applied(cat: &Catalog, key: &str) -> Snapshot {
+        let mut s = Snapshot::default();
+        for c in &cat.connections {
+            let blob = ring().encrypt(key, &connection_binding(&c.name)).unwrap();
+            let mut stored = c.clone();
+            stored.api_key = Some(env_reference(&c.name));
+            s.connections.insert(c.name.clone(), (stored, blob));
+        }
+        for m in &cat.models {
+            s.models.insert(m.name.clone(), m.clone());
+        }
+        for p in &cat.param_profiles {
+            s.profiles.insert(p.name.clone(), p.clone());
+        }
+        for p in &cat.prompts {
+            s.prompts
+                .insert((p.name.clone(), p.version.clone()), p.clone());
+        }
+        for c in &cat.configs {
+            s.configs.insert(c.config_key.clone(), c.clone());
+        }
+        for r in &cat.routes {
+            s.routes
+                .insert((r.project.clone(), r.route_key.clone()), r.clone());
+        }
+        s
+    }
+
+    fn actions(items: &[PlanItem]) -> Vec<(&str, &str, Action)> {
+        items
+            .iter()
+            .map(|i| (i.kind, i.name.as_str(), i.action))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_database_plans_a_create_per_object_and_encrypts_the_key_bound_to_its_row() {
+        let env = |k: &str| (k == "K").then(|| "sk-plan-1".to_owned());
+        let (items, blobs) = plan(&Snapshot::default(), &file(), &ring(), &env).unwrap();
+        assert!(
+            items.iter().all(|i| i.action == Action::Create),
+            "{items:?}"
+        );
+        assert_eq!(items.len(), 7, "{items:?}");
+        let blob = blobs[0].as_deref().unwrap();
+        assert_eq!(
+            ring().decrypt(blob, "ai_connection:c").unwrap().expose(),
+            "sk-plan-1"
+        );
+        assert!(ring().decrypt(blob, "ai_connection:other").is_err());
+    }
+
+    #[test]
+    fn the_same_file_again_changes_nothing_and_keeps_the_stored_key() {
+        let cat = file();
+        let snap = applied(&cat, "sk-plan-1");
+        for env_value in [None, Some("sk-plan-1")] {
+            let env = |_: &str| env_value.map(str::to_owned);
+            let (items, blobs) = plan(&snap, &cat, &ring(), &env).unwrap();
+            assert!(
+                items.iter().all(|i| i.action == Action::Unchanged),
+                "{items:?}"
+            );
+            assert_eq!(blobs, [None]);
+        }
+        let env = |_: &str| Some("sk-plan-2".to_owned());
+        let (items, blobs) = plan(&snap, &cat, &ring(), &env).unwrap();
+        assert_eq!(items[0].changes, ["api_key"]);
+        assert!(blobs[0].is_some(), "a new key is re-encrypted");
+    }
+
+    #[test]
+    fn a_changed_field_is_an_update_that_names_it() {
+        let snap = applied(&file(), "sk");
+        let mut cat = file();
+        cat.configs[0].description = Some("新的说明".into());
+        cat.routes[0].policy = "round_robin".into();
+        let (items, _) = plan(&snap, &cat, &ring(), &|_| None).unwrap();
+        let updated: Vec<_> = items
+            .iter()
+            .filter(|i| i.action == Action::Update)
+            .map(|i| (i.kind, i.changes.clone()))
+            .collect();
+        assert_eq!(
+            updated,
+            [("config", vec!["description"]), ("route", vec!["policy"])]
+        );
+    }
+
+    #[test]
+    fn an_exclusive_plan_deactivates_members_the_file_does_not_list() {
+        let mut two = file();
+        two.configs.push(Config {
+            config_key: "k2".into(),
+            ..two.configs[0].clone()
+        });
+        two.routes[0].members.push(Member {
+            config_key: "k2".into(),
+            priority: 2,
+            weight: 1,
+            active: true,
+        });
+        let snap = applied(&two, "sk");
+        let only_first = Catalog {
+            routes: file().routes,
+            ..Catalog::default()
+        };
+        let (items, _) = plan_with(&snap, &only_first, &ring(), &|_| None, true).unwrap();
+        assert!(
+            actions(&items).contains(&("member", "proj/r:k2", Action::Update)),
+            "{items:?}"
+        );
+        let (items, _) = plan_with(&snap, &only_first, &ring(), &|_| None, false).unwrap();
+        assert!(items.iter().all(|i| i.action == Action::Unchanged));
+    }
+
+    #[test]
+    fn legacy_ids_resolve_to_names_and_an_unknown_id_is_an_unknown_reference() {
+        let mut snap = applied(&file(), "sk");
+        snap.model_ids.insert(7, "m".into());
+        snap.prompt_ids.insert(3, ("p".into(), "v1".into()));
+        snap.profile_ids.insert(5, "pp".into());
+        let legacy = catalog(json!({"configs": [
+            {"config_key": "k", "model_id": 7, "prompt_id": 3, "param_profile_id": 5}
+        ]}));
+        let resolved = snap.resolve_legacy_ids(&legacy).unwrap();
+        assert_eq!(resolved.configs[0].model, "m");
+        assert_eq!(
+            resolved.configs[0].prompt.as_ref().unwrap().to_string(),
+            "p@v1"
+        );
+        assert_eq!(resolved.configs[0].param_profile.as_deref(), Some("pp"));
+        let (items, _) = plan(&snap, &legacy, &ring(), &|_| None).unwrap();
+        assert_eq!(actions(&items), [("config", "k", Action::Unchanged)]);
+
+        let dangling = catalog(json!({"configs": [{"config_key": "x", "model_id": 99}]}));
+        let e = plan(&snap, &dangling, &ring(), &|_| None).unwrap_err();
+        assert_eq!(e.code(), Code::UnknownReference);
+    }
+
+    #[test]
+    fn a_placeholder_or_an_unset_variable_for_a_new_connection_is_refused() {
+        let mut cat = file();
+        cat.connections[0].api_key = Some("<YOUR_KEY>".into());
+        let e = plan(&Snapshot::default(), &cat, &ring(), &|_| None).unwrap_err();
+        assert_eq!(e.code(), Code::KeyUnresolved);
+        let e = plan(&Snapshot::default(), &file(), &ring(), &|_| None).unwrap_err();
+        assert_eq!(e.code(), Code::KeyUnresolved);
+    }
+}

@@ -675,3 +675,69 @@ configs: [{config_key: k, model: m, prompt: p@1}]
         assert!(f.path.starts_with("line "), "{f:?}");
     }
 }
+
+#[cfg(test)]
+mod compat_tests {
+    use super::*;
+    use crate::catalog::parse_yaml;
+
+    fn codes(yaml: &str) -> Vec<(String, Code)> {
+        verify(&parse_yaml(yaml).unwrap())
+            .1
+            .into_iter()
+            .map(|f| (f.path, f.code))
+            .collect()
+    }
+
+    #[test]
+    fn api_key_plain_means_api_key_and_both_at_once_conflict() {
+        let one = codes(
+            "connections: [{name: c, provider: p, base_url: 'https://x/v1', api_key_plain: sk-1}]",
+        );
+        assert_eq!(
+            one,
+            [("connections[0].api_key_plain".into(), Code::PlainKeyInFile)]
+        );
+        let both = codes(
+            "connections: [{name: c, provider: p, base_url: 'https://x/v1', api_key: sk-1, api_key_plain: sk-2}]",
+        );
+        assert!(
+            both.contains(&("connections[0]".into(), Code::Conflict)),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn policy_options_are_checked_by_the_runners_own_rules() {
+        let found = codes(
+            "routes: [{project: p, route_key: r, policy: fastest, policy_config: {max_members: 0, failover_on_content: maybe, colour: red}, members: [{config_key: k}]}]",
+        );
+        for expected in [
+            ("routes[0].policy", Code::BadPolicy),
+            ("routes[0].policy_config.max_members", Code::BadType),
+            ("routes[0].policy_config.failover_on_content", Code::BadType),
+            ("routes[0].policy_config.colour", Code::UnknownKey),
+        ] {
+            assert!(
+                found.contains(&(expected.0.into(), expected.1)),
+                "{expected:?} in {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_ids_need_no_names_and_conflict_with_them() {
+        let ok =
+            codes("configs: [{config_key: k, model_id: 1, prompt_id: 2, param_profile_id: 3}]");
+        assert!(ok.is_empty(), "{ok:?}");
+        let both = codes("configs: [{config_key: k, model: m, model_id: 1, prompt_id: 0}]");
+        assert!(
+            both.contains(&("configs[0].model_id".into(), Code::Conflict)),
+            "{both:?}"
+        );
+        assert!(
+            both.contains(&("configs[0].prompt_id".into(), Code::BadType)),
+            "{both:?}"
+        );
+    }
+}

@@ -145,3 +145,27 @@ pub(crate) fn shape<T: serde::Serialize>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_class_gets_its_http_status() {
+        assert_eq!(http_status(Code::InvalidInput), 400);
+        assert_eq!(http_status(Code::MissingMediaUrl), 400);
+        assert_eq!(http_status(Code::ConfigNotFound), 404);
+        assert_eq!(http_status(Code::RouteNotFound), 404);
+        assert_eq!(http_status(Code::SchemaInvalid), 422);
+        assert_eq!(http_status(Code::Http429RateLimit), 502);
+        assert_eq!(http_status(Code::NoActiveMembers), 503);
+        assert_eq!(http_status(Code::DecryptFailed), 500);
+    }
+
+    #[test]
+    fn every_code_maps_to_a_client_or_server_error_status() {
+        for c in Code::ALL {
+            assert!((400..600).contains(&http_status(*c)), "{c}");
+        }
+    }
+}

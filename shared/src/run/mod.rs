@@ -1,8 +1,9 @@
 //! Running things: one config ([`runner`]), a route of configs with a policy ([`route`],
 //! [`policy`]), and the result both return ([`result`]).
 //!
-//! Dependencies point one way inside: `route` uses `runner` and `policy`; `runner` uses neither;
-//! `policy` is plain rules over the model. Invariants of the whole: a run never panics and always
+//! Dependencies point one way inside: `route` uses `runner` and `policy`; `runner` uses only the
+//! handover rule of `policy` (to label its audit row), never `route`; `policy` is plain rules
+//! over the model. Invariants of the whole: a run never panics and always
 //! returns a result; once a config is resolved, exactly one audit row per member attempt is
 //! committed (see [`crate::audit`]).
 

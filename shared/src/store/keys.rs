@@ -118,7 +118,7 @@ impl Db {
             if !st.decrypts {
                 return Err(crate::RunError::Crypto(
                     crate::crypto::CryptoError::DecryptFailed(
-                        "a stored secret does not decrypt with AI_PEPPER or AI_PEPPER_PREVIOUS; nothing was rotated (run `ai-runner keys check`)",
+                        "a stored secret does not decrypt with AI_PEPPER or AI_PEPPER_PREVIOUS; nothing was rotated",
                     ),
                 ));
             }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::dialect::InsertId;
-use super::{Db, StoreError, db_err, json_col, on_pool};
+use super::{Db, StoreError, db_err, json_col, on_pool, sql};
 use crate::model::media::{Claim, JobFinish, JobKey, JobRow, MediaMapping, most_specific};
 use crate::ports::JobStore;
 
@@ -100,9 +100,16 @@ impl Db {
     ) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
         let vars = variables.map(Value::to_string);
-        on_pool!(pool, |p| sqlx::query("INSERT INTO ai_media_route_map (bucket, key_prefix, key_suffix, project_name, route_key, variables_json, is_active) VALUES (?, ?, ?, ?, ?, ?, 1)")
-            .bind(bucket).bind(key_prefix).bind(key_suffix).bind(project).bind(route_key).bind(&vars)
-            .execute(p).await.map(|r| r.insert_id()))
+        on_pool!(pool, |p| sqlx::query(sql::INSERT_MAPPING)
+            .bind(bucket)
+            .bind(key_prefix)
+            .bind(key_suffix)
+            .bind(project)
+            .bind(route_key)
+            .bind(&vars)
+            .execute(p)
+            .await
+            .map(|r| r.insert_id()))
         .map_err(db_err)
     }
 
@@ -185,23 +192,45 @@ impl JobStore for Db {
         let pool = self.pool().await?;
         let lease = now_ms.saturating_add(lease_ms);
         let inserted = on_pool!(pool, |p| {
-            sqlx::query("INSERT INTO ai_media_job (bucket, object_key, object_version, status, attempts, lease_until_ms, project_name, route_key, created_ms, started_ms) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?)")
-            .bind(&job.bucket).bind(&job.key).bind(&job.version).bind(lease).bind(project).bind(route_key).bind(now_ms).bind(now_ms)
-            .execute(p).await.map(|r| r.insert_id())
+            sqlx::query(sql::INSERT_JOB)
+                .bind(&job.bucket)
+                .bind(&job.key)
+                .bind(&job.version)
+                .bind(lease)
+                .bind(project)
+                .bind(route_key)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(p)
+                .await
+                .map(|r| r.insert_id())
         });
         match inserted {
             Ok(id) => return Ok(Claim::New(id)),
             Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
             Err(e) => return Err(db_err(e)),
         }
-        let taken = on_pool!(pool, |p| sqlx::query("UPDATE ai_media_job SET status = 'running', attempts = attempts + 1, lease_until_ms = ?, started_ms = ?, project_name = ?, route_key = ?, error_code = NULL, error_message = NULL WHERE bucket = ? AND object_key = ? AND object_version = ? AND (status = 'failed' OR (status = 'running' AND lease_until_ms < ?))")
-            .bind(lease).bind(now_ms).bind(project).bind(route_key).bind(&job.bucket).bind(&job.key).bind(&job.version).bind(now_ms)
-            .execute(p).await.map(|r| r.rows_affected()))
+        let taken = on_pool!(pool, |p| sqlx::query(sql::TAKE_OVER_JOB)
+            .bind(lease)
+            .bind(now_ms)
+            .bind(project)
+            .bind(route_key)
+            .bind(&job.bucket)
+            .bind(&job.key)
+            .bind(&job.version)
+            .bind(now_ms)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(db_err)?;
         let row = on_pool!(pool, |p| {
-            let r = sqlx::query("SELECT CAST(id AS SIGNED), status, CAST(attempts AS SIGNED) FROM ai_media_job WHERE bucket = ? AND object_key = ? AND object_version = ?")
-                .bind(&job.bucket).bind(&job.key).bind(&job.version)
-                .fetch_one(p).await.map_err(db_err)?;
+            let r = sqlx::query(sql::JOB_STATE)
+                .bind(&job.bucket)
+                .bind(&job.key)
+                .bind(&job.version)
+                .fetch_one(p)
+                .await
+                .map_err(db_err)?;
             (
                 r.try_get::<i64, _>(0).map_err(db_err)?,
                 r.try_get::<String, _>(1).map_err(db_err)?,
@@ -219,9 +248,13 @@ impl JobStore for Db {
     /// Makes a finished job claimable again (re-processing on demand).
     async fn reopen_job(&self, job: &JobKey) -> Result<(), StoreError> {
         let pool = self.pool().await?;
-        on_pool!(pool, |p| sqlx::query("UPDATE ai_media_job SET status = 'failed' WHERE bucket = ? AND object_key = ? AND object_version = ? AND status <> 'running'")
-            .bind(&job.bucket).bind(&job.key).bind(&job.version)
-            .execute(p).await.map(|_| ()))
+        on_pool!(pool, |p| sqlx::query(sql::REOPEN_JOB)
+            .bind(&job.bucket)
+            .bind(&job.key)
+            .bind(&job.version)
+            .execute(p)
+            .await
+            .map(|_| ()))
         .map_err(db_err)
     }
 
@@ -229,11 +262,24 @@ impl JobStore for Db {
     async fn finish_job(&self, id: i64, f: &JobFinish) -> Result<(), StoreError> {
         let pool = self.pool().await?;
         let summary = f.summary.as_ref().map(Value::to_string);
-        on_pool!(pool, |p| sqlx::query("UPDATE ai_media_job SET status = ?, lease_until_ms = 0, error_code = ?, error_message = ?, trace_id = ?, audit_ids = ?, result_bucket = ?, result_key = ?, summary_json = ?, media_format = ?, size_bytes = ?, content_type = ?, finished_ms = ?, duration_ms = ? WHERE id = ?")
-            .bind(f.status).bind(&f.error_code).bind(&f.error_message).bind(&f.trace_id).bind(&f.audit_ids)
-            .bind(&f.result_bucket).bind(&f.result_key).bind(&summary).bind(&f.media_format).bind(f.size_bytes)
-            .bind(&f.content_type).bind(f.finished_ms).bind(f.duration_ms).bind(id)
-            .execute(p).await.map(|_| ()))
+        on_pool!(pool, |p| sqlx::query(sql::FINISH_JOB)
+            .bind(f.status)
+            .bind(&f.error_code)
+            .bind(&f.error_message)
+            .bind(&f.trace_id)
+            .bind(&f.audit_ids)
+            .bind(&f.result_bucket)
+            .bind(&f.result_key)
+            .bind(&summary)
+            .bind(&f.media_format)
+            .bind(f.size_bytes)
+            .bind(&f.content_type)
+            .bind(f.finished_ms)
+            .bind(f.duration_ms)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| ()))
         .map_err(db_err)
     }
 }

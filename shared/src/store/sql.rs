@@ -229,3 +229,34 @@ pub(crate) const UPDATE_MEMBER: &str = "UPDATE ai_route_member_v2 \
 /// A new member.
 pub(crate) const INSERT_MEMBER: &str = "INSERT INTO ai_route_member_v2 \
      (route_id, config_id, priority, weight, is_active) VALUES (?, ?, ?, ?, ?)";
+
+// ---- the upload pipeline's tables ----
+
+/// A new mapping.
+pub(crate) const INSERT_MAPPING: &str = "INSERT INTO ai_media_route_map (bucket, key_prefix, key_suffix, project_name, route_key, \
+     variables_json, is_active) VALUES (?, ?, ?, ?, ?, ?, 1)";
+
+/// A first claim: the job row (fails on the unique key when it exists).
+pub(crate) const INSERT_JOB: &str = "INSERT INTO ai_media_job (bucket, object_key, object_version, status, attempts, \
+     lease_until_ms, project_name, route_key, created_ms, started_ms) VALUES (?, ?, ?, \
+     'running', 1, ?, ?, ?, ?, ?)";
+
+/// Takes over a failed job, or one whose lease ran out (conditional: racing claims cannot both win).
+pub(crate) const TAKE_OVER_JOB: &str = "UPDATE ai_media_job SET status = 'running', attempts = attempts + 1, lease_until_ms = ?, \
+     started_ms = ?, project_name = ?, route_key = ?, error_code = NULL, error_message = NULL \
+     WHERE bucket = ? AND object_key = ? AND object_version = ? AND (status = 'failed' OR \
+     (status = 'running' AND lease_until_ms < ?))";
+
+/// A job's id, status and attempts.
+pub(crate) const JOB_STATE: &str = "SELECT CAST(id AS SIGNED), status, CAST(attempts AS SIGNED) FROM ai_media_job WHERE \
+     bucket = ? AND object_key = ? AND object_version = ?";
+
+/// Makes a finished job claimable again (a forced re-run).
+pub(crate) const REOPEN_JOB: &str = "UPDATE ai_media_job SET status = 'failed' WHERE bucket = ? AND object_key = ? AND \
+     object_version = ? AND status <> 'running'";
+
+/// How a job ended.
+pub(crate) const FINISH_JOB: &str = "UPDATE ai_media_job SET status = ?, lease_until_ms = 0, error_code = ?, error_message = \
+     ?, trace_id = ?, audit_ids = ?, result_bucket = ?, result_key = ?, summary_json = ?, \
+     media_format = ?, size_bytes = ?, content_type = ?, finished_ms = ?, duration_ms = ? \
+     WHERE id = ?";

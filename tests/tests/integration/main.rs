@@ -11,6 +11,7 @@
     clippy::disallowed_methods
 )]
 
+mod architecture;
 mod catalog;
 mod handler;
 mod media;
