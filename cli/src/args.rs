@@ -41,6 +41,8 @@ pub enum Command {
     Db(DbArgs),
     /// Encrypt, check and rotate stored keys.
     Keys(KeysArgs),
+    /// Evaluations: run a suite of cases through routes and configs, graded, reported, gated.
+    Eval(EvalArgs),
 }
 
 /// Runtime variables, from a file, a JSON argument and KEY=VALUE pairs (later wins).
@@ -359,5 +361,57 @@ pub enum KeysCommand {
         /// Count what would change; write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The evaluation command.
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+/// `eval ...`.
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Run a suite: every case through every target, graded; exit 0 passed, 1 a gate failed,
+    /// 2 bad input or setup.
+    Run {
+        /// The suite's name.
+        suite: String,
+        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section).
+        #[arg(short = 'f', long, default_value = "evals.yaml")]
+        file: PathBuf,
+        /// Run only this target: `project/route_key` or `config:KEY` (repeatable).
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Calls in flight at once (default: the suite's, else 4).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Repetitions of every case (flaky cases pass some and fail others).
+        #[arg(long)]
+        repeat: Option<u32>,
+        /// At most this many cases.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only cases with this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Write a report; the extension picks the format: .json, .xml (JUnit) or .html (repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Gate: every target needs at least this pass rate (0..1).
+        #[arg(long)]
+        min_pass_rate: Option<f64>,
+        /// Gate: every target needs this metric's mean score at least, METRIC=VALUE (repeatable).
+        #[arg(long = "cutoff", value_name = "METRIC=VALUE")]
+        cutoffs: Vec<String>,
+        /// Check the suite and its targets and print the plan; call nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -88,7 +88,8 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::ObjectFailed
         | Code::CatalogInvalid
         | Code::DoctorFailed
-        | Code::QuickstartUploadFailed => 1,
+        | Code::QuickstartUploadFailed
+        | Code::EvalGateFailed => 1,
         Code::InvalidInput
         | Code::ConfigMissing
         | Code::ConfigInvalid
@@ -135,7 +136,8 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::UnknownPartType
         | Code::NoPrompt
         | Code::NoMembers
-        | Code::DemoProviderFailed => 2,
+        | Code::DemoProviderFailed
+        | Code::SuiteInvalid => 2,
     }
 }
 
@@ -211,6 +213,10 @@ pub fn hint(code: Code) -> Option<&'static str> {
             "free the demo port or pick another with AI_RUNNER_DEMO_PORT (0 = any free port)"
         }
         Code::IoError => "check the path and its permissions",
+        Code::SuiteInvalid => "fix the findings above; each names its YAML path, case or target",
+        Code::EvalGateFailed => {
+            "the run finished below a gate; `--out report.html` shows which cases failed and why"
+        }
         Code::UnknownReference => {
             "define the object in the file, or check it exists in the database (cfg verify --db-check)"
         }

@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
         Command::Doctor(c) => c.run(&cx).await,
         Command::Db(c) => c.run(&cx).await,
         Command::Keys(c) => c.run(&cx).await,
+        Command::Eval(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

@@ -1426,3 +1426,177 @@ prompts: [{name: p, version: v1, messages: [{role: user, content: "你好"}]}]
         });
     }
 }
+
+/// `eval run` as a CI job runs it: exit codes, gates, reports.
+mod eval {
+    use super::*;
+
+    const SUITE: &str = r#"
+datasets:
+  - name: moods
+    cases:
+      - {key: release, vars: {TEXT: 今天发布很顺利}, expected: {情绪: 积极}, tags: [smoke]}
+      - {key: outage, vars: {TEXT: 服务宕机了}, expected: {情绪: 消极}}
+suites:
+  - name: moods
+    dataset: moods
+    targets: [{config: quickstart-demo}, {route: quickstart/demo-route}]
+    assert:
+      - {type: is-json}
+      - {type: json-path, path: $.情绪, value: "{{expected.情绪}}", metric: sentiment}
+    gates: {min_pass_rate: 1.0}
+"#;
+
+    #[test]
+    fn a_suite_runs_reports_and_gates_with_documented_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ai_runner(dir.path(), &[], &["quickstart"], None)
+                .status
+                .success()
+        );
+        std::fs::write(dir.path().join("evals.yaml"), SUITE).unwrap();
+
+        let dry = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "run", "moods", "--dry-run"],
+            None,
+        );
+        assert!(dry.status.success(), "{}", text(&dry.stderr));
+        assert!(
+            text(&dry.stdout).contains("4 call(s)"),
+            "{}",
+            text(&dry.stdout)
+        );
+
+        // The demo answers 积极 to everything: the outage case fails on both targets.
+        let gated = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval", "run", "moods", "--out", "r.json", "--out", "r.xml", "--out", "r.html",
+            ],
+            None,
+        );
+        assert_eq!(gated.status.code(), Some(1), "{}", text(&gated.stderr));
+        assert!(text(&gated.stderr).contains("EVAL_GATE_FAILED: "));
+        let out = text(&gated.stdout);
+        assert!(out.contains("gate: FAILED"), "{out}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["results"].as_array().unwrap().len(), 4);
+        assert_eq!(json["targets"][0]["passed"], 1);
+        assert_eq!(json["targets"][0]["metrics"]["sentiment"], 0.5);
+        let parsed = Command::new("python3")
+            .arg("-c")
+            .arg("import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.get('tests'), r.get('failures'), len(r.findall('.//testcase')), len(r.findall('.//failure')))")
+            .arg(dir.path().join("r.xml"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&parsed.stdout).trim(),
+            "4 2 4 2",
+            "{}",
+            text(&parsed.stderr)
+        );
+        let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+        assert!(html.contains("id=\"targets\"") && html.contains("quickstart/demo-route"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "self-contained"
+        );
+
+        let passing = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "run",
+                "moods",
+                "--min-pass-rate",
+                "0.5",
+                "--tag",
+                "smoke",
+            ],
+            None,
+        );
+        assert!(passing.status.success(), "{}", text(&passing.stderr));
+        let progress = text(&passing.stderr);
+        assert!(
+            progress.contains("[2/2]"),
+            "plain progress lines: {progress}"
+        );
+
+        let cutoff = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "run",
+                "moods",
+                "--min-pass-rate",
+                "0",
+                "--cutoff",
+                "sentiment=0.9",
+            ],
+            None,
+        );
+        assert_eq!(cutoff.status.code(), Some(1));
+    }
+
+    #[test]
+    fn a_bad_suite_names_each_problem_and_calls_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ai_runner(dir.path(), &[], &["quickstart"], None)
+                .status
+                .success()
+        );
+        let bad = SUITE
+            .replace("{type: is-json}", "{type: looks-right}")
+            .replace("{config: quickstart-demo}", "{config: nope}");
+        std::fs::write(dir.path().join("bad.yaml"), &bad).unwrap();
+        let out = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "run", "moods", "-f", "bad.yaml"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).starts_with("SUITE_INVALID: "),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("suites[0].assert[0].type: BAD_TYPE"),
+            "{}",
+            text(&out.stdout)
+        );
+        let unknown_target = SUITE.replace("{config: quickstart-demo}", "{config: nope}");
+        std::fs::write(dir.path().join("t.yaml"), &unknown_target).unwrap();
+        let out = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "run", "moods", "-f", "t.yaml"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stdout).contains("target nope: UNKNOWN_REFERENCE"),
+            "{}",
+            text(&out.stdout)
+        );
+        let missing = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "run", "other", "-f", "t.yaml"],
+            None,
+        );
+        assert_eq!(missing.status.code(), Some(2));
+        let jobs = ai_runner(dir.path(), &[], &["media", "jobs", "--json"], None);
+        assert!(jobs.status.success());
+    }
+}

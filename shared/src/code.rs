@@ -175,6 +175,13 @@ codes! {
     /// (warning) a route without members.
     NoMembers = "NO_MEMBERS",
 
+    // Evaluations.
+    /// An evaluation suite file has errors, or names a target or placeholder that does not
+    /// resolve (each finding has its own code).
+    SuiteInvalid = "SUITE_INVALID",
+    /// An evaluation run finished but a gate (pass rate, metric cutoff) did not hold.
+    EvalGateFailed = "EVAL_GATE_FAILED",
+
     // Command-line outcomes.
     /// One or more doctor checks failed.
     DoctorFailed = "DOCTOR_FAILED",

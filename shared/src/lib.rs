@@ -27,6 +27,7 @@ pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod eval;
 #[cfg(feature = "function")]
 pub mod function;
 pub mod health;

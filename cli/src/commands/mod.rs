@@ -4,6 +4,7 @@
 pub mod cfg;
 pub mod db;
 pub mod doctor;
+pub mod eval;
 pub mod keys;
 pub mod media;
 pub mod quickstart;

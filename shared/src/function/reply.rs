@@ -44,13 +44,14 @@ pub fn http_status(code: Code) -> u16 {
         | Code::UnknownPartType
         | Code::NoPrompt
         | Code::NoMembers
-        | Code::KeyUnresolved => 400,
+        | Code::KeyUnresolved
+        | Code::SuiteInvalid => 400,
         Code::ConfigNotFound
         | Code::RouteNotFound
         | Code::MappingNotFound
         | Code::ObjectNotFound => 404,
         Code::MediaUnsupported | Code::MediaTooLarge => 415,
-        Code::SchemaInvalid | Code::LetterDetected => 422,
+        Code::SchemaInvalid | Code::LetterDetected | Code::EvalGateFailed => 422,
         Code::Http429RateLimit
         | Code::Http5xxServerError
         | Code::HttpStatusError

@@ -13,6 +13,7 @@
 
 mod architecture;
 mod catalog;
+mod eval;
 mod handler;
 mod media;
 mod routes;

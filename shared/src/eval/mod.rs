@@ -1,0 +1,15 @@
+//! Evaluations: a dataset of cases run through routes and configs, each answer checked by
+//! assertions, scored, summarised per target and gated; reported as JSON, JUnit XML and HTML.
+//!
+//! Map: [`assert`] (the assertion vocabulary and scoring: pure), [`suite`] (datasets and suites
+//! read from YAML, JSONL and CSV, every problem with its path), [`run`] (running a suite through a
+//! [`crate::run::Runner`]: every call an ordinary audited call with trigger `eval`), [`report`]
+//! (the three report formats).
+//!
+//! Invariants: the core only (no SQL, no platform): the runner's ports do the I/O; a suite that
+//! reads without errors runs; a report is computed from the results alone.
+
+pub mod assert;
+pub mod report;
+pub mod run;
+pub mod suite;

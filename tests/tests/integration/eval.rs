@@ -1,0 +1,224 @@
+//! Evaluations end to end on SQLite and MariaDB: a suite with known outcomes against scripted
+//! OpenAI-protocol servers, exact pass / fail / score numbers, flaky repetitions, gates, every
+//! call audited with trigger `eval`, and the checks that stop a run before any call.
+
+use ai_runner::Code;
+use ai_runner::demo::{ProviderServer, Reply};
+use ai_runner::eval::run::{self, Options};
+use ai_runner::eval::suite::{Target, read_suite};
+use ai_runner::eval::{assert::Verdict, report};
+use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, runner, seed, seed_route};
+use serde_json::{Value, json};
+
+/// Three configs whose answers are known: always positive, always negative, and positive once
+/// then negative (flaky).
+async fn providers(tdb: &TestDb) -> Vec<ProviderServer> {
+    let positive = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
+        .await
+        .unwrap();
+    let negative = ProviderServer::start(vec![Reply::content(r#"{"情绪": "消极"}"#)])
+        .await
+        .unwrap();
+    let flaky = ProviderServer::start(vec![
+        Reply::content(r#"{"情绪": "积极"}"#),
+        Reply::content(r#"{"情绪": "消极"}"#),
+    ])
+    .await
+    .unwrap();
+    let db = tdb.db();
+    for (key, server) in [("good", &positive), ("bad", &negative), ("flaky", &flaky)] {
+        let url = server.url();
+        let mut s = Seed::text(key, &url);
+        s.messages = json!([{"role": "user", "content": "判断情绪：{{TEXT}}"}]);
+        s.variables = None;
+        s.response_format = Some(json!({"type": "json_object"}));
+        seed(&db, &s).await;
+    }
+    seed_route(
+        &db,
+        "eval",
+        "sentiment",
+        &RouteSpec::default(),
+        &[("bad", 1, 1), ("good", 2, 1)],
+    )
+    .await;
+    db.close().await;
+    vec![positive, negative, flaky]
+}
+
+fn suite_doc() -> Value {
+    json!({
+        "datasets": [{"name": "moods", "cases": [
+            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}, "tags": ["smoke"]},
+            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
+            {"key": "happy-strict", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"},
+             "assert": [{"type": "contains", "value": "积极", "metric": "keyword"},
+                        {"type": "latency", "threshold": 60000, "weight": 0}]}
+        ]}],
+        "suites": [{"name": "moods", "dataset": "moods",
+                    "targets": [{"config": "good"}, {"config": "bad"}],
+                    "assert": [{"type": "is-json"},
+                               {"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}", "metric": "sentiment"}],
+                    "concurrency": 4,
+                    "gates": {"min_pass_rate": 0.5}}]
+    })
+}
+
+async fn known_outcomes(backend: Backend) {
+    let Some(tdb) = TestDb::new(backend).await else {
+        return;
+    };
+    let _servers = providers(&tdb).await;
+    let (suite, findings) = read_suite(&suite_doc(), "moods", std::path::Path::new("."));
+    assert!(findings.is_empty(), "{findings:?}");
+    let suite = suite.unwrap();
+    let r = runner(&tdb.settings(&[]));
+    assert!(
+        run::preflight(&r, &suite, &Options::default())
+            .await
+            .is_empty()
+    );
+    let report = run::run(&r, &suite, &Options::default(), &|_, _, _| {}).await;
+
+    assert_eq!(report.results.len(), 6);
+    let good = &report.targets[0];
+    assert_eq!(good.target, "good");
+    assert_eq!((good.passed, good.failed, good.errors), (2, 1, 0));
+    assert!((good.pass_rate - 2.0 / 3.0).abs() < 1e-9);
+    // happy 1.0, sad 0.5 (is-json passes, json-path fails), happy-strict 1.0.
+    assert!(
+        (good.mean_score - 2.5 / 3.0).abs() < 1e-9,
+        "{}",
+        good.mean_score
+    );
+    assert!((good.metrics["sentiment"] - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(good.metrics["keyword"], 1.0);
+    let bad = &report.targets[1];
+    assert_eq!((bad.passed, bad.failed), (1, 2));
+    assert!(
+        (bad.mean_score - (0.5 + 1.0 + 1.0 / 3.0) / 3.0).abs() < 1e-9,
+        "{}",
+        bad.mean_score
+    );
+    assert!(!report.gate.passed, "bad is below 0.5: {:?}", report.gate);
+    assert_eq!(report.gate.failures.len(), 1);
+    let strict_bad = report
+        .results
+        .iter()
+        .find(|c| c.target == "bad" && c.case_key == "happy-strict")
+        .unwrap();
+    assert_eq!(
+        strict_bad
+            .assertions
+            .iter()
+            .map(|g| g.verdict)
+            .collect::<Vec<_>>(),
+        [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Pass]
+    );
+
+    // Every call is an ordinary audited call, labelled as the evaluation's.
+    let db = tdb.db();
+    assert_eq!(db.count("ai_call_logs").await.unwrap(), 6);
+    for c in &report.results {
+        assert_eq!(c.audit_ids.len(), 1);
+        let row = db.audit_row(c.audit_ids[0]).await.unwrap().unwrap();
+        assert_eq!(row["trigger_source"], "eval");
+        assert_eq!(row["request_id"], format!("eval:{}", report.run_id));
+    }
+
+    // The reports carry the same numbers.
+    let json: Value = serde_json::from_str(&report::json(&report)).unwrap();
+    assert_eq!(json["targets"][0]["passed"], 2);
+    let xml = report::junit(&report);
+    assert!(
+        xml.contains("<testsuite name=\"bad\" tests=\"3\" failures=\"2\" errors=\"0\""),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 6);
+    assert_eq!(xml.matches("<failure ").count(), 3);
+    db.close().await;
+    r.store().close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_suite_with_known_outcomes_scores_exactly_on_sqlite() {
+    known_outcomes(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_suite_with_known_outcomes_scores_exactly_on_mariadb() {
+    known_outcomes(Backend::MariaDb).await;
+}
+
+#[tokio::test]
+async fn repetitions_mark_a_case_flaky_and_routes_are_targets_too() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let _servers = providers(&tdb).await;
+    let mut doc = suite_doc();
+    doc["suites"][0]["targets"] = json!([{"config": "flaky"}, {"route": "eval/sentiment"}]);
+    let suite = read_suite(&doc, "moods", std::path::Path::new("."))
+        .0
+        .unwrap();
+    let opts = Options {
+        repeat: Some(2),
+        concurrency: Some(1),
+        tags: vec!["smoke".into()],
+        ..Options::default()
+    };
+    let r = runner(&tdb.settings(&[]));
+    let report = run::run(&r, &suite, &opts, &|_, _, _| {}).await;
+    assert_eq!(
+        report.results.len(),
+        4,
+        "one case (tag smoke) x 2 targets x 2"
+    );
+    let flaky = &report.targets[0];
+    assert_eq!((flaky.passed, flaky.failed), (1, 1));
+    assert_eq!(flaky.flaky, ["happy"]);
+    // The route's first member answers negative: the route as a whole still answers, so the case
+    // fails on its content, and each route call leaves one audit row.
+    let route = &report.targets[1];
+    assert_eq!(route.target, "eval/sentiment");
+    assert_eq!((route.passed, route.failed, route.errors), (0, 2, 0));
+    assert!(report.results[2..].iter().all(|c| c.audit_ids.len() == 1));
+}
+
+#[tokio::test]
+async fn a_missing_target_or_an_open_placeholder_stops_the_run_before_any_call() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let servers = providers(&tdb).await;
+    let mut doc = suite_doc();
+    doc["suites"][0]["targets"] =
+        json!([{"config": "good"}, {"config": "no-such-config"}, {"route": "eval/none"}]);
+    doc["datasets"][0]["cases"][1]["vars"] = json!({});
+    let suite = read_suite(&doc, "moods", std::path::Path::new("."))
+        .0
+        .unwrap();
+    let r = runner(&tdb.settings(&[]));
+    let problems = run::preflight(&r, &suite, &Options::default()).await;
+    let found: Vec<(String, Code)> = problems.iter().map(|f| (f.path.clone(), f.code)).collect();
+    assert!(
+        found.contains(&("target no-such-config".into(), Code::UnknownReference)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("target eval/none".into(), Code::UnknownReference)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("case sad".into(), Code::UnfilledPlaceholder)),
+        "{found:?}"
+    );
+    assert!(
+        servers.iter().all(|s| s.requests().is_empty()),
+        "nothing was called"
+    );
+    assert_eq!(tdb.db().count("ai_call_logs").await.unwrap(), 0);
+    let only_good = Options {
+        targets: vec![Target::parse("config:good").unwrap()],
+        ..Options::default()
+    };
+    let still = run::preflight(&r, &suite, &only_good).await;
+    assert_eq!(still.len(), 1, "the open placeholder remains: {still:?}");
+}
