@@ -407,10 +407,60 @@ pub enum EvalCommand {
         /// Gate: every target needs this metric's mean score at least, METRIC=VALUE (repeatable).
         #[arg(long = "cutoff", value_name = "METRIC=VALUE")]
         cutoffs: Vec<String>,
+        /// Compare with this earlier run (`last`: the suite's latest finished run).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Gate: no target's pass rate may fall more than this (0..1) below the baseline's.
+        #[arg(long, requires = "baseline")]
+        max_regression: Option<f64>,
         /// Check the suite and its targets and print the plan; call nothing.
         #[arg(long)]
         dry_run: bool,
         /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go on with an interrupted run: only cases without a stored result are called.
+    Resume {
+        /// The run id (see `eval list`).
+        run: String,
+        /// Write a report (.json, .xml, .html; repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent runs, newest first.
+    List {
+        /// Only this suite's runs.
+        #[arg(long)]
+        suite: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's summary (and reports rebuilt from its stored results).
+    Show {
+        /// The run id.
+        run: String,
+        /// Write a report (.json, .xml, .html; repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run B against run A: per target side by side, per case what newly fails or passes.
+    Compare {
+        /// Run A (before).
+        a: String,
+        /// Run B (after).
+        b: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

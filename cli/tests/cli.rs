@@ -1544,6 +1544,154 @@ suites:
             None,
         );
         assert_eq!(cutoff.status.code(), Some(1));
+
+        // Every run is stored: listed, shown again, compared, and a baseline for the next.
+        let list = ai_runner(dir.path(), &[], &["eval", "list", "--json"], None);
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let runs = runs.as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert!(runs.iter().all(|r| r["status"] == "finished"));
+        let (newest, oldest) = (
+            runs[0]["run_key"].as_str().unwrap(),
+            runs[2]["run_key"].as_str().unwrap(),
+        );
+        let shown = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "show", oldest, "--out", "again.json"],
+            None,
+        );
+        assert!(shown.status.success(), "{}", text(&shown.stderr));
+        let again: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("again.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            again["targets"], json["targets"],
+            "the stored run reads back the same"
+        );
+        let cmp = ai_runner(dir.path(), &[], &["eval", "compare", oldest, newest], None);
+        assert!(cmp.status.success(), "{}", text(&cmp.stderr));
+        assert!(
+            text(&cmp.stdout).contains("quickstart-demo"),
+            "{}",
+            text(&cmp.stdout)
+        );
+        let base = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "run",
+                "moods",
+                "--min-pass-rate",
+                "0",
+                "--baseline",
+                "last",
+                "--max-regression",
+                "0",
+            ],
+            None,
+        );
+        assert!(
+            base.status.success(),
+            "no regression: {}",
+            text(&base.stderr)
+        );
+        let unknown = ai_runner(dir.path(), &[], &["eval", "show", "nope"], None);
+        assert_eq!(unknown.status.code(), Some(2));
+    }
+
+    #[test]
+    fn a_run_killed_mid_way_resumes_without_redoing_finished_cases() {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ai_runner(dir.path(), &[], &["quickstart"], None)
+                .status
+                .success()
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let slow = rt
+            .block_on(ai_runner::demo::ProviderServer::start(vec![
+                ai_runner::demo::Reply::Delayed(
+                    std::time::Duration::from_millis(400),
+                    Box::new(ai_runner::demo::Reply::content(r#"{"情绪": "积极"}"#)),
+                ),
+            ]))
+            .unwrap();
+        let catalog = format!(
+            "connections: [{{name: slow, provider: custom, base_url: \"{}\", api_key: sk-slow-1}}]\n\
+             models: [{{name: slow-model, connection: slow}}]\n\
+             prompts: [{{name: mood, version: v1, messages: [{{role: user, content: \"{{{{TEXT}}}}\"}}], response_format: {{type: json_object}}}}]\n\
+             configs: [{{config_key: slow, model: slow-model, prompt: mood@v1}}]\n",
+            slow.url()
+        );
+        std::fs::write(dir.path().join("slow.yaml"), catalog).unwrap();
+        let applied = ai_runner(dir.path(), &[], &["cfg", "gen", "-f", "slow.yaml"], None);
+        assert!(
+            applied.status.success(),
+            "{}{}",
+            text(&applied.stdout),
+            text(&applied.stderr)
+        );
+        let cases: Vec<String> = (0..6)
+            .map(|i| {
+                format!("      - {{key: c{i}, vars: {{TEXT: 第{i}条}}, expected: {{情绪: 积极}}}}")
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("evals.yaml"),
+            format!(
+                "datasets:\n  - name: d\n    cases:\n{}\nsuites:\n  - name: s\n    dataset: d\n    targets: [{{config: slow}}]\n    concurrency: 1\n    assert: [{{type: json-path, path: $.情绪, value: \"{{{{expected.情绪}}}}\"}}]\n",
+                cases.join("\n")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ai-runner"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AI_RUNNER_DEMO_PORT", "0")
+            .args(["eval", "run", "s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().starts_with("[2/6]") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let list = ai_runner(dir.path(), &[], &["eval", "list", "--json"], None);
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let run = runs[0]["run_key"].as_str().unwrap().to_owned();
+        assert_eq!(runs[0]["status"], "running", "killed before it finished");
+        let before = rt.block_on(async { slow.requests().len() });
+        assert!((2..=3).contains(&before), "{before}");
+
+        let resumed = ai_runner(dir.path(), &[], &["eval", "resume", &run, "--json"], None);
+        assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+        assert_eq!(report["run_id"], run.as_str());
+        let results = report["results"].as_array().unwrap();
+        assert_eq!(results.len(), 6);
+        assert!(results.iter().all(|r| r["pass"] == true));
+        let keys: Vec<&str> = results
+            .iter()
+            .map(|r| r["case_key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["c0", "c1", "c2", "c3", "c4", "c5"]);
+        let after = rt.block_on(async { slow.requests().len() });
+        assert!(
+            (6..=7).contains(&after),
+            "the finished cases were not called again: {before} then {after}"
+        );
+        let list = ai_runner(dir.path(), &[], &["eval", "list", "--json"], None);
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(runs[0]["status"], "finished");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::code::Code;
+use crate::model::eval::{CaseResult, EvalRun, GateOutcome, TargetSummary};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
 use crate::secret::Secret;
@@ -46,6 +47,9 @@ pub enum StoreError {
     /// missing); the text says which.
     #[error("{0}")]
     NotInitialized(String),
+    /// A table our migrations add is missing (`ai-runner db migrate` adds it).
+    #[error("{0} is missing: the database is behind our schema")]
+    Outdated(&'static str),
     /// The server could not be reached or refused us.
     #[error("database unavailable")]
     Unavailable(#[source] Cause),
@@ -68,6 +72,7 @@ impl StoreError {
             Self::RouteNotFound { .. } => Code::RouteNotFound,
             Self::NoActiveMembers(_) => Code::NoActiveMembers,
             Self::NotInitialized(_) => Code::DbNotInitialized,
+            Self::Outdated(_) => Code::SchemaOutdated,
             Self::Unavailable(_) => Code::DbUnavailable,
             Self::Query(_) => Code::DbError,
             Self::BadJson { .. } => Code::StoredJsonInvalid,
@@ -133,6 +138,50 @@ pub trait JobStore: Send + Sync {
         id: i64,
         finish: &JobFinish,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What an evaluation run needs from its tables: runs and their results, written as they
+/// finish (so an interrupted run resumes without redoing what is done).
+pub trait EvalStore: Send + Sync {
+    /// Records a new run (status `running`).
+    fn create_run(&self, run: &EvalRun) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records one result; recording the same (run, target, case, repetition) again changes
+    /// nothing (a redelivered or resumed job never counts twice).
+    fn record_result(
+        &self,
+        run_key: &str,
+        result: &CaseResult,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records how the run ended.
+    fn finish_run(
+        &self,
+        run_key: &str,
+        summary: &[TargetSummary],
+        gate: &GateOutcome,
+        report_location: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One run.
+    fn eval_run(
+        &self,
+        run_key: &str,
+    ) -> impl Future<Output = Result<Option<EvalRun>, StoreError>> + Send;
+    /// A run's results, in the order they were recorded.
+    fn eval_results(
+        &self,
+        run_key: &str,
+    ) -> impl Future<Output = Result<Vec<CaseResult>, StoreError>> + Send;
+    /// Recent runs, newest first, of one suite or all.
+    fn eval_runs(
+        &self,
+        suite: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<EvalRun>, StoreError>> + Send;
+    /// The latest finished run of `suite` other than `except` (the default baseline).
+    fn last_finished_run(
+        &self,
+        suite: &str,
+        except: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 // ---------------------------------------------------------------------------------------------

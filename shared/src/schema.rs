@@ -152,6 +152,22 @@ pub const MIGRATIONS: &[Migration] = &[
             },
         ],
     },
+    Migration {
+        version: 5,
+        name: "evaluations",
+        steps: &[
+            Step::CreateTable {
+                table: "ai_eval_run",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_eval_run (\n  id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  run_key         VARCHAR(32)   CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n  suite           VARCHAR(191)  COLLATE utf8mb4_bin NOT NULL,\n  status          VARCHAR(16)   NOT NULL,\n  trigger_source  VARCHAR(32)   NOT NULL,\n  suite_json      LONGTEXT      NOT NULL,\n  options_json    LONGTEXT      NOT NULL,\n  config_hash     VARCHAR(64)   NULL,\n  total           INT           NOT NULL,\n  baseline_run    VARCHAR(32)   NULL,\n  summary_json    LONGTEXT      NULL,\n  gate_json       LONGTEXT      NULL,\n  gate_passed     TINYINT(1)    NULL,\n  report_location VARCHAR(1024) NULL,\n  created_ms      BIGINT        NOT NULL,\n  finished_ms     BIGINT        NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_eval_run_key (run_key),\n  KEY idx_ai_eval_run_suite (suite, created_ms)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_eval_run (id INTEGER PRIMARY KEY AUTOINCREMENT, run_key TEXT NOT NULL UNIQUE, suite TEXT NOT NULL, status TEXT NOT NULL, trigger_source TEXT NOT NULL, suite_json TEXT NOT NULL, options_json TEXT NOT NULL, config_hash TEXT NULL, total INTEGER NOT NULL, baseline_run TEXT NULL, summary_json TEXT NULL, gate_json TEXT NULL, gate_passed INTEGER NULL, report_location TEXT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER NULL)",
+            },
+            Step::CreateTable {
+                table: "ai_eval_result",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_eval_result (\n  id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  run_key         VARCHAR(32)   CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n  target          VARCHAR(383)  COLLATE utf8mb4_bin NOT NULL,\n  case_key        VARCHAR(191)  COLLATE utf8mb4_bin NOT NULL,\n  repeat_index    INT           NOT NULL,\n  pass            TINYINT(1)    NOT NULL,\n  score           DOUBLE        NOT NULL,\n  latency_ms      BIGINT        NOT NULL,\n  error_code      VARCHAR(64)   NULL,\n  trace_id        VARCHAR(64)   NULL,\n  audit_ids       VARCHAR(1024) NULL,\n  result_json     LONGTEXT      NOT NULL,\n  created_ms      BIGINT        NOT NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_eval_result (run_key, target, case_key, repeat_index)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_eval_result (id INTEGER PRIMARY KEY AUTOINCREMENT, run_key TEXT NOT NULL, target TEXT NOT NULL, case_key TEXT NOT NULL, repeat_index INTEGER NOT NULL, pass INTEGER NOT NULL, score REAL NOT NULL, latency_ms INTEGER NOT NULL, error_code TEXT NULL, trace_id TEXT NULL, audit_ids TEXT NULL, result_json TEXT NOT NULL, created_ms INTEGER NOT NULL, UNIQUE (run_key, target, case_key, repeat_index))",
+            },
+        ],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

@@ -1,5 +1,7 @@
-//! `eval run`: a suite from a YAML file, run through its targets with the configured database and
-//! providers, graded, reported (stdout table, `--out` JSON / JUnit / HTML) and gated.
+//! `eval run / resume / list / show / compare`: a suite from a YAML file, run through its targets
+//! with the configured database and providers, graded, stored as it goes (runs and results in
+//! the database, so an interrupted run resumes), reported (stdout table, `--out` JSON / JUnit /
+//! HTML) and gated.
 //!
 //! Exit codes: 0 the run passed its gates, 1 a gate failed, 2 bad input or setup (the suite does
 //! not read, a target does not resolve, a case leaves a placeholder open: nothing is called).
@@ -9,9 +11,11 @@ use std::path::Path;
 
 use ai_runner::Code;
 use ai_runner::catalog::{self, Severity};
+use ai_runner::eval::compare::compare;
 use ai_runner::eval::report;
-use ai_runner::eval::run::{self, CaseResult, Options, Report};
+use ai_runner::eval::run::{self, CaseResult, EvalError, Options, Report, Start, summarise};
 use ai_runner::eval::suite::{Target, read_suite};
+use ai_runner::ports::EvalStore;
 
 use crate::args::{EvalArgs, EvalCommand};
 use crate::context::Cx;
@@ -33,10 +37,13 @@ impl EvalArgs {
                 outs,
                 min_pass_rate,
                 cutoffs,
+                baseline,
+                max_regression,
                 dry_run,
                 json,
             } => {
                 let mut opts = Options {
+                    max_regression: fraction("--max-regression", max_regression)?,
                     concurrency,
                     repeat,
                     limit,
@@ -51,15 +58,7 @@ impl EvalArgs {
                         )
                     })?);
                 }
-                opts.gates.min_pass_rate = match min_pass_rate {
-                    Some(r) if !(0.0..=1.0).contains(&r) => {
-                        return Err(Failure::usage(
-                            Code::InvalidInput,
-                            "--min-pass-rate is a fraction from 0 to 1",
-                        ));
-                    }
-                    other => other,
-                };
+                opts.gates.min_pass_rate = fraction("--min-pass-rate", min_pass_rate)?;
                 for c in &cutoffs {
                     let parsed = c
                         .split_once('=')
@@ -75,10 +74,147 @@ impl EvalArgs {
                 for o in &outs {
                     format_of(o)?;
                 }
-                run_suite(cx, &suite, &file, &opts, &outs, dry_run, json).await
+                let how = Start {
+                    trigger: "cli".into(),
+                    baseline,
+                };
+                run_suite(cx, &suite, &file, &opts, &how, &outs, dry_run, json).await
+            }
+            EvalCommand::Resume { run, outs, json } => {
+                for o in &outs {
+                    format_of(o)?;
+                }
+                let app = cx.app()?;
+                let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
+                let report = run::resume(&app.runner, &run, &progress_printer())
+                    .await
+                    .map_err(eval_failure)?;
+                conclude(&report, &outs, json)
+            }
+            EvalCommand::List { suite, limit, json } => {
+                let runs = cx.db()?.eval_runs(suite.as_deref(), limit).await?;
+                if json {
+                    output::pretty(&runs);
+                    return Ok(());
+                }
+                for r in &runs {
+                    let rate = r
+                        .summary
+                        .as_ref()
+                        .map(|s| {
+                            s.iter()
+                                .map(|t| format!("{} {:.3}", t.target, t.pass_rate))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{} {} {:9} gate={} {} [{}]",
+                        r.run_key,
+                        r.suite,
+                        r.status,
+                        match &r.gate {
+                            Some(g) if g.passed => "passed",
+                            Some(_) => "FAILED",
+                            None => "-",
+                        },
+                        rate,
+                        r.config_hash
+                            .as_deref()
+                            .map_or("", |h| &h[..12.min(h.len())])
+                    );
+                }
+                Ok(())
+            }
+            EvalCommand::Show { run, outs, json } => {
+                for o in &outs {
+                    format_of(o)?;
+                }
+                let report = stored_report(cx, &run).await?;
+                write_reports(&report, &outs)?;
+                if json {
+                    output::pretty(&report);
+                } else {
+                    summary(&report);
+                }
+                Ok(())
+            }
+            EvalCommand::Compare { a, b, json } => {
+                let (ra, rb) = (stored_report(cx, &a).await?, stored_report(cx, &b).await?);
+                let c = compare(&ra.results, &rb.results);
+                if json {
+                    output::pretty(&c);
+                    return Ok(());
+                }
+                println!("{a} -> {b}");
+                let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+                for t in &c.targets {
+                    println!(
+                        "{:<32} pass rate {} -> {}  mean score {} -> {}  p50 {} -> {} ms",
+                        t.target,
+                        num(t.pass_rate.0),
+                        num(t.pass_rate.1),
+                        num(t.mean_score.0),
+                        num(t.mean_score.1),
+                        t.latency_p50_ms.0.map_or("-".into(), |v| v.to_string()),
+                        t.latency_p50_ms.1.map_or("-".into(), |v| v.to_string()),
+                    );
+                }
+                for (title, list) in [
+                    ("newly failing", &c.newly_failing),
+                    ("newly passing", &c.newly_passing),
+                    ("score changed", &c.score_changes),
+                ] {
+                    for d in list {
+                        println!(
+                            "{title}: {} {} ({:+.3})",
+                            d.target, d.case_key, d.score_delta
+                        );
+                    }
+                }
+                Ok(())
             }
         }
     }
+}
+
+fn fraction(flag: &str, v: Option<f64>) -> Result<Option<f64>, Failure> {
+    match v {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(Failure::usage(
+            Code::InvalidInput,
+            format!("{flag} is a fraction from 0 to 1"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn eval_failure(e: EvalError) -> Failure {
+    Failure::usage(e.code(), e.to_string())
+}
+
+/// A stored run as a report (its results, summarised again).
+async fn stored_report(cx: &Cx, run_key: &str) -> Result<Report, Failure> {
+    let db = cx.db()?;
+    let run = db.eval_run(run_key).await?.ok_or_else(|| {
+        Failure::usage(
+            Code::UnknownReference,
+            format!("no evaluation run {run_key:?} (see `ai-runner eval list`)"),
+        )
+    })?;
+    let results = db.eval_results(run_key).await?;
+    let targets = summarise(&results);
+    Ok(Report {
+        run_id: run.run_key,
+        suite: run.suite,
+        total_ms: u64::try_from(run.finished_ms.unwrap_or(run.created_ms) - run.created_ms)
+            .unwrap_or(0),
+        targets,
+        gate: run.gate.unwrap_or(run::GateOutcome {
+            passed: false,
+            failures: vec!["the run did not finish (`ai-runner eval resume` it)".into()],
+        }),
+        results,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -103,11 +239,13 @@ fn format_of(p: &Path) -> Result<Format, Failure> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_suite(
     cx: &Cx,
     name: &str,
     file: &Path,
     opts: &Options,
+    how: &Start,
     outs: &[std::path::PathBuf],
     dry_run: bool,
     json: bool,
@@ -149,8 +287,16 @@ async fn run_suite(
         );
         return Ok(());
     }
+    let report = run::start(&app.runner, &suite, opts, how, &progress_printer())
+        .await
+        .map_err(eval_failure)?;
+    conclude(&report, outs, json)
+}
+
+/// Progress on stderr: a line that rewrites itself on a terminal, one line per result otherwise.
+fn progress_printer() -> impl Fn(&CaseResult, usize, usize) + Sync {
     let tty = std::io::stderr().is_terminal();
-    let progress = move |r: &CaseResult, done: usize, total: usize| {
+    move |r: &CaseResult, done: usize, total: usize| {
         let word = match (&r.error_code, r.pass) {
             (Some(code), _) => code.clone(),
             (None, true) => "pass".into(),
@@ -173,21 +319,29 @@ async fn run_suite(
                 r.target, r.case_key, r.repeat, r.score, r.latency_ms
             );
         }
-    };
-    let report = run::run(&app.runner, &suite, opts, &progress).await;
+    }
+}
+
+fn write_reports(report: &Report, outs: &[std::path::PathBuf]) -> Result<(), Failure> {
     for o in outs {
         let body = match format_of(o)? {
-            Format::Json => report::json(&report),
-            Format::Junit => report::junit(&report),
-            Format::Html => report::html(&report),
+            Format::Json => report::json(report),
+            Format::Junit => report::junit(report),
+            Format::Html => report::html(report),
         };
         output::write_out(Some(o), &body)?;
         eprintln!("wrote {}", o.display());
     }
+    Ok(())
+}
+
+/// Reports, the summary, and the gate's verdict as the exit code.
+fn conclude(report: &Report, outs: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
+    write_reports(report, outs)?;
     if json {
-        output::pretty(&report);
+        output::pretty(report);
     } else {
-        summary(&report);
+        summary(report);
     }
     if report.gate.passed {
         Ok(())

@@ -17,6 +17,8 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::model::eval::{Graded, Verdict};
+
 /// What an assertion looks at: one target's answer to one case.
 #[derive(Debug, Clone, Default)]
 pub struct Answer {
@@ -125,37 +127,6 @@ pub struct Assertion {
     pub metric: Option<String>,
     regex: Option<Regex>,
     schema: Option<Value>,
-}
-
-/// Whether an assertion held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// It held.
-    Pass,
-    /// It did not.
-    Fail,
-    /// It could not be checked (e.g. `cost` before calls carry a cost): counts neither way.
-    NotEvaluated,
-}
-
-/// One assertion's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Graded {
-    /// The type as written (`not-contains`, ...).
-    #[serde(rename = "type")]
-    pub label: String,
-    /// Held or not.
-    pub verdict: Verdict,
-    /// 0..=1.
-    pub score: f64,
-    /// Why, in words.
-    pub reason: String,
-    /// Its weight.
-    pub weight: f64,
-    /// Its metric name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
 }
 
 const KEYS: [&str; 6] = ["type", "value", "path", "threshold", "weight", "metric"];

@@ -10,6 +10,7 @@
 //! reads without errors runs; a report is computed from the results alone.
 
 pub mod assert;
+pub mod compare;
 pub mod report;
 pub mod run;
 pub mod suite;

@@ -10,20 +10,27 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use serde::Serialize;
 use serde_json::Value;
 
-use super::assert::{Answer, CaseFields, Graded, Verdict, case_score};
-use super::suite::{Case, Gates, Suite, Target, unfilled};
+use super::assert::{Answer, CaseFields, Verdict, case_score};
+pub use crate::model::eval::{CaseResult, GateOutcome, Report, TargetSummary};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::suite::{Case, Gates, Suite, Target, read_suite, unfilled};
 use crate::catalog::{Finding, Severity};
 use crate::code::Code;
 use crate::model::ResolvedConfig;
-use crate::ports::{Provider, Store};
+use crate::model::eval::EvalRun;
+use crate::ports::{EvalStore, Provider, Store, StoreError};
 use crate::request::{collect_strings, placeholders};
 use crate::run::{RunContext, RunResult, Runner, new_trace_id};
 
-/// Narrowing and overrides from the command line.
-#[derive(Debug, Clone, Default)]
+/// Narrowing and overrides from the command line (stored with a run, so a resume runs the same
+/// plan).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Options {
     /// Run only these targets (default: the suite's).
     pub targets: Vec<Target>,
@@ -37,90 +44,8 @@ pub struct Options {
     pub tags: Vec<String>,
     /// Extra gates (added to the suite's).
     pub gates: Gates,
-}
-
-/// One (target, case, repetition).
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseResult {
-    /// `project/route_key` or the config key.
-    pub target: String,
-    /// The case.
-    pub case_key: String,
-    /// 0-based repetition.
-    pub repeat: u32,
-    /// Passed its assertions.
-    pub pass: bool,
-    /// 0..=1.
-    pub score: f64,
-    /// The answer's text.
-    pub output: Option<String>,
-    /// The answer parsed as JSON, when the request asked for JSON.
-    pub parsed: Option<Value>,
-    /// Every assertion's outcome.
-    pub assertions: Vec<Graded>,
-    /// Whole call, milliseconds.
-    pub latency_ms: u64,
-    /// The call's failure code, if it failed.
-    pub error_code: Option<String>,
-    /// Its message.
-    pub error_message: Option<String>,
-    /// The call's trace id.
-    pub trace_id: String,
-    /// The audit rows of the call (one per route member tried).
-    pub audit_ids: Vec<i64>,
-}
-
-/// A target's numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetSummary {
-    /// The target.
-    pub target: String,
-    /// Results (cases x repetitions).
-    pub results: usize,
-    /// Passed.
-    pub passed: usize,
-    /// Failed their assertions.
-    pub failed: usize,
-    /// The call itself failed.
-    pub errors: usize,
-    /// passed / results.
-    pub pass_rate: f64,
-    /// Mean case score.
-    pub mean_score: f64,
-    /// Mean score per named metric.
-    pub metrics: BTreeMap<String, f64>,
-    /// Latency percentiles, milliseconds.
-    pub latency_p50_ms: u64,
-    /// 95th percentile.
-    pub latency_p95_ms: u64,
-    /// Cases that passed some repetitions and failed others.
-    pub flaky: Vec<String>,
-}
-
-/// Whether the run's gates held.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateOutcome {
-    /// All held.
-    pub passed: bool,
-    /// Each gate that did not, in words.
-    pub failures: Vec<String>,
-}
-
-/// A finished evaluation run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The run's id (on every call's audit row as `request_id` = `eval:<id>`).
-    pub run_id: String,
-    /// The suite.
-    pub suite: String,
-    /// Whole run, milliseconds.
-    pub total_ms: u64,
-    /// Per target.
-    pub targets: Vec<TargetSummary>,
-    /// The gates.
-    pub gate: GateOutcome,
-    /// Every result, in (target, case, repetition) order.
-    pub results: Vec<CaseResult>,
+    /// Gate: no target's pass rate may fall more than this below the baseline run's.
+    pub max_regression: Option<f64>,
 }
 
 /// The planned calls: (target, case, repetition), after the options' narrowing.
@@ -245,54 +170,334 @@ fn open_placeholders(cfg: &ResolvedConfig, route_vars: Option<&Value>) -> Vec<St
     out
 }
 
-/// Runs the suite; `progress` sees each result as it finishes, with (done, total).
+/// Sees each result as it finishes, with (done, total).
+pub type Progress<'a> = &'a (dyn Fn(&CaseResult, usize, usize) + Sync);
+
+/// Runs the suite in memory (nothing stored but the calls' audit rows).
 pub async fn run<S: Store, P: Provider>(
     runner: &Runner<S, P>,
     suite: &Suite,
     opts: &Options,
-    progress: &(dyn Fn(&CaseResult, usize, usize) + Sync),
+    progress: Progress<'_>,
 ) -> Report {
+    let run_key = new_trace_id()[..16].to_owned();
     let started = Instant::now();
-    let run_id = new_trace_id()[..16].to_owned();
+    let results = execute(
+        runner,
+        suite,
+        opts,
+        &run_key,
+        Vec::new(),
+        progress,
+        |r| async { r },
+    )
+    .await;
+    finish(suite, opts, run_key, started, results, None)
+}
+
+/// Where a stored run comes from.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// `cli`, `schedule`, `api`.
+    pub trigger: String,
+    /// Compare against this run (`--baseline`), if any.
+    pub baseline: Option<String>,
+}
+
+/// Why a stored run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No run with this key.
+    #[error("no evaluation run {0:?}")]
+    UnknownRun(String),
+    /// The stored suite no longer reads (it was stored by another version).
+    #[error("the stored suite of run {run} does not read: {why}")]
+    BadSnapshot {
+        /// The run.
+        run: String,
+        /// The first problem.
+        why: String,
+    },
+}
+
+impl EvalError {
+    /// Stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Store(e) => e.code(),
+            Self::UnknownRun(_) => Code::UnknownReference,
+            Self::BadSnapshot { .. } => Code::SuiteInvalid,
+        }
+    }
+}
+
+/// Runs the suite and stores the run and every result as it finishes, so an interrupted run can
+/// be resumed ([`resume`]); `config_hash` says what configuration was measured.
+pub async fn start<S: Store + EvalStore, P: Provider>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+    how: &Start,
+    progress: Progress<'_>,
+) -> Result<Report, EvalError> {
+    let started = Instant::now();
+    let run_key = new_trace_id()[..16].to_owned();
+    let store = runner.store();
+    let baseline = match how.baseline.as_deref() {
+        Some("last") => store.last_finished_run(&suite.name, &run_key).await?,
+        Some(k) => Some(
+            store
+                .eval_run(k)
+                .await?
+                .map(|r| r.run_key)
+                .ok_or_else(|| EvalError::UnknownRun(k.to_owned()))?,
+        ),
+        None => None,
+    };
+    store
+        .create_run(
+            &EvalRun {
+                run_key: run_key.clone(),
+                suite: suite.name.clone(),
+                status: "running".into(),
+                trigger: how.trigger.clone(),
+                suite_json: suite.snapshot.clone(),
+                options_json: serde_json::to_value(opts).unwrap_or(Value::Null),
+                config_hash: config_hash(runner, suite, opts).await,
+                total: i64::try_from(plan(suite, opts).len()).unwrap_or(i64::MAX),
+                baseline: baseline.clone(),
+                summary: None,
+                gate: None,
+                report_location: None,
+                created_ms: 0,
+                finished_ms: None,
+            }
+            .stamped(),
+        )
+        .await?;
+    complete(
+        runner,
+        suite,
+        opts,
+        run_key,
+        baseline,
+        started,
+        Vec::new(),
+        progress,
+    )
+    .await
+}
+
+/// Goes on with an interrupted run: the same suite, options and run id; only the (target, case,
+/// repetition) without a stored result are called.
+pub async fn resume<S: Store + EvalStore, P: Provider>(
+    runner: &Runner<S, P>,
+    run_key: &str,
+    progress: Progress<'_>,
+) -> Result<Report, EvalError> {
+    let started = Instant::now();
+    let store = runner.store();
+    let run = store
+        .eval_run(run_key)
+        .await?
+        .ok_or_else(|| EvalError::UnknownRun(run_key.to_owned()))?;
+    let (suite, findings) = read_suite(&run.suite_json, &run.suite, Path::new("."));
+    let suite = suite.ok_or_else(|| EvalError::BadSnapshot {
+        run: run_key.to_owned(),
+        why: findings
+            .first()
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .unwrap_or_default(),
+    })?;
+    let opts: Options = serde_json::from_value(run.options_json.clone()).unwrap_or_default();
+    let done = store.eval_results(run_key).await?;
+    complete(
+        runner,
+        &suite,
+        &opts,
+        run.run_key,
+        run.baseline,
+        started,
+        done,
+        progress,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn complete<S: Store + EvalStore, P: Provider>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+    run_key: String,
+    baseline: Option<String>,
+    started: Instant,
+    done: Vec<CaseResult>,
+    progress: Progress<'_>,
+) -> Result<Report, EvalError> {
+    let store = runner.store();
+    let key = run_key.clone();
+    let results = execute(runner, suite, opts, &run_key, done, progress, |r| {
+        let key = key.clone();
+        async move {
+            if let Err(e) = store.record_result(&key, &r).await {
+                // The result stands in this report; a resume would call this case again.
+                tracing::warn!(code = %e.code(), run = %key, case = %r.case_key, "evaluation result not stored");
+            }
+            r
+        }
+    })
+    .await;
+    let base = match &baseline {
+        Some(b) => store.eval_run(b).await?.and_then(|r| r.summary),
+        None => None,
+    };
+    let report = finish(suite, opts, run_key, started, results, base.as_deref());
+    store
+        .finish_run(&report.run_id, &report.targets, &report.gate, None)
+        .await?;
+    Ok(report)
+}
+
+/// Calls every planned job that has no result in `done` yet, `record`ing each as it finishes;
+/// returns all results in plan order.
+async fn execute<S, P, R, F>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+    run_key: &str,
+    done: Vec<CaseResult>,
+    progress: Progress<'_>,
+    record: R,
+) -> Vec<CaseResult>
+where
+    S: Store,
+    P: Provider,
+    R: Fn(CaseResult) -> F,
+    F: std::future::Future<Output = CaseResult>,
+{
     let jobs = plan(suite, opts);
     let total = jobs.len();
     let concurrency = opts.concurrency.unwrap_or(suite.concurrency).max(1);
     let ctx = RunContext {
         trigger: "eval".into(),
-        request_id: Some(format!("eval:{run_id}")),
+        request_id: Some(format!("eval:{run_key}")),
         redact: Vec::new(),
     };
-    let mut results: Vec<(usize, CaseResult)> =
-        futures_util::stream::iter(jobs.into_iter().enumerate())
-            .map(|(i, (target, case, repeat))| {
-                let ctx = &ctx;
-                async move { (i, one(runner, suite, target, case, repeat, ctx).await) }
-            })
-            .buffer_unordered(concurrency)
-            .enumerate()
-            .map(|(done, (i, r))| {
-                progress(&r, done + 1, total);
-                (i, r)
-            })
-            .collect()
-            .await;
-    results.sort_by_key(|(i, _)| *i);
-    let results: Vec<CaseResult> = results.into_iter().map(|(_, r)| r).collect();
+    let mut have: BTreeMap<(String, String, u32), CaseResult> = done
+        .into_iter()
+        .map(|r| ((r.target.clone(), r.case_key.clone(), r.repeat), r))
+        .collect();
+    let already = have.len();
+    let todo: Vec<(usize, (&Target, &Case, u32))> = jobs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, (t, c, r))| !have.contains_key(&(t.label(), c.key.clone(), *r)))
+        .collect();
+    let fresh: Vec<CaseResult> = futures_util::stream::iter(todo)
+        .map(|(_, (target, case, repeat))| {
+            let (ctx, record) = (&ctx, &record);
+            async move { record(one(runner, suite, target, case, repeat, ctx).await).await }
+        })
+        .buffer_unordered(concurrency)
+        .enumerate()
+        .map(|(n, r)| {
+            progress(&r, already + n + 1, total);
+            r
+        })
+        .collect()
+        .await;
+    for r in fresh {
+        have.insert((r.target.clone(), r.case_key.clone(), r.repeat), r);
+    }
+    jobs.iter()
+        .filter_map(|(t, c, r)| have.remove(&(t.label(), c.key.clone(), *r)))
+        .collect()
+}
+
+fn finish(
+    suite: &Suite,
+    opts: &Options,
+    run_key: String,
+    started: Instant,
+    results: Vec<CaseResult>,
+    baseline: Option<&[TargetSummary]>,
+) -> Report {
     let targets = summarise(&results);
     let mut gates = suite.gates.clone();
     if opts.gates.min_pass_rate.is_some() {
         gates.min_pass_rate = opts.gates.min_pass_rate;
     }
     gates.cutoffs.extend(opts.gates.cutoffs.iter().cloned());
-    let gate = gate(&targets, &gates);
+    let mut gate = gate(&targets, &gates);
+    if let (Some(max), Some(base)) = (opts.max_regression, baseline) {
+        for t in &targets {
+            if let Some(b) = base.iter().find(|b| b.target == t.target)
+                && b.pass_rate - t.pass_rate > max + 1e-9
+            {
+                gate.failures.push(format!(
+                    "{}: pass rate fell from {:.3} to {:.3}, more than {max}",
+                    t.target, b.pass_rate, t.pass_rate
+                ));
+            }
+        }
+        gate.passed = gate.failures.is_empty();
+    }
     Report {
-        run_id,
+        run_id: run_key,
         suite: suite.name.clone(),
         total_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         targets,
         gate,
         results,
     }
+}
+
+/// SHA-256 over what the targets resolve to now (model, URL, prompt, params; a route's policy,
+/// overrides and members), without keys: equal hashes measured the same configuration.
+async fn config_hash<S: Store, P: Provider>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+) -> Option<String> {
+    use sha2::Digest;
+    fn config(c: &ResolvedConfig) -> Value {
+        serde_json::json!({
+            "config_key": c.config_key, "model": c.model, "url": c.connection.base_url,
+            "prompt": c.prompt.as_ref().map(|p| serde_json::json!({
+                "name": p.name, "version": p.version, "messages": p.messages,
+                "response_format": p.response_format, "variables": p.variables})),
+            "params": c.params,
+        })
+    }
+    let targets: Vec<&Target> = if opts.targets.is_empty() {
+        suite.targets.iter().collect()
+    } else {
+        opts.targets.iter().collect()
+    };
+    let mut parts = Vec::new();
+    for t in targets {
+        parts.push(match t {
+            Target::Config { config_key } => config(&runner.store().resolve_config(config_key).await.ok()?),
+            Target::Route { project, route_key } => {
+                let r = runner.store().resolve_route(project, route_key).await.ok()?;
+                serde_json::json!({
+                    "route": t.label(), "policy": r.policy, "policy_config": r.policy_config,
+                    "variables": r.variables, "params": r.params, "response_format": r.response_format,
+                    "prompt": r.prompt.as_ref().map(|p| (&p.name, &p.version, &p.messages)),
+                    "members": r.members.iter().map(|m| serde_json::json!({
+                        "priority": m.priority, "weight": m.weight, "config": config(&m.config)
+                    })).collect::<Vec<_>>(),
+                })
+            }
+        });
+    }
+    let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn one<S: Store, P: Provider>(
@@ -474,6 +679,7 @@ pub fn gate(targets: &[TargetSummary], gates: &Gates) -> GateOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::eval::Graded;
 
     fn result(target: &str, case: &str, pass: bool, score: f64, ms: u64) -> CaseResult {
         CaseResult {

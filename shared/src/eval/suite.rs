@@ -48,10 +48,12 @@ pub struct Case {
     pub assertions: Vec<Assertion>,
     /// Overrides the suite's threshold.
     pub threshold: Option<f64>,
+    /// The case as read (what a run stores, so a resume needs no files).
+    pub raw: Value,
 }
 
 /// What a suite runs against.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// A route.
@@ -101,7 +103,7 @@ impl Target {
 }
 
 /// When a run fails even though it finished.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Gates {
     /// The share of passing cases (0..=1) a target needs.
     pub min_pass_rate: Option<f64>,
@@ -128,6 +130,9 @@ pub struct Suite {
     pub concurrency: usize,
     /// Gates.
     pub gates: Gates,
+    /// The suite and its dataset as read, cases inline: an evals document that reads back into
+    /// this suite without any file (stored with each run).
+    pub snapshot: Value,
 }
 
 /// Variables the upload pipeline sets: a case may use them without defining them.
@@ -224,6 +229,13 @@ pub fn read_suite(doc: &Value, name: &str, dir: &Path) -> (Option<Suite>, Vec<Fi
             "the dataset has no active case",
         );
     }
+    let snapshot = serde_json::json!({
+        "datasets": [{
+            "name": dataset.clone().unwrap_or_default(),
+            "cases": cases.iter().map(|c| c.raw.clone()).collect::<Vec<_>>(),
+        }],
+        "suites": [Value::Object((*s).clone())],
+    });
     let suite = Suite {
         name: name.to_owned(),
         cases,
@@ -233,6 +245,7 @@ pub fn read_suite(doc: &Value, name: &str, dir: &Path) -> (Option<Suite>, Vec<Fi
         repeat: u32::try_from(repeat).unwrap_or(1),
         concurrency: usize::try_from(concurrency).unwrap_or(4),
         gates,
+        snapshot,
     };
     let ok = !has_errors(&cx);
     (ok.then_some(suite), cx.findings)
@@ -468,6 +481,7 @@ fn read_cases(d: &Map<String, Value>, path: &str, dir: &Path, cx: &mut Ctx) -> V
             tags,
             assertions: assertions(o.get("assert"), &format!("{at}.assert"), cx),
             threshold: fraction(o.get("threshold"), &format!("{at}.threshold"), cx),
+            raw: c.clone(),
         });
     }
     out

@@ -5,6 +5,7 @@
 //! this one and this one depends on none of them (only on [`crate::code`]). The store fills these
 //! types, the runner consumes them.
 
+pub mod eval;
 pub mod media;
 
 use serde_json::Value;

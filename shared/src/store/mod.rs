@@ -17,6 +17,7 @@ pub mod audit;
 pub mod catalog;
 pub mod config;
 pub(crate) mod dialect;
+pub mod eval;
 pub mod keys;
 pub mod media;
 pub mod migrate;

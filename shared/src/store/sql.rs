@@ -260,3 +260,47 @@ pub(crate) const FINISH_JOB: &str = "UPDATE ai_media_job SET status = ?, lease_u
      ?, trace_id = ?, audit_ids = ?, result_bucket = ?, result_key = ?, summary_json = ?, \
      media_format = ?, size_bytes = ?, content_type = ?, finished_ms = ?, duration_ms = ? \
      WHERE id = ?";
+
+// ---- evaluations ----
+
+/// A new evaluation run.
+pub(crate) const INSERT_EVAL_RUN: &str = "INSERT INTO ai_eval_run (run_key, suite, status, \
+     trigger_source, suite_json, options_json, config_hash, total, baseline_run, created_ms) \
+     VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)";
+/// Records a run's outcome.
+pub(crate) const FINISH_EVAL_RUN: &str = "UPDATE ai_eval_run SET status = 'finished', \
+     summary_json = ?, gate_json = ?, gate_passed = ?, report_location = ?, finished_ms = ? \
+     WHERE run_key = ?";
+/// The columns of a run (keys are binary-collated on MySQL: cast back to text).
+macro_rules! eval_run_columns {
+    () => {
+        "CAST(run_key AS CHAR), CAST(suite AS CHAR), status, trigger_source, suite_json, \
+         options_json, config_hash, \
+         CAST(total AS SIGNED), baseline_run, summary_json, gate_json, report_location, \
+         CAST(created_ms AS SIGNED), CAST(finished_ms AS SIGNED)"
+    };
+}
+/// One run by key.
+pub(crate) const EVAL_RUN: &str = concat!(
+    "SELECT ",
+    eval_run_columns!(),
+    " FROM ai_eval_run WHERE run_key = ?"
+);
+/// Recent runs, newest first (all suites when the suite is NULL).
+pub(crate) const EVAL_RUNS: &str = concat!(
+    "SELECT ",
+    eval_run_columns!(),
+    " FROM ai_eval_run WHERE (? IS NULL OR suite = ?) ORDER BY created_ms DESC, id DESC LIMIT ?"
+);
+/// The latest finished run of a suite other than the given one.
+pub(crate) const LAST_FINISHED_EVAL_RUN: &str = "SELECT CAST(run_key AS CHAR) FROM ai_eval_run \
+     WHERE suite = ? AND status = 'finished' AND run_key <> ? \
+     ORDER BY created_ms DESC, id DESC LIMIT 1";
+/// A run's results in (target, case, repetition) order of insertion.
+pub(crate) const EVAL_RESULTS: &str =
+    "SELECT result_json FROM ai_eval_result WHERE run_key = ? ORDER BY id";
+/// One result; a second record of the same (run, target, case, repetition) fails on the unique
+/// key and is ignored.
+pub(crate) const INSERT_EVAL_RESULT: &str = "INSERT INTO ai_eval_result (run_key, target, \
+     case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
+     result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";

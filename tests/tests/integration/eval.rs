@@ -222,3 +222,112 @@ async fn a_missing_target_or_an_open_placeholder_stops_the_run_before_any_call()
     let still = run::preflight(&r, &suite, &only_good).await;
     assert_eq!(still.len(), 1, "the open placeholder remains: {still:?}");
 }
+
+async fn stored_runs_resume_without_redoing_finished_cases(backend: Backend) {
+    use ai_runner::eval::run::{Start, resume, start};
+    use ai_runner::model::eval::EvalRun;
+    use ai_runner::ports::EvalStore;
+    let Some(tdb) = TestDb::new(backend).await else {
+        return;
+    };
+    let servers = providers(&tdb).await;
+    let suite = read_suite(&suite_doc(), "moods", std::path::Path::new("."))
+        .0
+        .unwrap();
+    let r = runner(&tdb.settings(&[]));
+    let how = Start {
+        trigger: "cli".into(),
+        baseline: None,
+    };
+    let first = start(&r, &suite, &Options::default(), &how, &|_, _, _| {})
+        .await
+        .unwrap();
+    let db = r.store();
+    let stored = db.eval_run(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "finished");
+    assert_eq!(stored.total, 6);
+    assert_eq!(stored.config_hash.as_deref().map(str::len), Some(64));
+    assert_eq!(stored.gate.as_ref().map(|g| g.passed), Some(false));
+    let by_job = |mut v: Vec<ai_runner::model::eval::CaseResult>| {
+        v.sort_by(|a, b| {
+            (&a.target, &a.case_key, a.repeat).cmp(&(&b.target, &b.case_key, b.repeat))
+        });
+        v
+    };
+    assert_eq!(
+        by_job(db.eval_results(&first.run_id).await.unwrap()),
+        by_job(first.results.clone()),
+        "every result stored as it was reported"
+    );
+    let calls = |s: &[ProviderServer]| s.iter().map(|x| x.requests().len()).sum::<usize>();
+    assert_eq!(calls(&servers), 6);
+
+    // A run that died after two results: resuming calls only the other four, once each.
+    let interrupted = EvalRun {
+        run_key: "interrupted01".into(),
+        status: "running".into(),
+        baseline: None,
+        summary: None,
+        gate: None,
+        finished_ms: None,
+        ..stored.clone()
+    };
+    db.create_run(&interrupted).await.unwrap();
+    for done in &first.results[..2] {
+        db.record_result("interrupted01", done).await.unwrap();
+        db.record_result("interrupted01", done).await.unwrap();
+    }
+    let resumed = resume(&r, "interrupted01", &|_, _, _| {}).await.unwrap();
+    assert_eq!(calls(&servers), 10, "4 more calls, not 6");
+    assert_eq!(resumed.results.len(), 6);
+    assert_eq!(
+        resumed.results[..2],
+        first.results[..2],
+        "finished cases kept as they were"
+    );
+    let again = db.eval_results("interrupted01").await.unwrap();
+    assert_eq!(
+        again.len(),
+        6,
+        "each (target, case, repetition) stored once"
+    );
+    assert_eq!(
+        db.eval_run("interrupted01").await.unwrap().unwrap().status,
+        "finished"
+    );
+    let missing = resume(&r, "no-such-run", &|_, _, _| {}).await.unwrap_err();
+    assert_eq!(missing.code(), Code::UnknownReference);
+
+    // A baseline gate: the same suite again, no regression allowed.
+    let opts = Options {
+        max_regression: Some(0.0),
+        ..Options::default()
+    };
+    let how = Start {
+        trigger: "cli".into(),
+        baseline: Some("last".into()),
+    };
+    let third = start(&r, &suite, &opts, &how, &|_, _, _| {}).await.unwrap();
+    assert!(
+        !third.gate.failures.iter().any(|f| f.contains("fell")),
+        "same answers, no regression: {:?}",
+        third.gate
+    );
+    assert_eq!(
+        db.eval_runs(Some("moods"), 10).await.unwrap().len(),
+        3,
+        "every run is listed"
+    );
+    r.store().close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn stored_runs_resume_without_redoing_finished_cases_on_sqlite() {
+    stored_runs_resume_without_redoing_finished_cases(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn stored_runs_resume_without_redoing_finished_cases_on_mariadb() {
+    stored_runs_resume_without_redoing_finished_cases(Backend::MariaDb).await;
+}

@@ -1,0 +1,172 @@
+//! The data of an evaluation run: each assertion's outcome, each (target, case, repetition)
+//! result, the per-target summary, the gate, and the run as stored.
+//!
+//! Invariants: plain values that serialize with stable field names (the JSON report, the stored
+//! rows and `eval show` are this data); the evaluation core ([`crate::eval`]) computes them, the
+//! store persists them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Whether an assertion held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// It held.
+    Pass,
+    /// It did not.
+    Fail,
+    /// It could not be checked (e.g. `cost` before calls carry a cost): counts neither way.
+    NotEvaluated,
+}
+
+/// One assertion's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Graded {
+    /// The type as written (`not-contains`, ...).
+    #[serde(rename = "type")]
+    pub label: String,
+    /// Held or not.
+    pub verdict: Verdict,
+    /// 0..=1.
+    pub score: f64,
+    /// Why, in words.
+    pub reason: String,
+    /// Its weight.
+    pub weight: f64,
+    /// Its metric name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+/// One (target, case, repetition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// `project/route_key` or the config key.
+    pub target: String,
+    /// The case.
+    pub case_key: String,
+    /// 0-based repetition.
+    pub repeat: u32,
+    /// Passed its assertions.
+    pub pass: bool,
+    /// 0..=1.
+    pub score: f64,
+    /// The answer's text.
+    pub output: Option<String>,
+    /// The answer parsed as JSON, when the request asked for JSON.
+    pub parsed: Option<Value>,
+    /// Every assertion's outcome.
+    pub assertions: Vec<Graded>,
+    /// Whole call, milliseconds.
+    pub latency_ms: u64,
+    /// The call's failure code, if it failed.
+    pub error_code: Option<String>,
+    /// Its message.
+    pub error_message: Option<String>,
+    /// The call's trace id.
+    pub trace_id: String,
+    /// The audit rows of the call (one per route member tried).
+    pub audit_ids: Vec<i64>,
+}
+
+/// A target's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetSummary {
+    /// The target.
+    pub target: String,
+    /// Results (cases x repetitions).
+    pub results: usize,
+    /// Passed.
+    pub passed: usize,
+    /// Failed their assertions.
+    pub failed: usize,
+    /// The call itself failed.
+    pub errors: usize,
+    /// passed / results.
+    pub pass_rate: f64,
+    /// Mean case score.
+    pub mean_score: f64,
+    /// Mean score per named metric.
+    pub metrics: BTreeMap<String, f64>,
+    /// Latency percentiles, milliseconds.
+    pub latency_p50_ms: u64,
+    /// 95th percentile.
+    pub latency_p95_ms: u64,
+    /// Cases that passed some repetitions and failed others.
+    pub flaky: Vec<String>,
+}
+
+/// Whether the run's gates held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateOutcome {
+    /// All held.
+    pub passed: bool,
+    /// Each gate that did not, in words.
+    pub failures: Vec<String>,
+}
+
+/// A finished evaluation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The run's id (on every call's audit row as `request_id` = `eval:<id>`).
+    pub run_id: String,
+    /// The suite.
+    pub suite: String,
+    /// Whole run, milliseconds.
+    pub total_ms: u64,
+    /// Per target.
+    pub targets: Vec<TargetSummary>,
+    /// The gates.
+    pub gate: GateOutcome,
+    /// Every result, in (target, case, repetition) order.
+    pub results: Vec<CaseResult>,
+}
+
+/// An evaluation run as stored (`ai_eval_run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRun {
+    /// The run's id (`request_id` = `eval:<id>` on its calls' audit rows).
+    pub run_key: String,
+    /// The suite.
+    pub suite: String,
+    /// `running` (or interrupted) or `finished`.
+    pub status: String,
+    /// `cli`, `schedule`, `api`.
+    pub trigger: String,
+    /// The suite and its dataset as read (what a resume runs again).
+    pub suite_json: Value,
+    /// The command line's narrowing and gates.
+    pub options_json: Value,
+    /// SHA-256 of the targets' resolved configuration (model, URL, prompt, params, policy,
+    /// members): two runs with the same hash measured the same thing.
+    pub config_hash: Option<String>,
+    /// Planned results.
+    pub total: i64,
+    /// The run compared against, if any.
+    pub baseline: Option<String>,
+    /// Per-target summaries, once finished.
+    pub summary: Option<Vec<TargetSummary>>,
+    /// The gate, once finished.
+    pub gate: Option<GateOutcome>,
+    /// Where the reports went.
+    pub report_location: Option<String>,
+    /// Started (epoch ms).
+    pub created_ms: i64,
+    /// Finished (epoch ms).
+    pub finished_ms: Option<i64>,
+}
+
+impl EvalRun {
+    /// The same run, created now.
+    pub fn stamped(self) -> Self {
+        Self {
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ..self
+        }
+    }
+}

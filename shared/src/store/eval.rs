@@ -1,0 +1,231 @@
+//! The evaluation tables: `ai_eval_run` (one row per run: what was run, against what
+//! configuration, how it ended) and `ai_eval_result` (one row per target, case and repetition).
+//! This is the [`EvalStore`] port's implementation.
+//!
+//! Invariants: a result is unique on (run, target, case, repetition) with binary collation on
+//! MySQL (case keys that differ only in case or accents stay apart), so recording it again is a
+//! no-op; JSON columns hold the model's serialized values and are parsed back into them.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::dialect::is_missing_table;
+use super::{Db, StoreError, db_err, json_col, on_pool, sql};
+use crate::model::eval::{CaseResult, EvalRun, GateOutcome, TargetSummary};
+use crate::ports::EvalStore;
+
+fn text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
+    let (
+        run_key,
+        suite,
+        status,
+        trigger,
+        suite_json,
+        options_json,
+        config_hash,
+        total,
+        baseline,
+        summary,
+        gate,
+        report_location,
+        created_ms,
+        finished_ms,
+    ) = r;
+    let parse = |t: Option<String>, column| json_col(t, column);
+    Ok(EvalRun {
+        run_key,
+        suite,
+        status,
+        trigger,
+        suite_json: parse(Some(suite_json), "ai_eval_run.suite_json")?.unwrap_or(Value::Null),
+        options_json: parse(Some(options_json), "ai_eval_run.options_json")?.unwrap_or(Value::Null),
+        config_hash,
+        total,
+        baseline,
+        summary: parse(summary, "ai_eval_run.summary_json")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| StoreError::BadJson {
+                column: "ai_eval_run.summary_json",
+            })?,
+        gate: parse(gate, "ai_eval_run.gate_json")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| StoreError::BadJson {
+                column: "ai_eval_run.gate_json",
+            })?,
+        report_location,
+        created_ms,
+        finished_ms,
+    })
+}
+
+impl EvalStore for Db {
+    async fn create_run(&self, run: &EvalRun) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(sql::INSERT_EVAL_RUN)
+            .bind(&run.run_key)
+            .bind(&run.suite)
+            .bind(&run.trigger)
+            .bind(text(&run.suite_json))
+            .bind(text(&run.options_json))
+            .bind(&run.config_hash)
+            .bind(run.total)
+            .bind(&run.baseline)
+            .bind(run.created_ms)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(|e| if is_missing_table(&e) {
+                StoreError::Outdated("ai_eval_run")
+            } else {
+                db_err(e)
+            }))
+    }
+
+    async fn record_result(&self, run_key: &str, r: &CaseResult) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        let ids = r
+            .audit_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let res = on_pool!(pool, |p| sqlx::query(sql::INSERT_EVAL_RESULT)
+            .bind(run_key)
+            .bind(&r.target)
+            .bind(&r.case_key)
+            .bind(i64::from(r.repeat))
+            .bind(i64::from(r.pass))
+            .bind(r.score)
+            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+            .bind(&r.error_code)
+            .bind(&r.trace_id)
+            .bind(&ids)
+            .bind(text(r))
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|_| ()));
+        match res {
+            Ok(_) => Ok(()),
+            // Recorded already (a resumed or redelivered job): the first record stands.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(()),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn finish_run(
+        &self,
+        run_key: &str,
+        summary: &[TargetSummary],
+        gate: &GateOutcome,
+        report_location: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(sql::FINISH_EVAL_RUN)
+            .bind(text(&summary))
+            .bind(text(gate))
+            .bind(i64::from(gate.passed))
+            .bind(report_location)
+            .bind(now_ms())
+            .bind(run_key)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(db_err))
+    }
+
+    async fn eval_run(&self, run_key: &str) -> Result<Option<EvalRun>, StoreError> {
+        let pool = self.pool().await?;
+        let row: Option<RunRow> = on_pool!(pool, |p| sqlx::query_as(sql::EVAL_RUN)
+            .bind(run_key)
+            .fetch_optional(p)
+            .await
+            .map_err(|e| if is_missing_table(&e) {
+                StoreError::Outdated("ai_eval_run")
+            } else {
+                db_err(e)
+            }))?;
+        row.map(run_from).transpose()
+    }
+
+    async fn eval_results(&self, run_key: &str) -> Result<Vec<CaseResult>, StoreError> {
+        let pool = self.pool().await?;
+        let rows: Vec<String> = on_pool!(pool, |p| {
+            let rows = sqlx::query(sql::EVAL_RESULTS)
+                .bind(run_key)
+                .fetch_all(p)
+                .await
+                .map_err(db_err)?;
+            rows.iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?
+        });
+        rows.iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|_| StoreError::BadJson {
+                    column: "ai_eval_result.result_json",
+                })
+            })
+            .collect()
+    }
+
+    async fn eval_runs(&self, suite: Option<&str>, limit: i64) -> Result<Vec<EvalRun>, StoreError> {
+        let pool = self.pool().await?;
+        let rows: Vec<RunRow> = on_pool!(pool, |p| sqlx::query_as(sql::EVAL_RUNS)
+            .bind(suite)
+            .bind(suite)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(|e| if is_missing_table(&e) {
+                StoreError::Outdated("ai_eval_run")
+            } else {
+                db_err(e)
+            }))?;
+        rows.into_iter().map(run_from).collect()
+    }
+
+    async fn last_finished_run(
+        &self,
+        suite: &str,
+        except: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar(sql::LAST_FINISHED_EVAL_RUN)
+            .bind(suite)
+            .bind(except)
+            .fetch_optional(p)
+            .await
+            .map_err(db_err))
+    }
+}
