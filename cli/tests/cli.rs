@@ -1748,3 +1748,122 @@ suites:
         assert!(jobs.status.success());
     }
 }
+
+/// The evaluation report in a real browser (Debian's `chromium`; `bash .ci/run` installs it and
+/// runs these with `--include-ignored`).
+mod browser {
+    use super::*;
+
+    fn chromium() -> String {
+        std::env::var("AI_RUNNER_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into())
+    }
+
+    /// The DOM after the page loaded and its scripts ran.
+    fn dump_dom(page: &Path) -> String {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium runs (apt-get install chromium)");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// The text of the first `<td class="{class}">` after `start` in `dom`.
+    fn cell<'a>(dom: &'a str, start: &str, class: &str) -> &'a str {
+        let row = &dom[dom.find(start).unwrap()..];
+        let open = format!("<td class=\"{class}\">");
+        let at = row.find(&open).unwrap() + open.len();
+        row[at..].split(['<', ' ']).next().unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs Debian's chromium: bash .ci/run installs it and runs ignored tests"]
+    fn the_html_report_renders_the_jsons_numbers_and_shows_model_html_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ai_runner(dir.path(), &[], &["quickstart"], None)
+                .status
+                .success()
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let hostile = rt
+            .block_on(ai_runner::demo::ProviderServer::start(vec![
+                ai_runner::demo::Reply::content(
+                    "<script>document.title='pwned'</script><b>粗体</b>",
+                ),
+            ]))
+            .unwrap();
+        std::fs::write(
+            dir.path().join("h.yaml"),
+            format!(
+                "connections: [{{name: h, provider: custom, base_url: \"{}\", api_key: sk-h-1}}]\n\
+                 models: [{{name: h-model, connection: h}}]\n\
+                 prompts: [{{name: h, version: v1, messages: [{{role: user, content: \"{{{{TEXT}}}}\"}}]}}]\n\
+                 configs: [{{config_key: hostile, model: h-model, prompt: h@v1}}]\n",
+                hostile.url()
+            ),
+        )
+        .unwrap();
+        assert!(
+            ai_runner(dir.path(), &[], &["cfg", "gen", "-f", "h.yaml"], None)
+                .status
+                .success()
+        );
+        std::fs::write(
+            dir.path().join("evals.yaml"),
+            "datasets:\n  - name: d\n    cases:\n      - {key: a, vars: {TEXT: 一}}\n      - {key: b, vars: {TEXT: 二}}\n      - {key: c, vars: {TEXT: 三}}\n\
+             suites:\n  - name: s\n    dataset: d\n    targets: [{config: hostile}, {config: quickstart-demo}]\n    assert: [{type: contains, value: 粗体}]\n",
+        )
+        .unwrap();
+        let out = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "run", "s", "--out", "r.json", "--out", "r.html"],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap())
+                .unwrap();
+        let dom = dump_dom(&dir.path().join("r.html"));
+        assert!(
+            dom.contains("<title>s · ai-runner evaluation</title>"),
+            "the page's own script did not run: {}",
+            &dom[..300.min(dom.len())]
+        );
+        assert!(
+            dom.contains(
+                "&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;b&gt;粗体&lt;/b&gt;"
+            ),
+            "the model's HTML is text"
+        );
+        for t in json["targets"].as_array().unwrap() {
+            let name = t["target"].as_str().unwrap();
+            let start = format!("<tr data-target=\"{name}\">");
+            assert_eq!(
+                cell(&dom, &start, "pass-rate"),
+                format!("{:.3}", t["pass_rate"].as_f64().unwrap()),
+                "{name}"
+            );
+            assert_eq!(
+                cell(&dom, &start, "mean-score"),
+                format!("{:.3}", t["mean_score"].as_f64().unwrap())
+            );
+            assert_eq!(cell(&dom, &start, "passed"), t["passed"].to_string());
+        }
+        assert_eq!(dom.matches("<tr class=\"case ").count(), 6);
+    }
+}
