@@ -25,7 +25,7 @@ use crate::model::ResolvedConfig;
 use crate::model::eval::EvalRun;
 use crate::ports::{EvalStore, Provider, Store, StoreError};
 use crate::request::{collect_strings, placeholders};
-use crate::run::{RunContext, RunResult, Runner, new_trace_id};
+use crate::run::{Overlay, RunContext, RunResult, Runner, new_trace_id};
 
 /// Narrowing and overrides from the command line (stored with a run, so a resume runs the same
 /// plan).
@@ -392,25 +392,38 @@ where
         .map(|r| ((r.target.clone(), r.case_key.clone(), r.repeat), r))
         .collect();
     let already = have.len();
+    let mut resolved = BTreeMap::new();
+    for t in jobs.iter().map(|(t, _, _)| *t) {
+        if let Target::Config { config_key } = t
+            && !resolved.contains_key(config_key)
+            && let Ok(cfg) = runner.store().resolve_config(config_key).await
+        {
+            resolved.insert(config_key.clone(), cfg);
+        }
+    }
     let todo: Vec<(usize, (&Target, &Case, u32))> = jobs
         .iter()
         .copied()
         .enumerate()
         .filter(|(_, (t, c, r))| !have.contains_key(&(t.label(), c.key.clone(), *r)))
         .collect();
-    let fresh: Vec<CaseResult> = futures_util::stream::iter(todo)
-        .map(|(_, (target, case, repeat))| {
-            let (ctx, record) = (&ctx, &record);
-            async move { record(one(runner, suite, target, case, repeat, ctx).await).await }
-        })
-        .buffer_unordered(concurrency)
-        .enumerate()
-        .map(|(n, r)| {
-            progress(&r, already + n + 1, total);
-            r
-        })
-        .collect()
-        .await;
+    let fresh: Vec<CaseResult> =
+        futures_util::stream::iter(todo)
+            .map(|(_, (target, case, repeat))| {
+                let (ctx, record) = (&ctx, &record);
+                let resolved = &resolved;
+                async move {
+                    record(one(runner, suite, target, case, repeat, ctx, resolved).await).await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .enumerate()
+            .map(|(n, r)| {
+                progress(&r, already + n + 1, total);
+                r
+            })
+            .collect()
+            .await;
     for r in fresh {
         have.insert((r.target.clone(), r.case_key.clone(), r.repeat), r);
     }
@@ -507,10 +520,27 @@ async fn one<S: Store, P: Provider>(
     case: &Case,
     repeat: u32,
     ctx: &RunContext,
+    resolved: &BTreeMap<String, ResolvedConfig>,
 ) -> CaseResult {
     let (result, audit_ids): (RunResult, Vec<i64>) = match target {
         Target::Config { config_key } => {
-            let r = runner.run_once(config_key, &case.vars, ctx).await;
+            // Resolved once per run: every case measures the same configuration, and a case
+            // costs no config query.
+            let r = match resolved.get(config_key) {
+                Some(cfg) => {
+                    runner
+                        .run_resolved(
+                            cfg,
+                            &Overlay::default(),
+                            &case.vars,
+                            ctx,
+                            new_trace_id(),
+                            Instant::now(),
+                        )
+                        .await
+                }
+                None => runner.run_once(config_key, &case.vars, ctx).await,
+            };
             let ids = r.audit_id.into_iter().collect();
             (r, ids)
         }
