@@ -1192,6 +1192,7 @@ mod predecessor {
         );
         quickstart(dir.path());
         let o = succeeds(dir.path(), &[], &["init"]);
+        assert!(o.contains("python_deps: OK"), "{o}");
         for line in ["config: OK", "tmp: OK", "db: OK"] {
             assert!(o.lines().any(|l| l == line), "{line}: {o}");
         }

@@ -43,6 +43,8 @@ impl InitArgs {
         if let Some(s) = group(&["settings", "pepper"]) {
             println!("config: {s}");
         }
+        // The predecessor checked its Python packages here; one binary has none to miss.
+        println!("python_deps: OK (none needed)");
         println!(
             "tmp: {}",
             match &tmp {
