@@ -380,9 +380,11 @@ pub enum EvalCommand {
     Run {
         /// The suite's name.
         suite: String,
-        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section).
-        #[arg(short = 'f', long, default_value = "evals.yaml")]
-        file: PathBuf,
+        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section). Without it the
+        /// suite comes from the database's evaluation catalog (applied by `cfg gen`), else from
+        /// ./evals.yaml.
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
         /// Run only this target: `project/route_key` or `config:KEY` (repeatable).
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<String>,
@@ -413,12 +415,22 @@ pub enum EvalCommand {
         /// Gate: no target's pass rate may fall more than this (0..1) below the baseline's.
         #[arg(long, requires = "baseline")]
         max_regression: Option<f64>,
+        /// Stop after this many consecutive provider failures (0 = never; default: the suite's,
+        /// else 20).
+        #[arg(long)]
+        stop_after_failures: Option<u32>,
         /// Check the suite and its targets and print the plan; call nothing.
         #[arg(long)]
         dry_run: bool,
         /// Print the whole report as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Datasets in the database's evaluation catalog: list them, or add cases from the audit
+    /// trail or from stored audio.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
     },
     /// Go on with an interrupted run: only cases without a stored result are called.
     Resume {
@@ -463,5 +475,43 @@ pub enum EvalCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `eval dataset ...`.
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// The stored datasets with their case counts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent successful calls of a config or route become cases: their variables recovered from
+    /// the logged request, the logged answer as a candidate expected value (tagged `candidate`).
+    AddFromAudit {
+        /// The dataset (created if missing).
+        dataset: String,
+        /// Calls of this config.
+        #[arg(long, conflicts_with = "route", required_unless_present = "route")]
+        config: Option<String>,
+        /// Calls of this route (`project/route_key`).
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many of the latest calls.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Each audio object under a prefix becomes a media case (`media: {bucket, key}`).
+    AddFromObjects {
+        /// The dataset (created if missing).
+        dataset: String,
+        /// The bucket.
+        bucket: String,
+        /// The key prefix.
+        prefix: String,
+        /// At most this many objects.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
     },
 }

@@ -113,6 +113,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::ObjectAccessDenied
         | Code::ObjectOperationUnsupported
         | Code::ObjectStoreUnavailable
+        | Code::QueueUnavailable
         | Code::MappingNotFound
         | Code::KeyUnresolved
         | Code::YamlInvalid
@@ -214,6 +215,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         }
         Code::IoError => "check the path and its permissions",
         Code::SuiteInvalid => "fix the findings above; each names its YAML path, case or target",
+        Code::QueueUnavailable => {
+            "check EVAL_QUEUE_URL, the region and the credentials (or unset it to run in process)"
+        }
         Code::EvalGateFailed => {
             "the run finished below a gate; `--out report.html` shows which cases failed and why"
         }

@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ObjectSettings, Settings};
+use crate::config::{ConfigError, EvalSettings, ObjectSettings, Settings};
 use crate::error::RunError;
 use crate::objects;
-use crate::ports::ObjectStore;
+use crate::ports::{ObjectStore, Queue};
 use crate::provider::HttpProvider;
-use crate::run::{Runner, Spill};
+use crate::queue::SqsQueue;
+use crate::run::{MediaSource, Runner, Spill};
 use crate::store::Db;
 
 /// The production runner: SQL store plus HTTP provider.
@@ -27,6 +28,10 @@ pub struct App {
     pub objects: Arc<dyn ObjectStore>,
     /// Object settings (prefixes, limits).
     pub object_settings: ObjectSettings,
+    /// The evaluation queue, when `EVAL_QUEUE_URL` is set.
+    pub queue: Option<Arc<dyn Queue>>,
+    /// Evaluation settings (chunk size, reports prefix).
+    pub eval_settings: EvalSettings,
 }
 
 impl App {
@@ -56,9 +61,16 @@ impl App {
             None
         };
         Ok(Self {
-            runner: Runner::new(db, provider, settings).with_spill(spill),
+            runner: Runner::new(db, provider, settings)
+                .with_spill(spill)
+                .with_media(Some(MediaSource {
+                    store: objects.clone(),
+                    settings: settings.objects.clone(),
+                })),
             objects,
             object_settings: settings.objects.clone(),
+            queue: SqsQueue::from_settings(&settings.eval).map(|q| Arc::new(q) as Arc<dyn Queue>),
+            eval_settings: settings.eval.clone(),
         })
     }
 

@@ -181,6 +181,8 @@ codes! {
     SuiteInvalid = "SUITE_INVALID",
     /// An evaluation run finished but a gate (pass rate, metric cutoff) did not hold.
     EvalGateFailed = "EVAL_GATE_FAILED",
+    /// The evaluation queue (SQS) did not take a run's messages (retryable).
+    QueueUnavailable = "QUEUE_UNAVAILABLE",
 
     // Command-line outcomes.
     /// One or more doctor checks failed.
@@ -189,6 +191,21 @@ codes! {
     DemoProviderFailed = "DEMO_PROVIDER_FAILED",
     /// The quickstart's upload demo did not succeed.
     QuickstartUploadFailed = "QUICKSTART_UPLOAD_FAILED",
+}
+
+impl Code {
+    /// The provider looks down or overloaded (unreachable, timed out, 5xx, 429 after retries):
+    /// what an evaluation's early stop counts.
+    pub fn is_provider_outage(self) -> bool {
+        matches!(
+            self,
+            Code::Http429RateLimit
+                | Code::Http5xxServerError
+                | Code::NetworkTimeout
+                | Code::NetworkError
+                | Code::ProviderUnreachable
+        )
+    }
 }
 
 impl fmt::Display for Code {

@@ -185,6 +185,26 @@ pub struct Settings {
     pub enable_oss_spillover: bool,
     /// Object storage (uploads, results, spill-over).
     pub objects: ObjectSettings,
+    /// Evaluation runs started by `run-route` (queue, chunking, reports).
+    pub eval: EvalSettings,
+}
+
+/// How `run-route` runs evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSettings {
+    /// `EVAL_QUEUE_URL`: the SQS queue a run's chunks go through; unset = run in process.
+    pub queue_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`: an SQS-protocol server instead of AWS's.
+    pub queue_endpoint: Option<String>,
+    /// `AWS_REGION` (default `us-east-1`).
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`): what Lambda sets.
+    pub credentials: Option<(String, Secret, Option<Secret>)>,
+    /// `EVAL_CHUNK_SIZE` (default 10, 1..=1000): calls per queue message.
+    pub chunk_size: usize,
+    /// `EVAL_REPORTS_PREFIX` (default `ai-runner/eval-reports/`): where a scheduled run's reports
+    /// go in `OSS_BUCKET`.
+    pub reports_prefix: String,
 }
 
 /// Where objects live.
@@ -279,6 +299,7 @@ impl Settings {
             },
             enable_oss_spillover: flag(get, "ENABLE_OSS_SPILLOVER", false)?,
             objects: parse_objects(get)?,
+            eval: parse_eval(get)?,
         })
     }
 }
@@ -504,6 +525,48 @@ fn parse_objects(get: Getter<'_>) -> Result<ObjectSettings, ConfigError> {
         media_max_bytes: num(get, "MEDIA_MAX_BYTES", 25 * 1024 * 1024)?,
         media_url_expiry: Duration::from_secs(num(get, "MEDIA_URL_EXPIRY_SECS", 900)?),
         job_lease: Duration::from_secs(num(get, "MEDIA_JOB_LEASE_SECS", 900)?),
+    })
+}
+
+fn parse_eval(get: Getter<'_>) -> Result<EvalSettings, ConfigError> {
+    let nonempty = |k: &str| {
+        get.get(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let chunk_size = num(get, "EVAL_CHUNK_SIZE", 10usize)?;
+    if !(1..=1000).contains(&chunk_size) {
+        return Err(ConfigError::Invalid {
+            name: "EVAL_CHUNK_SIZE",
+            reason: "must be from 1 to 1000".into(),
+        });
+    }
+    let reports_prefix =
+        nonempty("EVAL_REPORTS_PREFIX").unwrap_or_else(|| "ai-runner/eval-reports/".into());
+    if reports_prefix.starts_with('/') {
+        return Err(ConfigError::Invalid {
+            name: "EVAL_REPORTS_PREFIX",
+            reason: "object key prefixes do not start with '/'".into(),
+        });
+    }
+    Ok(EvalSettings {
+        queue_url: nonempty("EVAL_QUEUE_URL"),
+        queue_endpoint: nonempty("AWS_ENDPOINT_URL_SQS").or_else(|| nonempty("AWS_ENDPOINT_URL")),
+        region: nonempty("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        credentials: match (
+            nonempty("AWS_ACCESS_KEY_ID"),
+            nonempty("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Some((
+                id,
+                Secret::new(secret),
+                nonempty("AWS_SESSION_TOKEN").map(Secret::new),
+            )),
+            _ => None,
+        },
+        chunk_size,
+        reports_prefix,
     })
 }
 

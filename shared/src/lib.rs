@@ -10,8 +10,9 @@
 //! short, dependencies point one way:
 //! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data) and
 //!   [`ports`] (the traits the core uses to reach the outside);
-//! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`run`], [`media`], [`catalog`];
-//! - the implementations of the ports: [`store`], [`provider`], [`objects`];
+//! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`run`], [`media`], [`catalog`],
+//!   [`eval`];
+//! - the implementations of the ports: [`store`], [`provider`], [`objects`], [`queue`];
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
 //! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
 //!   `demo`: the loopback provider), and the `ai-runner` CLI crate.
@@ -36,6 +37,7 @@ pub mod model;
 pub mod objects;
 pub mod ports;
 pub mod provider;
+pub mod queue;
 pub mod request;
 pub mod run;
 pub mod schema;

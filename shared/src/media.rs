@@ -12,7 +12,7 @@
 //! or the stored result; objects are never made public; only failures worth retrying are
 //! reported as failures to the platform (so it redelivers), everything else is recorded.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Serialize;
@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::code::Code;
 use crate::config::ObjectSettings;
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping, ObjectRef};
+use crate::model::now_ms;
 use crate::ports::{JobStore, ObjectError, ObjectMeta, ObjectStore, Provider, Store, StoreError};
 use crate::run::{RunContext, Runner};
 
@@ -120,10 +121,39 @@ impl Report {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// Sets an object's media variables, as the upload pipeline and evaluation cases pass them:
+/// `MEDIA_FORMAT`, `MEDIA_KEY`, `MEDIA_BUCKET`, `MEDIA_SIZE`, and a presigned `MEDIA_URL` (or,
+/// `inline`, the base64 `MEDIA_DATA`). What must not be stored (the URL's signature, the data)
+/// is added to `redact`.
+#[allow(clippy::too_many_arguments)]
+pub async fn media_vars(
+    objects: &dyn ObjectStore,
+    cfg: &ObjectSettings,
+    obj: &ObjectRef,
+    size: u64,
+    format: &str,
+    inline: bool,
+    vars: &mut Map<String, Value>,
+    redact: &mut Vec<String>,
+) -> Result<(), ObjectError> {
+    vars.insert("MEDIA_FORMAT".into(), json!(format));
+    vars.insert("MEDIA_KEY".into(), json!(obj.key));
+    vars.insert("MEDIA_BUCKET".into(), json!(obj.bucket));
+    vars.insert("MEDIA_SIZE".into(), json!(size));
+    if inline {
+        let bytes = objects.get(&obj.bucket, &obj.key).await?;
+        let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        redact.push(data.clone());
+        vars.insert("MEDIA_DATA".into(), json!(data));
+    } else {
+        let expiry = cfg.media_url_expiry.max(Duration::from_secs(60));
+        let url = objects.presign_get(&obj.bucket, &obj.key, expiry).await?;
+        if let Some((_, query)) = url.split_once('?') {
+            redact.push(query.to_owned());
+        }
+        vars.insert("MEDIA_URL".into(), json!(url));
+    }
+    Ok(())
 }
 
 /// The format name for a key, if its extension is accepted audio.
@@ -370,33 +400,24 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .and_then(Value::as_str)
         .unwrap_or("url")
         .to_ascii_lowercase();
-    vars.insert("MEDIA_FORMAT".into(), json!(format));
-    vars.insert("MEDIA_KEY".into(), json!(obj.key));
-    vars.insert("MEDIA_BUCKET".into(), json!(obj.bucket));
-    vars.insert("MEDIA_SIZE".into(), json!(meta.size));
     let mut ctx = RunContext {
         trigger: ctx.trigger.clone(),
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
     };
-    if mode == "inline" {
-        let bytes = match objects.get(&obj.bucket, &obj.key).await {
-            Ok(b) => b,
-            Err(e) => return object_failure(&e, Some(job_id)),
-        };
-        let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-        ctx.redact.push(data.clone());
-        vars.insert("MEDIA_DATA".into(), json!(data));
-    } else {
-        let expiry = cfg.media_url_expiry.max(Duration::from_secs(60));
-        let url = match objects.presign_get(&obj.bucket, &obj.key, expiry).await {
-            Ok(u) => u,
-            Err(e) => return object_failure(&e, Some(job_id)),
-        };
-        if let Some((_, query)) = url.split_once('?') {
-            ctx.redact.push(query.to_owned());
-        }
-        vars.insert("MEDIA_URL".into(), json!(url));
+    if let Err(e) = media_vars(
+        objects,
+        cfg,
+        obj,
+        meta.size,
+        format,
+        mode == "inline",
+        &mut vars,
+        &mut ctx.redact,
+    )
+    .await
+    {
+        return object_failure(&e, Some(job_id));
     }
 
     let routed = runner

@@ -208,6 +208,41 @@ impl ObjectStore for S3Store {
             Ok(req.uri().to_owned())
         })
     }
+
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, ObjectError>> {
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            let mut token: Option<String> = None;
+            while keys.len() < max {
+                let out = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token.take())
+                    .max_keys(i32::try_from((max - keys.len()).min(1000)).unwrap_or(1000))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(e, bucket, prefix))?;
+                keys.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_owned)),
+                );
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+            keys.truncate(max);
+            Ok(keys)
+        })
+    }
 }
 
 /// A directory standing in for buckets (`<root>/<bucket>/<key>`), for the embedded default.
@@ -346,6 +381,51 @@ impl ObjectStore for LocalStore {
             Err(ObjectError::Unsupported(
                 "a local directory store cannot presign URLs; use MEDIA_MODE=inline or an S3-protocol store",
             ))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, ObjectError>> {
+        Box::pin(async move {
+            // A key under the bucket checks the bucket name (no escapes); its parent is the bucket.
+            let root = self
+                .path(bucket, "k")?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let mut keys = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let mut rd = match tokio::fs::read_dir(&dir).await {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(e, bucket, prefix)),
+                };
+                while let Some(entry) = rd
+                    .next_entry()
+                    .await
+                    .map_err(|e| io_error(e, bucket, prefix))?
+                {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&root) {
+                        let key = rel
+                            .to_string_lossy()
+                            .replace(std::path::MAIN_SEPARATOR, "/");
+                        if key.starts_with(prefix) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            keys.truncate(max);
+            Ok(keys)
         })
     }
 }

@@ -7,6 +7,7 @@
 //! live in their own modules and integration tests run them against real servers. Every error
 //! here has a stable [`Code`] and says whether retrying may help.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::code::Code;
-use crate::model::eval::{CaseResult, EvalRun, GateOutcome, TargetSummary};
+use crate::model::eval::{CaseResult, EvalRun, Report};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
 use crate::secret::Secret;
@@ -152,14 +153,52 @@ pub trait EvalStore: Send + Sync {
         run_key: &str,
         result: &CaseResult,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records how the run ended.
+    /// Records how the run ended (`finished`, or `stopped` when the report says it stopped
+    /// early). With a finalizer's `token`, only while that finalizer still holds the run; true
+    /// when the row was written.
     fn finish_run(
         &self,
         run_key: &str,
-        summary: &[TargetSummary],
-        gate: &GateOutcome,
+        report: &Report,
         report_location: Option<&str>,
+        token: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Takes the right to finalize a run (from `running` / `stopping`, or from a finalizer whose
+    /// claim is older than `stale_before_ms`): exactly one caller gets true.
+    fn claim_finalize(
+        &self,
+        run_key: &str,
+        token: &str,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Moves a `running` run to `status` (`stopping`, `failed`) with a reason; true if it was
+    /// running.
+    fn stop_run(
+        &self,
+        run_key: &str,
+        status: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the run's streak of consecutive provider failures.
+    fn set_failure_streak(
+        &self,
+        run_key: &str,
+        streak: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many results a run has.
+    fn count_results(&self, run_key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// The (target, case, repetition) a run has results for.
+    fn result_keys(
+        &self,
+        run_key: &str,
+    ) -> impl Future<Output = Result<BTreeSet<(String, String, u32)>, StoreError>> + Send;
+    /// The evals document (`{datasets, suites}`) holding suite `name` and its dataset's cases,
+    /// from the evaluation catalog tables; `None` when no active suite has that name.
+    fn suite_document(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
     /// One run.
     fn eval_run(
         &self,
@@ -384,4 +423,25 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         key: &'a str,
         expires: Duration,
     ) -> BoxFuture<'a, Result<String, ObjectError>>;
+    /// Keys under `prefix`, in key order, at most `max`.
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, ObjectError>>;
+}
+
+/// Why a queue did not take a message.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not be reached or refused the messages (retryable).
+    #[error("the queue did not take the messages: {0}")]
+    Unavailable(String),
+}
+
+/// A message queue (SQS): where an evaluation run's chunks go, for `run-route` to consume.
+pub trait Queue: Send + Sync + std::fmt::Debug {
+    /// Sends every message (batched as the queue allows): `Ok` only when all were taken.
+    fn send<'a>(&'a self, bodies: &'a [String]) -> BoxFuture<'a, Result<(), QueueError>>;
 }

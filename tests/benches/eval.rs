@@ -144,6 +144,7 @@ fn render(n: usize) -> (f64, usize) {
                 score: 1.0,
                 reason: "$.情绪 is \"积极\"".into(),
                 weight: 1.0,
+                audit_id: None,
                 metric: Some("sentiment".into()),
             }],
             latency_ms: (i % 500) as u64,
@@ -163,6 +164,7 @@ fn render(n: usize) -> (f64, usize) {
             failures: Vec::new(),
         },
         results,
+        stopped: None,
     };
     let t = Instant::now();
     let bytes = report::html(&r).len() + report::json(&r).len() + report::junit(&r).len();

@@ -448,3 +448,146 @@ impl Drop for S3Server {
         self.task.abort();
     }
 }
+
+/// A real SQS-protocol server: moto's (`pip install 'moto[server]'`, which `.ci/run` does) on a
+/// loopback port. Tests that use it are `#[ignore]`d: without moto they are reported as ignored,
+/// and run with `--include-ignored` they fail rather than pass.
+pub struct SqsServer {
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl SqsServer {
+    /// The credentials moto accepts (any).
+    pub const ACCESS_KEY: &'static str = "testing";
+
+    /// Starts moto's server and waits until it answers.
+    pub async fn start() -> Self {
+        let port = lambda_api::free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server must be installed for the SQS tests: pip install 'moto[server]' (bash .ci/run does)");
+        assert!(
+            lambda_api::wait_listening(port, std::time::Duration::from_secs(30)).await,
+            "moto_server did not start"
+        );
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// The variables that point ai-runner (and the AWS SDK) at this server.
+    pub fn env(&self, queue_url: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("EVAL_QUEUE_URL", queue_url.to_owned()),
+            ("AWS_ENDPOINT_URL_SQS", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", Self::ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", Self::ACCESS_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
+    /// A plain SDK client of this server (the test's side: create, receive, delete).
+    pub fn client(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                Self::ACCESS_KEY,
+                Self::ACCESS_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
+    /// Creates a queue; returns its URL.
+    pub async fn create_queue(&self, name: &str) -> String {
+        let out = self
+            .client()
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap();
+        out.queue_url().unwrap().to_owned()
+    }
+
+    /// Receives every message now in the queue (deleting them): (message id, body).
+    pub async fn drain(&self, queue_url: &str) -> Vec<(String, String)> {
+        let c = self.client();
+        let mut out = Vec::new();
+        loop {
+            let got = c
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let msgs = got.messages();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                out.push((
+                    m.message_id().unwrap_or_default().to_owned(),
+                    m.body().unwrap_or_default().to_owned(),
+                ));
+                c.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    /// Our queue client for this server.
+    pub fn queue(&self, queue_url: &str) -> ai_runner::queue::SqsQueue {
+        ai_runner::queue::SqsQueue::new(
+            queue_url,
+            Some(&self.endpoint),
+            "us-east-1",
+            Some(&(
+                Self::ACCESS_KEY.to_owned(),
+                Secret::new(Self::ACCESS_KEY),
+                None,
+            )),
+        )
+    }
+}
+
+/// An SQS event (the shape Lambda's event source mapping sends) carrying these messages.
+pub fn sqs_event(messages: &[(String, String)]) -> Value {
+    serde_json::json!({"Records": messages.iter().map(|(id, body)| serde_json::json!({
+        "messageId": id,
+        "receiptHandle": format!("rh-{id}"),
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1700000000000"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ai-runner-eval",
+        "awsRegion": "us-east-1"
+    })).collect::<Vec<_>>()})
+}
+
+impl Drop for SqsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

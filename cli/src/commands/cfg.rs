@@ -2,11 +2,14 @@
 //!
 //! Every write goes through the library's one writer ([`ai_runner::store::Db::apply_catalog`]):
 //! one transaction, idempotent. `${VAR}` key references are read from the environment when
-//! applying, never stored.
+//! applying, never stored. A file's `evals:` section (datasets and suites) is verified with it
+//! and applied after it by the evaluation catalog's writer ([`ai_runner::store::Db::apply_evals`],
+//! a second transaction: its suites name the configs and routes the first one wrote).
 
 use std::path::Path;
 
-use ai_runner::catalog::{self, Action, Known, Severity};
+use ai_runner::catalog::{self, Action, Catalog, Known, Severity};
+use ai_runner::eval::suite::catalog_evals;
 use ai_runner::{Code, config};
 use serde_json::Value;
 
@@ -74,6 +77,11 @@ fn read_doc(file: &Path) -> Result<Value, Failure> {
         .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
 }
 
+/// Where a catalog's `cases_file`s are looked up: beside it.
+fn dir_of(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new("."))
+}
+
 fn invalid(file: &Path, what: &str) -> Failure {
     Failure::found(Code::CatalogInvalid, format!("{} {what}", file.display()))
 }
@@ -89,7 +97,19 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
         .as_ref()
         .map(|s| s.known())
         .unwrap_or_else(Known::default);
-    let (cat, findings) = catalog::verify_with(&doc, &known);
+    let (cat, mut findings) = catalog::verify_with(&doc, &known);
+    let datasets = match &snap {
+        Some(_) => cx.db()?.dataset_names().await?,
+        None => Default::default(),
+    };
+    let (evals, eval_findings) = catalog_evals(
+        &doc,
+        dir_of(file),
+        cat.as_ref().unwrap_or(&Catalog::default()),
+        &known,
+        &datasets,
+    );
+    findings.extend(eval_findings);
     output::findings(&findings, json);
     let errors = findings
         .iter()
@@ -100,6 +120,9 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
             Ok((items, _)) if !json => output::plan(&items),
             Ok(_) => {}
             Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
+        }
+        if let (Some(evals), false) = (&evals, json) {
+            output::plan(&cx.db()?.plan_evals(evals).await?);
         }
     }
     if errors > 0 {
@@ -115,8 +138,18 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     let doc = read_doc(file)?;
     let db = cx.db()?;
     let snap = db.snapshot().await?;
-    let (cat, findings) = catalog::verify_with(&doc, &snap.known());
-    let Some(cat) = cat else {
+    let known = snap.known();
+    let (cat, mut findings) = catalog::verify_with(&doc, &known);
+    let (evals, eval_findings) = catalog_evals(
+        &doc,
+        dir_of(file),
+        cat.as_ref().unwrap_or(&Catalog::default()),
+        &known,
+        &db.dataset_names().await?,
+    );
+    let has_evals = doc.get("evals").is_some_and(|e| !e.is_null());
+    findings.extend(eval_findings);
+    let (Some(cat), true) = (cat, evals.is_some() || !has_evals) else {
         output::findings(&findings, false);
         return Err(invalid(file, "does not verify; nothing was written"));
     };
@@ -126,8 +159,22 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     } else {
         db.apply_catalog(&cat, &ring, &config::process_var).await
     };
-    let items =
+    let mut items =
         items.map_err(|e| Failure::found(e.code(), format!("{e} (nothing was written)")))?;
+    // The evaluation catalog goes second: its suites name the configs and routes just applied.
+    if let Some(evals) = &evals {
+        let eval_items = if dry_run {
+            db.plan_evals(evals).await
+        } else {
+            db.apply_evals(evals).await
+        };
+        items.extend(eval_items.map_err(|e| {
+            Failure::found(
+                e.code(),
+                format!("{e} (the configuration part was applied; the evals part was not)"),
+            )
+        })?);
+    }
     if json {
         output::pretty(&items);
     } else {
@@ -150,9 +197,15 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
 }
 
 async fn export(cx: &Cx, out: Option<&Path>) -> Result<(), Failure> {
-    let cat = cx.db()?.snapshot().await?.to_catalog();
+    let db = cx.db()?;
+    let cat = db.snapshot().await?.to_catalog();
+    let mut doc =
+        serde_json::to_value(&cat).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;
+    if let (Some(evals), Value::Object(m)) = (db.evals_document(None).await?, &mut doc) {
+        m.insert("evals".into(), evals);
+    }
     let yaml =
-        serde_yaml_ng::to_string(&cat).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;
+        serde_yaml_ng::to_string(&doc).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;
     output::write_out(
         out,
         &format!(

@@ -39,11 +39,13 @@ impl EvalArgs {
                 cutoffs,
                 baseline,
                 max_regression,
+                stop_after_failures,
                 dry_run,
                 json,
             } => {
                 let mut opts = Options {
                     max_regression: fraction("--max-regression", max_regression)?,
+                    stop_after_failures,
                     concurrency,
                     repeat,
                     limit,
@@ -78,8 +80,19 @@ impl EvalArgs {
                     trigger: "cli".into(),
                     baseline,
                 };
-                run_suite(cx, &suite, &file, &opts, &how, &outs, dry_run, json).await
+                run_suite(
+                    cx,
+                    &suite,
+                    file.as_deref(),
+                    &opts,
+                    &how,
+                    &outs,
+                    dry_run,
+                    json,
+                )
+                .await
             }
+            EvalCommand::Dataset { command } => command.run(cx).await,
             EvalCommand::Resume { run, outs, json } => {
                 for o in &outs {
                     format_of(o)?;
@@ -214,6 +227,7 @@ async fn stored_report(cx: &Cx, run_key: &str) -> Result<Report, Failure> {
             failures: vec!["the run did not finish (`ai-runner eval resume` it)".into()],
         }),
         results,
+        stopped: run.stop_reason,
     })
 }
 
@@ -243,22 +257,30 @@ fn format_of(p: &Path) -> Result<Format, Failure> {
 async fn run_suite(
     cx: &Cx,
     name: &str,
-    file: &Path,
+    file: Option<&Path>,
     opts: &Options,
     how: &Start,
     outs: &[std::path::PathBuf],
     dry_run: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Failure::usage(
-            Code::IoError,
-            format!("cannot read {}: {e}", file.display()),
-        )
-    })?;
-    let doc = catalog::parse_yaml(&text)
-        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))?;
-    let dir = file.parent().unwrap_or(Path::new("."));
+    let (doc, dir) = match file {
+        Some(f) => (read_yaml(f)?, f.parent().unwrap_or(Path::new("."))),
+        None => match cx.db()?.suite_document(name).await? {
+            Some(doc) => (doc, Path::new(".")),
+            None if Path::new("evals.yaml").is_file() => {
+                (read_yaml(Path::new("evals.yaml"))?, Path::new("."))
+            }
+            None => {
+                return Err(Failure::usage(
+                    Code::SuiteInvalid,
+                    format!(
+                        "no suite named {name:?} in the database's evaluation catalog, and no ./evals.yaml (give the file with -f)"
+                    ),
+                ));
+            }
+        },
+    };
     let (suite, findings) = read_suite(&doc, name, dir);
     output::findings(&findings, false);
     let Some(suite) = suite else {
@@ -293,7 +315,18 @@ async fn run_suite(
     conclude(&report, outs, json)
 }
 
-/// Progress on stderr: a line that rewrites itself on a terminal, one line per result otherwise.
+fn read_yaml(file: &Path) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Failure::usage(
+            Code::IoError,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    catalog::parse_yaml(&text)
+        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
+}
+
+/// Progress on stderr: a bar that redraws itself on a terminal, one line per result otherwise.
 fn progress_printer() -> impl Fn(&CaseResult, usize, usize) + Sync {
     let tty = std::io::stderr().is_terminal();
     move |r: &CaseResult, done: usize, total: usize| {
@@ -303,8 +336,12 @@ fn progress_printer() -> impl Fn(&CaseResult, usize, usize) + Sync {
             (None, false) => "FAIL".into(),
         };
         if tty {
+            const WIDTH: usize = 24;
+            let filled = done * WIDTH / total.max(1);
             eprint!(
-                "\r[{done}/{total}] {:>3.0}% {} {}#{} {word}\x1b[K",
+                "\r[{}{}] {done}/{total} {:>3.0}% {} {}#{} {word}\x1b[K",
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled),
                 done as f64 * 100.0 / total.max(1) as f64,
                 r.target,
                 r.case_key,

@@ -2,6 +2,7 @@
 //! Commands parse, call the library, print; the logic is the library's.
 
 pub mod cfg;
+pub mod dataset;
 pub mod db;
 pub mod doctor;
 pub mod eval;

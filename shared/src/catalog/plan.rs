@@ -133,6 +133,11 @@ impl Snapshot {
                 .map(|(n, v)| format!("{n}@{v}"))
                 .collect(),
             configs: self.configs.keys().cloned().collect(),
+            routes: self
+                .routes
+                .keys()
+                .map(|(p, r)| format!("{p}/{r}"))
+                .collect(),
             model_ids: self.model_ids.keys().copied().collect(),
             prompt_ids: self.prompt_ids.keys().copied().collect(),
             param_profile_ids: self.profile_ids.keys().copied().collect(),

@@ -27,6 +27,8 @@ pub struct Known {
     pub prompts: BTreeSet<String>,
     /// Config keys.
     pub configs: BTreeSet<String>,
+    /// Routes as `project/route_key`.
+    pub routes: BTreeSet<String>,
     /// `ai_model.id`s (the legacy `model_id` form).
     pub model_ids: BTreeSet<i64>,
     /// `ai_prompt.id`s.

@@ -18,13 +18,15 @@ use crate::code::Code;
 use crate::request::placeholders;
 use crate::run::policy::{Failover, Policy};
 
-const SECTIONS: [&str; 6] = [
+/// The sections; `evals` (datasets and suites) is read by [`crate::eval::suite::catalog_evals`].
+const SECTIONS: [&str; 7] = [
     "connections",
     "models",
     "param_profiles",
     "prompts",
     "configs",
     "routes",
+    "evals",
 ];
 /// Runtime variables the pipeline and callers commonly pass (not reported as unfillable).
 pub(crate) const RUNTIME_VARS: [&str; 6] = [

@@ -32,6 +32,24 @@ pub struct Answer {
     pub finish_reason: Option<String>,
     /// Cost in USD, once calls carry one.
     pub cost_usd: Option<f64>,
+    /// The judge's verdict per rubric item (text), when the suite has `llm-rubric` assertions;
+    /// `Err` says why the judge gave none (its call failed or its answer did not validate).
+    pub rubric: Option<Result<Vec<RubricVerdict>, String>>,
+}
+
+/// The judge's verdict on one rubric item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RubricVerdict {
+    /// The item as sent.
+    pub item: String,
+    /// Met or not.
+    pub pass: bool,
+    /// 0..=1.
+    pub score: f64,
+    /// The judge's words.
+    pub reason: String,
+    /// The judge call's audit row.
+    pub audit_id: Option<i64>,
 }
 
 /// The case fields an assertion value may refer to.
@@ -75,11 +93,14 @@ pub enum Kind {
     FinishReason,
     /// The call cost at most `threshold` USD.
     Cost,
+    /// A judge (the suite's `judge` route or config) finds that the answer meets every rubric
+    /// item in `value` (a text or a list of texts).
+    LlmRubric,
 }
 
 impl Kind {
     /// Every type with its name.
-    pub const NAMES: [(&'static str, Kind); 14] = [
+    pub const NAMES: [(&'static str, Kind); 15] = [
         ("equals", Kind::Equals),
         ("contains", Kind::Contains),
         ("icontains", Kind::Icontains),
@@ -94,6 +115,7 @@ impl Kind {
         ("latency", Kind::Latency),
         ("finish-reason", Kind::FinishReason),
         ("cost", Kind::Cost),
+        ("llm-rubric", Kind::LlmRubric),
     ];
 
     fn from_name(s: &str) -> Option<Kind> {
@@ -246,6 +268,20 @@ impl Assertion {
             Kind::Cost => {
                 threshold.ok_or_else(|| need("threshold (USD)"))?;
             }
+            Kind::LlmRubric => {
+                let ok = match &value {
+                    Some(Value::String(t)) => !t.trim().is_empty(),
+                    Some(Value::Array(a)) => {
+                        !a.is_empty()
+                            && a.iter()
+                                .all(|i| i.as_str().is_some_and(|t| !t.trim().is_empty()))
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(need("value (a rubric text or a list of texts)"));
+                }
+            }
         }
         Ok(Self {
             kind,
@@ -258,6 +294,19 @@ impl Assertion {
             regex,
             schema,
         })
+    }
+
+    /// True for `llm-rubric` (graded by a judge call).
+    pub fn is_rubric(&self) -> bool {
+        self.kind == Kind::LlmRubric
+    }
+
+    /// The rubric items of an `llm-rubric` assertion, references to the case filled.
+    pub fn rubric_items(&self, case: &CaseFields<'_>) -> Vec<String> {
+        if !self.is_rubric() {
+            return Vec::new();
+        }
+        list(self.value.as_ref().map(|v| resolve(v, case)).as_ref())
     }
 
     /// The type as written.
@@ -291,6 +340,7 @@ impl Assertion {
             reason,
             weight: self.weight,
             metric: self.metric.clone(),
+            audit_id: None,
         }
     }
 
@@ -439,6 +489,37 @@ impl Assertion {
                     bool_check(c <= max, format!("${c} (at most ${max})"))
                 }
             },
+            Kind::LlmRubric => {
+                let items = list(value);
+                match &a.rubric {
+                    None => Check::Scored(false, 0.0, "no judge verdict".into()),
+                    Some(Err(why)) => Check::Scored(false, 0.0, format!("judge: {why}")),
+                    Some(Ok(verdicts)) => {
+                        let mine: Vec<&RubricVerdict> = items
+                            .iter()
+                            .filter_map(|i| verdicts.iter().find(|v| &v.item == i))
+                            .collect();
+                        if mine.len() < items.len() {
+                            return Check::Scored(
+                                false,
+                                0.0,
+                                "judge: an item has no verdict".into(),
+                            );
+                        }
+                        let pass = mine.iter().all(|v| v.pass);
+                        let score =
+                            mine.iter().map(|v| v.score).sum::<f64>() / mine.len().max(1) as f64;
+                        let why = mine
+                            .iter()
+                            .map(|v| {
+                                format!("{}: {}", if v.pass { "met" } else { "not met" }, v.reason)
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        Check::Scored(pass, score, format!("judge: {why}"))
+                    }
+                }
+            }
         }
     }
 }
@@ -851,6 +932,7 @@ mod tests {
             reason: String::new(),
             weight,
             metric: None,
+            audit_id: None,
         };
         let graded = [
             g(Verdict::Pass, 1.0, 3.0),

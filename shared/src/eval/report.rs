@@ -241,6 +241,7 @@ mod tests {
                 failures: Vec::new(),
             },
             results,
+            stopped: None,
         };
         let h = html(&r);
         assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -6,13 +6,15 @@
 //! calls; a call that fails is an error result (score 0, its code kept), never a crash; the
 //! summary is computed from the results only, so a report can always be recomputed from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::assert::{Answer, CaseFields, Verdict, case_score};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::assert::{Answer, CaseFields, RubricVerdict, Verdict, case_score};
 pub use crate::model::eval::{CaseResult, GateOutcome, Report, TargetSummary};
 use std::path::Path;
 
@@ -46,6 +48,8 @@ pub struct Options {
     pub gates: Gates,
     /// Gate: no target's pass rate may fall more than this below the baseline run's.
     pub max_regression: Option<f64>,
+    /// Stop after this many consecutive provider failures (default: the suite's; 0 = never).
+    pub stop_after_failures: Option<u32>,
 }
 
 /// The planned calls: (target, case, repetition), after the options' narrowing.
@@ -73,25 +77,45 @@ pub fn plan<'a>(suite: &'a Suite, opts: &'a Options) -> Vec<(&'a Target, &'a Cas
     out
 }
 
-/// Checks made before anything is called: every target resolves (an active config, or an active
-/// route with active members), and every case fills the placeholders its targets' prompts leave
-/// open. Each problem names the target or the case.
-pub async fn preflight<S: Store, P: Provider>(
+/// What a run's targets (and judge) resolved to, once per run: every case of a config target
+/// measures the same configuration and costs no config query.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    configs: BTreeMap<String, ResolvedConfig>,
+    /// SHA-256 over the targets' resolved configuration ([`EvalRun::config_hash`]).
+    pub hash: Option<String>,
+}
+
+/// Resolves every target and the judge, and checks what must hold before anything is called:
+/// each resolves (an active config, or an active route with active members) and every case fills
+/// the placeholders its targets' prompts leave open. Each problem names the target or the case.
+pub async fn prepare<S: Store, P: Provider>(
     runner: &Runner<S, P>,
     suite: &Suite,
     opts: &Options,
-) -> Vec<Finding> {
+) -> (Resolved, Vec<Finding>) {
+    use sha2::Digest;
     let mut findings = Vec::new();
-    let targets: Vec<&Target> = if opts.targets.is_empty() {
-        suite.targets.iter().collect()
-    } else {
-        opts.targets.iter().collect()
-    };
-    for t in targets {
+    let mut out = Resolved::default();
+    let mut parts = Vec::new();
+    let targets = targets_of(suite, opts);
+    let judge = suite.judge.as_ref().filter(|j| !targets.contains(j));
+    for (t, is_judge) in targets
+        .iter()
+        .map(|t| (*t, false))
+        .chain(judge.map(|j| (j, true)))
+    {
         let needed = match t {
             Target::Config { config_key } => {
                 match runner.store().resolve_config(config_key).await {
-                    Ok(cfg) => open_placeholders(&cfg, None),
+                    Ok(cfg) => {
+                        let needed = open_placeholders(&cfg, None);
+                        if !is_judge {
+                            parts.push(hash_config(&cfg));
+                        }
+                        out.configs.insert(config_key.clone(), cfg);
+                        needed
+                    }
                     Err(e) => {
                         findings.push(missing_target(t, &e.to_string()));
                         continue;
@@ -115,6 +139,16 @@ pub async fn preflight<S: Store, P: Provider>(
                         }
                         all.sort();
                         all.dedup();
+                        if !is_judge {
+                            parts.push(serde_json::json!({
+                                "route": t.label(), "policy": route.policy, "policy_config": route.policy_config,
+                                "variables": route.variables, "params": route.params, "response_format": route.response_format,
+                                "prompt": route.prompt.as_ref().map(|p| (&p.name, &p.version, &p.messages)),
+                                "members": route.members.iter().map(|m| serde_json::json!({
+                                    "priority": m.priority, "weight": m.weight, "config": hash_config(&m.config)
+                                })).collect::<Vec<_>>(),
+                            }));
+                        }
                         all
                     }
                     Err(e) => {
@@ -124,6 +158,20 @@ pub async fn preflight<S: Store, P: Provider>(
                 }
             }
         };
+        if is_judge {
+            for n in needed.iter().filter(|n| !JUDGE_VARS.contains(&n.as_str())) {
+                findings.push(Finding {
+                    severity: Severity::Error,
+                    path: format!("judge {}", t.label()),
+                    code: Code::UnfilledPlaceholder,
+                    message: format!(
+                        "the judge's prompt uses {{{{{n}}}}}; a judge is given only {}",
+                        JUDGE_VARS.join(", ")
+                    ),
+                });
+            }
+            continue;
+        }
         for (_, case, _) in plan(suite, opts)
             .into_iter()
             .filter(|(pt, _, r)| *pt == t && *r == 0)
@@ -134,7 +182,33 @@ pub async fn preflight<S: Store, P: Provider>(
             }
         }
     }
-    findings
+    if findings.is_empty() {
+        let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
+        out.hash = Some(digest.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    (out, findings)
+}
+
+/// [`prepare`]'s findings only.
+pub async fn preflight<S: Store, P: Provider>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+) -> Vec<Finding> {
+    prepare(runner, suite, opts).await.1
+}
+
+/// The variables a judge's prompt is given: the answer (`OUTPUT`), the rubric items as a numbered
+/// list (`RUBRIC`) and as a JSON array (`RUBRIC_JSON`), the case's variables and expected value
+/// as JSON (`VARS`, `EXPECTED`).
+pub const JUDGE_VARS: [&str; 5] = ["OUTPUT", "RUBRIC", "RUBRIC_JSON", "VARS", "EXPECTED"];
+
+fn targets_of<'a>(suite: &'a Suite, opts: &'a Options) -> Vec<&'a Target> {
+    if opts.targets.is_empty() {
+        suite.targets.iter().collect()
+    } else {
+        opts.targets.iter().collect()
+    }
 }
 
 fn missing_target(t: &Target, why: &str) -> Finding {
@@ -144,6 +218,17 @@ fn missing_target(t: &Target, why: &str) -> Finding {
         code: Code::UnknownReference,
         message: why.to_owned(),
     }
+}
+
+/// What the configuration hash covers of a config: model, URL, prompt and params, never a key.
+fn hash_config(c: &ResolvedConfig) -> Value {
+    serde_json::json!({
+        "config_key": c.config_key, "model": c.model, "url": c.connection.base_url,
+        "prompt": c.prompt.as_ref().map(|p| serde_json::json!({
+            "name": p.name, "version": p.version, "messages": p.messages,
+            "response_format": p.response_format, "variables": p.variables})),
+        "params": c.params,
+    })
 }
 
 /// The placeholders of a config's prompt that its prompt variables, params and the route's
@@ -173,6 +258,65 @@ fn open_placeholders(cfg: &ResolvedConfig, route_vars: Option<&Value>) -> Vec<St
 /// Sees each result as it finishes, with (done, total).
 pub type Progress<'a> = &'a (dyn Fn(&CaseResult, usize, usize) + Sync);
 
+/// Counts consecutive provider failures (unreachable, timeouts, 5xx, 429) across a run's
+/// results and trips at the suite's limit, so an outage does not burn the rest of the run.
+#[derive(Debug)]
+pub struct Breaker {
+    limit: u32,
+    streak: AtomicU32,
+    tripped: AtomicBool,
+}
+
+impl Breaker {
+    /// A breaker that trips after `limit` consecutive failures (0 = never), starting from
+    /// `streak` failures already seen (by other workers of the same run).
+    pub fn new(limit: u32, streak: u32) -> Self {
+        let b = Self {
+            limit,
+            streak: AtomicU32::new(streak),
+            tripped: AtomicBool::new(false),
+        };
+        if limit > 0 && streak >= limit {
+            b.tripped.store(true, Ordering::SeqCst);
+        }
+        b
+    }
+
+    /// Counts one result; true when this result tripped the breaker.
+    pub fn see(&self, r: &CaseResult) -> bool {
+        let outage = r
+            .error_code
+            .as_deref()
+            .and_then(Code::parse)
+            .is_some_and(Code::is_provider_outage);
+        if !outage {
+            self.streak.store(0, Ordering::SeqCst);
+            return false;
+        }
+        let n = self.streak.fetch_add(1, Ordering::SeqCst) + 1;
+        self.limit > 0 && n >= self.limit && !self.tripped.swap(true, Ordering::SeqCst)
+    }
+
+    /// Tripped: call nothing more.
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// Consecutive failures seen last.
+    pub fn streak(&self) -> u32 {
+        self.streak.load(Ordering::SeqCst)
+    }
+
+    /// The words a stopped run records.
+    pub fn reason(&self) -> String {
+        format!(
+            "stopped after {} consecutive provider failures (stop_after_failures = {})",
+            self.streak(),
+            self.limit
+        )
+    }
+}
+
 /// Runs the suite in memory (nothing stored but the calls' audit rows).
 pub async fn run<S: Store, P: Provider>(
     runner: &Runner<S, P>,
@@ -182,17 +326,25 @@ pub async fn run<S: Store, P: Provider>(
 ) -> Report {
     let run_key = new_trace_id()[..16].to_owned();
     let started = Instant::now();
-    let results = execute(
-        runner,
-        suite,
-        opts,
-        &run_key,
-        Vec::new(),
-        progress,
-        |r| async { r },
-    )
-    .await;
-    finish(suite, opts, run_key, started, results, None)
+    let (resolved, _) = prepare(runner, suite, opts).await;
+    let breaker = Breaker::new(stop_after(suite, opts), 0);
+    let jobs = Jobs {
+        run_key: &run_key,
+        done: Vec::new(),
+        skip: BTreeSet::new(),
+        range: None,
+        resolved: &resolved,
+        breaker: &breaker,
+    };
+    let results = execute(runner, suite, opts, jobs, progress, |r| async { r }).await;
+    let stopped = breaker.tripped().then(|| breaker.reason());
+    finish(suite, opts, run_key, started, results, None, stopped)
+}
+
+/// The suite's early-stop limit, unless the options override it.
+pub fn stop_after(suite: &Suite, opts: &Options) -> u32 {
+    opts.stop_after_failures
+        .unwrap_or(suite.stop_after_failures)
 }
 
 /// Where a stored run comes from.
@@ -221,6 +373,12 @@ pub enum EvalError {
         /// The first problem.
         why: String,
     },
+    /// The suite, a target or a case is not runnable; nothing was called.
+    #[error("{0}")]
+    Invalid(String),
+    /// The run's messages could not be queued.
+    #[error("the evaluation queue failed: {0}")]
+    Queue(String),
 }
 
 impl EvalError {
@@ -229,21 +387,21 @@ impl EvalError {
         match self {
             Self::Store(e) => e.code(),
             Self::UnknownRun(_) => Code::UnknownReference,
-            Self::BadSnapshot { .. } => Code::SuiteInvalid,
+            Self::BadSnapshot { .. } | Self::Invalid(_) => Code::SuiteInvalid,
+            Self::Queue(_) => Code::QueueUnavailable,
         }
     }
 }
 
-/// Runs the suite and stores the run and every result as it finishes, so an interrupted run can
-/// be resumed ([`resume`]); `config_hash` says what configuration was measured.
-pub async fn start<S: Store + EvalStore, P: Provider>(
+/// Creates the stored run (status `running`) for `suite`: its snapshot, options, configuration
+/// hash and baseline. Returns the run key and baseline.
+pub(crate) async fn create<S: Store + EvalStore, P: Provider>(
     runner: &Runner<S, P>,
     suite: &Suite,
     opts: &Options,
+    resolved: &Resolved,
     how: &Start,
-    progress: Progress<'_>,
-) -> Result<Report, EvalError> {
-    let started = Instant::now();
+) -> Result<(String, Option<String>), EvalError> {
     let run_key = new_trace_id()[..16].to_owned();
     let store = runner.store();
     let baseline = match how.baseline.as_deref() {
@@ -266,7 +424,7 @@ pub async fn start<S: Store + EvalStore, P: Provider>(
                 trigger: how.trigger.clone(),
                 suite_json: suite.snapshot.clone(),
                 options_json: serde_json::to_value(opts).unwrap_or(Value::Null),
-                config_hash: config_hash(runner, suite, opts).await,
+                config_hash: resolved.hash.clone(),
                 total: i64::try_from(plan(suite, opts).len()).unwrap_or(i64::MAX),
                 baseline: baseline.clone(),
                 summary: None,
@@ -274,14 +432,32 @@ pub async fn start<S: Store + EvalStore, P: Provider>(
                 report_location: None,
                 created_ms: 0,
                 finished_ms: None,
+                stop_reason: None,
+                failure_streak: 0,
             }
             .stamped(),
         )
         .await?;
+    Ok((run_key, baseline))
+}
+
+/// Runs the suite and stores the run and every result as it finishes, so an interrupted run can
+/// be resumed ([`resume`]); `config_hash` says what configuration was measured.
+pub async fn start<S: Store + EvalStore, P: Provider>(
+    runner: &Runner<S, P>,
+    suite: &Suite,
+    opts: &Options,
+    how: &Start,
+    progress: Progress<'_>,
+) -> Result<Report, EvalError> {
+    let started = Instant::now();
+    let (resolved, _) = prepare(runner, suite, opts).await;
+    let (run_key, baseline) = create(runner, suite, opts, &resolved, how).await?;
     complete(
         runner,
         suite,
         opts,
+        &resolved,
         run_key,
         baseline,
         started,
@@ -289,6 +465,20 @@ pub async fn start<S: Store + EvalStore, P: Provider>(
         progress,
     )
     .await
+}
+
+/// A stored run's suite and options, read back from its snapshot.
+pub(crate) fn stored_suite(run: &EvalRun) -> Result<(Suite, Options), EvalError> {
+    let (suite, findings) = read_suite(&run.suite_json, &run.suite, Path::new("."));
+    let suite = suite.ok_or_else(|| EvalError::BadSnapshot {
+        run: run.run_key.clone(),
+        why: findings
+            .first()
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .unwrap_or_default(),
+    })?;
+    let opts: Options = serde_json::from_value(run.options_json.clone()).unwrap_or_default();
+    Ok((suite, opts))
 }
 
 /// Goes on with an interrupted run: the same suite, options and run id; only the (target, case,
@@ -304,20 +494,14 @@ pub async fn resume<S: Store + EvalStore, P: Provider>(
         .eval_run(run_key)
         .await?
         .ok_or_else(|| EvalError::UnknownRun(run_key.to_owned()))?;
-    let (suite, findings) = read_suite(&run.suite_json, &run.suite, Path::new("."));
-    let suite = suite.ok_or_else(|| EvalError::BadSnapshot {
-        run: run_key.to_owned(),
-        why: findings
-            .first()
-            .map(|f| format!("{}: {}", f.path, f.message))
-            .unwrap_or_default(),
-    })?;
-    let opts: Options = serde_json::from_value(run.options_json.clone()).unwrap_or_default();
+    let (suite, opts) = stored_suite(&run)?;
+    let (resolved, _) = prepare(runner, &suite, &opts).await;
     let done = store.eval_results(run_key).await?;
     complete(
         runner,
         &suite,
         &opts,
+        &resolved,
         run.run_key,
         run.baseline,
         started,
@@ -332,6 +516,7 @@ async fn complete<S: Store + EvalStore, P: Provider>(
     runner: &Runner<S, P>,
     suite: &Suite,
     opts: &Options,
+    resolved: &Resolved,
     run_key: String,
     baseline: Option<String>,
     started: Instant,
@@ -340,7 +525,16 @@ async fn complete<S: Store + EvalStore, P: Provider>(
 ) -> Result<Report, EvalError> {
     let store = runner.store();
     let key = run_key.clone();
-    let results = execute(runner, suite, opts, &run_key, done, progress, |r| {
+    let breaker = Breaker::new(stop_after(suite, opts), 0);
+    let jobs = Jobs {
+        run_key: &run_key,
+        done,
+        skip: BTreeSet::new(),
+        range: None,
+        resolved,
+        breaker: &breaker,
+    };
+    let results = execute(runner, suite, opts, jobs, progress, |r| {
         let key = key.clone();
         async move {
             if let Err(e) = store.record_result(&key, &r).await {
@@ -355,21 +549,43 @@ async fn complete<S: Store + EvalStore, P: Provider>(
         Some(b) => store.eval_run(b).await?.and_then(|r| r.summary),
         None => None,
     };
-    let report = finish(suite, opts, run_key, started, results, base.as_deref());
+    let stopped = breaker.tripped().then(|| breaker.reason());
+    let report = finish(
+        suite,
+        opts,
+        run_key,
+        started,
+        results,
+        base.as_deref(),
+        stopped,
+    );
     store
-        .finish_run(&report.run_id, &report.targets, &report.gate, None)
+        .finish_run(&report.run_id, &report, None, None)
         .await?;
     Ok(report)
 }
 
-/// Calls every planned job that has no result in `done` yet, `record`ing each as it finishes;
-/// returns all results in plan order.
-async fn execute<S, P, R, F>(
+/// Which planned calls one execution makes.
+pub(crate) struct Jobs<'a> {
+    pub(crate) run_key: &'a str,
+    /// Results already stored (not called again).
+    pub(crate) done: Vec<CaseResult>,
+    /// (target, case, repetition) stored already whose results are not needed here.
+    pub(crate) skip: BTreeSet<(String, String, u32)>,
+    /// Only these plan positions (a fan-out chunk); all when `None`.
+    pub(crate) range: Option<std::ops::Range<usize>>,
+    pub(crate) resolved: &'a Resolved,
+    pub(crate) breaker: &'a Breaker,
+}
+
+/// Calls every planned job (in the range) that has no result in `done` yet, `record`ing each as
+/// it finishes, until the breaker trips; returns the results of the jobs (in the range) in plan
+/// order, those of `done` included.
+pub(crate) async fn execute<S, P, R, F>(
     runner: &Runner<S, P>,
     suite: &Suite,
     opts: &Options,
-    run_key: &str,
-    done: Vec<CaseResult>,
+    jobs: Jobs<'_>,
     progress: Progress<'_>,
     record: R,
 ) -> Vec<CaseResult>
@@ -379,66 +595,75 @@ where
     R: Fn(CaseResult) -> F,
     F: std::future::Future<Output = CaseResult>,
 {
-    let jobs = plan(suite, opts);
-    let total = jobs.len();
+    let planned: Vec<(&Target, &Case, u32)> = plan(suite, opts)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| jobs.range.as_ref().is_none_or(|r| r.contains(i)))
+        .map(|(_, j)| j)
+        .collect();
+    let total = planned.len();
     let concurrency = opts.concurrency.unwrap_or(suite.concurrency).max(1);
     let ctx = RunContext {
         trigger: "eval".into(),
-        request_id: Some(format!("eval:{run_key}")),
+        request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),
     };
-    let mut have: BTreeMap<(String, String, u32), CaseResult> = done
+    let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
+        .done
         .into_iter()
         .map(|r| ((r.target.clone(), r.case_key.clone(), r.repeat), r))
         .collect();
-    let already = have.len();
-    let mut resolved = BTreeMap::new();
-    for t in jobs.iter().map(|(t, _, _)| *t) {
-        if let Target::Config { config_key } = t
-            && !resolved.contains_key(config_key)
-            && let Ok(cfg) = runner.store().resolve_config(config_key).await
-        {
-            resolved.insert(config_key.clone(), cfg);
-        }
-    }
-    let todo: Vec<(usize, (&Target, &Case, u32))> = jobs
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, (t, c, r))| !have.contains_key(&(t.label(), c.key.clone(), *r)))
+    let todo: Vec<usize> = (0..planned.len())
+        .filter(|i| {
+            let (t, c, r) = planned[*i];
+            let k = (t.label(), c.key.clone(), r);
+            !have.contains_key(&k) && !jobs.skip.contains(&k)
+        })
         .collect();
-    let fresh: Vec<CaseResult> =
-        futures_util::stream::iter(todo)
-            .map(|(_, (target, case, repeat))| {
-                let (ctx, record) = (&ctx, &record);
-                let resolved = &resolved;
-                async move {
-                    record(one(runner, suite, target, case, repeat, ctx, resolved).await).await
-                }
-            })
-            .buffer_unordered(concurrency)
-            .enumerate()
-            .map(|(n, r)| {
-                progress(&r, already + n + 1, total);
-                r
-            })
-            .collect()
-            .await;
+    let already = total - todo.len();
+    let breaker = jobs.breaker;
+    let resolved = jobs.resolved;
+    let (ctx, record, planned_ref) = (&ctx, &record, &planned);
+    // Positions, not references, go through the stream: closures over borrowed tuples trip the
+    // compiler's higher-ranked `Send` inference for callers that need a `Send` future.
+    let fresh: Vec<CaseResult> = futures_util::stream::iter(todo)
+        .map(|i: usize| async move {
+            let (target, case, repeat) = planned_ref[i];
+            if breaker.tripped() {
+                return None;
+            }
+            let r = one(runner, suite, target, case, repeat, ctx, resolved).await;
+            if breaker.see(&r) {
+                tracing::warn!(run = %ctx.request_id.as_deref().unwrap_or(""), reason = %breaker.reason(), "evaluation stopped early");
+            }
+            Some(record(r).await)
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|r: Option<CaseResult>| std::future::ready(r))
+        .enumerate()
+        .map(|(n, r)| {
+            progress(&r, already + n + 1, total);
+            r
+        })
+        .collect()
+        .await;
     for r in fresh {
         have.insert((r.target.clone(), r.case_key.clone(), r.repeat), r);
     }
-    jobs.iter()
+    planned
+        .iter()
         .filter_map(|(t, c, r)| have.remove(&(t.label(), c.key.clone(), *r)))
         .collect()
 }
 
-fn finish(
+pub(crate) fn finish(
     suite: &Suite,
     opts: &Options,
     run_key: String,
     started: Instant,
     results: Vec<CaseResult>,
     baseline: Option<&[TargetSummary]>,
+    stopped: Option<String>,
 ) -> Report {
     let targets = summarise(&results);
     let mut gates = suite.gates.clone();
@@ -458,8 +683,11 @@ fn finish(
                 ));
             }
         }
-        gate.passed = gate.failures.is_empty();
     }
+    if let Some(why) = &stopped {
+        gate.failures.push(format!("the run did not finish: {why}"));
+    }
+    gate.passed = gate.failures.is_empty();
     Report {
         run_id: run_key,
         suite: suite.name.clone(),
@@ -467,50 +695,49 @@ fn finish(
         targets,
         gate,
         results,
+        stopped,
     }
 }
 
-/// SHA-256 over what the targets resolve to now (model, URL, prompt, params; a route's policy,
-/// overrides and members), without keys: equal hashes measured the same configuration.
-async fn config_hash<S: Store, P: Provider>(
+/// Calls one target with `vars`: the run result and its audit row ids (one per route member
+/// tried).
+async fn call<S: Store, P: Provider>(
     runner: &Runner<S, P>,
-    suite: &Suite,
-    opts: &Options,
-) -> Option<String> {
-    use sha2::Digest;
-    fn config(c: &ResolvedConfig) -> Value {
-        serde_json::json!({
-            "config_key": c.config_key, "model": c.model, "url": c.connection.base_url,
-            "prompt": c.prompt.as_ref().map(|p| serde_json::json!({
-                "name": p.name, "version": p.version, "messages": p.messages,
-                "response_format": p.response_format, "variables": p.variables})),
-            "params": c.params,
-        })
+    target: &Target,
+    vars: &crate::run::Variables,
+    ctx: &RunContext,
+    resolved: &Resolved,
+) -> (RunResult, Vec<i64>) {
+    match target {
+        Target::Config { config_key } => {
+            let r = match resolved.configs.get(config_key) {
+                Some(cfg) => {
+                    runner
+                        .run_resolved(
+                            cfg,
+                            &Overlay::default(),
+                            vars,
+                            ctx,
+                            new_trace_id(),
+                            Instant::now(),
+                        )
+                        .await
+                }
+                None => runner.run_once(config_key, vars, ctx).await,
+            };
+            let ids = r.audit_id.into_iter().collect();
+            (r, ids)
+        }
+        Target::Route { project, route_key } => {
+            let r = runner.run_route(project, route_key, vars, ctx).await;
+            let ids = r
+                .member_attempts
+                .iter()
+                .filter_map(|a| a.audit_id)
+                .collect();
+            (r.result, ids)
+        }
     }
-    let targets: Vec<&Target> = if opts.targets.is_empty() {
-        suite.targets.iter().collect()
-    } else {
-        opts.targets.iter().collect()
-    };
-    let mut parts = Vec::new();
-    for t in targets {
-        parts.push(match t {
-            Target::Config { config_key } => config(&runner.store().resolve_config(config_key).await.ok()?),
-            Target::Route { project, route_key } => {
-                let r = runner.store().resolve_route(project, route_key).await.ok()?;
-                serde_json::json!({
-                    "route": t.label(), "policy": r.policy, "policy_config": r.policy_config,
-                    "variables": r.variables, "params": r.params, "response_format": r.response_format,
-                    "prompt": r.prompt.as_ref().map(|p| (&p.name, &p.version, &p.messages)),
-                    "members": r.members.iter().map(|m| serde_json::json!({
-                        "priority": m.priority, "weight": m.weight, "config": config(&m.config)
-                    })).collect::<Vec<_>>(),
-                })
-            }
-        });
-    }
-    let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn one<S: Store, P: Provider>(
@@ -520,40 +747,31 @@ async fn one<S: Store, P: Provider>(
     case: &Case,
     repeat: u32,
     ctx: &RunContext,
-    resolved: &BTreeMap<String, ResolvedConfig>,
+    resolved: &Resolved,
 ) -> CaseResult {
-    let (result, audit_ids): (RunResult, Vec<i64>) = match target {
-        Target::Config { config_key } => {
-            // Resolved once per run: every case measures the same configuration, and a case
-            // costs no config query.
-            let r = match resolved.get(config_key) {
-                Some(cfg) => {
-                    runner
-                        .run_resolved(
-                            cfg,
-                            &Overlay::default(),
-                            &case.vars,
-                            ctx,
-                            new_trace_id(),
-                            Instant::now(),
-                        )
-                        .await
-                }
-                None => runner.run_once(config_key, &case.vars, ctx).await,
-            };
-            let ids = r.audit_id.into_iter().collect();
-            (r, ids)
-        }
-        Target::Route { project, route_key } => {
-            let r = runner.run_route(project, route_key, &case.vars, ctx).await;
-            let ids = r
-                .member_attempts
-                .iter()
-                .filter_map(|a| a.audit_id)
-                .collect();
-            (r.result, ids)
-        }
-    };
+    let mut vars = case.vars.clone();
+    let mut case_ctx = ctx.clone();
+    if let Some((bucket, key)) = &case.media
+        && let Err((code, message)) =
+            media_case(runner, bucket, key, &mut vars, &mut case_ctx.redact).await
+    {
+        return CaseResult {
+            target: target.label(),
+            case_key: case.key.clone(),
+            repeat,
+            pass: false,
+            score: 0.0,
+            output: None,
+            parsed: None,
+            assertions: Vec::new(),
+            latency_ms: 0,
+            error_code: Some(code.as_str().to_owned()),
+            error_message: Some(message),
+            trace_id: String::new(),
+            audit_ids: Vec::new(),
+        };
+    }
+    let (result, audit_ids) = call(runner, target, &vars, &case_ctx, resolved).await;
     let mut out = CaseResult {
         target: target.label(),
         case_key: case.key.clone(),
@@ -572,7 +790,19 @@ async fn one<S: Store, P: Provider>(
     if !result.is_ok() {
         return out;
     }
-    let answer = Answer {
+    let fields = CaseFields {
+        vars: Some(&case.vars),
+        expected: case.expected.as_ref(),
+    };
+    let all: Vec<&super::assert::Assertion> =
+        suite.assertions.iter().chain(&case.assertions).collect();
+    let mut items: Vec<String> = Vec::new();
+    for i in all.iter().flat_map(|a| a.rubric_items(&fields)) {
+        if !items.contains(&i) {
+            items.push(i);
+        }
+    }
+    let mut answer = Answer {
         text: result.content.clone(),
         parsed: result.parsed.clone(),
         latency_ms: result.total_ms,
@@ -583,21 +813,185 @@ async fn one<S: Store, P: Provider>(
             .and_then(Value::as_str)
             .map(str::to_owned),
         cost_usd: None,
+        rubric: None,
     };
-    let fields = CaseFields {
-        vars: Some(&case.vars),
-        expected: case.expected.as_ref(),
-    };
-    out.assertions = suite
-        .assertions
+    let mut judge_audit = None;
+    if let (false, Some(judge)) = (items.is_empty(), &suite.judge) {
+        let (verdicts, ids) = judge_call(runner, judge, &answer, case, &items, ctx, resolved).await;
+        judge_audit = ids.first().copied();
+        out.audit_ids.extend(ids);
+        answer.rubric = Some(verdicts);
+    }
+    out.assertions = all
         .iter()
-        .chain(&case.assertions)
-        .map(|a| a.grade(&answer, &fields))
+        .map(|a| {
+            let mut g = a.grade(&answer, &fields);
+            if a.is_rubric() {
+                g.audit_id = judge_audit;
+            }
+            g
+        })
         .collect();
     let (pass, score) = case_score(&out.assertions, case.threshold.or(suite.threshold));
     out.pass = pass;
     out.score = score;
     out
+}
+
+/// Resolves a media case's object into its variables, as the upload pipeline does (presigned
+/// `MEDIA_URL`, or `MEDIA_DATA` when the case's `MEDIA_MODE` is `inline`); the object must be
+/// audio within the size limit.
+async fn media_case<S: Store, P: Provider>(
+    runner: &Runner<S, P>,
+    bucket: &str,
+    key: &str,
+    vars: &mut crate::run::Variables,
+    redact: &mut Vec<String>,
+) -> Result<(), (Code, String)> {
+    let Some(src) = runner.media() else {
+        return Err((
+            Code::ObjectOperationUnsupported,
+            "this runner has no object store for media cases".into(),
+        ));
+    };
+    let object_err = |e: crate::ports::ObjectError| (e.code(), e.to_string());
+    let meta = src.store.head(bucket, key).await.map_err(object_err)?;
+    let format = crate::media::check_media(
+        key,
+        meta.content_type.as_deref(),
+        meta.size,
+        src.settings.media_max_bytes,
+    )?;
+    let inline = vars
+        .get("MEDIA_MODE")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.eq_ignore_ascii_case("inline"));
+    let obj = crate::model::media::ObjectRef {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: Some(meta.size),
+        etag: meta.etag.clone(),
+        version_id: meta.version_id.clone(),
+    };
+    crate::media::media_vars(
+        src.store.as_ref(),
+        &src.settings,
+        &obj,
+        meta.size,
+        format,
+        inline,
+        vars,
+        redact,
+    )
+    .await
+    .map_err(object_err)
+}
+
+/// One judge call for every rubric item of a case: the judge answers
+/// `{"results": [{"pass", "score", "reason"}, ...]}` (or the bare list), one entry per item in
+/// order; anything else is a failed verdict saying why, never a pass.
+async fn judge_call<S: Store, P: Provider>(
+    runner: &Runner<S, P>,
+    judge: &Target,
+    answer: &Answer,
+    case: &Case,
+    items: &[String],
+    ctx: &RunContext,
+    resolved: &Resolved,
+) -> (Result<Vec<RubricVerdict>, String>, Vec<i64>) {
+    let mut vars = crate::run::Variables::new();
+    vars.insert(
+        "OUTPUT".into(),
+        Value::String(answer.text.clone().unwrap_or_default()),
+    );
+    let numbered: Vec<String> = items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{}. {t}", i + 1))
+        .collect();
+    vars.insert("RUBRIC".into(), Value::String(numbered.join("\n")));
+    vars.insert(
+        "RUBRIC_JSON".into(),
+        Value::String(Value::from(items.to_vec()).to_string()),
+    );
+    vars.insert(
+        "VARS".into(),
+        Value::String(Value::Object(case.vars.clone()).to_string()),
+    );
+    vars.insert(
+        "EXPECTED".into(),
+        Value::String(case.expected.clone().unwrap_or(Value::Null).to_string()),
+    );
+    let (r, ids) = call(runner, judge, &vars, ctx, resolved).await;
+    if let Some(e) = &r.error {
+        return (Err(format!("the judge call failed: {}", e.code)), ids);
+    }
+    let audit_id = ids.last().copied();
+    let parsed = r.parsed.clone().or_else(|| {
+        let t = r.content.as_deref().unwrap_or("").trim();
+        let t = t
+            .strip_prefix("```json")
+            .or_else(|| t.strip_prefix("```"))
+            .and_then(|x| x.strip_suffix("```"))
+            .unwrap_or(t);
+        serde_json::from_str(t.trim()).ok()
+    });
+    (rubric_verdicts(parsed.as_ref(), items, audit_id), ids)
+}
+
+/// Validates a judge's answer against the items it was sent.
+fn rubric_verdicts(
+    answer: Option<&Value>,
+    items: &[String],
+    audit_id: Option<i64>,
+) -> Result<Vec<RubricVerdict>, String> {
+    let list = match answer {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(o)) if o.get("results").is_some_and(Value::is_array) => o
+            .get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        Some(v @ Value::Object(o)) if o.contains_key("pass") => vec![v.clone()],
+        Some(_) => return Err("the judge's answer is not {\"results\": [...]}".into()),
+        None => return Err("the judge's answer is not JSON".into()),
+    };
+    if list.len() != items.len() {
+        return Err(format!(
+            "the judge gave {} verdict(s) for {} rubric item(s)",
+            list.len(),
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .zip(list)
+        .enumerate()
+        .map(|(i, (item, v))| {
+            let pass = v
+                .get("pass")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| format!("verdict {}: pass must be true or false", i + 1))?;
+            let score = match v.get("score") {
+                None | Some(Value::Null) => f64::from(u8::from(pass)),
+                Some(s) => s
+                    .as_f64()
+                    .filter(|s| (0.0..=1.0).contains(s))
+                    .ok_or_else(|| format!("verdict {}: score must be from 0 to 1", i + 1))?,
+            };
+            Ok(RubricVerdict {
+                item: item.clone(),
+                pass,
+                score,
+                reason: v
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                audit_id,
+            })
+        })
+        .collect()
 }
 
 /// Per-target numbers from the results.
@@ -727,6 +1121,7 @@ mod tests {
                 reason: String::new(),
                 weight: 1.0,
                 metric: Some("acc".into()),
+                audit_id: None,
             }],
             latency_ms: ms,
             error_code: None,

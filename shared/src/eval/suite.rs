@@ -23,6 +23,7 @@
 //! catalog; a suite that reads without errors has every assertion parsed and every placeholder of
 //! its cases known.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Serialize;
@@ -48,6 +49,11 @@ pub struct Case {
     pub assertions: Vec<Assertion>,
     /// Overrides the suite's threshold.
     pub threshold: Option<f64>,
+    /// An object whose media variables (`MEDIA_URL` or `MEDIA_DATA`, `MEDIA_FORMAT`, ...) the
+    /// case passes, as (bucket, key): resolved when the case runs, like an upload.
+    pub media: Option<(String, String)>,
+    /// False for a case kept in the dataset but left out of runs.
+    pub active: bool,
     /// The case as read (what a run stores, so a resume needs no files).
     pub raw: Value,
 }
@@ -130,6 +136,10 @@ pub struct Suite {
     pub concurrency: usize,
     /// Gates.
     pub gates: Gates,
+    /// Stop the run after this many consecutive provider failures (0 = never).
+    pub stop_after_failures: u32,
+    /// The route or config that grades `llm-rubric` assertions.
+    pub judge: Option<Target>,
     /// The suite and its dataset as read, cases inline: an evals document that reads back into
     /// this suite without any file (stored with each run).
     pub snapshot: Value,
@@ -145,8 +155,158 @@ const MEDIA_VARS: [&str; 6] = [
     "MEDIA_SIZE",
 ];
 
+/// A dataset as read: every case, active or not, inline ones first.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Its cases.
+    pub cases: Vec<Case>,
+}
+
+/// A suite as read, before its dataset's cases are attached.
+#[derive(Debug, Clone)]
+pub struct SuiteDef {
+    /// Unique name.
+    pub name: String,
+    /// The dataset it runs.
+    pub dataset: String,
+    /// The mapping as read (what is stored and exported).
+    pub raw: Map<String, Value>,
+    parts: Parts,
+}
+
+#[derive(Debug, Clone)]
+struct Parts {
+    targets: Vec<Target>,
+    assertions: Vec<Assertion>,
+    threshold: Option<f64>,
+    repeat: u32,
+    concurrency: usize,
+    gates: Gates,
+    stop_after_failures: u32,
+    judge: Option<Target>,
+}
+
+/// A whole evals document: datasets and suites.
+#[derive(Debug, Clone, Default)]
+pub struct Evals {
+    /// Datasets.
+    pub datasets: Vec<Dataset>,
+    /// Suites.
+    pub suites: Vec<SuiteDef>,
+}
+
+impl Evals {
+    /// The runnable suite `name`: its definition with its dataset's active cases. An unknown
+    /// suite or dataset, or a dataset without an active case, is a finding.
+    pub fn suite(&self, name: &str) -> Result<Suite, Finding> {
+        let err = |path: String, code, message: String| Finding {
+            severity: Severity::Error,
+            path,
+            code,
+            message,
+        };
+        let Some((i, def)) = self.suites.iter().enumerate().find(|(_, s)| s.name == name) else {
+            let known: Vec<&str> = self.suites.iter().map(|s| s.name.as_str()).collect();
+            return Err(err(
+                "suites".into(),
+                Code::UnknownReference,
+                format!("no suite named {name:?} (suites: {})", known.join(", ")),
+            ));
+        };
+        let Some(ds) = self.datasets.iter().find(|d| d.name == def.dataset) else {
+            return Err(err(
+                format!("suites[{i}].dataset"),
+                Code::UnknownReference,
+                format!("no dataset named {:?}", def.dataset),
+            ));
+        };
+        let cases: Vec<Case> = ds.cases.iter().filter(|c| c.active).cloned().collect();
+        if cases.is_empty() {
+            return Err(err(
+                format!("suites[{i}].dataset"),
+                Code::MissingField,
+                format!("dataset {:?} has no active case", ds.name),
+            ));
+        }
+        let snapshot = serde_json::json!({
+            "datasets": [{
+                "name": ds.name,
+                "cases": cases.iter().map(|c| c.raw.clone()).collect::<Vec<_>>(),
+            }],
+            "suites": [Value::Object(def.raw.clone())],
+        });
+        let p = def.parts.clone();
+        Ok(Suite {
+            name: def.name.clone(),
+            cases,
+            targets: p.targets,
+            assertions: p.assertions,
+            threshold: p.threshold,
+            repeat: p.repeat,
+            concurrency: p.concurrency,
+            gates: p.gates,
+            stop_after_failures: p.stop_after_failures,
+            judge: p.judge,
+            snapshot,
+        })
+    }
+
+    /// The document that reads back into these datasets and suites (cases inline): what
+    /// `cfg export` writes under `evals:`.
+    pub fn to_document(&self) -> Value {
+        let datasets: Vec<Value> = self
+            .datasets
+            .iter()
+            .map(|d| {
+                let mut m = Map::new();
+                m.insert("name".into(), Value::String(d.name.clone()));
+                if let Some(text) = &d.description {
+                    m.insert("description".into(), Value::String(text.clone()));
+                }
+                m.insert(
+                    "cases".into(),
+                    Value::Array(d.cases.iter().map(|c| c.raw.clone()).collect()),
+                );
+                Value::Object(m)
+            })
+            .collect();
+        let suites: Vec<Value> = self
+            .suites
+            .iter()
+            .map(|s| Value::Object(s.raw.clone()))
+            .collect();
+        serde_json::json!({"datasets": datasets, "suites": suites})
+    }
+}
+
 /// Reads suite `name` from an evals document; `dir` is where `cases_file`s are looked up.
+/// Problems anywhere in the document are reported (every one at once).
 pub fn read_suite(doc: &Value, name: &str, dir: &Path) -> (Option<Suite>, Vec<Finding>) {
+    let (evals, mut findings) = read_evals(doc, dir, &BTreeSet::new());
+    let Some(evals) = evals else {
+        return (None, findings);
+    };
+    match evals.suite(name) {
+        Ok(s) => (Some(s), findings),
+        Err(f) => {
+            findings.push(f);
+            (None, findings)
+        }
+    }
+}
+
+/// Reads a whole evals document (the `evals:` section of a catalog file, or a file of its own):
+/// every dataset, case and suite, each problem with its path. A suite's dataset must be in the
+/// document or in `known_datasets` (the database's). `cases_file`s are read from `dir`.
+pub fn read_evals(
+    doc: &Value,
+    dir: &Path,
+    known_datasets: &BTreeSet<String>,
+) -> (Option<Evals>, Vec<Finding>) {
     let mut cx = Ctx::default();
     let Some(root) = doc.as_object() else {
         cx.err(
@@ -161,22 +321,53 @@ pub fn read_suite(doc: &Value, name: &str, dir: &Path) -> (Option<Suite>, Vec<Fi
         None => root,
     };
     check_keys(root, &["datasets", "suites"], "$", &mut cx);
-    let suites = items(root, "suites", &mut cx);
-    let Some((spath, s)) = suites
-        .iter()
-        .find(|(_, s)| s.get("name").and_then(Value::as_str) == Some(name))
-    else {
-        let known: Vec<&str> = suites
-            .iter()
-            .filter_map(|(_, s)| s.get("name").and_then(Value::as_str))
-            .collect();
-        cx.err(
-            "suites",
-            Code::UnknownReference,
-            format!("no suite named {name:?} (suites: {})", known.join(", ")),
-        );
-        return (None, cx.findings);
-    };
+    let mut evals = Evals::default();
+    let mut names = BTreeSet::new();
+    for (dpath, d) in items(root, "datasets", &mut cx) {
+        let Some(name) = req_str(d, "name", &dpath, &mut cx) else {
+            continue;
+        };
+        if !names.insert(name.clone()) {
+            cx.err(
+                format!("{dpath}.name"),
+                Code::Duplicate,
+                format!("dataset {name:?} is defined twice"),
+            );
+        }
+        let description = opt_str(d, "description", &dpath, &mut cx);
+        let cases = read_cases(d, &dpath, dir, &mut cx);
+        evals.datasets.push(Dataset {
+            name,
+            description,
+            cases,
+        });
+    }
+    let mut suite_names = BTreeSet::new();
+    for (spath, s) in items(root, "suites", &mut cx) {
+        let Some(def) = suite_def(s, &spath, &mut cx) else {
+            continue;
+        };
+        if !suite_names.insert(def.name.clone()) {
+            cx.err(
+                format!("{spath}.name"),
+                Code::Duplicate,
+                format!("suite {:?} is defined twice", def.name),
+            );
+        }
+        if !names.contains(&def.dataset) && !known_datasets.contains(&def.dataset) {
+            cx.err(
+                format!("{spath}.dataset"),
+                Code::UnknownReference,
+                format!("no dataset named {:?}", def.dataset),
+            );
+        }
+        evals.suites.push(def);
+    }
+    let ok = !has_errors(&cx);
+    (ok.then_some(evals), cx.findings)
+}
+
+fn suite_def(s: &Map<String, Value>, spath: &str, cx: &mut Ctx) -> Option<SuiteDef> {
     check_keys(
         s,
         &[
@@ -189,67 +380,169 @@ pub fn read_suite(doc: &Value, name: &str, dir: &Path) -> (Option<Suite>, Vec<Fi
             "concurrency",
             "gates",
             "description",
+            "stop_after_failures",
+            "judge",
         ],
         spath,
-        &mut cx,
+        cx,
     );
-    let dataset = req_str(s, "dataset", spath, &mut cx);
-    let targets = targets(s, spath, &mut cx);
-    let assertions = assertions(s.get("assert"), &format!("{spath}.assert"), &mut cx);
-    let threshold = fraction(s.get("threshold"), &format!("{spath}.threshold"), &mut cx);
-    let repeat = count(s.get("repeat"), &format!("{spath}.repeat"), 1, 100, &mut cx);
+    let name = req_str(s, "name", spath, cx);
+    let dataset = req_str(s, "dataset", spath, cx);
+    let targets = targets(s, spath, cx);
+    let assertions = assertions(s.get("assert"), &format!("{spath}.assert"), cx);
+    let threshold = fraction(s.get("threshold"), &format!("{spath}.threshold"), cx);
+    let repeat = count(s.get("repeat"), &format!("{spath}.repeat"), 1, 100, cx);
     let concurrency = count(
         s.get("concurrency"),
         &format!("{spath}.concurrency"),
         4,
         256,
-        &mut cx,
+        cx,
     );
-    let gates = gates(s.get("gates"), &format!("{spath}.gates"), &mut cx);
-    let _ = opt_str(s, "description", spath, &mut cx);
-    let mut cases = Vec::new();
-    if let Some(ds) = &dataset {
-        let datasets = items(root, "datasets", &mut cx);
-        match datasets
-            .iter()
-            .find(|(_, d)| d.get("name").and_then(Value::as_str) == Some(ds.as_str()))
-        {
-            None => cx.err(
-                format!("{spath}.dataset"),
-                Code::UnknownReference,
-                format!("no dataset named {ds:?}"),
-            ),
-            Some((dpath, d)) => cases = read_cases(d, dpath, dir, &mut cx),
+    let gates = gates(s.get("gates"), &format!("{spath}.gates"), cx);
+    let _ = opt_str(s, "description", spath, cx);
+    let stop_after_failures = match s.get("stop_after_failures") {
+        None | Some(Value::Null) => DEFAULT_STOP_AFTER_FAILURES,
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => n,
+            None => {
+                cx.err(
+                    format!("{spath}.stop_after_failures"),
+                    Code::BadType,
+                    "expected a whole number (0 = never stop early)",
+                );
+                DEFAULT_STOP_AFTER_FAILURES
+            }
+        },
+    };
+    let judge = match s.get("judge") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => match Target::parse(t) {
+            Some(t) => Some(t),
+            None => {
+                cx.err(
+                    format!("{spath}.judge"),
+                    Code::BadType,
+                    "a judge is project/route_key or config:KEY",
+                );
+                None
+            }
+        },
+        Some(_) => {
+            cx.err(
+                format!("{spath}.judge"),
+                Code::BadType,
+                "a judge is project/route_key or config:KEY",
+            );
+            None
         }
-    }
-    if cases.is_empty() && !has_errors(&cx) {
+    };
+    let rubric = assertions.iter().any(Assertion::is_rubric);
+    if rubric && judge.is_none() {
         cx.err(
-            format!("{spath}.dataset"),
+            format!("{spath}.judge"),
             Code::MissingField,
-            "the dataset has no active case",
+            "llm-rubric assertions need the suite's judge (project/route_key or config:KEY)",
         );
     }
-    let snapshot = serde_json::json!({
-        "datasets": [{
-            "name": dataset.clone().unwrap_or_default(),
-            "cases": cases.iter().map(|c| c.raw.clone()).collect::<Vec<_>>(),
-        }],
-        "suites": [Value::Object((*s).clone())],
-    });
-    let suite = Suite {
-        name: name.to_owned(),
-        cases,
-        targets,
-        assertions,
-        threshold,
-        repeat: u32::try_from(repeat).unwrap_or(1),
-        concurrency: usize::try_from(concurrency).unwrap_or(4),
-        gates,
-        snapshot,
-    };
-    let ok = !has_errors(&cx);
-    (ok.then_some(suite), cx.findings)
+    Some(SuiteDef {
+        name: name?,
+        dataset: dataset?,
+        raw: s.clone(),
+        parts: Parts {
+            targets,
+            assertions,
+            threshold,
+            repeat: u32::try_from(repeat).unwrap_or(1),
+            concurrency: usize::try_from(concurrency).unwrap_or(4),
+            gates,
+            stop_after_failures,
+            judge,
+        },
+    })
 }
+
+/// Reads the `evals:` section of a catalog document (`None` without one) like [`read_evals`],
+/// finding paths under `evals.`; every suite target and judge must name a config or route of the
+/// catalog file or, when `known` comes from the database, of the database (otherwise a name not
+/// in the file is a warning: it is checked when the suite runs).
+pub fn catalog_evals(
+    doc: &Value,
+    dir: &Path,
+    cat: &crate::catalog::Catalog,
+    known: &crate::catalog::Known,
+    known_datasets: &BTreeSet<String>,
+) -> (Option<Evals>, Vec<Finding>) {
+    let Some(section) = doc.get("evals").filter(|v| !v.is_null()) else {
+        return (None, Vec::new());
+    };
+    let (evals, mut findings) = read_evals(section, dir, known_datasets);
+    for f in &mut findings {
+        f.path = format!("evals.{}", f.path);
+    }
+    let Some(evals) = evals else {
+        return (None, findings);
+    };
+    let configs: BTreeSet<&str> = cat
+        .configs
+        .iter()
+        .map(|c| c.config_key.as_str())
+        .chain(known.configs.iter().map(String::as_str))
+        .collect();
+    let routes: BTreeSet<String> = cat
+        .routes
+        .iter()
+        .map(|r| format!("{}/{}", r.project, r.route_key))
+        .chain(known.routes.iter().cloned())
+        .collect();
+    for (i, s) in evals.suites.iter().enumerate() {
+        let named = s
+            .parts
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("evals.suites[{i}].targets[{j}]"), t))
+            .chain(
+                s.parts
+                    .judge
+                    .iter()
+                    .map(|t| (format!("evals.suites[{i}].judge"), t)),
+            );
+        for (path, t) in named {
+            let exists = match t {
+                Target::Config { config_key } => configs.contains(config_key.as_str()),
+                Target::Route { .. } => routes.contains(&t.label()),
+            };
+            if exists {
+                continue;
+            }
+            findings.push(Finding {
+                severity: if known.from_database {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                path,
+                code: Code::UnknownReference,
+                message: format!(
+                    "{} is not a config or route of this file{}",
+                    t.label(),
+                    if known.from_database {
+                        " or the database"
+                    } else {
+                        " (the database is checked with --db-check and gen)"
+                    }
+                ),
+            });
+        }
+    }
+    let ok = !findings.iter().any(|f| f.severity == Severity::Error);
+    (ok.then_some(evals), findings)
+}
+
+/// Consecutive provider failures (unreachable, timeouts, 5xx, 429, refused keys) after which a
+/// run stops early, unless the suite says otherwise (`stop_after_failures`, 0 = never).
+pub const DEFAULT_STOP_AFTER_FAILURES: u32 = 20;
 
 fn targets(s: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Vec<Target> {
     let mut out = Vec::new();
@@ -435,9 +728,7 @@ fn read_cases(d: &Map<String, Value>, path: &str, dir: &Path, cx: &mut Ctx) -> V
                 format!("case {key:?} is defined twice"),
             );
         }
-        if o.get("active").and_then(Value::as_bool) == Some(false) {
-            continue;
-        }
+        let active = o.get("active").and_then(Value::as_bool) != Some(false);
         let mut vars = match o.get("vars") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
@@ -446,14 +737,16 @@ fn read_cases(d: &Map<String, Value>, path: &str, dir: &Path, cx: &mut Ctx) -> V
                 Map::new()
             }
         };
+        let mut media_ref = None;
         if let Some(media) = o.get("media").filter(|m| !m.is_null()) {
             match (
                 media.get("bucket").and_then(Value::as_str),
                 media.get("key").and_then(Value::as_str),
             ) {
-                (Some(b), Some(k)) => {
+                (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => {
                     vars.insert("MEDIA_BUCKET".into(), Value::String(b.into()));
                     vars.insert("MEDIA_KEY".into(), Value::String(k.into()));
+                    media_ref = Some((b.to_owned(), k.to_owned()));
                 }
                 _ => cx.err(
                     format!("{at}.media"),
@@ -481,6 +774,8 @@ fn read_cases(d: &Map<String, Value>, path: &str, dir: &Path, cx: &mut Ctx) -> V
             tags,
             assertions: assertions(o.get("assert"), &format!("{at}.assert"), cx),
             threshold: fraction(o.get("threshold"), &format!("{at}.threshold"), cx),
+            media: media_ref,
+            active,
             raw: c.clone(),
         });
     }

@@ -87,6 +87,76 @@ pub struct RunRouteRequest {
     pub trigger: Option<String>,
 }
 
+/// What run-route is asked: run a route, or start an evaluation run (`{"eval": "<suite>"}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteCall {
+    /// Run a route.
+    Run(RunRouteRequest),
+    /// Start an evaluation run.
+    Eval(EvalRequest),
+}
+
+impl<'de> serde::Deserialize<'de> for RouteCall {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = Value::deserialize(d)?;
+        if v.get("eval").is_some() {
+            serde_json::from_value(v)
+                .map(RouteCall::Eval)
+                .map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(v)
+                .map(RouteCall::Run)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+/// Starts a run of a suite from the evaluation catalog (a schedule's constant input
+/// `{"eval": "nightly", "trigger": "schedule"}`, or an API call).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalRequest {
+    /// The suite's name.
+    pub eval: String,
+    /// `schedule` marks a direct invocation from a schedule's constant input; any other value
+    /// (or none) is `api`. Events that say where they come from (EventBridge, FC timers, API
+    /// Gateway) decide themselves.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Only these targets (`project/route_key` or `config:KEY`).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Only cases with one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// At most this many cases.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Compare against this run, or `last`.
+    #[serde(default)]
+    pub baseline: Option<String>,
+}
+
+/// The messages of an SQS event, as (message id, body); `None` when the payload is not one.
+pub fn sqs_messages(payload: &Value) -> Option<Vec<(String, String)>> {
+    let records = payload.get("Records")?.as_array()?;
+    if records.is_empty()
+        || !records
+            .iter()
+            .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+    {
+        return None;
+    }
+    let ev: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload.clone()).ok()?;
+    Some(
+        ev.records
+            .into_iter()
+            .map(|m| (m.message_id.unwrap_or_default(), m.body.unwrap_or_default()))
+            .collect(),
+    )
+}
+
 /// Detects the event shape only (cheap; for error reporting before the body is parsed).
 pub fn detect(payload: &Value) -> Source {
     if payload.get("version").and_then(Value::as_str) == Some("2.0")

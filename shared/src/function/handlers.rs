@@ -6,29 +6,40 @@
 
 use serde_json::{Value, json};
 
-use super::events::{self, ObjectEvent, RunOnceRequest, RunRouteRequest};
-use super::reply::{Failure, input_failure, reply, shape};
+use super::events::{self, EvalRequest, ObjectEvent, RouteCall, RunOnceRequest, Source};
+use super::reply::{Failure, code_failure, input_failure, reply, shape};
 use crate::app::App;
 use crate::code::Code;
+use crate::eval::fanout;
+use crate::eval::run::{EvalError, Options, Start};
+use crate::eval::suite::Target;
 use crate::media;
 use crate::model::media::ObjectRef;
 use crate::run::RunContext;
 
-/// Handles one run-route invocation (direct, API Gateway, or an EventBridge schedule).
+/// Handles one run-route invocation: a route run (direct, API Gateway, or an EventBridge
+/// schedule), the start of an evaluation run (`{"eval": "<suite>"}`), or an SQS batch of an
+/// evaluation run's chunks.
 pub async fn run_route(
     state: &App,
     payload: Value,
     platform_request_id: Option<String>,
 ) -> Result<Value, Failure> {
+    if let Some(messages) = events::sqs_messages(&payload) {
+        return Ok(eval_chunks(state, messages).await);
+    }
     let source = events::detect(&payload);
-    let inv = match events::parse::<RunRouteRequest>(payload, &["project", "route_key"]) {
+    let inv = match events::parse::<RouteCall>(payload, &["project", "route_key"]) {
         Ok(inv) => inv,
         Err(e) => {
             tracing::warn!(code = %e.code(), error = %e, "rejected invocation");
             return input_failure(source, &e);
         }
     };
-    let req = inv.request;
+    let req = match inv.request {
+        RouteCall::Run(r) => r,
+        RouteCall::Eval(e) => return eval_start(state, inv.source, e).await,
+    };
     if req.dry_run {
         return match state
             .runner
@@ -56,6 +67,100 @@ pub async fn run_route(
         &result.result.trace_id,
         &result,
     )
+}
+
+/// Starts an evaluation run of a catalog suite: queued in chunks when `EVAL_QUEUE_URL` is set,
+/// else run in this invocation (small suites only: the function's timeout bounds it).
+async fn eval_start(state: &App, source: Source, req: EvalRequest) -> Result<Value, Failure> {
+    let trigger = match source {
+        Source::Schedule | Source::FcTimer => "schedule",
+        Source::ApiGatewayV1 | Source::ApiGatewayV2 => "api",
+        Source::Direct if req.trigger.as_deref() == Some("schedule") => "schedule",
+        Source::Direct => "api",
+    };
+    let mut opts = Options {
+        tags: req.tags,
+        limit: req.limit,
+        ..Options::default()
+    };
+    for t in &req.targets {
+        match Target::parse(t) {
+            Some(t) => opts.targets.push(t),
+            None => {
+                return code_failure(
+                    source,
+                    Code::InvalidInput,
+                    &format!("target {t:?} is not project/route_key or config:KEY"),
+                );
+            }
+        }
+    }
+    let how = Start {
+        trigger: trigger.into(),
+        baseline: req.baseline,
+    };
+    let sink = report_sink(state);
+    let out = match &state.queue {
+        Some(q) => fanout::start_queued(
+            &state.runner,
+            &req.eval,
+            &opts,
+            &how,
+            q.as_ref(),
+            state.eval_settings.chunk_size,
+        )
+        .await
+        .map(|q| serde_json::to_value(q).unwrap_or(Value::Null)),
+        None => fanout::start_inline(&state.runner, &req.eval, &opts, &how, sink)
+            .await
+            .map(|r| {
+                json!({"run_id": r.run_id, "suite": r.suite, "status": if r.stopped.is_some() { "stopped" } else { "finished" },
+                       "gate": r.gate, "targets": r.targets, "stopped": r.stopped})
+            }),
+    };
+    match out {
+        Ok(body) => shape(source, None, "", &body),
+        Err(e) => {
+            tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), suite = %req.eval, "evaluation not started");
+            code_failure(source, e.code(), &e.to_string())
+        }
+    }
+}
+
+fn report_sink(state: &App) -> Option<fanout::ReportSink<'_>> {
+    Some(fanout::ReportSink {
+        store: state.objects.as_ref(),
+        bucket: state.object_settings.bucket.as_deref()?,
+        prefix: &state.eval_settings.reports_prefix,
+    })
+}
+
+/// Works an SQS batch of evaluation chunks; answers `batchItemFailures` naming only the messages
+/// to redeliver (a malformed message is logged and dropped: redelivering cannot fix it).
+async fn eval_chunks(state: &App, messages: Vec<(String, String)>) -> Value {
+    let sink = report_sink(state);
+    let mut failures = Vec::new();
+    let mut worked = Vec::new();
+    for (id, body) in messages {
+        let chunk: fanout::Chunk = match serde_json::from_str(&body) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "not an evaluation chunk; dropped");
+                continue;
+            }
+        };
+        match fanout::work(&state.runner, &chunk, sink).await {
+            Ok(w) => worked.push(json!({"message_id": id, "run": chunk.eval_run, "worked": w})),
+            Err(EvalError::UnknownRun(run)) => {
+                tracing::error!(message_id = %id, run = %run, "chunk of an unknown run; dropped");
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %id, code = %e.code(), error = %crate::error::chain(&e), "chunk to redeliver");
+                failures.push(json!({"itemIdentifier": id}));
+            }
+        }
+    }
+    json!({"batchItemFailures": failures, "chunks": worked})
 }
 
 /// Handles one run-once invocation.

@@ -60,7 +60,7 @@ pub fn http_status(code: Code) -> u16 {
         | Code::RequestError
         | Code::BadProviderResponse
         | Code::ProviderUnreachable => 502,
-        Code::NoActiveMembers => 503,
+        Code::NoActiveMembers | Code::QueueUnavailable => 503,
         Code::ConfigMissing
         | Code::ConfigInvalid
         | Code::IoError
@@ -108,15 +108,21 @@ impl std::fmt::Display for Failure {
 
 /// The answer to an event that could not be parsed.
 pub(crate) fn input_failure(source: Source, e: &RunError) -> Result<Value, Failure> {
+    code_failure(source, e.code(), &e.to_string())
+}
+
+/// A failure with its code and short message, shaped for the caller (an HTTP error response, or
+/// the platform's error).
+pub(crate) fn code_failure(source: Source, code: Code, message: &str) -> Result<Value, Failure> {
     if source.is_http() {
         Ok(events::http_response(
-            http_status(e.code()),
-            &json!({"error": {"code": e.code().as_str(), "message": e.to_string()}}),
+            http_status(code),
+            &json!({"error": {"code": code.as_str(), "message": message}}),
         ))
     } else {
         Err(Failure {
-            error_type: e.code().as_str().to_owned(),
-            error_message: e.to_string(),
+            error_type: code.as_str().to_owned(),
+            error_message: message.to_owned(),
         })
     }
 }

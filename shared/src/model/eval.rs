@@ -39,6 +39,9 @@ pub struct Graded {
     /// Its metric name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// For `llm-rubric`: the judge call's audit row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<i64>,
 }
 
 /// One (target, case, repetition).
@@ -123,6 +126,10 @@ pub struct Report {
     pub gate: GateOutcome,
     /// Every result, in (target, case, repetition) order.
     pub results: Vec<CaseResult>,
+    /// Why the run stopped before every case was called (consecutive provider failures), if it
+    /// did: the missing results were never called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// An evaluation run as stored (`ai_eval_run`).
@@ -132,7 +139,8 @@ pub struct EvalRun {
     pub run_key: String,
     /// The suite.
     pub suite: String,
-    /// `running` (or interrupted) or `finished`.
+    /// `running` (or interrupted), `finalizing`, `finished`, `stopped` (early, see
+    /// `stop_reason`) or `failed` (could not be started).
     pub status: String,
     /// `cli`, `schedule`, `api`.
     pub trigger: String,
@@ -157,15 +165,19 @@ pub struct EvalRun {
     pub created_ms: i64,
     /// Finished (epoch ms).
     pub finished_ms: Option<i64>,
+    /// Why it stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// Consecutive provider failures, as the run's workers last saw them (fan-out).
+    #[serde(default)]
+    pub failure_streak: i64,
 }
 
 impl EvalRun {
     /// The same run, created now.
     pub fn stamped(self) -> Self {
         Self {
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            created_ms: super::now_ms(),
             ..self
         }
     }

@@ -30,6 +30,13 @@ impl ConnectionInfo {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 before it): the timestamps of jobs and evaluation runs.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The associated-data binding of `ai_connection.api_key_encrypted` for connection `name`.
 pub fn connection_binding(name: &str) -> String {
     format!("ai_connection:{name}")

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 pub use result::{RunMeta, RunResult, RunStatus};
 pub use route::{DryRequest, DryRun, MemberAttempt, RouteMeta, RouteResult};
-pub use runner::{Overlay, Runner, Spill};
+pub use runner::{MediaSource, Overlay, Runner, Spill};
 
 /// Runtime variables (`{{NAME}}` values), highest precedence.
 pub type Variables = Map<String, Value>;

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::policy::Failover;
 use super::{RunContext, RunMeta, RunResult, RunStatus, Variables, new_trace_id};
 use crate::audit::{self, Facts, Subject};
-use crate::config::{Settings, ValidationSettings};
+use crate::config::{ObjectSettings, Settings, ValidationSettings};
 use crate::crypto::Keyring;
 use crate::error::RunError;
 use crate::model::ResolvedConfig;
@@ -33,6 +33,16 @@ pub struct Spill {
     pub prefix: String,
     /// Bodies longer than this many bytes are spilled.
     pub threshold: usize,
+}
+
+/// Where evaluation cases with a media reference read their objects (the upload pipeline's store
+/// and settings).
+#[derive(Debug, Clone)]
+pub struct MediaSource {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Size limit, URL expiry.
+    pub settings: ObjectSettings,
 }
 
 /// Route-level layers applied on top of a member config (used by routes).
@@ -64,6 +74,7 @@ pub struct Runner<S, P> {
     project_name: Option<String>,
     rng: std::sync::Mutex<rand::rngs::StdRng>,
     spill: Option<Spill>,
+    media: Option<MediaSource>,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -77,7 +88,18 @@ impl<S: Store, P: Provider> Runner<S, P> {
             project_name: settings.project_name.clone(),
             rng: std::sync::Mutex::new(rand::SeedableRng::from_entropy()),
             spill: None,
+            media: None,
         }
+    }
+
+    /// Reads evaluation cases' media from this store.
+    pub fn with_media(self, media: Option<MediaSource>) -> Self {
+        Self { media, ..self }
+    }
+
+    /// Where media cases read their objects, if anywhere.
+    pub fn media(&self) -> Option<&MediaSource> {
+        self.media.as_ref()
     }
 
     /// Spills large audit bodies to objects.

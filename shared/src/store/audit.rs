@@ -95,6 +95,39 @@ impl Db {
         })
     }
 
+    /// The latest successful calls of a config (`route` = None) or of a route's members, newest
+    /// first, evaluation calls left out: what `eval dataset add-from-audit` harvests.
+    pub async fn recent_answers(
+        &self,
+        config_key: Option<&str>,
+        route: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        let pool = self.pool().await?;
+        let rows = on_pool!(pool, |p| {
+            let q = match route {
+                Some((project, key)) => sqlx::query(sql::RECENT_ROUTE_ANSWERS)
+                    .bind(project)
+                    .bind(key)
+                    .bind(limit),
+                None => sqlx::query(sql::RECENT_CONFIG_ANSWERS)
+                    .bind(config_key.unwrap_or(""))
+                    .bind(limit),
+            };
+            q.fetch_all(p)
+                .await
+                .map(|rows| rows.iter().map(row_to_json).collect::<Vec<_>>())
+        });
+        match rows {
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .filter(|r| r.get("trigger_source").and_then(Value::as_str) != Some("eval"))
+                .collect()),
+            Err(e) if is_unknown_column(&e) => Err(StoreError::Outdated("ai_call_logs")),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
     /// Every audit row with this trace id, oldest first.
     pub async fn audit_rows_for_trace(
         &self,

@@ -9,19 +9,16 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::dialect::is_missing_table;
+use std::collections::BTreeSet;
+
+use super::dialect::{is_missing_table, is_unknown_column};
 use super::{Db, StoreError, db_err, json_col, on_pool, sql};
-use crate::model::eval::{CaseResult, EvalRun, GateOutcome, TargetSummary};
+use crate::model::eval::{CaseResult, EvalRun, Report};
+use crate::model::now_ms;
 use crate::ports::EvalStore;
 
 fn text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 type RunRow = (
@@ -39,6 +36,8 @@ type RunRow = (
     Option<String>,
     i64,
     Option<i64>,
+    Option<String>,
+    i64,
 );
 
 fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
@@ -57,6 +56,8 @@ fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
         report_location,
         created_ms,
         finished_ms,
+        stop_reason,
+        failure_streak,
     ) = r;
     let parse = |t: Option<String>, column| json_col(t, column);
     Ok(EvalRun {
@@ -84,7 +85,18 @@ fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
         report_location,
         created_ms,
         finished_ms,
+        stop_reason,
+        failure_streak,
     })
+}
+
+/// A missing table or column means our migrations were not applied.
+fn outdated(e: sqlx::Error, table: &'static str) -> StoreError {
+    if is_missing_table(&e) || is_unknown_column(&e) {
+        StoreError::Outdated(table)
+    } else {
+        db_err(e)
+    }
 }
 
 impl EvalStore for Db {
@@ -103,11 +115,7 @@ impl EvalStore for Db {
             .execute(p)
             .await
             .map(|_| ())
-            .map_err(|e| if is_missing_table(&e) {
-                StoreError::Outdated("ai_eval_run")
-            } else {
-                db_err(e)
-            }))
+            .map_err(|e| outdated(e, "ai_eval_run")))
     }
 
     async fn record_result(&self, run_key: &str, r: &CaseResult) -> Result<(), StoreError> {
@@ -145,22 +153,111 @@ impl EvalStore for Db {
     async fn finish_run(
         &self,
         run_key: &str,
-        summary: &[TargetSummary],
-        gate: &GateOutcome,
+        report: &Report,
         report_location: Option<&str>,
-    ) -> Result<(), StoreError> {
+        token: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
-        on_pool!(pool, |p| sqlx::query(sql::FINISH_EVAL_RUN)
-            .bind(text(&summary))
-            .bind(text(gate))
-            .bind(i64::from(gate.passed))
+        let status = if report.stopped.is_some() {
+            "stopped"
+        } else {
+            "finished"
+        };
+        let n = on_pool!(pool, |p| sqlx::query(sql::FINISH_EVAL_RUN)
+            .bind(status)
+            .bind(text(&report.targets))
+            .bind(text(&report.gate))
+            .bind(i64::from(report.gate.passed))
             .bind(report_location)
             .bind(now_ms())
+            .bind(report.stopped.as_deref())
+            .bind(run_key)
+            .bind(token)
+            .bind(token)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| outdated(e, "ai_eval_run")))?;
+        Ok(n > 0)
+    }
+
+    async fn claim_finalize(
+        &self,
+        run_key: &str,
+        token: &str,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let n = on_pool!(pool, |p| sqlx::query(sql::CLAIM_EVAL_FINALIZE)
+            .bind(token)
+            .bind(now_ms)
+            .bind(run_key)
+            .bind(stale_before_ms)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| outdated(e, "ai_eval_run")))?;
+        Ok(n == 1)
+    }
+
+    async fn stop_run(
+        &self,
+        run_key: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let n = on_pool!(pool, |p| sqlx::query(sql::STOP_EVAL_RUN)
+            .bind(status)
+            .bind(reason)
+            .bind(run_key)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| outdated(e, "ai_eval_run")))?;
+        Ok(n == 1)
+    }
+
+    async fn set_failure_streak(&self, run_key: &str, streak: i64) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(sql::SET_EVAL_STREAK)
+            .bind(streak)
             .bind(run_key)
             .execute(p)
             .await
             .map(|_| ())
+            .map_err(|e| outdated(e, "ai_eval_run")))
+    }
+
+    async fn count_results(&self, run_key: &str) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar(sql::COUNT_EVAL_RESULTS)
+            .bind(run_key)
+            .fetch_one(p)
+            .await
             .map_err(db_err))
+    }
+
+    async fn result_keys(
+        &self,
+        run_key: &str,
+    ) -> Result<BTreeSet<(String, String, u32)>, StoreError> {
+        let pool = self.pool().await?;
+        let rows: Vec<(String, String, i64)> =
+            on_pool!(pool, |p| sqlx::query_as(sql::EVAL_RESULT_KEYS)
+                .bind(run_key)
+                .fetch_all(p)
+                .await
+                .map_err(db_err))?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, c, r)| (t, c, u32::try_from(r).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn suite_document(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        self.evals_document(Some(name)).await
     }
 
     async fn eval_run(&self, run_key: &str) -> Result<Option<EvalRun>, StoreError> {
@@ -169,11 +266,7 @@ impl EvalStore for Db {
             .bind(run_key)
             .fetch_optional(p)
             .await
-            .map_err(|e| if is_missing_table(&e) {
-                StoreError::Outdated("ai_eval_run")
-            } else {
-                db_err(e)
-            }))?;
+            .map_err(|e| outdated(e, "ai_eval_run")))?;
         row.map(run_from).transpose()
     }
 
@@ -207,11 +300,7 @@ impl EvalStore for Db {
             .bind(limit)
             .fetch_all(p)
             .await
-            .map_err(|e| if is_missing_table(&e) {
-                StoreError::Outdated("ai_eval_run")
-            } else {
-                db_err(e)
-            }))?;
+            .map_err(|e| outdated(e, "ai_eval_run")))?;
         rows.into_iter().map(run_from).collect()
     }
 

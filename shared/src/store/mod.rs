@@ -4,7 +4,7 @@
 //!
 //! Map: [`sql`] holds the statements shared by both dialects, [`dialect`] everything that
 //! differs; [`config`] reads configs and routes, [`audit`] writes the audit row, [`catalog`] is
-//! the one writer of the seven config tables, [`media`] the upload tables, [`keys`] the stored
+//! the one writer of the seven config tables, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
 //! secrets, [`migrate`] the schema, [`schema_dump`] the read-only schema export.
 //!
 //! Invariants: one pool per process, created lazily on first use and reused by every warm
@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub(crate) mod dialect;
 pub mod eval;
+pub mod eval_catalog;
 pub mod keys;
 pub mod media;
 pub mod migrate;

@@ -106,6 +106,14 @@ pub(crate) const INSERT_AUDIT_CORE: &str = concat!(
 pub(crate) const AUDIT_ROW: &str =
     "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
 
+/// A config's latest answered calls (evaluation calls excluded where the column exists).
+pub(crate) const RECENT_CONFIG_ANSWERS: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
+     FROM ai_call_logs WHERE config_key = ? AND error_code IS NULL ORDER BY id DESC LIMIT ?";
+/// A route's latest answering member calls.
+pub(crate) const RECENT_ROUTE_ANSWERS: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
+     FROM ai_call_logs WHERE project_name = ? AND route_key = ? AND error_code IS NULL \
+     AND (trigger_source IS NULL OR trigger_source <> 'eval') ORDER BY id DESC LIMIT ?";
+
 /// A trace's audit rows, oldest first.
 pub(crate) const AUDIT_ROWS_FOR_TRACE: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
      FROM ai_call_logs WHERE trace_id = ? ORDER BY id";
@@ -267,17 +275,94 @@ pub(crate) const FINISH_JOB: &str = "UPDATE ai_media_job SET status = ?, lease_u
 pub(crate) const INSERT_EVAL_RUN: &str = "INSERT INTO ai_eval_run (run_key, suite, status, \
      trigger_source, suite_json, options_json, config_hash, total, baseline_run, created_ms) \
      VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)";
-/// Records a run's outcome.
-pub(crate) const FINISH_EVAL_RUN: &str = "UPDATE ai_eval_run SET status = 'finished', \
-     summary_json = ?, gate_json = ?, gate_passed = ?, report_location = ?, finished_ms = ? \
-     WHERE run_key = ?";
+/// Records a run's outcome (`finished` or `stopped`), unless another finalizer took the run
+/// over (the token binds it; an unfenced finish passes NULL).
+pub(crate) const FINISH_EVAL_RUN: &str = "UPDATE ai_eval_run SET status = ?, \
+     summary_json = ?, gate_json = ?, gate_passed = ?, report_location = ?, finished_ms = ?, \
+     stop_reason = ? WHERE run_key = ? AND (? IS NULL OR (status = 'finalizing' AND finalize_token = ?))";
+/// Takes the right to finalize a run: from `running` or `stopping`, or from a finalizer whose
+/// claim is older than the lease (it died). One statement: exactly one caller gets the row.
+pub(crate) const CLAIM_EVAL_FINALIZE: &str = "UPDATE ai_eval_run SET status = 'finalizing', \
+     finalize_token = ?, finalize_ms = ? WHERE run_key = ? AND (status IN ('running', 'stopping') \
+     OR (status = 'finalizing' AND finalize_ms < ?))";
+/// Stops a running run (`stopping`: no more calls, finalize what is there; or `failed`).
+pub(crate) const STOP_EVAL_RUN: &str = "UPDATE ai_eval_run SET status = ?, stop_reason = ? \
+     WHERE run_key = ? AND status = 'running'";
+/// The run's streak of consecutive provider failures, as its workers last saw it.
+pub(crate) const SET_EVAL_STREAK: &str =
+    "UPDATE ai_eval_run SET failure_streak = ? WHERE run_key = ?";
+/// How many results a run has.
+pub(crate) const COUNT_EVAL_RESULTS: &str = "SELECT COUNT(*) FROM ai_eval_result WHERE run_key = ?";
+/// The (target, case, repetition) a run has results for.
+pub(crate) const EVAL_RESULT_KEYS: &str = "SELECT CAST(target AS CHAR), CAST(case_key AS CHAR), \
+     CAST(repeat_index AS SIGNED) FROM ai_eval_result WHERE run_key = ?";
+
+// ---- the evaluation catalog (datasets, cases, suites) ----
+
+/// Datasets.
+pub(crate) const EVAL_DATASETS: &str =
+    "SELECT CAST(name AS CHAR), description FROM ai_eval_dataset ORDER BY name";
+/// Cases of every dataset, in insertion order.
+pub(crate) const EVAL_CASES: &str = "SELECT CAST(dataset AS CHAR), CAST(case_key AS CHAR), \
+     vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
+     CAST(is_active AS SIGNED) FROM ai_eval_case ORDER BY id";
+/// Cases of one dataset.
+pub(crate) const EVAL_CASES_OF: &str = "SELECT CAST(dataset AS CHAR), CAST(case_key AS CHAR), \
+     vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
+     CAST(is_active AS SIGNED) FROM ai_eval_case WHERE dataset = ? ORDER BY id";
+/// Suites.
+pub(crate) const EVAL_SUITES: &str = "SELECT CAST(name AS CHAR), CAST(dataset AS CHAR), \
+     definition_json FROM ai_eval_suite WHERE is_active = 1 ORDER BY name";
+/// One suite.
+pub(crate) const EVAL_SUITE: &str = "SELECT CAST(name AS CHAR), CAST(dataset AS CHAR), \
+     definition_json FROM ai_eval_suite WHERE name = ? AND is_active = 1";
+/// One dataset's description.
+pub(crate) const EVAL_DATASET: &str =
+    "SELECT CAST(name AS CHAR), description FROM ai_eval_dataset WHERE name = ?";
+/// Upserts.
+pub(crate) const UPSERT_EVAL_DATASET_MYSQL: &str = "INSERT INTO ai_eval_dataset (name, \
+     description, updated_ms) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
+     description = COALESCE(VALUES(description), description), updated_ms = VALUES(updated_ms)";
+pub(crate) const UPSERT_EVAL_DATASET_SQLITE: &str = "INSERT INTO ai_eval_dataset (name, \
+     description, updated_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+     description = COALESCE(excluded.description, description), updated_ms = excluded.updated_ms";
+pub(crate) const UPSERT_EVAL_CASE_MYSQL: &str = "INSERT INTO ai_eval_case (dataset, case_key, \
+     vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
+     is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON DUPLICATE KEY UPDATE vars_json = VALUES(vars_json), expected_json = VALUES(expected_json), \
+     media_bucket = VALUES(media_bucket), media_key = VALUES(media_key), tags_json = VALUES(tags_json), \
+     assert_json = VALUES(assert_json), threshold = VALUES(threshold), is_active = VALUES(is_active), \
+     updated_ms = VALUES(updated_ms)";
+pub(crate) const UPSERT_EVAL_CASE_SQLITE: &str = "INSERT INTO ai_eval_case (dataset, case_key, \
+     vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
+     is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (dataset, case_key) DO UPDATE SET vars_json = excluded.vars_json, \
+     expected_json = excluded.expected_json, media_bucket = excluded.media_bucket, \
+     media_key = excluded.media_key, tags_json = excluded.tags_json, assert_json = excluded.assert_json, \
+     threshold = excluded.threshold, is_active = excluded.is_active, updated_ms = excluded.updated_ms";
+/// A case that is new (add-from-audit / add-from-objects never overwrite a curated case).
+pub(crate) const INSERT_EVAL_CASE_IF_NEW_MYSQL: &str = "INSERT IGNORE INTO ai_eval_case (dataset, \
+     case_key, vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, \
+     threshold, is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(crate) const INSERT_EVAL_CASE_IF_NEW_SQLITE: &str = "INSERT OR IGNORE INTO ai_eval_case (dataset, \
+     case_key, vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, \
+     threshold, is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(crate) const UPSERT_EVAL_SUITE_MYSQL: &str = "INSERT INTO ai_eval_suite (name, dataset, \
+     definition_json, is_active, updated_ms) VALUES (?, ?, ?, 1, ?) ON DUPLICATE KEY UPDATE \
+     dataset = VALUES(dataset), definition_json = VALUES(definition_json), is_active = 1, \
+     updated_ms = VALUES(updated_ms)";
+pub(crate) const UPSERT_EVAL_SUITE_SQLITE: &str = "INSERT INTO ai_eval_suite (name, dataset, \
+     definition_json, is_active, updated_ms) VALUES (?, ?, ?, 1, ?) ON CONFLICT (name) DO UPDATE \
+     SET dataset = excluded.dataset, definition_json = excluded.definition_json, is_active = 1, \
+     updated_ms = excluded.updated_ms";
 /// The columns of a run (keys are binary-collated on MySQL: cast back to text).
 macro_rules! eval_run_columns {
     () => {
         "CAST(run_key AS CHAR), CAST(suite AS CHAR), status, trigger_source, suite_json, \
          options_json, config_hash, \
          CAST(total AS SIGNED), baseline_run, summary_json, gate_json, report_location, \
-         CAST(created_ms AS SIGNED), CAST(finished_ms AS SIGNED)"
+         CAST(created_ms AS SIGNED), CAST(finished_ms AS SIGNED), stop_reason, \
+         CAST(failure_streak AS SIGNED)"
     };
 }
 /// One run by key.

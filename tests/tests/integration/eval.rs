@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// Three configs whose answers are known: always positive, always negative, and positive once
 /// then negative (flaky).
-async fn providers(tdb: &TestDb) -> Vec<ProviderServer> {
+pub(crate) async fn providers(tdb: &TestDb) -> Vec<ProviderServer> {
     let positive = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
         .await
         .unwrap();
@@ -332,4 +332,167 @@ async fn stored_runs_resume_without_redoing_finished_cases_on_sqlite() {
 #[tokio::test]
 async fn stored_runs_resume_without_redoing_finished_cases_on_mariadb() {
     stored_runs_resume_without_redoing_finished_cases(Backend::MariaDb).await;
+}
+
+/// A judge config on a scripted server, and a suite whose assertions it grades.
+async fn judged(judge_reply: &str) -> (TestDb, Vec<ProviderServer>, ProviderServer) {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let servers = providers(&tdb).await;
+    let judge = ProviderServer::start(vec![Reply::content(judge_reply)])
+        .await
+        .unwrap();
+    let url = judge.url();
+    let mut s = Seed::text("judge", &url);
+    s.messages = json!([{"role": "system", "content": "Grade the answer against each item. Answer JSON {\"results\": [{\"pass\", \"score\", \"reason\"}]}."},
+                        {"role": "user", "content": "Answer: {{OUTPUT}}\nItems:\n{{RUBRIC}}\nCase: {{VARS}}"}]);
+    s.variables = None;
+    s.response_format = Some(json!({"type": "json_object"}));
+    seed(&tdb.db(), &s).await;
+    (tdb, servers, judge)
+}
+
+fn rubric_suite() -> Value {
+    let mut doc = suite_doc();
+    doc["suites"][0]["targets"] = json!([{"config": "good"}]);
+    doc["suites"][0]["judge"] = json!("config:judge");
+    doc["suites"][0]["assert"] = json!([
+        {"type": "llm-rubric", "value": ["答案是 JSON", "情绪判断正确"], "metric": "rubric"},
+        {"type": "is-json"}
+    ]);
+    doc["datasets"][0]["cases"] = json!([{"key": "happy", "vars": {"TEXT": "太好了"}}]);
+    doc
+}
+
+#[tokio::test]
+async fn an_llm_rubric_is_graded_by_one_audited_judge_call_per_case() {
+    let (tdb, _servers, judge) = judged(
+        r#"{"results": [{"pass": true, "score": 1, "reason": "格式正确"}, {"pass": false, "score": 0.25, "reason": "太绝对"}]}"#,
+    )
+    .await;
+    let suite = read_suite(&rubric_suite(), "moods", std::path::Path::new("."))
+        .0
+        .unwrap();
+    let r = runner(&tdb.settings(&[]));
+    assert!(
+        run::preflight(&r, &suite, &Options::default())
+            .await
+            .is_empty()
+    );
+    let report = run::run(&r, &suite, &Options::default(), &|_, _, _| {}).await;
+    let case = &report.results[0];
+    let rubric = &case.assertions[0];
+    assert_eq!(rubric.label, "llm-rubric");
+    assert_eq!(rubric.verdict, Verdict::Fail, "one item not met");
+    assert!((rubric.score - 0.625).abs() < 1e-9, "{}", rubric.score);
+    assert!(rubric.reason.contains("太绝对"), "{}", rubric.reason);
+    // (0.625 + 1) / 2, and the case fails: an assertion failed and there is no threshold.
+    assert!((case.score - 0.8125).abs() < 1e-9, "{}", case.score);
+    assert!(!case.pass);
+    assert_eq!(report.targets[0].metrics["rubric"], 0.625);
+
+    // One judge call, given the answer and both items; audited like any call and linked.
+    let sent = judge.requests();
+    assert_eq!(sent.len(), 1);
+    let prompt = sent[0].body["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        prompt.contains("1. 答案是 JSON\n2. 情绪判断正确"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("积极"),
+        "the answer is in the prompt: {prompt}"
+    );
+    let judge_row = rubric.audit_id.expect("the verdict names its audit row");
+    assert!(case.audit_ids.contains(&judge_row));
+    let row = tdb.db().audit_row(judge_row).await.unwrap().unwrap();
+    assert_eq!(row["config_key"], "judge");
+    assert_eq!(row["trigger_source"], "eval");
+    r.store().close().await;
+}
+
+#[tokio::test]
+async fn a_judge_answer_that_does_not_validate_fails_the_rubric_instead_of_passing_it() {
+    let (tdb, _servers, _judge) = judged(r#"{"results": [{"pass": true}]}"#).await;
+    let suite = read_suite(&rubric_suite(), "moods", std::path::Path::new("."))
+        .0
+        .unwrap();
+    let r = runner(&tdb.settings(&[]));
+    let report = run::run(&r, &suite, &Options::default(), &|_, _, _| {}).await;
+    let rubric = &report.results[0].assertions[0];
+    assert_eq!(rubric.verdict, Verdict::Fail);
+    assert_eq!(rubric.score, 0.0);
+    assert!(
+        rubric.reason.contains("1 verdict(s) for 2 rubric item(s)"),
+        "{}",
+        rubric.reason
+    );
+    // A rubric without a judge does not read.
+    let mut doc = rubric_suite();
+    doc["suites"][0].as_object_mut().unwrap().remove("judge");
+    let (none, findings) = read_suite(&doc, "moods", std::path::Path::new("."));
+    assert!(none.is_none());
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.path == "suites[0].judge" && f.code == Code::MissingField),
+        "{findings:?}"
+    );
+    r.store().close().await;
+}
+
+#[tokio::test]
+async fn consecutive_provider_failures_stop_the_run_early_and_fail_its_gate() {
+    use ai_runner::eval::run::{Start, start};
+    use ai_runner::ports::EvalStore;
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let down = ProviderServer::start(vec![Reply::error(503, "overloaded")])
+        .await
+        .unwrap();
+    let url = down.url();
+    let mut s = Seed::text("down", &url);
+    s.messages = json!([{"role": "user", "content": "{{TEXT}}"}]);
+    s.variables = None;
+    seed(&tdb.db(), &s).await;
+    let cases: Vec<Value> = (0..30)
+        .map(|i| json!({"key": format!("c{i:02}"), "vars": {"TEXT": "x"}}))
+        .collect();
+    let doc = json!({
+        "datasets": [{"name": "d", "cases": cases}],
+        "suites": [{"name": "s", "dataset": "d", "targets": [{"config": "down"}],
+                    "assert": [{"type": "contains", "value": "x"}], "concurrency": 1,
+                    "stop_after_failures": 5}]
+    });
+    let suite = read_suite(&doc, "s", std::path::Path::new(".")).0.unwrap();
+    let r = runner(&tdb.settings(&[("AI_MAX_RETRIES", "0")]));
+    let how = Start {
+        trigger: "cli".into(),
+        baseline: None,
+    };
+    let report = start(&r, &suite, &Options::default(), &how, &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.results.len(), 5, "nothing called after the fifth");
+    assert_eq!(down.requests().len(), 5);
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|c| c.error_code.as_deref() == Some("HTTP_5XX_SERVER_ERROR"))
+    );
+    let why = report.stopped.clone().unwrap();
+    assert!(why.contains("5 consecutive provider failures"), "{why}");
+    assert!(!report.gate.passed);
+    let stored = r.store().eval_run(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "stopped");
+    assert_eq!(stored.stop_reason.as_deref(), Some(why.as_str()));
+
+    // 0 turns the early stop off: every case is called.
+    let opts = Options {
+        stop_after_failures: Some(0),
+        ..Options::default()
+    };
+    let all = run::run(&r, &suite, &opts, &|_, _, _| {}).await;
+    assert_eq!(all.results.len(), 30);
+    assert!(all.stopped.is_none());
+    r.store().close().await;
 }

@@ -14,6 +14,7 @@
 mod architecture;
 mod catalog;
 mod eval;
+mod eval_catalog;
 mod handler;
 mod media;
 mod routes;
