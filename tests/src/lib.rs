@@ -494,8 +494,14 @@ impl SqsServer {
 
     /// A plain SDK client of this server (the test's side: create, receive, delete).
     pub fn client(&self) -> aws_sdk_sqs::Client {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
         let conf = aws_sdk_sqs::Config::builder()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .http_client(http)
             .region(aws_sdk_sqs::config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(

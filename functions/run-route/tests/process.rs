@@ -147,3 +147,168 @@ async fn in_function_compute_mode_timer_events_drive_routes() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["errorType"], "INVALID_INPUT");
 }
+
+/// Two configs (always positive / always negative) and a suite of 3 cases over both (6 results)
+/// in the evaluation catalog.
+async fn eval_setup() -> (TestDb, ProviderServer, ProviderServer) {
+    use ai_runner::eval::suite::catalog_evals;
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let good = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
+        .await
+        .unwrap();
+    let bad = ProviderServer::start(vec![Reply::content(r#"{"情绪": "消极"}"#)])
+        .await
+        .unwrap();
+    let db = tdb.db();
+    for (key, server) in [("good", &good), ("bad", &bad)] {
+        let url = server.url();
+        let mut s = Seed::text(key, &url);
+        s.messages = json!([{"role": "user", "content": "判断情绪：{{TEXT}}"}]);
+        s.variables = None;
+        s.response_format = Some(json!({"type": "json_object"}));
+        seed(&db, &s).await;
+    }
+    let doc = json!({"evals": {
+        "datasets": [{"name": "moods", "cases": [
+            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}},
+            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
+            {"key": "fine", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"}}
+        ]}],
+        "suites": [{"name": "moods", "dataset": "moods",
+                    "targets": [{"config": "good"}, {"config": "bad"}],
+                    "assert": [{"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}"}]}]
+    }});
+    let known = db.snapshot().await.unwrap().known();
+    let evals = catalog_evals(
+        &doc,
+        Path::new("."),
+        &Default::default(),
+        &known,
+        &Default::default(),
+    )
+    .0
+    .unwrap();
+    db.apply_evals(&evals).await.unwrap();
+    db.close().await;
+    (tdb, good, bad)
+}
+
+#[ignore = "needs moto_server (pip install 'moto[server]'; bash .ci/run installs it and runs ignored tests)"]
+#[tokio::test]
+async fn a_scheduled_evaluation_fans_out_through_sqs_and_finishes_exactly_once() {
+    use ai_runner::ports::EvalStore;
+    use ai_runner_tests::{SqsServer, sqs_event};
+    let (tdb, good, bad) = eval_setup().await;
+    let sqs = SqsServer::start().await;
+    let url = sqs.create_queue("ai-runner-eval").await;
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-route");
+    env.extend(app_env(&tdb));
+    env.extend(sqs.env(&url).into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.push(("EVAL_CHUNK_SIZE".into(), "2".into()));
+    let _p = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+
+    // The schedule's constant input starts the run and queues it.
+    let out = api
+        .invoke(json!({"eval": "moods", "trigger": "schedule"}))
+        .await;
+    let Outcome::Response(started) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(started["status"], "queued");
+    assert_eq!(
+        (started["total"].as_u64(), started["chunks"].as_u64()),
+        (Some(6), Some(3))
+    );
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let mut messages = sqs.drain(&url).await;
+    assert_eq!(messages.len(), 3);
+    messages.sort_by_key(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["start"].as_u64());
+
+    // Batches as the event source mapping delivers them: reordered, with duplicates, and a
+    // message that is not a chunk (dropped, never redelivered).
+    let junk = ("junk-1".to_owned(), "not json".to_owned());
+    let batches = [
+        vec![messages[2].clone(), junk],
+        vec![messages[0].clone(), messages[2].clone()],
+        vec![messages[1].clone()],
+        vec![messages[1].clone(), messages[0].clone()],
+    ];
+    let mut finalized = 0;
+    for batch in &batches {
+        let out = api.invoke(sqs_event(batch)).await;
+        let Outcome::Response(body) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(body["batchItemFailures"], json!([]), "{body}");
+        finalized += body["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["worked"]["finalized"] == true)
+            .count();
+    }
+    assert_eq!(finalized, 1, "finalized exactly once");
+    assert_eq!(
+        good.requests().len() + bad.requests().len(),
+        6,
+        "each call once"
+    );
+    let db = tdb.db();
+    let run = db.eval_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.trigger.as_str()),
+        ("finished", "schedule")
+    );
+    let summary = run.summary.unwrap();
+    assert_eq!(
+        summary
+            .iter()
+            .map(|t| (t.target.as_str(), t.results, t.passed))
+            .collect::<Vec<_>>(),
+        [("good", 3, 2), ("bad", 3, 1)]
+    );
+    assert_eq!(db.eval_results(&run_id).await.unwrap().len(), 6);
+    let logs = db.count("ai_call_logs").await.unwrap();
+    assert_eq!(logs, 6, "every call audited once");
+
+    // An unknown suite is bad input, answered with its code.
+    let out = api.invoke(json!({"eval": "nope"})).await;
+    let Outcome::Error { body, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(body["errorType"], "SUITE_INVALID");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn without_a_queue_a_scheduled_evaluation_runs_in_the_invocation() {
+    use ai_runner::ports::EvalStore;
+    let (tdb, good, bad) = eval_setup().await;
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-route");
+    env.extend(app_env(&tdb));
+    let _p = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+    let mut sched = fixture_json("aws/eventbridge/scheduled-event-docs.json");
+    sched["detail"] = json!({"eval": "moods", "targets": ["config:good"]});
+    let out = api.invoke(sched).await;
+    let Outcome::Response(body) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(body["status"], "finished");
+    assert_eq!(body["targets"][0]["passed"], 2);
+    assert_eq!((good.requests().len(), bad.requests().len()), (3, 0));
+    let db = tdb.db();
+    let run = db
+        .eval_run(body["run_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.trigger.as_str()),
+        ("finished", "schedule")
+    );
+    db.close().await;
+}

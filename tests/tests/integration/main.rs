@@ -15,6 +15,7 @@ mod architecture;
 mod catalog;
 mod eval;
 mod eval_catalog;
+mod fanout;
 mod handler;
 mod media;
 mod routes;

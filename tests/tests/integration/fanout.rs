@@ -1,0 +1,270 @@
+//! Evaluation runs fanned out through a real SQS-protocol server (moto's): chunks queued,
+//! delivered reordered, duplicated and concurrently, finalized exactly once with the right
+//! totals and reports written as objects; a finalizer that died is taken over; a queue that
+//! refuses is a clear, retryable error that marks the run failed. These tests need moto_server
+//! and are `#[ignore]`d (`bash .ci/run` installs it and runs them).
+
+use ai_runner::Code;
+use ai_runner::eval::fanout::{self, Chunk, ReportSink};
+use ai_runner::eval::run::{Options, Start};
+use ai_runner::eval::suite::catalog_evals;
+use ai_runner::ports::{EvalStore, ObjectStore};
+use ai_runner_tests::{Backend, S3Server, SqsServer, TestDb, runner};
+use serde_json::{Value, json};
+
+use super::eval::providers;
+
+/// Applies a suite of 3 cases x 2 targets (6 results) to the database's evaluation catalog.
+pub(crate) async fn apply_suite(db: &ai_runner::store::Db) {
+    let doc = json!({"evals": {
+        "datasets": [{"name": "moods", "cases": [
+            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}},
+            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
+            {"key": "fine", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"}}
+        ]}],
+        "suites": [{"name": "moods", "dataset": "moods",
+                    "targets": [{"config": "good"}, {"config": "bad"}],
+                    "assert": [{"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}"}]}]
+    }});
+    let known = db.snapshot().await.unwrap().known();
+    let evals = catalog_evals(
+        &doc,
+        std::path::Path::new("."),
+        &Default::default(),
+        &known,
+        &Default::default(),
+    )
+    .0
+    .unwrap();
+    db.apply_evals(&evals).await.unwrap();
+}
+
+fn chunk_of(body: &str) -> Chunk {
+    serde_json::from_str(body).unwrap()
+}
+
+async fn fan_out(backend: Backend) {
+    let Some(tdb) = TestDb::new(backend).await else {
+        return;
+    };
+    let servers = providers(&tdb).await;
+    apply_suite(&tdb.db()).await;
+    let sqs = SqsServer::start().await;
+    let url = sqs.create_queue("ai-runner-eval").await;
+    let s3 = S3Server::start(&["reports"]).await;
+    let objects = s3.store();
+    let sink = ReportSink {
+        store: &objects,
+        bucket: "reports",
+        prefix: "ai-runner/eval-reports/",
+    };
+    let r = runner(&tdb.settings(&[]));
+    let how = Start {
+        trigger: "schedule".into(),
+        baseline: None,
+    };
+    let queued = fanout::start_queued(&r, "moods", &Options::default(), &how, &sqs.queue(&url), 2)
+        .await
+        .unwrap();
+    assert_eq!((queued.total, queued.chunks), (6, 3));
+    let mut messages = sqs.drain(&url).await;
+    assert_eq!(
+        messages.len(),
+        3,
+        "one message per chunk, on the real queue"
+    );
+    messages.sort_by_key(|(_, b)| chunk_of(b).start);
+    assert_eq!(
+        messages
+            .iter()
+            .map(|(_, b)| chunk_of(b))
+            .collect::<Vec<_>>(),
+        [0, 2, 4].map(|start| Chunk {
+            eval_run: queued.run_id.clone(),
+            start,
+            end: start + 2
+        })
+    );
+    let calls = || servers.iter().map(|s| s.requests().len()).sum::<usize>();
+
+    // Delivered out of order, the first one twice, the last two at the same time.
+    let mut finalized = 0;
+    for (_, body) in [&messages[1], &messages[1]] {
+        let w = fanout::work(&r, &chunk_of(body), Some(sink)).await.unwrap();
+        finalized += usize::from(w.finalized);
+    }
+    assert_eq!(calls(), 2, "the duplicate called nothing");
+    let (last, first) = (chunk_of(&messages[2].1), chunk_of(&messages[0].1));
+    let (a, b) = tokio::join!(
+        fanout::work(&r, &last, Some(sink)),
+        fanout::work(&r, &first, Some(sink)),
+    );
+    for w in [a, b] {
+        match w {
+            Ok(w) => finalized += usize::from(w.finalized),
+            // The other worker held the finalization: this message would be redelivered.
+            Err(e) => assert_eq!(e.code(), Code::QueueUnavailable, "{e}"),
+        }
+    }
+    // Redeliveries of everything after the run finished change nothing.
+    for (_, body) in &messages {
+        let w = fanout::work(&r, &chunk_of(body), Some(sink)).await.unwrap();
+        finalized += usize::from(w.finalized);
+        assert!(w.skipped || w.called == 0);
+    }
+    assert_eq!(finalized, 1, "finalized exactly once");
+    assert_eq!(calls(), 6, "each planned call made once");
+
+    let db = r.store();
+    let run = db.eval_run(&queued.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, "finished");
+    assert_eq!(run.trigger, "schedule");
+    let summary = run.summary.unwrap();
+    assert_eq!(
+        summary
+            .iter()
+            .map(|t| (t.target.as_str(), t.results, t.passed))
+            .collect::<Vec<_>>(),
+        [("good", 3, 2), ("bad", 3, 1)]
+    );
+    assert_eq!(db.count_results(&queued.run_id).await.unwrap(), 6);
+    let location = run.report_location.unwrap();
+    let prefix = format!("ai-runner/eval-reports/moods/{}/", queued.run_id);
+    assert_eq!(location, format!("reports/{prefix}"));
+    let json: Value = serde_json::from_slice(
+        &objects
+            .get("reports", &format!("{prefix}report.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["targets"][0]["passed"], 2);
+    assert_eq!(json["results"].as_array().unwrap().len(), 6);
+    let html = objects
+        .get("reports", &format!("{prefix}report.html"))
+        .await
+        .unwrap();
+    assert!(String::from_utf8(html).unwrap().contains(&queued.run_id));
+    r.store().close().await;
+    tdb.cleanup().await;
+}
+
+#[ignore = "needs moto_server (pip install 'moto[server]'; bash .ci/run installs it and runs ignored tests)"]
+#[tokio::test]
+async fn a_queued_run_finishes_exactly_once_through_reordered_and_duplicated_chunks_on_sqlite() {
+    fan_out(Backend::Sqlite).await;
+}
+
+#[ignore = "needs moto_server and MariaDB (bash .ci/run sets them up and runs ignored tests)"]
+#[tokio::test]
+async fn a_queued_run_finishes_exactly_once_through_reordered_and_duplicated_chunks_on_mariadb() {
+    fan_out(Backend::MariaDb).await;
+}
+
+#[ignore = "needs moto_server (pip install 'moto[server]'; bash .ci/run installs it and runs ignored tests)"]
+#[tokio::test]
+async fn a_finalizer_that_died_is_taken_over_and_a_refusing_queue_fails_the_run() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let _servers = providers(&tdb).await;
+    apply_suite(&tdb.db()).await;
+    let sqs = SqsServer::start().await;
+    let url = sqs.create_queue("ai-runner-eval").await;
+    let r = runner(&tdb.settings(&[]));
+    let how = Start {
+        trigger: "api".into(),
+        baseline: None,
+    };
+    let queued = fanout::start_queued(&r, "moods", &Options::default(), &how, &sqs.queue(&url), 6)
+        .await
+        .unwrap();
+    let messages = sqs.drain(&url).await;
+    assert_eq!(messages.len(), 1);
+    let chunk = chunk_of(&messages[0].1);
+    let db = r.store();
+
+    // Another worker claimed the finalization just now: this delivery must come back later.
+    let now = ai_runner::model::now_ms();
+    assert!(
+        db.claim_finalize(&queued.run_id, "other", now, now - 1)
+            .await
+            .unwrap()
+    );
+    let busy = fanout::work(&r, &chunk, None).await.unwrap_err();
+    assert!(busy.to_string().contains("being finalized"), "{busy}");
+    assert_eq!(busy.code(), Code::QueueUnavailable);
+    assert_eq!(
+        db.count_results(&queued.run_id).await.unwrap(),
+        0,
+        "a finalizing run calls nothing"
+    );
+
+    let stale = now - fanout::FINALIZE_LEASE_MS;
+    assert!(
+        !db.claim_finalize(&queued.run_id, "third", now, stale)
+            .await
+            .unwrap(),
+        "a fresh claim holds"
+    );
+
+    // A second run whose finalizer claimed it long ago and died: a redelivery takes over and
+    // finalizes it with what is stored.
+    let queued = fanout::start_queued(&r, "moods", &Options::default(), &how, &sqs.queue(&url), 6)
+        .await
+        .unwrap();
+    let chunk = chunk_of(&sqs.drain(&url).await[0].1);
+    let past = now - fanout::FINALIZE_LEASE_MS - 10;
+    assert!(
+        db.claim_finalize(&queued.run_id, "other", past, past - 1)
+            .await
+            .unwrap()
+    );
+    let w = fanout::work(&r, &chunk, None).await.unwrap();
+    assert!(w.finalized);
+    let run = db.eval_run(&queued.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, "finished");
+    // The dead finalizer's late write is fenced out.
+    let report = ai_runner::eval::run::Report {
+        run_id: queued.run_id.clone(),
+        suite: "moods".into(),
+        total_ms: 0,
+        targets: Vec::new(),
+        gate: ai_runner::model::eval::GateOutcome {
+            passed: true,
+            failures: Vec::new(),
+        },
+        results: Vec::new(),
+        stopped: None,
+    };
+    assert!(
+        !db.finish_run(&queued.run_id, &report, None, Some("other"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.eval_run(&queued.run_id).await.unwrap().unwrap().summary,
+        run.summary
+    );
+
+    // A queue that does not exist refuses: a clear, retryable code, and the run is marked failed.
+    let missing = sqs.queue(&format!("{}/123456789012/no-such-queue", sqs.endpoint));
+    let e = fanout::start_queued(&r, "moods", &Options::default(), &how, &missing, 6)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::QueueUnavailable);
+    let runs = db.eval_runs(Some("moods"), 10).await.unwrap();
+    assert_eq!(runs[0].status, "failed");
+    assert!(
+        runs[0]
+            .stop_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("queue")
+    );
+    // An unknown suite is bad input, and nothing is created.
+    let unknown = fanout::start_queued(&r, "nope", &Options::default(), &how, &sqs.queue(&url), 6)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::SuiteInvalid);
+    assert_eq!(db.eval_runs(None, 10).await.unwrap().len(), 3);
+    r.store().close().await;
+}
