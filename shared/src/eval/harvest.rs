@@ -78,12 +78,15 @@ pub fn from_audit(
     out
 }
 
+/// Per config key: its prompt's messages and prompt variables.
+pub type Prompts = std::collections::BTreeMap<String, (Value, Option<Map<String, Value>>)>;
+
 /// [`from_audit`] over audit rows as the store reads them (column -> value), each matched against
 /// the prompt of its own `config_key` (`prompts` gives (messages, prompt variables) per config;
 /// rows of a config without a prompt are skipped).
 pub fn from_audit_rows(
     rows: &[Map<String, Value>],
-    prompts: &std::collections::BTreeMap<String, (Value, Option<Map<String, Value>>)>,
+    prompts: &Prompts,
 ) -> Harvest {
     let mut out = Harvest::default();
     for row in rows {
