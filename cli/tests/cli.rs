@@ -1555,7 +1555,12 @@ suites:
         assert_eq!(cutoff.status.code(), Some(1));
 
         // Every run is stored: listed, shown again, compared, and a baseline for the next.
-        let list = ai_runner(dir.path(), &[], &["eval", "list", "--json"], None);
+        let list = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "list", "--suite", "moods", "--json"],
+            None,
+        );
         let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
         let runs = runs.as_array().unwrap();
         assert_eq!(runs.len(), 3, "{runs:?}");
@@ -1755,6 +1760,166 @@ suites:
         assert_eq!(missing.status.code(), Some(2));
         let jobs = ai_runner(dir.path(), &[], &["media", "jobs", "--json"], None);
         assert!(jobs.status.success());
+    }
+
+    #[test]
+    fn an_evals_section_applies_with_cfg_gen_exports_and_runs_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let qs = ai_runner(dir.path(), &[], &["quickstart"], None);
+        assert!(qs.status.success(), "{}", text(&qs.stderr));
+        let qs_out = text(&qs.stdout);
+        assert!(
+            qs_out.contains("== evaluation: suite quickstart") && qs_out.contains("gate: passed"),
+            "{qs_out}"
+        );
+        let html = std::fs::read_to_string(dir.path().join("tmp/quickstart-eval.html")).unwrap();
+        assert!(html.contains("quickstart/demo-route"));
+
+        let catalog = format!("evals:\n{}", SUITE.replace('\n', "\n  "));
+        std::fs::write(dir.path().join("catalog.yaml"), &catalog).unwrap();
+        let verified = ai_runner(
+            dir.path(),
+            &[],
+            &["cfg", "verify", "-f", "catalog.yaml", "--db-check"],
+            None,
+        );
+        assert!(verified.status.success(), "{}", text(&verified.stderr));
+        assert!(
+            text(&verified.stdout).contains("create    suite moods"),
+            "{}",
+            text(&verified.stdout)
+        );
+        let applied = ai_runner(dir.path(), &[], &["cfg", "gen", "-f", "catalog.yaml"], None);
+        assert!(applied.status.success(), "{}", text(&applied.stderr));
+        assert!(
+            text(&applied.stderr).contains("applied 4 change(s)"),
+            "dataset, 2 cases, suite: {}",
+            text(&applied.stderr)
+        );
+        let again = ai_runner(dir.path(), &[], &["cfg", "gen", "-f", "catalog.yaml"], None);
+        assert!(text(&again.stderr).contains("applied 0 change(s)"));
+
+        // Exported and applied back: nothing changes.
+        let export = ai_runner(
+            dir.path(),
+            &[],
+            &["cfg", "export", "--out", "exported.yaml"],
+            None,
+        );
+        assert!(export.status.success(), "{}", text(&export.stderr));
+        let exported = std::fs::read_to_string(dir.path().join("exported.yaml")).unwrap();
+        assert!(exported.contains("\nevals:\n"), "{exported}");
+        let back = ai_runner(
+            dir.path(),
+            &[],
+            &["cfg", "gen", "-f", "exported.yaml"],
+            None,
+        );
+        assert!(back.status.success(), "{}", text(&back.stderr));
+        assert!(
+            text(&back.stderr).contains("applied 0 change(s)"),
+            "{}",
+            text(&back.stderr)
+        );
+
+        // No file: the suite comes from the database. The gate (pass rate 1.0) fails: exit 1.
+        let run = ai_runner(dir.path(), &[], &["eval", "run", "moods"], None);
+        assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+        let run = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "run",
+                "moods",
+                "--min-pass-rate",
+                "0.5",
+                "--stop-after-failures",
+                "3",
+            ],
+            None,
+        );
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let none = ai_runner(dir.path(), &[], &["eval", "run", "absent"], None);
+        assert_eq!(none.status.code(), Some(2));
+        assert!(text(&none.stderr).starts_with("SUITE_INVALID: "));
+
+        // Datasets from the audit trail (the evaluation's own calls are left out) and listed.
+        let harvest = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "dataset",
+                "add-from-audit",
+                "harvested",
+                "--config",
+                "quickstart-demo",
+            ],
+            None,
+        );
+        assert!(harvest.status.success(), "{}", text(&harvest.stderr));
+        assert!(
+            text(&harvest.stderr).contains("dataset harvested: 2 case(s) added"),
+            "the quickstart's call and its route's answer: {}",
+            text(&harvest.stderr)
+        );
+        let twice = ai_runner(
+            dir.path(),
+            &[],
+            &[
+                "eval",
+                "dataset",
+                "add-from-audit",
+                "harvested",
+                "--config",
+                "quickstart-demo",
+            ],
+            None,
+        );
+        assert!(text(&twice.stderr).contains("0 case(s) added, 2 already there"));
+        let list = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "dataset", "list", "--json"],
+            None,
+        );
+        let sets: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let names: Vec<&str> = sets
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["dataset"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["harvested", "moods", "quickstart"]);
+
+        // A bad evals section: every problem by path, exit 1, nothing written.
+        let bad = catalog
+            .replace("dataset: moods", "dataset: nowhere")
+            .replace("{type: is-json}", "{type: regex, value: \"(\"}");
+        std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+        let out = ai_runner(dir.path(), &[], &["cfg", "gen", "-f", "bad.yaml"], None);
+        assert_eq!(out.status.code(), Some(1));
+        let found = text(&out.stdout);
+        assert!(
+            found.contains("evals.suites[0].dataset: UNKNOWN_REFERENCE"),
+            "{found}"
+        );
+        assert!(
+            found.contains("evals.suites[0].assert[0].value: BAD_TYPE"),
+            "{found}"
+        );
+        let list = ai_runner(
+            dir.path(),
+            &[],
+            &["eval", "dataset", "list", "--json"],
+            None,
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap(),
+            sets,
+            "nothing written"
+        );
     }
 }
 

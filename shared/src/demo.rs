@@ -619,6 +619,44 @@ pub async fn install_quickstart(
     .await
 }
 
+/// The quickstart's evaluation suite.
+pub const QUICKSTART_SUITE: &str = "quickstart";
+
+/// Writes the quickstart's evaluation catalog: a dataset of three texts whose expected
+/// sentiment is known, and suite [`QUICKSTART_SUITE`] over the quickstart config and route
+/// (JSON, the sentiment, latency shown but not counted; gate: half the cases pass). The demo
+/// provider answers 积极 to everything, so the negative case fails on both targets.
+pub async fn install_quickstart_evals(db: &crate::store::Db) -> Result<(), crate::RunError> {
+    let doc = json!({
+        "datasets": [{"name": QUICKSTART_SUITE, "description": "installed by ai-runner quickstart", "cases": [
+            {"key": "release", "vars": {"TEXT": "今天的版本发布很顺利，所有测试都通过了。"}, "expected": {"情绪": "积极"}, "tags": ["smoke"]},
+            {"key": "praise", "vars": {"TEXT": "客户说新功能非常好用，团队很受鼓舞。"}, "expected": {"情绪": "积极"}},
+            {"key": "outage", "vars": {"TEXT": "服务宕机了两个小时，客户很不满意。"}, "expected": {"情绪": "消极"}}
+        ]}],
+        "suites": [{
+            "name": QUICKSTART_SUITE, "dataset": QUICKSTART_SUITE,
+            "description": "installed by ai-runner quickstart",
+            "targets": [{"config": QUICKSTART_CONFIG_KEY}, {"route": format!("{QUICKSTART_PROJECT}/{QUICKSTART_ROUTE}")}],
+            "assert": [
+                {"type": "is-json"},
+                {"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}", "metric": "sentiment"},
+                {"type": "latency", "threshold": 30000, "weight": 0}
+            ],
+            "concurrency": 4,
+            "gates": {"min_pass_rate": 0.5}
+        }]
+    });
+    let (evals, findings) = crate::eval::suite::read_evals(
+        &doc,
+        std::path::Path::new("."),
+        &std::collections::BTreeSet::new(),
+    );
+    let evals =
+        evals.ok_or_else(|| crate::RunError::InvalidInput(format!("demo evals: {findings:?}")))?;
+    db.apply_evals(&evals).await?;
+    Ok(())
+}
+
 /// Installs an audio config (inline `input_audio` part), a route over it and a mapping from
 /// `quickstart-media/uploads/` to that route. `url` is the provider endpoint.
 pub async fn install_quickstart_media(

@@ -401,7 +401,8 @@ fn invalid(findings: &[catalog::Finding]) -> Failure {
     )
 }
 
-fn summary(r: &Report) {
+/// The run's summary table on stdout.
+pub(crate) fn summary(r: &Report) {
     println!(
         "suite {} · run {} · {} result(s) in {} ms",
         r.suite,

@@ -1,6 +1,6 @@
 //! `quickstart`: set up a database, store an encrypted demo key and configs, and run them against
 //! the local demo provider (or a real one with `OPENAI_API_KEY`): one call, a failover route, an
-//! upload. `--mode rds` does it on the configured MySQL; `--mode demo` is the predecessor's media
+//! upload, and a small evaluation suite whose HTML report lands in `tmp/quickstart-eval.html`. `--mode rds` does it on the configured MySQL; `--mode demo` is the predecessor's media
 //! demo (upload a file, run it through the pipeline, save the masked result to
 //! `tmp/demo_result.json`).
 //!
@@ -236,13 +236,58 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
             j.result_key.as_deref().unwrap_or("-")
         );
     }
-    match report.outcome {
-        Outcome::Succeeded { .. } => Ok(()),
-        other => Err(Failure::found(
+    if !matches!(report.outcome, Outcome::Succeeded { .. }) {
+        return Err(Failure::found(
             Code::QuickstartUploadFailed,
-            format!("{other:?}"),
-        )),
+            format!("{:?}", report.outcome),
+        ));
     }
+    evaluation(app).await
+}
+
+/// A small evaluation suite over the config and the route, stored like any run, with its HTML
+/// report in `tmp/quickstart-eval.html`.
+async fn evaluation(app: &App) -> Result<(), Failure> {
+    use ai_runner::eval::run::{self, Options, Start};
+    use ai_runner::eval::suite::read_suite;
+    use ai_runner::ports::EvalStore;
+    let db = app.runner.store();
+    demo::install_quickstart_evals(db).await?;
+    let doc = db
+        .suite_document(demo::QUICKSTART_SUITE)
+        .await?
+        .unwrap_or(Value::Null);
+    let (suite, findings) = read_suite(&doc, demo::QUICKSTART_SUITE, Path::new("."));
+    let suite = suite.ok_or_else(|| {
+        Failure::found(
+            Code::SuiteInvalid,
+            format!("quickstart suite: {findings:?}"),
+        )
+    })?;
+    println!(
+        "\n== evaluation: suite {} ({} cases x {} targets, from the evaluation catalog) ==",
+        suite.name,
+        suite.cases.len(),
+        suite.targets.len()
+    );
+    let how = Start {
+        trigger: "cli".into(),
+        baseline: None,
+    };
+    let report = run::start(
+        &app.runner,
+        &suite,
+        &Options::default(),
+        &how,
+        &|_, _, _| {},
+    )
+    .await
+    .map_err(|e| Failure::usage(e.code(), e.to_string()))?;
+    super::eval::summary(&report);
+    let path = Path::new("tmp/quickstart-eval.html");
+    output::write_out(Some(path), &ai_runner::eval::report::html(&report))?;
+    println!("report: {} (open it in a browser)", path.display());
+    Ok(())
 }
 
 fn object(bucket: &str, key: &str) -> ObjectRef {
@@ -400,6 +445,8 @@ fn next_steps(mode: QuickstartMode, configured: &Settings, used: &Settings) {
                 demo::QUICKSTART_ROUTE
             ),
             "media jobs".into(),
+            format!("eval run {} --out report.html", demo::QUICKSTART_SUITE),
+            "eval list".into(),
             "cfg export".into(),
         ],
         QuickstartMode::Demo => vec![

@@ -84,10 +84,7 @@ pub type Prompts = std::collections::BTreeMap<String, (Value, Option<Map<String,
 /// [`from_audit`] over audit rows as the store reads them (column -> value), each matched against
 /// the prompt of its own `config_key` (`prompts` gives (messages, prompt variables) per config;
 /// rows of a config without a prompt are skipped).
-pub fn from_audit_rows(
-    rows: &[Map<String, Value>],
-    prompts: &Prompts,
-) -> Harvest {
+pub fn from_audit_rows(rows: &[Map<String, Value>], prompts: &Prompts) -> Harvest {
     let mut out = Harvest::default();
     for row in rows {
         let json_of = |col: &str| match row.get(col) {

@@ -104,25 +104,26 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {
         let pool = self.pool().await?;
-        let rows = on_pool!(pool, |p| {
-            let q = match route {
-                Some((project, key)) => sqlx::query(sql::RECENT_ROUTE_ANSWERS)
-                    .bind(project)
-                    .bind(key)
-                    .bind(limit),
-                None => sqlx::query(sql::RECENT_CONFIG_ANSWERS)
-                    .bind(config_key.unwrap_or(""))
-                    .bind(limit),
-            };
-            q.fetch_all(p)
-                .await
-                .map(|rows| rows.iter().map(row_to_json).collect::<Vec<_>>())
-        });
+        let fetch = |sql: &'static str| async move {
+            on_pool!(pool, |p| {
+                let q = match route {
+                    Some((project, key)) => sqlx::query(sql).bind(project).bind(key).bind(limit),
+                    None => sqlx::query(sql).bind(config_key.unwrap_or("")).bind(limit),
+                };
+                q.fetch_all(p)
+                    .await
+                    .map(|rows| rows.iter().map(row_to_json).collect::<Vec<_>>())
+            })
+        };
+        let rows = match route {
+            Some(_) => fetch(sql::RECENT_ROUTE_ANSWERS).await,
+            None => match fetch(sql::RECENT_CONFIG_ANSWERS).await {
+                Err(e) if is_unknown_column(&e) => fetch(sql::RECENT_CONFIG_ANSWERS_CORE).await,
+                other => other,
+            },
+        };
         match rows {
-            Ok(rows) => Ok(rows
-                .into_iter()
-                .filter(|r| r.get("trigger_source").and_then(Value::as_str) != Some("eval"))
-                .collect()),
+            Ok(rows) => Ok(rows),
             Err(e) if is_unknown_column(&e) => Err(StoreError::Outdated("ai_call_logs")),
             Err(e) => Err(db_err(e)),
         }

@@ -106,8 +106,12 @@ pub(crate) const INSERT_AUDIT_CORE: &str = concat!(
 pub(crate) const AUDIT_ROW: &str =
     "SELECT *, CAST(created_at AS CHAR) AS created_at_text FROM ai_call_logs WHERE id = ?";
 
-/// A config's latest answered calls (evaluation calls excluded where the column exists).
+/// A config's latest answered calls, evaluation calls excluded.
 pub(crate) const RECENT_CONFIG_ANSWERS: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
+     FROM ai_call_logs WHERE config_key = ? AND error_code IS NULL \
+     AND (trigger_source IS NULL OR trigger_source <> 'eval') ORDER BY id DESC LIMIT ?";
+/// The same on the predecessor's audit table (no `trigger_source`: it has no evaluation calls).
+pub(crate) const RECENT_CONFIG_ANSWERS_CORE: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
      FROM ai_call_logs WHERE config_key = ? AND error_code IS NULL ORDER BY id DESC LIMIT ?";
 /// A route's latest answering member calls.
 pub(crate) const RECENT_ROUTE_ANSWERS: &str = "SELECT *, CAST(created_at AS CHAR) AS created_at_text \
