@@ -653,7 +653,7 @@ pub async fn install_quickstart_evals(db: &crate::store::Db) -> Result<(), crate
     );
     let evals =
         evals.ok_or_else(|| crate::RunError::InvalidInput(format!("demo evals: {findings:?}")))?;
-    db.apply_evals(&evals).await?;
+    db.apply_evals(&evals.catalog()).await?;
     Ok(())
 }
 

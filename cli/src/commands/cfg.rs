@@ -122,7 +122,7 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
             Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
         }
         if let (Some(evals), false) = (&evals, json) {
-            output::plan(&cx.db()?.plan_evals(evals).await?);
+            output::plan(&cx.db()?.plan_evals(&evals.catalog()).await?);
         }
     }
     if errors > 0 {
@@ -164,9 +164,9 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     // The evaluation catalog goes second: its suites name the configs and routes just applied.
     if let Some(evals) = &evals {
         let eval_items = if dry_run {
-            db.plan_evals(evals).await
+            db.plan_evals(&evals.catalog()).await
         } else {
-            db.apply_evals(evals).await
+            db.apply_evals(&evals.catalog()).await
         };
         items.extend(eval_items.map_err(|e| {
             Failure::found(

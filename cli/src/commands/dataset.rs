@@ -179,6 +179,10 @@ async fn store(cx: &Cx, dataset: &str, cases: Vec<Value>, source: &str) -> Resul
         .next()
         .map(|d| d.cases)
         .unwrap_or_default();
+    let cases: Vec<_> = cases
+        .iter()
+        .map(ai_runner::eval::suite::Case::stored)
+        .collect();
     let added = cx.db()?.add_cases(dataset, &cases, source).await?;
     Ok(format!(
         "dataset {dataset}: {added} case(s) added, {} already there",

@@ -188,7 +188,7 @@ async fn eval_setup() -> (TestDb, ProviderServer, ProviderServer) {
     )
     .0
     .unwrap();
-    db.apply_evals(&evals).await.unwrap();
+    db.apply_evals(&evals.catalog()).await.unwrap();
     db.close().await;
     (tdb, good, bad)
 }

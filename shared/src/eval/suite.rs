@@ -33,6 +33,7 @@ use super::assert::Assertion;
 use crate::catalog::fields::{Ctx, check_keys, has_errors, items, opt_str, req_str};
 use crate::catalog::{Finding, Severity};
 use crate::code::Code;
+use crate::model::eval::{EvalCatalog, StoredCase, StoredDataset, StoredSuite};
 
 /// One case of a dataset.
 #[derive(Debug, Clone)]
@@ -280,6 +281,56 @@ impl Evals {
             .map(|s| Value::Object(s.raw.clone()))
             .collect();
         serde_json::json!({"datasets": datasets, "suites": suites})
+    }
+}
+
+impl Case {
+    /// The case as the evaluation catalog stores it.
+    pub fn stored(&self) -> StoredCase {
+        StoredCase {
+            key: self.key.clone(),
+            vars: self
+                .raw
+                .get("vars")
+                .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+                .cloned(),
+            expected: self.expected.clone(),
+            media: self.media.clone(),
+            tags: self.tags.clone(),
+            assert: self
+                .raw
+                .get("assert")
+                .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned(),
+            threshold: self.threshold,
+            active: self.active,
+        }
+    }
+}
+
+impl Evals {
+    /// What the evaluation catalog stores of these datasets and suites.
+    pub fn catalog(&self) -> EvalCatalog {
+        EvalCatalog {
+            datasets: self
+                .datasets
+                .iter()
+                .map(|d| StoredDataset {
+                    name: d.name.clone(),
+                    description: d.description.clone(),
+                    cases: d.cases.iter().map(Case::stored).collect(),
+                })
+                .collect(),
+            suites: self
+                .suites
+                .iter()
+                .map(|s| StoredSuite {
+                    name: s.name.clone(),
+                    dataset: s.dataset.clone(),
+                    definition: s.raw.clone(),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -182,3 +182,89 @@ impl EvalRun {
         }
     }
 }
+
+/// One case of the evaluation catalog as it is stored (`ai_eval_case`): typed columns that read
+/// back into the document a file would hold ([`StoredCase::document`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCase {
+    /// Unique within its dataset.
+    pub key: String,
+    /// Runtime variables (a mapping), when it has any.
+    pub vars: Option<Value>,
+    /// The expected value.
+    pub expected: Option<Value>,
+    /// The object of a media case, as (bucket, key).
+    pub media: Option<(String, String)>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The case's own assertions as written.
+    pub assert: Option<Value>,
+    /// The case's threshold.
+    pub threshold: Option<f64>,
+    /// Left out of runs when false.
+    pub active: bool,
+}
+
+impl StoredCase {
+    /// The case as a document holds it (only what is set).
+    pub fn document(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("key".into(), Value::String(self.key.clone()));
+        if let Some(v) = &self.vars {
+            m.insert("vars".into(), v.clone());
+        }
+        if let Some(e) = &self.expected {
+            m.insert("expected".into(), e.clone());
+        }
+        if let Some((bucket, key)) = &self.media {
+            m.insert(
+                "media".into(),
+                serde_json::json!({"bucket": bucket, "key": key}),
+            );
+        }
+        if !self.tags.is_empty() {
+            m.insert("tags".into(), Value::from(self.tags.clone()));
+        }
+        if let Some(a) = &self.assert {
+            m.insert("assert".into(), a.clone());
+        }
+        if let Some(t) = self.threshold {
+            m.insert("threshold".into(), Value::from(t));
+        }
+        if !self.active {
+            m.insert("active".into(), Value::Bool(false));
+        }
+        Value::Object(m)
+    }
+}
+
+/// A dataset of the evaluation catalog as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDataset {
+    /// Unique name.
+    pub name: String,
+    /// Free text (`None` keeps a stored one).
+    pub description: Option<String>,
+    /// Its cases.
+    pub cases: Vec<StoredCase>,
+}
+
+/// A suite of the evaluation catalog as stored: its name, dataset and the definition as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSuite {
+    /// Unique name.
+    pub name: String,
+    /// The dataset it runs.
+    pub dataset: String,
+    /// The suite mapping as written (targets, assertions, gates, ...).
+    pub definition: serde_json::Map<String, Value>,
+}
+
+/// What `cfg gen` writes to the evaluation catalog.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalCatalog {
+    /// Datasets with their cases.
+    pub datasets: Vec<StoredDataset>,
+    /// Suites.
+    pub suites: Vec<StoredSuite>,
+}

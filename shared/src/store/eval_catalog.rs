@@ -3,6 +3,9 @@
 //! `eval dataset add-from-audit / add-from-objects` add to), and the reader that turns them back
 //! into an evals document (`cfg export`, `eval run` without a file, scheduled runs).
 //!
+//! It knows the catalog only as [`EvalCatalog`] values (the evaluation module turns what it read
+//! into them), so the store never reaches the evaluation runner.
+//!
 //! Invariants: a case is stored as typed columns (variables, expected value, media reference,
 //! tags, assertions, threshold, active) and read back into the same document a file would hold,
 //! so export -> gen changes nothing; applying writes in one transaction; cases and suites a file
@@ -16,82 +19,8 @@ use serde_json::{Map, Value};
 use super::dialect::{is_missing_table, is_unknown_column};
 use super::{Db, StoreError, db_err, json_col, on_pool, sql};
 use crate::catalog::{Action, PlanItem};
-use crate::eval::suite::{Case, Evals};
+use crate::model::eval::{EvalCatalog, StoredCase};
 use crate::model::now_ms;
-
-/// A case as its columns.
-#[derive(Debug, Clone, PartialEq)]
-struct Columns {
-    key: String,
-    vars: Option<Value>,
-    expected: Option<Value>,
-    media: Option<(String, String)>,
-    tags: Vec<String>,
-    assert: Option<Value>,
-    threshold: Option<f64>,
-    active: bool,
-}
-
-impl Columns {
-    fn of(c: &Case) -> Self {
-        let media = c.raw.get("media").and_then(|m| {
-            Some((
-                m.get("bucket")?.as_str()?.to_owned(),
-                m.get("key")?.as_str()?.to_owned(),
-            ))
-        });
-        let vars = c
-            .raw
-            .get("vars")
-            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
-            .cloned();
-        Self {
-            key: c.key.clone(),
-            vars,
-            expected: c.expected.clone(),
-            media,
-            tags: c.tags.clone(),
-            assert: c
-                .raw
-                .get("assert")
-                .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
-                .cloned(),
-            threshold: c.threshold,
-            active: c.active,
-        }
-    }
-
-    /// The case as a document holds it (only what is set).
-    fn document(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("key".into(), Value::String(self.key.clone()));
-        if let Some(v) = &self.vars {
-            m.insert("vars".into(), v.clone());
-        }
-        if let Some(e) = &self.expected {
-            m.insert("expected".into(), e.clone());
-        }
-        if let Some((bucket, key)) = &self.media {
-            m.insert(
-                "media".into(),
-                serde_json::json!({"bucket": bucket, "key": key}),
-            );
-        }
-        if !self.tags.is_empty() {
-            m.insert("tags".into(), Value::from(self.tags.clone()));
-        }
-        if let Some(a) = &self.assert {
-            m.insert("assert".into(), a.clone());
-        }
-        if let Some(t) = self.threshold {
-            m.insert("threshold".into(), Value::from(t));
-        }
-        if !self.active {
-            m.insert("active".into(), Value::Bool(false));
-        }
-        Value::Object(m)
-    }
-}
 
 type CaseRow = (
     String,
@@ -106,7 +35,7 @@ type CaseRow = (
     i64,
 );
 
-fn columns_from(r: CaseRow) -> Result<(String, Columns), StoreError> {
+fn columns_from(r: CaseRow) -> Result<(String, StoredCase), StoreError> {
     let (dataset, key, vars, expected, bucket, mkey, tags, assert, threshold, active) = r;
     let tags = match json_col(tags, "ai_eval_case.tags_json")? {
         Some(Value::Array(a)) => a
@@ -117,7 +46,7 @@ fn columns_from(r: CaseRow) -> Result<(String, Columns), StoreError> {
     };
     Ok((
         dataset,
-        Columns {
+        StoredCase {
             key,
             vars: json_col(vars, "ai_eval_case.vars_json")?,
             expected: json_col(expected, "ai_eval_case.expected_json")?,
@@ -226,7 +155,7 @@ impl Db {
     }
 
     /// What applying `evals` would change, per dataset, case and suite (read-only).
-    pub async fn plan_evals(&self, evals: &Evals) -> Result<Vec<PlanItem>, StoreError> {
+    pub async fn plan_evals(&self, evals: &EvalCatalog) -> Result<Vec<PlanItem>, StoreError> {
         let stored = self.evals_document(None).await?.unwrap_or(Value::Null);
         let mut old_cases: BTreeMap<(String, String), Value> = BTreeMap::new();
         let mut old_sets: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -287,7 +216,7 @@ impl Db {
                 Some(_) => item("dataset", d.name.clone(), Action::Unchanged, Vec::new()),
             });
             for c in &d.cases {
-                let now = Columns::of(c).document();
+                let now = c.document();
                 let name = format!("{}:{}", d.name, c.key);
                 out.push(match old_cases.get(&(d.name.clone(), c.key.clone())) {
                     None => item("case", name, Action::Create, Vec::new()),
@@ -297,7 +226,7 @@ impl Db {
             }
         }
         for s in &evals.suites {
-            let now = Value::Object(s.raw.clone());
+            let now = Value::Object(s.definition.clone());
             out.push(match old_suites.get(&s.name) {
                 None => item("suite", s.name.clone(), Action::Create, Vec::new()),
                 Some(old) if *old == now => {
@@ -311,7 +240,7 @@ impl Db {
 
     /// Applies `evals` in one transaction (datasets, their cases, suites); returns the plan that
     /// was carried out.
-    pub async fn apply_evals(&self, evals: &Evals) -> Result<Vec<PlanItem>, StoreError> {
+    pub async fn apply_evals(&self, evals: &EvalCatalog) -> Result<Vec<PlanItem>, StoreError> {
         let items = self.plan_evals(evals).await?;
         if items.iter().all(|i| i.action == Action::Unchanged) {
             return Ok(items);
@@ -340,7 +269,7 @@ impl Db {
                     }) {
                         continue;
                     }
-                    let cols = Columns::of(c);
+                    let cols = c;
                     sqlx::query(if mysql {
                         sql::UPSERT_EVAL_CASE_MYSQL
                     } else {
@@ -373,7 +302,7 @@ impl Db {
                 })
                 .bind(&s.name)
                 .bind(&s.dataset)
-                .bind(Value::Object(s.raw.clone()).to_string())
+                .bind(Value::Object(s.definition.clone()).to_string())
                 .bind(now)
                 .execute(&mut *tx)
                 .await
@@ -389,7 +318,7 @@ impl Db {
     pub async fn add_cases(
         &self,
         dataset: &str,
-        cases: &[Case],
+        cases: &[StoredCase],
         source: &str,
     ) -> Result<u64, StoreError> {
         let mysql = self.is_mysql();
@@ -415,8 +344,7 @@ impl Db {
                 }
             })?;
             let mut added = 0;
-            for c in cases {
-                let cols = Columns::of(c);
+            for cols in cases {
                 added += sqlx::query(if mysql {
                     sql::INSERT_EVAL_CASE_IF_NEW_MYSQL
                 } else {

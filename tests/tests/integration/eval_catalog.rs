@@ -52,7 +52,7 @@ async fn catalog_round_trip(backend: Backend) {
     );
     assert!(findings.is_empty(), "{findings:?}");
     let evals = evals.unwrap();
-    let first = db.apply_evals(&evals).await.unwrap();
+    let first = db.apply_evals(&evals.catalog()).await.unwrap();
     assert_eq!(
         first
             .iter()
@@ -68,7 +68,7 @@ async fn catalog_round_trip(backend: Backend) {
         ]
     );
     assert!(
-        db.apply_evals(&evals)
+        db.apply_evals(&evals.catalog())
             .await
             .unwrap()
             .iter()
@@ -86,7 +86,7 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(back.datasets[0].cases.len(), 4, "the inactive case is kept");
     assert_eq!(back.datasets[0].description.as_deref(), Some("情绪"));
     assert!(
-        db.apply_evals(&back)
+        db.apply_evals(&back.catalog())
             .await
             .unwrap()
             .iter()
@@ -252,12 +252,15 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     assert_eq!(texts, ["{\"嵌套\": 1}", "下雨了", "早上好"], "newest first");
     assert_eq!(h.cases[0]["expected"], json!({"情绪": "积极"}));
     let doc = json!({"datasets": [{"name": "harvested", "cases": h.cases}]});
-    let cases = read_evals(&doc, std::path::Path::new("."), &Default::default())
+    let cases: Vec<_> = read_evals(&doc, std::path::Path::new("."), &Default::default())
         .0
         .unwrap()
         .datasets
         .remove(0)
-        .cases;
+        .cases
+        .iter()
+        .map(|c| c.stored())
+        .collect();
     assert_eq!(db.add_cases("harvested", &cases, "audit").await.unwrap(), 3);
     assert_eq!(
         db.add_cases("harvested", &cases, "audit").await.unwrap(),
@@ -283,17 +286,21 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     assert_eq!(keys, ["calls/a.wav", "calls/notes.txt", "calls/sub/b.mp3"]);
     let media = harvest::from_objects("bucket", &keys);
     let doc = json!({"datasets": [{"name": "calls", "cases": media}]});
-    let cases = read_evals(&doc, std::path::Path::new("."), &Default::default())
+    let cases: Vec<_> = read_evals(&doc, std::path::Path::new("."), &Default::default())
         .0
         .unwrap()
         .datasets
         .remove(0)
-        .cases;
+        .cases
+        .iter()
+        .map(|c| c.stored())
+        .collect();
     assert_eq!(cases.len(), 2);
     assert_eq!(
         cases[1].media,
         Some(("bucket".to_owned(), "calls/sub/b.mp3".to_owned()))
     );
+    assert_eq!(cases[1].tags, ["from-objects"]);
     assert_eq!(db.add_cases("calls", &cases, "objects").await.unwrap(), 2);
     let stored = db.evals_document(None).await.unwrap().unwrap();
     assert_eq!(stored["datasets"][0]["name"], "calls");

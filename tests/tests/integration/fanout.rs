@@ -36,7 +36,7 @@ pub(crate) async fn apply_suite(db: &ai_runner::store::Db) {
     )
     .0
     .unwrap();
-    db.apply_evals(&evals).await.unwrap();
+    db.apply_evals(&evals.catalog()).await.unwrap();
 }
 
 fn chunk_of(body: &str) -> Chunk {
