@@ -1498,18 +1498,31 @@ suites:
         assert_eq!(json["results"].as_array().unwrap().len(), 4);
         assert_eq!(json["targets"][0]["passed"], 1);
         assert_eq!(json["targets"][0]["metrics"]["sentiment"], 0.5);
-        let parsed = Command::new("python3")
-            .arg("-c")
-            .arg("import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.get('tests'), r.get('failures'), len(r.findall('.//testcase')), len(r.findall('.//failure')))")
-            .arg(dir.path().join("r.xml"))
-            .output()
-            .unwrap();
+        let junit = junit_parser::from_reader(std::io::BufReader::new(
+            std::fs::File::open(dir.path().join("r.xml")).unwrap(),
+        ))
+        .unwrap();
         assert_eq!(
-            text(&parsed.stdout).trim(),
-            "4 2 4 2",
-            "{}",
-            text(&parsed.stderr)
+            (junit.tests, junit.failures, junit.errors),
+            (4, 2, 0),
+            "{junit:?}"
         );
+        let suites: Vec<(&str, u64, u64)> = junit
+            .suites
+            .iter()
+            .map(|s| (s.name.as_str(), s.tests, s.failures))
+            .collect();
+        assert_eq!(
+            suites,
+            [("quickstart-demo", 2, 1), ("quickstart/demo-route", 2, 1)]
+        );
+        let outage = junit.suites[0]
+            .cases
+            .iter()
+            .find(|c| c.original_name == "outage#0")
+            .unwrap_or_else(|| panic!("{:?}", junit.suites[0].cases));
+        assert!(outage.status.is_failure(), "{outage:?}");
+        assert_eq!(outage.classname.as_deref(), Some("moods.quickstart-demo"));
         let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
         assert!(html.contains("id=\"targets\"") && html.contains("quickstart/demo-route"));
         assert!(
@@ -2037,6 +2050,18 @@ mod browser {
                 format!("{:.3}", t["mean_score"].as_f64().unwrap())
             );
             assert_eq!(cell(&dom, &start, "passed"), t["passed"].to_string());
+            // Each histogram (scores, latency) counts every result of the target once.
+            let fig_start = format!("<figure data-target=\"{name}\">");
+            let fig = &dom[dom.find(&fig_start).unwrap()..];
+            let fig = &fig[..fig.find("</figure>").unwrap()];
+            for chart in fig.split("<svg").skip(1) {
+                let counted: u64 = chart
+                    .split("data-count=\"")
+                    .skip(1)
+                    .map(|c| c[..c.find('"').unwrap()].parse::<u64>().unwrap())
+                    .sum();
+                assert_eq!(counted, t["results"].as_u64().unwrap(), "{name}");
+            }
         }
         assert_eq!(dom.matches("<tr class=\"case ").count(), 6);
     }

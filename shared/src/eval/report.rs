@@ -102,6 +102,63 @@ pub fn junit(r: &Report) -> String {
     x
 }
 
+/// Inline SVG histograms per target: case scores in ten bins of 0.1, and latency in ten bins up
+/// to the slowest result (no script, no network).
+fn charts(h: &mut String, r: &Report) {
+    const BINS: usize = 10;
+    let max_ms = r
+        .results
+        .iter()
+        .map(|c| c.latency_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    h.push_str("<h2>Charts</h2><div id=\"charts\">");
+    for t in &r.targets {
+        let mine: Vec<&crate::model::eval::CaseResult> =
+            r.results.iter().filter(|c| c.target == t.target).collect();
+        let mut scores = [0usize; BINS];
+        let mut latency = [0usize; BINS];
+        for c in &mine {
+            let s = ((c.score * BINS as f64) as usize).min(BINS - 1);
+            scores[s] += 1;
+            let l = usize::try_from(c.latency_ms * BINS as u64 / (max_ms + 1)).unwrap_or(0);
+            latency[l.min(BINS - 1)] += 1;
+        }
+        let _ = write!(
+            h,
+            "<figure data-target=\"{}\"><figcaption>{}</figcaption>",
+            escape(&t.target),
+            escape(&t.target)
+        );
+        for (title, bins, axis) in [
+            ("score", &scores, "0 .. 1".to_owned()),
+            ("latency", &latency, format!("0 .. {max_ms} ms")),
+        ] {
+            let top = bins.iter().copied().max().unwrap_or(0).max(1);
+            let _ = write!(
+                h,
+                "<svg class=\"chart {title}\" width=\"220\" height=\"80\" role=\"img\" aria-label=\"{title} histogram\"><title>{title} ({axis})</title>"
+            );
+            for (i, n) in bins.iter().enumerate() {
+                let height = n * 60 / top;
+                let _ = write!(
+                    h,
+                    "<rect x=\"{}\" y=\"{}\" width=\"18\" height=\"{height}\" fill=\"#2563eb\" data-count=\"{n}\"><title>{n}</title></rect>",
+                    i * 22,
+                    65 - height
+                );
+            }
+            let _ = write!(
+                h,
+                "<text x=\"0\" y=\"78\" font-size=\"10\">{title} {axis}</text></svg>"
+            );
+        }
+        h.push_str("</figure>");
+    }
+    h.push_str("</div>");
+}
+
 /// The report as one self-contained HTML page.
 pub fn html(r: &Report) -> String {
     let mut h = String::new();
@@ -125,6 +182,13 @@ pre{{white-space:pre-wrap;max-width:60ch;margin:0}}#gate{{font-weight:bold}}</st
             escape(&r.gate.failures.join("; "))
         },
     );
+    if let Some(why) = &r.stopped {
+        let _ = write!(
+            h,
+            "<p id=\"stopped\" class=\"fail\">stopped early: {}</p>",
+            escape(why)
+        );
+    }
     h.push_str("<h2>Targets</h2><table id=\"targets\"><tr><th>target</th><th>results</th><th>passed</th><th>failed</th><th>errors</th><th>pass rate</th><th>mean score</th><th>p50 ms</th><th>p95 ms</th><th>metrics</th><th>flaky</th></tr>");
     for t in &r.targets {
         let metrics: Vec<String> = t
@@ -151,7 +215,9 @@ pre{{white-space:pre-wrap;max-width:60ch;margin:0}}#gate{{font-weight:bold}}</st
             t_ = escape(&t.target),
         );
     }
-    h.push_str("</table><h2>Cases</h2><p><input id=\"filter\" placeholder=\"filter cases\" oninput=\"f()\"> \
+    h.push_str("</table>");
+    charts(&mut h, r);
+    h.push_str("<h2>Cases</h2><p><input id=\"filter\" placeholder=\"filter cases\" oninput=\"f()\"> \
 <label><input type=\"checkbox\" id=\"failing\" onchange=\"f()\"> failing only</label></p>\
 <table id=\"cases\"><tr><th>target</th><th>case</th><th>#</th><th>result</th><th>score</th><th>ms</th><th>output</th><th>assertions</th></tr>");
     let max_ms = r
