@@ -153,6 +153,12 @@ pub trait EvalStore: Send + Sync {
         run_key: &str,
         result: &CaseResult,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records several results in one transaction (one commit), each like [`Self::record_result`].
+    fn record_results(
+        &self,
+        run_key: &str,
+        results: &[CaseResult],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records how the run ended (`finished`, or `stopped` when the report says it stopped
     /// early). With a finalizer's `token`, only while that finalizer still holds the run; true
     /// when the row was written.

@@ -524,7 +524,6 @@ async fn complete<S: Store + EvalStore, P: Provider>(
     progress: Progress<'_>,
 ) -> Result<Report, EvalError> {
     let store = runner.store();
-    let key = run_key.clone();
     let breaker = Breaker::new(stop_after(suite, opts), 0);
     let jobs = Jobs {
         run_key: &run_key,
@@ -534,17 +533,27 @@ async fn complete<S: Store + EvalStore, P: Provider>(
         resolved,
         breaker: &breaker,
     };
-    let results = execute(runner, suite, opts, jobs, progress, |r| {
-        let key = key.clone();
-        async move {
-            if let Err(e) = store.record_result(&key, &r).await {
-                // The result stands in this report; a resume would call this case again.
-                tracing::warn!(code = %e.code(), run = %key, case = %r.case_key, "evaluation result not stored");
+    // Results are written by one writer beside the calls, with group commit: whatever finished
+    // while the previous batch was being written goes in the next batch, one commit each. A
+    // result is reported (progress) only once it is stored, so a resume never redoes it.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+    let calls = async move {
+        let results = execute(runner, suite, opts, jobs, progress, |r: CaseResult| {
+            let (ack, stored) = tokio::sync::oneshot::channel();
+            let sent = tx.send((r.clone(), ack));
+            async move {
+                if sent.is_ok() {
+                    // Err: the writer is gone; the result stands in this report.
+                    let _ = stored.await;
+                }
+                r
             }
-            r
-        }
-    })
-    .await;
+        })
+        .await;
+        drop(tx);
+        results
+    };
+    let (results, ()) = tokio::join!(calls, write_batches(store, &run_key, rx));
     let base = match &baseline {
         Some(b) => store.eval_run(b).await?.and_then(|r| r.summary),
         None => None,
@@ -563,6 +572,44 @@ async fn complete<S: Store + EvalStore, P: Provider>(
         .finish_run(&report.run_id, &report, None, None)
         .await?;
     Ok(report)
+}
+
+/// Most results per write.
+const BATCH_MAX: usize = 256;
+
+/// A finished result and who waits for it to be stored.
+type Pending = (CaseResult, tokio::sync::oneshot::Sender<()>);
+
+/// Writes results as they arrive: the first waiting one with every other already waiting (up to
+/// [`BATCH_MAX`]) in one transaction, then acknowledges them; returns when the senders are gone.
+async fn write_batches<S: EvalStore>(
+    store: &S,
+    run_key: &str,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch = Vec::new();
+    let mut acks = Vec::new();
+    while let Some((first, ack)) = rx.recv().await {
+        batch.push(first);
+        acks.push(ack);
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok((r, ack)) => {
+                    batch.push(r);
+                    acks.push(ack);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.record_results(run_key, &batch).await {
+            // The results stand in this report; a resume would call these cases again.
+            tracing::warn!(code = %e.code(), run = %run_key, results = batch.len(), "evaluation results not stored");
+        }
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
 }
 
 /// Which planned calls one execution makes.
@@ -636,10 +683,14 @@ where
             if breaker.see(&r) {
                 tracing::warn!(run = %ctx.request_id.as_deref().unwrap_or(""), reason = %breaker.reason(), "evaluation stopped early");
             }
-            Some(record(r).await)
+            Some(r)
         })
         .buffer_unordered(concurrency)
         .filter_map(|r: Option<CaseResult>| std::future::ready(r))
+        // Recording is a second stage: a call's slot is free as soon as its answer is graded,
+        // while its result waits to be stored.
+        .map(record)
+        .buffer_unordered(concurrency.max(BATCH_MAX))
         .enumerate()
         .map(|(n, r)| {
             progress(&r, already + n + 1, total);

@@ -90,6 +90,14 @@ fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
     })
 }
 
+fn audit_ids(r: &CaseResult) -> String {
+    r.audit_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A missing table or column means our migrations were not applied.
 fn outdated(e: sqlx::Error, table: &'static str) -> StoreError {
     if is_missing_table(&e) || is_unknown_column(&e) {
@@ -120,12 +128,7 @@ impl EvalStore for Db {
 
     async fn record_result(&self, run_key: &str, r: &CaseResult) -> Result<(), StoreError> {
         let pool = self.pool().await?;
-        let ids = r
-            .audit_ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let ids = audit_ids(r);
         let res = on_pool!(pool, |p| sqlx::query(sql::INSERT_EVAL_RESULT)
             .bind(run_key)
             .bind(&r.target)
@@ -148,6 +151,41 @@ impl EvalStore for Db {
             Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(()),
             Err(e) => Err(db_err(e)),
         }
+    }
+
+    async fn record_results(&self, run_key: &str, results: &[CaseResult]) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let sql = if self.is_mysql() {
+            sql::INSERT_EVAL_RESULT_IF_NEW_MYSQL
+        } else {
+            sql::INSERT_EVAL_RESULT_IF_NEW_SQLITE
+        };
+        let now = now_ms();
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| {
+            let mut tx = p.begin().await.map_err(db_err)?;
+            for r in results {
+                sqlx::query(sql)
+                    .bind(run_key)
+                    .bind(&r.target)
+                    .bind(&r.case_key)
+                    .bind(i64::from(r.repeat))
+                    .bind(i64::from(r.pass))
+                    .bind(r.score)
+                    .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+                    .bind(&r.error_code)
+                    .bind(&r.trace_id)
+                    .bind(audit_ids(r))
+                    .bind(text(r))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)
+        })
     }
 
     async fn finish_run(

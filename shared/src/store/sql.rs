@@ -388,6 +388,13 @@ pub(crate) const LAST_FINISHED_EVAL_RUN: &str = "SELECT CAST(run_key AS CHAR) FR
 /// A run's results in (target, case, repetition) order of insertion.
 pub(crate) const EVAL_RESULTS: &str =
     "SELECT result_json FROM ai_eval_result WHERE run_key = ? ORDER BY id";
+/// Results in a batch: one already recorded is skipped (its first record stands).
+pub(crate) const INSERT_EVAL_RESULT_IF_NEW_MYSQL: &str = "INSERT IGNORE INTO ai_eval_result (run_key, \
+     target, case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
+     result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(crate) const INSERT_EVAL_RESULT_IF_NEW_SQLITE: &str = "INSERT OR IGNORE INTO ai_eval_result (run_key, \
+     target, case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
+     result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// One result; a second record of the same (run, target, case, repetition) fails on the unique
 /// key and is ignored.
 pub(crate) const INSERT_EVAL_RESULT: &str = "INSERT INTO ai_eval_result (run_key, target, \
