@@ -5,7 +5,8 @@
 //! `regex`, `is-json` (optionally with a JSON Schema as `value`), `contains-json`, `json-path`
 //! (`path: $.情绪`, compared with `value`), `levenshtein` (`threshold` = most edits allowed),
 //! `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
-//! not evaluated while calls carry no cost, and never reported as passed then). Any type takes a
+//! not evaluated while calls carry no cost, and never reported as passed then), `llm-rubric`
+//! (`value`: rubric items a judge call grades; see [`crate::eval::run`]). Any type takes a
 //! `not-` prefix, a `weight` (0 = informational: shown, never counted) and a `metric` name.
 //! A `value` may refer to the case: `{{expected}}`, `{{expected.FIELD}}`, `{{vars.NAME}}`.
 //!
@@ -826,6 +827,44 @@ mod tests {
             strict.grade(&answer("x"), &CaseFields::default()).verdict,
             Fail
         );
+    }
+
+    #[test]
+    fn an_llm_rubric_passes_only_when_the_judge_met_every_item() {
+        let rubric = a(json!({"type": "llm-rubric", "value": ["简洁", "{{vars.TOPIC}} 被提到"]}));
+        let vars: Map<String, Value> = json!({"TOPIC": "发布"}).as_object().cloned().unwrap();
+        let case = CaseFields {
+            vars: Some(&vars),
+            expected: None,
+        };
+        assert_eq!(rubric.rubric_items(&case), ["简洁", "发布 被提到"]);
+        let verdict = |item: &str, pass: bool, score: f64| RubricVerdict {
+            item: item.into(),
+            pass,
+            score,
+            reason: format!("{item}?"),
+            audit_id: Some(9),
+        };
+        let mut judged = answer("x");
+        judged.rubric = Some(Ok(vec![
+            verdict("简洁", true, 1.0),
+            verdict("发布 被提到", true, 0.8),
+        ]));
+        let g = rubric.grade(&judged, &case);
+        assert_eq!((g.verdict, g.score), (Verdict::Pass, 0.9));
+        judged.rubric = Some(Ok(vec![
+            verdict("简洁", true, 1.0),
+            verdict("发布 被提到", false, 0.0),
+        ]));
+        let g = rubric.grade(&judged, &case);
+        assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.5));
+        judged.rubric = Some(Err("the judge call failed: NETWORK_TIMEOUT".into()));
+        let g = rubric.grade(&judged, &case);
+        assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.0));
+        assert!(g.reason.contains("NETWORK_TIMEOUT"));
+        assert_eq!(rubric.grade(&answer("x"), &case).verdict, Verdict::Fail);
+        assert!(Assertion::parse(&json!({"type": "llm-rubric"}), "a").is_err());
+        assert!(Assertion::parse(&json!({"type": "llm-rubric", "value": []}), "a").is_err());
     }
 
     #[test]

@@ -153,7 +153,11 @@ impl EvalStore for Db {
         }
     }
 
-    async fn record_results(&self, run_key: &str, results: &[CaseResult]) -> Result<(), StoreError> {
+    async fn record_results(
+        &self,
+        run_key: &str,
+        results: &[CaseResult],
+    ) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }
