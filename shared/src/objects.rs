@@ -49,15 +49,9 @@ impl S3Store {
         credentials: Option<&(String, crate::Secret, Option<crate::Secret>)>,
         path_style: bool,
     ) -> Self {
-        use aws_smithy_http_client::tls;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         let mut b = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(http)
+            .http_client(aws_https())
             .region(Region::new(region.to_owned()))
             .force_path_style(path_style)
             // OSS and most S3-compatible servers reject the newer default integrity trailers.
@@ -66,19 +60,38 @@ impl S3Store {
         if let Some(ep) = endpoint {
             b = b.endpoint_url(ep);
         }
-        if let Some((id, secret, token)) = credentials {
-            b = b.credentials_provider(Credentials::new(
-                id,
-                secret.expose(),
-                token.as_ref().map(|t| t.expose().to_owned()),
-                None,
-                "ai-runner",
-            ));
+        if let Some(c) = credentials {
+            b = b.credentials_provider(static_credentials(c));
         }
         Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
         }
     }
+}
+
+/// The AWS SDKs' HTTPS client on ring-based rustls (their default brings aws-lc-rs, a second
+/// crypto library); shared by the S3 and SQS clients.
+pub(crate) fn aws_https() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// Fixed credentials (id, secret, session token) for an AWS SDK client.
+pub(crate) fn static_credentials(
+    c: &(String, crate::Secret, Option<crate::Secret>),
+) -> Credentials {
+    let (id, secret, token) = c;
+    Credentials::new(
+        id,
+        secret.expose(),
+        token.as_ref().map(|t| t.expose().to_owned()),
+        None,
+        "ai-runner",
+    )
 }
 
 fn sdk_error<E, R>(e: aws_sdk_s3::error::SdkError<E, R>, bucket: &str, key: &str) -> ObjectError

@@ -5,7 +5,7 @@
 //! are sent again once, and `send` succeeds only when every message was taken; errors carry the
 //! queue's error code, never credentials.
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::config::EvalSettings;
@@ -41,27 +41,15 @@ impl SqsQueue {
         region: &str,
         credentials: Option<&(String, crate::Secret, Option<crate::Secret>)>,
     ) -> Self {
-        use aws_smithy_http_client::tls;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         let mut b = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(http)
+            .http_client(crate::objects::aws_https())
             .region(Region::new(region.to_owned()));
         if let Some(ep) = endpoint {
             b = b.endpoint_url(ep);
         }
-        if let Some((id, secret, token)) = credentials {
-            b = b.credentials_provider(Credentials::new(
-                id,
-                secret.expose(),
-                token.as_ref().map(|t| t.expose().to_owned()),
-                None,
-                "ai-runner",
-            ));
+        if let Some(c) = credentials {
+            b = b.credentials_provider(crate::objects::static_credentials(c));
         }
         Self {
             client: aws_sdk_sqs::Client::from_conf(b.build()),

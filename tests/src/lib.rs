@@ -597,3 +597,58 @@ impl Drop for SqsServer {
         let _ = self.child.wait();
     }
 }
+
+/// Seeds a config `key` whose prompt asks for JSON about `{{TEXT}}`, answered by `server`.
+pub async fn seed_sentiment_config(db: &Db, key: &str, server: &ai_runner::demo::ProviderServer) {
+    let url = server.url();
+    let mut s = Seed::text(key, &url);
+    s.messages = json!([{"role": "user", "content": "判断情绪：{{TEXT}}"}]);
+    s.variables = None;
+    s.response_format = Some(json!({"type": "json_object"}));
+    seed(db, &s).await;
+}
+
+/// Two configs on scripted servers: `good` always answers `{"情绪": "积极"}`, `bad` always
+/// `{"情绪": "消极"}`.
+pub async fn seed_good_and_bad(
+    db: &Db,
+) -> (
+    ai_runner::demo::ProviderServer,
+    ai_runner::demo::ProviderServer,
+) {
+    use ai_runner::demo::{ProviderServer, Reply};
+    let good = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
+        .await
+        .unwrap();
+    let bad = ProviderServer::start(vec![Reply::content(r#"{"情绪": "消极"}"#)])
+        .await
+        .unwrap();
+    seed_sentiment_config(db, "good", &good).await;
+    seed_sentiment_config(db, "bad", &bad).await;
+    (good, bad)
+}
+
+/// Applies suite `moods` to the evaluation catalog: 3 cases (2 positive, 1 negative) over the
+/// targets `good` and `bad` (6 results: `good` passes 2, `bad` passes 1).
+pub async fn apply_moods_suite(db: &Db) {
+    let doc = json!({"evals": {
+        "datasets": [{"name": "moods", "cases": [
+            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}},
+            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
+            {"key": "fine", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"}}
+        ]}],
+        "suites": [{"name": "moods", "dataset": "moods",
+                    "targets": [{"config": "good"}, {"config": "bad"}],
+                    "assert": [{"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}"}]}]
+    }});
+    let known = db.snapshot().await.unwrap().known();
+    let (evals, findings) = ai_runner::eval::suite::catalog_evals(
+        &doc,
+        std::path::Path::new("."),
+        &Catalog::default(),
+        &known,
+        &Default::default(),
+    );
+    let evals = evals.unwrap_or_else(|| panic!("{findings:?}"));
+    db.apply_evals(&evals.catalog()).await.unwrap();
+}

@@ -66,17 +66,6 @@ fn sample(provider: &str, out: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn read_doc(file: &Path) -> Result<Value, Failure> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Failure::usage(
-            Code::IoError,
-            format!("cannot read {}: {e}", file.display()),
-        )
-    })?;
-    catalog::parse_yaml(&text)
-        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
-}
-
 /// Where a catalog's `cases_file`s are looked up: beside it.
 fn dir_of(file: &Path) -> &Path {
     file.parent().unwrap_or(Path::new("."))
@@ -87,7 +76,7 @@ fn invalid(file: &Path, what: &str) -> Failure {
 }
 
 async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), Failure> {
-    let doc = read_doc(file)?;
+    let doc = super::read_yaml(file)?;
     let snap = if db_check {
         Some(cx.db()?.snapshot().await?)
     } else {
@@ -135,7 +124,7 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
 }
 
 async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Failure> {
-    let doc = read_doc(file)?;
+    let doc = super::read_yaml(file)?;
     let db = cx.db()?;
     let snap = db.snapshot().await?;
     let known = snap.known();
@@ -215,7 +204,7 @@ async fn export(cx: &Cx, out: Option<&Path>) -> Result<(), Failure> {
 }
 
 async fn route_pool(cx: &Cx, file: &Path, append: bool, dry_run: bool) -> Result<(), Failure> {
-    let doc = read_doc(file)?;
+    let doc = super::read_yaml(file)?;
     let (routes, findings) = catalog::route_pool(&doc);
     output::findings(&findings, false);
     let Some(routes) = routes else {

@@ -265,11 +265,11 @@ async fn run_suite(
     json: bool,
 ) -> Result<(), Failure> {
     let (doc, dir) = match file {
-        Some(f) => (read_yaml(f)?, f.parent().unwrap_or(Path::new("."))),
+        Some(f) => (super::read_yaml(f)?, f.parent().unwrap_or(Path::new("."))),
         None => match cx.db()?.suite_document(name).await? {
             Some(doc) => (doc, Path::new(".")),
             None if Path::new("evals.yaml").is_file() => {
-                (read_yaml(Path::new("evals.yaml"))?, Path::new("."))
+                (super::read_yaml(Path::new("evals.yaml"))?, Path::new("."))
             }
             None => {
                 return Err(Failure::usage(
@@ -313,17 +313,6 @@ async fn run_suite(
         .await
         .map_err(eval_failure)?;
     conclude(&report, outs, json)
-}
-
-fn read_yaml(file: &Path) -> Result<serde_json::Value, Failure> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Failure::usage(
-            Code::IoError,
-            format!("cannot read {}: {e}", file.display()),
-        )
-    })?;
-    catalog::parse_yaml(&text)
-        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
 }
 
 /// Progress on stderr: a bar that redraws itself on a terminal, one line per result otherwise.

@@ -10,3 +10,22 @@ pub mod keys;
 pub mod media;
 pub mod quickstart;
 pub mod run;
+
+use std::path::Path;
+
+use ai_runner::Code;
+
+use crate::failure::Failure;
+
+/// Reads a YAML file (catalogs, suites) into a JSON value; a file that does not read or parse is
+/// a usage failure naming it (or the line and column).
+pub(crate) fn read_yaml(file: &Path) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Failure::usage(
+            Code::IoError,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    ai_runner::catalog::parse_yaml(&text)
+        .map_err(|f| Failure::usage(f.code, format!("{}: {}", f.path, f.message)))
+}

@@ -151,44 +151,10 @@ async fn in_function_compute_mode_timer_events_drive_routes() {
 /// Two configs (always positive / always negative) and a suite of 3 cases over both (6 results)
 /// in the evaluation catalog.
 async fn eval_setup() -> (TestDb, ProviderServer, ProviderServer) {
-    use ai_runner::eval::suite::catalog_evals;
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
-    let good = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
-        .await
-        .unwrap();
-    let bad = ProviderServer::start(vec![Reply::content(r#"{"情绪": "消极"}"#)])
-        .await
-        .unwrap();
     let db = tdb.db();
-    for (key, server) in [("good", &good), ("bad", &bad)] {
-        let url = server.url();
-        let mut s = Seed::text(key, &url);
-        s.messages = json!([{"role": "user", "content": "判断情绪：{{TEXT}}"}]);
-        s.variables = None;
-        s.response_format = Some(json!({"type": "json_object"}));
-        seed(&db, &s).await;
-    }
-    let doc = json!({"evals": {
-        "datasets": [{"name": "moods", "cases": [
-            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}},
-            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
-            {"key": "fine", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"}}
-        ]}],
-        "suites": [{"name": "moods", "dataset": "moods",
-                    "targets": [{"config": "good"}, {"config": "bad"}],
-                    "assert": [{"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}"}]}]
-    }});
-    let known = db.snapshot().await.unwrap().known();
-    let evals = catalog_evals(
-        &doc,
-        Path::new("."),
-        &Default::default(),
-        &known,
-        &Default::default(),
-    )
-    .0
-    .unwrap();
-    db.apply_evals(&evals.catalog()).await.unwrap();
+    let (good, bad) = ai_runner_tests::seed_good_and_bad(&db).await;
+    ai_runner_tests::apply_moods_suite(&db).await;
     db.close().await;
     (tdb, good, bad)
 }

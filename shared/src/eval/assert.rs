@@ -540,7 +540,7 @@ fn relation(held: bool, verb: &str) -> String {
 
 /// The answer as JSON: the parsed content, else the text parsed (a single Markdown fence is
 /// tolerated, as the validator does).
-fn parsed(a: &Answer) -> Option<Value> {
+pub(crate) fn parsed(a: &Answer) -> Option<Value> {
     if let Some(p) = &a.parsed {
         return Some(p.clone());
     }

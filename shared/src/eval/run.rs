@@ -978,14 +978,10 @@ async fn judge_call<S: Store, P: Provider>(
         return (Err(format!("the judge call failed: {}", e.code)), ids);
     }
     let audit_id = ids.last().copied();
-    let parsed = r.parsed.clone().or_else(|| {
-        let t = r.content.as_deref().unwrap_or("").trim();
-        let t = t
-            .strip_prefix("```json")
-            .or_else(|| t.strip_prefix("```"))
-            .and_then(|x| x.strip_suffix("```"))
-            .unwrap_or(t);
-        serde_json::from_str(t.trim()).ok()
+    let parsed = super::assert::parsed(&Answer {
+        text: r.content.clone(),
+        parsed: r.parsed.clone(),
+        ..Answer::default()
     });
     (rubric_verdicts(parsed.as_ref(), items, audit_id), ids)
 }

@@ -127,30 +127,7 @@ impl EvalStore for Db {
     }
 
     async fn record_result(&self, run_key: &str, r: &CaseResult) -> Result<(), StoreError> {
-        let pool = self.pool().await?;
-        let ids = audit_ids(r);
-        let res = on_pool!(pool, |p| sqlx::query(sql::INSERT_EVAL_RESULT)
-            .bind(run_key)
-            .bind(&r.target)
-            .bind(&r.case_key)
-            .bind(i64::from(r.repeat))
-            .bind(i64::from(r.pass))
-            .bind(r.score)
-            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-            .bind(&r.error_code)
-            .bind(&r.trace_id)
-            .bind(&ids)
-            .bind(text(r))
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|_| ()));
-        match res {
-            Ok(_) => Ok(()),
-            // Recorded already (a resumed or redelivered job): the first record stands.
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(()),
-            Err(e) => Err(db_err(e)),
-        }
+        self.record_results(run_key, std::slice::from_ref(r)).await
     }
 
     async fn record_results(

@@ -395,8 +395,3 @@ pub(crate) const INSERT_EVAL_RESULT_IF_NEW_MYSQL: &str = "INSERT IGNORE INTO ai_
 pub(crate) const INSERT_EVAL_RESULT_IF_NEW_SQLITE: &str = "INSERT OR IGNORE INTO ai_eval_result (run_key, \
      target, case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
      result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// One result; a second record of the same (run, target, case, repetition) fails on the unique
-/// key and is ignored.
-pub(crate) const INSERT_EVAL_RESULT: &str = "INSERT INTO ai_eval_result (run_key, target, \
-     case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
-     result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";

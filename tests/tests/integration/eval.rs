@@ -7,33 +7,24 @@ use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::eval::run::{self, Options};
 use ai_runner::eval::suite::{Target, read_suite};
 use ai_runner::eval::{assert::Verdict, report};
-use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, runner, seed, seed_route};
+use ai_runner_tests::{
+    Backend, RouteSpec, Seed, TestDb, runner, seed, seed_good_and_bad, seed_route,
+    seed_sentiment_config,
+};
 use serde_json::{Value, json};
 
 /// Three configs whose answers are known: always positive, always negative, and positive once
 /// then negative (flaky).
 pub(crate) async fn providers(tdb: &TestDb) -> Vec<ProviderServer> {
-    let positive = ProviderServer::start(vec![Reply::content(r#"{"情绪": "积极"}"#)])
-        .await
-        .unwrap();
-    let negative = ProviderServer::start(vec![Reply::content(r#"{"情绪": "消极"}"#)])
-        .await
-        .unwrap();
+    let db = tdb.db();
+    let (positive, negative) = seed_good_and_bad(&db).await;
     let flaky = ProviderServer::start(vec![
         Reply::content(r#"{"情绪": "积极"}"#),
         Reply::content(r#"{"情绪": "消极"}"#),
     ])
     .await
     .unwrap();
-    let db = tdb.db();
-    for (key, server) in [("good", &positive), ("bad", &negative), ("flaky", &flaky)] {
-        let url = server.url();
-        let mut s = Seed::text(key, &url);
-        s.messages = json!([{"role": "user", "content": "判断情绪：{{TEXT}}"}]);
-        s.variables = None;
-        s.response_format = Some(json!({"type": "json_object"}));
-        seed(&db, &s).await;
-    }
+    seed_sentiment_config(&db, "flaky", &flaky).await;
     seed_route(
         &db,
         "eval",

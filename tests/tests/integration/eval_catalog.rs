@@ -16,6 +16,19 @@ use serde_json::{Value, json};
 
 use super::eval::providers;
 
+/// The cases of the first dataset of `doc`, read like a file's, as the catalog stores them.
+fn stored_cases(doc: &Value) -> Vec<ai_runner::model::eval::StoredCase> {
+    read_evals(doc, std::path::Path::new("."), &Default::default())
+        .0
+        .unwrap()
+        .datasets
+        .remove(0)
+        .cases
+        .iter()
+        .map(|c| c.stored())
+        .collect()
+}
+
 fn evals_doc() -> Value {
     json!({"evals": {
         "datasets": [{"name": "moods", "description": "情绪", "cases": [
@@ -252,15 +265,7 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     assert_eq!(texts, ["{\"嵌套\": 1}", "下雨了", "早上好"], "newest first");
     assert_eq!(h.cases[0]["expected"], json!({"情绪": "积极"}));
     let doc = json!({"datasets": [{"name": "harvested", "cases": h.cases}]});
-    let cases: Vec<_> = read_evals(&doc, std::path::Path::new("."), &Default::default())
-        .0
-        .unwrap()
-        .datasets
-        .remove(0)
-        .cases
-        .iter()
-        .map(|c| c.stored())
-        .collect();
+    let cases = stored_cases(&doc);
     assert_eq!(db.add_cases("harvested", &cases, "audit").await.unwrap(), 3);
     assert_eq!(
         db.add_cases("harvested", &cases, "audit").await.unwrap(),
@@ -286,15 +291,7 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     assert_eq!(keys, ["calls/a.wav", "calls/notes.txt", "calls/sub/b.mp3"]);
     let media = harvest::from_objects("bucket", &keys);
     let doc = json!({"datasets": [{"name": "calls", "cases": media}]});
-    let cases: Vec<_> = read_evals(&doc, std::path::Path::new("."), &Default::default())
-        .0
-        .unwrap()
-        .datasets
-        .remove(0)
-        .cases
-        .iter()
-        .map(|c| c.stored())
-        .collect();
+    let cases = stored_cases(&doc);
     assert_eq!(cases.len(), 2);
     assert_eq!(
         cases[1].media,

@@ -7,37 +7,11 @@
 use ai_runner::Code;
 use ai_runner::eval::fanout::{self, Chunk, ReportSink};
 use ai_runner::eval::run::{Options, Start};
-use ai_runner::eval::suite::catalog_evals;
 use ai_runner::ports::{EvalStore, ObjectStore};
 use ai_runner_tests::{Backend, S3Server, SqsServer, TestDb, runner};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::eval::providers;
-
-/// Applies a suite of 3 cases x 2 targets (6 results) to the database's evaluation catalog.
-pub(crate) async fn apply_suite(db: &ai_runner::store::Db) {
-    let doc = json!({"evals": {
-        "datasets": [{"name": "moods", "cases": [
-            {"key": "happy", "vars": {"TEXT": "太好了"}, "expected": {"情绪": "积极"}},
-            {"key": "sad", "vars": {"TEXT": "真糟糕"}, "expected": {"情绪": "消极"}},
-            {"key": "fine", "vars": {"TEXT": "开心"}, "expected": {"情绪": "积极"}}
-        ]}],
-        "suites": [{"name": "moods", "dataset": "moods",
-                    "targets": [{"config": "good"}, {"config": "bad"}],
-                    "assert": [{"type": "json-path", "path": "$.情绪", "value": "{{expected.情绪}}"}]}]
-    }});
-    let known = db.snapshot().await.unwrap().known();
-    let evals = catalog_evals(
-        &doc,
-        std::path::Path::new("."),
-        &Default::default(),
-        &known,
-        &Default::default(),
-    )
-    .0
-    .unwrap();
-    db.apply_evals(&evals.catalog()).await.unwrap();
-}
 
 fn chunk_of(body: &str) -> Chunk {
     serde_json::from_str(body).unwrap()
@@ -48,7 +22,7 @@ async fn fan_out(backend: Backend) {
         return;
     };
     let servers = providers(&tdb).await;
-    apply_suite(&tdb.db()).await;
+    ai_runner_tests::apply_moods_suite(&tdb.db()).await;
     let sqs = SqsServer::start().await;
     let url = sqs.create_queue("ai-runner-eval").await;
     let s3 = S3Server::start(&["reports"]).await;
@@ -166,7 +140,7 @@ async fn a_queued_run_finishes_exactly_once_through_reordered_and_duplicated_chu
 async fn a_finalizer_that_died_is_taken_over_and_a_refusing_queue_fails_the_run() {
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
     let _servers = providers(&tdb).await;
-    apply_suite(&tdb.db()).await;
+    ai_runner_tests::apply_moods_suite(&tdb.db()).await;
     let sqs = SqsServer::start().await;
     let url = sqs.create_queue("ai-runner-eval").await;
     let r = runner(&tdb.settings(&[]));
