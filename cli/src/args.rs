@@ -70,6 +70,10 @@ pub struct RunOnceArgs {
     /// Print the whole run result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give up after this many seconds: no attempt or retry starts that could not finish by then
+    /// (`DEADLINE_EXCEEDED`, with its audit row).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 /// `route`.
@@ -90,6 +94,10 @@ pub struct RouteArgs {
     /// Print the whole result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give up after this many seconds: no attempt, retry or member handover starts that could
+    /// not finish by then (`DEADLINE_EXCEEDED`, with the audit rows).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 /// Which database quickstart sets up.

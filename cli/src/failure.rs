@@ -80,6 +80,8 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::NetworkError
         | Code::RequestError
         | Code::BadProviderResponse
+        | Code::ResponseTooLarge
+        | Code::DeadlineExceeded
         | Code::ProviderUnreachable
         | Code::SchemaInvalid
         | Code::LetterDetected
@@ -176,6 +178,12 @@ pub fn hint(code: Code) -> Option<&'static str> {
         }
         Code::ProviderUnreachable => {
             "fix ai_connection.base_url (the full chat-completions URL) or the network/DNS"
+        }
+        Code::ResponseTooLarge => {
+            "the provider's answer exceeded AI_MAX_RESPONSE_BYTES; raise it, or lower max_tokens"
+        }
+        Code::DeadlineExceeded => {
+            "the run hit its deadline (--timeout, or the function's); raise it, or lower AI_TIMEOUT / AI_MAX_RETRIES"
         }
         Code::HttpStatusError => {
             "the provider rejected the request; its message says why (key, model name, context length)"

@@ -32,6 +32,8 @@ pub struct App {
     pub queue: Option<Arc<dyn Queue>>,
     /// Evaluation settings (chunk size, reports prefix).
     pub eval_settings: EvalSettings,
+    /// Kept back from a platform deadline for the audit row and the answer.
+    pub deadline_reserve: std::time::Duration,
 }
 
 impl App {
@@ -71,6 +73,7 @@ impl App {
             object_settings: settings.objects.clone(),
             queue: SqsQueue::from_settings(&settings.eval).map(|q| Arc::new(q) as Arc<dyn Queue>),
             eval_settings: settings.eval.clone(),
+            deadline_reserve: settings.http.deadline_reserve,
         })
     }
 

@@ -43,6 +43,9 @@ pub struct Facts<'a> {
     pub body: Option<&'a Map<String, Value>>,
     /// The provider's answer or error body.
     pub response: Option<&'a Value>,
+    /// Usage over every billed call of the run (content retries summed); the answer's own when
+    /// absent.
+    pub usage: Option<&'a Value>,
     /// Last HTTP status (0 = none).
     pub http_status: u16,
     /// Whole run.
@@ -74,7 +77,7 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
         with_trace.insert("_trace_id".into(), Value::String(s.trace_id.clone()));
         redact_all(Value::Object(with_trace).to_string(), redact)
     });
-    let usage = f.response.and_then(|r| r.get("usage"));
+    let usage = f.usage.or_else(|| f.response.and_then(|r| r.get("usage")));
     let tokens = |name: &str| usage.and_then(|u| u.get(name)).and_then(Value::as_i64);
     AuditRow {
         config_key: s.config_key.clone(),
@@ -110,6 +113,97 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
             .filter(|_| f.handover)
             .map(|(c, _)| c.as_str().to_owned()),
     }
+}
+
+/// What the audit columns hold at most (MySQL sizes; SQLite gets the same, so both engines keep
+/// the same rows): text columns in characters, error messages in bytes (TEXT).
+mod limits {
+    pub const KEY: usize = 191;
+    pub const CODE: usize = 64;
+    pub const TRACE: usize = 64;
+    pub const STATUS: usize = 16;
+    pub const TRIGGER: usize = 32;
+    pub const REQUEST_ID: usize = 128;
+    pub const POLICY: usize = 32;
+    pub const MESSAGE_BYTES: usize = 60_000;
+}
+
+/// The row cut to fit its columns, so no content (a model's answer inside a validation message, a
+/// huge body, a token count out of range) can make the insert fail: text is cut at a character
+/// boundary and marked `…[truncated]`, numbers are clamped to the INT range, and a body over
+/// `max_body` bytes is replaced by valid JSON saying what it was (size, SHA-256, its start).
+pub fn bounded(mut row: AuditRow, max_body: usize) -> AuditRow {
+    use limits::*;
+    let cut = |s: &mut String, max: usize| {
+        if s.chars().count() > max {
+            *s = s.chars().take(max).collect();
+        }
+    };
+    let cut_opt = |s: &mut Option<String>, max: usize| {
+        if let Some(v) = s {
+            cut(v, max);
+        }
+    };
+    cut(&mut row.config_key, KEY);
+    cut(&mut row.trace_id, TRACE);
+    cut(&mut row.trigger_source, TRIGGER);
+    cut_opt(&mut row.response_id, KEY);
+    cut_opt(&mut row.error_code, CODE);
+    cut_opt(&mut row.request_id, REQUEST_ID);
+    cut_opt(&mut row.model_name, KEY);
+    cut_opt(&mut row.project_name, KEY);
+    cut_opt(&mut row.route_key, KEY);
+    cut_opt(&mut row.route_policy, POLICY);
+    cut_opt(&mut row.handover_reason, CODE);
+    if row.status.len() > STATUS {
+        row.status = "error";
+    }
+    if let Some(m) = &mut row.error_message
+        && m.len() > MESSAGE_BYTES
+    {
+        let mut end = MESSAGE_BYTES;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push_str("…[truncated]");
+    }
+    let int = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+    for t in [
+        &mut row.prompt_tokens,
+        &mut row.completion_tokens,
+        &mut row.total_tokens,
+    ] {
+        *t = t.map(int);
+    }
+    let max_u = u64::try_from(i32::MAX).unwrap_or(u64::MAX);
+    row.duration_ms = row.duration_ms.min(max_u);
+    row.provider_ms = row.provider_ms.map(|v| v.min(max_u));
+    row.ttft_ms = row.ttft_ms.map(|v| v.min(max_u));
+    row.attempts = row
+        .attempts
+        .min(u32::try_from(i32::MAX).unwrap_or(u32::MAX));
+    row.route_attempt = row
+        .route_attempt
+        .map(|v| v.min(u32::try_from(i32::MAX).unwrap_or(u32::MAX)));
+    for body in [&mut row.request_body_json, &mut row.response_body_json] {
+        if let Some(b) = body.as_ref().filter(|b| b.len() > max_body) {
+            *body = Some(body_stub(b));
+        }
+    }
+    row
+}
+
+/// Valid JSON standing in for a body too large to store.
+fn body_stub(body: &str) -> String {
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let head: String = body.chars().take(4096).collect();
+    serde_json::json!({"_truncated": true, "bytes": body.len(), "sha256": sha, "head": head})
+        .to_string()
 }
 
 fn redact_all(mut text: String, redact: &[String]) -> String {

@@ -102,6 +102,10 @@ codes! {
     BadProviderResponse = "BAD_PROVIDER_RESPONSE",
     /// A connection URL does not resolve (doctor).
     ProviderUnreachable = "PROVIDER_UNREACHABLE",
+    /// The provider's answer (body or stream) is larger than `AI_MAX_RESPONSE_BYTES`.
+    ResponseTooLarge = "RESPONSE_TOO_LARGE",
+    /// The platform's deadline left no time for another attempt, retry or member (retryable).
+    DeadlineExceeded = "DEADLINE_EXCEEDED",
 
     // Validating the answer.
     /// The answer is not the JSON the schema asks for.
@@ -204,6 +208,7 @@ impl Code {
                 | Code::NetworkTimeout
                 | Code::NetworkError
                 | Code::ProviderUnreachable
+                | Code::DeadlineExceeded
         )
     }
 }

@@ -125,6 +125,11 @@ pub struct HttpSettings {
     pub retry_jitter: f64,
     /// `AI_RETRY_AFTER_CAP_MS` (default 20000): the longest `Retry-After` honoured.
     pub retry_after_cap: Duration,
+    /// `AI_MAX_RESPONSE_BYTES` (default 16 MiB): the largest answer (body or stream) read.
+    pub max_response_bytes: u64,
+    /// `AI_DEADLINE_RESERVE_MS` (default 2000): time kept back from the platform's deadline for
+    /// writing the audit row and answering.
+    pub deadline_reserve: Duration,
 }
 
 impl Default for HttpSettings {
@@ -135,6 +140,8 @@ impl Default for HttpSettings {
             retry_base: Duration::from_millis(500),
             retry_jitter: 0.2,
             retry_after_cap: Duration::from_secs(20),
+            max_response_bytes: 16 * 1024 * 1024,
+            deadline_reserve: Duration::from_secs(2),
         }
     }
 }
@@ -187,6 +194,10 @@ pub struct Settings {
     pub objects: ObjectSettings,
     /// Evaluation runs started by `run-route` (queue, chunking, reports).
     pub eval: EvalSettings,
+    /// `AUDIT_MAX_BODY_BYTES` (default 4 MiB): a request or response body larger than this is
+    /// stored as a JSON stub (size, SHA-256, its start) unless spill-over moved it to an object
+    /// first; keeps every insert under MySQL's `max_allowed_packet`.
+    pub audit_max_body_bytes: usize,
 }
 
 /// How `run-route` runs evaluations.
@@ -286,6 +297,8 @@ impl Settings {
                 retry_base: Duration::from_millis(num(get, "AI_RETRY_BASE_MS", 500)?),
                 retry_jitter: fraction(get, "AI_RETRY_JITTER", 0.2)?,
                 retry_after_cap: Duration::from_millis(num(get, "AI_RETRY_AFTER_CAP_MS", 20_000)?),
+                max_response_bytes: num(get, "AI_MAX_RESPONSE_BYTES", 16 * 1024 * 1024)?.max(1024),
+                deadline_reserve: Duration::from_millis(num(get, "AI_DEADLINE_RESERVE_MS", 2000)?),
             },
             validation: ValidationSettings {
                 json_schema_enforce: flag(get, "JSON_SCHEMA_ENFORCE", true)?,
@@ -300,6 +313,7 @@ impl Settings {
             enable_oss_spillover: flag(get, "ENABLE_OSS_SPILLOVER", false)?,
             objects: parse_objects(get)?,
             eval: parse_eval(get)?,
+            audit_max_body_bytes: num(get, "AUDIT_MAX_BODY_BYTES", 4 * 1024 * 1024)?.max(4096),
         })
     }
 }

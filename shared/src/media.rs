@@ -401,6 +401,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .unwrap_or("url")
         .to_ascii_lowercase();
     let mut ctx = RunContext {
+        deadline: ctx.deadline,
         trigger: ctx.trigger.clone(),
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),

@@ -267,6 +267,12 @@ pub enum ProviderError {
     /// A 2xx answer that is not a chat completion (not JSON, no choices, broken stream).
     #[error("provider answer is unusable: {0}")]
     BadResponse(String),
+    /// The answer (body or stream) grew past the limit; the rest was not read.
+    #[error("provider answer is larger than {0} bytes (AI_MAX_RESPONSE_BYTES)")]
+    TooLarge(u64),
+    /// The deadline left no time for (another) attempt; the last failure, if any, is in the text.
+    #[error("deadline reached: {0}")]
+    Deadline(String),
 }
 
 fn detail(m: &Option<String>) -> String {
@@ -284,6 +290,8 @@ impl ProviderError {
             Self::Network(_) => Code::NetworkError,
             Self::Request(_) => Code::RequestError,
             Self::BadResponse(_) => Code::BadProviderResponse,
+            Self::TooLarge(_) => Code::ResponseTooLarge,
+            Self::Deadline(_) => Code::DeadlineExceeded,
         }
     }
 
@@ -309,6 +317,8 @@ pub struct ProviderRequest<'a> {
     pub trace_id: &'a str,
     /// Read the answer as an SSE stream.
     pub stream: bool,
+    /// No attempt or backoff may run past this.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What happened on the wire, success or not.

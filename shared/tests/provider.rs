@@ -26,6 +26,8 @@ fn settings() -> HttpSettings {
         retry_base: Duration::from_millis(1),
         retry_jitter: 0.0,
         retry_after_cap: Duration::from_secs(20),
+        max_response_bytes: 1024 * 1024,
+        deadline_reserve: Duration::from_secs(2),
     }
 }
 
@@ -45,6 +47,7 @@ async fn send(p: &HttpProvider, url: &str, stream: bool) -> Exchange {
         body: &body,
         trace_id: "0123456789abcdef0123456789abcdef",
         stream,
+        deadline: None,
     })
     .await
 }
@@ -248,4 +251,183 @@ async fn the_recorded_sse_stream_is_assembled_byte_for_byte() {
     assert_eq!(b["usage"]["prompt_tokens"], 14);
     assert_eq!(b["usage"]["completion_tokens"], 30);
     assert!(ex.ttft_ms.is_some());
+}
+
+/// A hostile stand-in speaking raw HTTP/1.1 over a loopback socket: for each connection it reads
+/// the request, then writes `head` and, when `endless`, repeats `chunk` until the client goes.
+async fn raw_server(head: Vec<u8>, chunk: Vec<u8>, endless: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (head, chunk) = (head.clone(), chunk.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by Content-Length.
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                if sock.write_all(&head).await.is_err() {
+                    return;
+                }
+                while endless {
+                    if sock.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}/v1/chat/completions")
+}
+
+fn small_cap() -> HttpSettings {
+    HttpSettings {
+        max_response_bytes: 64 * 1024,
+        retry_after_cap: Duration::from_millis(20),
+        ..settings()
+    }
+}
+
+#[tokio::test]
+async fn absurd_retry_after_values_are_capped_instead_of_panicking() {
+    for header in [
+        "Retry-After: 1e20",
+        "retry-after-ms: 1e308",
+        "Retry-After: -5",
+        "Retry-After: soon",
+    ] {
+        let head = format!(
+            "HTTP/1.1 429 Too Many Requests\r\n{header}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        );
+        let url = raw_server(head.into_bytes(), Vec::new(), false).await;
+        let p = HttpProvider::new(HttpSettings {
+            max_retries: 1,
+            ..small_cap()
+        })
+        .unwrap();
+        let ex = send(&p, &url, false).await;
+        assert_eq!(code(&ex), Some("HTTP_429_RATE_LIMIT"), "{header}");
+        assert_eq!(
+            ex.attempts, 2,
+            "{header}: retried once, after a capped wait"
+        );
+    }
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_headers_are_a_clear_error_not_a_panic() {
+    let mut head = String::from("HTTP/1.1 200 OK\r\n");
+    for i in 0..400 {
+        head.push_str(&format!("x-junk-{i}: {}\r\n", "\u{7f}".repeat(4000)));
+    }
+    head.push_str("content-length: 2\r\n\r\n{}");
+    let url = raw_server(head.into_bytes(), Vec::new(), false).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, false).await;
+    assert!(ex.error.is_some(), "{ex:?}");
+    let url = raw_server(b"NOT HTTP AT ALL\r\n\r\n".to_vec(), Vec::new(), false).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, false).await;
+    assert_eq!(code(&ex), Some("NETWORK_ERROR"), "{ex:?}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_are_refused_whether_or_not_they_say_their_length() {
+    let big = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        10 * 1024 * 1024
+    );
+    let url = raw_server(big.into_bytes(), vec![b' '; 8192], true).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, false).await;
+    assert_eq!(code(&ex), Some("RESPONSE_TOO_LARGE"));
+    assert_eq!(ex.attempts, 1, "not retried");
+    let chunked =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
+    let mut piece = format!("{:x}\r\n", 8192).into_bytes();
+    piece.extend(vec![b'x'; 8192]);
+    piece.extend(b"\r\n");
+    let url = raw_server(chunked, piece, true).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, false).await;
+    assert_eq!(code(&ex), Some("RESPONSE_TOO_LARGE"));
+}
+
+#[tokio::test]
+async fn an_endless_stream_and_one_endless_line_stop_at_the_cap() {
+    let head =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
+    let event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"永远\"}}]}\n\n";
+    let mut piece = format!("{:x}\r\n", event.len()).into_bytes();
+    piece.extend(event.as_bytes());
+    piece.extend(b"\r\n");
+    let url = raw_server(head.clone(), piece, true).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, true).await;
+    assert_eq!(code(&ex), Some("RESPONSE_TOO_LARGE"));
+    // One line that never ends, a byte at a time on the wire's terms.
+    let mut piece = b"400\r\n".to_vec();
+    piece.extend(vec![b'a'; 1024]);
+    piece.extend(b"\r\n");
+    let mut start = b"9\r\ndata: \"aa\r\n".to_vec();
+    start.extend(piece.clone());
+    let url = raw_server([head, start].concat(), piece, true).await;
+    let ex = send(&HttpProvider::new(small_cap()).unwrap(), &url, true).await;
+    assert_eq!(code(&ex), Some("RESPONSE_TOO_LARGE"));
+}
+
+#[tokio::test]
+async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
+    let server = ProviderServer::start(vec![Reply::Delayed(
+        Duration::from_secs(30),
+        Box::new(Reply::content("迟到")),
+    )])
+    .await
+    .unwrap();
+    let p = HttpProvider::new(settings()).unwrap();
+    let key = Secret::new("sk-provider-test-key");
+    let body = body();
+    let ex = p
+        .send(ProviderRequest {
+            url: &server.url(),
+            api_key: &key,
+            body: &body,
+            trace_id: "0123456789abcdef0123456789abcdef",
+            stream: false,
+            deadline: Some(std::time::Instant::now() + Duration::from_millis(1200)),
+        })
+        .await;
+    assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"), "{ex:?}");
+    assert_eq!(ex.attempts, 1);
+    // No time for even one attempt: nothing is sent.
+    let ex = p
+        .send(ProviderRequest {
+            url: &server.url(),
+            api_key: &key,
+            body: &body,
+            trace_id: "0123456789abcdef0123456789abcdef",
+            stream: false,
+            deadline: Some(std::time::Instant::now()),
+        })
+        .await;
+    assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"));
+    assert_eq!(ex.attempts, 0);
+    assert_eq!(server.requests().len(), 1);
 }

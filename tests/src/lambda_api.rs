@@ -49,6 +49,8 @@ struct Shared {
     inner: Mutex<Inner>,
     queued: Notify,
     reported: Notify,
+    /// The function timeout each invocation's deadline is computed from (0 = 60 s).
+    timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The runtime API; stops when dropped.
@@ -92,6 +94,14 @@ impl RuntimeApi {
             task,
             counter: Default::default(),
         }
+    }
+
+    /// Gives the next invocations this function timeout (their `Lambda-Runtime-Deadline-Ms`).
+    pub fn set_function_timeout(&self, timeout: Duration) {
+        self.shared.timeout_ms.store(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The `AWS_LAMBDA_RUNTIME_API` value (`host:port`).
@@ -185,11 +195,15 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
     loop {
         let notified = s.queued.notified();
         if let Some((id, event)) = s.inner.lock().unwrap().queue.pop_front() {
+            let timeout = match s.timeout_ms.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => 60_000,
+                t => u128::from(t),
+            };
             let deadline = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 60_000;
+                + timeout;
             return (
                 StatusCode::OK,
                 [

@@ -18,7 +18,7 @@ impl RunOnceArgs {
         let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
         let result = app
             .runner
-            .run_once(&self.config_key, &vars, &RunContext::new("cli"))
+            .run_once(&self.config_key, &vars, &context(self.timeout)?)
             .await;
         output::result(&result, self.json)
     }
@@ -44,11 +44,29 @@ impl RouteArgs {
                 &self.project,
                 &self.route_key,
                 &vars,
-                &RunContext::new("cli"),
+                &context(self.timeout)?,
             )
             .await;
         output::route(&result, self.json)
     }
+}
+
+/// The CLI's run context: trigger `cli`, and a deadline `--timeout` seconds from now.
+fn context(timeout: Option<f64>) -> Result<RunContext, Failure> {
+    let mut ctx = RunContext::new("cli");
+    if let Some(secs) = timeout {
+        let d = std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure::usage(
+                    Code::InvalidInput,
+                    "--timeout is a positive number of seconds",
+                )
+            })?;
+        ctx.deadline = Some(std::time::Instant::now() + d);
+    }
+    Ok(ctx)
 }
 
 impl VarArgs {

@@ -203,3 +203,44 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
         "log lines carry the FC request id: {logs}"
     );
 }
+
+#[tokio::test]
+async fn a_hanging_provider_ends_at_the_function_deadline_with_its_audit_row() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let hanging = ProviderServer::start(vec![Reply::Delayed(
+        Duration::from_secs(60),
+        Box::new(Reply::content("太迟了")),
+    )])
+    .await
+    .unwrap();
+    seed(&tdb.db(), &Seed::text("slow", &hanging.url())).await;
+    let api = RuntimeApi::start().await;
+    api.set_function_timeout(Duration::from_secs(4));
+    let mut env = lambda_env(&api, "run-once");
+    env.extend(app_env(&tdb));
+    // Without a deadline this would take 3 attempts x 20 s.
+    env.push(("AI_TIMEOUT".into(), "20".into()));
+    env.push(("AI_DEADLINE_RESERVE_MS".into(), "1000".into()));
+    let _p = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+
+    let sent = std::time::Instant::now();
+    let out = api.invoke(json!({"config_key": "slow"})).await;
+    let answered_after = sent.elapsed();
+    let Outcome::Error { body, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(body["errorType"], "DEADLINE_EXCEEDED", "{body}");
+    assert!(
+        answered_after < Duration::from_secs(4),
+        "answered before the platform's deadline: {answered_after:?}"
+    );
+    assert_eq!(hanging.requests().len(), 1, "no retry was started");
+    let db = tdb.db();
+    let rows = db.count("ai_call_logs").await.unwrap();
+    assert_eq!(rows, 1);
+    let row = db.audit_row(1).await.unwrap().unwrap();
+    assert_eq!(row["error_code"], "DEADLINE_EXCEEDED");
+    assert_eq!(row["config_key"], "slow");
+    db.close().await;
+}

@@ -651,6 +651,7 @@ where
     let total = planned.len();
     let concurrency = opts.concurrency.unwrap_or(suite.concurrency).max(1);
     let ctx = RunContext {
+        deadline: None,
         trigger: "eval".into(),
         request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),

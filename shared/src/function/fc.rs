@@ -56,7 +56,16 @@ async fn invoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     async move {
         let (state, function) = (&shared.0, shared.1);
         let outcome = match serde_json::from_slice::<Value>(&body) {
-            Ok(payload) => function.handle(state, payload, id).await,
+            Ok(payload) => {
+                // Function Compute says the function's timeout (seconds) with every invocation.
+                let left = headers
+                    .get("x-fc-function-timeout")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(std::time::Duration::from_secs);
+                let call = super::Call::with_time_left(id, left, state.deadline_reserve);
+                function.handle(state, payload, call).await
+            }
             Err(e) => Err(Failure {
                 error_type: Code::InvalidInput.as_str().to_owned(),
                 error_message: format!("event is not JSON: {e}"),

@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::Call;
 use super::events::{self, EvalRequest, ObjectEvent, RouteCall, RunOnceRequest, Source};
 use super::reply::{Failure, code_failure, input_failure, reply, shape};
 use crate::app::App;
@@ -20,11 +21,7 @@ use crate::run::RunContext;
 /// Handles one run-route invocation: a route run (direct, API Gateway, or an EventBridge
 /// schedule), the start of an evaluation run (`{"eval": "<suite>"}`), or an SQS batch of an
 /// evaluation run's chunks.
-pub async fn run_route(
-    state: &App,
-    payload: Value,
-    platform_request_id: Option<String>,
-) -> Result<Value, Failure> {
+pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
     if let Some(messages) = events::sqs_messages(&payload) {
         return Ok(eval_chunks(state, messages).await);
     }
@@ -51,10 +48,9 @@ pub async fn run_route(
         };
     }
     let ctx = RunContext {
-        trigger: req
-            .trigger
-            .unwrap_or_else(|| inv.source.trigger().to_owned()),
-        request_id: platform_request_id.or(inv.request_id),
+        deadline: call.deadline,
+        trigger: trigger_label(inv.source, req.trigger.as_deref()).to_owned(),
+        request_id: call.request_id.or(inv.request_id),
         redact: Vec::new(),
     };
     let result = state
@@ -67,6 +63,23 @@ pub async fn run_route(
         &result.result.trace_id,
         &result,
     )
+}
+
+/// The audit row's `trigger_source`: decided by the event's shape, never by what a caller writes.
+/// Only a direct invocation (which needs `lambda:InvokeFunction`, e.g. a schedule's constant
+/// input) may say `schedule`; anything else it says is ignored.
+fn trigger_label(source: Source, asked: Option<&str>) -> &'static str {
+    match (source, asked) {
+        (Source::Direct, Some("schedule")) => "schedule",
+        (
+            Source::Direct
+            | Source::ApiGatewayV1
+            | Source::ApiGatewayV2
+            | Source::Schedule
+            | Source::FcTimer,
+            _,
+        ) => source.trigger(),
+    }
 }
 
 /// Starts an evaluation run of a catalog suite: queued in chunks when `EVAL_QUEUE_URL` is set,
@@ -164,11 +177,7 @@ async fn eval_chunks(state: &App, messages: Vec<(String, String)>) -> Value {
 }
 
 /// Handles one run-once invocation.
-pub async fn run_once(
-    state: &App,
-    payload: Value,
-    platform_request_id: Option<String>,
-) -> Result<Value, Failure> {
+pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
     let source = events::detect(&payload);
     let inv = match events::parse::<RunOnceRequest>(payload, &["config_key"]) {
         Ok(inv) => inv,
@@ -178,8 +187,9 @@ pub async fn run_once(
         }
     };
     let ctx = RunContext {
+        deadline: call.deadline,
         trigger: inv.source.trigger().to_owned(),
-        request_id: platform_request_id.or(inv.request_id),
+        request_id: call.request_id.or(inv.request_id),
         redact: Vec::new(),
     };
     let result = state
@@ -194,11 +204,7 @@ pub async fn run_once(
 /// S3 / EventBridge / OSS: answers a report per object, or fails (so the platform redelivers)
 /// when an object failed in a way worth retrying. SQS: answers `batchItemFailures` naming only
 /// the messages to redeliver.
-pub async fn oss_trigger(
-    state: &App,
-    payload: Value,
-    platform_request_id: Option<String>,
-) -> Result<Value, Failure> {
+pub async fn oss_trigger(state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
     let event = match events::parse_object_event(&payload) {
         Ok(e) => e,
         Err(e) => {
@@ -210,8 +216,9 @@ pub async fn oss_trigger(
         }
     };
     let ctx = RunContext {
+        deadline: call.deadline,
         trigger: "oss".into(),
-        request_id: platform_request_id,
+        request_id: call.request_id,
         redact: Vec::new(),
     };
     match event {

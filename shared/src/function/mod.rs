@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod reply;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -34,18 +35,36 @@ pub enum Function {
     OssTrigger,
 }
 
+/// One invocation as the platform hands it over.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The platform's request id.
+    pub request_id: Option<String>,
+    /// When the run must have answered: the platform's deadline minus `AI_DEADLINE_RESERVE_MS`.
+    pub deadline: Option<Instant>,
+}
+
+impl Call {
+    /// A call whose platform deadline is `left` from now, less the reserve.
+    pub fn with_time_left(
+        request_id: Option<String>,
+        left: Option<Duration>,
+        reserve: Duration,
+    ) -> Self {
+        Self {
+            request_id,
+            deadline: left.map(|l| Instant::now() + l.saturating_sub(reserve)),
+        }
+    }
+}
+
 impl Function {
     /// Handles one invocation.
-    pub async fn handle(
-        self,
-        state: &App,
-        payload: Value,
-        request_id: Option<String>,
-    ) -> Result<Value, Failure> {
+    pub async fn handle(self, state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
         match self {
-            Function::RunOnce => handlers::run_once(state, payload, request_id).await,
-            Function::RunRoute => handlers::run_route(state, payload, request_id).await,
-            Function::OssTrigger => handlers::oss_trigger(state, payload, request_id).await,
+            Function::RunOnce => handlers::run_once(state, payload, call).await,
+            Function::RunRoute => handlers::run_route(state, payload, call).await,
+            Function::OssTrigger => handlers::oss_trigger(state, payload, call).await,
         }
     }
 }
@@ -91,8 +110,17 @@ pub async fn serve(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let state = Arc::clone(&state);
             async move {
-                let request_id = Some(event.context.request_id.clone());
-                function.handle(&state, event.payload, request_id).await
+                // The Runtime API's Lambda-Runtime-Deadline-Ms, as epoch milliseconds.
+                let now_ms = crate::model::now_ms();
+                let left = i64::try_from(event.context.deadline)
+                    .ok()
+                    .map(|d| Duration::from_millis(u64::try_from(d - now_ms).unwrap_or(0)));
+                let call = Call::with_time_left(
+                    Some(event.context.request_id.clone()),
+                    left,
+                    state.deadline_reserve,
+                );
+                function.handle(&state, event.payload, call).await
             }
         },
     ))

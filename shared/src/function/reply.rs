@@ -59,7 +59,9 @@ pub fn http_status(code: Code) -> u16 {
         | Code::NetworkError
         | Code::RequestError
         | Code::BadProviderResponse
+        | Code::ResponseTooLarge
         | Code::ProviderUnreachable => 502,
+        Code::DeadlineExceeded => 504,
         Code::NoActiveMembers | Code::QueueUnavailable => 503,
         Code::ConfigMissing
         | Code::ConfigInvalid

@@ -76,15 +76,20 @@ impl HttpProvider {
         Duration::from_secs_f64((base * factor).clamp(0.0, 300.0))
     }
 
-    async fn attempt(&self, req: &ProviderRequest<'_>, started: Instant) -> Attempt {
-        let timeout_ms = self.settings.timeout.as_millis() as u64;
+    async fn attempt(
+        &self,
+        req: &ProviderRequest<'_>,
+        started: Instant,
+        timeout: Duration,
+    ) -> Attempt {
+        let timeout_ms = timeout.as_millis() as u64;
         let sent = self
             .client
             .post(req.url)
             .bearer_auth(req.api_key.expose())
             .header("X-Trace-Id", req.trace_id)
             .json(req.body)
-            .timeout(self.settings.timeout)
+            .timeout(timeout)
             .send()
             .await;
         let resp = match sent {
@@ -103,10 +108,24 @@ impl HttpProvider {
                 .read_stream(resp, started, timeout_ms, req.api_key)
                 .await;
         }
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => return failed(status, None, transport_error(&e, timeout_ms, req.api_key)),
-        };
+        let cap = self.settings.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return failed(status, None, ProviderError::TooLarge(cap));
+        }
+        // Read up to the cap, never more (a body may lie about, or omit, its length).
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) if (bytes.len() + c.len()) as u64 > cap => {
+                    return failed(status, None, ProviderError::TooLarge(cap));
+                }
+                Ok(c) => bytes.extend_from_slice(&c),
+                Err(e) => {
+                    return failed(status, None, transport_error(&e, timeout_ms, req.api_key));
+                }
+            }
+        }
         let text = req.api_key.scrub(&String::from_utf8_lossy(&bytes));
         let json = serde_json::from_str::<Value>(&text).ok();
         let message = json.as_ref().and_then(error_message);
@@ -142,12 +161,18 @@ impl HttpProvider {
         let status = resp.status().as_u16();
         let mut asm = sse::SseAssembler::new();
         let mut ttft = None;
+        let mut read: u64 = 0;
+        let cap = self.settings.max_response_bytes;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => return failed(status, None, transport_error(&e, timeout_ms, key)),
             };
+            read += chunk.len() as u64;
+            if read > cap {
+                return failed(status, None, ProviderError::TooLarge(cap));
+            }
             match asm.push(&chunk) {
                 Ok(out) => {
                     if out.first_content {
@@ -173,6 +198,9 @@ impl HttpProvider {
     }
 }
 
+/// The shortest attempt worth starting before a deadline.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
 fn failed(status: u16, body: Option<Value>, error: ProviderError) -> Attempt {
     Attempt {
         status,
@@ -187,26 +215,74 @@ impl Provider for HttpProvider {
     async fn send(&self, req: ProviderRequest<'_>) -> Exchange {
         let started = Instant::now();
         let mut attempts = 0;
+        let exchange = |attempts, a: Attempt| Exchange {
+            attempts,
+            http_status: a.status,
+            provider_ms: started.elapsed().as_millis() as u64,
+            provider_us: started.elapsed().as_micros() as u64,
+            ttft_ms: a.ttft_ms,
+            body: a.body,
+            error: a.error,
+        };
+        let mut last: Option<Attempt> = None;
         loop {
+            // What the deadline leaves for this attempt; too little to be worth starting ends the
+            // run here, with the last failure named.
+            let mut timeout = self.settings.timeout;
+            let mut cut = false;
+            if let Some(deadline) = req.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < MIN_ATTEMPT {
+                    let why = last.as_ref().and_then(|a| a.error.as_ref()).map_or_else(
+                        || "no time left for an attempt".to_owned(),
+                        |e| format!("no time left to retry after: {e}"),
+                    );
+                    let mut a = last
+                        .unwrap_or_else(|| failed(0, None, ProviderError::Deadline(String::new())));
+                    a.error = Some(ProviderError::Deadline(why));
+                    return exchange(attempts, a);
+                }
+                if left < timeout {
+                    timeout = left;
+                    cut = true;
+                }
+            }
             attempts += 1;
             let attempt_started = Instant::now();
-            let a = self.attempt(&req, attempt_started).await;
+            let mut a = self.attempt(&req, attempt_started, timeout).await;
+            if cut && matches!(a.error, Some(ProviderError::Timeout(_))) {
+                a.error = Some(ProviderError::Deadline(format!(
+                    "the provider had not answered when the deadline came ({} ms)",
+                    timeout.as_millis()
+                )));
+                return exchange(attempts, a);
+            }
             let retry = a
                 .error
                 .as_ref()
                 .is_some_and(|e| e.retryable() && attempts <= self.settings.max_retries);
             if !retry {
-                return Exchange {
-                    attempts,
-                    http_status: a.status,
-                    provider_ms: started.elapsed().as_millis() as u64,
-                    provider_us: started.elapsed().as_micros() as u64,
-                    ttft_ms: a.ttft_ms,
-                    body: a.body,
-                    error: a.error,
-                };
+                return exchange(attempts, a);
             }
             let wait = self.backoff(attempts, a.retry_after);
+            if let Some(deadline) = req.deadline
+                && Instant::now() + wait + MIN_ATTEMPT > deadline
+            {
+                let why = a
+                    .error
+                    .as_ref()
+                    .map(|e| format!("no time left to retry after: {e}"))
+                    .unwrap_or_default();
+                a.error = Some(ProviderError::Deadline(why));
+                return exchange(attempts, a);
+            }
+            last = Some(Attempt {
+                status: a.status,
+                body: a.body.clone(),
+                ttft_ms: a.ttft_ms,
+                retry_after: None,
+                error: a.error.clone(),
+            });
             tracing::info!(
                 trace_id = req.trace_id,
                 attempt = attempts,
@@ -258,18 +334,85 @@ fn error_message(v: &Value) -> Option<String> {
     Some(m.chars().take(500).collect())
 }
 
+/// `retry-after-ms` (milliseconds) or `Retry-After` (seconds, or an HTTP date). Anything that
+/// does not parse, is negative, not finite or absurdly large is capped or ignored, never a panic.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = h
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    // Longer than any cap we would honour; keeps the conversion in range.
+    const MAX_SECS: f64 = 86_400.0;
+    let secs = |v: f64| {
+        (v.is_finite() && v >= 0.0)
+            .then(|| Duration::try_from_secs_f64(v.min(MAX_SECS)).ok())
+            .flatten()
+    };
+    let text = |name| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return secs(ms / 1000.0);
     }
-    h.get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
+    let v = text(reqwest::header::RETRY_AFTER.as_str())?;
+    if let Ok(n) = v.parse::<f64>() {
+        return secs(n);
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(86_400)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_reads_seconds_milliseconds_and_dates() {
+        assert_eq!(
+            retry_after(&with("retry-after", "2")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&with("retry-after-ms", "1500")),
+            Some(Duration::from_millis(1500))
+        );
+        for huge in ["1e20", "1e308", "99999999999999999999999"] {
+            assert_eq!(
+                retry_after(&with("retry-after", huge)),
+                Some(Duration::from_secs(86_400)),
+                "{huge}"
+            );
+            assert_eq!(
+                retry_after(&with("retry-after-ms", huge)),
+                Some(Duration::from_secs(86_400))
+            );
+        }
+        for junk in [
+            "-1",
+            "NaN",
+            "inf",
+            "soon",
+            "",
+            "1e",
+            "Wed, 99 Foo 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(retry_after(&with("retry-after", junk)), None, "{junk:?}");
+        }
+        let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&with("retry-after", &later)).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after(&with("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+    }
 }

@@ -10,6 +10,9 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Default)]
 pub struct SseAssembler {
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no newline (the next search starts there, so a
+    /// long line arriving in many small pieces is scanned once, not once per piece).
+    scanned: usize,
     data: String,
     id: Option<Value>,
     model: Option<Value>,
@@ -48,15 +51,25 @@ impl SseAssembler {
     pub fn push(&mut self, bytes: &[u8]) -> Result<PushOutcome, String> {
         let had_content = self.saw_content;
         self.pending.extend_from_slice(bytes);
-        while let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=nl).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        // Lines are cut out by position and the consumed prefix is dropped once per push: linear
+        // in the bytes received, however they are split.
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some(off) = self.pending[from..].iter().position(|b| *b == b'\n') {
+            let nl = from + off;
+            let mut end = nl;
+            if end > start && self.pending[end - 1] == b'\r' {
+                end -= 1;
             }
-            let line = String::from_utf8(line).map_err(|_| "stream is not UTF-8".to_owned())?;
+            let line = std::str::from_utf8(&self.pending[start..end])
+                .map_err(|_| "stream is not UTF-8".to_owned())?
+                .to_owned();
             self.line(&line)?;
+            start = nl + 1;
+            from = start;
         }
+        self.pending.drain(..start);
+        self.scanned = self.pending.len();
         Ok(PushOutcome {
             first_content: !had_content && self.saw_content,
             done: self.done,

@@ -32,6 +32,10 @@ pub struct RunContext {
     /// Values that must not be stored (presigned URL signatures, inline media): each is
     /// replaced by `[redacted]` in audit rows.
     pub redact: Vec<String>,
+    /// When the run must have answered (the platform's deadline minus the reserve for writing
+    /// the audit row and replying): no attempt, backoff, content retry or member handover
+    /// starts that could not finish before it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl RunContext {
@@ -41,6 +45,12 @@ impl RunContext {
             trigger: trigger.into(),
             ..Self::default()
         }
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
     }
 }
 

@@ -101,6 +101,9 @@ fn mask(key: &str) -> String {
     }
 }
 
+/// The shortest time worth handing a route over to its next member before a deadline.
+const MIN_MEMBER: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl<S: Store, P: Provider> Runner<S, P> {
     async fn load_route(&self, project: &str, route_key: &str) -> Result<ResolvedRoute, RunError> {
         let route = self.store().resolve_route(project, route_key).await?;
@@ -192,8 +195,26 @@ impl<S: Store, P: Provider> Runner<S, P> {
             let mut r = self
                 .run_resolved(&cfg, &overlay, vars, ctx, trace_id.clone(), member_started)
                 .await;
-            let handed_over =
+            let mut handed_over =
                 !is_last && r.failure.as_ref().is_some_and(|e| failover.hands_over(e));
+            // No member starts that the deadline would cut short: the route ends here, saying so.
+            if handed_over && ctx.remaining().is_some_and(|left| left < MIN_MEMBER) {
+                let why = r
+                    .error
+                    .as_ref()
+                    .map(|e| {
+                        format!(
+                            "no time left for the next member after {}: {}",
+                            e.code, e.message
+                        )
+                    })
+                    .unwrap_or_default();
+                let e =
+                    crate::error::RunError::Provider(crate::ports::ProviderError::Deadline(why));
+                r.error = Some((&e).into());
+                r.failure = Some(std::sync::Arc::new(e));
+                handed_over = false;
+            }
             provider_ms += r.provider_ms;
             provider_us += r.provider_us;
             http_attempts += r.attempts;

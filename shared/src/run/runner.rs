@@ -75,6 +75,7 @@ pub struct Runner<S, P> {
     rng: std::sync::Mutex<rand::rngs::StdRng>,
     spill: Option<Spill>,
     media: Option<MediaSource>,
+    audit_max_body: usize,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -89,6 +90,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             rng: std::sync::Mutex::new(rand::SeedableRng::from_entropy()),
             spill: None,
             media: None,
+            audit_max_body: settings.audit_max_body_bytes,
         }
     }
 
@@ -220,7 +222,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 return r;
             }
         };
-        let (mut result, last) = self.call(&built, &key, trace_id, started, meta).await;
+        let (mut result, last) = self
+            .call(&built, &key, trace_id, started, meta, ctx.deadline)
+            .await;
         let sent = Sent {
             built: Some(&built),
             response: last.body.as_ref(),
@@ -238,11 +242,14 @@ impl<S: Store, P: Provider> Runner<S, P> {
         trace_id: String,
         started: Instant,
         meta: RunMeta,
+        deadline: Option<Instant>,
     ) -> (RunResult, Exchange) {
         let mut attempts = 0;
         let mut provider_ms = 0;
         let mut provider_us = 0;
         let mut content_attempts = 0;
+        // Every provider call is billed: usage is summed over content retries.
+        let mut usage_sum: Option<Value> = None;
         loop {
             content_attempts += 1;
             let mut ex = self
@@ -253,6 +260,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     body: &built.body,
                     trace_id: &trace_id,
                     stream: built.stream,
+                    deadline,
                 })
                 .await;
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.
@@ -267,7 +275,13 @@ impl<S: Store, P: Provider> Runner<S, P> {
             attempts += ex.attempts;
             provider_ms += ex.provider_ms;
             provider_us += ex.provider_us;
-            let outcome = match &ex.error {
+            if let Some(u) = ex.body.as_ref().and_then(|b| b.get("usage")) {
+                usage_sum = Some(match usage_sum.take() {
+                    None => u.clone(),
+                    Some(acc) => add_usage(acc, u),
+                });
+            }
+            let mut outcome = match &ex.error {
                 Some(e) => Err(RunError::Provider(e.clone())),
                 None => match message_content(ex.body.as_ref()) {
                     None => Err(RunError::Provider(ProviderError::BadResponse(
@@ -279,8 +293,19 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     },
                 },
             };
-            let retry_content = matches!(outcome, Err(RunError::Validation(_)))
+            let mut retry_content = matches!(outcome, Err(RunError::Validation(_)))
                 && content_attempts <= self.validation.content_retries;
+            if retry_content
+                && let Some(d) = deadline
+                && Instant::now() + self.validation.content_retry_delay + MIN_CALL > d
+            {
+                let why = match &outcome {
+                    Err(e) => format!("no time left to ask again after: {e}"),
+                    Ok(_) => String::new(),
+                };
+                outcome = Err(RunError::Provider(ProviderError::Deadline(why)));
+                retry_content = false;
+            }
             if retry_content {
                 tracing::info!(
                     trace_id,
@@ -290,7 +315,14 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 tokio::time::sleep(self.validation.content_retry_delay).await;
                 continue;
             }
-            let usage = ex.body.as_ref().and_then(|b| b.get("usage")).cloned();
+            let usage = usage_sum.take().map(|mut u| {
+                if content_attempts > 1
+                    && let Value::Object(m) = &mut u
+                {
+                    m.insert("content_attempts".into(), Value::from(content_attempts));
+                }
+                u
+            });
             let mut r = match outcome {
                 Ok((content, parsed)) => RunResult {
                     status: RunStatus::Ok,
@@ -349,6 +381,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let facts = Facts {
             body: built.map(|b| &b.body),
             response,
+            usage: r.usage.as_ref(),
             http_status: r.http_status,
             duration_ms: r.total_ms,
             provider_ms: Some(r.provider_ms),
@@ -375,6 +408,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 .await;
             }
         }
+        let row = audit::bounded(row, self.audit_max_body);
         match self.store.insert_audit(&row).await {
             Ok(id) => r.audit_id = Some(id),
             Err(e) => {
@@ -390,6 +424,31 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = %e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
             }
         }
+    }
+}
+
+/// The shortest provider call worth starting before a deadline (content retries).
+const MIN_CALL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Adds the numbers of `b` to those of `a`, field by field and into nested objects
+/// (`prompt_tokens_details`, ...): the usage of several billed calls.
+fn add_usage(a: Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Object(mut a), Value::Object(b)) => {
+            for (k, v) in b {
+                let sum = match a.remove(k) {
+                    Some(old) => add_usage(old, v),
+                    None => v.clone(),
+                };
+                a.insert(k.clone(), sum);
+            }
+            Value::Object(a)
+        }
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Value::from(x.saturating_add(y)),
+            _ => Value::from(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0)),
+        },
+        (_, other) => other.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply};
+use ai_runner::function::Call;
 use ai_runner::function::handlers;
 use ai_runner_tests::{Backend, Seed, TestDb, fixture_json, seed};
 use base64::Engine;
@@ -56,7 +57,7 @@ async fn rest_v1_and_http_v2_events_run_the_config_and_answer_200() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/http-api-payload-v2.0-docs.json",
     ] {
-        let resp = handlers::run_once(&s.state, with_body(fixture, &req), None)
+        let resp = handlers::run_once(&s.state, with_body(fixture, &req), Call::default())
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 200, "{fixture}: {resp}");
@@ -83,7 +84,9 @@ async fn a_base64_function_url_body_is_decoded() {
     let mut ev = fixture_json("aws/apigw/function-url-v2-post-isBase64Encoded-true.json");
     let req = json!({"config_key": "greet"}).to_string();
     ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(req));
-    let resp = handlers::run_once(&s.state, ev, None).await.unwrap();
+    let resp = handlers::run_once(&s.state, ev, Call::default())
+        .await
+        .unwrap();
     assert_eq!(resp["statusCode"], 200, "{resp}");
     assert_eq!(http_body(&resp)["content"], "你好");
 }
@@ -97,7 +100,7 @@ async fn the_fixtures_own_bodies_are_rejected_as_invalid_input_with_400() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/function-url-v2-post-isBase64Encoded-true.json",
     ] {
-        let resp = handlers::run_once(&s.state, fixture_json(fixture), None)
+        let resp = handlers::run_once(&s.state, fixture_json(fixture), Call::default())
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 400, "{fixture}: {resp}");
@@ -121,7 +124,7 @@ async fn failures_map_to_404_422_and_502() {
         let resp = handlers::run_once(
             &s.state,
             with_body("aws/apigw/http-v2-post-json-body.json", &req),
-            None,
+            Call::default(),
         )
         .await
         .unwrap();
@@ -137,7 +140,7 @@ async fn failures_map_to_404_422_and_502() {
             "aws/apigw/rest-v1-proxy-post-json-body.json",
             &json!({"config_key": "greet"}),
         ),
-        None,
+        Call::default(),
     )
     .await
     .unwrap();
@@ -151,7 +154,10 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
     let ok = handlers::run_once(
         &s.state,
         json!({"config_key": "greet"}),
-        Some("req-1".into()),
+        Call {
+            request_id: Some("req-1".into()),
+            deadline: None,
+        },
     )
     .await
     .unwrap();
@@ -166,11 +172,11 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
         .unwrap();
     assert_eq!(row["request_id"], "req-1");
     assert_eq!(row["trigger_source"], "lambda");
-    let err = handlers::run_once(&s.state, json!({"config_key": "missing"}), None)
+    let err = handlers::run_once(&s.state, json!({"config_key": "missing"}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "CONFIG_NOT_FOUND");
-    let err = handlers::run_once(&s.state, json!({"nonsense": true}), None)
+    let err = handlers::run_once(&s.state, json!({"nonsense": true}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -202,7 +208,9 @@ mod run_route {
         let mut ev = fixture_json("aws/eventbridge/scheduled-event-docs.json");
         ev["detail"] =
             json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "日报"}});
-        let out = handlers::run_route(&s.state, ev, None).await.unwrap();
+        let out = handlers::run_route(&s.state, ev, Call::default())
+            .await
+            .unwrap();
         assert_eq!(out["status"], "ok", "{out}");
         assert_eq!(out["answered_by"], "greet");
         let row = s
@@ -223,7 +231,7 @@ mod run_route {
         let err = handlers::run_route(
             &s.state,
             fixture_json("aws/eventbridge/scheduled-event-docs.json"),
-            None,
+            Call::default(),
         )
         .await
         .unwrap_err();
@@ -241,7 +249,10 @@ mod run_route {
         let out = handlers::run_route(
             &s.state,
             json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
-            Some("lambda-req".into()),
+            Call {
+                request_id: Some("lambda-req".into()),
+                deadline: None,
+            },
         )
         .await
         .unwrap();
@@ -266,7 +277,7 @@ mod run_route {
             let resp = handlers::run_route(
                 &s.state,
                 with_body(fixture, &json!({"project": "proj", "route_key": "daily"})),
-                None,
+                Call::default(),
             )
             .await
             .unwrap();
@@ -279,7 +290,7 @@ mod run_route {
                 "aws/apigw/http-v2-post-json-body.json",
                 &json!({"project": "proj", "route_key": "nope"}),
             ),
-            None,
+            Call::default(),
         )
         .await
         .unwrap();
@@ -304,7 +315,7 @@ mod run_route {
                 "aws/apigw/http-v2-post-json-body.json",
                 &json!({"project": "proj", "route_key": "empty"}),
             ),
-            None,
+            Call::default(),
         )
         .await
         .unwrap();
@@ -313,11 +324,63 @@ mod run_route {
         let resp = handlers::run_route(
             &s.state,
             fixture_json("aws/apigw/rest-v1-proxy-post-json-body.json"),
-            None,
+            Call::default(),
         )
         .await
         .unwrap();
         assert_eq!(resp["statusCode"], 400);
+    }
+
+    #[tokio::test]
+    async fn the_trigger_label_comes_from_the_event_not_from_what_the_caller_writes() {
+        let s = route_setup().await;
+        let db = s.tdb.db();
+        let label = |out: &Value| {
+            let out = if out.get("statusCode").is_some() {
+                http_body(out)
+            } else {
+                out.clone()
+            };
+            out["member_attempts"][0]["audit_id"].as_i64().unwrap()
+        };
+        for (body, expected) in [
+            (
+                json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
+                "apigw",
+            ),
+            (
+                json!({"project": "proj", "route_key": "daily", "trigger": "x".repeat(40)}),
+                "apigw",
+            ),
+        ] {
+            let resp = handlers::run_route(
+                &s.state,
+                with_body("aws/apigw/http-v2-post-json-body.json", &body),
+                Call::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(resp["statusCode"], 200, "{resp}");
+            let row = db.audit_row(label(&resp)).await.unwrap().unwrap();
+            assert_eq!(row["trigger_source"], expected);
+        }
+        // A direct invocation (a schedule's constant input) may say `schedule`, nothing else.
+        for (trigger, expected) in [
+            ("schedule", "schedule"),
+            ("eval", "lambda"),
+            ("cli", "lambda"),
+        ] {
+            let out = handlers::run_route(
+                &s.state,
+                json!({"project": "proj", "route_key": "daily", "trigger": trigger}),
+                Call::default(),
+            )
+            .await
+            .unwrap();
+            let row = db.audit_row(label(&out)).await.unwrap().unwrap();
+            assert_eq!(row["trigger_source"], expected, "{trigger}");
+        }
+        db.close().await;
     }
 
     #[tokio::test]
@@ -326,7 +389,7 @@ mod run_route {
         let out = handlers::run_route(
             &s.state,
             json!({"project": "proj", "route_key": "daily", "dry_run": true}),
-            None,
+            Call::default(),
         )
         .await
         .unwrap();

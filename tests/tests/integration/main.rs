@@ -16,6 +16,7 @@ mod catalog;
 mod eval;
 mod eval_catalog;
 mod fanout;
+mod faults;
 mod handler;
 mod media;
 mod routes;

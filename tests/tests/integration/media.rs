@@ -4,6 +4,7 @@
 
 use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply, wav_tone};
+use ai_runner::function::Call;
 use ai_runner::function::handlers;
 use ai_runner::model::media::JobKey;
 use ai_runner::ports::JobStore;
@@ -129,9 +130,16 @@ async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keep
     let wav = wav_tone(300, 440.0);
     w.upload(key, wav.clone(), "audio/wav").await;
     let encoded = "incoming/%E5%BD%95%E9%9F%B3+%E4%B8%80%2B%E4%BA%8C.wav";
-    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, encoded), Some("lambda-1".into()))
-        .await
-        .unwrap();
+    let out = handlers::oss_trigger(
+        &w.state,
+        s3_event(BUCKET, encoded),
+        Call {
+            request_id: Some("lambda-1".into()),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     assert_eq!(out["objects"][0]["key"], key);
 
@@ -192,7 +200,7 @@ async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
         .unwrap();
     let wav = wav_tone(200, 330.0);
     w.upload("inline/a.wav", wav.clone(), "audio/wav").await;
-    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), None)
+    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -241,13 +249,17 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         .as_object_mut()
         .unwrap()
         .remove("version-id");
-    let out = handlers::oss_trigger(&w.state, eb, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, eb, Call::default())
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
 
     let mut fc = fixture_json("alibaba-fc/oss-trigger-putobject-fc-docs.json");
     fc["events"][0]["oss"]["bucket"]["name"] = json!(BUCKET);
     fc["events"][0]["oss"]["object"]["key"] = json!("incoming/fc.wav");
-    let out = handlers::oss_trigger(&w.state, fc, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, fc, Call::default())
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
 
     let sqs = json!({"Records": [{
@@ -255,7 +267,9 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads", "awsRegion": "us-east-1"
     }]});
-    let out = handlers::oss_trigger(&w.state, sqs, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, sqs, Call::default())
+        .await
+        .unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     assert_eq!(w.provider.requests().len(), 3);
@@ -291,8 +305,8 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
     )
     .unwrap();
     let (a, b) = tokio::join!(
-        handlers::oss_trigger(&w.state, ev.clone(), None),
-        handlers::oss_trigger(&other, ev.clone(), None)
+        handlers::oss_trigger(&w.state, ev.clone(), Call::default()),
+        handlers::oss_trigger(&other, ev.clone(), Call::default())
     );
     let outcomes = [
         outcome(a.as_ref().unwrap(), 0).to_owned(),
@@ -306,7 +320,9 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         "{outcomes:?}"
     );
     // And again later, as S3's at-least-once delivery may.
-    let again = handlers::oss_trigger(&w.state, ev, None).await.unwrap();
+    let again = handlers::oss_trigger(&w.state, ev, Call::default())
+        .await
+        .unwrap();
     assert_eq!(outcome(&again, 0), "duplicate");
     assert_eq!(w.provider.requests().len(), 1, "exactly one provider call");
     let job = w.job("incoming/race.wav").await;
@@ -347,23 +363,31 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
     )
     .await;
     let ev = |k: &str| s3_event(BUCKET, k);
-    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "rejected");
     assert_eq!(out["objects"][0]["code"], "MEDIA_UNSUPPORTED");
-    let out = handlers::oss_trigger(&w.state, ev("incoming/big.wav"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/big.wav"), Call::default())
         .await
         .unwrap();
     assert_eq!(out["objects"][0]["code"], "MEDIA_TOO_LARGE");
     assert_eq!(w.job("incoming/big.wav").await.status, "rejected");
-    let out = handlers::oss_trigger(&w.state, ev("results/incoming/x.wav.result.json"), None)
-        .await
-        .unwrap();
+    let out = handlers::oss_trigger(
+        &w.state,
+        ev("results/incoming/x.wav.result.json"),
+        Call::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
-    let out = handlers::oss_trigger(&w.state, s3_event("another-bucket", "incoming/a.wav"), None)
-        .await
-        .unwrap();
+    let out = handlers::oss_trigger(
+        &w.state,
+        s3_event("another-bucket", "incoming/a.wav"),
+        Call::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
     assert!(
         out["objects"][0]["reason"]
@@ -378,7 +402,7 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
         "rejections are recorded, skips are not"
     );
     // A rejected object delivered again stays a no-op.
-    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), None)
+    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "duplicate");
@@ -404,7 +428,9 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
         msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string()),
         msg("test-event", fixture_json("aws/s3/s3-test-event-docs.json").to_string()),
     ]});
-    let out = handlers::oss_trigger(&w.state, batch, None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, batch, Call::default())
+        .await
+        .unwrap();
     let failed: Vec<&str> = out["batchItemFailures"]
         .as_array()
         .unwrap()
@@ -419,7 +445,7 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
     );
     // The redelivered message takes the failed job over and succeeds.
     w.provider.set_script(vec![Reply::MediaProbe]);
-    let out = handlers::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), None).await.unwrap();
+    let out = handlers::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), Call::default()).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
     let job = w.job("incoming/fails.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
@@ -436,19 +462,23 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
     .unwrap();
     w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
-    let err = handlers::oss_trigger(&w.state, s3_event(BUCKET, "incoming/a.wav"), None)
-        .await
-        .unwrap_err();
+    let err = handlers::oss_trigger(
+        &w.state,
+        s3_event(BUCKET, "incoming/a.wav"),
+        Call::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error_type, "HTTP_5XX_SERVER_ERROR");
     let ok = handlers::oss_trigger(
         &w.state,
         fixture_json("aws/s3/s3-test-event-docs.json"),
-        None,
+        Call::default(),
     )
     .await
     .unwrap();
     assert_eq!(ok["ignored"], "s3:TestEvent");
-    let err = handlers::oss_trigger(&w.state, json!({"what": "is this"}), None)
+    let err = handlers::oss_trigger(&w.state, json!({"what": "is this"}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -478,9 +508,13 @@ async fn a_job_stuck_past_its_lease_is_taken_over() {
         .claim_job(&key, "media", "transcribe", 1_000, 1)
         .await
         .unwrap();
-    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "incoming/stuck.wav"), None)
-        .await
-        .unwrap();
+    let out = handlers::oss_trigger(
+        &w.state,
+        s3_event(BUCKET, "incoming/stuck.wav"),
+        Call::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     let job = w.job("incoming/stuck.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
