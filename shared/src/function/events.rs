@@ -400,28 +400,40 @@ pub fn parse_object_event(payload: &Value) -> Result<ObjectEvent, RunError> {
                     .collect(),
             ));
         }
-        let ev: aws_lambda_events::s3::S3Event = serde_json::from_value(payload.clone())
-            .map_err(|e| RunError::InvalidInput(format!("S3 notification: {e}")))?;
+        // Only the fields the pipeline uses are read: S3-compatible servers (MinIO, Ceph, OSS's
+        // S3 API) omit others (`userIdentity`, `requestParameters`, ...) or spell the event name
+        // `s3:ObjectCreated:Put`.
         let mut out = Vec::new();
-        for r in ev.records {
-            let name = r.event_name.unwrap_or_default();
-            if !name.starts_with("ObjectCreated:") {
+        for r in records {
+            let name = str_at(r, "/eventName").unwrap_or("");
+            let name = name.strip_prefix("s3:").unwrap_or(name);
+            if !name.is_empty() && !name.starts_with("ObjectCreated:") {
                 tracing::info!(event = %name, "ignoring a non-creation S3 event");
                 continue;
             }
-            let bucket = r.s3.bucket.name.unwrap_or_default();
-            let raw_key = r.s3.object.key.unwrap_or_default();
-            if bucket.is_empty() || raw_key.is_empty() {
+            let (Some(bucket), Some(raw_key)) = (
+                str_at(r, "/s3/bucket/name").filter(|b| !b.is_empty()),
+                str_at(r, "/s3/object/key").filter(|k| !k.is_empty()),
+            ) else {
                 return Err(RunError::InvalidInput(
-                    "S3 record without bucket name or object key".into(),
+                    "S3 record without s3.bucket.name or s3.object.key".into(),
                 ));
-            }
+            };
+            let size = r.pointer("/s3/object/size").and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+            });
             out.push(ObjectRef {
-                bucket,
-                key: decode_s3_key(&raw_key)?,
-                size: r.s3.object.size.and_then(|s| u64::try_from(s).ok()),
-                etag: r.s3.object.e_tag.filter(|e| !e.is_empty()),
-                version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
+                bucket: bucket.to_owned(),
+                key: decode_s3_key(raw_key)?,
+                size,
+                etag: str_at(r, "/s3/object/eTag")
+                    .or_else(|| str_at(r, "/s3/object/etag"))
+                    .filter(|e| !e.is_empty())
+                    .map(|e| e.trim_matches('"').to_owned()),
+                version_id: str_at(r, "/s3/object/versionId")
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned),
             });
         }
         return Ok(ObjectEvent::Objects(out));
@@ -506,6 +518,33 @@ mod object_tests {
             Code::InvalidInput
         );
         assert_eq!(decode_s3_key("%FF").unwrap_err().code(), Code::InvalidInput);
+    }
+
+    #[test]
+    fn s3_compatible_notifications_with_only_the_fields_we_use_are_accepted() {
+        // MinIO's shape: `s3:`-prefixed event name, no userIdentity / requestParameters /
+        // responseElements, a quoted ETag; and a record reduced to bucket and key.
+        let minio = serde_json::json!({"EventName": "s3:ObjectCreated:Put", "Key": "calls/a.wav",
+            "Records": [{"eventVersion": "2.0", "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+                "s3": {"bucket": {"name": "calls"}, "object": {"key": "in%2F%E5%BD%95%E9%9F%B3.wav", "size": "2048", "eTag": "\"abc\""}}},
+                {"s3": {"bucket": {"name": "calls"}, "object": {"key": "bare.wav"}}},
+                {"eventName": "s3:ObjectRemoved:Delete", "s3": {"bucket": {"name": "calls"}, "object": {"key": "gone.wav"}}}]});
+        let ObjectEvent::Objects(objs) = parse_object_event(&minio).unwrap() else {
+            panic!("objects expected")
+        };
+        assert_eq!(objs.len(), 2, "the removal is ignored");
+        assert_eq!(objs[0].key, "in/录音.wav");
+        assert_eq!(objs[0].size, Some(2048));
+        assert_eq!(objs[0].etag.as_deref(), Some("abc"));
+        assert_eq!(
+            (objs[1].bucket.as_str(), objs[1].key.as_str()),
+            ("calls", "bare.wav")
+        );
+        let keyless = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {}}}]});
+        assert_eq!(
+            parse_object_event(&keyless).unwrap_err().code(),
+            Code::InvalidInput
+        );
     }
 
     #[test]
