@@ -538,7 +538,15 @@ fn parse_objects(get: Getter<'_>) -> Result<ObjectSettings, ConfigError> {
         spill_threshold: num(get, "AUDIT_SPILL_THRESHOLD_BYTES", 65_536)?,
         media_max_bytes: num(get, "MEDIA_MAX_BYTES", 25 * 1024 * 1024)?,
         media_url_expiry: Duration::from_secs(num(get, "MEDIA_URL_EXPIRY_SECS", 900)?),
-        job_lease: Duration::from_secs(num(get, "MEDIA_JOB_LEASE_SECS", 900)?),
+        job_lease: match num(get, "MEDIA_JOB_LEASE_SECS", 900u64)? {
+            0 => {
+                return Err(ConfigError::Invalid {
+                    name: "MEDIA_JOB_LEASE_SECS",
+                    reason: "a lease of 0 lets every delivery take a running job over; use at least the function's timeout".into(),
+                });
+            }
+            secs => Duration::from_secs(secs),
+        },
     })
 }
 

@@ -109,14 +109,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// A failure the platform should redeliver.
+    /// A failure the platform should redeliver, or a job another delivery holds right now (if
+    /// that one crashed, the redelivery after its lease takes the job over).
     pub fn needs_retry(&self) -> bool {
         matches!(
             self.outcome,
             Outcome::Failed {
                 retryable: true,
                 ..
-            }
+            } | Outcome::InProgress { .. }
         )
     }
 }
@@ -275,9 +276,11 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
             return store_failure(&e, None);
         }
     };
+    let lease = lease_ms(cfg, ctx);
+    let started = now_ms();
     let meta = match objects.head(&obj.bucket, &obj.key).await {
         Ok(m) => m,
-        Err(e) => return object_failure(&e, None),
+        Err(e) => return unreadable(db, obj, &mapping, &e, started, lease).await,
     };
     let job = JobKey {
         bucket: obj.bucket.clone(),
@@ -290,16 +293,19 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
             .or_else(|| obj.etag.clone())
             .unwrap_or_default(),
     };
-    let started = now_ms();
     if force && let Err(e) = db.reopen_job(&job).await {
         return store_failure(&e, None);
     }
-    let lease = i64::try_from(cfg.job_lease.as_millis()).unwrap_or(i64::MAX);
-    let job_id = match db
+    let (job_id, attempt, pending) = match db
         .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
         .await
     {
-        Ok(Claim::New(id) | Claim::TakenOver { id, .. }) => id,
+        Ok(Claim::New(id)) => (id, 1, None),
+        Ok(Claim::TakenOver {
+            id,
+            attempts,
+            pending,
+        }) => (id, attempts, pending),
         Ok(Claim::Done { id, status }) => return Outcome::Duplicate { job_id: id, status },
         Ok(Claim::InProgress(id)) => return Outcome::InProgress { job_id: id },
         Err(e) => {
@@ -307,10 +313,16 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
         }
     };
     let mut finish = JobFinish {
+        attempt,
         size_bytes: i64::try_from(meta.size).ok(),
         content_type: meta.content_type.clone(),
         ..JobFinish::default()
     };
+    if let Some(doc) = pending {
+        // The route answered on an earlier delivery; only its result object is missing. The
+        // provider is not called again.
+        return store_result(db, objects, cfg, obj, job_id, doc, finish, started).await;
+    }
     let outcome = run_job(
         runner,
         objects,
@@ -333,7 +345,11 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
             Some(message.clone()),
         ),
         Outcome::Failed { code, message, .. } => (
-            "failed",
+            if has_pending_result(&finish) {
+                "answered"
+            } else {
+                "failed"
+            },
             Some(code.as_str().to_owned()),
             Some(message.clone()),
         ),
@@ -342,12 +358,150 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
     finish.status = status;
     finish.error_code = code;
     finish.error_message = message;
-    if let Err(e) = db.finish_job(job_id, &finish).await {
-        // The lease runs out and a redelivery takes the job over: nothing is lost.
-        tracing::error!(job_id, code = %e.code(), error = %crate::error::chain(&e), "job row not finished");
-        return failed(Some(job_id), e.code(), &e, true);
+    record_finish(db, job_id, &finish, outcome).await
+}
+
+/// How long a claim holds: just past the end of this invocation when its deadline is known (a
+/// crashed or timed-out run is taken over by the next delivery after that), else
+/// `MEDIA_JOB_LEASE_SECS`.
+fn lease_ms(cfg: &ObjectSettings, ctx: &RunContext) -> i64 {
+    const MARGIN: Duration = Duration::from_secs(30);
+    let lease = match ctx.remaining() {
+        Some(left) => left + MARGIN,
+        None => cfg.job_lease,
+    };
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn has_pending_result(finish: &JobFinish) -> bool {
+    finish
+        .summary
+        .as_ref()
+        .is_some_and(|s| s.get("pending_result").is_some())
+}
+
+/// Finishes the job row, if this delivery still holds it.
+async fn record_finish<S: JobStore>(
+    db: &S,
+    job_id: i64,
+    finish: &JobFinish,
+    outcome: Outcome,
+) -> Outcome {
+    match db.finish_job(job_id, finish).await {
+        Ok(true) => outcome,
+        Ok(false) => {
+            tracing::warn!(
+                job_id,
+                attempt = finish.attempt,
+                "the job was taken over by a later delivery; its result stands, this one is not recorded"
+            );
+            outcome
+        }
+        Err(e) => {
+            // The lease runs out and a redelivery takes the job over: nothing is lost.
+            tracing::error!(job_id, code = %e.code(), error = %crate::error::chain(&e), "job row not finished");
+            failed(Some(job_id), e.code(), &e, true)
+        }
     }
-    outcome
+}
+
+/// An object that could not be read when its event arrived still leaves a job row (status
+/// `failed`, its code), keyed by the version the event named.
+async fn unreadable<S: JobStore>(
+    db: &S,
+    obj: &ObjectRef,
+    mapping: &MediaMapping,
+    e: &ObjectError,
+    started: i64,
+    lease: i64,
+) -> Outcome {
+    let job = JobKey {
+        bucket: obj.bucket.clone(),
+        key: obj.key.clone(),
+        version: obj
+            .version_id
+            .clone()
+            .or_else(|| obj.etag.clone())
+            .unwrap_or_default(),
+    };
+    let (id, attempt) = match db
+        .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
+        .await
+    {
+        Ok(Claim::New(id)) => (id, 1),
+        Ok(Claim::TakenOver { id, attempts, .. }) => (id, attempts),
+        Ok(Claim::Done { id, .. } | Claim::InProgress(id)) => return object_failure(e, Some(id)),
+        Err(se) => {
+            tracing::error!(code = %se.code(), "no job row for an unreadable object");
+            return object_failure(e, None);
+        }
+    };
+    let finish = JobFinish {
+        status: "failed",
+        attempt,
+        error_code: Some(e.code().as_str().to_owned()),
+        error_message: Some(e.to_string()),
+        finished_ms: now_ms(),
+        duration_ms: now_ms() - started,
+        ..JobFinish::default()
+    };
+    record_finish(db, id, &finish, object_failure(e, Some(id))).await
+}
+
+/// Stores a result document kept on the job row and finishes the job `succeeded`; if storing
+/// fails again, the document stays on the row for the next delivery.
+#[allow(clippy::too_many_arguments)]
+async fn store_result<S: JobStore>(
+    db: &S,
+    objects: &dyn ObjectStore,
+    cfg: &ObjectSettings,
+    obj: &ObjectRef,
+    job_id: i64,
+    doc: String,
+    mut finish: JobFinish,
+    started: i64,
+) -> Outcome {
+    let result_key = format!("{}{}.result.json", cfg.results_prefix, obj.key);
+    let parsed: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+    let put = objects
+        .put(
+            &obj.bucket,
+            &result_key,
+            doc.clone().into_bytes(),
+            "application/json",
+        )
+        .await;
+    finish.finished_ms = now_ms();
+    finish.duration_ms = finish.finished_ms - started;
+    finish.trace_id = parsed
+        .pointer("/result/result/trace_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let outcome = match put {
+        Ok(()) => {
+            finish.status = "succeeded";
+            finish.result_bucket = Some(obj.bucket.clone());
+            finish.result_key = Some(result_key.clone());
+            finish.summary = Some(json!({"stored_on_redelivery": true}));
+            Outcome::Succeeded {
+                job_id,
+                answered_by: parsed
+                    .pointer("/result/answered_by")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                result: format!("s3://{}/{result_key}", obj.bucket),
+                trace_id: finish.trace_id.clone().unwrap_or_default(),
+            }
+        }
+        Err(e) => {
+            finish.status = "answered";
+            finish.error_code = Some(e.code().as_str().to_owned());
+            finish.error_message = Some(e.to_string());
+            finish.summary = Some(json!({"pending_result": doc}));
+            failed(Some(job_id), e.code(), &e, true)
+        }
+    };
+    record_finish(db, job_id, &finish, outcome).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -455,12 +609,17 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .put(
             &obj.bucket,
             &result_key,
-            doc.into_bytes(),
+            doc.clone().into_bytes(),
             "application/json",
         )
         .await
     {
-        return object_failure(&e, Some(job_id));
+        // The route answered (and was billed): keep its result on the job row, so the
+        // redelivery stores it instead of calling the provider again.
+        if let Some(Value::Object(m)) = &mut finish.summary {
+            m.insert("pending_result".into(), Value::String(doc));
+        }
+        return failed(Some(job_id), e.code(), &e, true);
     }
     finish.result_bucket = Some(obj.bucket.clone());
     finish.result_key = Some(result_key.clone());

@@ -133,12 +133,13 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     /// Makes a finished job claimable again (a forced re-run).
     fn reopen_job(&self, job: &JobKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records how a job ended.
+    /// Records how a job ended, if this caller still holds it (`finish.attempt` is the claim's):
+    /// false when another delivery took the job over since.
     fn finish_job(
         &self,
         id: i64,
         finish: &JobFinish,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// What an evaluation run needs from its tables: runs and their results, written as they

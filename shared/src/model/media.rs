@@ -89,12 +89,15 @@ pub struct JobKey {
 pub enum Claim {
     /// First delivery: this caller runs it.
     New(i64),
-    /// A failed job, or one stuck past its lease: this caller runs it again.
+    /// A failed job, one stuck past its lease, or one whose route answered but whose result
+    /// object was not stored: this caller runs it again (or, with `pending`, only stores it).
     TakenOver {
         /// Job id.
         id: i64,
-        /// Attempts including this one.
+        /// Attempts including this one (the fencing token [`JobFinish::attempt`] carries).
         attempts: i64,
+        /// The result document kept on the row when storing it failed.
+        pending: Option<String>,
     },
     /// Already finished (succeeded, failed for good, or rejected): nothing to do.
     Done {
@@ -110,8 +113,12 @@ pub enum Claim {
 /// How a job ended.
 #[derive(Debug, Clone, Default)]
 pub struct JobFinish {
-    /// `succeeded`, `failed` or `rejected`.
+    /// `succeeded`, `failed`, `rejected`, or `answered` (the route answered; the result object
+    /// could not be stored yet and waits on the row).
     pub status: &'static str,
+    /// The claim's attempt number: only the holder of that claim may finish the job (a run
+    /// taken over after its lease cannot overwrite the new owner's result).
+    pub attempt: i64,
     /// Stable code on failure or rejection.
     pub error_code: Option<String>,
     /// Message on failure or rejection.

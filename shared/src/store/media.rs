@@ -235,11 +235,22 @@ impl JobStore for Db {
                 r.try_get::<i64, _>(0).map_err(db_err)?,
                 r.try_get::<String, _>(1).map_err(db_err)?,
                 r.try_get::<i64, _>(2).map_err(db_err)?,
+                r.try_get::<Option<String>, _>(3).map_err(db_err)?,
             )
         });
-        let (id, status, attempts) = row;
+        let (id, status, attempts, summary) = row;
         Ok(match (taken, status.as_str()) {
-            (1, _) => Claim::TakenOver { id, attempts },
+            (1, _) => Claim::TakenOver {
+                id,
+                attempts,
+                pending: summary
+                    .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                    .and_then(|v| {
+                        v.get("pending_result")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    }),
+            },
             (_, "running") => Claim::InProgress(id),
             _ => Claim::Done { id, status },
         })
@@ -259,7 +270,7 @@ impl JobStore for Db {
     }
 
     /// Records how a claimed job ended.
-    async fn finish_job(&self, id: i64, f: &JobFinish) -> Result<(), StoreError> {
+    async fn finish_job(&self, id: i64, f: &JobFinish) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
         let summary = f.summary.as_ref().map(Value::to_string);
         on_pool!(pool, |p| sqlx::query(sql::FINISH_JOB)
@@ -277,9 +288,10 @@ impl JobStore for Db {
             .bind(f.finished_ms)
             .bind(f.duration_ms)
             .bind(id)
+            .bind(f.attempt)
             .execute(p)
             .await
-            .map(|_| ()))
+            .map(|r| r.rows_affected() == 1))
         .map_err(db_err)
     }
 }

@@ -256,11 +256,11 @@ pub(crate) const INSERT_JOB: &str = "INSERT INTO ai_media_job (bucket, object_ke
 /// Takes over a failed job, or one whose lease ran out (conditional: racing claims cannot both win).
 pub(crate) const TAKE_OVER_JOB: &str = "UPDATE ai_media_job SET status = 'running', attempts = attempts + 1, lease_until_ms = ?, \
      started_ms = ?, project_name = ?, route_key = ?, error_code = NULL, error_message = NULL \
-     WHERE bucket = ? AND object_key = ? AND object_version = ? AND (status = 'failed' OR \
+     WHERE bucket = ? AND object_key = ? AND object_version = ? AND (status IN ('failed', 'answered') OR \
      (status = 'running' AND lease_until_ms < ?))";
 
 /// A job's id, status and attempts.
-pub(crate) const JOB_STATE: &str = "SELECT CAST(id AS SIGNED), status, CAST(attempts AS SIGNED) FROM ai_media_job WHERE \
+pub(crate) const JOB_STATE: &str = "SELECT CAST(id AS SIGNED), status, CAST(attempts AS SIGNED), summary_json FROM ai_media_job WHERE \
      bucket = ? AND object_key = ? AND object_version = ?";
 
 /// Makes a finished job claimable again (a forced re-run).
@@ -271,7 +271,7 @@ pub(crate) const REOPEN_JOB: &str = "UPDATE ai_media_job SET status = 'failed' W
 pub(crate) const FINISH_JOB: &str = "UPDATE ai_media_job SET status = ?, lease_until_ms = 0, error_code = ?, error_message = \
      ?, trace_id = ?, audit_ids = ?, result_bucket = ?, result_key = ?, summary_json = ?, \
      media_format = ?, size_bytes = ?, content_type = ?, finished_ms = ?, duration_ms = ? \
-     WHERE id = ?";
+     WHERE id = ? AND attempts = ?";
 
 // ---- evaluations ----
 

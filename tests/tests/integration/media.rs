@@ -308,15 +308,23 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         handlers::oss_trigger(&w.state, ev.clone(), Call::default()),
         handlers::oss_trigger(&other, ev.clone(), Call::default())
     );
-    let outcomes = [
-        outcome(a.as_ref().unwrap(), 0).to_owned(),
-        outcome(b.as_ref().unwrap(), 0).to_owned(),
-    ];
+    // One runs it; the other finds it finished (acknowledged) or still running: then it fails so
+    // the platform redelivers it (had the first one crashed, that redelivery takes over).
+    let outcomes: Vec<String> = [&a, &b]
+        .iter()
+        .map(|r| match r {
+            Ok(v) => outcome(v, 0).to_owned(),
+            Err(f) if f.error_message.contains("\"outcome\":\"in_progress\"") => {
+                "in_progress (redeliver)".to_owned()
+            }
+            Err(f) => panic!("{f:?}"),
+        })
+        .collect();
     assert!(outcomes.contains(&"succeeded".to_owned()), "{outcomes:?}");
     assert!(
         outcomes
             .iter()
-            .any(|o| o == "in_progress" || o == "duplicate"),
+            .any(|o| o == "in_progress (redeliver)" || o == "duplicate"),
         "{outcomes:?}"
     );
     // And again later, as S3's at-least-once delivery may.
@@ -565,4 +573,112 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
         .await
         .unwrap();
     assert_eq!(anon.status(), 403);
+}
+
+#[tokio::test]
+async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calling_again() {
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
+    w.upload("incoming/keep.wav", wav_tone(100, 250.0), "audio/wav")
+        .await;
+    // The object store refuses the result: a plain file stands where its folder would go.
+    let blocker = w.s3.root.path().join(BUCKET).join("results");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let ev = s3_event(BUCKET, "incoming/keep.wav");
+    let first = handlers::oss_trigger(&w.state, ev.clone(), Call::default()).await;
+    let failure = first.unwrap_err();
+    assert!(
+        failure.error_message.contains("\"outcome\":\"failed\""),
+        "{failure:?}"
+    );
+    let job = w.job("incoming/keep.wav").await;
+    assert_eq!(job.status, "answered", "the answer waits on the row");
+    assert_eq!(w.provider.requests().len(), 1);
+
+    // The store is back; the redelivery stores the kept result and calls nothing.
+    std::fs::remove_file(&blocker).unwrap();
+    let again = handlers::oss_trigger(&w.state, ev.clone(), Call::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome(&again, 0), "succeeded", "{again}");
+    assert_eq!(
+        w.provider.requests().len(),
+        1,
+        "the provider is not called again"
+    );
+    let job = w.job("incoming/keep.wav").await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
+    let stored =
+        w.s3.store()
+            .get(BUCKET, "results/incoming/keep.wav.result.json")
+            .await
+            .unwrap();
+    let doc: Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(doc["result"]["answered_by"], "audio-url");
+    let dup = handlers::oss_trigger(&w.state, ev, Call::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome(&dup, 0), "duplicate");
+}
+
+#[tokio::test]
+async fn only_the_delivery_holding_the_claim_may_finish_the_job() {
+    use ai_runner::model::media::{Claim, JobFinish};
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    let key = JobKey {
+        bucket: "b".into(),
+        key: "k.wav".into(),
+        version: "v1".into(),
+    };
+    let Claim::New(id) = db.claim_job(&key, "p", "r", 1_000, 10).await.unwrap() else {
+        panic!("a new claim")
+    };
+    // The first run outlived its lease; a redelivery took the job over.
+    let Claim::TakenOver { attempts, .. } =
+        db.claim_job(&key, "p", "r", 5_000, 10_000).await.unwrap()
+    else {
+        panic!("taken over")
+    };
+    assert_eq!(attempts, 2);
+    let late = JobFinish {
+        status: "failed",
+        attempt: 1,
+        error_code: Some("NETWORK_ERROR".into()),
+        ..JobFinish::default()
+    };
+    assert!(
+        !db.finish_job(id, &late).await.unwrap(),
+        "the old run is fenced out"
+    );
+    let owner = JobFinish {
+        status: "succeeded",
+        attempt: 2,
+        ..JobFinish::default()
+    };
+    assert!(db.finish_job(id, &owner).await.unwrap());
+    let job = db.job(&key).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert_eq!((job.status.as_str(), job.error_code), ("succeeded", None));
+    db.close().await;
+}
+
+#[tokio::test]
+async fn an_object_missing_when_its_event_arrives_still_leaves_a_job_row() {
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
+    let out = handlers::oss_trigger(
+        &w.state,
+        s3_event(BUCKET, "incoming/never-uploaded.wav"),
+        Call::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome(&out, 0), "failed", "{out}");
+    let job = w.job("incoming/never-uploaded.wav").await;
+    assert_eq!(job.status, "failed");
+    assert_eq!(job.error_code.as_deref(), Some("OBJECT_NOT_FOUND"));
+    assert!(w.provider.requests().is_empty());
 }
