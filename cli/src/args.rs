@@ -43,6 +43,37 @@ pub enum Command {
     Keys(KeysArgs),
     /// Evaluations: run a suite of cases through routes and configs, graded, reported, gated.
     Eval(EvalArgs),
+    /// The audit spool: rows the database did not take, waiting to be written.
+    Audit(AuditArgs),
+}
+
+/// `audit ...`.
+#[derive(Args)]
+pub struct AuditArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// `audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write spooled rows into ai_call_logs (oldest first; a row already there is not written
+    /// twice); exit 1 if some stay spooled.
+    Replay {
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many rows wait in the spool, and the oldest one's age.
+    Pending {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runtime variables, from a file, a JSON argument and KEY=VALUE pairs (later wins).

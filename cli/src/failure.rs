@@ -90,6 +90,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::ObjectFailed
         | Code::CatalogInvalid
         | Code::DoctorFailed
+        | Code::AuditSpooled
         | Code::QuickstartUploadFailed
         | Code::EvalGateFailed => 1,
         Code::InvalidInput
@@ -223,6 +224,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         }
         Code::IoError => "check the path and its permissions",
         Code::SuiteInvalid => "fix the findings above; each names its YAML path, case or target",
+        Code::AuditSpooled => {
+            "audit rows wait in the spool: once the database is back, run `ai-runner audit replay`"
+        }
         Code::QueueUnavailable => {
             "check EVAL_QUEUE_URL, the region and the credentials (or unset it to run in process)"
         }

@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Db(c) => c.run(&cx).await,
         Command::Keys(c) => c.run(&cx).await,
         Command::Eval(c) => c.run(&cx).await,
+        Command::Audit(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

@@ -124,7 +124,8 @@ CREATE TABLE IF NOT EXISTS ai_call_logs (
   route_key          TEXT    NULL,
   route_policy       TEXT    NULL,
   route_attempt      INTEGER NULL,
-  handover_reason    TEXT    NULL
+  handover_reason    TEXT    NULL,
+  row_key            TEXT    NULL
 );
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_key_time ON ai_call_logs (config_key, created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_time ON ai_call_logs (created_at);

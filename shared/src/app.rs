@@ -36,6 +36,25 @@ pub struct App {
     pub deadline_reserve: std::time::Duration,
 }
 
+/// The audit spool: `OSS_BUCKET` under `AUDIT_SPOOL_PREFIX`; with the local objects directory
+/// (the CLI and the embedded default) a bucket `ai-runner` when none is named. Without a bucket
+/// on S3/OSS there is no spool (a failed insert is then logged with the whole row).
+pub(crate) fn audit_spool(
+    settings: &ObjectSettings,
+    objects: &Arc<dyn ObjectStore>,
+) -> Option<crate::spool::AuditSpool> {
+    let bucket = match (&settings.bucket, &settings.target) {
+        (Some(b), _) => b.clone(),
+        (None, crate::config::ObjectTarget::Local(_)) => "ai-runner".to_owned(),
+        (None, crate::config::ObjectTarget::S3 { .. }) => return None,
+    };
+    Some(crate::spool::AuditSpool {
+        store: objects.clone(),
+        bucket,
+        prefix: settings.audit_spool_prefix.clone(),
+    })
+}
+
 impl App {
     /// Builds the state from settings.
     pub fn new(settings: &Settings) -> Result<Self, RunError> {
@@ -65,6 +84,7 @@ impl App {
         Ok(Self {
             runner: Runner::new(db, provider, settings)
                 .with_spill(spill)
+                .with_audit_spool(audit_spool(&settings.objects, &objects))
                 .with_media(Some(MediaSource {
                     store: objects.clone(),
                     settings: settings.objects.clone(),

@@ -112,6 +112,7 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
             .as_ref()
             .filter(|_| f.handover)
             .map(|(c, _)| c.as_str().to_owned()),
+        row_key: Some(format!("{}-{}", s.trace_id, s.route_attempt.unwrap_or(1))),
     }
 }
 

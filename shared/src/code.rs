@@ -187,6 +187,8 @@ codes! {
     EvalGateFailed = "EVAL_GATE_FAILED",
     /// The evaluation queue (SQS) did not take a run's messages (retryable).
     QueueUnavailable = "QUEUE_UNAVAILABLE",
+    /// `doctor`: audit rows wait in the spool (the database did not take them); `audit replay`.
+    AuditSpooled = "AUDIT_SPOOLED",
 
     // Command-line outcomes.
     /// One or more doctor checks failed.

@@ -248,6 +248,9 @@ pub struct ObjectSettings {
     pub results_prefix: String,
     /// `OSS_SPILL_PREFIX` (default `ai-runner/spill/`): where large audit bodies go.
     pub spill_prefix: String,
+    /// `AUDIT_SPOOL_PREFIX` (default `ai-runner/audit-spool/`): where audit rows the database
+    /// did not take wait for `audit replay`.
+    pub audit_spool_prefix: String,
     /// `AUDIT_SPILL_THRESHOLD_BYTES` (default 65536).
     pub spill_threshold: usize,
     /// `MEDIA_MAX_BYTES` (default 25 MiB, the OpenAI audio upload limit).
@@ -535,6 +538,7 @@ fn parse_objects(get: Getter<'_>) -> Result<ObjectSettings, ConfigError> {
         bucket: nonempty("OSS_BUCKET").or_else(|| nonempty("OSS_BUCKET_NAME")),
         results_prefix: prefix("OSS_RESULTS_PREFIX", "ai-runner/results/")?,
         spill_prefix: prefix("OSS_SPILL_PREFIX", "ai-runner/spill/")?,
+        audit_spool_prefix: prefix("AUDIT_SPOOL_PREFIX", "ai-runner/audit-spool/")?,
         spill_threshold: num(get, "AUDIT_SPILL_THRESHOLD_BYTES", 65_536)?,
         media_max_bytes: num(get, "MEDIA_MAX_BYTES", 25 * 1024 * 1024)?,
         media_url_expiry: Duration::from_secs(num(get, "MEDIA_URL_EXPIRY_SECS", 900)?),

@@ -146,6 +146,7 @@ pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
     if scope == Scope::All {
         out.push(providers(&db, timeout).await);
         out.push(objects(&settings).await);
+        out.push(spool(&settings).await);
     }
     db.close().await;
     out
@@ -190,6 +191,38 @@ async fn providers(db: &Db, timeout: Duration) -> Check {
         )
     } else {
         fail("providers", Code::ProviderUnreachable, bad.join("; "))
+    }
+}
+
+/// Audit rows waiting in the spool (the database did not take them): a failed check naming how
+/// many and the oldest one's age, until `audit replay` has written them.
+async fn spool(settings: &Settings) -> Check {
+    let store: std::sync::Arc<dyn crate::ports::ObjectStore> =
+        std::sync::Arc::from(crate::objects::from_settings(&settings.objects));
+    let Some(spool) = crate::app::audit_spool(&settings.objects, &store) else {
+        return pass(
+            "audit spool",
+            "none (no OSS_BUCKET): an audit row the database refuses is logged whole",
+        );
+    };
+    match spool.pending(usize::MAX).await {
+        Ok((_, p)) if p.rows == 0 => pass(
+            "audit spool",
+            format!("empty ({}/{})", spool.bucket, spool.prefix),
+        ),
+        Ok((_, p)) => fail(
+            "audit spool",
+            Code::AuditSpooled,
+            format!(
+                "{} audit row(s) wait in {}/{}, the oldest {} s old",
+                p.rows,
+                spool.bucket,
+                spool.prefix,
+                p.oldest_ms.unwrap_or(0) / 1000
+            ),
+        ),
+        Err(ObjectError::NotFound { .. }) => pass("audit spool", "empty (no spool yet)"),
+        Err(e) => fail("audit spool", e.code(), e.to_string()),
     }
 }
 

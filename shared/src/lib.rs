@@ -10,8 +10,8 @@
 //! short, dependencies point one way:
 //! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data) and
 //!   [`ports`] (the traits the core uses to reach the outside);
-//! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`run`], [`media`], [`catalog`],
-//!   [`eval`];
+//! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`spool`], [`run`], [`media`],
+//!   [`catalog`], [`eval`];
 //! - the implementations of the ports: [`store`], [`provider`], [`objects`], [`queue`];
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
 //! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
@@ -42,6 +42,7 @@ pub mod request;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -222,6 +222,23 @@ impl ObjectStore for S3Store {
         })
     }
 
+    fn delete<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>> {
+        Box::pin(async move {
+            self.client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error(e, bucket, key))
+        })
+    }
+
     fn list<'a>(
         &'a self,
         bucket: &'a str,
@@ -394,6 +411,21 @@ impl ObjectStore for LocalStore {
             Err(ObjectError::Unsupported(
                 "a local directory store cannot presign URLs; use MEDIA_MODE=inline or an S3-protocol store",
             ))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>> {
+        Box::pin(async move {
+            let path = self.path(bucket, key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error(e, bucket, key)),
+            }
         })
     }
 

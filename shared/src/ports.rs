@@ -440,6 +440,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         key: &'a str,
         expires: Duration,
     ) -> BoxFuture<'a, Result<String, ObjectError>>;
+    /// Removes an object (removing one that is not there is not an error).
+    fn delete<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ObjectError>>;
     /// Keys under `prefix`, in key order, at most `max`.
     fn list<'a>(
         &'a self,

@@ -34,6 +34,15 @@ pub enum Step {
         /// SQLite column definition.
         sqlite: &'static str,
     },
+    /// Add a unique index.
+    AddUniqueIndex {
+        /// Table name.
+        table: &'static str,
+        /// Index name.
+        index: &'static str,
+        /// Column list.
+        columns: &'static str,
+    },
     /// Add an index.
     AddIndex {
         /// Table name.
@@ -68,6 +77,11 @@ impl Step {
                 index,
                 columns,
             } => format!("CREATE INDEX {index} ON {table} ({columns})"),
+            Step::AddUniqueIndex {
+                table,
+                index,
+                columns,
+            } => format!("CREATE UNIQUE INDEX {index} ON {table} ({columns})"),
         }
     }
 }
@@ -210,6 +224,18 @@ pub const MIGRATIONS: &[Migration] = &[
                 column: "finalize_ms",
                 mysql: "BIGINT NULL",
                 sqlite: "INTEGER NULL",
+            },
+        ],
+    },
+    Migration {
+        version: 7,
+        name: "audit_row_key",
+        steps: &[
+            col("row_key", "VARCHAR(80) NULL", "TEXT NULL"),
+            Step::AddUniqueIndex {
+                table: "ai_call_logs",
+                index: "uk_ai_call_logs_row_key",
+                columns: "row_key",
             },
         ],
     },

@@ -289,10 +289,8 @@ async fn raw_server(head: Vec<u8>, chunk: Vec<u8>, endless: bool) -> String {
                 if sock.write_all(&head).await.is_err() {
                     return;
                 }
-                while endless {
-                    if sock.write_all(&chunk).await.is_err() {
-                        return;
-                    }
+                if endless {
+                    while sock.write_all(&chunk).await.is_ok() {}
                 }
             });
         }

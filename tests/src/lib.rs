@@ -652,3 +652,91 @@ pub async fn apply_moods_suite(db: &Db) {
     let evals = evals.unwrap_or_else(|| panic!("{findings:?}"));
     db.apply_evals(&evals.catalog()).await.unwrap();
 }
+
+/// A TCP proxy in front of a server (MariaDB) that a test can cut and restore: cutting closes
+/// every open connection and refuses new ones, as an outage or a network partition would.
+pub struct TcpProxy {
+    /// The loopback port clients connect to.
+    pub port: u16,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Forwards a loopback port to `target` (`host:port`).
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, _) = tokio::sync::watch::channel(true);
+        let up = std::sync::Arc::new(tx);
+        let state = up.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = state.subscribe();
+                if !*watch.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async { while watch.changed().await.is_ok() { if !*watch.borrow() { break; } } } => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, task }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+
+    /// `url` with its `host:port` replaced by this proxy.
+    pub fn url_through(&self, url: &str) -> String {
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        let rest = &url[scheme_end..];
+        let host_start = rest.find('@').map_or(0, |i| i + 1);
+        let host_end = rest[host_start..]
+            .find('/')
+            .map_or(rest.len(), |i| host_start + i);
+        format!(
+            "{}{}127.0.0.1:{}{}",
+            &url[..scheme_end],
+            &rest[..host_start],
+            self.port,
+            &rest[host_end..]
+        )
+    }
+
+    /// The `host:port` a MySQL URL points at.
+    pub fn target_of(url: &str) -> String {
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        let rest = &url[scheme_end..];
+        let host_start = rest.find('@').map_or(0, |i| i + 1);
+        let host_end = rest[host_start..]
+            .find('/')
+            .map_or(rest.len(), |i| host_start + i);
+        let hp = &rest[host_start..host_end];
+        if hp.contains(':') {
+            hp.to_owned()
+        } else {
+            format!("{hp}:3306")
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -179,6 +179,18 @@ async fn eval_chunks(state: &App, messages: Vec<(String, String)>) -> Value {
 /// Handles one run-once invocation.
 pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
     let source = events::detect(&payload);
+    // The scheduled audit replay: `{"audit_replay": {"limit": N}}` as a direct invocation (a
+    // schedule's constant input; never from API events).
+    if source == Source::Direct
+        && let Some(replay) = payload.get("audit_replay")
+    {
+        let limit = replay
+            .get("limit")
+            .and_then(Value::as_u64)
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(500);
+        return audit_replay(state, limit).await;
+    }
     let inv = match events::parse::<RunOnceRequest>(payload, &["config_key"]) {
         Ok(inv) => inv,
         Err(e) => {
@@ -197,6 +209,32 @@ pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, 
         .run_once(&inv.request.config_key, &inv.request.variables, &ctx)
         .await;
     reply(inv.source, &result)
+}
+
+/// Writes spooled audit rows into the database; fails (so the schedule's retry or the next
+/// tick tries again) while rows stay spooled.
+async fn audit_replay(state: &App, limit: usize) -> Result<Value, Failure> {
+    let Some(spool) = state.runner.audit_spool() else {
+        return Ok(json!({"replayed": 0, "note": "no audit spool is configured (OSS_BUCKET)"}));
+    };
+    match spool.replay(state.runner.store(), limit).await {
+        Ok(done) if done.failed.is_empty() => {
+            Ok(serde_json::to_value(&done).unwrap_or(Value::Null))
+        }
+        Ok(done) => Err(Failure {
+            error_type: Code::AuditSpooled.as_str().to_owned(),
+            error_message: format!(
+                "{} replayed, {} still spooled (first: {:?})",
+                done.replayed,
+                done.remaining,
+                done.failed.first()
+            ),
+        }),
+        Err(e) => Err(Failure {
+            error_type: e.code().as_str().to_owned(),
+            error_message: e.to_string(),
+        }),
+    }
 }
 
 /// Handles one upload notification (S3, SQS-wrapped S3, EventBridge, FC OSS).

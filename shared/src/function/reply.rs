@@ -62,7 +62,7 @@ pub fn http_status(code: Code) -> u16 {
         | Code::ResponseTooLarge
         | Code::ProviderUnreachable => 502,
         Code::DeadlineExceeded => 504,
-        Code::NoActiveMembers | Code::QueueUnavailable => 503,
+        Code::NoActiveMembers | Code::QueueUnavailable | Code::AuditSpooled => 503,
         Code::ConfigMissing
         | Code::ConfigInvalid
         | Code::IoError

@@ -113,7 +113,7 @@ pub struct ResolvedRoute {
 }
 
 /// One `ai_call_logs` row. Core columns first (compat.md section 4), then ours.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditRow {
     /// The config that ran (for routes: the member's).
     pub config_key: String,
@@ -139,7 +139,8 @@ pub struct AuditRow {
     pub response_body_json: Option<String>,
     /// Trace id shared with the provider (`X-Trace-Id`).
     pub trace_id: String,
-    /// `ok` or `error`.
+    /// `ok` or `error` (read back from `error_code` when a spooled row is replayed).
+    #[serde(skip_deserializing)]
     pub status: &'static str,
     /// HTTP attempts made.
     pub attempts: u32,
@@ -163,4 +164,8 @@ pub struct AuditRow {
     pub route_attempt: Option<u32>,
     /// Why the route moved on from this member (its error code), if it did.
     pub handover_reason: Option<String>,
+    /// The row's own unique key (`<trace id>-<member attempt>`): a row written again (a spooled
+    /// row replayed after an insert whose outcome was unknown) is never stored twice.
+    #[serde(default)]
+    pub row_key: Option<String>,
 }

@@ -71,6 +71,10 @@ pub struct RunResult {
     /// Set if the audit row could not be written (the run result stands).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_error: Option<String>,
+    /// Set when the row went to the audit spool instead (where): auditing was deferred, not
+    /// lost; `ai-runner audit replay` (or the scheduled replay) writes it later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_deferred: Option<String>,
     /// The typed failure, for edge conversions (HTTP status, exit code).
     #[serde(skip)]
     pub failure: Option<Arc<RunError>>,
@@ -101,6 +105,7 @@ impl RunResult {
             meta,
             audit_id: None,
             audit_error: None,
+            audit_deferred: None,
             failure: Some(Arc::new(e)),
         }
     }

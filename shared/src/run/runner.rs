@@ -76,6 +76,7 @@ pub struct Runner<S, P> {
     spill: Option<Spill>,
     media: Option<MediaSource>,
     audit_max_body: usize,
+    spool: Option<crate::spool::AuditSpool>,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -91,12 +92,23 @@ impl<S: Store, P: Provider> Runner<S, P> {
             spill: None,
             media: None,
             audit_max_body: settings.audit_max_body_bytes,
+            spool: None,
         }
     }
 
     /// Reads evaluation cases' media from this store.
     pub fn with_media(self, media: Option<MediaSource>) -> Self {
         Self { media, ..self }
+    }
+
+    /// Audit rows the database does not take go to this spool.
+    pub fn with_audit_spool(self, spool: Option<crate::spool::AuditSpool>) -> Self {
+        Self { spool, ..self }
+    }
+
+    /// The audit spool, if any.
+    pub fn audit_spool(&self) -> Option<&crate::spool::AuditSpool> {
+        self.spool.as_ref()
     }
 
     /// Where media cases read their objects, if anywhere.
@@ -342,6 +354,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     meta,
                     audit_id: None,
                     audit_error: None,
+                    audit_deferred: None,
                     failure: None,
                 },
                 Err(e) => {
@@ -414,6 +427,21 @@ impl<S: Store, P: Provider> Runner<S, P> {
             Err(e) => {
                 tracing::error!(trace_id = %subject.trace_id, code = %e.code(), error = %crate::error::chain(&e), "audit row not written");
                 r.audit_error = Some(format!("{}: {e}", e.code()));
+                // Not dropped: the row waits in the spool for the replay.
+                match &self.spool {
+                    Some(spool) => match spool.put(&row).await {
+                        Ok(at) => {
+                            tracing::warn!(trace_id = %subject.trace_id, spooled = %at, "audit row spooled for replay");
+                            r.audit_deferred = Some(at);
+                        }
+                        Err(se) => {
+                            tracing::error!(trace_id = %subject.trace_id, code = %se.code(), row = %serde_json::to_string(&row).unwrap_or_default(), "audit row neither written nor spooled; it is in this log line");
+                        }
+                    },
+                    None => {
+                        tracing::error!(trace_id = %subject.trace_id, row = %serde_json::to_string(&row).unwrap_or_default(), "no audit spool is configured; the row is in this log line");
+                    }
+                }
             }
         }
         match &r.failure {

@@ -11,19 +11,33 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::dialect::{InsertId, is_unknown_column, to_i64};
-use super::{AUDIT_CORE_ONLY, AUDIT_EXTENDED, Db, StoreError, db_err, on_pool, sql};
+use super::{
+    AUDIT_CORE_ONLY, AUDIT_EXTENDED, AUDIT_UNKEYED, AUDIT_UNKNOWN, Db, StoreError, db_err, on_pool,
+    sql,
+};
 use crate::model::AuditRow;
 
+/// Which columns an insert writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Core, extended and `row_key`.
+    Keyed,
+    /// Core and extended.
+    Extended,
+    /// The predecessor's columns.
+    Core,
+}
+
 impl Db {
-    async fn insert_audit_with(&self, row: &AuditRow, extended: bool) -> Result<i64, sqlx::Error> {
+    async fn insert_audit_with(&self, row: &AuditRow, shape: Shape) -> Result<i64, sqlx::Error> {
         let pool = self
             .pool()
             .await
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        let sql = if extended {
-            sql::INSERT_AUDIT_EXTENDED
-        } else {
-            sql::INSERT_AUDIT_CORE
+        let sql = match shape {
+            Shape::Keyed => sql::INSERT_AUDIT_KEYED,
+            Shape::Extended => sql::INSERT_AUDIT_EXTENDED,
+            Shape::Core => sql::INSERT_AUDIT_CORE,
         };
         on_pool!(pool, |p| {
             let q = sqlx::query(sql)
@@ -38,7 +52,9 @@ impl Db {
                 .bind(&row.error_message)
                 .bind(&row.request_body_json)
                 .bind(&row.response_body_json);
-            let q = if extended {
+            let q = if shape == Shape::Core {
+                q
+            } else {
                 q.bind(&row.trace_id)
                     .bind(row.status)
                     .bind(i64::from(row.attempts))
@@ -52,6 +68,9 @@ impl Db {
                     .bind(&row.route_policy)
                     .bind(row.route_attempt.map(i64::from))
                     .bind(&row.handover_reason)
+            };
+            let q = if shape == Shape::Keyed {
+                q.bind(&row.row_key)
             } else {
                 q
             };
@@ -59,17 +78,52 @@ impl Db {
         })
     }
 
-    /// Commits one audit row; returns its id ([`crate::ports::Store::insert_audit`]).
+    /// The id of the row already written under `key`.
+    async fn audit_id_by_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(
+            sql::AUDIT_ID_BY_ROW_KEY
+        )
+        .bind(key)
+        .fetch_optional(p)
+        .await
+        .map_err(db_err))
+    }
+
+    /// Commits one audit row; returns its id ([`crate::ports::Store::insert_audit`]). A row whose
+    /// `row_key` is stored already is not written again: its id is returned.
     pub(crate) async fn write_audit(&self, row: &AuditRow) -> Result<i64, StoreError> {
         // Connect first, so an unreachable server is DB_UNAVAILABLE, not DB_ERROR.
         self.pool().await?;
-        let mode = self.audit_mode.load(Ordering::Relaxed);
-        if mode != AUDIT_CORE_ONLY {
-            match self.insert_audit_with(row, true).await {
+        let mut mode = self.audit_mode.load(Ordering::Relaxed);
+        if mode == AUDIT_UNKNOWN || mode == AUDIT_EXTENDED {
+            match self.insert_audit_with(row, Shape::Keyed).await {
                 Ok(id) => {
                     self.audit_mode.store(AUDIT_EXTENDED, Ordering::Relaxed);
                     return Ok(id);
                 }
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                    if let Some(id) = self
+                        .audit_id_by_key(row.row_key.as_deref().unwrap_or(""))
+                        .await?
+                    {
+                        return Ok(id);
+                    }
+                    return Err(StoreError::Query("audit row key conflict".into()));
+                }
+                Err(e) if is_unknown_column(&e) => {
+                    tracing::warn!(
+                        "ai_call_logs lacks the row_key column; replays cannot be deduplicated (run `ai-runner db migrate`)"
+                    );
+                    mode = AUDIT_UNKEYED;
+                    self.audit_mode.store(AUDIT_UNKEYED, Ordering::Relaxed);
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        if mode == AUDIT_UNKEYED {
+            match self.insert_audit_with(row, Shape::Extended).await {
+                Ok(id) => return Ok(id),
                 Err(e) if is_unknown_column(&e) => {
                     tracing::warn!(
                         "ai_call_logs lacks the extended audit columns; writing core columns only (run `ai-runner db migrate`)"
@@ -79,7 +133,9 @@ impl Db {
                 Err(e) => return Err(db_err(e)),
             }
         }
-        self.insert_audit_with(row, false).await.map_err(db_err)
+        self.insert_audit_with(row, Shape::Core)
+            .await
+            .map_err(db_err)
     }
 
     /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.

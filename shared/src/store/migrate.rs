@@ -71,7 +71,7 @@ async fn step_done(pool: &Pool, step: &Step) -> Result<bool, StoreError> {
             )
             .await
         }
-        Step::AddIndex { table, index, .. } => {
+        Step::AddIndex { table, index, .. } | Step::AddUniqueIndex { table, index, .. } => {
             exists(
                 pool,
                 "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?",

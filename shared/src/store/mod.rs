@@ -84,6 +84,8 @@ pub(crate) const AUDIT_UNKNOWN: u8 = 0;
 pub(crate) const AUDIT_EXTENDED: u8 = 1;
 /// The predecessor's audit table: core columns only.
 pub(crate) const AUDIT_CORE_ONLY: u8 = 2;
+/// The extended columns without `row_key` (migrated before version 7).
+pub(crate) const AUDIT_UNKEYED: u8 = 3;
 
 /// The process's database handle: target plus lazily created pool.
 #[derive(Debug)]

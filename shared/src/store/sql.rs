@@ -95,6 +95,19 @@ pub(crate) const INSERT_AUDIT_EXTENDED: &str = concat!(
     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
+/// The audit insert with the row's own key (25 values; version 7 on).
+pub(crate) const INSERT_AUDIT_KEYED: &str = concat!(
+    "INSERT INTO ai_call_logs (",
+    audit_core_columns!(),
+    ", ",
+    audit_ext_columns!(),
+    ", row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+/// The row already written under a row key.
+pub(crate) const AUDIT_ID_BY_ROW_KEY: &str =
+    "SELECT CAST(id AS SIGNED) FROM ai_call_logs WHERE row_key = ?";
+
 /// The audit insert on the predecessor's schema (11 values).
 pub(crate) const INSERT_AUDIT_CORE: &str = concat!(
     "INSERT INTO ai_call_logs (",

@@ -158,3 +158,160 @@ async fn hostile_content_always_leaves_a_fitting_audit_row_on_sqlite() {
 async fn hostile_content_always_leaves_a_fitting_audit_row_on_mariadb_in_strict_mode() {
     hostile_content(Backend::MariaDb).await;
 }
+
+/// Runs at concurrency 8 against MariaDB through a proxy; the database is cut while calls are in
+/// flight and restored; the rows it did not take are spooled, then replayed: as many audit rows
+/// as runs that resolved their config, none twice.
+#[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
+#[tokio::test]
+async fn a_database_outage_mid_run_loses_no_audit_row_and_replay_writes_each_once() {
+    use ai_runner::Runner;
+    use ai_runner::provider::HttpProvider;
+    use ai_runner::spool::AuditSpool;
+    use ai_runner::store::Db;
+    use ai_runner_tests::TcpProxy;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let tdb = TestDb::new(Backend::MariaDb).await.unwrap();
+    let slow = ProviderServer::start(vec![Reply::Delayed(
+        Duration::from_millis(400),
+        Box::new(Reply::content("好")),
+    )])
+    .await
+    .unwrap();
+    let url = slow.url();
+    let mut s = Seed::text("slow", &url);
+    s.variables = None;
+    s.messages = json!([{"role": "user", "content": "你好"}]);
+    seed(&tdb.db(), &s).await;
+
+    let proxy = TcpProxy::start(TcpProxy::target_of(&tdb.url)).await;
+    let through = proxy.url_through(&tdb.url);
+    let settings = ai_runner::Settings::builder()
+        .database_url(&through)
+        .pepper(ai_runner_tests::PEPPER)
+        .var("AI_RETRY_BASE_MS", "1")
+        .var("AI_MAX_RETRIES", "0")
+        .build()
+        .unwrap();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = AuditSpool {
+        store: Arc::new(ai_runner::objects::LocalStore::new(spool_dir.path())),
+        bucket: "spool".into(),
+        prefix: "audit/".into(),
+    };
+    let r = Arc::new(
+        Runner::new(
+            Db::new(settings.database.clone()).with_connect_timeout(Duration::from_secs(2)),
+            HttpProvider::new(settings.http.clone()).unwrap(),
+            &settings,
+        )
+        .with_audit_spool(Some(spool.clone())),
+    );
+    let wave = |r: Arc<Runner<Db, HttpProvider>>| async move {
+        let runs = (0..8).map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.run_once("slow", &Default::default(), &RunContext::new("fault"))
+                    .await
+            })
+        });
+        let mut out = Vec::new();
+        for h in runs {
+            out.push(h.await.unwrap());
+        }
+        out
+    };
+    let mut results = wave(r.clone()).await;
+    // Cut while the second wave's calls are in flight: their configs are resolved, their audit
+    // inserts meet the outage.
+    let second = tokio::spawn(wave(r.clone()));
+    // Wait until some of its calls reached the provider (their configs resolved), then cut.
+    for _ in 0..500 {
+        if slow.requests().len() > 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.cut();
+    results.extend(second.await.unwrap());
+    proxy.restore();
+    results.extend(wave(r.clone()).await);
+
+    // A run that resolved its config called the provider and tried to audit; one that did not
+    // failed on the database before that (no row is owed for it).
+    let resolved: Vec<_> = results
+        .iter()
+        .filter(|x| x.audit_id.is_some() || x.audit_error.is_some())
+        .collect();
+    assert_eq!(
+        resolved.len(),
+        slow.requests().len(),
+        "every call made is owed a row"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|x| x.audit_id.is_none() && x.audit_error.is_none())
+            .all(|x| x.error.as_ref().is_some_and(|e| e.code.starts_with("DB_"))),
+        "the others failed resolving their config"
+    );
+    let deferred = results
+        .iter()
+        .filter(|x| x.audit_deferred.is_some())
+        .count();
+    assert!(deferred > 0, "the outage met some audit inserts");
+    assert!(
+        resolved
+            .iter()
+            .all(|x| x.audit_id.is_some() || x.audit_deferred.is_some()),
+        "every resolved run is either written or spooled"
+    );
+    let done = spool.replay(r.store(), 1000).await.unwrap();
+    assert_eq!(
+        (done.replayed, done.failed.len(), done.remaining),
+        (deferred, 0, 0)
+    );
+    let again = spool.replay(r.store(), 1000).await.unwrap();
+    assert_eq!(again.replayed, 0);
+
+    // A row spooled though its insert had in fact committed (an ambiguous failure) is not written
+    // twice.
+    let db = tdb.db();
+    let written = db
+        .audit_row(resolved.iter().find_map(|x| x.audit_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row = ai_runner::model::AuditRow {
+        config_key: "slow".into(),
+        trace_id: written["trace_id"].as_str().unwrap().into(),
+        row_key: written["row_key"].as_str().map(str::to_owned),
+        status: "ok",
+        trigger_source: "fault".into(),
+        ..Default::default()
+    };
+    row.http_status = 200;
+    spool.put(&row).await.unwrap();
+    assert_eq!(spool.replay(r.store(), 10).await.unwrap().replayed, 1);
+
+    let rows = db.count("ai_call_logs").await.unwrap();
+    assert_eq!(
+        rows as usize,
+        resolved.len(),
+        "as many rows as resolved runs"
+    );
+    let distinct: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT row_key) FROM ai_call_logs")
+        .fetch_one(
+            &mut <sqlx::MySqlConnection as sqlx::Connection>::connect(&tdb.url)
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(distinct, rows, "no row twice");
+    db.close().await;
+    r.store().close().await;
+    tdb.cleanup().await;
+}

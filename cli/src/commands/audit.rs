@@ -1,0 +1,67 @@
+//! `audit replay / pending`: the audit spool, where rows wait when the database did not take them
+//! (the library's [`ai_runner::spool`] does the work).
+
+use ai_runner::Code;
+
+use crate::args::{AuditArgs, AuditCommand};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+impl AuditArgs {
+    /// Runs the audit command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let app = cx.app()?;
+        let spool = app.runner.audit_spool().ok_or_else(|| {
+            Failure::usage(
+                Code::ConfigMissing,
+                "no audit spool: set OSS_BUCKET (the spool is <OSS_BUCKET>/<AUDIT_SPOOL_PREFIX>)",
+            )
+        })?;
+        match self.command {
+            AuditCommand::Pending { json } => {
+                let (_, pending) = spool.pending(usize::MAX).await?;
+                if json {
+                    output::pretty(&pending);
+                } else {
+                    println!(
+                        "{} row(s) spooled in {}/{}{}",
+                        pending.rows,
+                        spool.bucket,
+                        spool.prefix,
+                        pending
+                            .oldest_ms
+                            .map(|ms| format!(", the oldest {} s old", ms / 1000))
+                            .unwrap_or_default()
+                    );
+                }
+                Ok(())
+            }
+            AuditCommand::Replay { limit, json } => {
+                let done = spool.replay(app.runner.store(), limit).await?;
+                if json {
+                    output::pretty(&done);
+                } else {
+                    println!(
+                        "replayed {} row(s); {} still spooled",
+                        done.replayed, done.remaining
+                    );
+                    for (key, code) in &done.failed {
+                        println!("kept {key}: {code}");
+                    }
+                }
+                if done.failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Failure::found(
+                        Code::DbUnavailable,
+                        format!(
+                            "{} spooled row(s) could not be written yet",
+                            done.failed.len()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+}
