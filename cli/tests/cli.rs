@@ -871,7 +871,25 @@ mod cfg {
         assert!(healthy.lines().all(|l| l.starts_with("ok")), "{healthy}");
         let json: serde_json::Value =
             serde_json::from_slice(&run(dir.path(), &env, &["doctor", "--json"]).stdout).unwrap();
-        assert_eq!(json.as_array().unwrap().len(), 7);
+        let names: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "settings",
+                "pepper",
+                "database",
+                "schema",
+                "keys",
+                "providers",
+                "objects",
+                "audit spool"
+            ]
+        );
 
         let mut wrong = env.clone();
         wrong[0].1 = "not-the-pepper".into();
