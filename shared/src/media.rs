@@ -365,7 +365,8 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
 /// crashed or timed-out run is taken over by the next delivery after that), else
 /// `MEDIA_JOB_LEASE_SECS`.
 fn lease_ms(cfg: &ObjectSettings, ctx: &RunContext) -> i64 {
-    const MARGIN: Duration = Duration::from_secs(30);
+    // Past the platform's kill (the deadline keeps back AI_DEADLINE_RESERVE_MS, 2 s by default).
+    const MARGIN: Duration = Duration::from_secs(10);
     let lease = match ctx.remaining() {
         Some(left) => left + MARGIN,
         None => cfg.job_lease,

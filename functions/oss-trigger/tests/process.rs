@@ -163,3 +163,101 @@ async fn in_function_compute_mode_the_oss_trigger_fixture_drives_the_pipeline() 
     assert_eq!(body["objects"][0]["outcome"], "failed", "{body}");
     assert_eq!(body["objects"][0]["code"], "OBJECT_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_function_killed_between_claim_and_finish_is_taken_over_and_the_upload_done_once() {
+    let (tdb, s3, provider) = setup().await;
+    // The first call hangs (the process is killed during it); later calls answer.
+    provider.set_script(vec![
+        Reply::Delayed(Duration::from_secs(60), Box::new(Reply::MediaProbe)),
+        Reply::MediaProbe,
+    ]);
+    s3.store()
+        .put(
+            "sourcebucket",
+            "crash.wav",
+            wav_tone(100, 300.0),
+            "audio/wav",
+        )
+        .await
+        .unwrap();
+    let mut ev = fixture_json("aws/s3/s3-put-key-percent20-encoded.json");
+    ev["Records"][0]["s3"]["object"]["key"] = json!("crash.wav");
+    ev["Records"][0]["s3"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("versionId");
+    let start = |timeout_s: u64| {
+        let (tdb, s3) = (&tdb, &s3);
+        async move {
+            let api = RuntimeApi::start().await;
+            api.set_function_timeout(Duration::from_secs(timeout_s));
+            let mut e = lambda_env(&api, "oss-trigger");
+            e.extend(env(tdb, s3));
+            e.push(("AI_DEADLINE_RESERVE_MS".into(), "500".into()));
+            let p = spawn(Path::new(BIN), Path::new("/"), &e);
+            assert!(api.wait_ready(Duration::from_secs(20)).await);
+            (api, p)
+        }
+    };
+    // Instance 1 claims the job, calls the provider, and dies mid-call.
+    let (api1, mut p1) = start(4).await;
+    let id = api1.push(ev.clone());
+    for _ in 0..500 {
+        if !provider.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(provider.requests().len(), 1);
+    p1.child.kill().await.unwrap();
+    drop(api1);
+    let _ = id;
+    let db = tdb.db();
+    let jobs = db.list_jobs(10).await.unwrap();
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("running", 1));
+
+    // The platform redelivers to instance 2: inside the dead run's lease the job is in progress,
+    // so the delivery fails (to be redelivered), calling nothing.
+    let (api2, _p2) = start(30).await;
+    let early = api2.invoke(ev.clone()).await;
+    let Outcome::Error { body, .. } = early else {
+        panic!("{early:?}")
+    };
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("in_progress"),
+        "{body}"
+    );
+    assert_eq!(provider.requests().len(), 1);
+    // After the lease (the dead invocation's deadline plus a margin), a redelivery takes over.
+    let mut done = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Outcome::Response(body) = api2.invoke(ev.clone()).await {
+            done = Some(body);
+            break;
+        }
+    }
+    let body = done.expect("taken over once the lease ran out");
+    assert_eq!(body["objects"][0]["outcome"], "succeeded", "{body}");
+    let jobs = db.list_jobs(10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("succeeded", 2)
+    );
+    let again = api2.invoke(ev).await;
+    let Outcome::Response(body) = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(body["objects"][0]["outcome"], "duplicate");
+    assert_eq!(
+        provider.requests().len(),
+        2,
+        "the dead call, then the one that finished"
+    );
+    db.close().await;
+}
