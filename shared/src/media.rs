@@ -282,17 +282,16 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
         Ok(m) => m,
         Err(e) => return unreadable(db, obj, &mapping, &e, started, lease).await,
     };
-    let job = JobKey {
-        bucket: obj.bucket.clone(),
-        key: obj.key.clone(),
-        version: obj
-            .version_id
+    let job = JobKey::new(
+        &obj.bucket,
+        &obj.key,
+        &obj.version_id
             .clone()
             .or_else(|| meta.version_id.clone())
             .or_else(|| meta.etag.clone())
             .or_else(|| obj.etag.clone())
             .unwrap_or_default(),
-    };
+    );
     if force && let Err(e) = db.reopen_job(&job).await {
         return store_failure(&e, None);
     }
@@ -416,15 +415,14 @@ async fn unreadable<S: JobStore>(
     started: i64,
     lease: i64,
 ) -> Outcome {
-    let job = JobKey {
-        bucket: obj.bucket.clone(),
-        key: obj.key.clone(),
-        version: obj
-            .version_id
+    let job = JobKey::new(
+        &obj.bucket,
+        &obj.key,
+        &obj.version_id
             .clone()
             .or_else(|| obj.etag.clone())
             .unwrap_or_default(),
-    };
+    );
     let (id, attempt) = match db
         .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
         .await

@@ -78,10 +78,30 @@ pub fn most_specific<'a>(
 pub struct JobKey {
     /// Bucket.
     pub bucket: String,
-    /// Decoded object key.
+    /// Decoded object key, cut to the column's 768 characters (the version carries the full
+    /// key's hash).
     pub key: String,
-    /// Version id, else ETag, else ''.
+    /// Version id, else ETag, else '' (up to 60 characters), then `#` and the first 32 hex digits
+    /// of the SHA-256 of the full key ([`JobKey::new`]).
     pub version: String,
+}
+
+impl JobKey {
+    /// The job key of an object version. The key's hash goes into the version column because
+    /// the job table's unique key compares `object_key` case- and accent-insensitively and only
+    /// up to its first 400 characters on MySQL: `Call.wav` and `call.wav`, or two keys sharing
+    /// their first 400 characters, must stay two jobs (S3 keys reach 1,024 bytes).
+    pub fn new(bucket: &str, key: &str, version: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let version: String = version.chars().take(60).collect();
+        Self {
+            bucket: bucket.to_owned(),
+            key: key.chars().take(768).collect(),
+            version: format!("{version}#{hash}"),
+        }
+    }
 }
 
 /// The result of trying to claim a job.
