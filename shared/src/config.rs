@@ -755,6 +755,27 @@ mod tests {
     }
 
     #[test]
+    fn a_job_lease_of_zero_and_nonsense_limits_are_refused_at_start() {
+        for (name, value) in [
+            ("MEDIA_JOB_LEASE_SECS", "0"),
+            ("EVAL_CHUNK_SIZE", "0"),
+            ("EVAL_CHUNK_SIZE", "5000"),
+            ("AI_MAX_RESPONSE_BYTES", "lots"),
+        ] {
+            let e = from(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{name}={value}: {e}");
+        }
+        let s = from(&[
+            ("MEDIA_JOB_LEASE_SECS", "300"),
+            ("AI_DEADLINE_RESERVE_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(s.objects.job_lease, Duration::from_secs(300));
+        assert_eq!(s.http.deadline_reserve, Duration::from_millis(1500));
+        assert_eq!(s.http.max_response_bytes, 16 * 1024 * 1024);
+    }
+
+    #[test]
     fn nothing_configured_means_the_embedded_sqlite_file() {
         let s = from(&[]).unwrap();
         assert_eq!(

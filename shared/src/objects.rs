@@ -123,11 +123,31 @@ where
     {
         return ObjectError::Denied { bucket: b, key: k };
     }
-    ObjectError::Unavailable(format!(
+    let detail = format!(
         "{}: {}",
         if code.is_empty() { "error" } else { &code },
         crate::error::chain(&e)
-    ))
+    );
+    // A request the store refuses as such (4xx other than 403/404/429) fails the same way every
+    // time: not retried forever.
+    if matches!(
+        code.as_str(),
+        "InvalidArgument"
+            | "InvalidBucketName"
+            | "KeyTooLongError"
+            | "InvalidObjectName"
+            | "MethodNotAllowed"
+            | "InvalidRequest"
+            | "MalformedXML"
+            | "EntityTooLarge"
+    ) || status.as_deref().is_some_and(|s| {
+        ["400", "405", "411", "413", "414"]
+            .iter()
+            .any(|c| s.contains(&format!("status: StatusCode({c})")))
+    }) {
+        return ObjectError::Invalid(detail);
+    }
+    ObjectError::Unavailable(detail)
 }
 
 impl ObjectStore for S3Store {

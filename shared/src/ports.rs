@@ -376,6 +376,10 @@ pub enum ObjectError {
     /// This store cannot do that (e.g. presign on a local directory).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The store refused the request itself (bad key, invalid argument, key too long): asking
+    /// again cannot help.
+    #[error("object store rejected the request: {0}")]
+    Invalid(String),
     /// Network, timeout, server error.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
@@ -388,6 +392,7 @@ impl ObjectError {
             Self::NotFound { .. } => Code::ObjectNotFound,
             Self::Denied { .. } => Code::ObjectAccessDenied,
             Self::Unsupported(_) => Code::ObjectOperationUnsupported,
+            Self::Invalid(_) => Code::ObjectFailed,
             Self::Unavailable(_) => Code::ObjectStoreUnavailable,
         }
     }

@@ -315,3 +315,71 @@ async fn a_database_outage_mid_run_loses_no_audit_row_and_replay_writes_each_onc
     r.store().close().await;
     tdb.cleanup().await;
 }
+
+/// Answers no client should have to survive: each ends with its code and leaves its audit row.
+#[tokio::test]
+async fn hostile_answers_end_with_a_clear_code_and_an_audit_row_each() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let huge = Reply::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: vec![b' '; 3 * 1024 * 1024],
+    };
+    let garbage = Reply::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: b"{\"choices\": [ this is not json".to_vec(),
+    };
+    let absurd_wait = Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "slow down"}}),
+        headers: vec![
+            ("retry-after".into(), "1e20".into()),
+            ("retry-after-ms".into(), "1e308".into()),
+        ],
+    };
+    let mut servers = Vec::new();
+    for (key, reply) in [
+        ("huge", huge),
+        ("garbage", garbage),
+        ("absurd", absurd_wait),
+    ] {
+        let server = ProviderServer::start(vec![reply]).await.unwrap();
+        let url = server.url();
+        seed(&tdb.db(), &Seed::text(key, &url)).await;
+        servers.push(server);
+    }
+    let settings = tdb.settings(&[
+        ("AI_MAX_RESPONSE_BYTES", "1048576"),
+        ("AI_MAX_RETRIES", "1"),
+        ("AI_RETRY_AFTER_CAP_MS", "10"),
+    ]);
+    let r = runner(&settings);
+    let db = r.store();
+    for (key, code) in [
+        ("huge", "RESPONSE_TOO_LARGE"),
+        ("garbage", "BAD_PROVIDER_RESPONSE"),
+        ("absurd", "HTTP_429_RATE_LIMIT"),
+    ] {
+        let res = r
+            .run_once(key, &Default::default(), &RunContext::new("fault"))
+            .await;
+        assert_eq!(
+            res.error.as_ref().map(|e| e.code.as_str()),
+            Some(code),
+            "{key}"
+        );
+        let row = db
+            .audit_row(res.audit_id.expect("an audit row each time"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row["error_code"], code);
+    }
+    assert_eq!(
+        servers[2].requests().len(),
+        2,
+        "retried once after a capped wait"
+    );
+    r.store().close().await;
+}

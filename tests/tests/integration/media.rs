@@ -723,3 +723,58 @@ async fn keys_differing_in_case_or_beyond_400_characters_are_two_jobs_on_sqlite(
 async fn keys_differing_in_case_or_beyond_400_characters_are_two_jobs_on_mariadb() {
     keys_differing_in_case_or_beyond_400_characters_are_two_jobs(Backend::MariaDb).await;
 }
+
+#[tokio::test]
+async fn an_object_store_down_for_spill_over_keeps_the_body_inline_and_the_row() {
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::content(&"长".repeat(400))],
+        &[
+            ("ENABLE_OSS_SPILLOVER", "true"),
+            ("AUDIT_SPILL_THRESHOLD_BYTES", "200"),
+        ],
+    )
+    .await
+    .unwrap();
+    // The spill prefix cannot be written: a plain file stands where its folder would go.
+    std::fs::write(
+        w.s3.root.path().join(BUCKET).join("ai-runner"),
+        b"in the way",
+    )
+    .unwrap();
+    let res = w
+        .state
+        .runner
+        .run_once(
+            "audio-url",
+            &serde_json::Map::new(),
+            &ai_runner::RunContext::new("library"),
+        )
+        .await;
+    assert!(res.is_ok(), "{:?}", res.error);
+    let row = w
+        .tdb
+        .db()
+        .audit_row(res.audit_id.expect("the row is written"))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_str(row["response_body_json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        *res.response.as_ref().unwrap(),
+        "kept inline, whole"
+    );
+}
+
+#[tokio::test]
+async fn requests_the_store_rejects_as_such_are_not_retried() {
+    let s3 = S3Server::start(&[BUCKET]).await;
+    let store = s3.store();
+    let e = store
+        .put("Not..A..Bucket", "k.wav", b"x".to_vec(), "audio/wav")
+        .await
+        .unwrap_err();
+    assert!(!e.retryable(), "{e:?}");
+    assert_eq!(e.code(), ai_runner::Code::ObjectFailed, "{e:?}");
+}
