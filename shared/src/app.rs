@@ -12,7 +12,6 @@ use crate::error::RunError;
 use crate::objects;
 use crate::ports::{ObjectStore, Queue};
 use crate::provider::HttpProvider;
-use crate::queue::SqsQueue;
 use crate::run::{MediaSource, Runner, Spill};
 use crate::store::Db;
 
@@ -55,6 +54,22 @@ pub(crate) fn audit_spool(
     })
 }
 
+/// The evaluation queue, when `EVAL_QUEUE_URL` is set (and the SQS client is compiled in).
+#[cfg(feature = "queue")]
+fn queue(settings: &Settings) -> Option<Arc<dyn Queue>> {
+    crate::queue::SqsQueue::from_settings(&settings.eval).map(|q| Arc::new(q) as Arc<dyn Queue>)
+}
+
+#[cfg(not(feature = "queue"))]
+fn queue(settings: &Settings) -> Option<Arc<dyn Queue>> {
+    if settings.eval.queue_url.is_some() {
+        tracing::warn!(
+            "EVAL_QUEUE_URL is set but this build has no SQS client (feature `queue`); evaluations run in process"
+        );
+    }
+    None
+}
+
 impl App {
     /// Builds the state from settings.
     pub fn new(settings: &Settings) -> Result<Self, RunError> {
@@ -91,7 +106,7 @@ impl App {
                 })),
             objects,
             object_settings: settings.objects.clone(),
-            queue: SqsQueue::from_settings(&settings.eval).map(|q| Arc::new(q) as Arc<dyn Queue>),
+            queue: queue(settings),
             eval_settings: settings.eval.clone(),
             deadline_reserve: settings.http.deadline_reserve,
         })

@@ -12,7 +12,8 @@
 //!   [`ports`] (the traits the core uses to reach the outside);
 //! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`spool`], [`run`], [`media`],
 //!   [`catalog`], [`eval`];
-//! - the implementations of the ports: [`store`], [`provider`], [`objects`], [`queue`];
+//! - the implementations of the ports: [`store`], [`provider`], [`objects`], `queue` (feature
+//!   `queue`, which `function` enables);
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
 //! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
 //!   `demo`: the loopback provider), and the `ai-runner` CLI crate.
@@ -37,6 +38,7 @@ pub mod model;
 pub mod objects;
 pub mod ports;
 pub mod provider;
+#[cfg(feature = "queue")]
 pub mod queue;
 pub mod request;
 pub mod run;
