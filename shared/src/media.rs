@@ -428,6 +428,24 @@ async fn unreadable<S: JobStore>(
         .await
     {
         Ok(Claim::New(id)) => (id, 1),
+        Ok(Claim::TakenOver {
+            id,
+            attempts,
+            pending: Some(doc),
+        }) => {
+            // The answer waiting on the row stays there for the next delivery.
+            let finish = JobFinish {
+                status: "answered",
+                attempt: attempts,
+                error_code: Some(e.code().as_str().to_owned()),
+                error_message: Some(e.to_string()),
+                summary: Some(json!({"pending_result": doc})),
+                finished_ms: now_ms(),
+                duration_ms: now_ms() - started,
+                ..JobFinish::default()
+            };
+            return record_finish(db, id, &finish, failed(Some(id), e.code(), e, true)).await;
+        }
         Ok(Claim::TakenOver { id, attempts, .. }) => (id, attempts),
         Ok(Claim::Done { id, .. } | Claim::InProgress(id)) => return object_failure(e, Some(id)),
         Err(se) => {
@@ -472,8 +490,25 @@ async fn store_result<S: JobStore>(
         .await;
     finish.finished_ms = now_ms();
     finish.duration_ms = finish.finished_ms - started;
+    // The route result flattens its run result: the trace id sits beside `answered_by`.
     finish.trace_id = parsed
-        .pointer("/result/result/trace_id")
+        .pointer("/result/trace_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let ids: Vec<String> = parsed
+        .pointer("/result/member_attempts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            a.get("audit_id")
+                .and_then(Value::as_i64)
+                .map(|i| i.to_string())
+        })
+        .collect();
+    finish.audit_ids = (!ids.is_empty()).then(|| ids.join(","));
+    finish.media_format = parsed
+        .pointer("/object/format")
         .and_then(Value::as_str)
         .map(str::to_owned);
     let outcome = match put {
@@ -614,8 +649,11 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .await
     {
         // The route answered (and was billed): keep its result on the job row, so the
-        // redelivery stores it instead of calling the provider again.
-        if let Some(Value::Object(m)) = &mut finish.summary {
+        // redelivery stores it instead of calling the provider again. A failed route is not
+        // kept: its redelivery runs it again.
+        if routed.result.failure.is_none()
+            && let Some(Value::Object(m)) = &mut finish.summary
+        {
             m.insert("pending_result".into(), Value::String(doc));
         }
         return failed(Some(job_id), e.code(), &e, true);

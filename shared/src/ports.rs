@@ -187,12 +187,17 @@ pub trait EvalStore: Send + Sync {
         status: &str,
         reason: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records the run's streak of consecutive provider failures.
-    fn set_failure_streak(
+    /// Folds one chunk into the run's streak of consecutive provider failures, atomically
+    /// (chunks run in parallel): when every call of the chunk failed so, the streak grows by
+    /// `added`, else it becomes `trailing` (the chunk's last consecutive failures). Returns the
+    /// streak now stored.
+    fn note_failures(
         &self,
         run_key: &str,
-        streak: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        all_failed: bool,
+        added: i64,
+        trailing: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// How many results a run has.
     fn count_results(&self, run_key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// The (target, case, repetition) a run has results for.

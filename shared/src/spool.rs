@@ -88,7 +88,12 @@ impl AuditSpool {
     pub async fn replay<S: Store>(&self, store: &S, limit: usize) -> Result<Replayed, ObjectError> {
         let (keys, _) = self.pending(usize::MAX).await?;
         let mut out = Replayed::default();
-        for key in keys.iter().take(limit) {
+        // Rows that stay spooled do not use up the limit (older bad rows never block newer
+        // ones); a database that cannot be reached ends the replay (every row would wait on it).
+        for key in &keys {
+            if out.replayed >= limit {
+                break;
+            }
             let bytes = match self.store.get(&self.bucket, key).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -112,7 +117,12 @@ impl AuditSpool {
                     // Written, but still spooled: the next replay finds it by its row key.
                     Err(e) => out.failed.push((key.clone(), e.code().as_str().to_owned())),
                 },
-                Err(e) => out.failed.push((key.clone(), e.code().as_str().to_owned())),
+                Err(e) => {
+                    out.failed.push((key.clone(), e.code().as_str().to_owned()));
+                    if e.code() == Code::DbUnavailable {
+                        break;
+                    }
+                }
             }
         }
         out.remaining = keys.len() - out.replayed;

@@ -128,8 +128,14 @@ pub async fn start_queued<S: Store + EvalStore, P: Provider>(
     chunk_size: usize,
 ) -> Result<Queued, EvalError> {
     let (suite, resolved) = catalog_suite(runner, name, opts).await?;
-    let (run_key, _) = create(runner, &suite, opts, &resolved, how).await?;
     let total = plan(&suite, opts).len();
+    if total == 0 {
+        // Nothing would ever finalize a run without chunks.
+        return Err(EvalError::Invalid(format!(
+            "suite {name:?}: no case matches the tags / limit given; nothing to run"
+        )));
+    }
+    let (run_key, _) = create(runner, &suite, opts, &resolved, how).await?;
     let size = chunk_size.max(1);
     let bodies: Vec<String> = (0..total)
         .step_by(size)
@@ -255,13 +261,28 @@ pub async fn work<S: Store + EvalStore, P: Provider>(
         })
         .await;
         worked.called = fresh.len();
-        store
-            .set_failure_streak(&run.run_key, i64::from(breaker.streak()))
+        let outage = |r: &CaseResult| {
+            r.error_code
+                .as_deref()
+                .and_then(crate::code::Code::parse)
+                .is_some_and(crate::code::Code::is_provider_outage)
+        };
+        let trailing = fresh.iter().rev().take_while(|r| outage(r)).count();
+        let all_failed = !fresh.is_empty() && trailing == fresh.len();
+        let streak = store
+            .note_failures(
+                &run.run_key,
+                all_failed,
+                i64::try_from(fresh.len()).unwrap_or(i64::MAX),
+                i64::try_from(trailing).unwrap_or(i64::MAX),
+            )
             .await?;
-        if breaker.tripped() {
-            store
-                .stop_run(&run.run_key, "stopping", &breaker.reason())
-                .await?;
+        let limit = stop_after(&suite, &opts);
+        if breaker.tripped() || (limit > 0 && streak >= i64::from(limit)) {
+            let reason = format!(
+                "stopped after {streak} consecutive provider failures (stop_after_failures = {limit})"
+            );
+            store.stop_run(&run.run_key, "stopping", &reason).await?;
         }
         if lost.load(Ordering::SeqCst) {
             return Err(EvalError::Queue(

@@ -54,11 +54,13 @@ pub struct Options {
 
 /// The planned calls: (target, case, repetition), after the options' narrowing.
 pub fn plan<'a>(suite: &'a Suite, opts: &'a Options) -> Vec<(&'a Target, &'a Case, u32)> {
-    let targets: Vec<&Target> = if opts.targets.is_empty() {
-        suite.targets.iter().collect()
-    } else {
-        opts.targets.iter().collect()
-    };
+    // A target named twice is one target (results are unique per target, case and repetition).
+    let mut targets: Vec<&Target> = Vec::new();
+    for t in targets_of(suite, opts) {
+        if !targets.contains(&t) {
+            targets.push(t);
+        }
+    }
     let cases: Vec<&Case> = suite
         .cases
         .iter()
@@ -601,9 +603,14 @@ async fn write_batches<S: EvalStore>(
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.record_results(run_key, &batch).await {
-            // The results stand in this report; a resume would call these cases again.
-            tracing::warn!(code = %e.code(), run = %run_key, results = batch.len(), "evaluation results not stored");
+        if store.record_results(run_key, &batch).await.is_err() {
+            // Once more after a pause (a lock timeout, a dropped connection); each insert is
+            // idempotent.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if let Err(e) = store.record_results(run_key, &batch).await {
+                // The results stand in this report; a resume would call these cases again.
+                tracing::warn!(code = %e.code(), run = %run_key, results = batch.len(), "evaluation results not stored");
+            }
         }
         batch.clear();
         for ack in acks.drain(..) {

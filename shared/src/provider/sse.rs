@@ -160,6 +160,12 @@ impl SseAssembler {
 
     /// Ends the stream and returns the assembled `chat.completion` object.
     pub fn finish(mut self) -> Result<Value, String> {
+        // A last line the stream did not end with a newline still counts.
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            let line = String::from_utf8(rest).map_err(|_| "stream is not UTF-8".to_owned())?;
+            self.line(line.trim_end_matches('\r'))?;
+        }
         if !self.data.is_empty() {
             self.dispatch()?;
         }
@@ -235,6 +241,21 @@ mod tests {
             assert_eq!(firsts, 1);
             assert_eq!(a.finish().unwrap(), expected, "chunk size {size}");
         }
+    }
+
+    #[test]
+    fn a_last_event_without_a_newline_still_counts() {
+        let mut a = SseAssembler::new();
+        a.push("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"你\"}}]}\n\n".as_bytes())
+            .unwrap();
+        a.push(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"好\"},\"finish_reason\":\"stop\"}]}"
+                .as_bytes(),
+        )
+        .unwrap();
+        let v = a.finish().unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "你好");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
     }
 
     #[test]

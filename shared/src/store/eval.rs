@@ -238,15 +238,29 @@ impl EvalStore for Db {
         Ok(n == 1)
     }
 
-    async fn set_failure_streak(&self, run_key: &str, streak: i64) -> Result<(), StoreError> {
+    async fn note_failures(
+        &self,
+        run_key: &str,
+        all_failed: bool,
+        added: i64,
+        trailing: i64,
+    ) -> Result<i64, StoreError> {
         let pool = self.pool().await?;
-        on_pool!(pool, |p| sqlx::query(sql::SET_EVAL_STREAK)
-            .bind(streak)
-            .bind(run_key)
-            .execute(p)
-            .await
-            .map(|_| ())
-            .map_err(|e| outdated(e, "ai_eval_run")))
+        on_pool!(pool, |p| {
+            sqlx::query(sql::NOTE_EVAL_FAILURES)
+                .bind(i64::from(all_failed))
+                .bind(added)
+                .bind(trailing)
+                .bind(run_key)
+                .execute(p)
+                .await
+                .map_err(|e| outdated(e, "ai_eval_run"))?;
+            sqlx::query_scalar::<_, i64>(sql::EVAL_STREAK)
+                .bind(run_key)
+                .fetch_one(p)
+                .await
+                .map_err(db_err)
+        })
     }
 
     async fn count_results(&self, run_key: &str) -> Result<i64, StoreError> {

@@ -305,9 +305,13 @@ pub(crate) const CLAIM_EVAL_FINALIZE: &str = "UPDATE ai_eval_run SET status = 'f
 /// Stops a running run (`stopping`: no more calls, finalize what is there; or `failed`).
 pub(crate) const STOP_EVAL_RUN: &str = "UPDATE ai_eval_run SET status = ?, stop_reason = ? \
      WHERE run_key = ? AND status = 'running'";
-/// The run's streak of consecutive provider failures, as its workers last saw it.
-pub(crate) const SET_EVAL_STREAK: &str =
-    "UPDATE ai_eval_run SET failure_streak = ? WHERE run_key = ?";
+/// Folds a chunk into the run's streak of consecutive provider failures (one statement: chunks
+/// running in parallel add up instead of overwriting each other).
+pub(crate) const NOTE_EVAL_FAILURES: &str = "UPDATE ai_eval_run SET failure_streak = \
+     CASE WHEN ? = 1 THEN failure_streak + ? ELSE ? END WHERE run_key = ?";
+/// The streak as stored.
+pub(crate) const EVAL_STREAK: &str =
+    "SELECT CAST(failure_streak AS SIGNED) FROM ai_eval_run WHERE run_key = ?";
 /// How many results a run has.
 pub(crate) const COUNT_EVAL_RESULTS: &str = "SELECT COUNT(*) FROM ai_eval_result WHERE run_key = ?";
 /// The (target, case, repetition) a run has results for.

@@ -242,3 +242,59 @@ async fn a_finalizer_that_died_is_taken_over_and_a_refusing_queue_fails_the_run(
     assert_eq!(db.eval_runs(None, 10).await.unwrap().len(), 3);
     r.store().close().await;
 }
+
+#[ignore = "needs moto_server (pip install 'moto[server]'; bash .ci/run installs it and runs ignored tests)"]
+#[tokio::test]
+async fn provider_failures_across_parallel_chunks_stop_a_queued_run_once() {
+    use ai_runner::demo::{ProviderServer, Reply};
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let down = ProviderServer::start(vec![Reply::error(503, "down")])
+        .await
+        .unwrap();
+    let db = tdb.db();
+    ai_runner_tests::seed_sentiment_config(&db, "good", &down).await;
+    ai_runner_tests::seed_sentiment_config(&db, "bad", &down).await;
+    ai_runner_tests::apply_moods_suite(&db).await;
+    let sqs = SqsServer::start().await;
+    let url = sqs.create_queue("ai-runner-eval").await;
+    let r = runner(&tdb.settings(&[("AI_MAX_RETRIES", "0")]));
+    let opts = Options {
+        stop_after_failures: Some(3),
+        ..Options::default()
+    };
+    let how = Start {
+        trigger: "schedule".into(),
+        baseline: None,
+    };
+    let queued = fanout::start_queued(&r, "moods", &opts, &how, &sqs.queue(&url), 2)
+        .await
+        .unwrap();
+    let messages = sqs.drain(&url).await;
+    assert_eq!(messages.len(), 3);
+    // Two chunks at once: neither alone reaches 3 failures; together (summed in SQL) they do.
+    let (a, b) = (chunk_of(&messages[0].1), chunk_of(&messages[1].1));
+    let (x, y) = tokio::join!(fanout::work(&r, &a, None), fanout::work(&r, &b, None));
+    let finalized = [x, y]
+        .into_iter()
+        .filter(|w| w.as_ref().is_ok_and(|w| w.finalized))
+        .count();
+    let third = fanout::work(&r, &chunk_of(&messages[2].1), None).await;
+    let finalized = finalized + usize::from(third.as_ref().is_ok_and(|w| w.finalized));
+    assert_eq!(finalized, 1, "{third:?}");
+    assert!(
+        third.unwrap().called == 0,
+        "nothing is called once the run stops"
+    );
+    assert_eq!(down.requests().len(), 4);
+    let run = r.store().eval_run(&queued.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, "stopped");
+    assert!(
+        run.stop_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("consecutive provider failures"),
+        "{run:?}"
+    );
+    assert_eq!(run.gate.map(|g| g.passed), Some(false));
+    r.store().close().await;
+}

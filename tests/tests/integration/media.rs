@@ -778,3 +778,41 @@ async fn requests_the_store_rejects_as_such_are_not_retried() {
     assert!(!e.retryable(), "{e:?}");
     assert_eq!(e.code(), ai_runner::Code::ObjectFailed, "{e:?}");
 }
+
+#[tokio::test]
+async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked_done() {
+    let w = world(
+        Backend::Sqlite,
+        vec![Reply::error(503, "down"), Reply::MediaProbe],
+        &[("AI_MAX_RETRIES", "0")],
+    )
+    .await
+    .unwrap();
+    w.upload("incoming/down.wav", wav_tone(100, 250.0), "audio/wav")
+        .await;
+    let blocker = w.s3.root.path().join(BUCKET).join("results");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let ev = s3_event(BUCKET, "incoming/down.wav");
+    assert!(
+        handlers::oss_trigger(&w.state, ev.clone(), Call::default())
+            .await
+            .is_err()
+    );
+    let job = w.job("incoming/down.wav").await;
+    assert_eq!(
+        job.status, "failed",
+        "a failed route is not kept as an answer"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    let again = handlers::oss_trigger(&w.state, ev, Call::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome(&again, 0), "succeeded", "{again}");
+    assert_eq!(
+        w.provider.requests().len(),
+        2,
+        "run again, since it had failed"
+    );
+    let job = w.job("incoming/down.wav").await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
+}
