@@ -13,7 +13,7 @@
 //! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`spool`], [`run`], [`media`],
 //!   [`catalog`], [`eval`];
 //! - the implementations of the ports: [`store`], [`provider`], [`objects`], `queue` (feature
-//!   `queue`, which `function` enables);
+//!   `queue`: only run-route links the SQS client);
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
 //! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
 //!   `demo`: the loopback provider), and the `ai-runner` CLI crate.
