@@ -447,12 +447,12 @@ async fn answer(reply: Reply, headers: &HeaderMap, body: &[u8]) -> Response {
 /// The demo endpoints the stored configuration points at: the ports of active demo connections
 /// on 127.0.0.1. A command serves these before it runs anything ([`serve_stored`]).
 pub async fn stored_ports(db: &crate::store::Db) -> Result<Vec<u16>, crate::ports::StoreError> {
-    let snap = db.snapshot().await?;
-    let mut ports: Vec<u16> = snap
-        .connections
-        .values()
-        .filter(|(c, _)| c.active && c.provider == DEMO_PROVIDER)
-        .filter_map(|(c, _)| demo_port(&c.base_url))
+    // One query: every CLI command that runs configs asks this.
+    let mut ports: Vec<u16> = db
+        .active_connection_urls(DEMO_PROVIDER)
+        .await?
+        .iter()
+        .filter_map(|u| demo_port(u))
         .collect();
     ports.sort_unstable();
     ports.dedup();

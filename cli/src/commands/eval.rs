@@ -214,7 +214,8 @@ async fn stored_report(cx: &Cx, run_key: &str) -> Result<Report, Failure> {
             format!("no evaluation run {run_key:?} (see `ai-runner eval list`)"),
         )
     })?;
-    let results = db.eval_results(run_key).await?;
+    let mut results = db.eval_results(run_key).await?;
+    run::in_plan_order(&run, &mut results);
     let targets = summarise(&results);
     Ok(Report {
         run_id: run.run_key,

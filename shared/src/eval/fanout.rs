@@ -332,19 +332,8 @@ async fn finalize_if_complete<S: Store + EvalStore, P: Provider>(
             _ => Ok(false),
         };
     }
-    // In plan order (targets as the suite lists them), whatever order the chunks finished in.
-    let order: std::collections::BTreeMap<(String, String, u32), usize> = plan(suite, opts)
-        .iter()
-        .enumerate()
-        .map(|(i, (t, c, r))| ((t.label(), c.key.clone(), *r), i))
-        .collect();
     let mut results = store.eval_results(run_key).await?;
-    results.sort_by_key(|r| {
-        order
-            .get(&(r.target.clone(), r.case_key.clone(), r.repeat))
-            .copied()
-            .unwrap_or(usize::MAX)
-    });
+    super::run::in_plan_order(&run, &mut results);
     let base = match &run.baseline {
         Some(b) => store.eval_run(b).await?.and_then(|r| r.summary),
         None => None,

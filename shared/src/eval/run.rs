@@ -469,6 +469,26 @@ pub async fn start<S: Store + EvalStore, P: Provider>(
     .await
 }
 
+/// Puts a stored run's results in plan order (targets as the suite lists them, then cases, then
+/// repetitions), whatever order they were stored in (a fanned-out run's chunks finish in any
+/// order). Results the plan does not know go last.
+pub fn in_plan_order(run: &EvalRun, results: &mut [CaseResult]) {
+    let Ok((suite, opts)) = stored_suite(run) else {
+        return;
+    };
+    let order: BTreeMap<(String, String, u32), usize> = plan(&suite, &opts)
+        .iter()
+        .enumerate()
+        .map(|(i, (t, c, r))| ((t.label(), c.key.clone(), *r), i))
+        .collect();
+    results.sort_by_key(|r| {
+        order
+            .get(&(r.target.clone(), r.case_key.clone(), r.repeat))
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+}
+
 /// A stored run's suite and options, read back from its snapshot.
 pub(crate) fn stored_suite(run: &EvalRun) -> Result<(Suite, Options), EvalError> {
     let (suite, findings) = read_suite(&run.suite_json, &run.suite, Path::new("."));

@@ -55,6 +55,18 @@ type RouteRow = (
 );
 
 impl Db {
+    /// The base URLs of the active connections of `provider` (one query).
+    pub async fn active_connection_urls(&self, provider: &str) -> Result<Vec<String>, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar::<_, String>(
+            sql::ACTIVE_CONNECTION_URLS
+        )
+        .bind(provider)
+        .fetch_all(p)
+        .await
+        .map_err(db_err))
+    }
+
     /// Reads every configuration row (a handful of queries, read-only).
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let pool = self.pool().await?;

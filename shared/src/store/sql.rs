@@ -140,6 +140,9 @@ pub(crate) const AUDIT_ROWS_FOR_TRACE: &str = "SELECT *, CAST(created_at AS CHAR
 /// Every connection.
 pub(crate) const SNAPSHOT_CONNECTIONS: &str = "SELECT CAST(id AS SIGNED), name, provider, base_url, \
      CAST(api_key_encrypted AS CHAR), CAST(is_active AS SIGNED) FROM ai_connection ORDER BY id";
+/// The URLs of the active connections of one provider.
+pub(crate) const ACTIVE_CONNECTION_URLS: &str =
+    "SELECT base_url FROM ai_connection WHERE provider = ? AND is_active = 1";
 /// Every model with its connection's name.
 pub(crate) const SNAPSHOT_MODELS: &str = "SELECT CAST(m.id AS SIGNED), m.name, c.name FROM ai_model m \
      JOIN ai_connection c ON c.id = m.connection_id ORDER BY m.id";
