@@ -475,10 +475,19 @@ impl SqsServer {
             lambda_api::wait_listening(port, std::time::Duration::from_secs(30)).await,
             "moto_server did not start"
         );
-        Self {
+        let server = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
+        };
+        // Listening is not answering: wait until it serves SQS.
+        let client = server.client();
+        for _ in 0..100 {
+            if client.list_queues().send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        server
     }
 
     /// The variables that point ai-runner (and the AWS SDK) at this server.
@@ -517,14 +526,19 @@ impl SqsServer {
 
     /// Creates a queue; returns its URL.
     pub async fn create_queue(&self, name: &str) -> String {
-        let out = self
-            .client()
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .unwrap();
-        out.queue_url().unwrap().to_owned()
+        let client = self.client();
+        let mut last = String::new();
+        for _ in 0..50 {
+            match client.create_queue().queue_name(name).send().await {
+                Ok(out) if out.queue_url().is_some() => {
+                    return out.queue_url().unwrap_or_default().to_owned();
+                }
+                Ok(out) => last = format!("{out:?}"),
+                Err(e) => last = format!("{e:?}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("moto did not create queue {name}: {last}")
     }
 
     /// Receives every message now in the queue (deleting them): (message id, body).
