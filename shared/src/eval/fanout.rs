@@ -261,13 +261,11 @@ pub async fn work<S: Store + EvalStore, P: Provider>(
         })
         .await;
         worked.called = fresh.len();
-        let outage = |r: &CaseResult| {
-            r.error_code
-                .as_deref()
-                .and_then(crate::code::Code::parse)
-                .is_some_and(crate::code::Code::is_provider_outage)
-        };
-        let trailing = fresh.iter().rev().take_while(|r| outage(r)).count();
+        let trailing = fresh
+            .iter()
+            .rev()
+            .take_while(|r| Breaker::is_outage(r))
+            .count();
         let all_failed = !fresh.is_empty() && trailing == fresh.len();
         let streak = store
             .note_failures(

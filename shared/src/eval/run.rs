@@ -284,14 +284,17 @@ impl Breaker {
         b
     }
 
-    /// Counts one result; true when this result tripped the breaker.
-    pub fn see(&self, r: &CaseResult) -> bool {
-        let outage = r
-            .error_code
+    /// The result failed because the provider looks down (what the breaker counts).
+    pub fn is_outage(r: &CaseResult) -> bool {
+        r.error_code
             .as_deref()
             .and_then(Code::parse)
-            .is_some_and(Code::is_provider_outage);
-        if !outage {
+            .is_some_and(Code::is_provider_outage)
+    }
+
+    /// Counts one result; true when this result tripped the breaker.
+    pub fn see(&self, r: &CaseResult) -> bool {
+        if !Self::is_outage(r) {
             self.streak.store(0, Ordering::SeqCst);
             return false;
         }
