@@ -92,6 +92,8 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::DoctorFailed
         | Code::AuditSpooled
         | Code::QuickstartUploadFailed
+        | Code::QuotaExceeded
+        | Code::RateLimited
         | Code::EvalGateFailed => 1,
         Code::InvalidInput
         | Code::ConfigMissing
@@ -117,6 +119,16 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::ObjectOperationUnsupported
         | Code::ObjectStoreUnavailable
         | Code::QueueUnavailable
+        | Code::AuthMissing
+        | Code::AuthKeyUnknown
+        | Code::AuthSignatureInvalid
+        | Code::AuthTimestampSkew
+        | Code::AuthReplay
+        | Code::AuthKeyDisabled
+        | Code::AuthKeyExpired
+        | Code::AuthIpDenied
+        | Code::AuthScopeDenied
+        | Code::AccessUnavailable
         | Code::MappingNotFound
         | Code::KeyUnresolved
         | Code::YamlInvalid
@@ -226,6 +238,27 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::SuiteInvalid => "fix the findings above; each names its YAML path, case or target",
         Code::AuditSpooled => {
             "audit rows wait in the spool: once the database is back, run `ai-runner audit replay`"
+        }
+        Code::AuthKeyUnknown => "no access key has this id: `ai-runner access list` shows them",
+        Code::AuthKeyDisabled => {
+            "the key is disabled: create a new one with `ai-runner access create`"
+        }
+        Code::AuthKeyExpired => {
+            "the key has expired: create a new one with `ai-runner access create`"
+        }
+        Code::AuthMissing
+        | Code::AuthSignatureInvalid
+        | Code::AuthTimestampSkew
+        | Code::AuthReplay
+        | Code::AuthIpDenied
+        | Code::AuthScopeDenied => {
+            "see the README's \"Access control\" section: how to sign a request and what a key may do"
+        }
+        Code::QuotaExceeded | Code::RateLimited => {
+            "wait for the next window (Retry-After), or give the caller a key with higher limits (`ai-runner access create --daily-quota N --rps N`)"
+        }
+        Code::AccessUnavailable => {
+            "the database did not answer the access check; `ai-runner doctor` tells why"
         }
         Code::QueueUnavailable => {
             "check EVAL_QUEUE_URL, the region and the credentials (or unset it to run in process)"

@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
         Command::Keys(c) => c.run(&cx).await,
         Command::Eval(c) => c.run(&cx).await,
         Command::Audit(c) => c.run(&cx).await,
+        Command::Access(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

@@ -125,7 +125,10 @@ CREATE TABLE IF NOT EXISTS ai_call_logs (
   route_policy       TEXT    NULL,
   route_attempt      INTEGER NULL,
   handover_reason    TEXT    NULL,
-  row_key            TEXT    NULL
+  row_key            TEXT    NULL,
+  caller_key         TEXT    NULL,
+  caller_principal   TEXT    NULL,
+  source_ip          TEXT    NULL
 );
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_key_time ON ai_call_logs (config_key, created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_time ON ai_call_logs (created_at);

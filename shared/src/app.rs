@@ -33,6 +33,8 @@ pub struct App {
     pub eval_settings: EvalSettings,
     /// Kept back from a platform deadline for the audit row and the answer.
     pub deadline_reserve: std::time::Duration,
+    /// Who may call the HTTP APIs (`ACCESS_MODE`, skew, fail-open).
+    pub access: crate::config::AccessSettings,
 }
 
 /// The audit spool: `OSS_BUCKET` under `AUDIT_SPOOL_PREFIX`; with the local objects directory
@@ -109,6 +111,7 @@ impl App {
             queue: queue(settings),
             eval_settings: settings.eval.clone(),
             deadline_reserve: settings.http.deadline_reserve,
+            access: settings.access.clone(),
         })
     }
 

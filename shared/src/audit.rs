@@ -26,6 +26,8 @@ pub struct Subject {
     pub trigger_source: String,
     /// Platform request id.
     pub request_id: Option<String>,
+    /// Who called (API calls).
+    pub caller: Option<crate::model::access::Caller>,
     /// Project label.
     pub project_name: Option<String>,
     /// Route key (route runs only).
@@ -113,6 +115,9 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
             .filter(|_| f.handover)
             .map(|(c, _)| c.as_str().to_owned()),
         row_key: Some(format!("{}-{}", s.trace_id, s.route_attempt.unwrap_or(1))),
+        caller_key: s.caller.as_ref().and_then(|c| c.access_key_id.clone()),
+        caller_principal: s.caller.as_ref().and_then(|c| c.principal.clone()),
+        source_ip: s.caller.as_ref().and_then(|c| c.source_ip.clone()),
     }
 }
 
@@ -126,6 +131,9 @@ mod limits {
     pub const TRIGGER: usize = 32;
     pub const REQUEST_ID: usize = 128;
     pub const POLICY: usize = 32;
+    pub const CALLER_KEY: usize = 128;
+    pub const PRINCIPAL: usize = 512;
+    pub const SOURCE_IP: usize = 64;
     pub const MESSAGE_BYTES: usize = 60_000;
 }
 
@@ -151,6 +159,9 @@ pub fn bounded(mut row: AuditRow, max_body: usize) -> AuditRow {
     cut_opt(&mut row.response_id, KEY);
     cut_opt(&mut row.error_code, CODE);
     cut_opt(&mut row.request_id, REQUEST_ID);
+    cut_opt(&mut row.caller_key, CALLER_KEY);
+    cut_opt(&mut row.caller_principal, PRINCIPAL);
+    cut_opt(&mut row.source_ip, SOURCE_IP);
     cut_opt(&mut row.model_name, KEY);
     cut_opt(&mut row.project_name, KEY);
     cut_opt(&mut row.route_key, KEY);

@@ -190,6 +190,34 @@ codes! {
     /// `doctor`: audit rows wait in the spool (the database did not take them); `audit replay`.
     AuditSpooled = "AUDIT_SPOOLED",
 
+    // Access control (signed API calls, `ACCESS_MODE=hmac`). Authentication failures are 401,
+    // refusals of an authenticated key 403; a caller never learns whether a key exists (an
+    // unknown key is answered exactly like a bad signature and told apart only in the logs).
+    /// The request carries no signature headers, or malformed ones.
+    AuthMissing = "AUTH_MISSING",
+    /// The access key id is not stored (logged; callers see `AUTH_SIGNATURE_INVALID`).
+    AuthKeyUnknown = "AUTH_KEY_UNKNOWN",
+    /// The signature does not match the request.
+    AuthSignatureInvalid = "AUTH_SIGNATURE_INVALID",
+    /// The signed timestamp is outside the allowed clock skew.
+    AuthTimestampSkew = "AUTH_TIMESTAMP_SKEW",
+    /// The nonce (or, for the raw-body scheme, the signature) was already used by this key.
+    AuthReplay = "AUTH_REPLAY",
+    /// The access key is disabled.
+    AuthKeyDisabled = "AUTH_KEY_DISABLED",
+    /// The access key has expired.
+    AuthKeyExpired = "AUTH_KEY_EXPIRED",
+    /// The caller's IP address is not in the key's allow list.
+    AuthIpDenied = "AUTH_IP_DENIED",
+    /// The key may not run this target (project, route or config), dry-run, or start evaluations.
+    AuthScopeDenied = "AUTH_SCOPE_DENIED",
+    /// The key's daily quota (calls per UTC day) is used up.
+    QuotaExceeded = "QUOTA_EXCEEDED",
+    /// The key's requests-per-second limit is reached.
+    RateLimited = "RATE_LIMITED",
+    /// The access check could not reach the database (fails closed unless `ACCESS_FAIL_OPEN`).
+    AccessUnavailable = "ACCESS_UNAVAILABLE",
+
     // Command-line outcomes.
     /// One or more doctor checks failed.
     DoctorFailed = "DOCTOR_FAILED",

@@ -198,6 +198,77 @@ pub struct Settings {
     /// stored as a JSON stub (size, SHA-256, its start) unless spill-over moved it to an object
     /// first; keeps every insert under MySQL's `max_allowed_packet`.
     pub audit_max_body_bytes: usize,
+    /// Who may call the functions' HTTP APIs.
+    pub access: AccessSettings,
+}
+
+/// `ACCESS_MODE`: what authenticates an API call (API Gateway, Function URL, FC HTTP trigger).
+/// Direct invocations, schedules and queues are authorised by the platform (invoke rights) and
+/// never checked here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessMode {
+    /// `iam`: the platform's authorizer only (IAM / JWT in front of API Gateway, FC's
+    /// `authType: function`); its principal is recorded. The default on Lambda.
+    Platform,
+    /// `hmac`: every API call must be signed with an access key (scopes, quotas, rate limits).
+    /// The default on Function Compute, whose HTTP triggers have no IAM in front.
+    Hmac,
+    /// `iam+hmac`: both; the platform's principal and the access key are recorded.
+    PlatformAndHmac,
+}
+
+/// Access control settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessSettings {
+    /// `ACCESS_MODE` (`iam`, `hmac`, `iam+hmac`; default `hmac` on Function Compute, else `iam`).
+    pub mode: AccessMode,
+    /// `ACCESS_MAX_SKEW_SECS` (default 300, 1..=3600): how far a signed timestamp may be from the
+    /// server's clock; nonces are kept as long.
+    pub max_skew: Duration,
+    /// `ACCESS_FAIL_OPEN` (default false): when the quota and rate counters cannot be reached,
+    /// let calls through (logged) instead of answering `ACCESS_UNAVAILABLE`. Key lookup and
+    /// nonces always fail closed.
+    pub fail_open: bool,
+}
+
+fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigError> {
+    let on_fc = get.get("AWS_LAMBDA_RUNTIME_API").is_none_or(str::is_empty)
+        && (get.get("FC_FUNCTION_NAME").is_some_and(|v| !v.is_empty())
+            || get.get("FC_SERVER_PORT").is_some_and(|v| !v.is_empty()));
+    let mode = match get
+        .get("ACCESS_MODE")
+        .map(|m| m.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") => {
+            if on_fc {
+                AccessMode::Hmac
+            } else {
+                AccessMode::Platform
+            }
+        }
+        Some("iam" | "platform") => AccessMode::Platform,
+        Some("hmac") => AccessMode::Hmac,
+        Some("iam+hmac" | "platform+hmac") => AccessMode::PlatformAndHmac,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "ACCESS_MODE",
+                reason: format!("{other:?} is not one of iam, hmac, iam+hmac"),
+            });
+        }
+    };
+    let skew = num(get, "ACCESS_MAX_SKEW_SECS", 300u64)?;
+    if !(1..=3600).contains(&skew) {
+        return Err(ConfigError::Invalid {
+            name: "ACCESS_MAX_SKEW_SECS",
+            reason: "must be from 1 to 3600".into(),
+        });
+    }
+    Ok(AccessSettings {
+        mode,
+        max_skew: Duration::from_secs(skew),
+        fail_open: flag(get, "ACCESS_FAIL_OPEN", false)?,
+    })
 }
 
 /// How `run-route` runs evaluations.
@@ -317,6 +388,7 @@ impl Settings {
             objects: parse_objects(get)?,
             eval: parse_eval(get)?,
             audit_max_body_bytes: num(get, "AUDIT_MAX_BODY_BYTES", 4 * 1024 * 1024)?.max(4096),
+            access: parse_access(get)?,
         })
     }
 }
@@ -773,6 +845,21 @@ mod tests {
         assert_eq!(s.objects.job_lease, Duration::from_secs(300));
         assert_eq!(s.http.deadline_reserve, Duration::from_millis(1500));
         assert_eq!(s.http.max_response_bytes, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn access_mode_defaults_to_signed_calls_on_function_compute_only() {
+        assert_eq!(from(&[]).unwrap().access.mode, AccessMode::Platform);
+        let fc = from(&[("FC_FUNCTION_NAME", "ai-runner-run-once")]).unwrap();
+        assert_eq!(fc.access.mode, AccessMode::Hmac);
+        let both = from(&[("ACCESS_MODE", "IAM+HMAC")]).unwrap();
+        assert_eq!(both.access.mode, AccessMode::PlatformAndHmac);
+        assert_eq!(both.access.max_skew, Duration::from_secs(300));
+        assert!(!both.access.fail_open);
+        for bad in [("ACCESS_MODE", "open"), ("ACCESS_MAX_SKEW_SECS", "0")] {
+            let e = from(&[bad]).unwrap_err();
+            assert_eq!(e.code(), Code::ConfigInvalid, "{bad:?}");
+        }
     }
 
     #[test]

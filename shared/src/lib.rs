@@ -11,7 +11,7 @@
 //! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data) and
 //!   [`ports`] (the traits the core uses to reach the outside);
 //! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`spool`], [`run`], [`media`],
-//!   [`catalog`], [`eval`];
+//!   [`catalog`], [`eval`], [`access`];
 //! - the implementations of the ports: [`store`], [`provider`], [`objects`], `queue` (feature
 //!   `queue`: only run-route links the SQS client);
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod catalog;

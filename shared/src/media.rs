@@ -593,6 +593,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         trigger: ctx.trigger.clone(),
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
+        caller: ctx.caller.clone(),
     };
     if let Err(e) = media_vars(
         objects,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::code::Code;
+use crate::model::access::{StoredKey, Take};
 use crate::model::eval::{CaseResult, EvalRun, Report};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
@@ -233,6 +234,68 @@ pub trait EvalStore: Send + Sync {
         suite: &str,
         except: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+/// The access tables: keys looked up by id, nonces used once, and the quota counters. Every
+/// write here is one atomic statement, so concurrent instances can neither reuse a nonce nor
+/// overshoot a limit.
+pub trait AccessStore: Send + Sync {
+    /// The key with this public id, in either table (`None` when there is none).
+    fn find_key(
+        &self,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredKey>, StoreError>> + Send;
+    /// Records `nonce` for the key until `expires_ms`; `false` when it is already recorded (a
+    /// replay). Expired nonces are purged now and then.
+    fn use_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Counts one call in the key's current one-second window, unless `limit` calls are counted
+    /// there already.
+    fn take_second(
+        &self,
+        access_key_id: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Take, StoreError>> + Send;
+    /// Counts one call on the key's current UTC day, unless `limit` (`None`: no limit) calls
+    /// are counted already; a refusal is counted as such.
+    fn take_day(
+        &self,
+        access_key_id: &str,
+        limit: Option<u32>,
+    ) -> impl Future<Output = Result<Take, StoreError>> + Send;
+    /// Writes the call's `ai_user_call_log` row, linked to its audit row.
+    fn log_call(&self, call: &KeyCall) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// One signed call, as `ai_user_call_log` keeps it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyCall {
+    /// The access key id.
+    pub access_key_id: String,
+    /// `ai_user.id` (user keys).
+    pub user_id: Option<i64>,
+    /// `ai_user_key.id` (user keys).
+    pub key_id: Option<i64>,
+    /// The project (routes) or `-`.
+    pub project_name: String,
+    /// The route key, or the config key for run-once calls.
+    pub route_key: String,
+    /// The HTTP status answered.
+    pub http_status: u16,
+    /// Whole call.
+    pub duration_ms: u64,
+    /// Prompt tokens.
+    pub tokens_prompt: Option<i64>,
+    /// Completion tokens.
+    pub tokens_completion: Option<i64>,
+    /// The (last) audit row.
+    pub ai_call_log_id: Option<i64>,
+    /// The run's trace id.
+    pub trace_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

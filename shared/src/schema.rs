@@ -106,6 +106,20 @@ const fn col(column: &'static str, mysql: &'static str, sqlite: &'static str) ->
     }
 }
 
+const fn key_col(
+    table: &'static str,
+    column: &'static str,
+    mysql: &'static str,
+    sqlite: &'static str,
+) -> Step {
+    Step::AddColumn {
+        table,
+        column,
+        mysql,
+        sqlite,
+    }
+}
+
 /// Every migration, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -236,6 +250,129 @@ pub const MIGRATIONS: &[Migration] = &[
                 table: "ai_call_logs",
                 index: "uk_ai_call_logs_row_key",
                 columns: "row_key",
+            },
+        ],
+    },
+    Migration {
+        version: 8,
+        name: "access_control",
+        steps: &[
+            // The predecessor's access tables (created where missing, in its shape: a plan is
+            // computed before it runs, so the columns below are added by their own steps),
+            // then what access control adds to them.
+            Step::CreateTable {
+                table: "ai_user",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_user (\n  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  name        VARCHAR(191) NOT NULL,\n  email       VARCHAR(191) NULL,\n  status      VARCHAR(32)  NOT NULL DEFAULT 'active',\n  created_at  DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  updated_at  DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_user_name (name)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_user (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, email TEXT NULL, status TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            },
+            Step::CreateTable {
+                table: "ai_project_credential_v2",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_project_credential_v2 (\n  id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  project_id       BIGINT UNSIGNED NOT NULL,\n  access_key_id    VARCHAR(128) NOT NULL,\n  secret_encrypted JSON         NOT NULL,\n  status           VARCHAR(32)  NOT NULL DEFAULT 'active',\n  created_at       DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  updated_at       DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_project_credential_ak (access_key_id),\n  KEY idx_ai_project_credential_project (project_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_project_credential_v2 (id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER NOT NULL, access_key_id TEXT NOT NULL UNIQUE, secret_encrypted TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            },
+            Step::CreateTable {
+                table: "ai_user_key",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_user_key (\n  id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  user_id          BIGINT UNSIGNED NOT NULL,\n  access_key_id    VARCHAR(128) NOT NULL,\n  secret_encrypted JSON         NOT NULL,\n  allow_ips_json   JSON         NULL,\n  daily_quota      INT          NULL,\n  rps_limit        INT          NULL,\n  status           VARCHAR(32)  NOT NULL DEFAULT 'active',\n  created_at       DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  updated_at       DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_user_key_ak (access_key_id),\n  KEY idx_ai_user_key_user (user_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_user_key (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, access_key_id TEXT NOT NULL UNIQUE, secret_encrypted TEXT NOT NULL, allow_ips_json TEXT NULL, daily_quota INTEGER NULL, rps_limit INTEGER NULL, status TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            },
+            Step::CreateTable {
+                table: "ai_user_call_log",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_user_call_log (\n  id                BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  user_id           BIGINT UNSIGNED NULL,\n  key_id            BIGINT UNSIGNED NULL,\n  project_name      VARCHAR(191) NOT NULL,\n  route_key         VARCHAR(191) NOT NULL,\n  http_status       INT          NULL,\n  duration_ms       INT          NULL,\n  tokens_prompt     INT          NULL,\n  tokens_completion INT          NULL,\n  ai_call_log_id    BIGINT UNSIGNED NULL,\n  trace_id          VARCHAR(64)  NULL,\n  created_at        DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n  PRIMARY KEY (id),\n  KEY idx_ai_user_call_log_key_time (key_id, created_at),\n  KEY idx_ai_user_call_log_user_time (user_id, created_at),\n  KEY idx_ai_user_call_log_call (ai_call_log_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_user_call_log (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NULL, key_id INTEGER NULL, project_name TEXT NOT NULL, route_key TEXT NOT NULL, http_status INTEGER NULL, duration_ms INTEGER NULL, tokens_prompt INTEGER NULL, tokens_completion INTEGER NULL, ai_call_log_id INTEGER NULL, trace_id TEXT NULL, created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))",
+            },
+            key_col(
+                "ai_project_credential_v2",
+                "scope_json",
+                "TEXT NULL",
+                "TEXT NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "expires_ms",
+                "BIGINT NULL",
+                "INTEGER NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "previous_secret_encrypted",
+                "TEXT NULL",
+                "TEXT NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "previous_until_ms",
+                "BIGINT NULL",
+                "INTEGER NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "daily_quota",
+                "INT NULL",
+                "INTEGER NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "rps_limit",
+                "INT NULL",
+                "INTEGER NULL",
+            ),
+            key_col(
+                "ai_project_credential_v2",
+                "allow_ips_json",
+                "TEXT NULL",
+                "TEXT NULL",
+            ),
+            key_col("ai_user_key", "scope_json", "TEXT NULL", "TEXT NULL"),
+            key_col("ai_user_key", "expires_ms", "BIGINT NULL", "INTEGER NULL"),
+            key_col(
+                "ai_user_key",
+                "previous_secret_encrypted",
+                "TEXT NULL",
+                "TEXT NULL",
+            ),
+            key_col(
+                "ai_user_key",
+                "previous_until_ms",
+                "BIGINT NULL",
+                "INTEGER NULL",
+            ),
+            key_col(
+                "ai_user_call_log",
+                "access_key_id",
+                "VARCHAR(128) NULL",
+                "TEXT NULL",
+            ),
+            Step::AddIndex {
+                table: "ai_user_call_log",
+                index: "idx_ai_user_call_log_ak_time",
+                columns: "access_key_id, created_at",
+            },
+            // Nonces, used once per key while their timestamp is acceptable.
+            Step::CreateTable {
+                table: "ai_access_nonce",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_access_nonce (\n  access_key_id VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,\n  nonce         VARCHAR(191) COLLATE utf8mb4_bin NOT NULL,\n  expires_ms    BIGINT       NOT NULL,\n  PRIMARY KEY (access_key_id, nonce),\n  KEY idx_ai_access_nonce_expiry (expires_ms)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_access_nonce (access_key_id TEXT NOT NULL, nonce TEXT NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (access_key_id, nonce))",
+            },
+            // The per-second window: one row per key, reset when the second changes.
+            Step::CreateTable {
+                table: "ai_access_rate",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_access_rate (\n  access_key_id VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,\n  window_s      BIGINT       NOT NULL,\n  used          INT          NOT NULL,\n  PRIMARY KEY (access_key_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_access_rate (access_key_id TEXT PRIMARY KEY, window_s INTEGER NOT NULL, used INTEGER NOT NULL)",
+            },
+            // Calls per key per UTC day: the daily quota's counter and `access usage`.
+            Step::CreateTable {
+                table: "ai_access_usage",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_access_usage (\n  access_key_id VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,\n  day           DATE         NOT NULL,\n  granted       BIGINT       NOT NULL DEFAULT 0,\n  refused       BIGINT       NOT NULL DEFAULT 0,\n  last_ok       TINYINT(1)   NOT NULL DEFAULT 1,\n  PRIMARY KEY (access_key_id, day)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_access_usage (access_key_id TEXT NOT NULL, day TEXT NOT NULL, granted INTEGER NOT NULL DEFAULT 0, refused INTEGER NOT NULL DEFAULT 0, last_ok INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (access_key_id, day))",
+            },
+            // Who called, on every audit row of an API call.
+            col("caller_key", "VARCHAR(128) NULL", "TEXT NULL"),
+            col("caller_principal", "VARCHAR(512) NULL", "TEXT NULL"),
+            col("source_ip", "VARCHAR(64) NULL", "TEXT NULL"),
+            Step::AddIndex {
+                table: "ai_call_logs",
+                index: "idx_ai_call_logs_caller",
+                columns: "caller_key",
             },
         ],
     },

@@ -754,3 +754,94 @@ impl Drop for TcpProxy {
         self.task.abort();
     }
 }
+
+/// A request signed by the predecessor's own client helpers (`hmac_headers`, `hmac_sign`), run
+/// with CPython from `tests/fixtures/predecessor/hmac_client.py`.
+#[derive(Debug, Clone)]
+pub struct PySigned {
+    /// `hmac_headers(...)`: `X-AK`, `X-Nonce`, `X-Timestamp`, `X-Signature`.
+    pub headers: Vec<(String, String)>,
+    /// The body as `requests.post(json=payload)` sends it (spaces, `\u` escapes).
+    pub body: String,
+    /// The compact text v1 signs.
+    pub compact: String,
+    /// `hmac_sign(sk, method, path, ts, body)`: the raw-body signature.
+    pub v2: String,
+}
+
+impl PySigned {
+    /// The v1 headers with one replaced (tampering).
+    pub fn with_header(&self, name: &str, value: &str) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case(name) {
+                    (k.clone(), value.to_owned())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// The raw-body scheme's headers: `X-AK`, `X-Timestamp`, `X-Signature-V2`.
+    pub fn v2_headers(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "X-AK" || k == "X-Timestamp")
+            .cloned()
+            .chain([("X-Signature-V2".to_owned(), self.v2.clone())])
+            .collect()
+    }
+}
+
+/// Signs `payload` with the predecessor's helpers under CPython (`ts` and `nonce` default to now
+/// and a random nonce, as the helper does).
+pub fn python_sign(
+    ak: &str,
+    sk: &str,
+    payload: &Value,
+    ts: Option<i64>,
+    nonce: Option<&str>,
+    path: &str,
+) -> PySigned {
+    let req = json!({"ak": ak, "sk": sk, "payload": payload, "ts": ts, "nonce": nonce,
+                     "method": "POST", "path": path});
+    let out = std::process::Command::new("python3")
+        .arg(fixture_path("predecessor/hmac_client.py"))
+        .arg(req.to_string())
+        .output()
+        .expect("python3 runs the predecessor's signing helper");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PySigned {
+        headers: v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect(),
+        body: v["body"].as_str().unwrap().to_owned(),
+        compact: v["compact"].as_str().unwrap().to_owned(),
+        v2: v["v2"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// An HTTP API (payload 2.0) event, from the captured fixture, for `POST <path>` with this body
+/// and these headers, from `source_ip`.
+pub fn api_event(path: &str, body: &str, headers: &[(String, String)], source_ip: &str) -> Value {
+    let mut ev = fixture_json("aws/apigw/http-v2-post-json-body.json");
+    ev["rawPath"] = json!(path);
+    ev["requestContext"]["http"]["path"] = json!(path);
+    ev["requestContext"]["http"]["sourceIp"] = json!(source_ip);
+    ev["body"] = json!(body);
+    ev["isBase64Encoded"] = json!(false);
+    for (k, v) in headers {
+        ev["headers"][k.to_ascii_lowercase()] = json!(v);
+    }
+    ev
+}

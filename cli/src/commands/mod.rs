@@ -1,6 +1,7 @@
 //! One module per command group; each holds the `run` of its clap structs ([`crate::args`]).
 //! Commands parse, call the library, print; the logic is the library's.
 
+pub mod access;
 pub mod audit;
 pub mod cfg;
 pub mod dataset;

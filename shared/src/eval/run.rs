@@ -685,6 +685,7 @@ where
         trigger: "eval".into(),
         request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),
+        caller: None,
     };
     let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
         .done

@@ -2,8 +2,10 @@
 //! expects.
 //!
 //! Accepted shapes: a direct invocation (the request JSON itself), an API Gateway REST API proxy
-//! event (payload 1.0), an HTTP API / Function URL event (payload 2.0), bodies base64-encoded or
-//! not. Invariants: detection is by the event's own markers (`httpMethod` for 1.0,
+//! event (payload 1.0), an HTTP API / Function URL event (payload 2.0), a Function Compute HTTP
+//! trigger request (`version: "v1"`, `rawPath`), bodies base64-encoded or not. [`http_call`]
+//! reads what access control needs from the HTTP shapes (method, paths, headers, raw body,
+//! source address, the authorizer's principal). Invariants: detection is by the event's own markers (`httpMethod` for 1.0,
 //! `version: "2.0"` for 2.0), never by guessing from the body; anything unparseable is
 //! `INVALID_INPUT` naming what was received.
 
@@ -28,12 +30,17 @@ pub enum Source {
     Schedule,
     /// A Function Compute timer trigger whose `payload` string carries the request.
     FcTimer,
+    /// A Function Compute HTTP trigger request (the event form, `version: "v1"`).
+    FcHttp,
 }
 
 impl Source {
     /// True for API Gateway events, which must be answered with an HTTP response object.
     pub fn is_http(self) -> bool {
-        matches!(self, Source::ApiGatewayV1 | Source::ApiGatewayV2)
+        matches!(
+            self,
+            Source::ApiGatewayV1 | Source::ApiGatewayV2 | Source::FcHttp
+        )
     }
 
     /// The audit row's `trigger_source`.
@@ -41,6 +48,7 @@ impl Source {
         match self {
             Source::Direct => "lambda",
             Source::ApiGatewayV1 | Source::ApiGatewayV2 => "apigw",
+            Source::FcHttp => "http",
             Source::Schedule | Source::FcTimer => "schedule",
         }
     }
@@ -165,6 +173,11 @@ pub fn detect(payload: &Value) -> Source {
         Source::ApiGatewayV2
     } else if payload.get("httpMethod").is_some() && payload.get("requestContext").is_some() {
         Source::ApiGatewayV1
+    } else if payload.get("version").and_then(Value::as_str) == Some("v1")
+        && payload.get("rawPath").is_some()
+        && payload.pointer("/requestContext/http").is_some()
+    {
+        Source::FcHttp
     } else if payload.get("triggerTime").is_some()
         && payload.get("triggerName").is_some()
         && payload.get("payload").is_some()
@@ -244,6 +257,17 @@ pub fn parse<T: DeserializeOwned>(
             let body = decode_body(ev.body, ev.is_base64_encoded)?;
             (body, ev.request_context.request_id, ev.path_parameters)
         }
+        Source::FcHttp => {
+            let body = decode_body(
+                payload
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                payload.get("isBase64Encoded").and_then(Value::as_bool) == Some(true),
+            )?;
+            let id = str_at(&payload, "/requestContext/requestId").map(str::to_owned);
+            (body, id, Default::default())
+        }
     };
     let mut value: Value = if body.trim().is_empty() {
         json!({})
@@ -277,6 +301,76 @@ fn decode_body(body: Option<String>, base64: bool) -> Result<String, RunError> {
         .decode(body.trim())
         .map_err(|_| RunError::InvalidInput("isBase64Encoded body is not base64".into()))?;
     String::from_utf8(bytes).map_err(|_| RunError::InvalidInput("body is not UTF-8".into()))
+}
+
+/// The HTTP call inside an API event, as access control reads it; `None` for other events.
+pub fn http_call(payload: &Value) -> Option<crate::access::HttpCall> {
+    let source = detect(payload);
+    let text = |ptr: &str| {
+        str_at(payload, ptr)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let (method, paths, ip, principal) = match source {
+        Source::ApiGatewayV1 => (
+            text("/httpMethod"),
+            vec![text("/requestContext/path"), text("/path")],
+            text("/requestContext/identity/sourceIp"),
+            text("/requestContext/identity/userArn")
+                .or_else(|| {
+                    text("/requestContext/authorizer/claims/sub").map(|s| format!("jwt:{s}"))
+                })
+                .or_else(|| text("/requestContext/authorizer/principalId")),
+        ),
+        Source::ApiGatewayV2 | Source::FcHttp => (
+            text("/requestContext/http/method"),
+            vec![text("/rawPath"), text("/requestContext/http/path")],
+            text("/requestContext/http/sourceIp"),
+            text("/requestContext/authorizer/iam/userArn").or_else(|| {
+                text("/requestContext/authorizer/jwt/claims/sub").map(|s| format!("jwt:{s}"))
+            }),
+        ),
+        Source::Direct | Source::Schedule | Source::FcTimer => return None,
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(h) = payload.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            if let Some(v) = v.as_str() {
+                headers.push((k.to_ascii_lowercase(), v.to_owned()));
+            }
+        }
+    }
+    // REST APIs also (or only) send multi-value headers; the first value is the one signed.
+    if let Some(h) = payload.get("multiValueHeaders").and_then(Value::as_object) {
+        for (k, v) in h {
+            let k = k.to_ascii_lowercase();
+            if let Some(first) = v.get(0).and_then(Value::as_str)
+                && !headers.iter().any(|(name, _)| *name == k)
+            {
+                headers.push((k, first.to_owned()));
+            }
+        }
+    }
+    let body = payload.get("body").and_then(Value::as_str).unwrap_or("");
+    let body = if payload.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        B64.decode(body.trim()).unwrap_or_default()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut unique: Vec<String> = Vec::new();
+    for p in paths.into_iter().flatten() {
+        if !unique.contains(&p) {
+            unique.push(p);
+        }
+    }
+    Some(crate::access::HttpCall {
+        method: method.unwrap_or_default(),
+        paths: unique,
+        headers,
+        body,
+        source_ip: ip,
+        principal,
+    })
 }
 
 /// An API Gateway proxy response (valid for payload 1.0 and 2.0).

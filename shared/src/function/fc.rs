@@ -2,6 +2,11 @@
 //! `POST /initialize` once per instance; success and failure reported by the HTTP status and the
 //! `x-fc-status` header (200 / 404).
 //!
+//! An HTTP trigger on a custom-runtime function forwards the client's request itself (any other
+//! method and path): it is turned into the HTTP trigger's event form (`version: "v1"`, `rawPath`,
+//! `requestContext.http`), handled like any API event (access control included), and the
+//! handler's `{statusCode, headers, body}` becomes the HTTP answer.
+//!
 //! Invariants: one server per process, bound to `0.0.0.0:$FC_SERVER_PORT`; every invocation is
 //! answered (a handler failure is a 404 with `x-fc-status: 404` and the platform error body).
 
@@ -30,10 +35,15 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/invoke", axum::routing::post(invoke))
         .route("/initialize", axum::routing::post(initialize))
+        .fallback(http_trigger)
         .with_state(Arc::new((state, function)));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(port, "serving the Function Compute custom runtime");
-    axum::serve(listener, app).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -86,4 +96,102 @@ async fn invoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     }
     .instrument(span)
     .await
+}
+
+/// An HTTP trigger's request, as the event an event handler would get.
+fn trigger_event(
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    peer: std::net::SocketAddr,
+) -> Value {
+    let mut h = serde_json::Map::new();
+    for (name, value) in headers {
+        if let Ok(v) = value.to_str() {
+            h.insert(name.as_str().to_owned(), json!(v));
+        }
+    }
+    // The gateway in front says who the client is; the peer is the gateway otherwise.
+    let source_ip = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| peer.ip().to_string(), str::to_owned);
+    let (body, b64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => {
+            use base64::Engine;
+            (base64::engine::general_purpose::STANDARD.encode(body), true)
+        }
+    };
+    json!({
+        "version": "v1",
+        "rawPath": path,
+        "body": body,
+        "isBase64Encoded": b64,
+        "headers": h,
+        "requestContext": {
+            "requestId": request_id(headers).unwrap_or_default(),
+            "http": {"method": method, "path": path, "sourceIp": source_ip},
+        },
+    })
+}
+
+async fn http_trigger(
+    State(shared): State<Shared>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let id = request_id(&headers);
+    let span = tracing::info_span!("http_trigger", fc_request_id = id.as_deref().unwrap_or(""));
+    async move {
+        let (state, function) = (&shared.0, shared.1);
+        let event = trigger_event(method.as_str(), uri.path(), &headers, &body, peer);
+        let call = super::Call::with_time_left(id, None, state.deadline_reserve);
+        match function.handle(state, event, call).await {
+            Ok(v) => http_answer(&v),
+            Err(f) => {
+                tracing::warn!(code = %f.error_type, message = %f.error_message, "HTTP trigger request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": {"code": f.error_type, "message": f.error_message}})),
+                )
+                    .into_response()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A handler's `{statusCode, headers, body}` as the HTTP answer.
+fn http_answer(v: &Value) -> Response {
+    let status = v
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut resp = match v.get("body") {
+        Some(Value::String(text)) => (status, text.clone()).into_response(),
+        Some(other) => (status, axum::Json(other.clone())).into_response(),
+        None => (status, axum::Json(v.clone())).into_response(),
+    };
+    if let Some(h) = v.get("headers").and_then(Value::as_object) {
+        for (name, value) in h {
+            if let (Ok(n), Some(Ok(val))) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(axum::http::HeaderValue::from_str),
+            ) {
+                resp.headers_mut().insert(n, val);
+            }
+        }
+    }
+    resp
 }

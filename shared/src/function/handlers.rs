@@ -1,21 +1,26 @@
 //! The three functions' handlers: from a parsed event to a run (or an upload's pipeline) and
 //! back to the caller's shape.
 //!
-//! Invariants: handlers hold no business logic: parsing is [`super::events`], running is
-//! [`crate::run`] and [`crate::media`], answering is [`super::reply`].
+//! Invariants: handlers hold no business logic: parsing is [`super::events`], access control
+//! [`crate::access`], running [`crate::run`] and [`crate::media`], answering [`super::reply`].
+//! An API call is admitted (signature, scope, quota) before anything is resolved or sent; a
+//! refused one makes no provider call and writes no audit row.
 
 use serde_json::{Value, json};
 
 use super::Call;
 use super::events::{self, EvalRequest, ObjectEvent, RouteCall, RunOnceRequest, Source};
-use super::reply::{Failure, code_failure, input_failure, reply, shape};
+use super::reply::{Failure, code_failure, denied, input_failure, reply, shape, with_limits};
+use crate::access::{self, Granted, HttpCall};
 use crate::app::App;
 use crate::code::Code;
 use crate::eval::fanout;
 use crate::eval::run::{EvalError, Options, Start};
 use crate::eval::suite::Target;
 use crate::media;
+use crate::model::access::Action;
 use crate::model::media::ObjectRef;
+use crate::ports::{AccessStore, KeyCall};
 use crate::run::RunContext;
 
 /// Handles one run-route invocation: a route run (direct, API Gateway, or an EventBridge
@@ -26,16 +31,35 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
         return Ok(eval_chunks(state, messages).await);
     }
     let source = events::detect(&payload);
-    let inv = match events::parse::<RouteCall>(payload, &["project", "route_key"]) {
+    let http = events::http_call(&payload);
+    let parsed = events::parse::<RouteCall>(payload, &["project", "route_key"]);
+    let action = parsed.as_ref().ok().map(|inv| match &inv.request {
+        RouteCall::Run(r) => Action::Route {
+            project: r.project.clone(),
+            route_key: r.route_key.clone(),
+            dry_run: r.dry_run,
+        },
+        RouteCall::Eval(e) => Action::Eval(e.eval.clone()),
+    });
+    let granted = match admit(state, http.as_ref(), action.as_ref()).await {
+        Ok(g) => g,
+        Err(refused) => return Ok(refused),
+    };
+    let inv = match parsed {
         Ok(inv) => inv,
         Err(e) => {
             tracing::warn!(code = %e.code(), error = %e, "rejected invocation");
             return input_failure(source, &e);
         }
     };
+    let limits = granted.as_ref().and_then(|g| g.limits);
     let req = match inv.request {
         RouteCall::Run(r) => r,
-        RouteCall::Eval(e) => return eval_start(state, inv.source, e).await,
+        RouteCall::Eval(e) => {
+            let mut out = eval_start(state, inv.source, e).await;
+            limited(&mut out, limits);
+            return out;
+        }
     };
     if req.dry_run {
         return match state
@@ -45,24 +69,133 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
         {
             Ok(d) => shape(inv.source, None, "", &d),
             Err(e) => input_failure(inv.source, &e),
-        };
+        }
+        .map(|mut v| {
+            with_limits(&mut v, limits);
+            v
+        });
     }
     let ctx = RunContext {
         deadline: call.deadline,
         trigger: trigger_label(inv.source, req.trigger.as_deref()).to_owned(),
-        request_id: call.request_id.or(inv.request_id),
+        request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
+        caller: granted.as_ref().map(|g| g.caller.clone()),
     };
     let result = state
         .runner
         .run_route(&req.project, &req.route_key, &req.variables, &ctx)
         .await;
-    shape(
+    let mut out = shape(
         inv.source,
         result.result.failure.as_deref(),
         &result.result.trace_id,
         &result,
+    );
+    limited(&mut out, limits);
+    log_key_call(
+        state,
+        granted.as_ref(),
+        &req.project,
+        &req.route_key,
+        &out,
+        &result.result,
     )
+    .await;
+    out
+}
+
+/// The audit row's request id: for API calls the platform's own request id (the one API Gateway
+/// writes to its access log, so the two join), else the invocation's.
+fn request_id(source: Source, event: Option<String>, call: Option<String>) -> Option<String> {
+    if source.is_http() {
+        event.or(call)
+    } else {
+        call.or(event)
+    }
+}
+
+/// Admits an API call (`None` for other events, which their platform authorised): the caller's
+/// identity when it may go on, or the answer refusing it.
+async fn admit(
+    state: &App,
+    http: Option<&HttpCall>,
+    action: Option<&Action>,
+) -> Result<Option<Granted>, Value> {
+    let Some(http) = http else {
+        return Ok(None);
+    };
+    let store = state.runner.store();
+    match access::check(
+        store,
+        state.runner.keyring(),
+        &state.access,
+        http,
+        action,
+        crate::model::now_ms(),
+    )
+    .await
+    {
+        Ok(g) => Ok(Some(g)),
+        Err(d) => {
+            tracing::warn!(code = %d.code, access_key_id = d.access_key_id.as_deref().unwrap_or(""),
+                source_ip = http.source_ip.as_deref().unwrap_or(""), "API call refused");
+            Err(denied(&d))
+        }
+    }
+}
+
+fn limited(out: &mut Result<Value, Failure>, limits: Option<access::Limits>) {
+    if let Ok(v) = out {
+        with_limits(v, limits);
+    }
+}
+
+/// Writes the `ai_user_call_log` row of a signed call (a failure is logged: the call happened
+/// and its audit row is written).
+async fn log_key_call(
+    state: &App,
+    granted: Option<&Granted>,
+    project: &str,
+    route_key: &str,
+    out: &Result<Value, Failure>,
+    result: &crate::run::RunResult,
+) {
+    let Some(key) = granted.and_then(|g| g.key.as_ref()) else {
+        return;
+    };
+    let status = match out {
+        Ok(v) => v
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(200),
+        Err(_) => 500,
+    };
+    let tokens = |n: &str| {
+        result
+            .usage
+            .as_ref()
+            .and_then(|u| u.get(n))
+            .and_then(Value::as_i64)
+    };
+    let user_key = matches!(key.owner, crate::model::access::KeyOwner::User(_));
+    let call = KeyCall {
+        access_key_id: key.access_key_id.clone(),
+        user_id: key.user_id,
+        key_id: user_key.then_some(key.row_id),
+        project_name: project.to_owned(),
+        route_key: route_key.to_owned(),
+        http_status: status,
+        duration_ms: result.total_ms,
+        tokens_prompt: tokens("prompt_tokens"),
+        tokens_completion: tokens("completion_tokens"),
+        ai_call_log_id: result.audit_id,
+        trace_id: Some(result.trace_id.clone()),
+    };
+    if let Err(e) = state.runner.store().log_call(&call).await {
+        tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), access_key_id = %call.access_key_id, "ai_user_call_log row not written");
+    }
 }
 
 /// The audit row's `trigger_source`: decided by the event's shape, never by what a caller writes.
@@ -76,7 +209,8 @@ fn trigger_label(source: Source, asked: Option<&str>) -> &'static str {
             | Source::ApiGatewayV1
             | Source::ApiGatewayV2
             | Source::Schedule
-            | Source::FcTimer,
+            | Source::FcTimer
+            | Source::FcHttp,
             _,
         ) => source.trigger(),
     }
@@ -87,7 +221,7 @@ fn trigger_label(source: Source, asked: Option<&str>) -> &'static str {
 async fn eval_start(state: &App, source: Source, req: EvalRequest) -> Result<Value, Failure> {
     let trigger = match source {
         Source::Schedule | Source::FcTimer => "schedule",
-        Source::ApiGatewayV1 | Source::ApiGatewayV2 => "api",
+        Source::ApiGatewayV1 | Source::ApiGatewayV2 | Source::FcHttp => "api",
         Source::Direct if req.trigger.as_deref() == Some("schedule") => "schedule",
         Source::Direct => "api",
     };
@@ -191,7 +325,17 @@ pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, 
             .unwrap_or(500);
         return audit_replay(state, limit).await;
     }
-    let inv = match events::parse::<RunOnceRequest>(payload, &["config_key"]) {
+    let http = events::http_call(&payload);
+    let parsed = events::parse::<RunOnceRequest>(payload, &["config_key"]);
+    let action = parsed
+        .as_ref()
+        .ok()
+        .map(|inv| Action::Config(inv.request.config_key.clone()));
+    let granted = match admit(state, http.as_ref(), action.as_ref()).await {
+        Ok(g) => g,
+        Err(refused) => return Ok(refused),
+    };
+    let inv = match parsed {
         Ok(inv) => inv,
         Err(e) => {
             tracing::warn!(code = %e.code(), error = %e, "rejected invocation");
@@ -201,14 +345,26 @@ pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, 
     let ctx = RunContext {
         deadline: call.deadline,
         trigger: inv.source.trigger().to_owned(),
-        request_id: call.request_id.or(inv.request_id),
+        request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
+        caller: granted.as_ref().map(|g| g.caller.clone()),
     };
     let result = state
         .runner
         .run_once(&inv.request.config_key, &inv.request.variables, &ctx)
         .await;
-    reply(inv.source, &result)
+    let mut out = reply(inv.source, &result);
+    limited(&mut out, granted.as_ref().and_then(|g| g.limits));
+    log_key_call(
+        state,
+        granted.as_ref(),
+        "-",
+        &inv.request.config_key,
+        &out,
+        &result,
+    )
+    .await;
+    out
 }
 
 /// Writes spooled audit rows into the database; fails (so the schedule's retry or the next
@@ -258,6 +414,7 @@ pub async fn oss_trigger(state: &App, payload: Value, call: Call) -> Result<Valu
         trigger: "oss".into(),
         request_id: call.request_id,
         redact: Vec::new(),
+        caller: None,
     };
     match event {
         ObjectEvent::Test => Ok(json!({"ignored": "s3:TestEvent"})),

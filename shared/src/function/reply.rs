@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 
 use super::events::{self, Source};
+use crate::access::{Denied, Limits};
 use crate::code::Code;
 use crate::error::RunError;
 use crate::run::RunResult;
@@ -62,7 +63,20 @@ pub fn http_status(code: Code) -> u16 {
         | Code::ResponseTooLarge
         | Code::ProviderUnreachable => 502,
         Code::DeadlineExceeded => 504,
-        Code::NoActiveMembers | Code::QueueUnavailable | Code::AuditSpooled => 503,
+        Code::AuthMissing
+        | Code::AuthKeyUnknown
+        | Code::AuthSignatureInvalid
+        | Code::AuthTimestampSkew
+        | Code::AuthReplay => 401,
+        Code::AuthKeyDisabled
+        | Code::AuthKeyExpired
+        | Code::AuthIpDenied
+        | Code::AuthScopeDenied => 403,
+        Code::QuotaExceeded | Code::RateLimited => 429,
+        Code::NoActiveMembers
+        | Code::QueueUnavailable
+        | Code::AuditSpooled
+        | Code::AccessUnavailable => 503,
         Code::ConfigMissing
         | Code::ConfigInvalid
         | Code::IoError
@@ -126,6 +140,35 @@ pub(crate) fn code_failure(source: Source, code: Code, message: &str) -> Result<
             error_type: code.as_str().to_owned(),
             error_message: message.to_owned(),
         })
+    }
+}
+
+/// The answer to an API call the access check refused: the code the caller may see (an unknown
+/// key looks like a bad signature), `Retry-After` and `X-RateLimit-*` for limits.
+pub(crate) fn denied(denied: &Denied) -> Value {
+    let code = denied.shown();
+    let mut resp = events::http_response(
+        http_status(code),
+        &json!({"error": {"code": code.as_str(), "message": denied.message()}}),
+    );
+    if let Some(s) = denied.retry_after {
+        resp["headers"]["retry-after"] = json!(s.to_string());
+    }
+    with_limits(&mut resp, denied.limits);
+    resp
+}
+
+/// Adds `X-RateLimit-Limit` / `X-RateLimit-Remaining` to an HTTP answer.
+pub(crate) fn with_limits(resp: &mut Value, limits: Option<Limits>) {
+    if let (Some(l), Some(headers)) = (
+        limits,
+        resp.get_mut("headers").and_then(Value::as_object_mut),
+    ) {
+        headers.insert("x-ratelimit-limit".into(), json!(l.limit.to_string()));
+        headers.insert(
+            "x-ratelimit-remaining".into(),
+            json!(l.remaining.to_string()),
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! this one and this one depends on none of them (only on [`crate::code`]). The store fills these
 //! types, the runner consumes them.
 
+pub mod access;
 pub mod eval;
 pub mod media;
 
@@ -168,4 +169,13 @@ pub struct AuditRow {
     /// row replayed after an insert whose outcome was unknown) is never stored twice.
     #[serde(default)]
     pub row_key: Option<String>,
+    /// The access key id that signed the call (API calls with `ACCESS_MODE=hmac`).
+    #[serde(default)]
+    pub caller_key: Option<String>,
+    /// The platform authorizer's principal (IAM ARN, `jwt:<sub>`, Lambda authorizer id).
+    #[serde(default)]
+    pub caller_principal: Option<String>,
+    /// The caller's address as the platform saw it.
+    #[serde(default)]
+    pub source_ip: Option<String>,
 }

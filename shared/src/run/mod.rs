@@ -36,6 +36,9 @@ pub struct RunContext {
     /// the audit row and replying): no attempt, backoff, content retry or member handover
     /// starts that could not finish before it.
     pub deadline: Option<std::time::Instant>,
+    /// Who called (API calls: the access key, the platform's principal, the source address),
+    /// recorded on every audit row of the run.
+    pub caller: Option<crate::model::access::Caller>,
 }
 
 impl RunContext {

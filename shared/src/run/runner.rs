@@ -198,6 +198,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             trace_id: trace_id.clone(),
             trigger_source: ctx.trigger.clone(),
             request_id: ctx.request_id.clone(),
+            caller: ctx.caller.clone(),
             project_name: overlay
                 .project_name
                 .clone()

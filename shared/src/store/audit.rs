@@ -12,14 +12,16 @@ use sqlx::Row;
 
 use super::dialect::{InsertId, is_unknown_column, to_i64};
 use super::{
-    AUDIT_CORE_ONLY, AUDIT_EXTENDED, AUDIT_UNKEYED, AUDIT_UNKNOWN, Db, StoreError, db_err, on_pool,
-    sql,
+    AUDIT_CORE_ONLY, AUDIT_EXTENDED, AUDIT_UNIDENTIFIED, AUDIT_UNKEYED, AUDIT_UNKNOWN, Db,
+    StoreError, db_err, on_pool, sql,
 };
 use crate::model::AuditRow;
 
 /// Which columns an insert writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
+    /// Core, extended, `row_key` and the caller's identity.
+    Identified,
     /// Core, extended and `row_key`.
     Keyed,
     /// Core and extended.
@@ -35,6 +37,7 @@ impl Db {
             .await
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         let sql = match shape {
+            Shape::Identified => sql::INSERT_AUDIT_IDENTIFIED,
             Shape::Keyed => sql::INSERT_AUDIT_KEYED,
             Shape::Extended => sql::INSERT_AUDIT_EXTENDED,
             Shape::Core => sql::INSERT_AUDIT_CORE,
@@ -69,8 +72,15 @@ impl Db {
                     .bind(row.route_attempt.map(i64::from))
                     .bind(&row.handover_reason)
             };
-            let q = if shape == Shape::Keyed {
+            let q = if matches!(shape, Shape::Keyed | Shape::Identified) {
                 q.bind(&row.row_key)
+            } else {
+                q
+            };
+            let q = if shape == Shape::Identified {
+                q.bind(&row.caller_key)
+                    .bind(&row.caller_principal)
+                    .bind(&row.source_ip)
             } else {
                 q
             };
@@ -96,10 +106,31 @@ impl Db {
         // Connect first, so an unreachable server is DB_UNAVAILABLE, not DB_ERROR.
         self.pool().await?;
         let mut mode = self.audit_mode.load(Ordering::Relaxed);
-        if mode == AUDIT_UNKNOWN || mode == AUDIT_EXTENDED {
-            match self.insert_audit_with(row, Shape::Keyed).await {
+        // Newest shape first; each unknown column steps down once per process.
+        for (shape, works, fallback, note) in [
+            (
+                Shape::Identified,
+                AUDIT_EXTENDED,
+                AUDIT_UNIDENTIFIED,
+                "ai_call_logs lacks the caller columns; callers are not recorded (run `ai-runner db migrate`)",
+            ),
+            (
+                Shape::Keyed,
+                AUDIT_UNIDENTIFIED,
+                AUDIT_UNKEYED,
+                "ai_call_logs lacks the row_key column; replays cannot be deduplicated (run `ai-runner db migrate`)",
+            ),
+        ] {
+            let tried = match shape {
+                Shape::Identified => mode == AUDIT_UNKNOWN || mode == AUDIT_EXTENDED,
+                Shape::Keyed | Shape::Extended | Shape::Core => mode == AUDIT_UNIDENTIFIED,
+            };
+            if !tried {
+                continue;
+            }
+            match self.insert_audit_with(row, shape).await {
                 Ok(id) => {
-                    self.audit_mode.store(AUDIT_EXTENDED, Ordering::Relaxed);
+                    self.audit_mode.store(works, Ordering::Relaxed);
                     return Ok(id);
                 }
                 Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
@@ -112,11 +143,9 @@ impl Db {
                     return Err(StoreError::Query("audit row key conflict".into()));
                 }
                 Err(e) if is_unknown_column(&e) => {
-                    tracing::warn!(
-                        "ai_call_logs lacks the row_key column; replays cannot be deduplicated (run `ai-runner db migrate`)"
-                    );
-                    mode = AUDIT_UNKEYED;
-                    self.audit_mode.store(AUDIT_UNKEYED, Ordering::Relaxed);
+                    tracing::warn!("{note}");
+                    mode = fallback;
+                    self.audit_mode.store(fallback, Ordering::Relaxed);
                 }
                 Err(e) => return Err(db_err(e)),
             }

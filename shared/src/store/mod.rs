@@ -4,7 +4,7 @@
 //!
 //! Map: [`sql`] holds the statements shared by both dialects, [`dialect`] everything that
 //! differs; [`config`] reads configs and routes, [`audit`] writes the audit row, [`catalog`] is
-//! the one writer of the seven config tables, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
+//! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
 //! secrets, [`migrate`] the schema, [`schema_dump`] the read-only schema export.
 //!
 //! Invariants: one pool per process, created lazily on first use and reused by every warm
@@ -13,6 +13,7 @@
 //! has added them, detected once per process); no message here tells the user what to type (hints
 //! belong to the edges, keyed by [`crate::code::Code`]).
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod config;
@@ -86,6 +87,8 @@ pub(crate) const AUDIT_EXTENDED: u8 = 1;
 pub(crate) const AUDIT_CORE_ONLY: u8 = 2;
 /// The extended columns without `row_key` (migrated before version 7).
 pub(crate) const AUDIT_UNKEYED: u8 = 3;
+/// Keyed, without the caller columns (migrated before version 8).
+pub(crate) const AUDIT_UNIDENTIFIED: u8 = 4;
 
 /// The process's database handle: target plus lazily created pool.
 #[derive(Debug)]

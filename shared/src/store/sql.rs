@@ -104,6 +104,15 @@ pub(crate) const INSERT_AUDIT_KEYED: &str = concat!(
     ", row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
+/// The audit insert with the caller's identity (28 values; version 8 on).
+pub(crate) const INSERT_AUDIT_IDENTIFIED: &str = concat!(
+    "INSERT INTO ai_call_logs (",
+    audit_core_columns!(),
+    ", ",
+    audit_ext_columns!(),
+    ", row_key, caller_key, caller_principal, source_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
 /// The row already written under a row key.
 pub(crate) const AUDIT_ID_BY_ROW_KEY: &str =
     "SELECT CAST(id AS SIGNED) FROM ai_call_logs WHERE row_key = ?";

@@ -11,6 +11,7 @@
     clippy::disallowed_methods
 )]
 
+mod access;
 mod architecture;
 mod catalog;
 mod eval;

@@ -1,0 +1,232 @@
+//! `access create / list / disable / enable / rotate / usage`: the keys signed API calls use (the
+//! library's [`ai_runner::store::access`] stores them, [`ai_runner::access`] checks calls).
+
+use std::time::Duration;
+
+use ai_runner::Code;
+use ai_runner::model::access::{KeyOwner, Scope};
+use ai_runner::store::access::{KeyError, NewKey};
+
+use crate::args::{AccessArgs, AccessCommand, AccessCreate};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+/// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+pub(crate) fn parse_span(text: &str) -> Result<Duration, Failure> {
+    let text = text.trim();
+    let (num, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = num.parse().map_err(|_| bad_span(text))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(bad_span(text)),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn bad_span(text: &str) -> Failure {
+    Failure::usage(
+        Code::InvalidInput,
+        format!("{text:?} is not a duration like 90s, 30m, 24h or 7d"),
+    )
+}
+
+fn key_failure(e: KeyError) -> Failure {
+    match e {
+        KeyError::NotFound(m) => Failure::usage(Code::UnknownReference, m),
+        KeyError::Crypto(c) => c.into(),
+        KeyError::Store(s) => s.into(),
+    }
+}
+
+fn ms_after(d: Duration) -> i64 {
+    ai_runner::model::now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl AccessArgs {
+    /// Runs the access command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let db = cx.db()?;
+        match self.command {
+            AccessCommand::Create(c) => create(cx, c).await,
+            AccessCommand::List { json } => {
+                let keys = db.list_access_keys().await?;
+                if json {
+                    output::pretty(&keys);
+                    return Ok(());
+                }
+                for k in &keys {
+                    let owner = match &k.owner {
+                        KeyOwner::Project(p) => format!("project {p}"),
+                        KeyOwner::User(u) => format!("user {u}"),
+                    };
+                    println!(
+                        "{}  {}  {}  routes {}  configs {}{}{}  quota {}/day  {} rps",
+                        k.access_key_id,
+                        k.status,
+                        owner,
+                        k.scope.routes,
+                        k.scope.configs,
+                        if k.scope.dry_run { "  dry-run" } else { "" },
+                        if k.scope.eval { "  eval" } else { "" },
+                        k.daily_quota.map_or("∞".into(), |q| q.to_string()),
+                        k.rps_limit.map_or("∞".into(), |q| q.to_string()),
+                    );
+                }
+                if keys.is_empty() {
+                    println!("no access keys; `ai-runner access create --project P` makes one");
+                }
+                Ok(())
+            }
+            AccessCommand::Disable { access_key_id } => status(cx, &access_key_id, false).await,
+            AccessCommand::Enable { access_key_id } => status(cx, &access_key_id, true).await,
+            AccessCommand::Rotate {
+                access_key_id,
+                grace,
+            } => {
+                let until = ms_after(parse_span(&grace)?);
+                let secret = db
+                    .rotate_access_key(&cx.keyring()?, &access_key_id, until)
+                    .await
+                    .map_err(key_failure)?;
+                println!("access key: {access_key_id}");
+                println!("new secret: {}", secret.expose());
+                println!(
+                    "the old secret works until {grace} from now; this secret is not shown again"
+                );
+                Ok(())
+            }
+            AccessCommand::Usage {
+                access_key_id,
+                days,
+                json,
+            } => {
+                let since_ms =
+                    ai_runner::model::now_ms() - i64::from(days.saturating_sub(1)) * 86_400_000;
+                let since = utc_day(since_ms);
+                let rows = db.access_usage(access_key_id.as_deref(), &since).await?;
+                if json {
+                    output::pretty(&rows);
+                    return Ok(());
+                }
+                println!(
+                    "{:<12} {:<28} {:>10} {:>10}",
+                    "day", "access key", "calls", "refused"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<12} {:<28} {:>10} {:>10}",
+                        r.day, r.access_key_id, r.granted, r.refused
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn status(cx: &Cx, ak: &str, active: bool) -> Result<(), Failure> {
+    if cx.db()?.set_access_key_status(ak, active).await? {
+        println!("{ak} {}", if active { "enabled" } else { "disabled" });
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            Code::AuthKeyUnknown,
+            format!("no access key {ak:?}"),
+        ))
+    }
+}
+
+async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
+    let owner = match (c.project, c.user) {
+        (Some(p), _) => KeyOwner::Project(p),
+        (None, Some(u)) => KeyOwner::User(u),
+        (None, None) => {
+            return Err(Failure::usage(
+                Code::InvalidInput,
+                "say whose key it is: --project P or --user U",
+            ));
+        }
+    };
+    for ip in &c.allow_ips {
+        if !ai_runner::access::is_ip_entry(ip) {
+            return Err(Failure::usage(
+                Code::InvalidInput,
+                format!("--allow-ip {ip:?} is not an IP address or network (10.0.0.0/8)"),
+            ));
+        }
+    }
+    let expires_ms = c
+        .expires_in
+        .as_deref()
+        .map(parse_span)
+        .transpose()?
+        .map(ms_after);
+    let new = NewKey {
+        scope: Scope::with(
+            &owner,
+            c.projects.as_deref(),
+            c.routes.as_deref(),
+            c.configs.as_deref(),
+            c.allow_dry_run,
+            c.allow_eval,
+        ),
+        owner,
+        daily_quota: c.daily_quota.filter(|q| *q > 0),
+        rps_limit: c.rps.filter(|r| *r > 0),
+        allow_ips: c.allow_ips,
+        expires_ms,
+    };
+    let (ak, secret) = cx
+        .db()?
+        .create_access_key(&cx.keyring()?, &new)
+        .await
+        .map_err(key_failure)?;
+    if c.json {
+        output::pretty(&serde_json::json!({
+            "access_key_id": ak, "secret": secret.expose(), "scope": new.scope,
+            "daily_quota": new.daily_quota, "rps_limit": new.rps_limit,
+            "allow_ips": new.allow_ips, "expires_ms": new.expires_ms,
+        }));
+    } else {
+        println!("access key: {ak}");
+        println!("secret:     {}", secret.expose());
+        println!("keep the secret now: it is stored only encrypted and not shown again");
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD` (UTC) of an epoch-ms instant.
+pub(crate) fn utc_day(ms: i64) -> String {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_and_days_parse() {
+        assert_eq!(parse_span("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_span("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_span("1w").is_err() && parse_span("h").is_err());
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_764_547_200_000), "2025-12-01");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+    }
+}

@@ -1,0 +1,373 @@
+//! Access control for API calls: who is calling, may they run this, and have they a call left.
+//!
+//! [`check`] takes an HTTP call as the platform delivered it and what it asks to do, and answers
+//! [`Granted`] (with the caller's identity for the audit row) or [`Denied`] (a stable code, and for
+//! limits `Retry-After` and `X-RateLimit-*` values). It is pure over the [`AccessStore`] port
+//! and the [`Keyring`]; the function edge calls it before anything is resolved or sent.
+//!
+//! Order of the checks, and why: headers and timestamp first (no database work for junk); then
+//! the key and its signature, an unknown key answered exactly like a bad signature (same code
+//! shown, same work done), so nobody learns which keys exist; only a correctly signed request
+//! learns that its key is disabled, expired, out of scope or off its IP list; then the nonce
+//! (one insert-or-fail: a replay is refused across instances); then the per-second and daily
+//! counters (one conditional upsert each: concurrent instances cannot overshoot). A refused
+//! call has made no provider call.
+//!
+//! Invariants: the secret is decrypted into a [`crate::secret::Secret`] for the comparison
+//! only and never logged; when the database cannot answer, the key lookup and the nonce fail
+//! closed always, the counters unless `ACCESS_FAIL_OPEN=true`.
+
+pub mod signature;
+
+use std::net::IpAddr;
+
+use crate::code::Code;
+use crate::config::{AccessMode, AccessSettings};
+use crate::crypto::Keyring;
+use crate::model::access::{Action, Caller, StoredKey, Take, secret_binding};
+use crate::ports::AccessStore;
+use signature::{Request, Signed};
+
+/// An HTTP call as the platform delivered it (API Gateway REST / HTTP API, Function URL, FC HTTP
+/// trigger).
+#[derive(Debug, Clone, Default)]
+pub struct HttpCall {
+    /// HTTP method.
+    pub method: String,
+    /// The path as the client requested it, then as the function saw it (without the stage),
+    /// deduplicated: a raw-body signature over either is accepted.
+    pub paths: Vec<String>,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The raw body (base64 already decoded).
+    pub body: Vec<u8>,
+    /// The caller's address as the platform saw it.
+    pub source_ip: Option<String>,
+    /// The platform authorizer's principal (IAM ARN, `jwt:<sub>`, Lambda authorizer id).
+    pub principal: Option<String>,
+}
+
+impl HttpCall {
+    /// A header's value by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Rate-limit headers: `X-RateLimit-Limit` / `X-RateLimit-Remaining` (the daily quota when the
+/// key has one, else its per-second limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The limit.
+    pub limit: u64,
+    /// What is left of it.
+    pub remaining: u64,
+}
+
+/// A call let through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Granted {
+    /// Who called (for the audit row).
+    pub caller: Caller,
+    /// The key that signed, when one did.
+    pub key: Option<StoredKey>,
+    /// Rate-limit headers for the answer.
+    pub limits: Option<Limits>,
+}
+
+/// A call refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// Why (logged as is).
+    pub code: Code,
+    /// The access key id the call named, if any (logged, never a secret).
+    pub access_key_id: Option<String>,
+    /// `Retry-After`, seconds (limits only).
+    pub retry_after: Option<u64>,
+    /// Rate-limit headers (limits only).
+    pub limits: Option<Limits>,
+}
+
+impl Denied {
+    fn new(code: Code, ak: Option<&str>) -> Self {
+        Self {
+            code,
+            access_key_id: ak.map(str::to_owned),
+            retry_after: None,
+            limits: None,
+        }
+    }
+
+    /// The code the caller is shown: an unknown key looks exactly like a bad signature.
+    pub fn shown(&self) -> Code {
+        match self.code {
+            Code::AuthKeyUnknown => Code::AuthSignatureInvalid,
+            other => other,
+        }
+    }
+
+    /// The short message the caller is shown (the same for an unknown key and a bad signature).
+    pub fn message(&self) -> &'static str {
+        match self.shown() {
+            Code::AuthMissing => {
+                "this API needs a signed request (X-AK, X-Timestamp and X-Nonce + X-Signature, or X-Signature-V2)"
+            }
+            Code::AuthSignatureInvalid => "the signature does not match the request",
+            Code::AuthTimestampSkew => "X-Timestamp is too far from the server's clock",
+            Code::AuthReplay => "this request was already received (nonce used)",
+            Code::AuthKeyDisabled => "the access key is disabled",
+            Code::AuthKeyExpired => "the access key has expired",
+            Code::AuthIpDenied => "the access key may not be used from this address",
+            Code::AuthScopeDenied => "the access key may not do this",
+            Code::QuotaExceeded => "the access key's daily quota is used up",
+            Code::RateLimited => "too many requests per second for this access key",
+            _ => "the access check could not be completed; try again",
+        }
+    }
+}
+
+/// Seconds until the next UTC midnight (a daily quota's `Retry-After`).
+fn seconds_to_utc_midnight(now_ms: i64) -> u64 {
+    let day_ms = 86_400_000;
+    u64::try_from((day_ms - now_ms.rem_euclid(day_ms) + 999) / 1000).unwrap_or(1)
+}
+
+/// Whether an allow-list entry is an IP address or a network (`10.0.0.0/8`).
+pub fn is_ip_entry(entry: &str) -> bool {
+    let entry = entry.trim();
+    entry.parse::<IpAddr>().is_ok() || entry.parse::<ipnet::IpNet>().is_ok()
+}
+
+/// Whether `ip` is in the allow list (IPs or CIDRs; an unparseable entry allows nothing).
+pub fn ip_allowed(allow: &[String], ip: Option<&str>) -> bool {
+    if allow.is_empty() {
+        return true;
+    }
+    // Some platforms write a host as a network (`192.168.0.1/32`).
+    let Some(ip) = ip.and_then(|i| i.trim().split('/').next()?.parse::<IpAddr>().ok()) else {
+        return false;
+    };
+    let ip = ip.to_canonical();
+    allow.iter().any(|entry| {
+        let entry = entry.trim();
+        if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+            net.contains(&ip)
+        } else {
+            entry
+                .parse::<IpAddr>()
+                .is_ok_and(|a| a.to_canonical() == ip)
+        }
+    })
+}
+
+/// Checks one call. `action` is `None` when the body did not parse (the call is authenticated
+/// and counted, then answered `INVALID_INPUT`). `now_ms` is the server's clock (epoch ms).
+pub async fn check<S: AccessStore>(
+    store: &S,
+    keyring: &Keyring,
+    settings: &AccessSettings,
+    call: &HttpCall,
+    action: Option<&Action>,
+    now_ms: i64,
+) -> Result<Granted, Denied> {
+    let caller = Caller {
+        access_key_id: None,
+        principal: call.principal.clone(),
+        source_ip: call.source_ip.clone(),
+    };
+    match settings.mode {
+        AccessMode::Platform => {
+            return Ok(Granted {
+                caller,
+                key: None,
+                limits: None,
+            });
+        }
+        AccessMode::Hmac | AccessMode::PlatformAndHmac => {}
+    }
+    let Some(signed) = signature::read_headers(|n| call.header(n)) else {
+        return Err(Denied::new(Code::AuthMissing, None));
+    };
+    let ak = Some(signed.access_key_id.as_str());
+    let skew = i64::try_from(settings.max_skew.as_secs()).unwrap_or(i64::MAX);
+    if (now_ms / 1000 - signed.timestamp).abs() > skew {
+        return Err(Denied::new(Code::AuthTimestampSkew, ak));
+    }
+    let req = Request {
+        method: &call.method,
+        paths: &call.paths,
+        body: &call.body,
+    };
+    let key = match store.find_key(&signed.access_key_id).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            signature::verify_decoy(&signed, &req);
+            return Err(Denied::new(Code::AuthKeyUnknown, ak));
+        }
+        Err(e) => {
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "access key lookup failed");
+            return Err(Denied::new(Code::AccessUnavailable, ak));
+        }
+    };
+    if !signature_matches(keyring, &key, &signed, &req, now_ms) {
+        return Err(Denied::new(Code::AuthSignatureInvalid, ak));
+    }
+    if !key.active {
+        return Err(Denied::new(Code::AuthKeyDisabled, ak));
+    }
+    if key.expires_ms.is_some_and(|e| e <= now_ms) {
+        return Err(Denied::new(Code::AuthKeyExpired, ak));
+    }
+    if !ip_allowed(&key.allow_ips, call.source_ip.as_deref()) {
+        return Err(Denied::new(Code::AuthIpDenied, ak));
+    }
+    if action.is_some_and(|a| !key.permits(a)) {
+        return Err(Denied::new(Code::AuthScopeDenied, ak));
+    }
+    // Remembered for as long as its timestamp is acceptable; after that the skew check refuses it.
+    let nonce_until =
+        (signed.timestamp.saturating_add(skew).saturating_add(1)).saturating_mul(1000);
+    match store
+        .use_nonce(&key.access_key_id, signed.nonce(), nonce_until)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(Denied::new(Code::AuthReplay, ak)),
+        Err(e) => {
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "nonce check failed");
+            return Err(Denied::new(Code::AccessUnavailable, ak));
+        }
+    }
+    let limits = take_limits(store, settings, &key, now_ms).await?;
+    Ok(Granted {
+        caller: Caller {
+            access_key_id: Some(key.access_key_id.clone()),
+            ..caller
+        },
+        key: Some(key),
+        limits,
+    })
+}
+
+/// The current secret, or during a rotation's grace period the previous one, signed the call.
+fn signature_matches(
+    keyring: &Keyring,
+    key: &StoredKey,
+    signed: &Signed,
+    req: &Request<'_>,
+    now_ms: i64,
+) -> bool {
+    let binding = secret_binding(key.owner.table(), &key.access_key_id);
+    let mut blobs = vec![key.secret_blob.as_str()];
+    if let Some((prev, until)) = &key.previous
+        && *until > now_ms
+    {
+        blobs.push(prev);
+    }
+    blobs.into_iter().any(|blob| match keyring.decrypt(blob, &binding) {
+        Ok(secret) => signature::verify(secret.expose(), signed, req),
+        Err(e) => {
+            tracing::error!(code = %e.code(), access_key_id = %key.access_key_id, "an access key's secret does not decrypt");
+            false
+        }
+    })
+}
+
+/// Counts the call against the key's per-second limit, then its daily quota.
+async fn take_limits<S: AccessStore>(
+    store: &S,
+    settings: &AccessSettings,
+    key: &StoredKey,
+    now_ms: i64,
+) -> Result<Option<Limits>, Denied> {
+    let ak = Some(key.access_key_id.as_str());
+    let unavailable = |what: &str, e: &crate::ports::StoreError| {
+        tracing::error!(code = %e.code(), error = %crate::error::chain(e), fail_open = settings.fail_open, "{what} check failed");
+        if settings.fail_open {
+            Ok(None)
+        } else {
+            Err(Denied::new(Code::AccessUnavailable, ak))
+        }
+    };
+    let mut limits = None;
+    if let Some(rps) = key.rps_limit.filter(|r| *r > 0) {
+        match store.take_second(&key.access_key_id, rps).await {
+            Ok(Take::Granted { used }) => {
+                limits = Some(Limits {
+                    limit: u64::from(rps),
+                    remaining: u64::from(rps).saturating_sub(used),
+                });
+            }
+            Ok(Take::Refused) => {
+                return Err(Denied {
+                    retry_after: Some(1),
+                    limits: Some(Limits {
+                        limit: u64::from(rps),
+                        remaining: 0,
+                    }),
+                    ..Denied::new(Code::RateLimited, ak)
+                });
+            }
+            Err(e) => return unavailable("rate limit", &e),
+        }
+    }
+    let quota = key.daily_quota.filter(|q| *q > 0);
+    match store.take_day(&key.access_key_id, quota).await {
+        Ok(Take::Granted { used }) => {
+            if let Some(q) = quota {
+                limits = Some(Limits {
+                    limit: u64::from(q),
+                    remaining: u64::from(q).saturating_sub(used),
+                });
+            }
+            Ok(limits)
+        }
+        Ok(Take::Refused) => Err(Denied {
+            retry_after: Some(seconds_to_utc_midnight(now_ms)),
+            limits: quota.map(|q| Limits {
+                limit: u64::from(q),
+                remaining: 0,
+            }),
+            ..Denied::new(Code::QuotaExceeded, ak)
+        }),
+        Err(e) => unavailable("daily quota", &e).map(|_| limits),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_take_addresses_and_networks() {
+        let allow = vec!["10.0.0.0/8".to_owned(), "2001:db8::1".to_owned()];
+        assert!(ip_allowed(&allow, Some("10.1.2.3")));
+        assert!(ip_allowed(&allow, Some("::ffff:10.1.2.3")), "IPv4-mapped");
+        assert!(ip_allowed(&allow, Some("2001:db8::1")));
+        assert!(
+            ip_allowed(&allow, Some("10.0.0.7/32")),
+            "a host written as a network"
+        );
+        assert!(!ip_allowed(&allow, Some("11.0.0.1")));
+        assert!(!ip_allowed(&allow, None), "no address, no entry");
+        assert!(ip_allowed(&[], None), "an empty list allows any address");
+        assert!(!ip_allowed(&["not-an-ip".to_owned()], Some("1.2.3.4")));
+    }
+
+    #[test]
+    fn an_unknown_key_is_shown_as_a_bad_signature() {
+        let unknown = Denied::new(Code::AuthKeyUnknown, Some("ak_x"));
+        let bad = Denied::new(Code::AuthSignatureInvalid, Some("ak_y"));
+        assert_eq!(unknown.shown(), bad.shown());
+        assert_eq!(unknown.message(), bad.message());
+    }
+
+    #[test]
+    fn a_daily_quota_retries_after_the_next_utc_midnight() {
+        assert_eq!(seconds_to_utc_midnight(0), 86_400);
+        assert_eq!(seconds_to_utc_midnight(86_400_000 - 1_500), 2);
+    }
+}

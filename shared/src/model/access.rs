@@ -1,0 +1,346 @@
+//! Access keys and what they may do: the values the access gate, the store and the CLI share.
+//!
+//! Invariants: a [`Scope`] is plain data (patterns that are exact names or `prefix*`, and two
+//! flags); it never grants more than its key's kind allows (a project key only ever reaches its
+//! own project's routes, [`StoredKey::permits`]). No value here holds a decrypted secret: the
+//! store hands out encrypted blobs, the gate decrypts them into [`crate::secret::Secret`]s.
+
+use serde::{Deserialize, Serialize};
+
+/// Who a key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "owner", rename_all = "snake_case")]
+pub enum KeyOwner {
+    /// A project credential (`ai_project_credential_v2`): only its project's routes.
+    Project(String),
+    /// A user key (`ai_user_key`), owned by `ai_user.name`.
+    User(String),
+}
+
+impl KeyOwner {
+    /// The table holding keys of this kind; also the start of a secret blob's binding.
+    pub fn table(&self) -> &'static str {
+        match self {
+            KeyOwner::Project(_) => "ai_project_credential_v2",
+            KeyOwner::User(_) => "ai_user_key",
+        }
+    }
+}
+
+/// The associated-data binding of an access key's secret blob (the same as `keys rotate` uses).
+pub fn secret_binding(table: &str, access_key_id: &str) -> String {
+    format!("{table}:{access_key_id}")
+}
+
+/// Names a key may reach: exact names, or prefixes written `name*`; `*` alone is every name. An
+/// empty list reaches nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Patterns(pub Vec<String>);
+
+impl Patterns {
+    /// Every name.
+    pub fn all() -> Self {
+        Self(vec!["*".into()])
+    }
+
+    /// Whether `name` is reached.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        })
+    }
+
+    /// Parses a comma-separated list (`*`, `a,b`, `nightly-*`); blanks are dropped.
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for Patterns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// What a key may run, beyond its owner's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Projects whose routes it may run.
+    #[serde(default = "Patterns::all")]
+    pub projects: Patterns,
+    /// Routes it may run, as `project/route_key`.
+    #[serde(default = "Patterns::all")]
+    pub routes: Patterns,
+    /// Config keys it may run directly (run-once).
+    #[serde(default = "Patterns::all")]
+    pub configs: Patterns,
+    /// Whether it may ask for dry runs (they show prompts and the request, key masked).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Whether it may start evaluation runs.
+    #[serde(default)]
+    pub eval: bool,
+}
+
+impl Scope {
+    /// The default for a new key of this kind: a user key may run everything, a project key its
+    /// project's routes and no config directly; neither may dry-run or start evaluations.
+    pub fn default_for(owner: &KeyOwner) -> Self {
+        Self {
+            projects: Patterns::all(),
+            routes: Patterns::all(),
+            configs: match owner {
+                KeyOwner::Project(_) => Patterns::default(),
+                KeyOwner::User(_) => Patterns::all(),
+            },
+            dry_run: false,
+            eval: false,
+        }
+    }
+}
+
+impl Scope {
+    /// The kind's default with these overrides (comma-separated patterns; `None` keeps the
+    /// default): what `access create` flags make.
+    pub fn with(
+        owner: &KeyOwner,
+        projects: Option<&str>,
+        routes: Option<&str>,
+        configs: Option<&str>,
+        dry_run: bool,
+        eval: bool,
+    ) -> Self {
+        let mut scope = Self::default_for(owner);
+        if let Some(p) = projects {
+            scope.projects = Patterns::parse(p);
+        }
+        if let Some(r) = routes {
+            scope.routes = Patterns::parse(r);
+        }
+        if let Some(c) = configs {
+            scope.configs = Patterns::parse(c);
+        }
+        scope.dry_run = dry_run;
+        scope.eval = eval;
+        scope
+    }
+}
+
+/// What a signed request asks to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run a config (run-once).
+    Config(String),
+    /// Run a route, or dry-run it.
+    Route {
+        /// `ai_project_v2.name`.
+        project: String,
+        /// `ai_route_v2.route_key`.
+        route_key: String,
+        /// Resolve and build only.
+        dry_run: bool,
+    },
+    /// Start an evaluation run of a suite.
+    Eval(String),
+}
+
+/// An access key as stored: everything the gate needs, the secret still encrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    /// The public id (`X-AK`).
+    pub access_key_id: String,
+    /// Whose it is.
+    pub owner: KeyOwner,
+    /// The row id in its table (`ai_user_call_log.key_id` for user keys).
+    pub row_id: i64,
+    /// `ai_user.id` for user keys.
+    pub user_id: Option<i64>,
+    /// The encrypted secret (v1 or v2 blob).
+    pub secret_blob: String,
+    /// The secret before the last `access rotate`, and until when (epoch ms) it still works.
+    pub previous: Option<(String, i64)>,
+    /// `active` or anything else (disabled).
+    pub active: bool,
+    /// Epoch ms after which the key no longer works.
+    pub expires_ms: Option<i64>,
+    /// What it may run.
+    pub scope: Scope,
+    /// Calls per UTC day (`None` = unlimited).
+    pub daily_quota: Option<u32>,
+    /// Requests per second (`None` = unlimited).
+    pub rps_limit: Option<u32>,
+    /// Allowed caller addresses (IPs or CIDRs); empty = any.
+    pub allow_ips: Vec<String>,
+}
+
+impl StoredKey {
+    /// Whether this key may do `action` (its scope, and for a project key its project).
+    pub fn permits(&self, action: &Action) -> bool {
+        let s = &self.scope;
+        match action {
+            Action::Config(key) => s.configs.matches(key),
+            Action::Route {
+                project,
+                route_key,
+                dry_run,
+            } => {
+                let own = match &self.owner {
+                    KeyOwner::Project(p) => p == project,
+                    KeyOwner::User(_) => true,
+                };
+                own && s.projects.matches(project)
+                    && s.routes.matches(&format!("{project}/{route_key}"))
+                    && (!dry_run || s.dry_run)
+            }
+            Action::Eval(_) => s.eval,
+        }
+    }
+}
+
+/// Who made a call, as the audit row records it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Caller {
+    /// The access key id of a signed request.
+    pub access_key_id: Option<String>,
+    /// The platform authorizer's principal: an IAM ARN, or `jwt:<sub>` / the Lambda
+    /// authorizer's principal id.
+    pub principal: Option<String>,
+    /// The caller's address as the platform saw it.
+    pub source_ip: Option<String>,
+}
+
+/// One window's verdict from the quota counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Counted: this many of the limit are now used.
+    Granted {
+        /// Calls counted in the window, this one included.
+        used: u64,
+    },
+    /// The window is full; nothing was counted.
+    Refused,
+}
+
+/// Usage of one key on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayUsage {
+    /// The access key id.
+    pub access_key_id: String,
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Calls let through.
+    pub granted: u64,
+    /// Calls refused by the daily quota.
+    pub refused: u64,
+}
+
+/// One row of `access list` (never the secret).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyListing {
+    /// The public id.
+    pub access_key_id: String,
+    /// Whose it is.
+    #[serde(flatten)]
+    pub owner: KeyOwner,
+    /// `active` / `disabled`.
+    pub status: String,
+    /// Expiry, epoch ms.
+    pub expires_ms: Option<i64>,
+    /// What it may run.
+    pub scope: Scope,
+    /// Calls per UTC day.
+    pub daily_quota: Option<u32>,
+    /// Requests per second.
+    pub rps_limit: Option<u32>,
+    /// Allowed addresses.
+    pub allow_ips: Vec<String>,
+    /// Until when the previous secret still works, after a rotation.
+    pub previous_until_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(owner: KeyOwner, scope: Scope) -> StoredKey {
+        StoredKey {
+            access_key_id: "ak_1".into(),
+            owner,
+            row_id: 1,
+            user_id: None,
+            secret_blob: String::new(),
+            previous: None,
+            active: true,
+            expires_ms: None,
+            scope,
+            daily_quota: None,
+            rps_limit: None,
+            allow_ips: vec![],
+        }
+    }
+
+    fn route(p: &str, r: &str, dry_run: bool) -> Action {
+        Action::Route {
+            project: p.into(),
+            route_key: r.into(),
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn patterns_are_exact_names_or_prefixes() {
+        let p = Patterns::parse("sales, nightly-*");
+        assert!(p.matches("sales") && p.matches("nightly-1") && p.matches("nightly-"));
+        assert!(!p.matches("sales2") && !p.matches("night"));
+        assert!(Patterns::all().matches("anything"));
+        assert!(!Patterns::default().matches("anything"));
+    }
+
+    #[test]
+    fn a_project_key_reaches_only_its_own_project_and_no_config_by_default() {
+        let owner = KeyOwner::Project("shop".into());
+        let k = key(owner.clone(), Scope::default_for(&owner));
+        assert!(k.permits(&route("shop", "chat", false)));
+        assert!(!k.permits(&route("other", "chat", false)));
+        assert!(!k.permits(&Action::Config("greet".into())));
+        assert!(
+            !k.permits(&route("shop", "chat", true)),
+            "no dry runs by default"
+        );
+        assert!(!k.permits(&Action::Eval("nightly".into())));
+    }
+
+    #[test]
+    fn a_user_key_is_limited_by_its_scope() {
+        let owner = KeyOwner::User("ana".into());
+        let mut scope = Scope::default_for(&owner);
+        scope.routes = Patterns::parse("shop/chat,lab/*");
+        scope.configs = Patterns::parse("greet");
+        scope.eval = true;
+        let k = key(owner, scope);
+        assert!(k.permits(&route("shop", "chat", false)));
+        assert!(k.permits(&route("lab", "x", false)));
+        assert!(!k.permits(&route("shop", "admin", false)));
+        assert!(k.permits(&Action::Config("greet".into())));
+        assert!(!k.permits(&Action::Config("greet2".into())));
+        assert!(k.permits(&Action::Eval("s".into())));
+    }
+
+    #[test]
+    fn a_stored_scope_with_missing_fields_reads_as_the_safe_default() {
+        let s: Scope = serde_json::from_str(r#"{"configs": []}"#).unwrap();
+        assert!(s.projects.matches("x") && !s.configs.matches("x"));
+        assert!(!s.dry_run && !s.eval);
+    }
+}

@@ -1,0 +1,539 @@
+//! The access tables: **the one writer** of access keys (`ai_project_credential_v2`,
+//! `ai_user_key`, `ai_user`), nonces (`ai_access_nonce`), the quota counters (`ai_access_rate`,
+//! `ai_access_usage`) and `ai_user_call_log`; the [`AccessStore`] port.
+//!
+//! Invariants: every check-and-count is one statement evaluated by the database (its clock, its
+//! row lock), so instances cannot overshoot a limit or share a nonce: MySQL answers through
+//! `LAST_INSERT_ID(expr)` in the OK packet (0 = refused), SQLite through `RETURNING` (no row =
+//! refused). Secrets are written encrypted (v2, bound to `<table>:<access key id>`) and returned
+//! once, at creation or rotation, never read back in clear by anything but the gate.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rand::RngCore;
+
+use super::dialect::{InsertId, is_missing_table, to_i64};
+use super::{Db, Pool, StoreError, db_err, on_pool};
+use crate::crypto::{CryptoError, Keyring};
+use crate::model::access::{
+    DayUsage, KeyListing, KeyOwner, Scope, StoredKey, Take, secret_binding,
+};
+use crate::ports::{AccessStore, KeyCall};
+
+/// One key row from either table (owner kind, row id, user id, owner name, access key id, secret,
+/// active, expires, scope, daily quota, rps, allowed IPs, previous secret, previous until).
+type KeyRow = (
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+const KEY_COLUMNS: &str = "k.access_key_id, CAST(k.secret_encrypted AS CHAR), \
+     CASE WHEN k.status = 'active' AND o.status = 'active' THEN 1 ELSE 0 END, k.expires_ms, \
+     k.scope_json, k.daily_quota, k.rps_limit, CAST(k.allow_ips_json AS CHAR), \
+     k.previous_secret_encrypted, k.previous_until_ms";
+
+fn key_select(filter: &str) -> String {
+    format!(
+        "SELECT 'project', CAST(k.id AS SIGNED), NULL, o.name, {KEY_COLUMNS} \
+         FROM ai_project_credential_v2 k JOIN ai_project_v2 o ON o.id = k.project_id {filter} \
+         UNION ALL \
+         SELECT 'user', CAST(k.id AS SIGNED), CAST(k.user_id AS SIGNED), o.name, {KEY_COLUMNS} \
+         FROM ai_user_key k JOIN ai_user o ON o.id = k.user_id {filter}"
+    )
+}
+
+/// Counts one call in the current second (the server's clock): `LAST_INSERT_ID` = calls counted
+/// in this second, or 0 when it was full.
+const TAKE_SECOND_MYSQL: &str = "INSERT INTO ai_access_rate (access_key_id, window_s, used) \
+     VALUES (?, UNIX_TIMESTAMP(), LAST_INSERT_ID(1)) ON DUPLICATE KEY UPDATE \
+     used = IF(window_s = UNIX_TIMESTAMP(), \
+               IF(used < ?, LAST_INSERT_ID(used + 1), used + LAST_INSERT_ID(0)), \
+               LAST_INSERT_ID(1)), \
+     window_s = UNIX_TIMESTAMP()";
+
+/// The same on SQLite: no row comes back when the second is full.
+const TAKE_SECOND_SQLITE: &str = "INSERT INTO ai_access_rate (access_key_id, window_s, used) \
+     VALUES (?1, unixepoch(), 1) ON CONFLICT(access_key_id) DO UPDATE SET \
+     used = CASE WHEN window_s = unixepoch() THEN used + 1 ELSE 1 END, window_s = unixepoch() \
+     WHERE window_s <> unixepoch() OR used < ?2 RETURNING used";
+
+/// Counts one call on the current UTC day (the server's clock), or one refusal when the quota is
+/// used up (`refused` is assigned first: MySQL assigns left to right).
+const TAKE_DAY_MYSQL: &str = "INSERT INTO ai_access_usage (access_key_id, day, granted, refused, last_ok) \
+     VALUES (?, UTC_DATE(), LAST_INSERT_ID(1), 0, 1) ON DUPLICATE KEY UPDATE \
+     refused = refused + IF(granted < ?, 0, 1), \
+     granted = IF(granted < ?, LAST_INSERT_ID(granted + 1), granted + LAST_INSERT_ID(0))";
+
+/// The same on SQLite (assignments see the old row, so `last_ok` says what happened).
+const TAKE_DAY_SQLITE: &str = "INSERT INTO ai_access_usage (access_key_id, day, granted, refused, last_ok) \
+     VALUES (?1, date('now'), 1, 0, 1) ON CONFLICT(access_key_id, day) DO UPDATE SET \
+     granted = granted + (granted < ?2), refused = refused + (granted >= ?2), \
+     last_ok = (granted < ?2) RETURNING granted, last_ok";
+
+const INSERT_NONCE: &str =
+    "INSERT INTO ai_access_nonce (access_key_id, nonce, expires_ms) VALUES (?, ?, ?)";
+const DELETE_EXPIRED_NONCE: &str =
+    "DELETE FROM ai_access_nonce WHERE access_key_id = ? AND nonce = ? AND expires_ms < ?";
+const PURGE_NONCES: &str = "DELETE FROM ai_access_nonce WHERE expires_ms < ?";
+
+const INSERT_CALL_LOG: &str = "INSERT INTO ai_user_call_log (user_id, key_id, project_name, route_key, \
+     http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Nonce inserts between purges of expired ones (per process).
+const PURGE_EVERY: u32 = 256;
+static NONCE_INSERTS: AtomicU32 = AtomicU32::new(0);
+
+/// A missing access table means the database is behind our schema.
+fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
+    if is_missing_table(&e) {
+        StoreError::Outdated(table)
+    } else {
+        db_err(e)
+    }
+}
+
+fn parse_key(row: KeyRow) -> Result<StoredKey, StoreError> {
+    let (
+        kind,
+        row_id,
+        user_id,
+        owner,
+        ak,
+        secret,
+        active,
+        expires,
+        scope,
+        quota,
+        rps,
+        ips,
+        prev,
+        until,
+    ) = row;
+    let owner = if kind == "project" {
+        KeyOwner::Project(owner)
+    } else {
+        KeyOwner::User(owner)
+    };
+    let scope = match scope.filter(|s| !s.trim().is_empty()) {
+        // The predecessor's rows have no scope: they keep what they could do (their project's
+        // routes, or everything for a user key), without dry runs or evaluations.
+        None => Scope::default_for(&owner),
+        Some(text) => serde_json::from_str(&text).map_err(|_| StoreError::BadJson {
+            column: "scope_json",
+        })?,
+    };
+    let allow_ips = match super::json_col(ips, "allow_ips_json")? {
+        None => Vec::new(),
+        Some(v) => serde_json::from_value(v).map_err(|_| StoreError::BadJson {
+            column: "allow_ips_json",
+        })?,
+    };
+    let limit = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    Ok(StoredKey {
+        access_key_id: ak,
+        owner,
+        row_id,
+        user_id,
+        secret_blob: secret.unwrap_or_default(),
+        previous: prev.filter(|p| !p.is_empty()).zip(until),
+        active: active == 1,
+        expires_ms: expires,
+        scope,
+        daily_quota: limit(quota),
+        rps_limit: limit(rps),
+        allow_ips,
+    })
+}
+
+/// A fresh random token: `prefix` + `bytes` random bytes in hex.
+fn token(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    let mut out = String::from(prefix);
+    for b in buf {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// What a new key may do and how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKey {
+    /// Whose it is.
+    pub owner: KeyOwner,
+    /// What it may run.
+    pub scope: Scope,
+    /// Calls per UTC day.
+    pub daily_quota: Option<u32>,
+    /// Requests per second.
+    pub rps_limit: Option<u32>,
+    /// Allowed addresses (IPs or CIDRs).
+    pub allow_ips: Vec<String>,
+    /// Expiry, epoch ms.
+    pub expires_ms: Option<i64>,
+}
+
+/// Why a key could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The project (or the key) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The secret could not be encrypted.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Db {
+    async fn key_rows(&self, filter: &str, ak: Option<&str>) -> Result<Vec<KeyRow>, StoreError> {
+        let pool = self.pool().await?;
+        let sql = key_select(filter);
+        on_pool!(pool, |p| {
+            let mut q = sqlx::query_as::<_, KeyRow>(&sql);
+            if let Some(ak) = ak {
+                q = q.bind(ak).bind(ak);
+            }
+            q.fetch_all(p)
+                .await
+                .map_err(|e| access_err(e, "ai_user_key"))
+        })
+    }
+
+    /// Creates a key; returns its id and its secret (shown once, stored only encrypted).
+    pub async fn create_access_key(
+        &self,
+        ring: &Keyring,
+        new: &NewKey,
+    ) -> Result<(String, crate::secret::Secret), KeyError> {
+        let pool = self.pool().await?;
+        let ak = token("ak_", 12);
+        let secret = crate::secret::Secret::new(token("sk_", 20));
+        let blob = ring.encrypt(secret.expose(), &secret_binding(new.owner.table(), &ak))?;
+        let scope = serde_json::to_string(&new.scope).unwrap_or_default();
+        let ips = (!new.allow_ips.is_empty())
+            .then(|| serde_json::to_string(&new.allow_ips).unwrap_or_default());
+        let quota = new.daily_quota.map(i64::from);
+        let rps = new.rps_limit.map(i64::from);
+        match &new.owner {
+            KeyOwner::Project(name) => {
+                let id: Option<i64> = on_pool!(pool, |p| sqlx::query_scalar(
+                    "SELECT CAST(id AS SIGNED) FROM ai_project_v2 WHERE name = ?"
+                )
+                .bind(name)
+                .fetch_optional(p)
+                .await
+                .map_err(db_err))?;
+                let id =
+                    id.ok_or_else(|| KeyError::NotFound(format!("no project named {name:?}")))?;
+                on_pool!(pool, |p| {
+                    sqlx::query(
+                    "INSERT INTO ai_project_credential_v2 (project_id, access_key_id, secret_encrypted, status, \
+                     scope_json, expires_ms, daily_quota, rps_limit, allow_ips_json) \
+                     VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?)"
+                )
+                .bind(id)
+                .bind(&ak)
+                .bind(&blob)
+                .bind(&scope)
+                .bind(new.expires_ms)
+                .bind(quota)
+                .bind(rps)
+                .bind(&ips)
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(|e| access_err(e, "ai_project_credential_v2"))
+                })?;
+            }
+            KeyOwner::User(name) => {
+                let user_id = self.user_id(name).await?;
+                on_pool!(pool, |p| {
+                    sqlx::query(
+                    "INSERT INTO ai_user_key (user_id, access_key_id, secret_encrypted, allow_ips_json, \
+                     daily_quota, rps_limit, status, scope_json, expires_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)"
+                )
+                .bind(user_id)
+                .bind(&ak)
+                .bind(&blob)
+                .bind(&ips)
+                .bind(quota)
+                .bind(rps)
+                .bind(&scope)
+                .bind(new.expires_ms)
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(|e| access_err(e, "ai_user_key"))
+                })?;
+            }
+        }
+        Ok((ak, secret))
+    }
+
+    /// The user's id, creating an active user of that name when there is none.
+    async fn user_id(&self, name: &str) -> Result<i64, StoreError> {
+        let pool = self.pool().await?;
+        let find = "SELECT CAST(id AS SIGNED) FROM ai_user WHERE name = ?";
+        let found: Option<i64> = on_pool!(pool, |p| sqlx::query_scalar(find)
+            .bind(name)
+            .fetch_optional(p)
+            .await
+            .map_err(|e| access_err(e, "ai_user")))?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        on_pool!(pool, |p| sqlx::query(
+            "INSERT INTO ai_user (name, status) VALUES (?, 'active')"
+        )
+        .bind(name)
+        .execute(p)
+        .await
+        .map(|r| r.insert_id())
+        .map_err(|e| access_err(e, "ai_user")))
+    }
+
+    /// Every key (never a secret), newest id last within each kind.
+    pub async fn list_access_keys(&self) -> Result<Vec<KeyListing>, StoreError> {
+        let rows = self.key_rows("", None).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let active = row.6 == 1;
+            let k = parse_key(row)?;
+            out.push(KeyListing {
+                status: if active { "active" } else { "disabled" }.into(),
+                previous_until_ms: k.previous.as_ref().map(|(_, u)| *u),
+                access_key_id: k.access_key_id,
+                owner: k.owner,
+                expires_ms: k.expires_ms,
+                scope: k.scope,
+                daily_quota: k.daily_quota,
+                rps_limit: k.rps_limit,
+                allow_ips: k.allow_ips,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets a key's status (`active` / `disabled`); `false` when no key has this id.
+    pub async fn set_access_key_status(&self, ak: &str, active: bool) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let status = if active { "active" } else { "disabled" };
+        let mut changed = 0;
+        for table in ["ai_project_credential_v2", "ai_user_key"] {
+            let sql = format!("UPDATE {table} SET status = ? WHERE access_key_id = ?");
+            changed += on_pool!(pool, |p| sqlx::query(&sql)
+                .bind(status)
+                .bind(ak)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| access_err(e, "ai_user_key")))?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// Gives a key a new secret; the old one keeps working until `previous_until_ms`. Returns the
+    /// new secret (shown once).
+    pub async fn rotate_access_key(
+        &self,
+        ring: &Keyring,
+        ak: &str,
+        previous_until_ms: i64,
+    ) -> Result<crate::secret::Secret, KeyError> {
+        let key = self
+            .find_key(ak)
+            .await?
+            .ok_or_else(|| KeyError::NotFound(format!("no access key {ak:?}")))?;
+        let table = key.owner.table();
+        let secret = crate::secret::Secret::new(token("sk_", 20));
+        let blob = ring.encrypt(secret.expose(), &secret_binding(table, ak))?;
+        // Both dialects read `secret_encrypted` here as it was before this statement.
+        let sql = format!(
+            "UPDATE {table} SET previous_secret_encrypted = CAST(secret_encrypted AS CHAR), \
+             previous_until_ms = ?, secret_encrypted = ? WHERE access_key_id = ?"
+        );
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(&sql)
+            .bind(previous_until_ms)
+            .bind(&blob)
+            .bind(ak)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(|e| access_err(e, "ai_user_key")))?;
+        Ok(secret)
+    }
+
+    /// Calls let through and refused per key and UTC day, from `since` (`YYYY-MM-DD`) on.
+    pub async fn access_usage(
+        &self,
+        ak: Option<&str>,
+        since: &str,
+    ) -> Result<Vec<DayUsage>, StoreError> {
+        let pool = self.pool().await?;
+        let sql = "SELECT CAST(access_key_id AS CHAR), CAST(day AS CHAR), CAST(granted AS SIGNED), CAST(refused AS SIGNED) \
+                   FROM ai_access_usage WHERE (? IS NULL OR access_key_id = ?) AND day >= ? \
+                   ORDER BY day, access_key_id";
+        let rows: Vec<(String, String, i64, i64)> = on_pool!(pool, |p| sqlx::query_as(sql)
+            .bind(ak)
+            .bind(ak)
+            .bind(since)
+            .fetch_all(p)
+            .await
+            .map_err(|e| access_err(e, "ai_access_usage")))?;
+        Ok(rows
+            .into_iter()
+            .map(|(access_key_id, day, g, r)| DayUsage {
+                access_key_id,
+                day,
+                granted: u64::try_from(g).unwrap_or(0),
+                refused: u64::try_from(r).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn purge_nonces(&self, pool: &Pool, now_ms: i64) {
+        let done = on_pool!(pool, |p| sqlx::query(PURGE_NONCES)
+            .bind(now_ms)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()));
+        match done {
+            Ok(n) => tracing::debug!(purged = n, "expired nonces purged"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired nonces"),
+        }
+    }
+}
+
+impl AccessStore for Db {
+    async fn find_key(&self, access_key_id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.key_rows("WHERE k.access_key_id = ?", Some(access_key_id))
+            .await?
+            .into_iter()
+            .next()
+            .map(parse_key)
+            .transpose()
+    }
+
+    async fn use_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let now = crate::model::now_ms();
+        if NONCE_INSERTS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            self.purge_nonces(pool, now).await;
+        }
+        for _ in 0..2 {
+            let inserted = on_pool!(pool, |p| sqlx::query(INSERT_NONCE)
+                .bind(access_key_id)
+                .bind(nonce)
+                .bind(expires_ms)
+                .execute(p)
+                .await
+                .map(|_| ()));
+            match inserted {
+                Ok(()) => return Ok(true),
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                    // Used before: a replay, unless that use has expired and awaits the purge
+                    // (then it is removed and the insert tried once more; of two racing
+                    // requests, one insert wins).
+                    let removed = on_pool!(pool, |p| sqlx::query(DELETE_EXPIRED_NONCE)
+                        .bind(access_key_id)
+                        .bind(nonce)
+                        .bind(now)
+                        .execute(p)
+                        .await
+                        .map(|r| r.rows_affected())
+                        .map_err(db_err))?;
+                    if removed == 0 {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(access_err(e, "ai_access_nonce")),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn take_second(&self, access_key_id: &str, limit: u32) -> Result<Take, StoreError> {
+        let pool = self.pool().await?;
+        let used = match pool {
+            Pool::MySql(p) => sqlx::query(TAKE_SECOND_MYSQL)
+                .bind(access_key_id)
+                .bind(i64::from(limit))
+                .execute(p)
+                .await
+                .map(|r| Some(r.last_insert_id()).filter(|n| *n > 0)),
+            Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(TAKE_SECOND_SQLITE)
+                .bind(access_key_id)
+                .bind(i64::from(limit))
+                .fetch_optional(p)
+                .await
+                .map(|v| v.and_then(|n| u64::try_from(n).ok())),
+        }
+        .map_err(|e| access_err(e, "ai_access_rate"))?;
+        Ok(used.map_or(Take::Refused, |used| Take::Granted { used }))
+    }
+
+    async fn take_day(&self, access_key_id: &str, limit: Option<u32>) -> Result<Take, StoreError> {
+        let pool = self.pool().await?;
+        let limit = limit.map_or(i64::MAX, i64::from);
+        let used = match pool {
+            Pool::MySql(p) => sqlx::query(TAKE_DAY_MYSQL)
+                .bind(access_key_id)
+                .bind(limit)
+                .bind(limit)
+                .execute(p)
+                .await
+                .map(|r| Some(r.last_insert_id()).filter(|n| *n > 0)),
+            Pool::Sqlite(p) => sqlx::query_as::<_, (i64, i64)>(TAKE_DAY_SQLITE)
+                .bind(access_key_id)
+                .bind(limit)
+                .fetch_one(p)
+                .await
+                .map(|(granted, ok)| (ok == 1).then(|| u64::try_from(granted).unwrap_or(0))),
+        }
+        .map_err(|e| access_err(e, "ai_access_usage"))?;
+        Ok(used.map_or(Take::Refused, |used| Take::Granted { used }))
+    }
+
+    async fn log_call(&self, call: &KeyCall) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(INSERT_CALL_LOG)
+            .bind(call.user_id)
+            .bind(call.key_id)
+            .bind(&call.project_name)
+            .bind(&call.route_key)
+            .bind(i64::from(call.http_status))
+            .bind(to_i64(call.duration_ms))
+            .bind(call.tokens_prompt)
+            .bind(call.tokens_completion)
+            .bind(call.ai_call_log_id)
+            .bind(&call.trace_id)
+            .bind(&call.access_key_id)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(|e| access_err(e, "ai_user_call_log")))
+    }
+}
