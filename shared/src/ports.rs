@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::code::Code;
-use crate::model::access::{StoredKey, Take};
+use crate::model::access::{Admission, StoredKey};
 use crate::model::eval::{CaseResult, EvalRun, Report};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
@@ -246,27 +246,26 @@ pub trait AccessStore: Send + Sync {
         access_key_id: &str,
     ) -> impl Future<Output = Result<Option<StoredKey>, StoreError>> + Send;
     /// Records `nonce` for the key until `expires_ms`; `false` when it is already recorded (a
-    /// replay). Expired nonces are purged now and then.
+    /// replay). Expired nonces are purged now and then. (What `admit` does first, alone: used
+    /// when the counters cannot be reached and `ACCESS_FAIL_OPEN` lets calls through.)
     fn use_nonce(
         &self,
         access_key_id: &str,
         nonce: &str,
         expires_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Counts one call in the key's current one-second window, unless `limit` calls are counted
-    /// there already.
-    fn take_second(
+    /// In one transaction: records the nonce (a replay when it is already recorded), then
+    /// counts the call in the key's current second unless `rps` calls are counted there, then on
+    /// its UTC day unless `daily` calls are (a refusal is counted as such). Limits of `None` are
+    /// unlimited; the day is counted either way (usage).
+    fn admit(
         &self,
         access_key_id: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Take, StoreError>> + Send;
-    /// Counts one call on the key's current UTC day, unless `limit` (`None`: no limit) calls
-    /// are counted already; a refusal is counted as such.
-    fn take_day(
-        &self,
-        access_key_id: &str,
-        limit: Option<u32>,
-    ) -> impl Future<Output = Result<Take, StoreError>> + Send;
+        nonce: &str,
+        nonce_until_ms: i64,
+        rps: Option<u32>,
+        daily: Option<u32>,
+    ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
     /// Writes the call's `ai_user_call_log` row, linked to its audit row.
     fn log_call(&self, call: &KeyCall) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

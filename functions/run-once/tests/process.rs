@@ -244,3 +244,82 @@ async fn a_hanging_provider_ends_at_the_function_deadline_with_its_audit_row() {
     assert_eq!(row["config_key"], "slow");
     db.close().await;
 }
+
+#[tokio::test]
+async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default() {
+    use ai_runner::model::access::{KeyOwner, Scope};
+    use ai_runner::store::access::NewKey;
+    use ai_runner_tests::{keyring, python_sign};
+
+    let (tdb, server) = setup().await;
+    let owner = KeyOwner::User("ops".into());
+    let (ak, sk) = tdb
+        .db()
+        .create_access_key(
+            &keyring(),
+            &NewKey {
+                scope: Scope::default_for(&owner),
+                owner,
+                daily_quota: None,
+                rps_limit: None,
+                allow_ips: vec![],
+                expires_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+    let port = free_port();
+    let mut env = app_env(&tdb);
+    env.push(("FC_SERVER_PORT".into(), port.to_string()));
+    env.push(("FC_FUNCTION_NAME".into(), "run-once".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(wait_listening(port, Duration::from_secs(20)).await);
+    let url = format!("http://127.0.0.1:{port}/run-once");
+    let client = reqwest::Client::new();
+
+    // The client requests the function's URL directly; the custom runtime gets the request.
+    let unsigned = client
+        .post(&url)
+        .header("x-fc-request-id", "fc-http-1")
+        .body(json!({"config_key": "greet"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let body: Value = unsigned.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "AUTH_MISSING");
+    assert!(server.requests().is_empty());
+
+    let signed = python_sign(
+        &ak,
+        sk.expose(),
+        &json!({"config_key": "greet"}),
+        None,
+        None,
+        "/run-once",
+    );
+    let mut req = client
+        .post(&url)
+        .header("x-fc-request-id", "fc-http-2")
+        .header("x-forwarded-for", "198.51.100.20, 10.0.0.1")
+        .body(signed.body.clone());
+    for (k, v) in signed.v2_headers() {
+        req = req.header(k, v);
+    }
+    let ok = req.send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["content"], "你好");
+    let row = tdb
+        .db()
+        .audit_row(body["audit_id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["caller_key"], ak.as_str());
+    assert_eq!(row["source_ip"], "198.51.100.20");
+    assert_eq!(row["request_id"], "fc-http-2");
+    assert_eq!(row["trigger_source"], "http");
+    let logs = stdout_of(proc_).await;
+    assert!(!logs.contains(sk.expose()) && !logs.contains(PEPPER));
+}

@@ -278,3 +278,106 @@ async fn without_a_queue_a_scheduled_evaluation_runs_in_the_invocation() {
     );
     db.close().await;
 }
+
+#[tokio::test]
+async fn signed_api_calls_are_admitted_or_refused_by_the_bootstrap() {
+    use ai_runner::model::access::{KeyOwner, Patterns, Scope};
+    use ai_runner::store::access::NewKey;
+    use ai_runner_tests::{PEPPER, api_event, keyring, python_sign};
+
+    let (tdb, down, up) = setup().await;
+    let db = tdb.db();
+    let owner = KeyOwner::Project("proj".into());
+    let new = |routes: &str, quota: Option<u32>| NewKey {
+        scope: Scope {
+            routes: Patterns::parse(routes),
+            ..Scope::default_for(&owner)
+        },
+        owner: owner.clone(),
+        daily_quota: quota,
+        rps_limit: None,
+        allow_ips: vec![],
+        expires_ms: None,
+    };
+    let (ak, sk) = db
+        .create_access_key(&keyring(), &new("*", Some(2)))
+        .await
+        .unwrap();
+    let (narrow_ak, narrow_sk) = db
+        .create_access_key(&keyring(), &new("proj/other", None))
+        .await
+        .unwrap();
+    db.close().await;
+
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-route");
+    env.extend(app_env(&tdb));
+    env.push(("ACCESS_MODE".into(), "iam+hmac".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+
+    let payload = json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "雨"}});
+    let call = |ak: &str, sk: &str| {
+        let s = python_sign(ak, sk, &payload, None, None, "/run-route");
+        api_event("/run-route", &s.body, &s.headers, "203.0.113.9")
+    };
+    let http = |o: Outcome| match o {
+        Outcome::Response(r) => {
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            (
+                r["statusCode"].as_u64().unwrap(),
+                body,
+                r["headers"].clone(),
+            )
+        }
+        other @ Outcome::Error { .. } => panic!("{other:?}"),
+    };
+
+    let good = call(&ak, sk.expose());
+    let (st, body, headers) = http(api.invoke(good.clone()).await);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["content"], "备用");
+    assert_eq!(headers["x-ratelimit-remaining"], "1");
+    let (st, body, _) = http(api.invoke(good).await);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (401, Some("AUTH_REPLAY"))
+    );
+    let (st, body, _) = http(api.invoke(call(&ak, "sk_not_the_secret")).await);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (401, Some("AUTH_SIGNATURE_INVALID"))
+    );
+    let (st, body, _) = http(api.invoke(call(&narrow_ak, narrow_sk.expose())).await);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (403, Some("AUTH_SCOPE_DENIED"))
+    );
+    let (st, _, _) = http(api.invoke(call(&ak, sk.expose())).await);
+    assert_eq!(st, 200);
+    let (st, body, headers) = http(api.invoke(call(&ak, sk.expose())).await);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (429, Some("QUOTA_EXCEEDED"))
+    );
+    assert!(headers["retry-after"].as_str().is_some());
+    assert_eq!(headers["x-ratelimit-limit"], "2");
+
+    // Only the two admitted calls reached the providers (the primary fails, the backup answers).
+    assert_eq!(up.requests().len(), 2);
+    assert_eq!(
+        down.requests().len(),
+        2 * 3,
+        "3 attempts on the failing primary per call"
+    );
+    let logs = ai_runner_tests::lambda_api::stdout_of(proc_).await;
+    assert!(logs.contains("AUTH_SIGNATURE_INVALID") && logs.contains("AUTH_SCOPE_DENIED"));
+    for secret in [
+        sk.expose(),
+        narrow_sk.expose(),
+        PEPPER,
+        "sk-test-provider-key-000",
+    ] {
+        assert!(!logs.contains(secret), "a secret in the logs");
+    }
+}

@@ -8,10 +8,10 @@
 //! Order of the checks, and why: headers and timestamp first (no database work for junk); then
 //! the key and its signature, an unknown key answered exactly like a bad signature (same code
 //! shown, same work done), so nobody learns which keys exist; only a correctly signed request
-//! learns that its key is disabled, expired, out of scope or off its IP list; then the nonce
-//! (one insert-or-fail: a replay is refused across instances); then the per-second and daily
-//! counters (one conditional upsert each: concurrent instances cannot overshoot). A refused
-//! call has made no provider call.
+//! learns that its key is disabled, expired, out of scope or off its IP list; then, in one
+//! transaction, the nonce (insert-or-fail: a replay is refused across instances) and the
+//! per-second and daily counters (one conditional upsert each: concurrent instances cannot
+//! overshoot). A refused call has made no provider call.
 //!
 //! Invariants: the secret is decrypted into a [`crate::secret::Secret`] for the comparison
 //! only and never logged; when the database cannot answer, the key lookup and the nonce fail
@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use crate::code::Code;
 use crate::config::{AccessMode, AccessSettings};
 use crate::crypto::Keyring;
-use crate::model::access::{Action, Caller, StoredKey, Take, secret_binding};
+use crate::model::access::{Action, Admission, Caller, StoredKey, secret_binding};
 use crate::ports::AccessStore;
 use signature::{Request, Signed};
 
@@ -230,18 +230,7 @@ pub async fn check<S: AccessStore>(
     // Remembered for as long as its timestamp is acceptable; after that the skew check refuses it.
     let nonce_until =
         (signed.timestamp.saturating_add(skew).saturating_add(1)).saturating_mul(1000);
-    match store
-        .use_nonce(&key.access_key_id, signed.nonce(), nonce_until)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return Err(Denied::new(Code::AuthReplay, ak)),
-        Err(e) => {
-            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "nonce check failed");
-            return Err(Denied::new(Code::AccessUnavailable, ak));
-        }
-    }
-    let limits = take_limits(store, settings, &key, now_ms).await?;
+    let limits = admit(store, settings, &key, signed.nonce(), nonce_until, now_ms).await?;
     Ok(Granted {
         caller: Caller {
             access_key_id: Some(key.access_key_id.clone()),
@@ -276,64 +265,61 @@ fn signature_matches(
     })
 }
 
-/// Counts the call against the key's per-second limit, then its daily quota.
-async fn take_limits<S: AccessStore>(
+/// Spends the nonce and counts the call against the key's per-second limit, then its daily
+/// quota, in one transaction. When that cannot be done, the nonce alone is recorded if
+/// `ACCESS_FAIL_OPEN` allows going on without the counters; a replay is never let through.
+async fn admit<S: AccessStore>(
     store: &S,
     settings: &AccessSettings,
     key: &StoredKey,
+    nonce: &str,
+    nonce_until: i64,
     now_ms: i64,
 ) -> Result<Option<Limits>, Denied> {
     let ak = Some(key.access_key_id.as_str());
-    let unavailable = |what: &str, e: &crate::ports::StoreError| {
-        tracing::error!(code = %e.code(), error = %crate::error::chain(e), fail_open = settings.fail_open, "{what} check failed");
-        if settings.fail_open {
-            Ok(None)
-        } else {
-            Err(Denied::new(Code::AccessUnavailable, ak))
-        }
-    };
-    let mut limits = None;
-    if let Some(rps) = key.rps_limit.filter(|r| *r > 0) {
-        match store.take_second(&key.access_key_id, rps).await {
-            Ok(Take::Granted { used }) => {
-                limits = Some(Limits {
-                    limit: u64::from(rps),
-                    remaining: u64::from(rps).saturating_sub(used),
-                });
-            }
-            Ok(Take::Refused) => {
-                return Err(Denied {
-                    retry_after: Some(1),
-                    limits: Some(Limits {
-                        limit: u64::from(rps),
-                        remaining: 0,
-                    }),
-                    ..Denied::new(Code::RateLimited, ak)
-                });
-            }
-            Err(e) => return unavailable("rate limit", &e),
-        }
-    }
+    let rps = key.rps_limit.filter(|r| *r > 0);
     let quota = key.daily_quota.filter(|q| *q > 0);
-    match store.take_day(&key.access_key_id, quota).await {
-        Ok(Take::Granted { used }) => {
-            if let Some(q) = quota {
-                limits = Some(Limits {
-                    limit: u64::from(q),
-                    remaining: u64::from(q).saturating_sub(used),
-                });
-            }
-            Ok(limits)
-        }
-        Ok(Take::Refused) => Err(Denied {
+    let limit = |limit: u32, used: u64| Limits {
+        limit: u64::from(limit),
+        remaining: u64::from(limit).saturating_sub(used),
+    };
+    match store
+        .admit(&key.access_key_id, nonce, nonce_until, rps, quota)
+        .await
+    {
+        Ok(Admission::Granted { second, day }) => Ok(match (quota, rps, second) {
+            (Some(q), _, _) => Some(limit(q, day)),
+            (None, Some(r), Some(s)) => Some(limit(r, s)),
+            (None, _, _) => None,
+        }),
+        Ok(Admission::Replay) => Err(Denied::new(Code::AuthReplay, ak)),
+        Ok(Admission::RateLimited) => Err(Denied {
+            retry_after: Some(1),
+            limits: rps.map(|r| limit(r, u64::from(r))),
+            ..Denied::new(Code::RateLimited, ak)
+        }),
+        Ok(Admission::QuotaExceeded) => Err(Denied {
             retry_after: Some(seconds_to_utc_midnight(now_ms)),
-            limits: quota.map(|q| Limits {
-                limit: u64::from(q),
-                remaining: 0,
-            }),
+            limits: quota.map(|q| limit(q, u64::from(q))),
             ..Denied::new(Code::QuotaExceeded, ak)
         }),
-        Err(e) => unavailable("daily quota", &e).map(|_| limits),
+        Err(e) => {
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), fail_open = settings.fail_open, "the access counters did not answer");
+            if !settings.fail_open {
+                return Err(Denied::new(Code::AccessUnavailable, ak));
+            }
+            match store
+                .use_nonce(&key.access_key_id, nonce, nonce_until)
+                .await
+            {
+                Ok(true) => Ok(None),
+                Ok(false) => Err(Denied::new(Code::AuthReplay, ak)),
+                Err(e) => {
+                    tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "nonce check failed");
+                    Err(Denied::new(Code::AccessUnavailable, ak))
+                }
+            }
+        }
     }
 }
 

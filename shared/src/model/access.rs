@@ -220,16 +220,22 @@ pub struct Caller {
     pub source_ip: Option<String>,
 }
 
-/// One window's verdict from the quota counter.
+/// What the store decided for one signed call: its nonce and its limits, in one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Take {
-    /// Counted: this many of the limit are now used.
+pub enum Admission {
+    /// The nonce was used before: nothing was counted.
+    Replay,
+    /// The current second is full (nothing counted against the day).
+    RateLimited,
+    /// The day's quota is used up (the refusal is counted).
+    QuotaExceeded,
+    /// Counted.
     Granted {
-        /// Calls counted in the window, this one included.
-        used: u64,
+        /// Calls counted in the current second, this one included (when there is a limit).
+        second: Option<u64>,
+        /// Calls counted today (UTC), this one included.
+        day: u64,
     },
-    /// The window is full; nothing was counted.
-    Refused,
 }
 
 /// Usage of one key on one UTC day.

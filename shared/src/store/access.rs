@@ -16,7 +16,7 @@ use super::dialect::{InsertId, is_missing_table, to_i64};
 use super::{Db, Pool, StoreError, db_err, on_pool};
 use crate::crypto::{CryptoError, Keyring};
 use crate::model::access::{
-    DayUsage, KeyListing, KeyOwner, Scope, StoredKey, Take, secret_binding,
+    Admission, DayUsage, KeyListing, KeyOwner, Scope, StoredKey, secret_binding,
 };
 use crate::ports::{AccessStore, KeyCall};
 
@@ -200,7 +200,52 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
+/// Inserts a nonce on a connection (or in a transaction); `Ok(false)` when it is recorded and
+/// unexpired (a replay). An expired record that awaits the purge is removed and the insert tried
+/// once more; of two racing requests, one insert wins.
+macro_rules! nonce_fresh {
+    ($conn:expr, $ak:expr, $nonce:expr, $until:expr) => {
+        async {
+            let now = crate::model::now_ms();
+            for _ in 0..2 {
+                let inserted = sqlx::query(INSERT_NONCE)
+                    .bind($ak)
+                    .bind($nonce)
+                    .bind($until)
+                    .execute(&mut *$conn)
+                    .await;
+                match inserted {
+                    Ok(_) => return Ok(true),
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                        let removed = sqlx::query(DELETE_EXPIRED_NONCE)
+                            .bind($ak)
+                            .bind($nonce)
+                            .bind(now)
+                            .execute(&mut *$conn)
+                            .await
+                            .map_err(db_err)?
+                            .rows_affected();
+                        if removed == 0 {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => return Err(access_err(e, "ai_access_nonce")),
+                }
+            }
+            Ok(false)
+        }
+        .await
+    };
+}
+
 impl Db {
+    /// Every [`PURGE_EVERY`]th nonce of this process first deletes the expired ones.
+    async fn maybe_purge(&self, pool: &Pool) {
+        if NONCE_INSERTS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            self.purge_nonces(pool, crate::model::now_ms()).await;
+        }
+    }
+
     async fn key_rows(&self, filter: &str, ak: Option<&str>) -> Result<Vec<KeyRow>, StoreError> {
         let pool = self.pool().await?;
         let sql = key_select(filter);
@@ -439,82 +484,98 @@ impl AccessStore for Db {
         expires_ms: i64,
     ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
-        let now = crate::model::now_ms();
-        if NONCE_INSERTS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            self.purge_nonces(pool, now).await;
-        }
-        for _ in 0..2 {
-            let inserted = on_pool!(pool, |p| sqlx::query(INSERT_NONCE)
-                .bind(access_key_id)
-                .bind(nonce)
-                .bind(expires_ms)
-                .execute(p)
-                .await
-                .map(|_| ()));
-            match inserted {
-                Ok(()) => return Ok(true),
-                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                    // Used before: a replay, unless that use has expired and awaits the purge
-                    // (then it is removed and the insert tried once more; of two racing
-                    // requests, one insert wins).
-                    let removed = on_pool!(pool, |p| sqlx::query(DELETE_EXPIRED_NONCE)
-                        .bind(access_key_id)
-                        .bind(nonce)
-                        .bind(now)
-                        .execute(p)
-                        .await
-                        .map(|r| r.rows_affected())
-                        .map_err(db_err))?;
-                    if removed == 0 {
-                        return Ok(false);
-                    }
+        self.maybe_purge(pool).await;
+        on_pool!(pool, |p| {
+            let mut conn = p.acquire().await.map_err(db_err)?;
+            nonce_fresh!(&mut *conn, access_key_id, nonce, expires_ms)
+        })
+    }
+
+    async fn admit(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        nonce_until_ms: i64,
+        rps: Option<u32>,
+        daily: Option<u32>,
+    ) -> Result<Admission, StoreError> {
+        let pool = self.pool().await?;
+        self.maybe_purge(pool).await;
+        let daily = daily.map_or(i64::MAX, i64::from);
+        // One transaction, one commit (one log flush on InnoDB) for the nonce and both
+        // counters; a refusal commits too: the nonce is spent and the refusal counted.
+        match pool {
+            Pool::MySql(p) => {
+                let mut tx = p.begin().await.map_err(db_err)?;
+                if !nonce_fresh!(&mut *tx, access_key_id, nonce, nonce_until_ms)? {
+                    return Ok(Admission::Replay);
                 }
-                Err(e) => return Err(access_err(e, "ai_access_nonce")),
+                let mut second = None;
+                if let Some(rps) = rps {
+                    let used = sqlx::query(TAKE_SECOND_MYSQL)
+                        .bind(access_key_id)
+                        .bind(i64::from(rps))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| access_err(e, "ai_access_rate"))?
+                        .last_insert_id();
+                    if used == 0 {
+                        tx.commit().await.map_err(db_err)?;
+                        return Ok(Admission::RateLimited);
+                    }
+                    second = Some(used);
+                }
+                let day = sqlx::query(TAKE_DAY_MYSQL)
+                    .bind(access_key_id)
+                    .bind(daily)
+                    .bind(daily)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| access_err(e, "ai_access_usage"))?
+                    .last_insert_id();
+                tx.commit().await.map_err(db_err)?;
+                Ok(if day == 0 {
+                    Admission::QuotaExceeded
+                } else {
+                    Admission::Granted { second, day }
+                })
+            }
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin().await.map_err(db_err)?;
+                if !nonce_fresh!(&mut *tx, access_key_id, nonce, nonce_until_ms)? {
+                    return Ok(Admission::Replay);
+                }
+                let mut second = None;
+                if let Some(rps) = rps {
+                    let used: Option<i64> = sqlx::query_scalar(TAKE_SECOND_SQLITE)
+                        .bind(access_key_id)
+                        .bind(i64::from(rps))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| access_err(e, "ai_access_rate"))?;
+                    let Some(used) = used else {
+                        tx.commit().await.map_err(db_err)?;
+                        return Ok(Admission::RateLimited);
+                    };
+                    second = Some(u64::try_from(used).unwrap_or(0));
+                }
+                let (day, ok): (i64, i64) = sqlx::query_as(TAKE_DAY_SQLITE)
+                    .bind(access_key_id)
+                    .bind(daily)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| access_err(e, "ai_access_usage"))?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(if ok == 1 {
+                    Admission::Granted {
+                        second,
+                        day: u64::try_from(day).unwrap_or(0),
+                    }
+                } else {
+                    Admission::QuotaExceeded
+                })
             }
         }
-        Ok(false)
-    }
-
-    async fn take_second(&self, access_key_id: &str, limit: u32) -> Result<Take, StoreError> {
-        let pool = self.pool().await?;
-        let used = match pool {
-            Pool::MySql(p) => sqlx::query(TAKE_SECOND_MYSQL)
-                .bind(access_key_id)
-                .bind(i64::from(limit))
-                .execute(p)
-                .await
-                .map(|r| Some(r.last_insert_id()).filter(|n| *n > 0)),
-            Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(TAKE_SECOND_SQLITE)
-                .bind(access_key_id)
-                .bind(i64::from(limit))
-                .fetch_optional(p)
-                .await
-                .map(|v| v.and_then(|n| u64::try_from(n).ok())),
-        }
-        .map_err(|e| access_err(e, "ai_access_rate"))?;
-        Ok(used.map_or(Take::Refused, |used| Take::Granted { used }))
-    }
-
-    async fn take_day(&self, access_key_id: &str, limit: Option<u32>) -> Result<Take, StoreError> {
-        let pool = self.pool().await?;
-        let limit = limit.map_or(i64::MAX, i64::from);
-        let used = match pool {
-            Pool::MySql(p) => sqlx::query(TAKE_DAY_MYSQL)
-                .bind(access_key_id)
-                .bind(limit)
-                .bind(limit)
-                .execute(p)
-                .await
-                .map(|r| Some(r.last_insert_id()).filter(|n| *n > 0)),
-            Pool::Sqlite(p) => sqlx::query_as::<_, (i64, i64)>(TAKE_DAY_SQLITE)
-                .bind(access_key_id)
-                .bind(limit)
-                .fetch_one(p)
-                .await
-                .map(|(granted, ok)| (ok == 1).then(|| u64::try_from(granted).unwrap_or(0))),
-        }
-        .map_err(|e| access_err(e, "ai_access_usage"))?;
-        Ok(used.map_or(Take::Refused, |used| Take::Granted { used }))
     }
 
     async fn log_call(&self, call: &KeyCall) -> Result<(), StoreError> {
