@@ -104,6 +104,11 @@ pub async fn serve(
         }
     };
     if platform.on_function_compute() {
+        if state.access.mode == crate::config::AccessMode::Platform {
+            tracing::warn!(
+                "ACCESS_MODE=iam on Function Compute: an HTTP trigger must use authType \"function\", or anyone can call it (ACCESS_MODE=hmac checks signatures here)"
+            );
+        }
         return fc::serve(state, function, platform.fc_server_port.unwrap_or(9000)).await;
     }
     lambda_runtime::run(lambda_runtime::service_fn(
