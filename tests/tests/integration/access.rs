@@ -30,30 +30,16 @@ async fn setup(backend: Backend, extra: &[(&str, &str)]) -> Setup {
         .unwrap();
     let db = tdb.db();
     seed(&db, &Seed::text("greet", &server.url())).await;
-    seed_route(
-        &db,
-        "shop",
-        "chat",
-        &RouteSpec::default(),
-        &[("greet", 1, 1)],
-    )
-    .await;
-    seed_route(
-        &db,
-        "shop",
-        "admin",
-        &RouteSpec::default(),
-        &[("greet", 1, 1)],
-    )
-    .await;
-    seed_route(
-        &db,
-        "lab",
-        "chat",
-        &RouteSpec::default(),
-        &[("greet", 1, 1)],
-    )
-    .await;
+    for (project, route) in [("shop", "chat"), ("shop", "admin"), ("lab", "chat")] {
+        seed_route(
+            &db,
+            project,
+            route,
+            &RouteSpec::default(),
+            &[("greet", 1, 1)],
+        )
+        .await;
+    }
     db.close().await;
     let mut vars = vec![("ACCESS_MODE", "hmac")];
     vars.extend_from_slice(extra);
