@@ -280,6 +280,7 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
     // The client requests the function's URL directly; the custom runtime gets the request.
     let unsigned = client
         .post(&url)
+        .header("x-fc-control-path", "/http-invoke")
         .header("x-fc-request-id", "fc-http-1")
         .body(json!({"config_key": "greet"}).to_string())
         .send()
@@ -298,10 +299,23 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
         None,
         "/run-once",
     );
+    // A client of the trigger that asks for the event path is still an HTTP caller.
+    let sneaky = client
+        .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-control-path", "/http-invoke")
+        .body(json!({"config_key": "greet"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sneaky.status(), 401);
+    assert!(server.requests().is_empty());
+
     let mut req = client
         .post(&url)
+        .header("x-fc-control-path", "/http-invoke")
         .header("x-fc-request-id", "fc-http-2")
-        .header("x-forwarded-for", "198.51.100.20, 10.0.0.1")
+        // The client wrote the first address; FC's gateway appended the last.
+        .header("x-forwarded-for", "10.9.9.9, 198.51.100.20")
         .body(signed.body.clone());
     for (k, v) in signed.v2_headers() {
         req = req.header(k, v);

@@ -319,7 +319,11 @@ async fn signed_api_calls_are_admitted_or_refused_by_the_bootstrap() {
     let payload = json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "雨"}});
     let call = |ak: &str, sk: &str| {
         let s = python_sign(ak, sk, &payload, None, None, "/run-route");
-        api_event("/run-route", &s.body, &s.headers, "203.0.113.9")
+        let mut ev = api_event("/run-route", &s.body, &s.headers, "203.0.113.9");
+        // iam+hmac: API Gateway's IAM authorizer let the caller in, and said who it is.
+        ev["requestContext"]["authorizer"] =
+            json!({"iam": {"userArn": "arn:aws:iam::123456789012:role/reporting"}});
+        ev
     };
     let http = |o: Outcome| match o {
         Outcome::Response(r) => {

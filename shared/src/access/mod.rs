@@ -30,7 +30,7 @@ use signature::{Request, Signed};
 
 /// An HTTP call as the platform delivered it (API Gateway REST / HTTP API, Function URL, FC HTTP
 /// trigger).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HttpCall {
     /// HTTP method.
     pub method: String,
@@ -45,6 +45,23 @@ pub struct HttpCall {
     pub source_ip: Option<String>,
     /// The platform authorizer's principal (IAM ARN, `jwt:<sub>`, Lambda authorizer id).
     pub principal: Option<String>,
+}
+
+/// Header names only, and the body's size: a header may carry a credential.
+impl std::fmt::Debug for HttpCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCall")
+            .field("method", &self.method)
+            .field("paths", &self.paths)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .field("source_ip", &self.source_ip)
+            .field("principal", &self.principal)
+            .finish()
+    }
 }
 
 impl HttpCall {
@@ -186,6 +203,10 @@ pub async fn check<S: AccessStore>(
                 limits: None,
             });
         }
+        AccessMode::PlatformAndHmac if call.principal.is_none() => {
+            // Both were asked for: a call the platform did not authenticate is refused.
+            return Err(Denied::new(Code::AuthMissing, None));
+        }
         AccessMode::Hmac | AccessMode::PlatformAndHmac => {}
     }
     let Some(signed) = signature::read_headers(|n| call.header(n)) else {
@@ -193,7 +214,8 @@ pub async fn check<S: AccessStore>(
     };
     let ak = Some(signed.access_key_id.as_str());
     let skew = i64::try_from(settings.max_skew.as_secs()).unwrap_or(i64::MAX);
-    if (now_ms / 1000 - signed.timestamp).abs() > skew {
+    // abs_diff: a timestamp near i64::MIN must not wrap into the window.
+    if (now_ms / 1000).abs_diff(signed.timestamp) > settings.max_skew.as_secs() {
         return Err(Denied::new(Code::AuthTimestampSkew, ak));
     }
     let req = Request {

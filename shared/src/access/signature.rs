@@ -70,7 +70,7 @@ pub fn read_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<Sign
     if ak.is_empty() || ak.len() > 128 {
         return None;
     }
-    let timestamp = ts_text.parse::<i64>().ok()?;
+    let timestamp = ts_text.parse::<i64>().ok().filter(|t| *t > 0)?;
     let scheme = if let Some(sig) = header("x-signature-v2") {
         Scheme::V2 {
             signature: sig.trim().to_owned(),
@@ -158,7 +158,10 @@ pub fn verify(secret: &str, signed: &Signed, req: &Request<'_>) -> bool {
     match &signed.scheme {
         Scheme::V1 { nonce, signature } => {
             let mut messages = Vec::with_capacity(2);
-            let raw = std::str::from_utf8(req.body).unwrap_or("");
+            // A JSON body is UTF-8; anything else cannot have been signed by this scheme.
+            let Ok(raw) = std::str::from_utf8(req.body) else {
+                return false;
+            };
             messages.push(v1_message(&signed.timestamp_text, nonce, raw));
             // Our re-serialisation, when it differs from the raw text (the client sent spaces
             // or \u escapes, as `requests.post(json=...)` does).

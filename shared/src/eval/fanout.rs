@@ -107,6 +107,28 @@ async fn catalog_suite<S: Store + EvalStore, P: Provider>(
     Ok((suite, resolved))
 }
 
+/// Every target a run of catalog suite `name` with `opts` would call, its judge included (what
+/// an API caller's scope must cover before the run starts). Nothing is called or written.
+pub async fn suite_targets<S: Store + EvalStore, P: Provider>(
+    runner: &Runner<S, P>,
+    name: &str,
+    opts: &Options,
+) -> Result<Vec<super::suite::Target>, EvalError> {
+    let doc = runner.store().suite_document(name).await?.ok_or_else(|| {
+        EvalError::Invalid(format!(
+            "no active suite named {name:?} in the evaluation catalog"
+        ))
+    })?;
+    let (suite, findings) = read_suite(&doc, name, Path::new("."));
+    let suite = suite.ok_or_else(|| EvalError::Invalid(describe(&findings)))?;
+    let mut out: Vec<_> = super::run::targets_of(&suite, opts)
+        .into_iter()
+        .cloned()
+        .collect();
+    out.extend(suite.judge.clone());
+    Ok(out)
+}
+
 fn describe(findings: &[crate::catalog::Finding]) -> String {
     findings
         .iter()

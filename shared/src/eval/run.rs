@@ -205,7 +205,7 @@ pub async fn preflight<S: Store, P: Provider>(
 /// as JSON (`VARS`, `EXPECTED`).
 pub const JUDGE_VARS: [&str; 5] = ["OUTPUT", "RUBRIC", "RUBRIC_JSON", "VARS", "EXPECTED"];
 
-fn targets_of<'a>(suite: &'a Suite, opts: &'a Options) -> Vec<&'a Target> {
+pub(crate) fn targets_of<'a>(suite: &'a Suite, opts: &'a Options) -> Vec<&'a Target> {
     if opts.targets.is_empty() {
         suite.targets.iter().collect()
     } else {

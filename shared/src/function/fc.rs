@@ -2,10 +2,14 @@
 //! `POST /initialize` once per instance; success and failure reported by the HTTP status and the
 //! `x-fc-status` header (200 / 404).
 //!
-//! An HTTP trigger on a custom-runtime function forwards the client's request itself (any other
-//! method and path): it is turned into the HTTP trigger's event form (`version: "v1"`, `rawPath`,
-//! `requestContext.http`), handled like any API event (access control included), and the
-//! handler's `{statusCode, headers, body}` becomes the HTTP answer.
+//! An HTTP trigger on a custom-runtime function forwards the client's request itself, on the
+//! client's method and path: it is turned into the HTTP trigger's event form (`version: "v1"`,
+//! `rawPath`, `requestContext.http`), handled like any API event (access control included), and
+//! the handler's `{statusCode, headers, body}` becomes the HTTP answer. Which kind a request is
+//! comes from FC's own `x-fc-control-path` header (`/invoke`, `/initialize`, `/http-invoke`),
+//! never from the path alone: a client of the HTTP trigger that asks for `/invoke` is still an
+//! HTTP caller, signed like any other. Only without that header (a local run) does the path
+//! decide.
 //!
 //! Invariants: one server per process, bound to `0.0.0.0:$FC_SERVER_PORT`; every invocation is
 //! answered (a handler failure is a 404 with `x-fc-status: 404` and the platform error body).
@@ -33,9 +37,7 @@ pub async fn serve(
     port: u16,
 ) -> Result<(), lambda_runtime::Error> {
     let app = axum::Router::new()
-        .route("/invoke", axum::routing::post(invoke))
-        .route("/initialize", axum::routing::post(initialize))
-        .fallback(http_trigger)
+        .fallback(dispatch)
         .with_state(Arc::new((state, function)));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(port, "serving the Function Compute custom runtime");
@@ -52,6 +54,31 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .get("x-fc-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Routes a request by FC's `x-fc-control-path` (or, without it, by its path).
+async fn dispatch(
+    State(shared): State<Shared>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let control = headers
+        .get("x-fc-control-path")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let kind = control.as_deref().unwrap_or(match uri.path() {
+        "/invoke" if method == axum::http::Method::POST => "/invoke",
+        "/initialize" if method == axum::http::Method::POST => "/initialize",
+        _ => "/http-invoke",
+    });
+    match kind {
+        "/invoke" => invoke(State(shared), headers, body).await,
+        "/initialize" => initialize(headers).await,
+        _ => http_trigger(State(shared), peer, method, uri, headers, body).await,
+    }
 }
 
 async fn initialize(headers: HeaderMap) -> Response {
@@ -108,15 +135,21 @@ fn trigger_event(
 ) -> Value {
     let mut h = serde_json::Map::new();
     for (name, value) in headers {
+        // FC's own headers carry the function role's temporary credentials: never passed on.
+        let n = name.as_str();
+        if n.starts_with("x-fc-") || n == "authorization" || n == "cookie" {
+            continue;
+        }
         if let Ok(v) = value.to_str() {
-            h.insert(name.as_str().to_owned(), json!(v));
+            h.insert(n.to_owned(), json!(v));
         }
     }
-    // The gateway in front says who the client is; the peer is the gateway otherwise.
+    // The client can write X-Forwarded-For itself; the last address is the one FC's gateway
+    // appended (the peer that reached it). Without the header the peer is the client.
     let source_ip = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map_or_else(|| peer.ip().to_string(), str::to_owned);

@@ -56,7 +56,8 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
     let req = match inv.request {
         RouteCall::Run(r) => r,
         RouteCall::Eval(e) => {
-            let mut out = eval_start(state, inv.source, e).await;
+            let key = granted.as_ref().and_then(|g| g.key.as_ref());
+            let mut out = eval_start(state, inv.source, e, key).await;
             limited(&mut out, limits);
             return out;
         }
@@ -218,7 +219,12 @@ fn trigger_label(source: Source, asked: Option<&str>) -> &'static str {
 
 /// Starts an evaluation run of a catalog suite: queued in chunks when `EVAL_QUEUE_URL` is set,
 /// else run in this invocation (small suites only: the function's timeout bounds it).
-async fn eval_start(state: &App, source: Source, req: EvalRequest) -> Result<Value, Failure> {
+async fn eval_start(
+    state: &App,
+    source: Source,
+    req: EvalRequest,
+    key: Option<&crate::model::access::StoredKey>,
+) -> Result<Value, Failure> {
     let trigger = match source {
         Source::Schedule | Source::FcTimer => "schedule",
         Source::ApiGatewayV1 | Source::ApiGatewayV2 | Source::FcHttp => "api",
@@ -240,6 +246,24 @@ async fn eval_start(state: &App, source: Source, req: EvalRequest) -> Result<Val
                     &format!("target {t:?} is not project/route_key or config:KEY"),
                 );
             }
+        }
+    }
+    // A signed caller may start a run only of targets (and a judge) its key may run itself.
+    if let Some(key) = key {
+        match fanout::suite_targets(&state.runner, &req.eval, &opts).await {
+            Ok(targets) => {
+                if let Some(t) = targets.iter().find(|t| !key.permits(&target_action(t))) {
+                    tracing::warn!(access_key_id = %key.access_key_id, target = %t.label(), "evaluation target out of the key's scope");
+                    let d = access::Denied {
+                        code: Code::AuthScopeDenied,
+                        access_key_id: Some(key.access_key_id.clone()),
+                        retry_after: None,
+                        limits: None,
+                    };
+                    return Ok(denied(&d));
+                }
+            }
+            Err(e) => return code_failure(source, e.code(), &e.to_string()),
         }
     }
     let how = Start {
@@ -271,6 +295,17 @@ async fn eval_start(state: &App, source: Source, req: EvalRequest) -> Result<Val
             tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), suite = %req.eval, "evaluation not started");
             code_failure(source, e.code(), &e.to_string())
         }
+    }
+}
+
+fn target_action(t: &Target) -> Action {
+    match t {
+        Target::Route { project, route_key } => Action::Route {
+            project: project.clone(),
+            route_key: route_key.clone(),
+            dry_run: false,
+        },
+        Target::Config { config_key } => Action::Config(config_key.clone()),
     }
 }
 

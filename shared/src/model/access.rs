@@ -77,20 +77,25 @@ impl std::fmt::Display for Patterns {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     /// Projects whose routes it may run.
-    #[serde(default = "Patterns::all")]
     pub projects: Patterns,
     /// Routes it may run, as `project/route_key`.
-    #[serde(default = "Patterns::all")]
     pub routes: Patterns,
     /// Config keys it may run directly (run-once).
-    #[serde(default = "Patterns::all")]
     pub configs: Patterns,
     /// Whether it may ask for dry runs (they show prompts and the request, key masked).
-    #[serde(default)]
     pub dry_run: bool,
-    /// Whether it may start evaluation runs.
-    #[serde(default)]
+    /// Whether it may start evaluation runs (of suites whose targets it may all run).
     pub eval: bool,
+}
+
+/// `scope_json` as stored: any field may be missing.
+#[derive(Deserialize)]
+struct StoredScope {
+    projects: Option<Patterns>,
+    routes: Option<Patterns>,
+    configs: Option<Patterns>,
+    dry_run: Option<bool>,
+    eval: Option<bool>,
 }
 
 impl Scope {
@@ -111,6 +116,35 @@ impl Scope {
 }
 
 impl Scope {
+    /// Reaches nothing: what a key whose stored scope does not parse gets.
+    pub fn nothing() -> Self {
+        Self {
+            projects: Patterns::default(),
+            routes: Patterns::default(),
+            configs: Patterns::default(),
+            dry_run: false,
+            eval: false,
+        }
+    }
+
+    /// A stored `scope_json` read back: no document (the predecessor's rows) is the kind's
+    /// default, a field it lacks keeps the kind's default, and a document that does not parse
+    /// is `Err` with [`Scope::nothing`] (fails safe; the caller logs it).
+    pub fn from_stored(owner: &KeyOwner, text: Option<&str>) -> Result<Self, Self> {
+        let default = Self::default_for(owner);
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(default);
+        };
+        let stored: StoredScope = serde_json::from_str(text).map_err(|_| Self::nothing())?;
+        Ok(Self {
+            projects: stored.projects.unwrap_or(default.projects),
+            routes: stored.routes.unwrap_or(default.routes),
+            configs: stored.configs.unwrap_or(default.configs),
+            dry_run: stored.dry_run.unwrap_or(default.dry_run),
+            eval: stored.eval.unwrap_or(default.eval),
+        })
+    }
+
     /// The kind's default with these overrides (comma-separated patterns; `None` keeps the
     /// default): what `access create` flags make.
     pub fn with(
@@ -344,9 +378,24 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_scope_with_missing_fields_reads_as_the_safe_default() {
-        let s: Scope = serde_json::from_str(r#"{"configs": []}"#).unwrap();
-        assert!(s.projects.matches("x") && !s.configs.matches("x"));
-        assert!(!s.dry_run && !s.eval);
+    fn a_stored_scope_fills_missing_fields_from_its_kind_and_a_broken_one_reaches_nothing() {
+        let project = KeyOwner::Project("shop".into());
+        let s = Scope::from_stored(&project, Some(r#"{"routes": ["shop/*"]}"#)).unwrap();
+        assert!(s.routes.matches("shop/x"));
+        assert!(
+            !s.configs.matches("greet"),
+            "a project key's default: no config"
+        );
+        let user = KeyOwner::User("ana".into());
+        let s = Scope::from_stored(&user, Some(r#"{"routes": ["shop/*"]}"#)).unwrap();
+        assert!(s.configs.matches("greet") && !s.dry_run && !s.eval);
+        assert_eq!(
+            Scope::from_stored(&user, None).unwrap(),
+            Scope::default_for(&user)
+        );
+        assert_eq!(
+            Scope::from_stored(&user, Some("{not json")).unwrap_err(),
+            Scope::nothing()
+        );
     }
 }

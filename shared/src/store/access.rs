@@ -105,7 +105,7 @@ fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
     }
 }
 
-fn parse_key(row: KeyRow) -> Result<StoredKey, StoreError> {
+fn parse_key(row: KeyRow) -> StoredKey {
     let (
         kind,
         row_id,
@@ -127,22 +127,23 @@ fn parse_key(row: KeyRow) -> Result<StoredKey, StoreError> {
     } else {
         KeyOwner::User(owner)
     };
-    let scope = match scope.filter(|s| !s.trim().is_empty()) {
-        // The predecessor's rows have no scope: they keep what they could do (their project's
-        // routes, or everything for a user key), without dry runs or evaluations.
-        None => Scope::default_for(&owner),
-        Some(text) => serde_json::from_str(&text).map_err(|_| StoreError::BadJson {
-            column: "scope_json",
-        })?,
-    };
-    let allow_ips = match super::json_col(ips, "allow_ips_json")? {
+    // The predecessor's rows have no scope: they keep what they could do (their project's
+    // routes, or everything for a user key), without dry runs or evaluations. A stored value that
+    // does not parse fails safe (reaches nothing, allows no address) rather than failing the
+    // lookup: an error here would answer differently from an unknown key.
+    let scope = Scope::from_stored(&owner, scope.as_deref()).unwrap_or_else(|nothing| {
+        tracing::error!(access_key_id = %ak, "scope_json does not parse; the key reaches nothing");
+        nothing
+    });
+    let allow_ips = match ips.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => Vec::new(),
-        Some(v) => serde_json::from_value(v).map_err(|_| StoreError::BadJson {
-            column: "allow_ips_json",
-        })?,
+        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| {
+            tracing::error!(access_key_id = %ak, "allow_ips_json does not parse; the key allows no address");
+            vec!["(unparseable allow_ips_json)".to_owned()]
+        }),
     };
     let limit = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
-    Ok(StoredKey {
+    StoredKey {
         access_key_id: ak,
         owner,
         row_id,
@@ -155,7 +156,7 @@ fn parse_key(row: KeyRow) -> Result<StoredKey, StoreError> {
         daily_quota: limit(quota),
         rps_limit: limit(rps),
         allow_ips,
-    })
+    }
 }
 
 /// A fresh random token: `prefix` + `bytes` random bytes in hex.
@@ -360,7 +361,7 @@ impl Db {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let active = row.6 == 1;
-            let k = parse_key(row)?;
+            let k = parse_key(row);
             out.push(KeyListing {
                 status: if active { "active" } else { "disabled" }.into(),
                 previous_until_ms: k.previous.as_ref().map(|(_, u)| *u),
@@ -408,7 +409,8 @@ impl Db {
             .ok_or_else(|| KeyError::NotFound(format!("no access key {ak:?}")))?;
         let table = key.owner.table();
         let secret = crate::secret::Secret::new(token("sk_", 20));
-        let blob = ring.encrypt(secret.expose(), &secret_binding(table, ak))?;
+        // Bound to the id as stored (MySQL's lookup ignores case; the binding does not).
+        let blob = ring.encrypt(secret.expose(), &secret_binding(table, &key.access_key_id))?;
         // Both dialects read `secret_encrypted` here as it was before this statement.
         let sql = format!(
             "UPDATE {table} SET previous_secret_encrypted = CAST(secret_encrypted AS CHAR), \
@@ -418,7 +420,7 @@ impl Db {
         on_pool!(pool, |p| sqlx::query(&sql)
             .bind(previous_until_ms)
             .bind(&blob)
-            .bind(ak)
+            .bind(&key.access_key_id)
             .execute(p)
             .await
             .map(|_| ())
@@ -469,12 +471,12 @@ impl Db {
 
 impl AccessStore for Db {
     async fn find_key(&self, access_key_id: &str) -> Result<Option<StoredKey>, StoreError> {
-        self.key_rows("WHERE k.access_key_id = ?", Some(access_key_id))
+        Ok(self
+            .key_rows("WHERE k.access_key_id = ?", Some(access_key_id))
             .await?
             .into_iter()
             .next()
-            .map(parse_key)
-            .transpose()
+            .map(parse_key))
     }
 
     async fn use_nonce(

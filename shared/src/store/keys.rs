@@ -2,7 +2,8 @@
 //! every one under the current pepper (`keys rotate`).
 //!
 //! Covers `ai_connection.api_key_encrypted` and, where the tables exist, the predecessor's
-//! `ai_project_credential_v2.secret_encrypted` and `ai_user_key.secret_encrypted`. Invariants:
+//! `ai_project_credential_v2.secret_encrypted` and `ai_user_key.secret_encrypted` (access keys),
+//! plus an access key's previous secret while its `access rotate` grace period lasts. Invariants:
 //! no plaintext is ever returned or printed; a rotation is one transaction and refuses to start
 //! if any row does not decrypt (nothing is half-rotated); rows already in the current format
 //! under the current pepper are left alone.
@@ -31,29 +32,59 @@ pub struct KeyStatus {
 
 struct Source {
     table: &'static str,
+    /// How `keys check` names the source.
+    label: &'static str,
     name_col: &'static str,
     blob_col: &'static str,
     binding: &'static str,
+    /// Which rows hold a secret here (`?` = now, epoch ms).
+    filter: &'static str,
 }
 
-const SOURCES: [Source; 3] = [
+/// An access key's previous secret while its rotation's grace period lasts (after it, the secret
+/// is never used again, so a pepper rotation need not read it).
+const PREVIOUS: &str = "previous_secret_encrypted IS NOT NULL AND previous_until_ms > ?";
+
+const SOURCES: [Source; 5] = [
     Source {
         table: "ai_connection",
+        label: "ai_connection",
         name_col: "name",
         blob_col: "api_key_encrypted",
         binding: "ai_connection",
+        filter: "? IS NOT NULL",
     },
     Source {
         table: "ai_project_credential_v2",
+        label: "ai_project_credential_v2",
         name_col: "access_key_id",
         blob_col: "secret_encrypted",
         binding: "ai_project_credential_v2",
+        filter: "? IS NOT NULL",
     },
     Source {
         table: "ai_user_key",
+        label: "ai_user_key",
         name_col: "access_key_id",
         blob_col: "secret_encrypted",
         binding: "ai_user_key",
+        filter: "? IS NOT NULL",
+    },
+    Source {
+        table: "ai_project_credential_v2",
+        label: "ai_project_credential_v2 (previous secret)",
+        name_col: "access_key_id",
+        blob_col: "previous_secret_encrypted",
+        binding: "ai_project_credential_v2",
+        filter: PREVIOUS,
+    },
+    Source {
+        table: "ai_user_key",
+        label: "ai_user_key (previous secret)",
+        name_col: "access_key_id",
+        blob_col: "previous_secret_encrypted",
+        binding: "ai_user_key",
+        filter: PREVIOUS,
     },
 ];
 
@@ -74,17 +105,21 @@ impl Db {
         let mut out = Vec::new();
         for src in &SOURCES {
             let sql = format!(
-                "SELECT {}, CAST({} AS CHAR) FROM {} ORDER BY id",
-                src.name_col, src.blob_col, src.table
+                "SELECT {}, CAST({} AS CHAR) FROM {} WHERE {} ORDER BY id",
+                src.name_col, src.blob_col, src.table, src.filter
             );
+            let now = crate::model::now_ms();
             let rows: Result<Vec<(String, Option<String>)>, sqlx::Error> =
-                on_pool!(pool, |p| sqlx::query_as(&sql).fetch_all(p).await);
+                on_pool!(pool, |p| sqlx::query_as(&sql).bind(now).fetch_all(p).await);
             match rows {
                 Ok(rows) => out.extend(
                     rows.into_iter()
                         .map(|(n, b)| (src, n, b.unwrap_or_default())),
                 ),
-                Err(e) if super::dialect::is_missing_table(&e) => {}
+                // The predecessor's schema: no access tables, or not yet our columns.
+                Err(e)
+                    if super::dialect::is_missing_table(&e)
+                        || super::dialect::is_unknown_column(&e) => {}
                 Err(e) => return Err(db_err(e)),
             }
         }
@@ -166,7 +201,7 @@ fn status(src: &Source, name: String, blob: &str, ring: &Keyring) -> KeyStatus {
     let current = matches!(Keyring::format_of(blob), Ok(BlobFormat::V2 { ref kid }) if Some(kid.as_str()) == ring.current_kid());
     let decrypted = ring.decrypt(blob, &binding);
     KeyStatus {
-        table: src.table,
+        table: src.label,
         name,
         format,
         decrypts: decrypted.is_ok(),

@@ -742,3 +742,134 @@ async fn the_predecessors_access_tables_gain_our_columns_and_its_keys_keep_worki
     db.close().await;
     tdb.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_pepper_rotation_re_encrypts_access_secrets_and_a_previous_one_in_its_grace_period() {
+    let s = setup(Backend::Sqlite, &[]).await;
+    let db = s.tdb.db();
+    let (ak, first) = create(&db, &key(KeyOwner::User("ana".into()))).await;
+    let hour_later = ai_runner::model::now_ms() + 3_600_000;
+    let second = db
+        .rotate_access_key(&keyring(), &ak, hour_later)
+        .await
+        .unwrap();
+    // The operator moves to a new pepper: the old one becomes AI_PEPPER_PREVIOUS for the
+    // rotation, then goes away.
+    let ring = ai_runner::crypto::Keyring::new(
+        Some(ai_runner::Secret::new("the-next-pepper")),
+        Some(ai_runner::Secret::new(PEPPER)),
+    );
+    let done = db.rotate_keys(&ring, false).await.unwrap();
+    assert_eq!(
+        done.rotated, 3,
+        "the provider key, the key's secret and its previous secret"
+    );
+    let checked = db.check_keys(&ring).await.unwrap();
+    assert!(
+        checked
+            .iter()
+            .any(|k| k.table == "ai_user_key (previous secret)" && k.current)
+    );
+    let after = Setup {
+        state: App::new(
+            &s.tdb
+                .settings(&[("ACCESS_MODE", "hmac"), ("AI_PEPPER", "the-next-pepper")]),
+        )
+        .unwrap(),
+        ..s
+    };
+    for secret in [first.as_str(), second.expose()] {
+        let resp = signed_route_call(&after, &ak, secret, "shop", "chat").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+    }
+    db.close().await;
+}
+
+#[tokio::test]
+async fn an_evaluation_starts_only_when_the_key_may_run_every_target_itself() {
+    let s = setup(Backend::Sqlite, &[]).await;
+    let db = s.tdb.db();
+    let _providers = ai_runner_tests::seed_good_and_bad(&db).await;
+    ai_runner_tests::apply_moods_suite(&db).await;
+    let owner = KeyOwner::User("ana".into());
+    let mut only_good = key(owner.clone());
+    only_good.scope = Scope::with(&owner, None, None, Some("good"), false, true);
+    let (ak, sk) = create(&db, &only_good).await;
+    let start = |body: Value| {
+        let signed = python_sign(&ak, &sk, &body, None, None, "/run-route");
+        api_event("/run-route", &signed.body, &signed.headers, "1.2.3.4")
+    };
+    // The suite targets "good" and "bad": the key may not run "bad".
+    let resp = route(&s, start(json!({"eval": "moods"}))).await;
+    assert_eq!(
+        (status(&resp), code(&resp)),
+        (403, "AUTH_SCOPE_DENIED".into())
+    );
+    // Narrowed to what the key may run, it starts (in the invocation: no queue here).
+    let resp = route(
+        &s,
+        start(json!({"eval": "moods", "targets": ["config:good"]})),
+    )
+    .await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert_eq!(body(&resp)["status"], "finished");
+    let resp = route(
+        &s,
+        start(json!({"eval": "moods", "targets": ["config:bad"]})),
+    )
+    .await;
+    assert_eq!(status(&resp), 403);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn iam_plus_hmac_refuses_a_call_the_platform_did_not_authenticate_and_odd_timestamps() {
+    let s = setup(Backend::Sqlite, &[("ACCESS_MODE", "iam+hmac")]).await;
+    let db = s.tdb.db();
+    let (ak, sk) = create(&db, &key(KeyOwner::Project("shop".into()))).await;
+    let signed = python_sign(
+        &ak,
+        &sk,
+        &route_body("shop", "chat"),
+        None,
+        None,
+        "/run-route",
+    );
+    let no_principal = api_event("/run-route", &signed.body, &signed.headers, "1.2.3.4");
+    let resp = route(&s, no_principal.clone()).await;
+    assert_eq!((status(&resp), code(&resp)), (401, "AUTH_MISSING".into()));
+    let mut with_principal = no_principal;
+    with_principal["requestContext"]["authorizer"] =
+        json!({"jwt": {"claims": {"sub": "user-42"}, "scopes": []}});
+    let resp = route(&s, with_principal).await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    let row = db
+        .audit_row(body(&resp)["audit_id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["caller_principal"], "jwt:user-42");
+    assert_eq!(row["caller_key"], ak.as_str());
+
+    // Timestamps at the ends of the integer range are refused, never wrapped into the window.
+    for ts in ["-9223372036854775808", "9223372036854775807", "0"] {
+        let f = python_sign(
+            &ak,
+            &sk,
+            &route_body("shop", "chat"),
+            None,
+            None,
+            "/run-route",
+        );
+        let mut ev = api_event(
+            "/run-route",
+            &f.body,
+            &f.with_header("X-Timestamp", ts),
+            "1.2.3.4",
+        );
+        ev["requestContext"]["authorizer"] = json!({"jwt": {"claims": {"sub": "user-42"}}});
+        let resp = route(&s, ev).await;
+        assert_eq!(status(&resp), 401, "{ts}: {resp}");
+    }
+    db.close().await;
+}
