@@ -337,3 +337,115 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
     let logs = stdout_of(proc_).await;
     assert!(!logs.contains(sk.expose()) && !logs.contains(PEPPER));
 }
+
+#[tokio::test]
+async fn under_the_runtime_api_signed_api_gateway_calls_are_admitted_or_refused_with_their_status()
+{
+    use ai_runner::model::access::{KeyOwner, Scope};
+    use ai_runner::store::access::NewKey;
+    use ai_runner_tests::{api_event, keyring, python_sign};
+
+    let (tdb, server) = setup().await;
+    let db = tdb.db();
+    let owner = KeyOwner::User("ops".into());
+    let new = |rps: Option<u32>, ips: Vec<String>| NewKey {
+        scope: Scope::default_for(&owner),
+        owner: owner.clone(),
+        daily_quota: None,
+        rps_limit: rps,
+        allow_ips: ips,
+        expires_ms: None,
+    };
+    let (ak, sk) = db
+        .create_access_key(&keyring(), &new(None, vec![]))
+        .await
+        .unwrap();
+    let (off_ak, off_sk) = db
+        .create_access_key(&keyring(), &new(None, vec![]))
+        .await
+        .unwrap();
+    db.set_access_key_status(&off_ak, false).await.unwrap();
+    let (fenced_ak, fenced_sk) = db
+        .create_access_key(&keyring(), &new(None, vec!["10.0.0.0/8".into()]))
+        .await
+        .unwrap();
+    let (slow_ak, slow_sk) = db
+        .create_access_key(&keyring(), &new(Some(1), vec![]))
+        .await
+        .unwrap();
+    db.close().await;
+
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-once");
+    env.extend(app_env(&tdb));
+    env.push(("ACCESS_MODE".into(), "hmac".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+
+    let body = json!({"config_key": "greet", "variables": {"TOPIC": "山"}});
+    let event = |ak: &str, sk: &str, ts: Option<i64>| {
+        let s = python_sign(ak, sk, &body, ts, None, "/run-once");
+        api_event("/run-once", &s.body, &s.headers, "203.0.113.9")
+    };
+    let answer = |o: Outcome| match o {
+        Outcome::Response(r) => {
+            let b: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            (
+                r["statusCode"].as_u64().unwrap(),
+                b["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+        other @ Outcome::Error { .. } => panic!("{other:?}"),
+    };
+
+    assert_eq!(
+        answer(api.invoke(event(&ak, sk.expose(), None)).await),
+        (200, String::new())
+    );
+    let stale = Some(ai_runner::model::now_ms() / 1000 - 3600);
+    assert_eq!(
+        answer(api.invoke(event(&ak, sk.expose(), stale)).await),
+        (401, "AUTH_TIMESTAMP_SKEW".into())
+    );
+    assert_eq!(
+        answer(api.invoke(event(&off_ak, off_sk.expose(), None)).await),
+        (403, "AUTH_KEY_DISABLED".into())
+    );
+    assert_eq!(
+        answer(
+            api.invoke(event(&fenced_ak, fenced_sk.expose(), None))
+                .await
+        ),
+        (403, "AUTH_IP_DENIED".into())
+    );
+    // One call per second: the second of two calls in the same second is refused. (Runtime API
+    // invocations are sequential, so both land in one second when the first does early.)
+    let first = event(&slow_ak, slow_sk.expose(), None);
+    let second = event(&slow_ak, slow_sk.expose(), None);
+    let ms = ai_runner::model::now_ms();
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(1_020 - ms % 1000).unwrap(),
+    ))
+    .await;
+    assert_eq!(answer(api.invoke(first).await).0, 200);
+    assert_eq!(
+        answer(api.invoke(second).await),
+        (429, "RATE_LIMITED".into())
+    );
+
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "only admitted calls reach the provider"
+    );
+    let logs = stdout_of(proc_).await;
+    for secret in [
+        sk.expose(),
+        off_sk.expose(),
+        fenced_sk.expose(),
+        slow_sk.expose(),
+        PEPPER,
+    ] {
+        assert!(!logs.contains(secret), "a secret in the logs");
+    }
+}

@@ -50,6 +50,10 @@ pub struct Options {
     pub max_regression: Option<f64>,
     /// Stop after this many consecutive provider failures (default: the suite's; 0 = never).
     pub stop_after_failures: Option<u32>,
+    /// Who started the run through the API (an access key, the platform's principal): recorded
+    /// on the audit row of every call the run makes, wherever its chunks are worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<crate::model::access::Caller>,
 }
 
 /// The planned calls: (target, case, repetition), after the options' narrowing.
@@ -685,7 +689,7 @@ where
         trigger: "eval".into(),
         request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),
-        caller: None,
+        caller: opts.caller.clone(),
     };
     let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
         .done

@@ -326,9 +326,12 @@ pub fn http_call(payload: &Value) -> Option<crate::access::HttpCall> {
             text("/requestContext/http/method"),
             vec![text("/rawPath"), text("/requestContext/http/path")],
             text("/requestContext/http/sourceIp"),
-            text("/requestContext/authorizer/iam/userArn").or_else(|| {
-                text("/requestContext/authorizer/jwt/claims/sub").map(|s| format!("jwt:{s}"))
-            }),
+            text("/requestContext/authorizer/iam/userArn")
+                .or_else(|| {
+                    text("/requestContext/authorizer/jwt/claims/sub").map(|s| format!("jwt:{s}"))
+                })
+                // A Lambda authorizer's context is free-form; `principalId` is the usual name.
+                .or_else(|| text("/requestContext/authorizer/lambda/principalId")),
         ),
         Source::Direct | Source::Schedule | Source::FcTimer => return None,
     };

@@ -56,8 +56,7 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
     let req = match inv.request {
         RouteCall::Run(r) => r,
         RouteCall::Eval(e) => {
-            let key = granted.as_ref().and_then(|g| g.key.as_ref());
-            let mut out = eval_start(state, inv.source, e, key).await;
+            let mut out = eval_start(state, inv.source, e, granted.as_ref()).await;
             limited(&mut out, limits);
             return out;
         }
@@ -223,7 +222,7 @@ async fn eval_start(
     state: &App,
     source: Source,
     req: EvalRequest,
-    key: Option<&crate::model::access::StoredKey>,
+    granted: Option<&Granted>,
 ) -> Result<Value, Failure> {
     let trigger = match source {
         Source::Schedule | Source::FcTimer => "schedule",
@@ -234,8 +233,10 @@ async fn eval_start(
     let mut opts = Options {
         tags: req.tags,
         limit: req.limit,
+        caller: granted.map(|g| g.caller.clone()),
         ..Options::default()
     };
+    let key = granted.and_then(|g| g.key.as_ref());
     for t in &req.targets {
         match Target::parse(t) {
             Some(t) => opts.targets.push(t),

@@ -241,9 +241,12 @@ macro_rules! nonce_fresh {
 
 impl Db {
     /// Every [`PURGE_EVERY`]th nonce of this process first deletes the expired ones.
-    async fn maybe_purge(&self, pool: &Pool) {
+    async fn maybe_purge(&self) {
         if NONCE_INSERTS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            self.purge_nonces(pool, crate::model::now_ms()).await;
+            match self.purge_nonces(crate::model::now_ms()).await {
+                Ok(n) => tracing::debug!(purged = n, "expired nonces purged"),
+                Err(e) => tracing::warn!(code = %e.code(), "could not purge expired nonces"),
+            }
         }
     }
 
@@ -456,16 +459,16 @@ impl Db {
             .collect())
     }
 
-    async fn purge_nonces(&self, pool: &Pool, now_ms: i64) {
-        let done = on_pool!(pool, |p| sqlx::query(PURGE_NONCES)
+    /// Deletes the nonces that expired before `now_ms` (every instance does it now and then);
+    /// returns how many.
+    pub async fn purge_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query(PURGE_NONCES)
             .bind(now_ms)
             .execute(p)
             .await
-            .map(|r| r.rows_affected()));
-        match done {
-            Ok(n) => tracing::debug!(purged = n, "expired nonces purged"),
-            Err(e) => tracing::warn!(error = %e, "could not purge expired nonces"),
-        }
+            .map(|r| r.rows_affected())
+            .map_err(|e| access_err(e, "ai_access_nonce")))
     }
 }
 
@@ -486,7 +489,7 @@ impl AccessStore for Db {
         expires_ms: i64,
     ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
-        self.maybe_purge(pool).await;
+        self.maybe_purge().await;
         on_pool!(pool, |p| {
             let mut conn = p.acquire().await.map_err(db_err)?;
             nonce_fresh!(&mut *conn, access_key_id, nonce, expires_ms)
@@ -502,7 +505,7 @@ impl AccessStore for Db {
         daily: Option<u32>,
     ) -> Result<Admission, StoreError> {
         let pool = self.pool().await?;
-        self.maybe_purge(pool).await;
+        self.maybe_purge().await;
         let daily = daily.map_or(i64::MAX, i64::from);
         // One transaction, one commit (one log flush on InnoDB) for the nonce and both
         // counters; a refusal commits too: the nonce is spent and the refusal counted.

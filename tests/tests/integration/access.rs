@@ -573,6 +573,8 @@ async fn an_exhausted_quota_or_rate_answers_429_with_retry_after_and_no_provider
     let limited = if status(&ra) == 429 { &ra } else { &rb };
     assert_eq!(code(limited), "RATE_LIMITED");
     assert_eq!(limited["headers"]["retry-after"], "1");
+    assert_eq!(limited["headers"]["x-ratelimit-limit"], "1");
+    assert_eq!(limited["headers"]["x-ratelimit-remaining"], "0");
     assert_eq!(s.server.requests().len(), 3);
     db.close().await;
 }
@@ -714,11 +716,10 @@ async fn concurrent_processes_never_overshoot_a_quota_or_a_rate_on_mariadb() {
 
 #[tokio::test]
 #[ignore = "needs MariaDB (AI_RUNNER_TEST_MYSQL_URL); .ci/run runs it"]
-async fn the_predecessors_access_tables_gain_our_columns_and_its_keys_keep_working() {
-    // A key row as the predecessor's tooling wrote it (no scope, v1 blob), on its schema.
-    let tdb = TestDb::new(Backend::MariaDb).await.unwrap();
-    let db = tdb.db();
-    seed_route(&db, "shop", "chat", &RouteSpec::default(), &[]).await;
+async fn a_key_the_predecessor_stored_signs_calls_with_its_old_reach() {
+    // A key row as the predecessor's tooling wrote it (no scope, a v1 blob), on its schema.
+    let s = setup(Backend::MariaDb, &[]).await;
+    let db = s.tdb.db();
     let blob = ai_runner::crypto::encrypt_v1(&ai_runner::Secret::new(PEPPER), "sk_legacy_1", 1000)
         .unwrap();
     let ai_runner::store::Pool::MySql(p) = db.pool().await.unwrap() else {
@@ -732,15 +733,40 @@ async fn the_predecessors_access_tables_gain_our_columns_and_its_keys_keep_worki
     use ai_runner::ports::AccessStore;
     let k = db.find_key("ak_legacy").await.unwrap().unwrap();
     assert_eq!(k.owner, KeyOwner::Project("shop".into()));
+    assert_eq!(k.scope, Scope::default_for(&k.owner));
+    let resp = signed_route_call(&s, "ak_legacy", "sk_legacy_1", "shop", "chat").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    let resp = signed_route_call(&s, "ak_legacy", "sk_legacy_1", "lab", "chat").await;
     assert_eq!(
-        k.scope,
-        Scope::default_for(&k.owner),
-        "unscoped rows keep their project's routes"
+        (status(&resp), code(&resp)),
+        (403, "AUTH_SCOPE_DENIED".into()),
+        "its own project only"
     );
-    let listed = db.list_access_keys().await.unwrap();
-    assert_eq!(listed.len(), 1);
+    assert_eq!(db.list_access_keys().await.unwrap().len(), 1);
     db.close().await;
-    tdb.cleanup().await;
+    s.tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn expired_nonces_are_purged_and_may_be_used_again() {
+    use ai_runner::ports::AccessStore;
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    let now = ai_runner::model::now_ms();
+    assert!(db.use_nonce("ak_1", "n1", now - 1_000).await.unwrap());
+    assert!(
+        db.use_nonce("ak_1", "n1", now + 60_000).await.unwrap(),
+        "an expired record is no replay"
+    );
+    assert!(
+        !db.use_nonce("ak_1", "n1", now + 60_000).await.unwrap(),
+        "a live one is"
+    );
+    assert!(db.use_nonce("ak_1", "n2", now - 1_000).await.unwrap());
+    assert!(db.use_nonce("ak_2", "n2", now - 1_000).await.unwrap());
+    assert_eq!(db.purge_nonces(now).await.unwrap(), 2);
+    assert_eq!(db.count("ai_access_nonce").await.unwrap(), 1);
+    db.close().await;
 }
 
 #[tokio::test]
