@@ -26,7 +26,7 @@ type KeyRow = (
     String,
     i64,
     Option<i64>,
-    String,
+    Option<String>,
     String,
     Option<String>,
     i64,
@@ -40,17 +40,20 @@ type KeyRow = (
 );
 
 const KEY_COLUMNS: &str = "k.access_key_id, CAST(k.secret_encrypted AS CHAR), \
-     CASE WHEN k.status = 'active' AND o.status = 'active' THEN 1 ELSE 0 END, k.expires_ms, \
+     CASE WHEN k.status = 'active' AND COALESCE(o.status, 'active') = 'active' THEN 1 ELSE 0 END, \
+     k.expires_ms, \
      k.scope_json, k.daily_quota, k.rps_limit, CAST(k.allow_ips_json AS CHAR), \
      k.previous_secret_encrypted, k.previous_until_ms";
 
+/// Both key tables. A user key whose `ai_user` row is missing (the predecessor provisioned users
+/// outside its package) still works, named `user#<id>`.
 fn key_select(filter: &str) -> String {
     format!(
         "SELECT 'project', CAST(k.id AS SIGNED), NULL, o.name, {KEY_COLUMNS} \
          FROM ai_project_credential_v2 k JOIN ai_project_v2 o ON o.id = k.project_id {filter} \
          UNION ALL \
          SELECT 'user', CAST(k.id AS SIGNED), CAST(k.user_id AS SIGNED), o.name, {KEY_COLUMNS} \
-         FROM ai_user_key k JOIN ai_user o ON o.id = k.user_id {filter}"
+         FROM ai_user_key k LEFT JOIN ai_user o ON o.id = k.user_id {filter}"
     )
 }
 
@@ -123,9 +126,9 @@ fn parse_key(row: KeyRow) -> StoredKey {
         until,
     ) = row;
     let owner = if kind == "project" {
-        KeyOwner::Project(owner)
+        KeyOwner::Project(owner.unwrap_or_default())
     } else {
-        KeyOwner::User(owner)
+        KeyOwner::User(owner.unwrap_or_else(|| format!("user#{}", user_id.unwrap_or(0))))
     };
     // The predecessor's rows have no scope: they keep what they could do (their project's
     // routes, or everything for a user key), without dry runs or evaluations. A stored value that

@@ -742,7 +742,25 @@ async fn a_key_the_predecessor_stored_signs_calls_with_its_old_reach() {
         (403, "AUTH_SCOPE_DENIED".into()),
         "its own project only"
     );
-    assert_eq!(db.list_access_keys().await.unwrap().len(), 1);
+    // A user key provisioned outside the predecessor's package: no ai_user row, its quota 0
+    // ("unlimited" to the predecessor), an IP list as JSON.
+    let blob =
+        ai_runner::crypto::encrypt_v1(&ai_runner::Secret::new(PEPPER), "sk_legacy_user", 1000)
+            .unwrap();
+    sqlx::query("INSERT INTO ai_user_key (user_id, access_key_id, secret_encrypted, allow_ips_json, daily_quota, status) VALUES (77, 'ak_legacy_user', ?, '[\"203.0.113.0/24\"]', 0, 'active')")
+        .bind(&blob)
+        .execute(p)
+        .await
+        .unwrap();
+    let resp = signed_route_call(&s, "ak_legacy_user", "sk_legacy_user", "lab", "chat").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    let listed = db.list_access_keys().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.owner == KeyOwner::User("user#77".into()))
+    );
     db.close().await;
     s.tdb.cleanup().await;
 }
