@@ -352,7 +352,8 @@ fn b64_field(v: &Option<String>, name: &str) -> Result<Vec<u8>, CryptoError> {
         .map_err(|_| CryptoError::Malformed(format!("{name} is not base64")))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use ai_runner::access::{self, HttpCall, signature};
 use ai_runner::config::{AccessMode, AccessSettings};
-use ai_runner::model::access::{Action, KeyOwner, Scope};
+use ai_runner::model::access::{Action, KeyOwner};
 use ai_runner::store::access::NewKey;
 use ai_runner_tests::{Backend, RouteSpec, TestDb, keyring, seed_route};
 use serde_json::{Value, json};
@@ -72,12 +72,10 @@ async fn backend(backend: Backend, label: &str, n: usize) -> Option<Value> {
         .create_access_key(
             &keyring(),
             &NewKey {
-                scope: Scope::default_for(&owner),
-                owner,
                 daily_quota: Some(1_000_000_000),
                 rps_limit: Some(1_000_000),
                 allow_ips: vec!["203.0.113.0/24".into()],
-                expires_ms: None,
+                ..NewKey::new(owner)
             },
         )
         .await

@@ -247,7 +247,7 @@ async fn a_hanging_provider_ends_at_the_function_deadline_with_its_audit_row() {
 
 #[tokio::test]
 async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default() {
-    use ai_runner::model::access::{KeyOwner, Scope};
+    use ai_runner::model::access::KeyOwner;
     use ai_runner::store::access::NewKey;
     use ai_runner_tests::{keyring, python_sign};
 
@@ -255,17 +255,7 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
     let owner = KeyOwner::User("ops".into());
     let (ak, sk) = tdb
         .db()
-        .create_access_key(
-            &keyring(),
-            &NewKey {
-                scope: Scope::default_for(&owner),
-                owner,
-                daily_quota: None,
-                rps_limit: None,
-                allow_ips: vec![],
-                expires_ms: None,
-            },
-        )
+        .create_access_key(&keyring(), &NewKey::new(owner))
         .await
         .unwrap();
     let port = free_port();
@@ -341,7 +331,7 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
 #[tokio::test]
 async fn under_the_runtime_api_signed_api_gateway_calls_are_admitted_or_refused_with_their_status()
 {
-    use ai_runner::model::access::{KeyOwner, Scope};
+    use ai_runner::model::access::KeyOwner;
     use ai_runner::store::access::NewKey;
     use ai_runner_tests::{api_event, keyring, python_sign};
 
@@ -349,12 +339,9 @@ async fn under_the_runtime_api_signed_api_gateway_calls_are_admitted_or_refused_
     let db = tdb.db();
     let owner = KeyOwner::User("ops".into());
     let new = |rps: Option<u32>, ips: Vec<String>| NewKey {
-        scope: Scope::default_for(&owner),
-        owner: owner.clone(),
-        daily_quota: None,
         rps_limit: rps,
         allow_ips: ips,
-        expires_ms: None,
+        ..NewKey::new(owner.clone())
     };
     let (ak, sk) = db
         .create_access_key(&keyring(), &new(None, vec![]))

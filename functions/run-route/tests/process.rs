@@ -293,11 +293,8 @@ async fn signed_api_calls_are_admitted_or_refused_by_the_bootstrap() {
             routes: Patterns::parse(routes),
             ..Scope::default_for(&owner)
         },
-        owner: owner.clone(),
         daily_quota: quota,
-        rps_limit: None,
-        allow_ips: vec![],
-        expires_ms: None,
+        ..NewKey::new(owner.clone())
     };
     let (ak, sk) = db
         .create_access_key(&keyring(), &new("*", Some(2)))

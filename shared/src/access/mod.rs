@@ -109,7 +109,8 @@ pub struct Denied {
 }
 
 impl Denied {
-    fn new(code: Code, ak: Option<&str>) -> Self {
+    /// A refusal with this code, naming the key the call named.
+    pub fn new(code: Code, ak: Option<&str>) -> Self {
         Self {
             code,
             access_key_id: ak.map(str::to_owned),

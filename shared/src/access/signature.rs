@@ -16,6 +16,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::crypto::hex;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
@@ -188,16 +190,6 @@ pub fn verify(secret: &str, signed: &Signed, req: &Request<'_>) -> bool {
 /// tell which keys exist).
 pub fn verify_decoy(signed: &Signed, req: &Request<'_>) {
     let _ = verify("decoy-secret-for-unknown-keys", signed, req);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

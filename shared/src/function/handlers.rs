@@ -255,12 +255,7 @@ async fn eval_start(
             Ok(targets) => {
                 if let Some(t) = targets.iter().find(|t| !key.permits(&target_action(t))) {
                     tracing::warn!(access_key_id = %key.access_key_id, target = %t.label(), "evaluation target out of the key's scope");
-                    let d = access::Denied {
-                        code: Code::AuthScopeDenied,
-                        access_key_id: Some(key.access_key_id.clone()),
-                        retry_after: None,
-                        limits: None,
-                    };
+                    let d = access::Denied::new(Code::AuthScopeDenied, Some(&key.access_key_id));
                     return Ok(denied(&d));
                 }
             }

@@ -166,11 +166,7 @@ fn parse_key(row: KeyRow) -> StoredKey {
 fn token(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    let mut out = String::from(prefix);
-    for b in buf {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("{prefix}{}", crate::crypto::hex(&buf))
 }
 
 /// What a new key may do and how much.
@@ -188,6 +184,20 @@ pub struct NewKey {
     pub allow_ips: Vec<String>,
     /// Expiry, epoch ms.
     pub expires_ms: Option<i64>,
+}
+
+impl NewKey {
+    /// A key with its kind's default scope, no limits, any address, no expiry.
+    pub fn new(owner: KeyOwner) -> Self {
+        Self {
+            scope: Scope::default_for(&owner),
+            owner,
+            daily_quota: None,
+            rps_limit: None,
+            allow_ips: Vec::new(),
+            expires_ms: None,
+        }
+    }
 }
 
 /// Why a key could not be created or changed.

@@ -37,8 +37,8 @@ struct Source {
     name_col: &'static str,
     blob_col: &'static str,
     binding: &'static str,
-    /// Which rows hold a secret here (`?` = now, epoch ms).
-    filter: &'static str,
+    /// Which rows hold a secret here (`?` = now, epoch ms); all when `None`.
+    filter: Option<&'static str>,
 }
 
 /// An access key's previous secret while its rotation's grace period lasts (after it, the secret
@@ -52,7 +52,7 @@ const SOURCES: [Source; 5] = [
         name_col: "name",
         blob_col: "api_key_encrypted",
         binding: "ai_connection",
-        filter: "? IS NOT NULL",
+        filter: None,
     },
     Source {
         table: "ai_project_credential_v2",
@@ -60,7 +60,7 @@ const SOURCES: [Source; 5] = [
         name_col: "access_key_id",
         blob_col: "secret_encrypted",
         binding: "ai_project_credential_v2",
-        filter: "? IS NOT NULL",
+        filter: None,
     },
     Source {
         table: "ai_user_key",
@@ -68,7 +68,7 @@ const SOURCES: [Source; 5] = [
         name_col: "access_key_id",
         blob_col: "secret_encrypted",
         binding: "ai_user_key",
-        filter: "? IS NOT NULL",
+        filter: None,
     },
     Source {
         table: "ai_project_credential_v2",
@@ -76,7 +76,7 @@ const SOURCES: [Source; 5] = [
         name_col: "access_key_id",
         blob_col: "previous_secret_encrypted",
         binding: "ai_project_credential_v2",
-        filter: PREVIOUS,
+        filter: Some(PREVIOUS),
     },
     Source {
         table: "ai_user_key",
@@ -84,7 +84,7 @@ const SOURCES: [Source; 5] = [
         name_col: "access_key_id",
         blob_col: "previous_secret_encrypted",
         binding: "ai_user_key",
-        filter: PREVIOUS,
+        filter: Some(PREVIOUS),
     },
 ];
 
@@ -106,11 +106,17 @@ impl Db {
         for src in &SOURCES {
             let sql = format!(
                 "SELECT {}, CAST({} AS CHAR) FROM {} WHERE {} ORDER BY id",
-                src.name_col, src.blob_col, src.table, src.filter
+                src.name_col,
+                src.blob_col,
+                src.table,
+                src.filter.unwrap_or("1 = 1")
             );
             let now = crate::model::now_ms();
-            let rows: Result<Vec<(String, Option<String>)>, sqlx::Error> =
-                on_pool!(pool, |p| sqlx::query_as(&sql).bind(now).fetch_all(p).await);
+            let rows: Result<Vec<(String, Option<String>)>, sqlx::Error> = on_pool!(pool, |p| {
+                let q = sqlx::query_as(&sql);
+                let q = if src.filter.is_some() { q.bind(now) } else { q };
+                q.fetch_all(p).await
+            });
             match rows {
                 Ok(rows) => out.extend(
                     rows.into_iter()

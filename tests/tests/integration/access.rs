@@ -48,14 +48,7 @@ async fn setup(backend: Backend, extra: &[(&str, &str)]) -> Setup {
 }
 
 fn key(owner: KeyOwner) -> NewKey {
-    NewKey {
-        scope: Scope::default_for(&owner),
-        owner,
-        daily_quota: None,
-        rps_limit: None,
-        allow_ips: vec![],
-        expires_ms: None,
-    }
+    NewKey::new(owner)
 }
 
 async fn create(db: &Db, new: &NewKey) -> (String, String) {
