@@ -910,3 +910,47 @@ async fn iam_plus_hmac_refuses_a_call_the_platform_did_not_authenticate_and_odd_
     }
     db.close().await;
 }
+
+#[tokio::test]
+#[ignore = "needs MariaDB (AI_RUNNER_TEST_MYSQL_URL); .ci/run runs it"]
+async fn when_the_database_goes_down_signed_calls_fail_closed_without_a_provider_call() {
+    use ai_runner_tests::TcpProxy;
+    let s = setup(Backend::MariaDb, &[]).await;
+    let db = s.tdb.db();
+    let (ak, sk) = create(&db, &key(KeyOwner::User("ana".into()))).await;
+    db.close().await;
+    // The functions reach the database through a proxy the test can cut.
+    let proxy = TcpProxy::start(TcpProxy::target_of(&s.tdb.url)).await;
+    let settings = ai_runner::Settings::builder()
+        .database_url(proxy.url_through(&s.tdb.url))
+        .pepper(PEPPER)
+        .var("ACCESS_MODE", "hmac")
+        .build()
+        .unwrap();
+    let db = Db::new(settings.database.clone()).with_connect_timeout(Duration::from_secs(2));
+    let down = Setup {
+        state: App::with_db(&settings, db).unwrap(),
+        ..s
+    };
+    assert_eq!(
+        status(&signed_route_call(&down, &ak, &sk, "shop", "chat").await),
+        200
+    );
+    proxy.cut();
+    let resp = signed_route_call(&down, &ak, &sk, "shop", "chat").await;
+    assert_eq!(
+        (status(&resp), code(&resp)),
+        (503, "ACCESS_UNAVAILABLE".into())
+    );
+    assert_eq!(
+        down.server.requests().len(),
+        1,
+        "nothing was sent while the check could not run"
+    );
+    proxy.restore();
+    assert_eq!(
+        status(&signed_route_call(&down, &ak, &sk, "shop", "chat").await),
+        200
+    );
+    down.tdb.cleanup().await;
+}
