@@ -94,8 +94,11 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::QuickstartUploadFailed
         | Code::QuotaExceeded
         | Code::RateLimited
+        | Code::BudgetExceeded
+        | Code::BudgetUnpriced
         | Code::EvalGateFailed => 1,
         Code::InvalidInput
+        | Code::PriceInvalid
         | Code::ConfigMissing
         | Code::ConfigInvalid
         | Code::IoError
@@ -256,6 +259,15 @@ pub fn hint(code: Code) -> Option<&'static str> {
         }
         Code::QuotaExceeded | Code::RateLimited => {
             "wait for the next window (Retry-After), or give the caller a key with higher limits (`ai-runner access create --daily-quota N --rps N`)"
+        }
+        Code::BudgetExceeded => {
+            "a budget is used up for this window: `ai-runner budget list` shows it; raise it with `ai-runner budget set` or wait for the next UTC day or month"
+        }
+        Code::BudgetUnpriced => {
+            "give the model a price (`ai-runner prices set` or `prices import`) so budgeted calls can be capped"
+        }
+        Code::PriceInvalid => {
+            "prices are USD per token (or per second), as LiteLLM writes them: 2.5e-06, not 2.5"
         }
         Code::AccessUnavailable => {
             "the database did not answer the access check; `ai-runner doctor` tells why"

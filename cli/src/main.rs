@@ -31,6 +31,9 @@ async fn main() -> ExitCode {
         Command::Eval(c) => c.run(&cx).await,
         Command::Audit(c) => c.run(&cx).await,
         Command::Access(c) => c.run(&cx).await,
+        Command::Prices(c) => c.run(&cx).await,
+        Command::Budget(c) => c.run(&cx).await,
+        Command::Usage(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

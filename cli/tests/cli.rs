@@ -2083,6 +2083,122 @@ mod browser {
         }
         assert_eq!(dom.matches("<tr class=\"case ").count(), 6);
     }
+
+    #[test]
+    #[ignore = "needs Debian's chromium: bash .ci/run installs it and runs ignored tests"]
+    fn the_usage_page_renders_its_charts_with_the_jsons_numbers_and_names_as_text() {
+        let dir = super::costs::priced_quickstart();
+        let d = dir.path();
+        // A model whose name is markup: it must show as text.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt
+            .block_on(ai_runner::demo::ProviderServer::start(vec![
+                ai_runner::demo::Reply::content("好"),
+            ]))
+            .unwrap();
+        std::fs::write(
+            d.join("h.yaml"),
+            format!(
+                "connections: [{{name: h, provider: custom, base_url: \"{}\", api_key: sk-h-1}}]\n\
+                 models: [{{name: \"<img src=x onerror=document.title='pwned'>\", connection: h}}]\n\
+                 prompts: [{{name: h, version: v1, messages: [{{role: user, content: 你好}}]}}]\n\
+                 configs: [{{config_key: hostile, model: \"<img src=x onerror=document.title='pwned'>\", prompt: h@v1}}]\n\
+                 prices: [{{model: \"<img src=x onerror=document.title='pwned'>\", input_cost_per_token: 3.0e-06, output_cost_per_token: 6.0e-06}}]\n",
+                server.url()
+            ),
+        )
+        .unwrap();
+        let applied = ai_runner(d, &[], &["cfg", "gen", "-f", "h.yaml"], None);
+        assert!(applied.status.success(), "{}", text(&applied.stderr));
+        for key in ["quickstart-demo", "hostile", "quickstart-demo"] {
+            let out = ai_runner(d, &[], &["run-once", key], None);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let out = ai_runner(
+            d,
+            &[],
+            &[
+                "usage",
+                "--by",
+                "model",
+                "--format",
+                "json",
+                "--html",
+                "usage.html",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let dom = dump_dom(&d.join("usage.html"));
+        assert!(
+            dom.contains("<title>ai-runner usage since"),
+            "{}",
+            &dom[..300.min(dom.len())]
+        );
+        assert!(
+            !dom.contains("<img"),
+            "the model name is text, not an element"
+        );
+        assert!(dom.contains("&lt;img src=x onerror=document.title='pwned'&gt;"));
+        let between = |from: &str, to: &str| {
+            let at = dom.find(from).unwrap() + from.len();
+            dom[at..at + dom[at..].find(to).unwrap()].to_owned()
+        };
+        assert_eq!(
+            between("<span id=\"total-cost\">", "<"),
+            format!("{:.6}", json["total"]["cost_usd"].as_f64().unwrap())
+        );
+        assert_eq!(
+            between("<span id=\"total-calls\">", "<"),
+            json["total"]["calls"].to_string()
+        );
+        // One stacked bar segment per (day, model) that spent something, each the JSON's amount.
+        let mut segments = 0;
+        for day in json["days"].as_array().unwrap() {
+            for (model, nano) in day["spend"].as_object().unwrap() {
+                if nano.as_i64().unwrap() > 0 {
+                    segments += 1;
+                    let usd = format!("{:.9}", nano.as_f64().unwrap() / 1e9);
+                    assert!(
+                        dom.contains(&format!("data-usd=\"{usd}\"")),
+                        "{model} {usd}"
+                    );
+                }
+            }
+        }
+        assert!(segments >= 2, "two priced models");
+        assert_eq!(dom.matches("class=\"spend\"").count(), segments);
+        assert_eq!(
+            dom.matches("class=\"error-rate\"").count(),
+            json["days"].as_array().unwrap().len()
+        );
+        assert_eq!(dom.matches("<polyline").count(), 2, "p50 and p95");
+        // And it paints: a screenshot of the page is a real image.
+        let profile = tempfile::tempdir().unwrap();
+        let shot = d.join("usage.png");
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--window-size=1200,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}", d.join("usage.html").display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let png = std::fs::read(&shot).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(
+            png.len() > 10_000,
+            "a page with charts, not a blank one: {} bytes",
+            png.len()
+        );
+    }
 }
 
 /// The audit spool from the command line: doctor names what waits, `audit pending` counts it,
@@ -2248,4 +2364,242 @@ fn access_keys_are_created_listed_disabled_rotated_and_their_secrets_shown_once(
     let usage = ai_runner(dir.path(), &env, &["access", "usage", "--json"], None);
     assert!(usage.status.success(), "{}", text(&usage.stderr));
     assert_eq!(text(&usage.stdout).trim(), "[]", "no call was made");
+}
+
+/// Prices, budgets and the usage report from the command line, on the quickstart's database.
+mod costs {
+    use super::*;
+
+    fn fixture(rel: &str) -> String {
+        format!("{}/../tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn ok(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+        let out = ai_runner(dir, env, args, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn json(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&ok(dir, env, args)).unwrap()
+    }
+
+    /// A quickstart directory whose demo model is priced at 1e-6 / 2e-6 USD per token.
+    pub(super) fn priced_quickstart() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        ok(dir.path(), &[], &["quickstart"]);
+        ok(
+            dir.path(),
+            &[],
+            &[
+                "prices",
+                "set",
+                "--model",
+                "demo-model",
+                "--input",
+                "1e-6",
+                "--output",
+                "2e-6",
+            ],
+        );
+        dir
+    }
+
+    #[test]
+    fn prices_import_set_list_and_refuse_a_price_per_million() {
+        let dir = priced_quickstart();
+        let d = dir.path();
+        let imported = json(
+            d,
+            &[],
+            &[
+                "prices",
+                "import",
+                &fixture("litellm/model_prices_excerpt.json"),
+                "--json",
+            ],
+        );
+        assert!(imported["added"].as_u64().unwrap() >= 12, "{imported}");
+        assert!(
+            imported["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["key"] == "sample_spec")
+        );
+        let again = json(
+            d,
+            &[],
+            &[
+                "prices",
+                "import",
+                &fixture("litellm/model_prices_excerpt.json"),
+                "--json",
+            ],
+        );
+        assert_eq!(again["added"], 0);
+        assert_eq!(again["unchanged"], imported["added"]);
+        let listed = json(d, &[], &["prices", "list", "--model", "qwen", "--json"]);
+        let qwen = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["model"] == "qwen-plus")
+            .unwrap();
+        assert_eq!(qwen["provider"], "dashscope");
+        assert_eq!(qwen["input_cost_per_token"], 4e-07);
+        let bad = ai_runner(
+            d,
+            &[],
+            &["prices", "set", "--model", "x", "--input", "2.5"],
+            None,
+        );
+        assert_eq!(bad.status.code(), Some(2));
+        let err = text(&bad.stderr);
+        assert!(err.starts_with("PRICE_INVALID: --input"), "{err}");
+        assert!(err.contains("hint: prices are USD per token"), "{err}");
+        let mut per_million = serde_json::json!({"m": {"input_cost_per_token": 3.0}});
+        per_million["n"] = serde_json::json!({"input_cost_per_token": 1e-6});
+        std::fs::write(d.join("bad.json"), per_million.to_string()).unwrap();
+        let bad = ai_runner(d, &[], &["prices", "import", "bad.json"], None);
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(text(&bad.stderr).contains("nothing imported"));
+        assert!(
+            json(d, &[], &["prices", "list", "--model", "n", "--json"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["model"] != "n"),
+            "nothing of the refused file was stored"
+        );
+    }
+
+    #[test]
+    fn a_run_reports_its_cost_and_a_budget_refuses_with_its_code_exit_and_hint() {
+        let dir = priced_quickstart();
+        let d = dir.path();
+        // The demo answers 12 prompt + 8 completion tokens: 12 x 1e-6 + 8 x 2e-6 = 2.8e-5 USD.
+        let run = json(d, &[], &["run-once", "quickstart-demo", "--json"]);
+        assert_eq!(run["cost"], 2.8e-05, "{run}");
+        assert_eq!(run["cost_status"], "priced");
+        ok(
+            d,
+            &[],
+            &[
+                "budget",
+                "set",
+                "--project",
+                "billing",
+                "--daily",
+                "0.00001",
+            ],
+        );
+        let env = [("PROJECT_NAME", "billing")];
+        let refused = ai_runner(d, &env, &["run-once", "quickstart-demo"], None);
+        assert_eq!(refused.status.code(), Some(1));
+        let err = text(&refused.stderr);
+        assert!(err.starts_with("BUDGET_EXCEEDED: "), "{err}");
+        assert!(err.contains("hint: a budget is used up"), "{err}");
+        let budgets = json(d, &[], &["budget", "list", "--json"]);
+        assert_eq!(budgets[0]["target"], "billing");
+        assert_eq!(budgets[0]["refused"], 1);
+        assert_eq!(budgets[0]["limit_nano"], 10_000);
+        ok(
+            d,
+            &[],
+            &[
+                "budget",
+                "remove",
+                "--project",
+                "billing",
+                "--period",
+                "day",
+            ],
+        );
+        let run = json(d, &env, &["run-once", "quickstart-demo", "--json"]);
+        assert_eq!(run["status"], "ok");
+    }
+
+    #[test]
+    fn the_usage_report_groups_costs_and_errors_as_table_json_and_csv() {
+        let dir = priced_quickstart();
+        let d = dir.path();
+        for _ in 0..3 {
+            json(d, &[], &["run-once", "quickstart-demo", "--json"]);
+        }
+        let report = json(
+            d,
+            &[],
+            &[
+                "usage", "--since", "1d", "--by", "config", "--format", "json",
+            ],
+        );
+        let demo = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == "quickstart-demo")
+            .unwrap();
+        // The quickstart's own calls ran before the price existed: they are unpriced, not free.
+        let calls = demo["calls"].as_u64().unwrap();
+        let unpriced = demo["unpriced"].as_u64().unwrap();
+        assert!(calls >= 4 && unpriced >= 1, "{demo}");
+        assert_eq!(demo["cost_nano"], 28_000 * 3, "{demo}");
+        assert!(
+            report["total"]["errors"].as_u64().unwrap() >= 1,
+            "the flaky member's 503s"
+        );
+        assert!(
+            report["total"]["errors_by_code"]
+                .as_object()
+                .unwrap()
+                .contains_key("HTTP_5XX_SERVER_ERROR")
+        );
+        let csv = ok(d, &[], &["usage", "--by", "model", "--format", "csv"]);
+        assert!(csv.starts_with("group,calls,errors,prompt_tokens"));
+        assert!(csv.lines().any(|l| l.starts_with("demo-model,")), "{csv}");
+        let table = ok(d, &[], &["usage", "--by", "day"]);
+        assert!(table.contains("p95_ms") && table.lines().last().unwrap().starts_with("total"));
+        let bad = ai_runner(d, &[], &["usage", "--since", "last week"], None);
+        assert_eq!(bad.status.code(), Some(2));
+    }
+
+    #[test]
+    fn cfg_gen_applies_a_prices_section_and_export_writes_it_back() {
+        let dir = priced_quickstart();
+        let d = dir.path();
+        std::fs::write(
+            d.join("p.yaml"),
+            "prices:\n  - model: house-model\n    provider: custom\n    input_cost_per_token: 3.0e-07\n    output_cost_per_token: 9.0e-07\n    max_output_tokens: 2048\n",
+        )
+        .unwrap();
+        ok(d, &[], &["cfg", "verify", "-f", "p.yaml"]);
+        ok(d, &[], &["cfg", "gen", "-f", "p.yaml"]);
+        let listed = json(d, &[], &["prices", "list", "--model", "house", "--json"]);
+        assert_eq!(listed[0]["output_cost_per_token"], 9e-07);
+        assert_eq!(listed[0]["source"], "catalog");
+        ok(d, &[], &["cfg", "export", "--out", "out.yaml"]);
+        let exported = std::fs::read_to_string(d.join("out.yaml")).unwrap();
+        assert!(exported.contains("house-model"), "{exported}");
+        assert!(
+            !exported.contains("demo-model\n    input"),
+            "manual prices stay out"
+        );
+        std::fs::write(
+            d.join("bad.yaml"),
+            "prices:\n  - model: m\n    input_cost_per_token: 2.5\n",
+        )
+        .unwrap();
+        let bad = ai_runner(d, &[], &["cfg", "verify", "-f", "bad.yaml"], None);
+        assert!(!bad.status.success());
+        assert!(
+            text(&bad.stdout).contains("PRICE_INVALID")
+                || text(&bad.stderr).contains("PRICE_INVALID")
+        );
+    }
 }

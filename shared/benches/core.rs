@@ -24,6 +24,7 @@ fn config() -> ResolvedConfig {
         connection: ConnectionInfo {
             id: 1,
             name: "openai-main".into(),
+            provider: String::new(),
             base_url: "https://api.openai.com/v1/chat/completions".into(),
             key_blob: String::new(),
         },

@@ -128,7 +128,10 @@ CREATE TABLE IF NOT EXISTS ai_call_logs (
   row_key            TEXT    NULL,
   caller_key         TEXT    NULL,
   caller_principal   TEXT    NULL,
-  source_ip          TEXT    NULL
+  source_ip          TEXT    NULL,
+  cost_nano_usd      INTEGER NULL,
+  cost_status        TEXT    NULL,
+  price_id           INTEGER NULL
 );
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_key_time ON ai_call_logs (config_key, created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_time ON ai_call_logs (created_at);

@@ -62,6 +62,8 @@ pub struct Facts<'a> {
     pub error: Option<(Code, String)>,
     /// The route moved on from this member because of its error.
     pub handover: bool,
+    /// What the provider calls cost (`None`: the run stopped before pricing).
+    pub charge: Option<crate::model::cost::Charge>,
 }
 
 /// Builds the row; `key` is scrubbed from everything that came back, and every `redact` value
@@ -118,6 +120,9 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
         caller_key: s.caller.as_ref().and_then(|c| c.access_key_id.clone()),
         caller_principal: s.caller.as_ref().and_then(|c| c.principal.clone()),
         source_ip: s.caller.as_ref().and_then(|c| c.source_ip.clone()),
+        cost_nano_usd: f.charge.and_then(|c| c.nano),
+        cost_status: f.charge.map(|c| c.status.as_str().to_owned()),
+        price_id: f.charge.and_then(|c| c.price_id),
     }
 }
 

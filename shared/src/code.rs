@@ -218,6 +218,16 @@ codes! {
     /// The access check could not reach the database (fails closed unless `ACCESS_FAIL_OPEN`).
     AccessUnavailable = "ACCESS_UNAVAILABLE",
 
+    // Costs.
+    /// A budget covering the call (project, route or access key, per UTC day or month) has no
+    /// room for the call's maximum cost; no provider call was made.
+    BudgetExceeded = "BUDGET_EXCEEDED",
+    /// A budget covers the call but its model has no price, so its cost cannot be capped.
+    BudgetUnpriced = "BUDGET_UNPRICED",
+    /// A price or budget given to `prices` / `budget` is not acceptable (a magnitude that is
+    /// surely per million tokens, a negative amount, an unknown field).
+    PriceInvalid = "PRICE_INVALID",
+
     // Command-line outcomes.
     /// One or more doctor checks failed.
     DoctorFailed = "DOCTOR_FAILED",

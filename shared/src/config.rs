@@ -200,6 +200,9 @@ pub struct Settings {
     pub audit_max_body_bytes: usize,
     /// Who may call the functions' HTTP APIs.
     pub access: AccessSettings,
+    /// `COST_CACHE_SECS` (default 60): how long a process keeps a model's prices and the list of
+    /// budgets before reading them again (a change reaches running functions within it).
+    pub cost_cache: std::time::Duration,
 }
 
 /// `ACCESS_MODE`: what authenticates an API call (API Gateway, Function URL, FC HTTP trigger).
@@ -389,6 +392,7 @@ impl Settings {
             eval: parse_eval(get)?,
             audit_max_body_bytes: num(get, "AUDIT_MAX_BODY_BYTES", 4 * 1024 * 1024)?.max(4096),
             access: parse_access(get)?,
+            cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
         })
     }
 }

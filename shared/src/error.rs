@@ -39,6 +39,9 @@ pub enum RunError {
     /// Object storage failed (uploads, results, spill-over).
     #[error(transparent)]
     Object(#[from] ObjectError),
+    /// A budget stopped the call before the provider was called.
+    #[error(transparent)]
+    Budget(#[from] crate::model::cost::BudgetError),
 }
 
 impl RunError {
@@ -53,13 +56,18 @@ impl RunError {
             Self::Provider(e) => e.code(),
             Self::Validation(e) => e.code(),
             Self::Object(e) => e.code(),
+            Self::Budget(e) => e.code(),
         }
     }
 
     /// Whether trying the same thing again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::InvalidInput(_) | Self::Config(_) | Self::Crypto(_) | Self::Build(_) => false,
+            Self::InvalidInput(_)
+            | Self::Config(_)
+            | Self::Crypto(_)
+            | Self::Build(_)
+            | Self::Budget(_) => false,
             Self::Store(e) => e.retryable(),
             Self::Provider(e) => e.retryable(),
             Self::Object(e) => e.retryable(),

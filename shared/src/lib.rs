@@ -26,6 +26,7 @@ pub mod audit;
 pub mod catalog;
 pub mod code;
 pub mod config;
+pub mod cost;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -34,6 +35,7 @@ pub mod eval;
 #[cfg(feature = "function")]
 pub mod function;
 pub mod health;
+pub mod html;
 pub mod media;
 pub mod model;
 pub mod objects;

@@ -125,7 +125,8 @@ impl Report {
 /// Sets an object's media variables, as the upload pipeline and evaluation cases pass them:
 /// `MEDIA_FORMAT`, `MEDIA_KEY`, `MEDIA_BUCKET`, `MEDIA_SIZE`, and a presigned `MEDIA_URL` (or,
 /// `inline`, the base64 `MEDIA_DATA`). What must not be stored (the URL's signature, the data)
-/// is added to `redact`.
+/// is added to `redact`. Returns the recording's length in seconds when the bytes read say it
+/// (an inline WAV file).
 #[allow(clippy::too_many_arguments)]
 pub async fn media_vars(
     objects: &dyn ObjectStore,
@@ -136,7 +137,7 @@ pub async fn media_vars(
     inline: bool,
     vars: &mut Map<String, Value>,
     redact: &mut Vec<String>,
-) -> Result<(), ObjectError> {
+) -> Result<Option<f64>, ObjectError> {
     vars.insert("MEDIA_FORMAT".into(), json!(format));
     vars.insert("MEDIA_KEY".into(), json!(obj.key));
     vars.insert("MEDIA_BUCKET".into(), json!(obj.bucket));
@@ -146,6 +147,7 @@ pub async fn media_vars(
         let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
         redact.push(data.clone());
         vars.insert("MEDIA_DATA".into(), json!(data));
+        return Ok(wav_seconds(&bytes));
     } else {
         let expiry = cfg.media_url_expiry.max(Duration::from_secs(60));
         let url = objects.presign_get(&obj.bucket, &obj.key, expiry).await?;
@@ -154,7 +156,40 @@ pub async fn media_vars(
         }
         vars.insert("MEDIA_URL".into(), json!(url));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The length of a WAV recording in seconds, from its RIFF header (`None`: not a WAV file, or
+/// its header does not say): the data chunk's size over the format chunk's byte rate.
+pub fn wav_seconds(bytes: &[u8]) -> Option<f64> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let le32 = |at: usize| -> Option<u32> {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+    };
+    let (mut at, mut byte_rate) = (12usize, None);
+    while at + 8 <= bytes.len() {
+        let size = le32(at + 4)? as usize;
+        match &bytes[at..at + 4] {
+            b"fmt " => byte_rate = le32(at + 16).filter(|r| *r > 0),
+            b"data" => {
+                // A streamed WAV may say 0 or 0xFFFFFFFF: then the rest of the file is data.
+                let data = if size == 0 || size == u32::MAX as usize {
+                    bytes.len().saturating_sub(at + 8)
+                } else {
+                    size.min(bytes.len().saturating_sub(at + 8))
+                };
+                return byte_rate.map(|r| data as f64 / f64::from(r));
+            }
+            _ => {}
+        }
+        at = at.checked_add(8 + size + (size & 1))?;
+    }
+    None
 }
 
 /// The format name for a key, if its extension is accepted audio.
@@ -594,8 +629,9 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),
+        media_seconds: meta.duration_seconds,
     };
-    if let Err(e) = media_vars(
+    match media_vars(
         objects,
         cfg,
         obj,
@@ -607,7 +643,8 @@ async fn run_job<S: Store + JobStore, P: Provider>(
     )
     .await
     {
-        return object_failure(&e, Some(job_id));
+        Ok(seconds) => ctx.media_seconds = seconds.or(ctx.media_seconds),
+        Err(e) => return object_failure(&e, Some(job_id)),
     }
 
     let routed = runner

@@ -173,6 +173,11 @@ impl ObjectStore for S3Store {
                 content_type: out.content_type().map(str::to_owned),
                 etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
                 version_id: out.version_id().map(str::to_owned),
+                duration_seconds: out
+                    .metadata()
+                    .and_then(|m| m.get("duration-seconds"))
+                    .and_then(|d| d.trim().parse::<f64>().ok())
+                    .filter(|d| d.is_finite() && *d >= 0.0),
             })
         })
     }
@@ -384,6 +389,7 @@ impl ObjectStore for LocalStore {
                 content_type: guess_content_type(key).map(str::to_owned),
                 etag: Some(format!("{:x}-{:x}", meta.len(), mtime)),
                 version_id: None,
+                duration_seconds: None,
             })
         })
     }

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::code::Code;
 use crate::model::access::{Admission, StoredKey};
+use crate::model::cost::{Budget, Claim as BudgetClaim, Price, Reserved, Settled};
 use crate::model::eval::{CaseResult, EvalRun, Report};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
@@ -88,7 +89,7 @@ impl StoreError {
 }
 
 /// What the runner needs from a database.
-pub trait Store: Send + Sync {
+pub trait Store: CostStore + Send + Sync {
     /// Resolves an active config_key with one query.
     fn resolve_config(
         &self,
@@ -270,6 +271,32 @@ pub trait AccessStore: Send + Sync {
     fn log_call(&self, call: &KeyCall) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Prices and budgets: what the runner reads to price a call, and the two writes that keep a
+/// budget: a reservation before the call and its settlement after it, each one transaction in
+/// which every budget is checked and counted by the database (never read, then written).
+pub trait CostStore: Send + Sync {
+    /// The active price rows named exactly `model`, plus every prefix row (`name*`).
+    fn prices_for(
+        &self,
+        model: &str,
+    ) -> impl Future<Output = Result<Vec<Price>, StoreError>> + Send;
+    /// Every active budget.
+    fn active_budgets(&self) -> impl Future<Output = Result<Vec<Budget>, StoreError>> + Send;
+    /// Reserves every claim in its window, or none: the first budget whose used and reserved
+    /// amounts plus the claim would pass its limit refuses the lot (and counts a refusal).
+    fn reserve(
+        &self,
+        claims: &[BudgetClaim],
+    ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
+    /// Replaces each claim's reservation with `cost_nano`, the call's real cost; returns each
+    /// window's use afterwards.
+    fn settle(
+        &self,
+        claims: &[BudgetClaim],
+        cost_nano: i64,
+    ) -> impl Future<Output = Result<Vec<Settled>, StoreError>> + Send;
+}
+
 /// One signed call, as `ai_user_call_log` keeps it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeyCall {
@@ -406,6 +433,18 @@ pub struct Exchange {
     pub body: Option<Value>,
     /// Set when the exchange failed.
     pub error: Option<ProviderError>,
+    /// Earlier attempts the provider may have billed before they were retried: a stream that
+    /// broke off after the answer began, or a request that timed out.
+    pub earlier: Vec<BilledAttempt>,
+}
+
+/// An attempt that was retried but may still have been billed.
+#[derive(Debug, Clone, Default)]
+pub struct BilledAttempt {
+    /// Its status (2xx: the answer had begun; 0: no answer, it timed out).
+    pub http_status: u16,
+    /// What arrived (the partial answer, maybe with usage).
+    pub body: Option<Value>,
 }
 
 /// Something that can answer chat-completion requests.
@@ -471,7 +510,7 @@ impl ObjectError {
 }
 
 /// What a HEAD tells.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObjectMeta {
     /// Bytes.
     pub size: u64,
@@ -481,6 +520,9 @@ pub struct ObjectMeta {
     pub etag: Option<String>,
     /// Version id, on versioned buckets.
     pub version_id: Option<String>,
+    /// A recording's length in seconds, when the uploader said it (user metadata
+    /// `duration-seconds`: `x-amz-meta-duration-seconds`): models priced per second use it.
+    pub duration_seconds: Option<f64>,
 }
 
 /// The operations the pipeline and spill-over need.

@@ -370,6 +370,7 @@ mod tests {
             connection: ConnectionInfo {
                 id: 1,
                 name: "c".into(),
+                provider: String::new(),
                 base_url: "http://127.0.0.1:1/v1/chat/completions".into(),
                 key_blob: String::new(),
             },

@@ -376,6 +376,35 @@ pub const MIGRATIONS: &[Migration] = &[
             },
         ],
     },
+    Migration {
+        version: 9,
+        name: "costs_and_budgets",
+        steps: &[
+            // Per-unit USD prices under LiteLLM's field names; a changed price closes its row
+            // (valid_to_ms) and opens a new one, so an audit row's price_id stays explainable.
+            Step::CreateTable {
+                table: "ai_model_price",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_model_price (\n  id                              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  provider                        VARCHAR(64)  NOT NULL DEFAULT '',\n  model                           VARCHAR(191) NOT NULL,\n  input_cost_per_token            DOUBLE       NULL,\n  output_cost_per_token           DOUBLE       NULL,\n  cache_read_input_token_cost     DOUBLE       NULL,\n  cache_creation_input_token_cost DOUBLE       NULL,\n  input_cost_per_audio_token      DOUBLE       NULL,\n  output_cost_per_audio_token     DOUBLE       NULL,\n  output_cost_per_reasoning_token DOUBLE       NULL,\n  input_cost_per_second           DOUBLE       NULL,\n  max_output_tokens               BIGINT       NULL,\n  valid_from_ms                   BIGINT       NOT NULL DEFAULT 0,\n  valid_to_ms                     BIGINT       NULL,\n  source                          VARCHAR(191) NOT NULL DEFAULT 'manual',\n  is_active                       TINYINT(1)   NOT NULL DEFAULT 1,\n  created_at                      DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_model_price (provider, model, valid_from_ms),\n  KEY idx_ai_model_price_model (model)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_model_price (id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL DEFAULT '', model TEXT NOT NULL, input_cost_per_token REAL NULL, output_cost_per_token REAL NULL, cache_read_input_token_cost REAL NULL, cache_creation_input_token_cost REAL NULL, input_cost_per_audio_token REAL NULL, output_cost_per_audio_token REAL NULL, output_cost_per_reasoning_token REAL NULL, input_cost_per_second REAL NULL, max_output_tokens INTEGER NULL, valid_from_ms INTEGER NOT NULL DEFAULT 0, valid_to_ms INTEGER NULL, source TEXT NOT NULL DEFAULT 'manual', is_active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (provider, model, valid_from_ms))",
+            },
+            // Limits in nano-USD per project, route or access key, per UTC day or month.
+            Step::CreateTable {
+                table: "ai_budget",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_budget (\n  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,\n  scope       VARCHAR(16)  NOT NULL,\n  target      VARCHAR(255) NOT NULL,\n  period      VARCHAR(8)   NOT NULL,\n  limit_nano  BIGINT       NOT NULL,\n  is_active   TINYINT(1)   NOT NULL DEFAULT 1,\n  created_at  DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  updated_at  DATETIME     NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  PRIMARY KEY (id),\n  UNIQUE KEY uk_ai_budget (scope, target, period)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_budget (id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, target TEXT NOT NULL, period TEXT NOT NULL, limit_nano INTEGER NOT NULL, is_active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (scope, target, period))",
+            },
+            // A budget's window: settled costs and reservations of calls in flight.
+            Step::CreateTable {
+                table: "ai_budget_use",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_budget_use (\n  budget_id     BIGINT UNSIGNED NOT NULL,\n  period_start  VARCHAR(10)  NOT NULL,\n  used_nano     BIGINT       NOT NULL DEFAULT 0,\n  reserved_nano BIGINT       NOT NULL DEFAULT 0,\n  calls         BIGINT       NOT NULL DEFAULT 0,\n  refused       BIGINT       NOT NULL DEFAULT 0,\n  PRIMARY KEY (budget_id, period_start)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_budget_use (budget_id INTEGER NOT NULL, period_start TEXT NOT NULL, used_nano INTEGER NOT NULL DEFAULT 0, reserved_nano INTEGER NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0, refused INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (budget_id, period_start))",
+            },
+            // What each call cost.
+            col("cost_nano_usd", "BIGINT NULL", "INTEGER NULL"),
+            col("cost_status", "VARCHAR(16) NULL", "TEXT NULL"),
+            col("price_id", "BIGINT NULL", "INTEGER NULL"),
+        ],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

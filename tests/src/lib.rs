@@ -222,6 +222,27 @@ impl<'a> Seed<'a> {
     }
 }
 
+/// A price row for `model` (any provider): each `(rate, USD per unit)` given.
+pub fn price(
+    model: &str,
+    rates: &[(ai_runner::model::cost::Rate, f64)],
+) -> ai_runner::model::cost::Price {
+    let mut r = ai_runner::model::cost::Rates::default();
+    for (rate, usd) in rates {
+        r.0[*rate as usize] = Some(ai_runner::model::cost::femto(*usd).unwrap());
+    }
+    ai_runner::model::cost::Price {
+        id: 0,
+        provider: String::new(),
+        model: model.into(),
+        rates: r,
+        max_output_tokens: None,
+        valid_from_ms: 0,
+        valid_to_ms: None,
+        source: "test".into(),
+    }
+}
+
 /// The keyring every seeded key is encrypted under.
 pub fn keyring() -> Keyring {
     Keyring::new(Some(Secret::new(PEPPER)), None)
@@ -440,6 +461,35 @@ impl S3Server {
             )),
             true,
         )
+    }
+}
+
+impl S3Server {
+    /// The AWS SDK's own client for this server (what an uploader uses: user metadata, ...).
+    pub fn sdk_client(&self) -> aws_sdk_s3::Client {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(http)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                Self::ACCESS_KEY,
+                Self::SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 }
 

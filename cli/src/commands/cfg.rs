@@ -99,6 +99,7 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
         &datasets,
     );
     findings.extend(eval_findings);
+    findings.extend(ai_runner::catalog::prices::catalog_prices(&doc).1);
     output::findings(&findings, json);
     let errors = findings
         .iter()
@@ -138,7 +139,14 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     );
     let has_evals = doc.get("evals").is_some_and(|e| !e.is_null());
     findings.extend(eval_findings);
-    let (Some(cat), true) = (cat, evals.is_some() || !has_evals) else {
+    let has_prices = doc.get("prices").is_some_and(|e| !e.is_null());
+    let (prices, price_findings) = ai_runner::catalog::prices::catalog_prices(&doc);
+    findings.extend(price_findings);
+    let (Some(cat), true, true) = (
+        cat,
+        evals.is_some() || !has_evals,
+        prices.is_some() || !has_prices,
+    ) else {
         output::findings(&findings, false);
         return Err(invalid(file, "does not verify; nothing was written"));
     };
@@ -163,6 +171,24 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
                 format!("{e} (the configuration part was applied; the evals part was not)"),
             )
         })?);
+    }
+    // Prices go last: nothing else refers to them.
+    if let (Some(prices), false) = (&prices, dry_run) {
+        let changes = db
+            .set_prices(prices, ai_runner::model::now_ms())
+            .await
+            .map_err(|e| {
+                Failure::found(
+                    e.code(),
+                    format!("{e} (the configuration part was applied; the prices were not)"),
+                )
+            })?;
+        if !json {
+            eprintln!(
+                "prices: {} added, {} changed, {} unchanged",
+                changes.added, changes.changed, changes.unchanged
+            );
+        }
     }
     if json {
         output::pretty(&items);
@@ -192,6 +218,19 @@ async fn export(cx: &Cx, out: Option<&Path>) -> Result<(), Failure> {
         serde_json::to_value(&cat).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;
     if let (Some(evals), Value::Object(m)) = (db.evals_document(None).await?, &mut doc) {
         m.insert("evals".into(), evals);
+    }
+    // Prices a catalog file set (imports from LiteLLM's map stay out: thousands of rows).
+    let prices: Vec<Value> = match db.list_prices(None, false).await {
+        Ok(p) => p
+            .iter()
+            .filter(|p| p.source == "catalog")
+            .map(super::cost::catalog_price)
+            .collect(),
+        Err(ai_runner::ports::StoreError::Outdated(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if let (false, Value::Object(m)) = (prices.is_empty(), &mut doc) {
+        m.insert("prices".into(), Value::Array(prices));
     }
     let yaml =
         serde_yaml_ng::to_string(&doc).map_err(|e| Failure::usage(Code::IoError, e.to_string()))?;

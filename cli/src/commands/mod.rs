@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod cfg;
+pub mod cost;
 pub mod dataset;
 pub mod db;
 pub mod doctor;

@@ -24,6 +24,7 @@
 
 pub(crate) mod fields;
 pub mod plan;
+pub mod prices;
 pub mod refs;
 pub mod route_pool;
 pub mod sample;

@@ -18,8 +18,9 @@ use crate::code::Code;
 use crate::request::placeholders;
 use crate::run::policy::{Failover, Policy};
 
-/// The sections; `evals` (datasets and suites) is read by [`crate::eval::suite::catalog_evals`].
-const SECTIONS: [&str; 7] = [
+/// The sections; `evals` (datasets and suites) is read by [`crate::eval::suite::catalog_evals`],
+/// `prices` by [`super::prices::catalog_prices`].
+const SECTIONS: [&str; 8] = [
     "connections",
     "models",
     "param_profiles",
@@ -27,6 +28,7 @@ const SECTIONS: [&str; 7] = [
     "configs",
     "routes",
     "evals",
+    "prices",
 ];
 /// Runtime variables the pipeline and callers commonly pass (not reported as unfillable).
 pub(crate) const RUNTIME_VARS: [&str; 6] = [

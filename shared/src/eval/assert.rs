@@ -5,7 +5,7 @@
 //! `regex`, `is-json` (optionally with a JSON Schema as `value`), `contains-json`, `json-path`
 //! (`path: $.情绪`, compared with `value`), `levenshtein` (`threshold` = most edits allowed),
 //! `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
-//! not evaluated while calls carry no cost, and never reported as passed then), `llm-rubric`
+//! not evaluated when the model has no price, and never reported as passed then), `llm-rubric`
 //! (`value`: rubric items a judge call grades; see [`crate::eval::run`]). Any type takes a
 //! `not-` prefix, a `weight` (0 = informational: shown, never counted) and a `metric` name.
 //! A `value` may refer to the case: `{{expected}}`, `{{expected.FIELD}}`, `{{vars.NAME}}`.
@@ -31,7 +31,7 @@ pub struct Answer {
     pub latency_ms: u64,
     /// `choices[0].finish_reason`.
     pub finish_reason: Option<String>,
-    /// Cost in USD, once calls carry one.
+    /// Cost in USD (`None`: the model has no price).
     pub cost_usd: Option<f64>,
     /// The judge's verdict per rubric item (text), when the suite has `llm-rubric` assertions;
     /// `Err` says why the judge gave none (its call failed or its answer did not validate).

@@ -690,6 +690,7 @@ where
         request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),
         caller: opts.caller.clone(),
+        media_seconds: None,
     };
     let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
         .done
@@ -840,7 +841,7 @@ async fn one<S: Store, P: Provider>(
     let mut case_ctx = ctx.clone();
     if let Some((bucket, key)) = &case.media
         && let Err((code, message)) =
-            media_case(runner, bucket, key, &mut vars, &mut case_ctx.redact).await
+            media_case(runner, bucket, key, &mut vars, &mut case_ctx).await
     {
         return CaseResult {
             target: target.label(),
@@ -899,7 +900,8 @@ async fn one<S: Store, P: Provider>(
             .and_then(|r| r.pointer("/choices/0/finish_reason"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        cost_usd: None,
+        // The target call's own cost (content retries included; the judge's is its own row).
+        cost_usd: result.cost,
         rubric: None,
     };
     let mut judge_audit = None;
@@ -933,7 +935,7 @@ async fn media_case<S: Store, P: Provider>(
     bucket: &str,
     key: &str,
     vars: &mut crate::run::Variables,
-    redact: &mut Vec<String>,
+    ctx: &mut RunContext,
 ) -> Result<(), (Code, String)> {
     let Some(src) = runner.media() else {
         return Err((
@@ -960,7 +962,7 @@ async fn media_case<S: Store, P: Provider>(
         etag: meta.etag.clone(),
         version_id: meta.version_id.clone(),
     };
-    crate::media::media_vars(
+    let seconds = crate::media::media_vars(
         src.store.as_ref(),
         &src.settings,
         &obj,
@@ -968,10 +970,12 @@ async fn media_case<S: Store, P: Provider>(
         format,
         inline,
         vars,
-        redact,
+        &mut ctx.redact,
     )
     .await
-    .map_err(object_err)
+    .map_err(object_err)?;
+    ctx.media_seconds = seconds.or(meta.duration_seconds);
+    Ok(())
 }
 
 /// One judge call for every rubric item of a case: the judge answers

@@ -81,6 +81,7 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
         request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
         caller: granted.as_ref().map(|g| g.caller.clone()),
+        media_seconds: None,
     };
     let result = state
         .runner
@@ -379,6 +380,7 @@ pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, 
         request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
         caller: granted.as_ref().map(|g| g.caller.clone()),
+        media_seconds: None,
     };
     let result = state
         .runner
@@ -446,6 +448,7 @@ pub async fn oss_trigger(state: &App, payload: Value, call: Call) -> Result<Valu
         request_id: call.request_id,
         redact: Vec::new(),
         caller: None,
+        media_seconds: None,
     };
     match event {
         ObjectEvent::Test => Ok(json!({"ignored": "s3:TestEvent"})),

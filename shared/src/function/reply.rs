@@ -19,6 +19,7 @@ use crate::run::RunResult;
 pub fn http_status(code: Code) -> u16 {
     match code {
         Code::InvalidInput
+        | Code::PriceInvalid
         | Code::MissingMediaUrl
         | Code::PromptMissing
         | Code::PromptInvalid
@@ -73,6 +74,7 @@ pub fn http_status(code: Code) -> u16 {
         | Code::AuthIpDenied
         | Code::AuthScopeDenied => 403,
         Code::QuotaExceeded | Code::RateLimited => 429,
+        Code::BudgetExceeded | Code::BudgetUnpriced => 402,
         Code::NoActiveMembers
         | Code::QueueUnavailable
         | Code::AuditSpooled

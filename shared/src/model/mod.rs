@@ -6,6 +6,7 @@
 //! types, the runner consumes them.
 
 pub mod access;
+pub mod cost;
 pub mod eval;
 pub mod media;
 
@@ -18,6 +19,8 @@ pub struct ConnectionInfo {
     pub id: i64,
     /// `ai_connection.name` (the row identity v2 key blobs are bound to).
     pub name: String,
+    /// `ai_connection.provider` (`openai`, `dashscope`, ...: picks among providers' prices).
+    pub provider: String,
     /// The full chat-completions URL.
     pub base_url: String,
     /// The encrypted key blob, as stored.
@@ -178,4 +181,13 @@ pub struct AuditRow {
     /// The caller's address as the platform saw it.
     #[serde(default)]
     pub source_ip: Option<String>,
+    /// What the run's provider calls cost, in nano-USD (`None`: unpriced, never 0).
+    #[serde(default)]
+    pub cost_nano_usd: Option<i64>,
+    /// `priced`, `estimated` or `unpriced`.
+    #[serde(default)]
+    pub cost_status: Option<String>,
+    /// The `ai_model_price` row used.
+    #[serde(default)]
+    pub price_id: Option<i64>,
 }

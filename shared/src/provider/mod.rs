@@ -14,7 +14,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::HttpSettings;
-use crate::ports::{Exchange, Provider, ProviderError, ProviderRequest};
+use crate::ports::{BilledAttempt, Exchange, Provider, ProviderError, ProviderRequest};
 use crate::secret::Secret;
 
 /// The reqwest-based client (rustls, keep-alive, pooled), built once per process.
@@ -165,13 +165,16 @@ impl HttpProvider {
         let cap = self.settings.max_response_bytes;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
+            // A stream that breaks off keeps what arrived (billed text, maybe usage).
             let chunk = match chunk {
                 Ok(c) => c,
-                Err(e) => return failed(status, None, transport_error(&e, timeout_ms, key)),
+                Err(e) => {
+                    return failed(status, asm.partial(), transport_error(&e, timeout_ms, key));
+                }
             };
             read += chunk.len() as u64;
             if read > cap {
-                return failed(status, None, ProviderError::TooLarge(cap));
+                return failed(status, asm.partial(), ProviderError::TooLarge(cap));
             }
             match asm.push(&chunk) {
                 Ok(out) => {
@@ -182,7 +185,10 @@ impl HttpProvider {
                         break;
                     }
                 }
-                Err(e) => return failed(status, None, ProviderError::BadResponse(key.scrub(&e))),
+                Err(e) => {
+                    let kept = asm.partial();
+                    return failed(status, kept, ProviderError::BadResponse(key.scrub(&e)));
+                }
             }
         }
         match asm.finish() {
@@ -215,7 +221,9 @@ impl Provider for HttpProvider {
     async fn send(&self, req: ProviderRequest<'_>) -> Exchange {
         let started = Instant::now();
         let mut attempts = 0;
-        let exchange = |attempts, a: Attempt| Exchange {
+        let mut earlier = Vec::new();
+        let exchange = |attempts, a: Attempt, earlier| Exchange {
+            earlier,
             attempts,
             http_status: a.status,
             provider_ms: started.elapsed().as_millis() as u64,
@@ -240,7 +248,7 @@ impl Provider for HttpProvider {
                     let mut a = last
                         .unwrap_or_else(|| failed(0, None, ProviderError::Deadline(String::new())));
                     a.error = Some(ProviderError::Deadline(why));
-                    return exchange(attempts, a);
+                    return exchange(attempts, a, earlier);
                 }
                 if left < timeout {
                     timeout = left;
@@ -255,14 +263,14 @@ impl Provider for HttpProvider {
                     "the provider had not answered when the deadline came ({} ms)",
                     timeout.as_millis()
                 )));
-                return exchange(attempts, a);
+                return exchange(attempts, a, earlier);
             }
             let retry = a
                 .error
                 .as_ref()
                 .is_some_and(|e| e.retryable() && attempts <= self.settings.max_retries);
             if !retry {
-                return exchange(attempts, a);
+                return exchange(attempts, a, earlier);
             }
             let wait = self.backoff(attempts, a.retry_after);
             if let Some(deadline) = req.deadline
@@ -274,7 +282,15 @@ impl Provider for HttpProvider {
                     .map(|e| format!("no time left to retry after: {e}"))
                     .unwrap_or_default();
                 a.error = Some(ProviderError::Deadline(why));
-                return exchange(attempts, a);
+                return exchange(attempts, a, earlier);
+            }
+            // The provider may bill an answer that began, or a request it was still working on.
+            if (200..300).contains(&a.status) || matches!(a.error, Some(ProviderError::Timeout(_)))
+            {
+                earlier.push(BilledAttempt {
+                    http_status: a.status,
+                    body: a.body.clone(),
+                });
             }
             last = Some(Attempt {
                 status: a.status,

@@ -172,6 +172,17 @@ impl SseAssembler {
         if self.chunks == 0 {
             return Err("stream ended without any chunk".into());
         }
+        Ok(self.build())
+    }
+
+    /// What arrived before a stream broke off (the text so far, and the usage if its chunk came):
+    /// a failed stream is still billed, so its audit row and cost need it. `None` when no chunk
+    /// arrived.
+    pub fn partial(self) -> Option<Value> {
+        (self.chunks > 0).then(|| self.build())
+    }
+
+    fn build(self) -> Value {
         let choices: Vec<Value> = self
             .choices
             .iter()
@@ -196,7 +207,7 @@ impl SseAssembler {
         if let Some(f) = self.system_fingerprint {
             out.insert("system_fingerprint".into(), f);
         }
-        Ok(Value::Object(out))
+        Value::Object(out)
     }
 }
 

@@ -39,6 +39,9 @@ pub struct RunContext {
     /// Who called (API calls: the access key, the platform's principal, the source address),
     /// recorded on every audit row of the run.
     pub caller: Option<crate::model::access::Caller>,
+    /// The input audio's duration in seconds, when the run carries an uploaded recording whose
+    /// length is known (models priced per second).
+    pub media_seconds: Option<f64>,
 }
 
 impl RunContext {

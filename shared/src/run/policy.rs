@@ -258,6 +258,7 @@ mod tests {
                 connection: ConnectionInfo {
                     id: 1,
                     name: "c".into(),
+                    provider: String::new(),
                     base_url: String::new(),
                     key_blob: String::new(),
                 },

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ErrorBody, RunError};
+use crate::model::cost::{Charge, CostStatus};
 
 /// `ok` or `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +63,15 @@ pub struct RunResult {
     pub response: Option<Value>,
     /// `usage` from the answer.
     pub usage: Option<Value>,
+    /// What the run's provider calls cost, in USD (content retries included; a route's result:
+    /// every member attempt). `null` when the model has no price: unknown, not free.
+    pub cost: Option<f64>,
+    /// `priced`, `estimated` or `unpriced` (absent when the run stopped before pricing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_status: Option<CostStatus>,
+    /// The same cost, exact (nano-USD) with the price row used.
+    #[serde(skip)]
+    pub charge: Option<Charge>,
     /// `{code, message}` on failure.
     pub error: Option<ErrorBody>,
     /// config_key and model.
@@ -86,6 +96,13 @@ impl RunResult {
         self.status == RunStatus::Ok
     }
 
+    /// Records what the run cost (`cost` in USD, its status, the exact charge).
+    pub fn set_charge(&mut self, c: Charge) {
+        self.cost = c.nano.map(crate::model::cost::nano_usd);
+        self.cost_status = Some(c.status);
+        self.charge = Some(c);
+    }
+
     pub(crate) fn failed(trace_id: String, started: Instant, meta: RunMeta, e: RunError) -> Self {
         Self {
             status: RunStatus::Error,
@@ -101,6 +118,9 @@ impl RunResult {
             parsed: None,
             response: None,
             usage: None,
+            cost: None,
+            cost_status: None,
+            charge: None,
             error: Some(ErrorBody::from(&e)),
             meta,
             audit_id: None,

@@ -45,6 +45,8 @@ pub struct MemberAttempt {
     pub handed_over: bool,
     /// Milliseconds this member took.
     pub total_ms: u64,
+    /// What this member's calls cost, USD (`null`: unpriced).
+    pub cost: Option<f64>,
 }
 
 /// The outcome of a route run: the final member's result plus the route's story.
@@ -178,6 +180,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let mut provider_ms = 0;
         let mut provider_us = 0;
         let mut http_attempts = 0;
+        let mut charge: Option<crate::model::cost::Charge> = None;
         let count = ord.len();
         for (n, idx) in ord.into_iter().enumerate() {
             let member = &route.members[idx];
@@ -218,6 +221,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
             provider_ms += r.provider_ms;
             provider_us += r.provider_us;
             http_attempts += r.attempts;
+            if let Some(c) = r.charge {
+                charge = Some(charge.map_or(c, |sum| sum.plus(c)));
+            }
             attempts.push(MemberAttempt {
                 attempt: n as u32 + 1,
                 config_key: cfg.config_key.clone(),
@@ -226,6 +232,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 audit_id: r.audit_id,
                 handed_over,
                 total_ms: r.total_ms,
+                cost: r.cost,
             });
             if r.is_ok() || !handed_over {
                 let answered_by = r.is_ok().then(|| cfg.config_key.clone());
@@ -233,6 +240,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 r.provider_ms = provider_ms;
                 r.provider_us = provider_us;
                 r.attempts = http_attempts;
+                // The route's cost is every member attempt's, handed-over ones included.
+                if let Some(c) = charge {
+                    r.set_charge(c);
+                }
                 return RouteResult {
                     route: meta,
                     answered_by,

@@ -15,9 +15,11 @@ use super::policy::Failover;
 use super::{RunContext, RunMeta, RunResult, RunStatus, Variables, new_trace_id};
 use crate::audit::{self, Facts, Subject};
 use crate::config::{ObjectSettings, Settings, ValidationSettings};
+use crate::cost::{Meter, Payer, Plan, Usage, book};
 use crate::crypto::Keyring;
 use crate::error::RunError;
 use crate::model::ResolvedConfig;
+use crate::model::cost::Charge;
 use crate::ports::{Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, Store};
 use crate::request::{self, BuiltRequest};
 use crate::validate;
@@ -77,6 +79,7 @@ pub struct Runner<S, P> {
     media: Option<MediaSource>,
     audit_max_body: usize,
     spool: Option<crate::spool::AuditSpool>,
+    meter: Meter,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -93,6 +96,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             media: None,
             audit_max_body: settings.audit_max_body_bytes,
             spool: None,
+            meter: Meter::new(settings.cost_cache),
         }
     }
 
@@ -150,6 +154,11 @@ impl<S: Store, P: Provider> Runner<S, P> {
     /// The keyring.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// The price and budget cache.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// Runs `config_key` with runtime variables.
@@ -235,8 +244,39 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 return r;
             }
         };
+        let payer = Payer {
+            project: subject.project_name.as_deref(),
+            route: subject.route_key.as_deref(),
+            key: ctx.caller.as_ref().and_then(|c| c.access_key_id.as_deref()),
+        };
+        let plan = match self
+            .meter
+            .plan(
+                &self.store,
+                cfg,
+                payer,
+                &built.body,
+                ctx.media_seconds,
+                crate::model::now_ms(),
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                // A budget covers an unpriced model, or the prices could not be read: no call.
+                let mut r = RunResult::failed(trace_id, started, meta, e.into());
+                r.set_charge(Charge::NONE);
+                let sent = Sent {
+                    built: Some(&built),
+                    key: Some(&key),
+                    ..Sent::default()
+                };
+                self.audit(&subject, &mut r, sent, overlay, ctx).await;
+                return r;
+            }
+        };
         let (mut result, last) = self
-            .call(&built, &key, trace_id, started, meta, ctx.deadline)
+            .call(&built, &key, &plan, trace_id, started, meta, ctx.deadline)
             .await;
         let sent = Sent {
             built: Some(&built),
@@ -248,10 +288,13 @@ impl<S: Store, P: Provider> Runner<S, P> {
     }
 
     /// Calls the provider, retrying on content failures; returns the result and the last exchange.
+    /// Each call is reserved against the plan's budgets first and settled at its real cost after.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         built: &BuiltRequest,
         key: &crate::Secret,
+        plan: &Plan,
         trace_id: String,
         started: Instant,
         meta: RunMeta,
@@ -263,8 +306,25 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let mut content_attempts = 0;
         // Every provider call is billed: usage is summed over content retries.
         let mut usage_sum: Option<Value> = None;
+        let mut charge = Charge::NONE;
+        let mut previous: Option<Exchange> = None;
+        let request_bytes = serde_json::to_string(&built.body).map_or(0, |s| s.len());
         loop {
             content_attempts += 1;
+            if let Err(e) = self.meter.reserve(&self.store, plan).await {
+                // No provider call: the run ends with what the earlier calls cost.
+                let mut r = RunResult::failed(trace_id.clone(), started, meta, e.into());
+                r.usage = usage_sum;
+                r.attempts = attempts;
+                r.content_attempts = content_attempts - 1;
+                r.provider_ms = provider_ms;
+                r.provider_us = provider_us;
+                r.set_charge(charge);
+                let ex = previous.unwrap_or_default();
+                r.http_status = ex.http_status;
+                r.response = ex.body.clone();
+                return (r, ex);
+            }
             let mut ex = self
                 .provider
                 .send(ProviderRequest {
@@ -285,6 +345,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     ex.body = serde_json::from_str(&key.scrub(&text)).ok();
                 }
             }
+            let billed = price_exchange(plan, &ex, request_bytes);
+            self.meter.settle(&self.store, plan, billed).await;
+            charge = charge.plus(billed);
             attempts += ex.attempts;
             provider_ms += ex.provider_ms;
             provider_us += ex.provider_us;
@@ -326,6 +389,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     "content failed validation; asking again"
                 );
                 tokio::time::sleep(self.validation.content_retry_delay).await;
+                previous = Some(ex);
                 continue;
             }
             let usage = usage_sum.take().map(|mut u| {
@@ -351,6 +415,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     parsed,
                     response: ex.body.clone(),
                     usage,
+                    cost: None,
+                    cost_status: None,
+                    charge: None,
                     error: None,
                     meta,
                     audit_id: None,
@@ -373,6 +440,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             r.attempts = attempts;
             r.content_attempts = content_attempts;
             r.http_status = ex.http_status;
+            r.set_charge(charge);
             return (r, ex);
         }
     }
@@ -406,6 +474,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 (Some(rules), Some(e)) => rules.hands_over(e),
                 _ => false,
             },
+            charge: r.charge,
         };
         let mut row = audit::row(subject, &facts, key, &ctx.redact);
         if let Some(spill) = &self.spill {
@@ -479,6 +548,32 @@ fn add_usage(a: Value, b: &Value) -> Value {
         },
         (_, other) => other.clone(),
     }
+}
+
+/// What one exchange cost: its final attempt and every earlier attempt the provider may have
+/// billed. An attempt without usage is estimated when the answer had begun (a stream that broke
+/// off, an unusable 2xx) or the request timed out; an attempt the provider refused (4xx, 5xx,
+/// 429, no connection) was not billed.
+fn price_exchange(plan: &Plan, ex: &Exchange, request_bytes: usize) -> Charge {
+    let attempt = |status: u16, body: Option<&Value>, timed_out: bool| {
+        let usage = body
+            .and_then(|b| b.get("usage"))
+            .and_then(Usage::from_value);
+        let began = (200..300).contains(&status) || timed_out;
+        let estimate = (usage.is_none() && began).then(|| {
+            let received = message_content(body).map_or(0, |c| c.chars().count());
+            Usage::estimate(request_bytes, received)
+        });
+        book::charge(plan.chosen.as_ref(), usage, estimate, plan.seconds)
+    };
+    let timed_out = matches!(ex.error, Some(ProviderError::Timeout(_)));
+    ex.earlier
+        .iter()
+        .map(|a| attempt(a.http_status, a.body.as_ref(), a.http_status == 0))
+        .fold(
+            attempt(ex.http_status, ex.body.as_ref(), timed_out),
+            Charge::plus,
+        )
 }
 
 /// What went on the wire, for the audit row (all absent when the run stopped before sending).

@@ -11,23 +11,58 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::dialect::{InsertId, is_unknown_column, to_i64};
-use super::{
-    AUDIT_CORE_ONLY, AUDIT_EXTENDED, AUDIT_UNIDENTIFIED, AUDIT_UNKEYED, AUDIT_UNKNOWN, Db,
-    StoreError, db_err, on_pool, sql,
-};
+use super::{Db, StoreError, db_err, on_pool, sql};
 use crate::model::AuditRow;
 
-/// Which columns an insert writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Which columns an insert writes: each shape is the one before it plus what a migration added.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Shape {
-    /// Core, extended, `row_key` and the caller's identity.
-    Identified,
-    /// Core, extended and `row_key`.
-    Keyed,
-    /// Core and extended.
-    Extended,
     /// The predecessor's columns.
-    Core,
+    Core = 1,
+    /// Core and extended (version 2).
+    Extended = 2,
+    /// And `row_key` (version 7).
+    Keyed = 3,
+    /// And the caller's identity (version 8).
+    Identified = 4,
+    /// And the call's cost (version 9).
+    Priced = 5,
+}
+
+impl Shape {
+    /// The shape a process found working (unknown: try the newest).
+    fn from_mode(mode: u8) -> Shape {
+        match mode {
+            1 => Shape::Core,
+            2 => Shape::Extended,
+            3 => Shape::Keyed,
+            4 => Shape::Identified,
+            _ => Shape::Priced,
+        }
+    }
+
+    /// The next older shape, and what the table lacks when this one's columns are unknown.
+    fn older(self) -> Option<(Shape, &'static str)> {
+        match self {
+            Shape::Priced => Some((
+                Shape::Identified,
+                "ai_call_logs lacks the cost columns; costs are not recorded (run `ai-runner db migrate`)",
+            )),
+            Shape::Identified => Some((
+                Shape::Keyed,
+                "ai_call_logs lacks the caller columns; callers are not recorded (run `ai-runner db migrate`)",
+            )),
+            Shape::Keyed => Some((
+                Shape::Extended,
+                "ai_call_logs lacks the row_key column; replays cannot be deduplicated (run `ai-runner db migrate`)",
+            )),
+            Shape::Extended => Some((
+                Shape::Core,
+                "ai_call_logs lacks the extended audit columns; writing core columns only (run `ai-runner db migrate`)",
+            )),
+            Shape::Core => None,
+        }
+    }
 }
 
 impl Db {
@@ -37,6 +72,7 @@ impl Db {
             .await
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         let sql = match shape {
+            Shape::Priced => sql::INSERT_AUDIT_PRICED,
             Shape::Identified => sql::INSERT_AUDIT_IDENTIFIED,
             Shape::Keyed => sql::INSERT_AUDIT_KEYED,
             Shape::Extended => sql::INSERT_AUDIT_EXTENDED,
@@ -55,9 +91,7 @@ impl Db {
                 .bind(&row.error_message)
                 .bind(&row.request_body_json)
                 .bind(&row.response_body_json);
-            let q = if shape == Shape::Core {
-                q
-            } else {
+            let q = if shape >= Shape::Extended {
                 q.bind(&row.trace_id)
                     .bind(row.status)
                     .bind(i64::from(row.attempts))
@@ -71,16 +105,25 @@ impl Db {
                     .bind(&row.route_policy)
                     .bind(row.route_attempt.map(i64::from))
                     .bind(&row.handover_reason)
+            } else {
+                q
             };
-            let q = if matches!(shape, Shape::Keyed | Shape::Identified) {
+            let q = if shape >= Shape::Keyed {
                 q.bind(&row.row_key)
             } else {
                 q
             };
-            let q = if shape == Shape::Identified {
+            let q = if shape >= Shape::Identified {
                 q.bind(&row.caller_key)
                     .bind(&row.caller_principal)
                     .bind(&row.source_ip)
+            } else {
+                q
+            };
+            let q = if shape >= Shape::Priced {
+                q.bind(row.cost_nano_usd)
+                    .bind(&row.cost_status)
+                    .bind(row.price_id)
             } else {
                 q
             };
@@ -105,32 +148,12 @@ impl Db {
     pub(crate) async fn write_audit(&self, row: &AuditRow) -> Result<i64, StoreError> {
         // Connect first, so an unreachable server is DB_UNAVAILABLE, not DB_ERROR.
         self.pool().await?;
-        let mut mode = self.audit_mode.load(Ordering::Relaxed);
         // Newest shape first; each unknown column steps down once per process.
-        for (shape, works, fallback, note) in [
-            (
-                Shape::Identified,
-                AUDIT_EXTENDED,
-                AUDIT_UNIDENTIFIED,
-                "ai_call_logs lacks the caller columns; callers are not recorded (run `ai-runner db migrate`)",
-            ),
-            (
-                Shape::Keyed,
-                AUDIT_UNIDENTIFIED,
-                AUDIT_UNKEYED,
-                "ai_call_logs lacks the row_key column; replays cannot be deduplicated (run `ai-runner db migrate`)",
-            ),
-        ] {
-            let tried = match shape {
-                Shape::Identified => mode == AUDIT_UNKNOWN || mode == AUDIT_EXTENDED,
-                Shape::Keyed | Shape::Extended | Shape::Core => mode == AUDIT_UNIDENTIFIED,
-            };
-            if !tried {
-                continue;
-            }
+        let mut shape = Shape::from_mode(self.audit_mode.load(Ordering::Relaxed));
+        loop {
             match self.insert_audit_with(row, shape).await {
                 Ok(id) => {
-                    self.audit_mode.store(works, Ordering::Relaxed);
+                    self.audit_mode.store(shape as u8, Ordering::Relaxed);
                     return Ok(id);
                 }
                 Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
@@ -142,29 +165,17 @@ impl Db {
                     }
                     return Err(StoreError::Query("audit row key conflict".into()));
                 }
-                Err(e) if is_unknown_column(&e) => {
-                    tracing::warn!("{note}");
-                    mode = fallback;
-                    self.audit_mode.store(fallback, Ordering::Relaxed);
-                }
+                Err(e) if is_unknown_column(&e) => match shape.older() {
+                    Some((older, note)) => {
+                        tracing::warn!("{note}");
+                        shape = older;
+                        self.audit_mode.store(older as u8, Ordering::Relaxed);
+                    }
+                    None => return Err(db_err(e)),
+                },
                 Err(e) => return Err(db_err(e)),
             }
         }
-        if mode == AUDIT_UNKEYED {
-            match self.insert_audit_with(row, Shape::Extended).await {
-                Ok(id) => return Ok(id),
-                Err(e) if is_unknown_column(&e) => {
-                    tracing::warn!(
-                        "ai_call_logs lacks the extended audit columns; writing core columns only (run `ai-runner db migrate`)"
-                    );
-                    self.audit_mode.store(AUDIT_CORE_ONLY, Ordering::Relaxed);
-                }
-                Err(e) => return Err(db_err(e)),
-            }
-        }
-        self.insert_audit_with(row, Shape::Core)
-            .await
-            .map_err(db_err)
     }
 
     /// Reads the audit row with this id as JSON (column name -> value), for the CLI and tests.

@@ -4,7 +4,7 @@
 //!
 //! Map: [`sql`] holds the statements shared by both dialects, [`dialect`] everything that
 //! differs; [`config`] reads configs and routes, [`audit`] writes the audit row, [`catalog`] is
-//! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
+//! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`cost`] the prices, budgets and their use, and the usage report's read, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
 //! secrets, [`migrate`] the schema, [`schema_dump`] the read-only schema export.
 //!
 //! Invariants: one pool per process, created lazily on first use and reused by every warm
@@ -17,6 +17,7 @@ pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod config;
+pub mod cost;
 pub(crate) mod dialect;
 pub mod eval;
 pub mod eval_catalog;
@@ -79,16 +80,8 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// Audit table shape not yet known (first insert decides).
+/// Audit table shape not yet known (the first insert tries the newest and steps down).
 pub(crate) const AUDIT_UNKNOWN: u8 = 0;
-/// The migration added the extended audit columns.
-pub(crate) const AUDIT_EXTENDED: u8 = 1;
-/// The predecessor's audit table: core columns only.
-pub(crate) const AUDIT_CORE_ONLY: u8 = 2;
-/// The extended columns without `row_key` (migrated before version 7).
-pub(crate) const AUDIT_UNKEYED: u8 = 3;
-/// Keyed, without the caller columns (migrated before version 8).
-pub(crate) const AUDIT_UNIDENTIFIED: u8 = 4;
 
 /// The process's database handle: target plus lazily created pool.
 #[derive(Debug)]
@@ -98,6 +91,8 @@ pub struct Db {
     connect_timeout: Duration,
     pool: OnceCell<Pool>,
     audit_mode: AtomicU8,
+    /// Budget windows whose `ai_budget_use` row this process knows exists.
+    budget_windows: std::sync::Mutex<std::collections::HashSet<(i64, String)>>,
 }
 
 impl Db {
@@ -109,6 +104,7 @@ impl Db {
             connect_timeout: Duration::from_secs(10),
             pool: OnceCell::new(),
             audit_mode: AtomicU8::new(AUDIT_UNKNOWN),
+            budget_windows: std::sync::Mutex::default(),
         }
     }
 

@@ -9,7 +9,8 @@
 macro_rules! config_columns {
     () => {
         "CAST(c.id AS SIGNED) AS config_id, c.config_key, m.name AS model_name, \
-         CAST(cn.id AS SIGNED) AS connection_id, cn.name AS connection_name, cn.base_url, \
+         CAST(cn.id AS SIGNED) AS connection_id, cn.name AS connection_name, \
+         cn.provider AS connection_provider, cn.base_url, \
          CAST(cn.api_key_encrypted AS CHAR) AS key_blob, \
          p.name AS prompt_name, p.version AS prompt_version, \
          CAST(p.messages_json AS CHAR) AS messages_json, \
@@ -111,6 +112,15 @@ pub(crate) const INSERT_AUDIT_IDENTIFIED: &str = concat!(
     ", ",
     audit_ext_columns!(),
     ", row_key, caller_key, caller_principal, source_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+/// The audit insert with the call's cost (31 values; version 9 on).
+pub(crate) const INSERT_AUDIT_PRICED: &str = concat!(
+    "INSERT INTO ai_call_logs (",
+    audit_core_columns!(),
+    ", ",
+    audit_ext_columns!(),
+    ", row_key, caller_key, caller_principal, source_ip, cost_nano_usd, cost_status, price_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
 /// The row already written under a row key.

@@ -110,7 +110,7 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
     let g = graph();
     let core = [
         "code", "secret", "config", "model", "ports", "crypto", "request", "validate", "audit",
-        "error", "run", "media", "catalog", "eval", "access",
+        "error", "run", "media", "catalog", "eval", "access", "cost", "html",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function",

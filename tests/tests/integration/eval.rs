@@ -360,7 +360,21 @@ async fn an_llm_rubric_is_graded_by_one_audited_judge_call_per_case() {
         r#"{"results": [{"pass": true, "score": 1, "reason": "格式正确"}, {"pass": false, "score": 0.25, "reason": "太绝对"}]}"#,
     )
     .await;
-    let suite = read_suite(&rubric_suite(), "moods", std::path::Path::new("."))
+    // The judge's model and the target's are priced: every call of the case is costed, and
+    // the `cost` assertion grades the target's call (12 x 1e-6 + 8 x 2e-6 = 2.8e-5 USD).
+    use ai_runner::model::cost::Rate;
+    let price =
+        |model: &str| ai_runner_tests::price(model, &[(Rate::Input, 1e-6), (Rate::Output, 2e-6)]);
+    tdb.db()
+        .set_prices(&[price("model-judge"), price("model-good")], 0)
+        .await
+        .unwrap();
+    let mut doc = rubric_suite();
+    doc["suites"][0]["assert"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cost", "threshold": 0.00003}));
+    let suite = read_suite(&doc, "moods", std::path::Path::new("."))
         .0
         .unwrap();
     let r = runner(&tdb.settings(&[]));
@@ -371,13 +385,20 @@ async fn an_llm_rubric_is_graded_by_one_audited_judge_call_per_case() {
     );
     let report = run::run(&r, &suite, &Options::default(), &|_, _, _| {}).await;
     let case = &report.results[0];
+    assert_eq!(case.assertions[2].label, "cost");
+    assert_eq!(
+        case.assertions[2].verdict,
+        Verdict::Pass,
+        "{:?}",
+        case.assertions[2]
+    );
     let rubric = &case.assertions[0];
     assert_eq!(rubric.label, "llm-rubric");
     assert_eq!(rubric.verdict, Verdict::Fail, "one item not met");
     assert!((rubric.score - 0.625).abs() < 1e-9, "{}", rubric.score);
     assert!(rubric.reason.contains("太绝对"), "{}", rubric.reason);
-    // (0.625 + 1) / 2, and the case fails: an assertion failed and there is no threshold.
-    assert!((case.score - 0.8125).abs() < 1e-9, "{}", case.score);
+    // (0.625 + 1 + 1) / 3, and the case fails: an assertion failed and there is no threshold.
+    assert!((case.score - 0.875).abs() < 1e-9, "{}", case.score);
     assert!(!case.pass);
     assert_eq!(report.targets[0].metrics["rubric"], 0.625);
 
@@ -398,6 +419,10 @@ async fn an_llm_rubric_is_graded_by_one_audited_judge_call_per_case() {
     let row = tdb.db().audit_row(judge_row).await.unwrap().unwrap();
     assert_eq!(row["config_key"], "judge");
     assert_eq!(row["trigger_source"], "eval");
+    assert_eq!(
+        row["cost_nano_usd"], 28_000,
+        "the judge's call is priced too"
+    );
     r.store().close().await;
 }
 

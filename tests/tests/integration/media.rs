@@ -816,3 +816,82 @@ async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked
     let job = w.job("incoming/down.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
 }
+
+/// Per-second prices: the pipeline knows an upload's duration from an inline WAV file's header
+/// or from the uploader's `x-amz-meta-duration-seconds`; without either the cost is unknown.
+#[tokio::test]
+async fn audio_priced_per_second_is_charged_for_the_uploads_duration() {
+    use ai_runner::model::cost::{Price, Rate, Rates, femto};
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
+        .await
+        .unwrap();
+    let db = w.tdb.db();
+    let per_second = |model: &str| {
+        let mut rates = Rates::default();
+        rates.0[Rate::PerSecond as usize] = Some(femto(0.0001).unwrap());
+        Price {
+            id: 0,
+            provider: String::new(),
+            model: model.into(),
+            rates,
+            max_output_tokens: None,
+            valid_from_ms: 0,
+            valid_to_ms: None,
+            source: "test".into(),
+        }
+    };
+    db.set_prices(
+        &[
+            per_second("model-audio-inline"),
+            per_second("model-audio-url"),
+        ],
+        0,
+    )
+    .await
+    .unwrap();
+    let cost_of = |key: &'static str| {
+        let (w, db) = (&w, &db);
+        async move {
+            let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, key), Call::default())
+                .await
+                .unwrap();
+            assert_eq!(outcome(&out, 0), "succeeded", "{out}");
+            let job = w.job(key).await;
+            let row = db
+                .audit_row(job.audit_ids.unwrap().parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            (row["cost_nano_usd"].as_i64(), row["cost_status"].clone())
+        }
+    };
+    // 1.5 s of WAV sent inline: 1.5 x 0.0001 USD = 150_000 nano-USD.
+    w.upload("inline/long.wav", wav_tone(1500, 330.0), "audio/wav")
+        .await;
+    assert_eq!(
+        cost_of("inline/long.wav").await,
+        (Some(150_000), json!("priced"))
+    );
+    // A URL-mode upload whose uploader said its length: 42.25 s = 4_225_000 nano-USD.
+    w.s3.sdk_client()
+        .put_object()
+        .bucket(BUCKET)
+        .key("incoming/told.wav")
+        .content_type("audio/wav")
+        .metadata("duration-seconds", "42.25")
+        .body(wav_tone(100, 200.0).into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cost_of("incoming/told.wav").await,
+        (Some(4_225_000), json!("priced"))
+    );
+    // Nobody knows how long this one is: unknown, never 0.
+    w.upload("incoming/untold.wav", wav_tone(100, 200.0), "audio/wav")
+        .await;
+    assert_eq!(
+        cost_of("incoming/untold.wav").await,
+        (None, json!("unpriced"))
+    );
+}

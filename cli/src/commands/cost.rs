@@ -1,0 +1,430 @@
+//! `prices import / set / list`, `budget set / list / remove` and `usage`: the money side of
+//! the audit trail (the library's [`ai_runner::cost`] prices calls and keeps budgets,
+//! [`ai_runner::store::cost`] stores them).
+
+use ai_runner::Code;
+use ai_runner::cost::litellm;
+use ai_runner::cost::report::{self, By};
+use ai_runner::model::cost::{
+    BudgetScope, PRICE_FIELDS, Period, Price, Rate, Rates, femto, femto_usd, nano_usd, usd_nano,
+};
+use ai_runner::model::now_ms;
+
+use crate::args::{
+    BudgetArgs, BudgetCommand, BudgetTarget, ByArg, PeriodArg, PricesArgs, PricesCommand,
+    PricesSet, UsageArgs, UsageFormat,
+};
+use crate::commands::access::{parse_span, utc_day};
+use crate::context::Cx;
+use crate::failure::Failure;
+use crate::output;
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::usage(Code::PriceInvalid, message)
+}
+
+impl PricesArgs {
+    /// Runs the prices command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let db = cx.db()?;
+        match self.command {
+            PricesCommand::Import { file, source, json } => {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    Failure::usage(
+                        Code::IoError,
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                let map: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    Failure::usage(
+                        Code::InvalidInput,
+                        format!("{} is not JSON: {e}", file.display()),
+                    )
+                })?;
+                let source = source.unwrap_or_else(|| {
+                    format!(
+                        "litellm:{}",
+                        file.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    )
+                });
+                let (prices, skipped) = litellm::parse(&map, &source).map_err(|wrong| {
+                    invalid(format!(
+                        "nothing imported: {} price(s) are surely wrong: {}",
+                        wrong.len(),
+                        wrong.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                    ))
+                })?;
+                let changes = db.set_prices(&prices, now_ms()).await?;
+                if json {
+                    output::pretty(&serde_json::json!({
+                        "file": file.display().to_string(),
+                        "priced": prices.len(),
+                        "added": changes.added,
+                        "changed": changes.changed,
+                        "unchanged": changes.unchanged,
+                        "skipped": skipped,
+                    }));
+                } else {
+                    println!(
+                        "{}: {} models priced ({} added, {} changed, {} unchanged), {} entries skipped (no per-token or per-second price)",
+                        file.display(),
+                        prices.len(),
+                        changes.added,
+                        changes.changed,
+                        changes.unchanged,
+                        skipped.len()
+                    );
+                }
+                Ok(())
+            }
+            PricesCommand::Set(s) => {
+                let price = price_of(s)?;
+                let changes = db.set_prices(&[price], now_ms()).await?;
+                println!(
+                    "{}",
+                    if changes.added > 0 {
+                        "price added"
+                    } else if changes.changed > 0 {
+                        "price changed (the old one is kept, closed now)"
+                    } else {
+                        "price unchanged"
+                    }
+                );
+                Ok(())
+            }
+            PricesCommand::List {
+                model,
+                history,
+                json,
+            } => {
+                let prices = db.list_prices(model.as_deref(), history).await?;
+                if json {
+                    let rows: Vec<serde_json::Value> = prices.iter().map(price_json).collect();
+                    output::pretty(&rows);
+                    return Ok(());
+                }
+                if prices.is_empty() {
+                    println!(
+                        "no prices; `ai-runner prices import model_prices_and_context_window.json` or `prices set`"
+                    );
+                }
+                for p in &prices {
+                    let per_million = |r: Rate| {
+                        p.rates
+                            .get(r)
+                            .map_or("-".into(), |f| format!("{:.4}", femto_usd(f) * 1e6))
+                    };
+                    println!(
+                        "#{:<5} {:<12} {:<40} in {:>9}  out {:>9}  cache-read {:>9}  $/1M tokens{}{}",
+                        p.id,
+                        if p.provider.is_empty() {
+                            "(any)"
+                        } else {
+                            &p.provider
+                        },
+                        p.model,
+                        per_million(Rate::Input),
+                        per_million(Rate::Output),
+                        per_million(Rate::CacheRead),
+                        p.rates
+                            .get(Rate::PerSecond)
+                            .map_or(String::new(), |f| format!("  {} $/s", femto_usd(f))),
+                        p.valid_to_ms
+                            .map_or(String::new(), |to| format!("  (until {})", utc_day(to))),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A price as a catalog's `prices:` item (what `cfg export` writes and `cfg gen` reads back).
+pub(crate) fn catalog_price(p: &Price) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("model".into(), p.model.clone().into());
+    if !p.provider.is_empty() {
+        m.insert("provider".into(), p.provider.clone().into());
+    }
+    for (name, v) in PRICE_FIELDS.iter().zip(p.rates.0) {
+        if let Some(f) = v {
+            m.insert((*name).into(), femto_usd(f).into());
+        }
+    }
+    if let Some(n) = p.max_output_tokens {
+        m.insert("max_output_tokens".into(), n.into());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// A price row as JSON, under LiteLLM's field names (USD per unit), with its identity and
+/// validity.
+fn price_json(p: &Price) -> serde_json::Value {
+    let mut v = catalog_price(p);
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("id".into(), p.id.into());
+        m.insert("provider".into(), p.provider.clone().into());
+        m.insert("valid_from_ms".into(), p.valid_from_ms.into());
+        m.insert("valid_to_ms".into(), p.valid_to_ms.into());
+        m.insert("source".into(), p.source.clone().into());
+    }
+    v
+}
+
+fn price_of(s: PricesSet) -> Result<Price, Failure> {
+    if s.model.trim().is_empty() || s.model == "*" {
+        return Err(invalid("--model names a model, or a prefix like gpt-4o*"));
+    }
+    let mut rates = Rates::default();
+    for (rate, name, v) in [
+        (Rate::Input, "--input", s.input),
+        (Rate::Output, "--output", s.output),
+        (Rate::CacheRead, "--cache-read", s.cache_read),
+        (Rate::CacheWrite, "--cache-write", s.cache_write),
+        (Rate::AudioIn, "--audio-input", s.audio_input),
+        (Rate::AudioOut, "--audio-output", s.audio_output),
+        (Rate::Reasoning, "--reasoning", s.reasoning),
+        (Rate::PerSecond, "--per-second", s.per_second),
+    ] {
+        if let Some(usd) = v {
+            rates.0[rate as usize] = Some(femto(usd).map_err(|e| invalid(format!("{name}: {e}")))?);
+        }
+    }
+    if rates.is_empty() {
+        return Err(invalid(
+            "give at least one price: --input, --output, ... (USD per token) or --per-second",
+        ));
+    }
+    Ok(Price {
+        id: 0,
+        provider: s.provider,
+        model: s.model,
+        rates,
+        max_output_tokens: s.max_output_tokens,
+        valid_from_ms: 0,
+        valid_to_ms: None,
+        source: s.source,
+    })
+}
+
+fn scope_of(t: &BudgetTarget) -> Result<(BudgetScope, String), Failure> {
+    match (&t.project, &t.route, &t.key) {
+        (Some(p), None, None) => Ok((BudgetScope::Project, p.clone())),
+        (None, Some(r), None) => match r.split_once('/') {
+            Some((p, k)) if !p.is_empty() && !k.is_empty() => Ok((BudgetScope::Route, r.clone())),
+            _ => Err(Failure::usage(
+                Code::InvalidInput,
+                format!("--route {r:?}: write it as project/route_key"),
+            )),
+        },
+        (None, None, Some(k)) => Ok((BudgetScope::Key, k.clone())),
+        _ => Err(Failure::usage(
+            Code::InvalidInput,
+            "give exactly one of --project, --route, --key",
+        )),
+    }
+}
+
+impl BudgetArgs {
+    /// Runs the budget command.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let db = cx.db()?;
+        match self.command {
+            BudgetCommand::Set {
+                target,
+                daily,
+                monthly,
+            } => {
+                let (scope, name) = scope_of(&target)?;
+                if daily.is_none() && monthly.is_none() {
+                    return Err(invalid("give --daily USD and/or --monthly USD"));
+                }
+                for (period, usd) in [(Period::Day, daily), (Period::Month, monthly)] {
+                    let Some(usd) = usd else { continue };
+                    let nano = usd_nano(usd).map_err(invalid)?;
+                    db.set_budget(scope, &name, period, nano).await?;
+                    println!(
+                        "{} {name}: {usd} USD per UTC {}",
+                        scope.as_str(),
+                        period.as_str()
+                    );
+                }
+                println!(
+                    "running functions apply it within COST_CACHE_SECS (default 60 s); calls need a priced model to be budgeted"
+                );
+                Ok(())
+            }
+            BudgetCommand::List { json } => {
+                let uses = db.budget_uses(now_ms()).await?;
+                if json {
+                    let rows: Vec<serde_json::Value> = uses
+                        .iter()
+                        .map(|u| {
+                            serde_json::json!({
+                                "scope": u.budget.scope.as_str(),
+                                "target": u.budget.target,
+                                "period": u.budget.period.as_str(),
+                                "window": u.window,
+                                "limit_usd": nano_usd(u.budget.limit_nano),
+                                "used_usd": nano_usd(u.used_nano),
+                                "reserved_usd": nano_usd(u.reserved_nano),
+                                "limit_nano": u.budget.limit_nano,
+                                "used_nano": u.used_nano,
+                                "reserved_nano": u.reserved_nano,
+                                "calls": u.calls,
+                                "refused": u.refused,
+                            })
+                        })
+                        .collect();
+                    output::pretty(&rows);
+                    return Ok(());
+                }
+                if uses.is_empty() {
+                    println!("no budgets; `ai-runner budget set --project P --daily 5` makes one");
+                }
+                for u in &uses {
+                    let pct = if u.budget.limit_nano > 0 {
+                        u.used_nano as f64 * 100.0 / u.budget.limit_nano as f64
+                    } else {
+                        100.0
+                    };
+                    println!(
+                        "{:<8} {:<32} {:<6} {:<11} used {:>12.6} of {:>10.4} USD ({pct:>5.1}%)  reserved {:.6}  calls {}  refused {}",
+                        u.budget.scope.as_str(),
+                        u.budget.target,
+                        u.budget.period.as_str(),
+                        u.window,
+                        nano_usd(u.used_nano),
+                        nano_usd(u.budget.limit_nano),
+                        nano_usd(u.reserved_nano),
+                        u.calls,
+                        u.refused,
+                    );
+                }
+                Ok(())
+            }
+            BudgetCommand::Remove { target, period } => {
+                let (scope, name) = scope_of(&target)?;
+                let period = match period {
+                    PeriodArg::Day => Period::Day,
+                    PeriodArg::Month => Period::Month,
+                };
+                if db.remove_budget(scope, &name, period).await? {
+                    println!("removed the {} budget of {name}", period.as_str());
+                    Ok(())
+                } else {
+                    Err(Failure::usage(
+                        Code::UnknownReference,
+                        format!(
+                            "no {} budget for {} {name}",
+                            period.as_str(),
+                            scope.as_str()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn by(b: ByArg) -> By {
+    match b {
+        ByArg::Day => By::Day,
+        ByArg::Project => By::Project,
+        ByArg::Route => By::Route,
+        ByArg::Config => By::Config,
+        ByArg::Model => By::Model,
+        ByArg::Key => By::Key,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of an epoch-ms instant.
+fn utc_datetime(ms: i64) -> String {
+    let s = ms.rem_euclid(86_400_000) / 1000;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        utc_day(ms),
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// `--since`: a span back from now, or a UTC date.
+fn since(text: &str) -> Result<String, Failure> {
+    let t = text.trim();
+    let is_date = t.len() == 10
+        && t.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if is_date {
+        return Ok(format!("{t} 00:00:00"));
+    }
+    let span = parse_span(t)?;
+    Ok(utc_datetime(
+        now_ms() - i64::try_from(span.as_millis()).unwrap_or(i64::MAX / 2),
+    ))
+}
+
+impl UsageArgs {
+    /// Runs the usage report.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let db = cx.db()?;
+        let since = since(&self.since)?;
+        let rows = db.usage_rows(&since).await?;
+        let r = report::build(&rows, by(self.by), by(self.stack), since);
+        match self.format {
+            UsageFormat::Table => print!("{}", report::table(&r)),
+            UsageFormat::Json => println!("{}", report::json(&r)),
+            UsageFormat::Csv => print!("{}", report::csv(&r)),
+        }
+        if let Some(path) = &self.html {
+            output::write_out(Some(path), &report::html(&r))?;
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_span_or_a_date() {
+        assert_eq!(since("2026-11-01").unwrap(), "2026-11-01 00:00:00");
+        assert!(since("7d").unwrap().len() == 19);
+        assert!(since("yesterday").is_err());
+        assert_eq!(
+            utc_datetime(1_796_083_200_000 + 3_723_000),
+            "2026-12-01 01:02:03"
+        );
+    }
+
+    #[test]
+    fn a_price_per_million_is_refused_with_the_flag_named() {
+        let s = PricesSet {
+            model: "m".into(),
+            provider: String::new(),
+            input: Some(2.5),
+            output: None,
+            cache_read: None,
+            cache_write: None,
+            audio_input: None,
+            audio_output: None,
+            reasoning: None,
+            per_second: None,
+            max_output_tokens: None,
+            source: "manual".into(),
+        };
+        let e = price_of(s).unwrap_err();
+        assert_eq!(e.code, Code::PriceInvalid);
+        assert!(e.message.starts_with("--input"), "{}", e.message);
+    }
+}

@@ -1,0 +1,348 @@
+//! Choosing a model's price and computing what a call cost, or may cost at most.
+//!
+//! Invariants: pure and integer: femto-USD prices times counts, summed in `i128`, rounded once
+//! to nano-USD. An exact model name beats a prefix, a longer prefix a shorter one; among several
+//! providers the connection's own wins, then the provider its URL belongs to; a choice that had
+//! to guess is [`CostStatus::Estimated`].
+
+use serde_json::{Map, Value};
+
+use super::usage::Usage;
+use crate::model::cost::{Charge, CostStatus, Price, Rate};
+
+/// Output tokens reserved for a call that sets no `max_tokens` when its price row does not
+/// know the model's limit either.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 4096;
+
+/// Input tokens reserved per media part (an image or audio clip), whose size in tokens the
+/// request's bytes do not tell.
+pub const MEDIA_PART_TOKENS: i64 = 2000;
+
+/// The price chosen for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// The row.
+    pub price: Price,
+    /// False when it was a guess (a prefix, or one of several providers' prices).
+    pub certain: bool,
+}
+
+/// The provider a chat-completions URL belongs to, in LiteLLM's names (`None`: unknown host).
+pub fn provider_of(base_url: &str) -> Option<&'static str> {
+    let host = base_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(base_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    const HOSTS: [(&str, &str); 12] = [
+        ("api.openai.com", "openai"),
+        (".openai.azure.com", "azure"),
+        ("api.anthropic.com", "anthropic"),
+        ("api.deepseek.com", "deepseek"),
+        ("dashscope.aliyuncs.com", "dashscope"),
+        ("dashscope-intl.aliyuncs.com", "dashscope"),
+        ("generativelanguage.googleapis.com", "gemini"),
+        ("api.mistral.ai", "mistral"),
+        ("api.groq.com", "groq"),
+        ("openrouter.ai", "openrouter"),
+        ("api.moonshot.cn", "moonshot"),
+        ("api.x.ai", "xai"),
+    ];
+    HOSTS
+        .iter()
+        .find(|(h, _)| host == *h || (h.starts_with('.') && host.ends_with(h)))
+        .map(|(_, p)| *p)
+}
+
+/// Picks the price of `model` at `at_ms` among `rows` (exact names and prefixes), preferring
+/// the providers in `hints` (the connection's name, then its URL's provider).
+pub fn choose(rows: &[Price], model: &str, hints: &[&str], at_ms: i64) -> Option<Chosen> {
+    let valid = |p: &&Price| p.valid_at(at_ms);
+    let exact: Vec<&Price> = rows
+        .iter()
+        .filter(valid)
+        .filter(|p| p.model == model)
+        .collect();
+    let candidates = if exact.is_empty() {
+        let longest = rows
+            .iter()
+            .filter(valid)
+            .filter(|p| p.is_prefix() && model.starts_with(p.model.trim_end_matches('*')))
+            .map(|p| p.model.len())
+            .max()?;
+        rows.iter()
+            .filter(valid)
+            .filter(|p| p.is_prefix() && p.model.len() == longest)
+            .filter(|p| model.starts_with(p.model.trim_end_matches('*')))
+            .collect()
+    } else {
+        exact
+    };
+    let by_prefix = candidates.first()?.is_prefix();
+    for hint in hints.iter().copied().chain([""]) {
+        if let Some(p) = candidates
+            .iter()
+            .filter(|p| p.provider.eq_ignore_ascii_case(hint))
+            .min_by_key(|p| p.id)
+        {
+            return Some(Chosen {
+                price: (*p).clone(),
+                certain: !by_prefix,
+            });
+        }
+    }
+    // Several providers price this model and none is the connection's: the first stored, and
+    // said to be a guess unless they all agree.
+    let first = candidates.iter().min_by_key(|p| p.id)?;
+    let agree = candidates.iter().all(|p| p.rates == first.rates);
+    Some(Chosen {
+        price: (*first).clone(),
+        certain: agree && !by_prefix,
+    })
+}
+
+/// What `usage` cost at `chosen`'s prices (`seconds`: the input audio's duration, for
+/// per-second prices). `usage` = `None` means the provider reported none and `estimate` is the
+/// counted guess; when that is `None` too, nothing was billed (a refused request): 0, known.
+pub fn charge(
+    chosen: Option<&Chosen>,
+    usage: Option<Usage>,
+    estimate: Option<Usage>,
+    seconds: Option<f64>,
+) -> Charge {
+    if usage.is_none() && estimate.is_none() {
+        return Charge {
+            price_id: chosen.map(|c| c.price.id),
+            ..Charge::NONE
+        };
+    }
+    let Some(c) = chosen else {
+        return Charge {
+            nano: None,
+            status: CostStatus::Unpriced,
+            price_id: None,
+        };
+    };
+    let mut certain = c.certain;
+    let u = match (usage, estimate) {
+        (Some(u), _) => u,
+        (None, Some(e)) => {
+            certain = false;
+            e
+        }
+        (None, None) => Usage::default(),
+    };
+    let r = &c.price.rates;
+    let mut femto: i128 = 0;
+    for (count, rate) in [
+        (u.input, Rate::Input),
+        (u.cache_read, Rate::CacheRead),
+        (u.cache_write, Rate::CacheWrite),
+        (u.audio_in, Rate::AudioIn),
+        (u.output, Rate::Output),
+        (u.reasoning, Rate::Reasoning),
+        (u.audio_out, Rate::AudioOut),
+    ] {
+        if count == 0 {
+            continue;
+        }
+        match r.get(rate) {
+            Some(p) => femto += i128::from(count) * i128::from(p),
+            // Tokens of a kind this row does not price (a model billed by the second): only a
+            // per-second price accounts for them.
+            None if r.get(Rate::PerSecond).is_some() => {}
+            None => certain = false,
+        }
+    }
+    if let Some(per_second) = r.get(Rate::PerSecond) {
+        match seconds {
+            Some(s) if s.is_finite() && s >= 0.0 => {
+                femto += (s * per_second as f64).round() as i128;
+            }
+            // Billed by a duration nobody knows: unknown, not the token part alone.
+            _ if femto == 0 => {
+                return Charge {
+                    nano: None,
+                    status: CostStatus::Unpriced,
+                    price_id: Some(c.price.id),
+                };
+            }
+            _ => certain = false,
+        }
+    }
+    Charge {
+        nano: Some(i64::try_from((femto + 500_000) / 1_000_000).unwrap_or(i64::MAX)),
+        status: if certain {
+            CostStatus::Priced
+        } else {
+            CostStatus::Estimated
+        },
+        price_id: Some(c.price.id),
+    }
+}
+
+/// The most a call with this request body can cost at `price`: every byte of the body an input
+/// token (no tokenizer makes fewer bytes per token), each media part
+/// [`MEDIA_PART_TOKENS`] more, and the longest answer it allows (`max_tokens` /
+/// `max_completion_tokens`, else the model's limit, else [`DEFAULT_MAX_OUTPUT_TOKENS`]) at the
+/// dearest output price. At least 1 nano-USD, so a full budget refuses even a cheap call.
+pub fn max_cost(price: &Price, body: &Map<String, Value>, seconds: Option<f64>) -> i64 {
+    let bytes = serde_json::to_string(body).map_or(0, |s| s.len()) as i64;
+    let media = count_media(body.get("messages"));
+    let input = bytes + media * MEDIA_PART_TOKENS;
+    let output = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_i64))
+        .or(price.max_output_tokens)
+        .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+        .max(0);
+    let r = &price.rates;
+    let dearest = |rates: &[Rate]| rates.iter().filter_map(|x| r.get(*x)).max().unwrap_or(0);
+    let mut femto = i128::from(input)
+        * i128::from(dearest(&[
+            Rate::Input,
+            Rate::CacheRead,
+            Rate::CacheWrite,
+            Rate::AudioIn,
+        ]))
+        + i128::from(output)
+            * i128::from(dearest(&[Rate::Output, Rate::Reasoning, Rate::AudioOut]));
+    if let (Some(p), Some(s)) = (r.get(Rate::PerSecond), seconds) {
+        femto += (s.max(0.0) * p as f64).ceil() as i128;
+    }
+    i64::try_from((femto + 999_999) / 1_000_000)
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+/// Image and audio parts in the messages.
+fn count_media(messages: Option<&Value>) -> i64 {
+    let Some(Value::Array(ms)) = messages else {
+        return 0;
+    };
+    ms.iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|part| {
+            matches!(
+                part.get("type").and_then(Value::as_str),
+                Some("image_url" | "input_audio" | "audio_url" | "video_url")
+            )
+        })
+        .count() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cost::{Rates, femto};
+    use serde_json::json;
+
+    fn price(id: i64, provider: &str, model: &str, rates: &[(Rate, f64)]) -> Price {
+        let mut r = Rates::default();
+        for (k, v) in rates {
+            r.0[*k as usize] = Some(femto(*v).unwrap());
+        }
+        Price {
+            id,
+            provider: provider.into(),
+            model: model.into(),
+            rates: r,
+            max_output_tokens: None,
+            valid_from_ms: 0,
+            valid_to_ms: None,
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn exact_beats_prefix_and_the_connections_provider_beats_others() {
+        let rows = vec![
+            price(1, "openai", "gpt-4o*", &[(Rate::Input, 1e-6)]),
+            price(2, "azure", "gpt-4o", &[(Rate::Input, 3e-6)]),
+            price(3, "openai", "gpt-4o", &[(Rate::Input, 2.5e-6)]),
+        ];
+        let c = choose(&rows, "gpt-4o", &["openai"], 0).unwrap();
+        assert_eq!((c.price.id, c.certain), (3, true));
+        let c = choose(&rows, "gpt-4o", &["my-conn"], 0).unwrap();
+        assert_eq!(
+            (c.price.id, c.certain),
+            (2, false),
+            "a guess among providers"
+        );
+        let c = choose(&rows, "gpt-4o-2024-08-06", &["openai"], 0).unwrap();
+        assert_eq!(
+            (c.price.id, c.certain),
+            (1, false),
+            "a prefix is an estimate"
+        );
+        assert!(choose(&rows, "qwen-plus", &[], 0).is_none());
+    }
+
+    #[test]
+    fn a_closed_price_row_is_not_used_after_its_end() {
+        let mut old = price(1, "", "m", &[(Rate::Input, 1e-6)]);
+        old.valid_to_ms = Some(1000);
+        let mut new = price(2, "", "m", &[(Rate::Input, 2e-6)]);
+        new.valid_from_ms = 1000;
+        let rows = vec![old, new];
+        assert_eq!(choose(&rows, "m", &[], 999).unwrap().price.id, 1);
+        assert_eq!(choose(&rows, "m", &[], 1000).unwrap().price.id, 2);
+    }
+
+    #[test]
+    fn hosts_name_their_providers() {
+        assert_eq!(
+            provider_of("https://api.openai.com/v1/chat/completions"),
+            Some("openai")
+        );
+        assert_eq!(
+            provider_of("https://x.openai.azure.com/openai/deployments/d"),
+            Some("azure")
+        );
+        assert_eq!(provider_of("http://127.0.0.1:9/v1"), None);
+    }
+
+    #[test]
+    fn per_second_audio_is_billed_by_duration_and_unknown_duration_is_an_estimate() {
+        let c = Chosen {
+            price: price(9, "openai", "whisper-1", &[(Rate::PerSecond, 0.0001)]),
+            certain: true,
+        };
+        let u = Usage {
+            input: 10,
+            output: 20,
+            ..Usage::default()
+        };
+        // 61.5 s x 0.0001 USD = 0.00615 USD = 6_150_000 nano-USD.
+        let ch = charge(Some(&c), Some(u), None, Some(61.5));
+        assert_eq!((ch.nano, ch.status), (Some(6_150_000), CostStatus::Priced));
+        let unknown = charge(Some(&c), Some(u), None, None);
+        assert_eq!((unknown.nano, unknown.status), (None, CostStatus::Unpriced));
+        // With a token price too, the duration's part is what is missing: an estimate.
+        let mut both = c.clone();
+        both.price.rates.0[Rate::Input as usize] = Some(1_000_000_000);
+        let ch = charge(Some(&both), Some(u), None, None);
+        assert_eq!((ch.nano, ch.status), (Some(10_000), CostStatus::Estimated));
+    }
+
+    #[test]
+    fn the_maximum_covers_every_byte_and_the_longest_answer() {
+        let p = price(1, "", "m", &[(Rate::Input, 1e-6), (Rate::Output, 2e-6)]);
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100});
+        let body = body.as_object().unwrap().clone();
+        let bytes = serde_json::to_string(&body).unwrap().len() as i64;
+        // bytes x 1000 nano + 100 x 2000 nano.
+        assert_eq!(max_cost(&p, &body, None), bytes * 1000 + 200_000);
+        let mut no_max = body.clone();
+        no_max.remove("max_tokens");
+        let bytes = serde_json::to_string(&no_max).unwrap().len() as i64;
+        assert_eq!(
+            max_cost(&p, &no_max, None),
+            bytes * 1000 + DEFAULT_MAX_OUTPUT_TOKENS * 2000
+        );
+    }
+}
