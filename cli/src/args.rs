@@ -53,6 +53,26 @@ pub enum Command {
     Budget(BudgetArgs),
     /// What calls cost and how they went: calls, errors, tokens, cost, latency, by group.
     Usage(UsageArgs),
+    /// The local web console: catalog, try a call, audit trail, uploads, evaluations.
+    Dev(DevArgs),
+}
+
+/// `dev`.
+#[derive(Args)]
+pub struct DevArgs {
+    /// Address to listen on: `127.0.0.1` (this machine only), `localhost`, or another address,
+    /// which exposes the console (behind its token) to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 8899)]
+    pub port: u16,
+    /// Open the console in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Use this token instead of a random one (at least 16 of A-Z a-z 0-9 _ -).
+    #[arg(long, env = "AI_RUNNER_DEV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `prices ...`.

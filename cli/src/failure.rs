@@ -156,6 +156,9 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::NoPrompt
         | Code::NoMembers
         | Code::DemoProviderFailed
+        | Code::ConsoleTokenInvalid
+        | Code::ConsoleCrossOrigin
+        | Code::ConsoleBindFailed
         | Code::SuiteInvalid => 2,
     }
 }
@@ -236,6 +239,12 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::DoctorFailed => "fix the failed checks above; each has its own hint",
         Code::DemoProviderFailed => {
             "free the demo port or pick another with AI_RUNNER_DEMO_PORT (0 = any free port)"
+        }
+        Code::ConsoleBindFailed => {
+            "another process listens there: pick another port with `ai-runner dev --port N` (0 = any free port)"
+        }
+        Code::ConsoleTokenInvalid | Code::ConsoleCrossOrigin => {
+            "open the console with the URL `ai-runner dev` printed (it carries the token)"
         }
         Code::IoError => "check the path and its permissions",
         Code::SuiteInvalid => "fix the findings above; each names its YAML path, case or target",

@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
         Command::Prices(c) => c.run(&cx).await,
         Command::Budget(c) => c.run(&cx).await,
         Command::Usage(c) => c.run(&cx).await,
+        Command::Dev(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

@@ -136,6 +136,9 @@ CREATE TABLE IF NOT EXISTS ai_call_logs (
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_key_time ON ai_call_logs (config_key, created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_time ON ai_call_logs (created_at);
 CREATE INDEX IF NOT EXISTS idx_ai_call_logs_trace ON ai_call_logs (trace_id);
+CREATE INDEX IF NOT EXISTS idx_ai_call_logs_error ON ai_call_logs (error_code, created_at);
+CREATE INDEX IF NOT EXISTS idx_ai_call_logs_project ON ai_call_logs (project_name, created_at);
+CREATE INDEX IF NOT EXISTS idx_ai_call_logs_route ON ai_call_logs (route_key, created_at);
 
 -- Round-robin cursors, advanced atomically so every instance shares one rotation.
 CREATE TABLE IF NOT EXISTS ai_route_cursor_v2 (

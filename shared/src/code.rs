@@ -228,6 +228,15 @@ codes! {
     /// surely per million tokens, a negative amount, an unknown field).
     PriceInvalid = "PRICE_INVALID",
 
+    // The local console (`ai-runner dev`).
+    /// A console request without the token `ai-runner dev` printed (or with another one).
+    ConsoleTokenInvalid = "CONSOLE_TOKEN_INVALID",
+    /// A state-changing console request from another origin (cross-site request forgery), or a
+    /// request naming a host the console does not serve (DNS rebinding).
+    ConsoleCrossOrigin = "CONSOLE_CROSS_ORIGIN",
+    /// `ai-runner dev` could not listen on the address it was given.
+    ConsoleBindFailed = "CONSOLE_BIND_FAILED",
+
     // Command-line outcomes.
     /// One or more doctor checks failed.
     DoctorFailed = "DOCTOR_FAILED",

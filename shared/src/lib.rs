@@ -15,7 +15,8 @@
 //! - the implementations of the ports: [`store`], [`provider`], [`objects`], `queue` (feature
 //!   `queue`: only run-route links the SQS client);
 //! - assembly: [`app`] (state built once per process), [`health`] (readiness checks);
-//! - the edges: [`function`] (feature `function`: Lambda / Function Compute), [`demo`] (feature
+//! - the edges: [`function`] (feature `function`: Lambda / Function Compute), `console` (feature
+//!   `console`: the `ai-runner dev` web console), [`demo`] (feature
 //!   `demo`: the loopback provider), and the `ai-runner` CLI crate.
 
 #![warn(missing_docs)]
@@ -26,6 +27,8 @@ pub mod audit;
 pub mod catalog;
 pub mod code;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod cost;
 pub mod crypto;
 #[cfg(feature = "demo")]
@@ -48,6 +51,7 @@ pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod spool;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

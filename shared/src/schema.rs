@@ -405,6 +405,30 @@ pub const MIGRATIONS: &[Migration] = &[
             col("price_id", "BIGINT NULL", "INTEGER NULL"),
         ],
     },
+    Migration {
+        version: 10,
+        name: "audit_trail_indexes",
+        // The console's trail pages newest first by (created_at, id) under each filter: every
+        // filter has an index that starts with its column and ends with created_at (InnoDB and
+        // SQLite append the primary key), so a page reads its rows in order and stops.
+        steps: &[
+            Step::AddIndex {
+                table: "ai_call_logs",
+                index: "idx_ai_call_logs_error",
+                columns: "error_code, created_at",
+            },
+            Step::AddIndex {
+                table: "ai_call_logs",
+                index: "idx_ai_call_logs_project",
+                columns: "project_name, created_at",
+            },
+            Step::AddIndex {
+                table: "ai_call_logs",
+                index: "idx_ai_call_logs_route",
+                columns: "route_key, created_at",
+            },
+        ],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

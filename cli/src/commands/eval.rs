@@ -13,7 +13,7 @@ use ai_runner::Code;
 use ai_runner::catalog::{self, Severity};
 use ai_runner::eval::compare::compare;
 use ai_runner::eval::report;
-use ai_runner::eval::run::{self, CaseResult, EvalError, Options, Report, Start, summarise};
+use ai_runner::eval::run::{self, CaseResult, EvalError, Options, Report, Start};
 use ai_runner::eval::suite::{Target, read_suite};
 use ai_runner::ports::EvalStore;
 
@@ -215,21 +215,7 @@ async fn stored_report(cx: &Cx, run_key: &str) -> Result<Report, Failure> {
         )
     })?;
     let mut results = db.eval_results(run_key).await?;
-    run::in_plan_order(&run, &mut results);
-    let targets = summarise(&results);
-    Ok(Report {
-        run_id: run.run_key,
-        suite: run.suite,
-        total_ms: u64::try_from(run.finished_ms.unwrap_or(run.created_ms) - run.created_ms)
-            .unwrap_or(0),
-        targets,
-        gate: run.gate.unwrap_or(run::GateOutcome {
-            passed: false,
-            failures: vec!["the run did not finish (`ai-runner eval resume` it)".into()],
-        }),
-        results,
-        stopped: run.stop_reason,
-    })
+    Ok(report::stored(run, &mut results))
 }
 
 #[derive(Clone, Copy)]

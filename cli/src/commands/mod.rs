@@ -7,6 +7,7 @@ pub mod cfg;
 pub mod cost;
 pub mod dataset;
 pub mod db;
+pub mod dev;
 pub mod doctor;
 pub mod eval;
 pub mod keys;

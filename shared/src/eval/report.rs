@@ -11,6 +11,29 @@ use std::fmt::Write;
 use super::assert::Verdict;
 use super::run::Report;
 
+/// A stored run as a report: its results in plan order, summarised again (what `eval show` and
+/// the console show).
+pub fn stored(
+    run: crate::model::eval::EvalRun,
+    results: &mut Vec<crate::model::eval::CaseResult>,
+) -> Report {
+    super::run::in_plan_order(&run, results);
+    let targets = super::run::summarise(results);
+    Report {
+        run_id: run.run_key,
+        suite: run.suite,
+        total_ms: u64::try_from(run.finished_ms.unwrap_or(run.created_ms) - run.created_ms)
+            .unwrap_or(0),
+        targets,
+        gate: run.gate.unwrap_or(super::run::GateOutcome {
+            passed: false,
+            failures: vec!["the run did not finish (`ai-runner eval resume` it)".into()],
+        }),
+        results: std::mem::take(results),
+        stopped: run.stop_reason,
+    }
+}
+
 /// The report as pretty JSON.
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_default()

@@ -9,6 +9,7 @@ pub mod access;
 pub mod cost;
 pub mod eval;
 pub mod media;
+pub mod trail;
 
 use serde_json::Value;
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::policy::{Failover, Policy, effective_config, order};
 use super::{Overlay, RunContext, RunResult, Runner, Variables, new_trace_id};
 use crate::error::{ErrorBody, RunError};
-use crate::model::ResolvedRoute;
+use crate::model::{ResolvedConfig, ResolvedRoute};
 use crate::ports::{Provider, Store, StoreError};
 use crate::request;
 
@@ -288,18 +288,11 @@ impl<S: Store, P: Provider> Runner<S, P> {
         }
         let first = &route.members[ord[0]];
         let cfg = effective_config(&route, &first.config, &failover);
-        let key = self
-            .keyring()
-            .decrypt(&cfg.connection.key_blob, &cfg.connection.key_binding())?;
         let route_vars = match &route.variables {
             Some(Value::Object(m)) => Some(m.clone()),
             _ => None,
         };
-        let built = request::build(&cfg, route_vars.as_ref(), vars, self.validation())?;
-        let mut headers = Map::new();
-        headers.insert("Authorization".into(), Value::String(mask(key.expose())));
-        headers.insert("Content-Type".into(), "application/json".into());
-        headers.insert("X-Trace-Id".into(), "<generated per run>".into());
+        let request = self.dry_request(cfg, route_vars.as_ref(), vars)?;
         Ok(DryRun {
             route: RouteMeta {
                 project: route.project.clone(),
@@ -310,12 +303,41 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 .iter()
                 .map(|i| route.members[*i].config.config_key.clone())
                 .collect(),
-            request: DryRequest {
-                config_key: cfg.config_key,
-                url: built.url,
-                headers,
-                body: built.body,
-            },
+            request,
+        })
+    }
+
+    /// Resolves one config and builds the exact request it would send, without calling or
+    /// writing (the console's dry run of a config).
+    pub async fn dry_run_config(
+        &self,
+        config_key: &str,
+        vars: &Variables,
+    ) -> Result<DryRequest, RunError> {
+        let cfg = self.store().resolve_config(config_key).await?;
+        self.dry_request(cfg, None, vars)
+    }
+
+    /// The request `cfg` would send, its key decrypted only to be masked.
+    fn dry_request(
+        &self,
+        cfg: ResolvedConfig,
+        route_vars: Option<&Map<String, Value>>,
+        vars: &Variables,
+    ) -> Result<DryRequest, RunError> {
+        let key = self
+            .keyring()
+            .decrypt(&cfg.connection.key_blob, &cfg.connection.key_binding())?;
+        let built = request::build(&cfg, route_vars, vars, self.validation())?;
+        let mut headers = Map::new();
+        headers.insert("Authorization".into(), Value::String(mask(key.expose())));
+        headers.insert("Content-Type".into(), "application/json".into());
+        headers.insert("X-Trace-Id".into(), "<generated per run>".into());
+        Ok(DryRequest {
+            config_key: cfg.config_key,
+            url: built.url,
+            headers,
+            body: built.body,
         })
     }
 }

@@ -144,6 +144,21 @@ impl Db {
         raw.into_iter().map(finish_row).collect()
     }
 
+    /// The job with this id, if any (the console's result link).
+    pub async fn job_by_id(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
+        let pool = self.pool().await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM ai_media_job WHERE id = ?");
+        let raw = on_pool!(pool, |p| {
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db_err)?;
+            row.map(|r| job_from(&r)).transpose().map_err(db_err)?
+        });
+        raw.map(finish_row).transpose()
+    }
+
     /// The job of one object version, if any.
     pub async fn job(&self, job: &JobKey) -> Result<Option<JobRow>, StoreError> {
         let pool = self.pool().await?;

@@ -26,6 +26,7 @@ pub mod media;
 pub mod migrate;
 pub mod schema_dump;
 pub(crate) mod sql;
+pub mod trail;
 
 use std::str::FromStr;
 use std::sync::atomic::AtomicU8;

@@ -110,10 +110,10 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
     let g = graph();
     let core = [
         "code", "secret", "config", "model", "ports", "crypto", "request", "validate", "audit",
-        "error", "run", "media", "catalog", "eval", "access", "cost", "html",
+        "error", "run", "media", "catalog", "eval", "access", "cost", "html", "status",
     ];
     let outside = [
-        "store", "provider", "objects", "queue", "app", "health", "demo", "function",
+        "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",
     ];
     for m in core {
         let bad: Vec<_> = reaches(&g, m)
@@ -142,6 +142,7 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
             .filter(|d| {
                 [
                     "run", "media", "eval", "access", "app", "health", "demo", "function",
+                    "console",
                 ]
                 .contains(&d.as_str())
             })
@@ -151,6 +152,9 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
     for (m, deps) in &g {
         if m != "function" {
             assert!(!deps.contains("function"), "{m} uses the function edge");
+        }
+        if m != "console" {
+            assert!(!deps.contains("console"), "{m} uses the console edge");
         }
         assert!(
             m == "demo" || !deps.contains("demo"),

@@ -14,6 +14,7 @@
 mod access;
 mod architecture;
 mod catalog;
+mod console;
 mod costs;
 mod eval;
 mod eval_catalog;

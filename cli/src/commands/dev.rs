@@ -1,0 +1,69 @@
+//! `dev`: the local web console ([`ai_runner::console`]), served until Ctrl-C. Demo endpoints the
+//! stored configs point at (quickstart's) are served as long as it runs.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ai_runner::Code;
+use ai_runner::app::App;
+use ai_runner::console::{self, Options};
+
+use crate::args::DevArgs;
+use crate::context::Cx;
+use crate::failure::Failure;
+
+impl DevArgs {
+    /// Binds, prints the URL with its token, serves.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let host: IpAddr = match self.host.as_str() {
+            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            h => h.trim_matches(['[', ']']).parse().map_err(|_| {
+                Failure::usage(
+                    Code::InvalidInput,
+                    format!("--host {h:?} is not an IP address (or localhost)"),
+                )
+            })?,
+        };
+        let app = App::new(cx.settings()?)?;
+        let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
+        let listening = console::bind(
+            app,
+            Options {
+                host,
+                port: self.port,
+                token: self.token,
+            },
+        )
+        .await
+        .map_err(|e| Failure::usage(e.code(), e.to_string()))?;
+        let url = listening.url();
+        if !listening.is_loopback() {
+            eprintln!(
+                "WARNING: the console listens on {} and can be reached from other machines.\n\
+                 Anyone with its token can spend money with your provider keys and read the audit trail.\n\
+                 Keep the token secret, or use --host 127.0.0.1 (with an SSH tunnel for remote use).",
+                listening.addr()
+            );
+        }
+        println!("ai-runner console: {url}");
+        println!(
+            "The token in that URL is required on every request; the browser keeps it in a cookie after the first visit."
+        );
+        println!("Ctrl-C stops it.");
+        if self.open {
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            if let Err(e) = std::process::Command::new(opener).arg(&url).spawn() {
+                eprintln!("could not open a browser ({opener}: {e}); open the URL above");
+            }
+        }
+        listening
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| Failure::new(Code::ConsoleBindFailed, format!("the console stopped: {e}")))
+    }
+}
