@@ -49,21 +49,53 @@ impl DevArgs {
             "The token in that URL is required on every request; the browser keeps it in a cookie after the first visit."
         );
         println!("Ctrl-C stops it.");
-        if self.open {
-            let opener = if cfg!(target_os = "macos") {
-                "open"
-            } else {
-                "xdg-open"
-            };
-            if let Err(e) = std::process::Command::new(opener).arg(&url).spawn() {
-                eprintln!("could not open a browser ({opener}: {e}); open the URL above");
-            }
-        }
-        listening
+        let opened = if self.open {
+            open(&url, listening.addr().port())
+        } else {
+            None
+        };
+        let served = listening
             .serve(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
-            .map_err(|e| Failure::new(Code::ConsoleBindFailed, format!("the console stopped: {e}")))
+            .map_err(|e| {
+                Failure::new(Code::ConsoleBindFailed, format!("the console stopped: {e}"))
+            });
+        if let Some(page) = opened {
+            let _ = std::fs::remove_file(page);
+        }
+        served
     }
+}
+
+/// Opens the console in the default browser through a private (0600) page that redirects to the
+/// URL, as Jupyter does: the token never appears on a command line other users can list.
+fn open(url: &str, port: u16) -> Option<std::path::PathBuf> {
+    let page = std::env::temp_dir().join(format!("ai-runner-console-{port}.html"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&page).and_then(|mut f| {
+        use std::io::Write;
+        write!(
+            f,
+            "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={url}\"><a href=\"{url}\">ai-runner console</a>"
+        )
+    });
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = written.and_then(|()| {
+        std::process::Command::new(opener)
+            .arg(&page)
+            .spawn()
+            .map(drop)
+    }) {
+        eprintln!("could not open a browser ({opener}: {e}); open the URL above");
+    }
+    Some(page)
 }

@@ -65,17 +65,21 @@ fn without_token(path: &str, query: &str) -> String {
         .into_iter()
         .filter(|(k, _)| k != "token")
         .collect();
+    // Always a path on this host: `//evil.example/` would be another site.
+    let path = format!("/{}", path.trim_start_matches(['/', '\\']));
     match serde_urlencoded::to_string(&rest) {
         Ok(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.to_owned(),
+        _ => path,
     }
 }
 
-/// Whether `host` (the `Host` header) names this machine on the console's port.
-fn local_host(host: &str, port: u16) -> bool {
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|h| host.eq_ignore_ascii_case(&format!("{h}:{port}")))
+/// Whether `host` (the `Host` header) names this machine on the console's port (browsers leave
+/// port 80 out).
+fn local_host(host: &str, port: u16, bound: &str) -> bool {
+    ["127.0.0.1", "localhost", "[::1]", bound].iter().any(|h| {
+        host.eq_ignore_ascii_case(&format!("{h}:{port}"))
+            || (port == 80 && host.eq_ignore_ascii_case(h))
+    })
 }
 
 fn verdict(c: &Console, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Verdict {
@@ -83,7 +87,7 @@ fn verdict(c: &Console, method: &Method, path: &str, query: &str, headers: &Head
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if c.loopback && !local_host(host, c.port) {
+    if c.loopback && !local_host(host, c.port, &c.bound) {
         return Verdict::Refuse(
             Code::ConsoleCrossOrigin,
             "this console answers only to 127.0.0.1, localhost and [::1] on its port",
@@ -125,14 +129,18 @@ fn verdict(c: &Console, method: &Method, path: &str, query: &str, headers: &Head
             );
         }
     }
-    if from_query && !from_cookie {
+    if from_query {
+        // A page always drops the token from the address bar (and the history), even when the
+        // cookie is already there.
         let page = *method == Method::GET && !matches!(path, "/routes" | "/invoke");
         if page {
             return Verdict::Remember {
                 location: without_token(path, query),
             };
         }
-        return Verdict::PassAndRemember;
+        if !from_cookie {
+            return Verdict::PassAndRemember;
+        }
     }
     Verdict::Pass
 }
@@ -217,6 +225,7 @@ mod tests {
             token: "t0k3n-abcdefghijklmnop".into(),
             cookie: "ai_runner_console_8899".into(),
             port: 8899,
+            bound: "127.0.0.1".into(),
             loopback,
         }
     }
@@ -264,6 +273,19 @@ mod tests {
             ),
         ]);
         assert_eq!(verdict(&c, &Method::GET, "/", "", &h), Verdict::Pass);
+        // The printed URL opened again: still redirected, never left in the address bar.
+        assert_eq!(
+            verdict(
+                &c,
+                &Method::GET,
+                "//evil.example/",
+                "token=t0k3n-abcdefghijklmnop",
+                &h
+            ),
+            Verdict::Remember {
+                location: "/evil.example/".into()
+            }
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::code::Code;
 
 /// Where and how the console listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Address to bind (default 127.0.0.1: only this machine).
     pub host: IpAddr,
@@ -33,6 +33,17 @@ pub struct Options {
     pub port: u16,
     /// A fixed token (scripts that start the console); a random one when `None`.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Options")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Why the console did not start.
@@ -68,6 +79,8 @@ struct Console {
     /// The cookie that carries the token after the first visit (per port: cookies ignore ports).
     cookie: String,
     port: u16,
+    /// The bound address as a `Host` names it (`127.0.0.2`, `[::1]`).
+    bound: String,
     /// Bound to a loopback address: only `Host: localhost|127.0.0.1|[::1]:port` is served.
     loopback: bool,
 }
@@ -120,6 +133,7 @@ pub async fn bind(app: App, options: Options) -> Result<Listening, ConsoleError>
             cookie: format!("ai_runner_console_{}", addr.port()),
             token,
             port: addr.port(),
+            bound: host_name(addr.ip()),
             loopback: options.host.is_loopback(),
         }),
         addr,
@@ -139,13 +153,11 @@ impl Listening {
 
     /// The URL to open: it carries the token once; the browser keeps a cookie afterwards.
     pub fn url(&self) -> String {
-        let host = if self.state.loopback {
-            "127.0.0.1".to_owned()
+        // Listening on every address (0.0.0.0, ::): this machine is one of them.
+        let host = if self.addr.ip().is_unspecified() {
+            "127.0.0.1"
         } else {
-            match self.addr.ip() {
-                IpAddr::V6(ip) => format!("[{ip}]"),
-                IpAddr::V4(ip) => ip.to_string(),
-            }
+            self.state.bound.as_str()
         };
         format!(
             "http://{host}:{}/?token={}",
@@ -166,6 +178,14 @@ impl Listening {
             .await;
         state.app.runner.store().close().await;
         served
+    }
+}
+
+/// An address as a URL's host (`[::1]` for IPv6).
+fn host_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
     }
 }
 

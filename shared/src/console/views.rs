@@ -906,6 +906,17 @@ pub(super) async fn spilled_body(State(c): S, Path((id, which)): Path<(i64, Stri
     let Some((bucket, key, sha)) = row.get(column).and_then(Value::as_str).and_then(spilled) else {
         return failure(Code::InvalidInput, "this body was not spilled", Nav::Trail);
     };
+    // A provider's answer is stored as sent: one shaped like a reference must not make the
+    // console read any object it can reach. Only the spill-over location is ours.
+    let ours = c.app.object_settings.bucket.as_deref() == Some(bucket.as_str())
+        && key.starts_with(&c.app.object_settings.spill_prefix);
+    if !ours {
+        return failure(
+            Code::ObjectAccessDenied,
+            "this body names an object outside the spill-over location",
+            Nav::Trail,
+        );
+    }
     let bytes = match c.app.objects.get(&bucket, &key).await {
         Ok(b) => b,
         Err(err) => return logged(err.code(), &err, Nav::Trail),
@@ -1281,29 +1292,16 @@ pub(super) async fn eval_run(State(c): S, Path(run_key): Path<String>) -> Respon
     let report = crate::eval::report::stored(run, &mut results);
     let page = crate::eval::report::html(&report);
     // The report's own filter script, allowed by its hash and nothing else.
-    let mut csp =
-        super::guard::CSP.replace("default-src 'none';", "default-src 'none'; script-src");
-    let mut hashes = String::new();
-    let mut rest = page.as_str();
-    while let Some(at) = rest.find("<script>") {
-        let after = &rest[at + 8..];
-        let Some(end) = after.find("</script>") else {
-            break;
-        };
-        use base64::Engine;
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(&after.as_bytes()[..end]);
-        hashes.push_str(&format!(
-            " 'sha256-{}'",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        ));
-        rest = &after[end..];
-    }
-    if hashes.is_empty() {
-        csp = super::guard::CSP.to_owned();
-    } else {
-        csp = csp.replacen("script-src", &format!("script-src{hashes};"), 1);
-    }
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(
+        crate::eval::report::FILTER_SCRIPT.as_bytes(),
+    ));
+    let csp = super::guard::CSP.replacen(
+        "default-src 'none';",
+        &format!("default-src 'none'; script-src 'sha256-{hash}';"),
+        1,
+    );
     let mut r = Html(page).into_response();
     if let Ok(v) = HeaderValue::from_str(&csp) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);

@@ -34,6 +34,15 @@ pub fn stored(
     }
 }
 
+/// The report's one script: the case filter (handlers attached here, not inline, so a page
+/// served with a Content-Security-Policy can allow exactly this script by its hash).
+pub const FILTER_SCRIPT: &str = "function f(){var q=document.getElementById('filter').value.toLowerCase();\
+var only=document.getElementById('failing').checked;document.querySelectorAll('tr.case').forEach(function(tr){\
+var show=tr.textContent.toLowerCase().indexOf(q)>=0&&(!only||!tr.classList.contains('pass'));\
+tr.style.display=show?'':'none';});}\
+document.getElementById('filter').addEventListener('input',f);\
+document.getElementById('failing').addEventListener('change',f);";
+
 /// The report as pretty JSON.
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_default()
@@ -224,8 +233,8 @@ pre{{white-space:pre-wrap;max-width:60ch;margin:0}}#gate{{font-weight:bold}}</st
     }
     h.push_str("</table>");
     charts(&mut h, r);
-    h.push_str("<h2>Cases</h2><p><input id=\"filter\" placeholder=\"filter cases\" oninput=\"f()\"> \
-<label><input type=\"checkbox\" id=\"failing\" onchange=\"f()\"> failing only</label></p>\
+    h.push_str("<h2>Cases</h2><p><input id=\"filter\" placeholder=\"filter cases\"> \
+<label><input type=\"checkbox\" id=\"failing\"> failing only</label></p>\
 <table id=\"cases\"><tr><th>target</th><th>case</th><th>#</th><th>result</th><th>score</th><th>ms</th><th>output</th><th>assertions</th></tr>");
     let max_ms = r
         .results
@@ -275,10 +284,9 @@ pre{{white-space:pre-wrap;max-width:60ch;margin:0}}#gate{{font-weight:bold}}</st
             asserts.join("\n"),
         );
     }
-    h.push_str("</table><script>function f(){var q=document.getElementById('filter').value.toLowerCase();\
-var only=document.getElementById('failing').checked;document.querySelectorAll('tr.case').forEach(function(tr){\
-var show=tr.textContent.toLowerCase().indexOf(q)>=0&&(!only||!tr.classList.contains('pass'));\
-tr.style.display=show?'':'none';});}</script></body></html>\n");
+    h.push_str("</table><script>");
+    h.push_str(FILTER_SCRIPT);
+    h.push_str("</script></body></html>\n");
     h
 }
 

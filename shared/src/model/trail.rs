@@ -163,8 +163,17 @@ fn timestamp(s: &str, end: bool) -> Option<String> {
         let clock = if end { "23:59:59.999" } else { "00:00:00" };
         return Some(format!("{date} {clock}"));
     };
+    // Seconds may carry milliseconds (what a bare date's end and the pager's links hold).
+    let (time, millis) = match time.split_once('.') {
+        Some((t, ms)) if digits(ms, 3) => (t, Some(ms)),
+        Some(_) => return None,
+        None => (time, None),
+    };
     let parts: Vec<&str> = time.split(':').collect();
     if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| digits(p, 2)) {
+        return None;
+    }
+    if millis.is_some() && parts.len() != 3 {
         return None;
     }
     let (h, mi): (u8, u8) = (parts[0].parse().ok()?, parts[1].parse().ok()?);
@@ -172,7 +181,10 @@ fn timestamp(s: &str, end: bool) -> Option<String> {
     if h > 23 || mi > 59 || sec > 59 {
         return None;
     }
-    Some(format!("{date} {h:02}:{mi:02}:{sec:02}"))
+    Some(match millis {
+        Some(ms) => format!("{date} {h:02}:{mi:02}:{sec:02}.{ms}"),
+        None => format!("{date} {h:02}:{mi:02}:{sec:02}"),
+    })
 }
 
 /// Where the next page starts: strictly older than this row.
@@ -302,6 +314,7 @@ mod tests {
             ("config", "c1"),
             ("status", "error"),
             ("code", "UPSTREAM_TIMEOUT"),
+            ("until", "2026-12-02"),
         ]))
         .unwrap();
         let back: HashMap<String, String> = f
