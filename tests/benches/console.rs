@@ -19,9 +19,7 @@
 
 use std::time::Instant;
 
-use ai_runner::app::App;
-use ai_runner::console::{self, Options};
-use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, seed, seed_route};
+use ai_runner_tests::{Backend, ConsoleServer, RouteSpec, Seed, TestDb, seed, seed_route};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-console-token-0123456789";
@@ -132,22 +130,8 @@ async fn pages(backend: Backend, label: &str, rounds: usize) -> Option<Value> {
     let count = tdb.db().count("ai_call_logs").await.unwrap();
     assert_eq!(count, ROWS, "rows generated");
 
-    let app = App::new(&tdb.settings(&[])).unwrap();
-    let l = console::bind(
-        app,
-        Options {
-            host: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            token: Some(TOKEN.into()),
-        },
-    )
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{}", l.addr().port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(l.serve(async {
-        let _ = rx.await;
-    }));
+    let console = ConsoleServer::start(&tdb.settings(&[]), TOKEN).await;
+    let base = console.base.clone();
     let http = reqwest::Client::new();
     let middle = {
         let db = tdb.db();
@@ -213,8 +197,7 @@ async fn pages(backend: Backend, label: &str, rounds: usize) -> Option<Value> {
         println!("| {label} | {name} | {p50:.1} | {p95:.1} | {bytes} |");
         out.push(json!({"page": name, "path": path, "p50_ms": p50, "p95_ms": p95, "bytes": bytes}));
     }
-    let _ = tx.send(());
-    let _ = server.await;
+    drop(console);
     tdb.cleanup().await;
     Some(json!({"backend": label, "rows": ROWS, "fill_s": fill_s, "rounds": rounds, "pages": out}))
 }

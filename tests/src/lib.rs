@@ -895,3 +895,50 @@ pub fn api_event(path: &str, body: &str, headers: &[(String, String)], source_ip
     }
     ev
 }
+
+/// The console (`ai-runner dev`'s server) for `settings`, on a free loopback port with a fixed
+/// token, until dropped.
+pub struct ConsoleServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ConsoleServer {
+    /// Binds and serves (the URL it would print ends with `/?token=<token>`).
+    pub async fn start(settings: &Settings, token: &str) -> Self {
+        let app = ai_runner::app::App::new(settings).unwrap();
+        let l = ai_runner::console::bind(
+            app,
+            ai_runner::console::Options {
+                host: "127.0.0.1".parse().unwrap(),
+                port: 0,
+                token: Some(token.into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            l.url().ends_with(&format!("/?token={token}")),
+            "{}",
+            l.url()
+        );
+        let base = format!("http://127.0.0.1:{}", l.addr().port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(l.serve(async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            stop: Some(tx),
+        }
+    }
+}
+
+impl Drop for ConsoleServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

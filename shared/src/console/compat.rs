@@ -4,7 +4,7 @@
 //!
 //! Invariants: the same fields and statuses the predecessor answered (400 without a project or
 //! route, 404 when the route does not resolve); the `Authorization` header is masked in every
-//! answer; a run is an ordinary audited route run with trigger `console`.
+//! answer, as the predecessor masked it (first 10 characters, `***`, last 3); a run is an ordinary audited route run with trigger `console`.
 
 use std::sync::Arc;
 
@@ -110,9 +110,15 @@ pub(super) async fn invoke(State(c): State<Arc<Console>>, body: axum::body::Byte
             return refuse(code, &e.to_string());
         }
     };
+    // The predecessor's clients read its mask: first 10 characters, `***`, last 3.
+    let mut headers = dry.request.headers.clone();
+    headers.insert(
+        "Authorization".into(),
+        Value::String(dry.request.legacy_authorization.clone()),
+    );
     let request = json!({
         "url": dry.request.url,
-        "headers": dry.request.headers,
+        "headers": headers,
         "body": dry.request.body,
     });
     let mut meta = json!({
@@ -125,7 +131,7 @@ pub(super) async fn invoke(State(c): State<Arc<Console>>, body: axum::body::Byte
     if dry_run {
         return Json(json!({
             "dry_run": true,
-            "headers": dry.request.headers,
+            "headers": headers,
             "request": request,
             "meta": meta,
         }))

@@ -85,6 +85,23 @@ pub struct DryRequest {
     pub headers: Map<String, Value>,
     /// Body, in wire order.
     pub body: Map<String, Value>,
+    /// The `Authorization` header masked as the predecessor's dev server did (its first 10
+    /// characters, `***`, its last 3; `Bearer ***` for a key too short to show any of), for
+    /// the console's `POST /invoke`. Not serialized.
+    #[serde(skip)]
+    pub legacy_authorization: String,
+}
+
+/// The predecessor's mask of an `Authorization` header (`spec/predecessor-surface.md`).
+fn legacy_mask(key: &str) -> String {
+    let header: Vec<char> = format!("Bearer {key}").chars().collect();
+    // Below 16 characters of key, its first 3 and last 3 would be most of it.
+    if key.chars().count() < 16 {
+        return "Bearer ***".into();
+    }
+    let head: String = header[..10].iter().collect();
+    let tail: String = header[header.len() - 3..].iter().collect();
+    format!("{head}***{tail}")
 }
 
 fn mask(key: &str) -> String {
@@ -338,6 +355,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             url: built.url,
             headers,
             body: built.body,
+            legacy_authorization: legacy_mask(key.expose()),
         })
     }
 }
@@ -345,6 +363,12 @@ impl<S: Store, P: Provider> Runner<S, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_predecessors_mask_keeps_ten_characters_of_the_header_and_three_of_the_key() {
+        assert_eq!(legacy_mask("sk-test-provider-key-000"), "Bearer sk-***000");
+        assert_eq!(legacy_mask("sk-short-12345"), "Bearer ***");
+    }
 
     #[test]
     fn keys_are_masked_to_their_last_four_characters() {

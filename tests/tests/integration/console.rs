@@ -4,56 +4,15 @@
 //! driven over WebDriver (`chromedriver`), with a screenshot of each page kept under
 //! `target/console-screenshots/`.
 
-use ai_runner::app::App;
-use ai_runner::console::{self, Options};
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, seed, seed_route};
+use ai_runner_tests::{Backend, ConsoleServer, RouteSpec, Seed, TestDb, seed, seed_route};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "console-test-token-0123456789";
 const PLAIN_KEY: &str = "sk-test-provider-key-000";
 
-/// A console serving `tdb` until dropped.
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn start(tdb: &TestDb, extra: &[(&str, &str)]) -> Running {
-    let settings = tdb.settings(extra);
-    let app = App::new(&settings).unwrap();
-    let l = console::bind(
-        app,
-        Options {
-            host: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            token: Some(TOKEN.into()),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(
-        l.url().ends_with(&format!("/?token={TOKEN}")),
-        "{}",
-        l.url()
-    );
-    let base = format!("http://127.0.0.1:{}", l.addr().port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(l.serve(async {
-        let _ = rx.await;
-    }));
-    Running {
-        base,
-        stop: Some(tx),
-    }
+async fn start(tdb: &TestDb, extra: &[(&str, &str)]) -> ConsoleServer {
+    ConsoleServer::start(&tdb.settings(extra), TOKEN).await
 }
 
 fn client() -> reqwest::Client {
@@ -229,7 +188,7 @@ async fn the_predecessors_routes_and_invoke_answer_with_its_fields_and_a_masked_
     let dry: Value = r.json().await.unwrap();
     assert_eq!(dry["dry_run"], true);
     let masked = dry["headers"]["Authorization"].as_str().unwrap();
-    assert_eq!(masked, "Bearer ***-000");
+    assert_eq!(masked, "Bearer sk-***000", "the predecessor's mask");
     assert_eq!(dry["request"]["headers"]["Authorization"], masked);
     assert_eq!(
         dry["request"]["body"]["messages"][0]["content"],
@@ -487,6 +446,36 @@ async fn a_spilled_body_is_fetched_from_object_storage_and_checked() {
     let body = body.text().await.unwrap();
     assert!(body.contains(&long), "the whole answer, from the object");
     assert!(body.contains("badge ok"), "its SHA-256 matches the row's");
+
+    // A provider answer shaped like a reference is stored as sent: it must not make the console
+    // read another object.
+    std::fs::create_dir_all(objects.path().join("private")).unwrap();
+    std::fs::write(
+        objects.path().join("private/secret.json"),
+        "{\"secret\": \"s3cr3t-payroll\"}",
+    )
+    .unwrap();
+    let pool = sqlx::SqlitePool::connect(&tdb.url).await.unwrap();
+    let forged: i64 = sqlx::query_scalar(
+        "INSERT INTO ai_call_logs (config_key, response_body_json) \
+         VALUES ('c-long', '{\"$ref\": \"s3://private/secret.json\"}') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let r = http
+        .get(format!("{}/audit/{forged}/body/response", c.base))
+        .header("authorization", auth())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error() || r.status().is_client_error());
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("OBJECT_ACCESS_DENIED") && !page.contains("s3cr3t-payroll"),
+        "{page}"
+    );
 }
 
 /// The console in headless Chromium over WebDriver (Debian's `chromium` and `chromium-driver`).

@@ -795,3 +795,211 @@ async fn a_signed_api_call_over_its_keys_budget_gets_402_and_no_provider_call() 
     );
     assert_eq!(b[0].used_nano, b[0].calls * 28_000);
 }
+
+/// The cost paths when the database fails, injected for real on MariaDB: a user the server
+/// denies one cost table (the statement fails as a revoked grant or a damaged table would), and
+/// the connection cut while the provider answers.
+mod database_faults {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A user of `tdb`'s database with every privilege on every table but `denied`; its URL.
+    async fn user_without(tdb: &TestDb, denied: &str) -> (String, String) {
+        let mut admin = sqlx::MySqlConnection::connect(&tdb.url).await.unwrap();
+        let name = tdb.url.rsplit('/').next().unwrap().to_owned();
+        let user = format!("u{}", &name[name.len() - 12..]);
+        let tables: Vec<String> = sqlx::query_scalar("SHOW TABLES")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            sqlx::raw_sql(&format!(
+                "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY 'pw-{user}'"
+            ))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+            for t in tables.iter().filter(|t| t.as_str() != denied) {
+                sqlx::raw_sql(&format!(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON `{name}`.`{t}` TO '{user}'@'{host}'"
+                ))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            }
+        }
+        admin.close().await.unwrap();
+        let server = tdb.url.split("://").nth(1).unwrap();
+        let hostport = server.split('@').nth(1).unwrap().split('/').next().unwrap();
+        (format!("mysql://{user}:pw-{user}@{hostport}/{name}"), user)
+    }
+
+    async fn drop_user(tdb: &TestDb, user: &str) {
+        let mut admin = sqlx::MySqlConnection::connect(&tdb.url).await.unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            sqlx::raw_sql(&format!("DROP USER IF EXISTS '{user}'@'{host}'"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        admin.close().await.unwrap();
+    }
+
+    fn settings(url: &str) -> ai_runner::Settings {
+        ai_runner::Settings::builder()
+            .database_url(url)
+            .pepper(PEPPER)
+            .var("PROJECT_NAME", "shop")
+            .var("AI_RETRY_BASE_MS", "1")
+            .var("AI_MAX_RETRIES", "0")
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+    async fn budgets_that_cannot_be_read_refuse_the_call_before_the_provider_and_audit_it() {
+        let tdb = TestDb::new(Backend::MariaDb).await.unwrap();
+        let db = tdb.db();
+        let server = ProviderServer::start(vec![Reply::content("好")])
+            .await
+            .unwrap();
+        config(&db, "fb", "fault-model", "custom", &server.url(), None).await;
+        db.set_prices(&[price("fault-model", 1e-6, 2e-6)], 0)
+            .await
+            .unwrap();
+        db.set_budget(BudgetScope::Project, "shop", Period::Day, 1_000_000_000)
+            .await
+            .unwrap();
+        let (url, user) = user_without(&tdb, "ai_budget").await;
+        let out = runner(&settings(&url))
+            .run_once("fb", &vars(), &RunContext::new("fault"))
+            .await;
+        let code = out
+            .error
+            .as_ref()
+            .map(|e| e.code.clone())
+            .unwrap_or_default();
+        assert_eq!(code, "DB_ERROR", "fails closed: {out:?}");
+        assert!(server.requests().is_empty(), "no provider call");
+        let a = row(&db, out.audit_id).await;
+        assert_eq!(a["error_code"], "DB_ERROR", "the refused call is audited");
+        db.close().await;
+        drop_user(&tdb, &user).await;
+        tdb.cleanup().await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+    async fn prices_that_cannot_be_read_leave_an_unbudgeted_call_unpriced_and_a_budgeted_one_refused()
+     {
+        let tdb = TestDb::new(Backend::MariaDb).await.unwrap();
+        let db = tdb.db();
+        let server = ProviderServer::start(vec![Reply::content("好")])
+            .await
+            .unwrap();
+        config(&db, "fp", "fault-model", "custom", &server.url(), None).await;
+        db.set_prices(&[price("fault-model", 1e-6, 2e-6)], 0)
+            .await
+            .unwrap();
+        let (url, user) = user_without(&tdb, "ai_model_price").await;
+        let out = runner(&settings(&url))
+            .run_once("fp", &vars(), &RunContext::new("fault"))
+            .await;
+        assert!(out.is_ok(), "{:?}", out.error);
+        assert_eq!(server.requests().len(), 1);
+        let a = row(&db, out.audit_id).await;
+        assert_eq!(a["cost_status"], "unpriced");
+        assert_eq!(a["cost_nano_usd"], Value::Null, "unknown, never 0");
+
+        db.set_budget(BudgetScope::Project, "shop", Period::Day, 1_000_000_000)
+            .await
+            .unwrap();
+        let out = runner(&settings(&url))
+            .run_once("fp", &vars(), &RunContext::new("fault"))
+            .await;
+        assert_eq!(out.error.as_ref().unwrap().code, "DB_ERROR");
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "a budgeted call it cannot cap is not made"
+        );
+        db.close().await;
+        drop_user(&tdb, &user).await;
+        tdb.cleanup().await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+    async fn a_settlement_the_database_misses_keeps_the_reservation_and_the_answer_stands() {
+        use ai_runner::provider::HttpProvider;
+        use ai_runner::spool::AuditSpool;
+        use ai_runner_tests::TcpProxy;
+        use std::time::Duration;
+
+        let tdb = TestDb::new(Backend::MariaDb).await.unwrap();
+        let db = tdb.db();
+        let slow = ProviderServer::start(vec![Reply::Delayed(
+            Duration::from_millis(400),
+            Box::new(Reply::content("好")),
+        )])
+        .await
+        .unwrap();
+        config(
+            &db,
+            "fs",
+            "fault-model",
+            "custom",
+            &slow.url(),
+            Some(json!({"MAX_TOKENS": 10})),
+        )
+        .await;
+        db.set_prices(&[price("fault-model", 1e-6, 2e-6)], 0)
+            .await
+            .unwrap();
+        db.set_budget(BudgetScope::Project, "shop", Period::Day, 1_000_000_000)
+            .await
+            .unwrap();
+        let proxy = TcpProxy::start(TcpProxy::target_of(&tdb.url)).await;
+        let s = settings(&proxy.url_through(&tdb.url));
+        let spool_dir = tempfile::tempdir().unwrap();
+        let r = Arc::new(
+            ai_runner::Runner::new(
+                Db::new(s.database.clone()).with_connect_timeout(Duration::from_secs(2)),
+                HttpProvider::new(s.http.clone()).unwrap(),
+                &s,
+            )
+            .with_audit_spool(Some(AuditSpool {
+                store: Arc::new(ai_runner::objects::LocalStore::new(spool_dir.path())),
+                bucket: "spool".into(),
+                prefix: "audit/".into(),
+            })),
+        );
+        let call = tokio::spawn({
+            let r = r.clone();
+            async move { r.run_once("fs", &vars(), &RunContext::new("fault")).await }
+        });
+        for _ in 0..500 {
+            if !slow.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Reserved and calling: the database goes away before the settlement.
+        proxy.cut();
+        let out = call.await.unwrap();
+        proxy.restore();
+        assert!(out.is_ok(), "the answer stands: {:?}", out.error);
+        assert_eq!(out.content.as_deref(), Some("好"));
+        assert!(out.audit_deferred.is_some(), "its row waits in the spool");
+        let uses = budgets(&tdb).await;
+        assert_eq!(uses.len(), 1);
+        assert!(
+            uses[0].reserved_nano > 0 && uses[0].used_nano == 0,
+            "the reservation stays (never less than could have been spent): {:?}",
+            uses[0]
+        );
+        db.close().await;
+        tdb.cleanup().await;
+    }
+}
