@@ -2613,6 +2613,8 @@ mod dev {
         child: std::process::Child,
         port: u16,
         token: String,
+        /// Kept open, as a terminal would be.
+        _stdout: BufReader<std::process::ChildStdout>,
     }
 
     impl Drop for Console {
@@ -2635,9 +2637,8 @@ mod dev {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("ai-runner console: ")
@@ -2651,6 +2652,7 @@ mod dev {
             child,
             port: addr.rsplit(':').next().unwrap().parse().unwrap(),
             token: token.to_owned(),
+            _stdout: stdout,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `dev`: the local web console ([`ai_runner::console`]), served until Ctrl-C. Demo endpoints the
 //! stored configs point at (quickstart's) are served as long as it runs.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ai_runner::Code;
@@ -37,18 +38,25 @@ impl DevArgs {
         .map_err(|e| Failure::usage(e.code(), e.to_string()))?;
         let url = listening.url();
         if !listening.is_loopback() {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "WARNING: the console listens on {} and can be reached from other machines.\n\
                  Anyone with its token can spend money with your provider keys and read the audit trail.\n\
                  Keep the token secret, or use --host 127.0.0.1 (with an SSH tunnel for remote use).",
                 listening.addr()
             );
         }
-        println!("ai-runner console: {url}");
-        println!(
-            "The token in that URL is required on every request; the browser keeps it in a cookie after the first visit."
-        );
-        println!("Ctrl-C stops it.");
+        // Whoever started us may stop reading stdout (a script that took the URL): a closed
+        // pipe must not stop the console, so nothing here panics on a failed write.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "ai-runner console: {url}\n\
+             The token in that URL is required on every request; the browser keeps it in a cookie after the first visit.\n\
+             Ctrl-C stops it."
+        )
+        .and_then(|()| out.flush());
+        drop(out);
         let opened = if self.open {
             open(&url, listening.addr().port())
         } else {
@@ -78,7 +86,6 @@ fn open(url: &str, port: u16) -> Option<std::path::PathBuf> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = options.open(&page).and_then(|mut f| {
-        use std::io::Write;
         write!(
             f,
             "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={url}\"><a href=\"{url}\">ai-runner console</a>"
