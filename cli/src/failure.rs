@@ -81,6 +81,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::RequestError
         | Code::BadProviderResponse
         | Code::ResponseTooLarge
+        | Code::ProviderRedirect
         | Code::DeadlineExceeded
         | Code::ProviderUnreachable
         | Code::SchemaInvalid
@@ -200,6 +201,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         }
         Code::ResponseTooLarge => {
             "the provider's answer exceeded AI_MAX_RESPONSE_BYTES; raise it, or lower max_tokens"
+        }
+        Code::ProviderRedirect => {
+            "the provider answered with a redirect, which is never followed; set ai_connection.base_url to the final URL"
         }
         Code::DeadlineExceeded => {
             "the run hit its deadline (--timeout, or the function's); raise it, or lower AI_TIMEOUT / AI_MAX_RETRIES"

@@ -104,6 +104,9 @@ codes! {
     ProviderUnreachable = "PROVIDER_UNREACHABLE",
     /// The provider's answer (body or stream) is larger than `AI_MAX_RESPONSE_BYTES`.
     ResponseTooLarge = "RESPONSE_TOO_LARGE",
+    /// The provider answered with a redirect (3xx); redirects are never followed, so a provider
+    /// or anything on its path cannot point the runner at another address.
+    ProviderRedirect = "PROVIDER_REDIRECT",
     /// The platform's deadline left no time for another attempt, retry or member (retryable).
     DeadlineExceeded = "DEADLINE_EXCEEDED",
 

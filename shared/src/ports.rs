@@ -350,6 +350,15 @@ pub enum ProviderError {
         /// Provider's error message, scrubbed.
         message: Option<String>,
     },
+    /// A 3xx answer: redirects are never followed (a provider, or anything on the path of an
+    /// `http://` base URL, could otherwise send the runner, and its key, anywhere).
+    #[error("provider answered with a redirect (HTTP {status}{}); redirects are not followed", location.as_deref().map(|l| format!(" to {l}")).unwrap_or_default())]
+    Redirect {
+        /// Status.
+        status: u16,
+        /// The `Location` it named, scheme and host only (never a path or query).
+        location: Option<String>,
+    },
     /// No complete answer within `AI_TIMEOUT`.
     #[error("provider did not answer within {0} ms")]
     Timeout(u64),
@@ -386,6 +395,7 @@ impl ProviderError {
             Self::Request(_) => Code::RequestError,
             Self::BadResponse(_) => Code::BadProviderResponse,
             Self::TooLarge(_) => Code::ResponseTooLarge,
+            Self::Redirect { .. } => Code::ProviderRedirect,
             Self::Deadline(_) => Code::DeadlineExceeded,
         }
     }

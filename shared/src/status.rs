@@ -54,6 +54,7 @@ pub fn http_status(code: Code) -> u16 {
         | Code::RequestError
         | Code::BadProviderResponse
         | Code::ResponseTooLarge
+        | Code::ProviderRedirect
         | Code::ProviderUnreachable => 502,
         Code::DeadlineExceeded => 504,
         Code::AuthMissing

@@ -298,6 +298,44 @@ async fn raw_server(head: Vec<u8>, chunk: Vec<u8>, endless: bool) -> String {
     format!("http://{addr}/v1/chat/completions")
 }
 
+#[tokio::test]
+async fn a_redirect_is_an_error_and_its_target_is_never_fetched() {
+    // A stand-in for a metadata service: anything it answers would be a leak.
+    let metadata = ProviderServer::start(vec![Reply::content("AccessKeySecret: fake-credential")])
+        .await
+        .unwrap();
+    let target = format!(
+        "{}/latest/meta-data/ram/security-credentials?x=1",
+        metadata.url()
+    );
+    let p = HttpProvider::new(settings()).unwrap();
+    for status in [301, 302, 303, 307, 308] {
+        let provider = ProviderServer::start(vec![Reply::Json {
+            status,
+            body: json!({}),
+            headers: vec![("location".into(), target.clone())],
+        }])
+        .await
+        .unwrap();
+        let ex = send(&p, &provider.url(), false).await;
+        assert_eq!(code(&ex), Some("PROVIDER_REDIRECT"), "HTTP {status}");
+        assert_eq!((ex.attempts, ex.http_status), (1, status), "not retried");
+        assert!(
+            ex.body.is_none(),
+            "nothing of a redirect is kept as the answer"
+        );
+        let text = ex.error.unwrap().to_string();
+        assert!(text.contains("127.0.0.1"), "names the origin: {text}");
+        assert!(!text.contains("meta-data"), "never the path: {text}");
+        assert_eq!(provider.requests().len(), 1);
+    }
+    assert!(
+        metadata.requests().is_empty(),
+        "the redirect target was contacted: {:?}",
+        metadata.requests().len()
+    );
+}
+
 fn small_cap() -> HttpSettings {
     HttpSettings {
         max_response_bytes: 64 * 1024,

@@ -113,6 +113,16 @@ fn connection(o: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Option<Connec
             Code::BadUrl,
             "base_url must be the full http(s) chat-completions URL",
         );
+    } else if let Some(u) = &base_url
+        && let Some(host) = metadata_host(u)
+    {
+        cx.err(
+            format!("{path}.base_url"),
+            Code::BadUrl,
+            format!(
+                "base_url points at {host}, a link-local or cloud metadata address; providers are never reached there"
+            ),
+        );
     }
     // The predecessor's files spell a plain key `api_key_plain`; it means the same as `api_key`.
     let key_field = if o.contains_key("api_key_plain") {
@@ -558,6 +568,29 @@ fn check_messages(messages: &Value, path: &str, cx: &mut Ctx) {
     }
 }
 
+/// The host of `url` when it is a link-local address or a cloud instance-metadata endpoint
+/// (169.254.0.0/16 holds AWS's, GCP's and Azure's, fe80::/10, AWS's IPv6 `fd00:ec2::254`,
+/// Alibaba's `100.100.100.200`): no provider lives there, and a key sent there is a key lost.
+/// Loopback and private ranges stay allowed (local and in-VPC models).
+fn metadata_host(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let bad = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.octets() == [100, 100, 100, 200],
+        std::net::IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    };
+    bad.then(|| host.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +625,33 @@ mod tests {
                 "the name@version spelling"
             );
         }
+    }
+
+    #[test]
+    fn metadata_and_link_local_base_urls_are_refused_and_local_ones_are_not() {
+        for bad in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.100.100.200/latest/meta-data/",
+            "http://[fe80::1]/v1/chat/completions",
+            "http://[fd00:ec2::254]/latest",
+            "http://[::ffff:169.254.170.2]/v2/credentials",
+        ] {
+            assert!(metadata_host(bad).is_some(), "{bad}");
+        }
+        for fine in [
+            "http://127.0.0.1:8080/v1/chat/completions",
+            "http://10.0.0.5/v1/chat/completions",
+            "https://api.openai.com/v1/chat/completions",
+            "http://[::1]:9/v1",
+        ] {
+            assert_eq!(metadata_host(fine), None, "{fine}");
+        }
+        let yaml = "connections: [{name: c, provider: p, base_url: 'http://169.254.169.254/v1', api_key: sk-1}]";
+        let (_, findings) = check(yaml);
+        assert!(
+            errors(&findings).contains(&("connections[0].base_url".to_owned(), "BAD_URL")),
+            "{findings:?}"
+        );
     }
 
     #[test]

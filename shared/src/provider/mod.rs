@@ -38,6 +38,7 @@ struct Attempt {
 pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
@@ -49,6 +50,9 @@ impl HttpProvider {
     pub fn new(settings: HttpSettings) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
+            // Never follow a redirect: a 302 to a metadata address would be fetched and kept as
+            // the answer, and a 307 would re-send the POST with its key. A 3xx is an error.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
             .tcp_keepalive(Duration::from_secs(60))
@@ -97,6 +101,14 @@ impl HttpProvider {
             Err(e) => return failed(0, None, transport_error(&e, timeout_ms, req.api_key)),
         };
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(location_origin);
+            return failed(status, None, ProviderError::Redirect { status, location });
+        }
         let retry_after = retry_after(resp.headers());
         let is_sse = resp
             .headers()
@@ -341,6 +353,20 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
+/// A redirect's target as `scheme://host[:port]`: enough to see where it pointed, never its path
+/// or query (which may carry tokens), at most 200 characters.
+fn location_origin(location: &str) -> String {
+    let origin = match reqwest::Url::parse(location) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            (None, _) => "a URL without a host".to_owned(),
+        },
+        Err(_) => "a relative URL".to_owned(),
+    };
+    origin.chars().take(200).collect()
+}
+
 /// The provider's `error.message` (OpenAI shape), if any.
 fn error_message(v: &Value) -> Option<String> {
     let m = v
@@ -385,6 +411,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(name, HeaderValue::from_str(value).unwrap());
         h
+    }
+
+    #[test]
+    fn a_redirect_target_is_named_by_its_origin_only() {
+        assert_eq!(
+            location_origin("http://100.100.100.200/latest/meta-data/ram?token=x"),
+            "http://100.100.100.200"
+        );
+        assert_eq!(
+            location_origin("https://h.example:8443/p"),
+            "https://h.example:8443"
+        );
+        assert_eq!(location_origin("/elsewhere"), "a relative URL");
     }
 
     #[test]
