@@ -12,7 +12,8 @@ use ai_runner::config::ValidationSettings;
 use ai_runner::crypto::{Keyring, derive_v1_key};
 use ai_runner::model::{ConnectionInfo, PromptInfo, ResolvedConfig};
 use ai_runner::provider::sse::SseAssembler;
-use ai_runner::request::{OutputSpec, build, render};
+use ai_runner::request::{OutputSpec, build};
+use ai_runner::template::render;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 

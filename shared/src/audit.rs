@@ -214,10 +214,7 @@ pub fn bounded(mut row: AuditRow, max_body: usize) -> AuditRow {
 /// Valid JSON standing in for a body too large to store.
 fn body_stub(body: &str) -> String {
     use sha2::Digest;
-    let sha: String = sha2::Sha256::digest(body.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = crate::hex::encode(&sha2::Sha256::digest(body.as_bytes()));
     let head: String = body.chars().take(4096).collect();
     serde_json::json!({"_truncated": true, "bytes": body.len(), "sha256": sha, "head": head})
         .to_string()

@@ -115,7 +115,7 @@ impl PepperKeys {
         let _ = hk.expand(b"ai-runner key id", &mut id);
         Self {
             pepper,
-            kid: hex(&id),
+            kid: crate::hex::encode(&id),
             v2_key: key,
         }
     }
@@ -352,11 +352,6 @@ fn b64_field(v: &Option<String>, name: &str) -> Result<Vec<u8>, CryptoError> {
         .map_err(|_| CryptoError::Malformed(format!("{name} is not base64")))
 }
 
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,7 +381,7 @@ mod tests {
             let salt = B64.decode(blob["salt"].as_str().unwrap()).unwrap();
             let iter = blob["iter"].as_u64().unwrap() as u32;
             let key = derive_v1_key(&Secret::new(v.pepper.clone()), &salt, iter);
-            assert_eq!(hex(key.as_ref()), v.derived_key_hex);
+            assert_eq!(crate::hex::encode(key.as_ref()), v.derived_key_hex);
             let ring = Keyring::new(Some(Secret::new(v.pepper.clone())), None);
             assert_eq!(
                 ring.decrypt(&v.stored_string, "any").unwrap().expose(),

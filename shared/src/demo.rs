@@ -203,7 +203,7 @@ async fn handle(
 async fn probe_media(body: &[u8]) -> Reply {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut strings = Vec::new();
-    crate::request::collect_strings(v.get("messages").unwrap_or(&Value::Null), &mut strings);
+    crate::template::collect_strings(v.get("messages").unwrap_or(&Value::Null), &mut strings);
     if let Some(data) = v
         .pointer("/messages")
         .and_then(Value::as_array)

@@ -8,8 +8,9 @@
 //!
 //! The crate is the only place with logic; ARCHITECTURE.md at the repository root maps it. In
 //! short, dependencies point one way:
-//! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data) and
-//!   [`ports`] (the traits the core uses to reach the outside);
+//! - the base: [`code`] (every stable code), [`secret`], [`config`], [`model`] (the core data),
+//!   [`ports`] (the traits the core uses to reach the outside), [`hex`] and [`template`] (the
+//!   `{{NAME}}` placeholders);
 //! - the core: [`crypto`], [`request`], [`validate`], [`audit`], [`spool`], [`run`], [`media`],
 //!   [`catalog`], [`eval`], [`access`];
 //! - the implementations of the ports: [`store`], [`provider`], [`objects`], `queue` (feature
@@ -38,6 +39,7 @@ pub mod eval;
 #[cfg(feature = "function")]
 pub mod function;
 pub mod health;
+pub mod hex;
 pub mod html;
 pub mod media;
 pub mod model;
@@ -54,6 +56,7 @@ pub mod spool;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod validate;
 
 pub use code::Code;

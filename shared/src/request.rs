@@ -12,8 +12,9 @@
 use serde_json::{Map, Value};
 
 use crate::code::Code;
-use crate::config::{ValidationSettings, parse_flag};
+use crate::config::{ValidationSettings, value_flag};
 use crate::model::ResolvedConfig;
+use crate::template::{placeholders, substitute};
 
 /// Param names mapped into the request body, in the predecessor's spelling.
 pub const PARAM_MAP: [(&str, &str); 8] = [
@@ -202,102 +203,6 @@ pub fn build(
     })
 }
 
-/// Reads a JSON boolean or one of the predecessor's string spellings ("true", "1", ...).
-pub fn value_flag(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => n.as_i64().map(|i| i != 0),
-        Value::String(s) => parse_flag(s),
-        _ => None,
-    }
-}
-
-/// Replaces `{{NAME}}` in every string value of `v` (keys are left alone).
-pub fn substitute(v: Value, vars: &Map<String, Value>) -> Value {
-    match v {
-        Value::String(s) => Value::String(render(&s, vars)),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|i| substitute(i, vars)).collect())
-        }
-        Value::Object(obj) => Value::Object(
-            obj.into_iter()
-                .map(|(k, v)| (k, substitute(v, vars)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// Renders one template string; unknown placeholders are kept verbatim.
-pub fn render(template: &str, vars: &Map<String, Value>) -> String {
-    if !template.contains("{{") {
-        return template.to_owned();
-    }
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let name = after[..end].trim();
-                match vars.get(name).filter(|_| is_var_name(name)) {
-                    Some(value) => out.push_str(&value_text(value)),
-                    None => out.push_str(&rest[start..start + 2 + end + 2]),
-                }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The placeholders still present in `s`.
-pub fn placeholders(s: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        let name = after[..end].trim();
-        if is_var_name(name) {
-            found.push(name.to_owned());
-        }
-        rest = &after[end + 2..];
-    }
-    found
-}
-
-/// Every string value inside `v`, depth first.
-pub fn collect_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(o) => o.values().for_each(|i| collect_strings(i, out)),
-        _ => {}
-    }
-}
-
-fn is_var_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 fn check_media(messages: &Value) -> Result<(), BuildError> {
     let Some(msgs) = messages.as_array() else {
         return Ok(());
@@ -355,6 +260,7 @@ fn check_media(messages: &Value) -> Result<(), BuildError> {
 mod tests {
     use super::*;
     use crate::model::{ConnectionInfo, PromptInfo};
+    use crate::template::render;
     use serde_json::json;
 
     fn cfg(

@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::hex;
+use crate::hex::encode as hex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

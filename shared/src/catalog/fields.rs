@@ -100,7 +100,7 @@ pub(crate) fn opt_str(
 pub(crate) fn opt_bool(o: &Map<String, Value>, key: &str, path: &str, cx: &mut Ctx) -> bool {
     match o.get(key) {
         None | Some(Value::Null) => true,
-        Some(v) => crate::request::value_flag(v).unwrap_or_else(|| {
+        Some(v) => crate::config::value_flag(v).unwrap_or_else(|| {
             cx.err(
                 format!("{path}.{key}"),
                 Code::BadType,

@@ -10,9 +10,8 @@ use serde_json::{Map, Value};
 
 use super::fields::Ctx;
 use super::types::{Catalog, Prompt, PromptRef};
-use super::verify::RUNTIME_VARS;
 use crate::code::Code;
-use crate::request::{collect_strings, placeholders};
+use crate::template::{RUNTIME_VARS, collect_strings, placeholders};
 
 /// Names that exist outside the file (in the database, for `verify --db-check` and `gen`).
 #[derive(Debug, Clone, Default)]

@@ -15,8 +15,8 @@ use super::types::{
 };
 use super::{Finding, is_placeholder};
 use crate::code::Code;
-use crate::request::placeholders;
 use crate::run::policy::{Failover, Policy};
+use crate::template::placeholders;
 
 /// The sections; `evals` (datasets and suites) is read by [`crate::eval::suite::catalog_evals`],
 /// `prices` by [`super::prices::catalog_prices`].
@@ -29,15 +29,6 @@ const SECTIONS: [&str; 8] = [
     "routes",
     "evals",
     "prices",
-];
-/// Runtime variables the pipeline and callers commonly pass (not reported as unfillable).
-pub(crate) const RUNTIME_VARS: [&str; 6] = [
-    "MEDIA_URL",
-    "MEDIA_DATA",
-    "MEDIA_FORMAT",
-    "MEDIA_KEY",
-    "MEDIA_BUCKET",
-    "MEDIA_SIZE",
 ];
 
 /// Checks a parsed catalog document; returns the typed catalog (when it has no errors) and
@@ -216,7 +207,7 @@ fn param_profile(o: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Option<Par
             "TEMPERATURE" | "TOP_P" | "FREQUENCY_PENALTY" | "PRESENCE_PENALTY" => v.is_number(),
             "MAX_TOKENS" | "N" => v.as_u64().is_some_and(|n| n > 0),
             "STREAM" | "JSON_SCHEMA_ENFORCE" | "ENFORCE_NO_ENGLISH" => {
-                crate::request::value_flag(v).is_some()
+                crate::config::value_flag(v).is_some()
             }
             "STOP" => v.is_string() || v.is_array(),
             _ => true,

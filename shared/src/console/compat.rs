@@ -94,7 +94,7 @@ pub(super) async fn invoke(State(c): State<Arc<Console>>, body: axum::body::Byte
     };
     let dry_run = body
         .get("dry_run")
-        .and_then(crate::request::value_flag)
+        .and_then(crate::config::value_flag)
         .unwrap_or(false);
     let runner = &c.app.runner;
     let dry = match runner.dry_run(&project, &route, &vars).await {

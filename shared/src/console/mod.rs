@@ -116,7 +116,7 @@ pub async fn bind(app: App, options: Options) -> Result<Listening, ConsoleError>
         None => {
             let mut b = [0u8; 24];
             rand::thread_rng().fill_bytes(&mut b);
-            crate::crypto::hex(&b)
+            crate::hex::encode(&b)
         }
     };
     let want = SocketAddr::new(options.host, options.port);

@@ -45,11 +45,11 @@ fn store_failure(e: &crate::ports::StoreError, nav: Nav) -> Response {
 /// Every `{{NAME}}` a prompt's messages use, in first-use order.
 fn placeholders(messages: &Value) -> Vec<String> {
     let mut strings = Vec::new();
-    crate::request::collect_strings(messages, &mut strings);
+    crate::template::collect_strings(messages, &mut strings);
     let mut seen = BTreeSet::new();
     strings
         .iter()
-        .flat_map(|s| crate::request::placeholders(s))
+        .flat_map(|s| crate::template::placeholders(s))
         .filter(|p| seen.insert(p.clone()))
         .collect()
 }
@@ -182,7 +182,7 @@ pub(super) async fn catalog(State(c): S) -> Response {
         .values()
         .map(|p| {
             let defaults = p.variables.clone().unwrap_or_default();
-            let rendered = crate::request::substitute(p.messages.clone(), &defaults);
+            let rendered = crate::template::substitute(p.messages.clone(), &defaults);
             let vars = placeholders(&p.messages)
                 .iter()
                 .map(|v| format!("<code>{}</code>", e(v)))
@@ -922,7 +922,7 @@ pub(super) async fn spilled_body(State(c): S, Path((id, which)): Path<(i64, Stri
         Err(err) => return logged(err.code(), &err, Nav::Trail),
     };
     use sha2::Digest;
-    let got = crate::crypto::hex(&sha2::Sha256::digest(&bytes));
+    let got = crate::hex::encode(&sha2::Sha256::digest(&bytes));
     let mut body = facts_html(&[
         ("Object", e(&format!("s3://{bucket}/{key}"))),
         ("Bytes", bytes.len().to_string()),

@@ -599,7 +599,7 @@ pub fn resolve(v: &Value, case: &CaseFields<'_>) -> Value {
             {
                 return found;
             }
-            Value::String(crate::request::render(s, &references(s, case)))
+            Value::String(crate::template::render(s, &references(s, case)))
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| resolve(x, case)).collect()),
         Value::Object(o) => Value::Object(
@@ -612,7 +612,7 @@ pub fn resolve(v: &Value, case: &CaseFields<'_>) -> Value {
 }
 
 fn references(s: &str, case: &CaseFields<'_>) -> Map<String, Value> {
-    crate::request::placeholders(s)
+    crate::template::placeholders(s)
         .into_iter()
         .filter_map(|name| lookup(&name, case).map(|v| (name, Value::String(as_text(&v)))))
         .collect()

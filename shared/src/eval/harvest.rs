@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::request::{collect_strings, placeholders};
+use crate::template::{collect_strings, placeholders};
 
 /// One audit row, as much of it as harvesting needs.
 #[derive(Debug, Clone)]
@@ -131,7 +131,7 @@ fn case_key(object_key: &str) -> String {
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(object_key.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(&digest[..8]);
     let head: String = object_key.chars().take(MAX - 17).collect();
     format!("{head}~{hex}")
 }

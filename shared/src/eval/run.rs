@@ -26,8 +26,8 @@ use crate::code::Code;
 use crate::model::ResolvedConfig;
 use crate::model::eval::EvalRun;
 use crate::ports::{EvalStore, Provider, Store, StoreError};
-use crate::request::{collect_strings, placeholders};
 use crate::run::{Overlay, RunContext, RunResult, Runner, new_trace_id};
+use crate::template::{collect_strings, placeholders};
 
 /// Narrowing and overrides from the command line (stored with a run, so a resume runs the same
 /// plan).
@@ -190,7 +190,7 @@ pub async fn prepare<S: Store, P: Provider>(
     }
     if findings.is_empty() {
         let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
-        out.hash = Some(digest.iter().map(|b| format!("{b:02x}")).collect());
+        out.hash = Some(crate::hex::encode(&digest));
     }
     (out, findings)
 }

@@ -146,16 +146,6 @@ pub struct Suite {
     pub snapshot: Value,
 }
 
-/// Variables the upload pipeline sets: a case may use them without defining them.
-const MEDIA_VARS: [&str; 6] = [
-    "MEDIA_URL",
-    "MEDIA_DATA",
-    "MEDIA_FORMAT",
-    "MEDIA_KEY",
-    "MEDIA_BUCKET",
-    "MEDIA_SIZE",
-];
-
 /// A dataset as read: every case, active or not, inline ones first.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -921,7 +911,9 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 pub fn unfilled(case: &Case, needed: &[String]) -> Vec<Finding> {
     needed
         .iter()
-        .filter(|n| !case.vars.contains_key(*n) && !MEDIA_VARS.contains(&n.as_str()))
+        .filter(|n| {
+            !case.vars.contains_key(*n) && !crate::template::RUNTIME_VARS.contains(&n.as_str())
+        })
         .map(|n| Finding {
             severity: Severity::Error,
             path: format!("case {}", case.key),

@@ -94,7 +94,7 @@ impl JobKey {
     pub fn new(bucket: &str, key: &str, version: &str) -> Self {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(key.as_bytes());
-        let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let hash = crate::hex::encode(&digest[..16]);
         let version: String = version.chars().take(60).collect();
         Self {
             bucket: bucket.to_owned(),

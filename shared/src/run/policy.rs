@@ -23,9 +23,9 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::value_flag;
 use crate::error::RunError;
 use crate::model::{ResolvedConfig, ResolvedRoute, RouteMember};
-use crate::request;
 
 /// How a route picks its first member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,7 +119,7 @@ impl Failover {
             "failover_on_non_retryable"
             | "failover_on_content"
             | "json_schema_enforce"
-            | "enforce_no_english" => match request::value_flag(value) {
+            | "enforce_no_english" => match value_flag(value) {
                 Some(_) => Ok(()),
                 None => Err("expected true or false".into()),
             },
@@ -135,7 +135,7 @@ impl Failover {
             return f;
         };
         for (k, v) in obj {
-            let flag = request::value_flag(v);
+            let flag = value_flag(v);
             match k.as_str() {
                 "failover_on_non_retryable" => f.on_non_retryable = flag.unwrap_or(false),
                 "failover_on_content" => f.on_content = flag.unwrap_or(true),

@@ -593,7 +593,7 @@ async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
     };
     use sha2::Digest;
     let digest = sha2::Sha256::digest(body.as_bytes());
-    let sha: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let sha = crate::hex::encode(&digest);
     let bytes = body.len();
     match spill
         .store

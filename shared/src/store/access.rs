@@ -166,7 +166,7 @@ fn parse_key(row: KeyRow) -> StoredKey {
 fn token(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    format!("{prefix}{}", crate::crypto::hex(&buf))
+    format!("{prefix}{}", crate::hex::encode(&buf))
 }
 
 /// What a new key may do and how much.

@@ -110,7 +110,8 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
     let g = graph();
     let core = [
         "code", "secret", "config", "model", "ports", "crypto", "request", "validate", "audit",
-        "error", "run", "media", "catalog", "eval", "access", "cost", "html", "status",
+        "error", "run", "media", "catalog", "eval", "access", "cost", "html", "status", "hex",
+        "template",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",
@@ -122,9 +123,9 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
             .collect();
         assert!(bad.is_empty(), "{m} reaches {bad:?}");
     }
-    let base = ["code", "secret", "model", "ports"];
+    let base = ["code", "secret", "model", "ports", "hex", "template"];
     for m in base {
-        let allowed: BTreeSet<&str> = ["code", "secret", "model"].into();
+        let allowed: BTreeSet<&str> = ["code", "secret", "model", "hex"].into();
         let bad: Vec<_> = g[m]
             .iter()
             .filter(|d| !allowed.contains(d.as_str()))
@@ -161,4 +162,19 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
             "{m} uses the demo edge"
         );
     }
+}
+
+#[test]
+fn the_catalog_and_the_console_read_templates_without_the_request_builder() {
+    let g = graph();
+    assert!(
+        !reaches(&g, "catalog").contains("request"),
+        "catalog reaches request: {:?}",
+        g["catalog"]
+    );
+    assert!(
+        !g["console"].contains("request"),
+        "console uses request: {:?}",
+        g["console"]
+    );
 }

@@ -1,0 +1,198 @@
+//! The knobs of the run: HTTP client timeouts and retries, answer validation, access control and
+//! evaluations, each with its defaults.
+//!
+//! Invariants: every knob has a default that matches the predecessor; a bad value is refused at
+//! start with its variable's name, never clamped silently.
+
+use std::time::Duration;
+
+use super::values::{flag, num};
+use super::{ConfigError, Getter};
+use crate::secret::Secret;
+
+/// HTTP behaviour towards providers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// `AI_TIMEOUT` (seconds, default 30): the whole of one HTTP attempt.
+    pub timeout: Duration,
+    /// `AI_MAX_RETRIES` (default 2): extra attempts after a retryable failure.
+    pub max_retries: u32,
+    /// `AI_RETRY_BASE_MS` (default 500): first backoff; doubles each retry.
+    pub retry_base: Duration,
+    /// `AI_RETRY_JITTER` (fraction 0..=1, default 0.2): random spread applied to each backoff.
+    pub retry_jitter: f64,
+    /// `AI_RETRY_AFTER_CAP_MS` (default 20000): the longest `Retry-After` honoured.
+    pub retry_after_cap: Duration,
+    /// `AI_MAX_RESPONSE_BYTES` (default 16 MiB): the largest answer (body or stream) read.
+    pub max_response_bytes: u64,
+    /// `AI_DEADLINE_RESERVE_MS` (default 2000): time kept back from the platform's deadline for
+    /// writing the audit row and answering.
+    pub deadline_reserve: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_retries: 2,
+            retry_base: Duration::from_millis(500),
+            retry_jitter: 0.2,
+            retry_after_cap: Duration::from_secs(20),
+            max_response_bytes: 16 * 1024 * 1024,
+            deadline_reserve: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Output validation defaults; a param profile may override the two switches for itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationSettings {
+    /// `JSON_SCHEMA_ENFORCE` (default true): validate JSON wherever the prompt or params ask for it.
+    pub json_schema_enforce: bool,
+    /// `ENFORCE_NO_ENGLISH` (default true): reject Latin letters in JSON string values.
+    pub enforce_no_english: bool,
+    /// `AI_CONTENT_RETRIES` (default 3): extra provider calls when content fails validation.
+    pub content_retries: u32,
+    /// `AI_CONTENT_RETRY_DELAY_MS` (default 1000): pause between content retries.
+    pub content_retry_delay: Duration,
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        Self {
+            json_schema_enforce: true,
+            enforce_no_english: true,
+            content_retries: 3,
+            content_retry_delay: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// `ACCESS_MODE`: what authenticates an API call (API Gateway, Function URL, FC HTTP trigger).
+/// Direct invocations, schedules and queues are authorised by the platform (invoke rights) and
+/// never checked here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessMode {
+    /// `iam`: the platform's authorizer only (IAM / JWT in front of API Gateway, FC's
+    /// `authType: function`); its principal is recorded. The default on Lambda.
+    Platform,
+    /// `hmac`: every API call must be signed with an access key (scopes, quotas, rate limits).
+    /// The default on Function Compute, whose HTTP triggers have no IAM in front.
+    Hmac,
+    /// `iam+hmac`: both; the platform's principal and the access key are recorded.
+    PlatformAndHmac,
+}
+
+/// Access control settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessSettings {
+    /// `ACCESS_MODE` (`iam`, `hmac`, `iam+hmac`; default `hmac` on Function Compute, else `iam`).
+    pub mode: AccessMode,
+    /// `ACCESS_MAX_SKEW_SECS` (default 300, 1..=3600): how far a signed timestamp may be from the
+    /// server's clock; nonces are kept as long.
+    pub max_skew: Duration,
+    /// `ACCESS_FAIL_OPEN` (default false): when the quota and rate counters cannot be reached,
+    /// let calls through (logged) instead of answering `ACCESS_UNAVAILABLE`. Key lookup and
+    /// nonces always fail closed.
+    pub fail_open: bool,
+}
+
+pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigError> {
+    let on_fc = get.get("AWS_LAMBDA_RUNTIME_API").is_none_or(str::is_empty)
+        && (get.get("FC_FUNCTION_NAME").is_some_and(|v| !v.is_empty())
+            || get.get("FC_SERVER_PORT").is_some_and(|v| !v.is_empty()));
+    let mode = match get
+        .get("ACCESS_MODE")
+        .map(|m| m.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") => {
+            if on_fc {
+                AccessMode::Hmac
+            } else {
+                AccessMode::Platform
+            }
+        }
+        Some("iam" | "platform") => AccessMode::Platform,
+        Some("hmac") => AccessMode::Hmac,
+        Some("iam+hmac" | "platform+hmac") => AccessMode::PlatformAndHmac,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "ACCESS_MODE",
+                reason: format!("{other:?} is not one of iam, hmac, iam+hmac"),
+            });
+        }
+    };
+    let skew = num(get, "ACCESS_MAX_SKEW_SECS", 300u64)?;
+    if !(1..=3600).contains(&skew) {
+        return Err(ConfigError::Invalid {
+            name: "ACCESS_MAX_SKEW_SECS",
+            reason: "must be from 1 to 3600".into(),
+        });
+    }
+    Ok(AccessSettings {
+        mode,
+        max_skew: Duration::from_secs(skew),
+        fail_open: flag(get, "ACCESS_FAIL_OPEN", false)?,
+    })
+}
+
+/// How `run-route` runs evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSettings {
+    /// `EVAL_QUEUE_URL`: the SQS queue a run's chunks go through; unset = run in process.
+    pub queue_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`: an SQS-protocol server instead of AWS's.
+    pub queue_endpoint: Option<String>,
+    /// `AWS_REGION` (default `us-east-1`).
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`): what Lambda sets.
+    pub credentials: Option<(String, Secret, Option<Secret>)>,
+    /// `EVAL_CHUNK_SIZE` (default 10, 1..=1000): calls per queue message.
+    pub chunk_size: usize,
+    /// `EVAL_REPORTS_PREFIX` (default `ai-runner/eval-reports/`): where a scheduled run's reports
+    /// go in `OSS_BUCKET`.
+    pub reports_prefix: String,
+}
+
+pub(super) fn parse_eval(get: Getter<'_>) -> Result<EvalSettings, ConfigError> {
+    let nonempty = |k: &str| {
+        get.get(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let chunk_size = num(get, "EVAL_CHUNK_SIZE", 10usize)?;
+    if !(1..=1000).contains(&chunk_size) {
+        return Err(ConfigError::Invalid {
+            name: "EVAL_CHUNK_SIZE",
+            reason: "must be from 1 to 1000".into(),
+        });
+    }
+    let reports_prefix =
+        nonempty("EVAL_REPORTS_PREFIX").unwrap_or_else(|| "ai-runner/eval-reports/".into());
+    if reports_prefix.starts_with('/') {
+        return Err(ConfigError::Invalid {
+            name: "EVAL_REPORTS_PREFIX",
+            reason: "object key prefixes do not start with '/'".into(),
+        });
+    }
+    Ok(EvalSettings {
+        queue_url: nonempty("EVAL_QUEUE_URL"),
+        queue_endpoint: nonempty("AWS_ENDPOINT_URL_SQS").or_else(|| nonempty("AWS_ENDPOINT_URL")),
+        region: nonempty("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        credentials: match (
+            nonempty("AWS_ACCESS_KEY_ID"),
+            nonempty("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Some((
+                id,
+                Secret::new(secret),
+                nonempty("AWS_SESSION_TOKEN").map(Secret::new),
+            )),
+            _ => None,
+        },
+        chunk_size,
+        reports_prefix,
+    })
+}
