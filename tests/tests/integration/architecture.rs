@@ -168,8 +168,8 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
 fn the_catalog_and_the_console_read_templates_without_the_request_builder() {
     let g = graph();
     assert!(
-        !reaches(&g, "catalog").contains("request"),
-        "catalog reaches request: {:?}",
+        !g["catalog"].contains("request"),
+        "catalog uses request: {:?}",
         g["catalog"]
     );
     assert!(
