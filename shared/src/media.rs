@@ -625,7 +625,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .to_ascii_lowercase();
     let mut ctx = RunContext {
         deadline: ctx.deadline,
-        trigger: ctx.trigger.clone(),
+        trigger: ctx.trigger,
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),

@@ -24,7 +24,7 @@ use crate::code::Code;
 use crate::model::trail::{TrailCursor, TrailFilter};
 use crate::ports::EvalStore;
 use crate::run::route::{DryRequest, RouteResult};
-use crate::run::{RunContext, RunResult, Variables};
+use crate::run::{RunContext, RunResult, Trigger, Variables};
 
 type S = State<Arc<Console>>;
 
@@ -634,7 +634,7 @@ pub(super) async fn try_it(State(c): S, Form(fields): Form<Vec<(String, String)>
         Err(m) => return failure(Code::InvalidInput, &m, Nav::Catalog),
     };
     let runner = &c.app.runner;
-    let ctx = RunContext::new("console");
+    let ctx = RunContext::new(Trigger::Console);
     match (&t.route, &t.config, t.run) {
         (Some((p, r)), _, false) => match runner.dry_run(p, r, &t.vars).await {
             Ok(d) => html(
@@ -1233,9 +1233,9 @@ pub(super) async fn evals(State(c): S) -> Response {
             vec![
                 link(&format!("/evals/{}", seg(&r.run_key)), &r.run_key),
                 e(&r.suite),
-                badge(&r.status),
+                badge(r.status.as_str()),
                 e(&when(r.created_ms)),
-                e(&r.trigger),
+                e(r.trigger.as_str()),
                 if total > 0 {
                     format!(
                         "{passed}/{total} ({:.1}%)",

@@ -205,7 +205,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             config_key: cfg.config_key.clone(),
             model: Some(cfg.model.clone()),
             trace_id: trace_id.clone(),
-            trigger_source: ctx.trigger.clone(),
+            trigger_source: ctx.trigger.as_str().to_owned(),
             request_id: ctx.request_id.clone(),
             caller: ctx.caller.clone(),
             project_name: overlay

@@ -542,7 +542,7 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
         .run_once(
             "audio-url",
             &serde_json::Map::new(),
-            &ai_runner::RunContext::new("library"),
+            &ai_runner::RunContext::new(ai_runner::Trigger::Library),
         )
         .await;
     let row = w
@@ -748,7 +748,7 @@ async fn an_object_store_down_for_spill_over_keeps_the_body_inline_and_the_row()
         .run_once(
             "audio-url",
             &serde_json::Map::new(),
-            &ai_runner::RunContext::new("library"),
+            &ai_runner::RunContext::new(ai_runner::Trigger::Library),
         )
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
