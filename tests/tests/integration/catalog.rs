@@ -154,7 +154,7 @@ async fn a_changed_key_or_field_is_an_update_and_the_new_key_is_used() {
     let changed: Vec<_> = items
         .iter()
         .filter(|i| i.action == Action::Update)
-        .map(|i| (i.kind, i.changes.clone()))
+        .map(|i| (i.kind.as_str(), i.changes.clone()))
         .collect();
     assert_eq!(
         changed,

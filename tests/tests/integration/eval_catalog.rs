@@ -69,7 +69,7 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(
         first
             .iter()
-            .map(|i| (i.kind, i.name.as_str(), i.action))
+            .map(|i| (i.kind.as_str(), i.name.as_str(), i.action))
             .collect::<Vec<_>>(),
         [
             ("dataset", "moods", Action::Create),
