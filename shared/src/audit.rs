@@ -273,4 +273,18 @@ mod tests {
         let all = format!("{r:?}");
         assert!(!all.contains("sk-test-secret-1"), "{all}");
     }
+
+    #[test]
+    fn a_trigger_label_longer_than_its_column_is_cut_to_32_characters() {
+        // A run's trigger is a closed vocabulary; a spooled row from another version may
+        // still carry any label, and the row must fit its column.
+        let s = Subject {
+            config_key: "k".into(),
+            trace_id: "abc".into(),
+            trigger_source: "a-caller-chosen-label-much-longer-than-thirty-two-characters".into(),
+            ..Default::default()
+        };
+        let r = bounded(row(&s, &Facts::default(), None, &[]), 65_536);
+        assert_eq!(r.trigger_source.chars().count(), 32, "cut to its column");
+    }
 }

@@ -62,5 +62,5 @@ pub mod validate;
 pub use code::Code;
 pub use config::Settings;
 pub use error::RunError;
-pub use run::{RunContext, RunResult, Runner, Variables};
+pub use run::{RunContext, RunResult, Runner, Trigger, Variables};
 pub use secret::Secret;

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::code::Code;
 use crate::config::ObjectSettings;
-use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping, ObjectRef};
+use crate::model::media::{Claim, JobFinish, JobKey, JobStatus, MediaMapping, ObjectRef};
 use crate::model::now_ms;
 use crate::ports::{JobStore, ObjectError, ObjectMeta, ObjectStore, Provider, Store, StoreError};
 use crate::run::{RunContext, Runner};
@@ -56,7 +56,7 @@ pub enum Outcome {
         /// Job id.
         job_id: i64,
         /// The job's status.
-        status: String,
+        status: JobStatus,
     },
     /// Another delivery holds the job right now.
     InProgress {
@@ -372,22 +372,22 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
     finish.finished_ms = now_ms();
     finish.duration_ms = finish.finished_ms - started;
     let (status, code, message) = match &outcome {
-        Outcome::Succeeded { .. } => ("succeeded", None, None),
+        Outcome::Succeeded { .. } => (JobStatus::Succeeded, None, None),
         Outcome::Rejected { code, message, .. } => (
-            "rejected",
+            JobStatus::Rejected,
             Some(code.as_str().to_owned()),
             Some(message.clone()),
         ),
         Outcome::Failed { code, message, .. } => (
             if has_pending_result(&finish) {
-                "answered"
+                JobStatus::Answered
             } else {
-                "failed"
+                JobStatus::Failed
             },
             Some(code.as_str().to_owned()),
             Some(message.clone()),
         ),
-        _ => ("failed", None, None),
+        _ => (JobStatus::Failed, None, None),
     };
     finish.status = status;
     finish.error_code = code;
@@ -470,7 +470,7 @@ async fn unreadable<S: JobStore>(
         }) => {
             // The answer waiting on the row stays there for the next delivery.
             let finish = JobFinish {
-                status: "answered",
+                status: JobStatus::Answered,
                 attempt: attempts,
                 error_code: Some(e.code().as_str().to_owned()),
                 error_message: Some(e.to_string()),
@@ -489,7 +489,7 @@ async fn unreadable<S: JobStore>(
         }
     };
     let finish = JobFinish {
-        status: "failed",
+        status: JobStatus::Failed,
         attempt,
         error_code: Some(e.code().as_str().to_owned()),
         error_message: Some(e.to_string()),
@@ -548,7 +548,7 @@ async fn store_result<S: JobStore>(
         .map(str::to_owned);
     let outcome = match put {
         Ok(()) => {
-            finish.status = "succeeded";
+            finish.status = JobStatus::Succeeded;
             finish.result_bucket = Some(obj.bucket.clone());
             finish.result_key = Some(result_key.clone());
             finish.summary = Some(json!({"stored_on_redelivery": true}));
@@ -563,7 +563,7 @@ async fn store_result<S: JobStore>(
             }
         }
         Err(e) => {
-            finish.status = "answered";
+            finish.status = JobStatus::Answered;
             finish.error_code = Some(e.code().as_str().to_owned());
             finish.error_message = Some(e.to_string());
             finish.summary = Some(json!({"pending_result": doc}));
@@ -625,7 +625,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .to_ascii_lowercase();
     let mut ctx = RunContext {
         deadline: ctx.deadline,
-        trigger: ctx.trigger.clone(),
+        trigger: ctx.trigger,
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),

@@ -65,6 +65,14 @@ pub enum StoreError {
         /// Which column.
         column: &'static str,
     },
+    /// A stored text column holds a value outside its closed vocabulary (a status, a trigger).
+    #[error("stored value {value:?} in {column} is not one this version knows")]
+    BadValue {
+        /// Which column.
+        column: &'static str,
+        /// What it holds (cut to 64 characters).
+        value: String,
+    },
 }
 
 impl StoreError {
@@ -78,7 +86,7 @@ impl StoreError {
             Self::Outdated(_) => Code::SchemaOutdated,
             Self::Unavailable(_) => Code::DbUnavailable,
             Self::Query(_) => Code::DbError,
-            Self::BadJson { .. } => Code::StoredJsonInvalid,
+            Self::BadJson { .. } | Self::BadValue { .. } => Code::StoredJsonInvalid,
         }
     }
 
@@ -186,7 +194,7 @@ pub trait EvalStore: Send + Sync {
     fn stop_run(
         &self,
         run_key: &str,
-        status: &str,
+        status: crate::model::eval::EvalStatus,
         reason: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Folds one chunk into the run's streak of consecutive provider failures, atomically

@@ -26,7 +26,7 @@ use ai_runner::eval::report;
 use ai_runner::eval::run::{self, CaseResult, Options, Report, Start, summarise};
 use ai_runner::eval::suite::read_suite;
 use ai_runner::model::eval::{GateOutcome, Graded, Verdict};
-use ai_runner::{RunContext, Variables};
+use ai_runner::{RunContext, Trigger, Variables};
 use ai_runner_tests::{Backend, Seed, TestDb, runner, seed};
 use serde_json::{Value, json};
 
@@ -74,7 +74,7 @@ async fn overhead(n: usize) -> (f64, f64) {
     let r = runner(&tdb.settings(&[]));
     let mut vars = Variables::new();
     vars.insert("TEXT".into(), json!("基准"));
-    let ctx = RunContext::new("bench");
+    let ctx = RunContext::new(Trigger::Library);
     let _ = r.run_once("bench", &vars, &ctx).await;
     let mut plain = Vec::with_capacity(n);
     for _ in 0..n {
@@ -86,7 +86,7 @@ async fn overhead(n: usize) -> (f64, f64) {
     let last = Mutex::new(Instant::now());
     let per_case = Mutex::new(Vec::with_capacity(n));
     let how = Start {
-        trigger: "bench".into(),
+        trigger: ai_runner::Trigger::Library,
         baseline: None,
     };
     *last.lock().unwrap() = Instant::now();
@@ -111,7 +111,7 @@ async fn throughput(latency_ms: u64, concurrency: usize, n: usize) -> f64 {
     let r = runner(&tdb.settings(&[]));
     let s = suite(n, concurrency);
     let how = Start {
-        trigger: "bench".into(),
+        trigger: ai_runner::Trigger::Library,
         baseline: None,
     };
     let t = Instant::now();

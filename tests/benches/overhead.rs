@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::{RunContext, Variables};
+use ai_runner::{RunContext, Trigger, Variables};
 use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, runner, seed, seed_route};
 use serde_json::{Value, json};
 
@@ -88,7 +88,11 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
     // Warm up: pool, HTTP keep-alive, key cache.
     for _ in 0..20 {
         let res = r
-            .run_once("bench", &Variables::new(), &RunContext::new("bench"))
+            .run_once(
+                "bench",
+                &Variables::new(),
+                &RunContext::new(Trigger::Library),
+            )
             .await;
         assert!(res.is_ok(), "{:?}", res.error);
     }
@@ -104,13 +108,22 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
                 let t = Instant::now();
                 let provider_us = if target == "config" {
                     let res = r
-                        .run_once("bench", &Variables::new(), &RunContext::new("bench"))
+                        .run_once(
+                            "bench",
+                            &Variables::new(),
+                            &RunContext::new(Trigger::Library),
+                        )
                         .await;
                     assert!(res.is_ok());
                     res.provider_us
                 } else {
                     let res = r
-                        .run_route("bench", "two", &Variables::new(), &RunContext::new("bench"))
+                        .run_route(
+                            "bench",
+                            "two",
+                            &Variables::new(),
+                            &RunContext::new(Trigger::Library),
+                        )
                         .await;
                     assert!(res.result.is_ok());
                     res.result.provider_us

@@ -77,7 +77,7 @@ impl EvalArgs {
                     format_of(o)?;
                 }
                 let how = Start {
-                    trigger: "cli".into(),
+                    trigger: ai_runner::Trigger::Cli,
                     baseline,
                 };
                 run_suite(

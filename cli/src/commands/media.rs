@@ -2,7 +2,7 @@
 
 use ai_runner::media::{self, Outcome};
 use ai_runner::model::media::ObjectRef;
-use ai_runner::{Code, RunContext};
+use ai_runner::{Code, RunContext, Trigger};
 use serde_json::Value;
 
 use crate::args::{MapCommand, MediaArgs, MediaCommand, VarArgs};
@@ -30,7 +30,7 @@ impl MediaArgs {
                     app.objects.as_ref(),
                     &app.object_settings,
                     &obj,
-                    &RunContext::new("cli"),
+                    &RunContext::new(Trigger::Cli),
                     true,
                 )
                 .await;

@@ -18,7 +18,7 @@ use ai_runner::model::media::ObjectRef;
 use ai_runner::objects::LocalStore;
 use ai_runner::ports::ObjectStore;
 use ai_runner::store::{Db, migrate};
-use ai_runner::{Code, RunContext, Variables};
+use ai_runner::{Code, RunContext, Trigger, Variables};
 use serde_json::{Value, json};
 
 use crate::args::{QuickstartArgs, QuickstartMode};
@@ -122,7 +122,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
         "config:   {} (key stored encrypted)",
         demo::QUICKSTART_CONFIG_KEY
     );
-    let ctx = RunContext::new("quickstart");
+    let ctx = RunContext::new(Trigger::Quickstart);
     let result = runner
         .run_once(demo::QUICKSTART_CONFIG_KEY, &Variables::new(), &ctx)
         .await;
@@ -271,7 +271,7 @@ async fn evaluation(app: &App) -> Result<(), Failure> {
         suite.targets.len()
     );
     let how = Start {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         baseline: None,
     };
     let report = run::start(
@@ -361,7 +361,7 @@ async fn demo_mode(
         app.objects.as_ref(),
         &app.object_settings,
         &object(&bucket, &key),
-        &RunContext::new("quickstart"),
+        &RunContext::new(Trigger::Quickstart),
         true,
     )
     .await;

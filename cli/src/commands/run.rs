@@ -2,7 +2,7 @@
 //! functions are. Demo endpoints the stored configs point at (quickstart's) are served for the
 //! length of the command, so those configs keep answering after quickstart has exited.
 
-use ai_runner::{Code, RunContext, Variables};
+use ai_runner::{Code, RunContext, Trigger, Variables};
 use serde_json::Value;
 
 use crate::args::{RouteArgs, RunOnceArgs, VarArgs};
@@ -53,7 +53,7 @@ impl RouteArgs {
 
 /// The CLI's run context: trigger `cli`, and a deadline `--timeout` seconds from now.
 fn context(timeout: Option<f64>) -> Result<RunContext, Failure> {
-    let mut ctx = RunContext::new("cli");
+    let mut ctx = RunContext::new(Trigger::Cli);
     if let Some(secs) = timeout {
         let d = std::time::Duration::try_from_secs_f64(secs)
             .ok()

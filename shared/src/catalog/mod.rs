@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use crate::code::Code;
 
-pub use plan::{Action, ApplyError, PlanItem, Snapshot, env_reference, plan, plan_with};
+pub use plan::{Action, ApplyError, PlanItem, PlanKind, Snapshot, env_reference, plan, plan_with};
 pub use refs::Known;
 pub use route_pool::route_pool;
 pub use sample::sample;

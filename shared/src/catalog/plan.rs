@@ -30,11 +30,37 @@ pub enum Action {
     Unchanged,
 }
 
+crate::model::vocab! {
+    /// What kind of object a plan line is about.
+    pub enum PlanKind {
+        /// `ai_connection`.
+        Connection = "connection",
+        /// `ai_model`.
+        Model = "model",
+        /// `ai_param_profile`.
+        ParamProfile = "param_profile",
+        /// `ai_prompt`.
+        Prompt = "prompt",
+        /// `ai_config`.
+        Config = "config",
+        /// `ai_route_v2` (with its project).
+        Route = "route",
+        /// `ai_route_member_v2`.
+        Member = "member",
+        /// `ai_eval_dataset`.
+        Dataset = "dataset",
+        /// `ai_eval_case`.
+        Case = "case",
+        /// `ai_eval_suite`.
+        Suite = "suite",
+    }
+}
+
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanItem {
     /// `connection`, `model`, `param_profile`, `prompt`, `config`, `project`, `route`, `member`.
-    pub kind: &'static str,
+    pub kind: PlanKind,
     /// Its natural key.
     pub name: String,
     /// What happens.
@@ -266,7 +292,7 @@ fn resolve_key(
     Ok(Some(ring.encrypt(&plain, &binding)?))
 }
 
-fn item(kind: &'static str, name: String, action: Action, changes: Vec<&'static str>) -> PlanItem {
+fn item(kind: PlanKind, name: String, action: Action, changes: Vec<&'static str>) -> PlanItem {
     PlanItem {
         kind,
         name,
@@ -332,20 +358,20 @@ pub fn plan_with(
                 ("api_key", blob.is_some()),
             ]
         });
-        out.push(item("connection", c.name.clone(), a, ch));
+        out.push(item(PlanKind::Connection, c.name.clone(), a, ch));
         blobs.push(blob);
     }
     for m in &cat.models {
         let (a, ch) = classify(snap.models.get(&m.name), |o| {
             vec![("connection", o.connection != m.connection)]
         });
-        out.push(item("model", m.name.clone(), a, ch));
+        out.push(item(PlanKind::Model, m.name.clone(), a, ch));
     }
     for p in &cat.param_profiles {
         let (a, ch) = classify(snap.profiles.get(&p.name), |o| {
             vec![("params", o.params != p.params)]
         });
-        out.push(item("param_profile", p.name.clone(), a, ch));
+        out.push(item(PlanKind::ParamProfile, p.name.clone(), a, ch));
     }
     for p in &cat.prompts {
         let old = snap.prompts.get(&(p.name.clone(), p.version.clone()));
@@ -361,7 +387,12 @@ pub fn plan_with(
                 ),
             ]
         });
-        out.push(item("prompt", format!("{}@{}", p.name, p.version), a, ch));
+        out.push(item(
+            PlanKind::Prompt,
+            format!("{}@{}", p.name, p.version),
+            a,
+            ch,
+        ));
     }
     for c in &cat.configs {
         let (a, ch) = classify(snap.configs.get(&c.config_key), |o| {
@@ -373,7 +404,7 @@ pub fn plan_with(
                 ("active", o.active != c.active),
             ]
         });
-        out.push(item("config", c.config_key.clone(), a, ch));
+        out.push(item(PlanKind::Config, c.config_key.clone(), a, ch));
     }
     for r in &cat.routes {
         let old = snap.routes.get(&(r.project.clone(), r.route_key.clone()));
@@ -389,7 +420,7 @@ pub fn plan_with(
             ]
         });
         out.push(item(
-            "route",
+            PlanKind::Route,
             format!("{}/{}", r.project, r.route_key),
             a,
             ch,
@@ -404,7 +435,7 @@ pub fn plan_with(
                 ]
             });
             out.push(item(
-                "member",
+                PlanKind::Member,
                 format!("{}/{}:{}", r.project, r.route_key, m.config_key),
                 a,
                 ch,
@@ -417,7 +448,7 @@ pub fn plan_with(
                 .filter(|om| om.active && !r.members.iter().any(|m| m.config_key == om.config_key))
             {
                 out.push(item(
-                    "member",
+                    PlanKind::Member,
                     format!("{}/{}:{}", r.project, r.route_key, om.config_key),
                     Action::Update,
                     vec!["deactivated"],
@@ -486,7 +517,7 @@ mod tests {
     fn actions(items: &[PlanItem]) -> Vec<(&str, &str, Action)> {
         items
             .iter()
-            .map(|i| (i.kind, i.name.as_str(), i.action))
+            .map(|i| (i.kind.as_str(), i.name.as_str(), i.action))
             .collect()
     }
 
@@ -536,7 +567,7 @@ mod tests {
         let updated: Vec<_> = items
             .iter()
             .filter(|i| i.action == Action::Update)
-            .map(|i| (i.kind, i.changes.clone()))
+            .map(|i| (i.kind.as_str(), i.changes.clone()))
             .collect();
         assert_eq!(
             updated,

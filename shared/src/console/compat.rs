@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Console;
 use crate::code::Code;
-use crate::run::{RunContext, Variables};
+use crate::run::{RunContext, Trigger, Variables};
 use crate::status::http_status;
 
 fn refuse(code: Code, message: &str) -> Response {
@@ -138,7 +138,7 @@ pub(super) async fn invoke(State(c): State<Arc<Console>>, body: axum::body::Byte
         .into_response();
     }
     let r = runner
-        .run_route(&project, &route, &vars, &RunContext::new("console"))
+        .run_route(&project, &route, &vars, &RunContext::new(Trigger::Console))
         .await;
     if let Value::Object(m) = &mut meta {
         m.insert("trace_id".into(), json!(r.result.trace_id));

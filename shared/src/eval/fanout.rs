@@ -28,6 +28,7 @@ use super::run::{
     prepare, stop_after, stored_suite,
 };
 use super::suite::read_suite;
+use crate::model::eval::EvalStatus;
 use crate::model::now_ms;
 use crate::ports::{EvalStore, ObjectStore, Provider, Queue, Store};
 use crate::run::{Runner, new_trace_id};
@@ -172,7 +173,11 @@ pub async fn start_queued<S: Store + EvalStore, P: Provider>(
         .collect();
     if let Err(e) = queue.send(&bodies).await {
         let why = e.to_string();
-        if let Err(se) = runner.store().stop_run(&run_key, "failed", &why).await {
+        if let Err(se) = runner
+            .store()
+            .stop_run(&run_key, EvalStatus::Failed, &why)
+            .await
+        {
             tracing::error!(run = %run_key, code = %se.code(), "could not mark the unqueued run failed");
         }
         return Err(EvalError::Queue(why));
@@ -246,16 +251,13 @@ pub async fn work<S: Store + EvalStore, P: Provider>(
         finalized: false,
         skipped: false,
     };
-    match run.status.as_str() {
-        "finished" | "stopped" | "failed" => {
-            worked.skipped = true;
-            return Ok(worked);
-        }
-        _ => {}
+    if run.status.is_final() {
+        worked.skipped = true;
+        return Ok(worked);
     }
     let started = Instant::now();
     let (suite, opts) = stored_suite(&run)?;
-    if run.status == "running" {
+    if run.status == EvalStatus::Running {
         let (resolved, _) = prepare(runner, &suite, &opts).await;
         let skip: BTreeSet<(String, String, u32)> = store.result_keys(&run.run_key).await?;
         let breaker = Breaker::new(
@@ -302,7 +304,9 @@ pub async fn work<S: Store + EvalStore, P: Provider>(
             let reason = format!(
                 "stopped after {streak} consecutive provider failures (stop_after_failures = {limit})"
             );
-            store.stop_run(&run.run_key, "stopping", &reason).await?;
+            store
+                .stop_run(&run.run_key, EvalStatus::Stopping, &reason)
+                .await?;
         }
         if lost.load(Ordering::SeqCst) {
             return Err(EvalError::Queue(
@@ -330,11 +334,11 @@ async fn finalize_if_complete<S: Store + EvalStore, P: Provider>(
         return Err(EvalError::UnknownRun(run_key.to_owned()));
     };
     let complete = store.count_results(run_key).await? >= run.total;
-    let stopping = run.status == "stopping";
-    if !(complete || stopping || run.status == "finalizing") {
+    let stopping = run.status == EvalStatus::Stopping;
+    if !(complete || stopping || run.status == EvalStatus::Finalizing) {
         return Ok(false);
     }
-    if matches!(run.status.as_str(), "finished" | "stopped" | "failed") {
+    if run.status.is_final() {
         return Ok(false);
     }
     let token = new_trace_id()[..16].to_owned();
@@ -346,7 +350,7 @@ async fn finalize_if_complete<S: Store + EvalStore, P: Provider>(
         // Another worker is finalizing: fail this message so the queue brings it back; by then
         // the run is finished (and the message is acknowledged) or the claim is stale.
         return match store.eval_run(run_key).await?.map(|r| r.status) {
-            Some(s) if s == "finalizing" => Err(EvalError::Queue(format!(
+            Some(EvalStatus::Finalizing) => Err(EvalError::Queue(format!(
                 "run {run_key} is being finalized by another worker"
             ))),
             _ => Ok(false),

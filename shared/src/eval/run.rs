@@ -24,9 +24,9 @@ use super::suite::{Case, Gates, Suite, Target, read_suite, unfilled};
 use crate::catalog::{Finding, Severity};
 use crate::code::Code;
 use crate::model::ResolvedConfig;
-use crate::model::eval::EvalRun;
+use crate::model::eval::{EvalRun, EvalStatus};
 use crate::ports::{EvalStore, Provider, Store, StoreError};
-use crate::run::{Overlay, RunContext, RunResult, Runner, new_trace_id};
+use crate::run::{Overlay, RunContext, RunResult, Runner, Trigger, new_trace_id};
 use crate::template::{collect_strings, placeholders};
 
 /// Narrowing and overrides from the command line (stored with a run, so a resume runs the same
@@ -360,7 +360,7 @@ pub fn stop_after(suite: &Suite, opts: &Options) -> u32 {
 #[derive(Debug, Clone)]
 pub struct Start {
     /// `cli`, `schedule`, `api`.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// Compare against this run (`--baseline`), if any.
     pub baseline: Option<String>,
 }
@@ -429,8 +429,8 @@ pub(crate) async fn create<S: Store + EvalStore, P: Provider>(
             &EvalRun {
                 run_key: run_key.clone(),
                 suite: suite.name.clone(),
-                status: "running".into(),
-                trigger: how.trigger.clone(),
+                status: EvalStatus::Running,
+                trigger: how.trigger,
                 suite_json: suite.snapshot.clone(),
                 options_json: serde_json::to_value(opts).unwrap_or(Value::Null),
                 config_hash: resolved.hash.clone(),
@@ -686,7 +686,7 @@ where
     let concurrency = opts.concurrency.unwrap_or(suite.concurrency).max(1);
     let ctx = RunContext {
         deadline: None,
-        trigger: "eval".into(),
+        trigger: Trigger::Eval,
         request_id: Some(format!("eval:{}", jobs.run_key)),
         redact: Vec::new(),
         caller: opts.caller.clone(),

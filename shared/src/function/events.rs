@@ -44,12 +44,13 @@ impl Source {
     }
 
     /// The audit row's `trigger_source`.
-    pub fn trigger(self) -> &'static str {
+    pub fn trigger(self) -> crate::model::Trigger {
+        use crate::model::Trigger;
         match self {
-            Source::Direct => "lambda",
-            Source::ApiGatewayV1 | Source::ApiGatewayV2 => "apigw",
-            Source::FcHttp => "http",
-            Source::Schedule | Source::FcTimer => "schedule",
+            Source::Direct => Trigger::Lambda,
+            Source::ApiGatewayV1 | Source::ApiGatewayV2 => Trigger::Apigw,
+            Source::FcHttp => Trigger::Http,
+            Source::Schedule | Source::FcTimer => Trigger::Schedule,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::media;
 use crate::model::access::Action;
 use crate::model::media::ObjectRef;
 use crate::ports::{AccessStore, KeyCall};
-use crate::run::RunContext;
+use crate::run::{RunContext, Trigger};
 
 /// Handles one run-route invocation: a route run (direct, API Gateway, or an EventBridge
 /// schedule), the start of an evaluation run (`{"eval": "<suite>"}`), or an SQS batch of an
@@ -77,7 +77,7 @@ pub async fn run_route(state: &App, payload: Value, call: Call) -> Result<Value,
     }
     let ctx = RunContext {
         deadline: call.deadline,
-        trigger: trigger_label(inv.source, req.trigger.as_deref()).to_owned(),
+        trigger: trigger_label(inv.source, req.trigger.as_deref()),
         request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
         caller: granted.as_ref().map(|g| g.caller.clone()),
@@ -202,9 +202,9 @@ async fn log_key_call(
 /// The audit row's `trigger_source`: decided by the event's shape, never by what a caller writes.
 /// Only a direct invocation (which needs `lambda:InvokeFunction`, e.g. a schedule's constant
 /// input) may say `schedule`; anything else it says is ignored.
-fn trigger_label(source: Source, asked: Option<&str>) -> &'static str {
+fn trigger_label(source: Source, asked: Option<&str>) -> Trigger {
     match (source, asked) {
-        (Source::Direct, Some("schedule")) => "schedule",
+        (Source::Direct, Some("schedule")) => Trigger::Schedule,
         (
             Source::Direct
             | Source::ApiGatewayV1
@@ -226,10 +226,10 @@ async fn eval_start(
     granted: Option<&Granted>,
 ) -> Result<Value, Failure> {
     let trigger = match source {
-        Source::Schedule | Source::FcTimer => "schedule",
-        Source::ApiGatewayV1 | Source::ApiGatewayV2 | Source::FcHttp => "api",
-        Source::Direct if req.trigger.as_deref() == Some("schedule") => "schedule",
-        Source::Direct => "api",
+        Source::Schedule | Source::FcTimer => Trigger::Schedule,
+        Source::ApiGatewayV1 | Source::ApiGatewayV2 | Source::FcHttp => Trigger::Api,
+        Source::Direct if req.trigger.as_deref() == Some("schedule") => Trigger::Schedule,
+        Source::Direct => Trigger::Api,
     };
     let mut opts = Options {
         tags: req.tags,
@@ -264,7 +264,7 @@ async fn eval_start(
         }
     }
     let how = Start {
-        trigger: trigger.into(),
+        trigger,
         baseline: req.baseline,
     };
     let sink = report_sink(state);
@@ -376,7 +376,7 @@ pub async fn run_once(state: &App, payload: Value, call: Call) -> Result<Value, 
     };
     let ctx = RunContext {
         deadline: call.deadline,
-        trigger: inv.source.trigger().to_owned(),
+        trigger: inv.source.trigger(),
         request_id: request_id(inv.source, inv.request_id, call.request_id),
         redact: Vec::new(),
         caller: granted.as_ref().map(|g| g.caller.clone()),
@@ -444,7 +444,7 @@ pub async fn oss_trigger(state: &App, payload: Value, call: Call) -> Result<Valu
     };
     let ctx = RunContext {
         deadline: call.deadline,
-        trigger: "oss".into(),
+        trigger: Trigger::Oss,
         request_id: call.request_id,
         redact: Vec::new(),
         caller: None,

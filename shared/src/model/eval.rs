@@ -132,6 +132,34 @@ pub struct Report {
     pub stopped: Option<String>,
 }
 
+super::vocab! {
+    /// Where a stored evaluation run is (`ai_eval_run.status`).
+    pub enum EvalStatus {
+        /// Being run (or interrupted: a resume goes on).
+        Running = "running",
+        /// The early-stop breaker tripped; the finalizer writes it as `stopped`.
+        Stopping = "stopping",
+        /// One instance holds the claim to write its summary.
+        Finalizing = "finalizing",
+        /// Every planned result ran and the summary is written.
+        Finished = "finished",
+        /// Stopped early (see `stop_reason`): the missing results were never called.
+        Stopped = "stopped",
+        /// Could not be started (its chunks could not be queued).
+        Failed = "failed",
+    }
+}
+
+impl EvalStatus {
+    /// True once nothing more happens to the run (`finished`, `stopped`, `failed`).
+    pub fn is_final(self) -> bool {
+        match self {
+            Self::Finished | Self::Stopped | Self::Failed => true,
+            Self::Running | Self::Stopping | Self::Finalizing => false,
+        }
+    }
+}
+
 /// An evaluation run as stored (`ai_eval_run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRun {
@@ -139,11 +167,11 @@ pub struct EvalRun {
     pub run_key: String,
     /// The suite.
     pub suite: String,
-    /// `running` (or interrupted), `finalizing`, `finished`, `stopped` (early, see
+    /// `running` (or interrupted), `stopping`, `finalizing`, `finished`, `stopped` (early, see
     /// `stop_reason`) or `failed` (could not be started).
-    pub status: String,
+    pub status: EvalStatus,
     /// `cli`, `schedule`, `api`.
-    pub trigger: String,
+    pub trigger: super::Trigger,
     /// The suite and its dataset as read (what a resume runs again).
     pub suite_json: Value,
     /// The command line's narrowing and gates.

@@ -73,6 +73,24 @@ pub fn most_specific<'a>(
         .max_by_key(|m| m.specificity())
 }
 
+super::vocab! {
+    /// Where an upload job is (`ai_media_job.status`).
+    #[derive(Default)]
+    pub enum JobStatus {
+        /// Claimed by a delivery that is running it.
+        Running = "running",
+        /// The route answered and the result object is stored.
+        Succeeded = "succeeded",
+        /// It failed (a redelivery may take it over); a finish that says nothing else is this.
+        #[default]
+        Failed = "failed",
+        /// Refused for good (not media, too large, no mapping...).
+        Rejected = "rejected",
+        /// The route answered; the result object could not be stored yet and waits on the row.
+        Answered = "answered",
+    }
+}
+
 /// Identifies one object version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobKey {
@@ -124,7 +142,7 @@ pub enum Claim {
         /// Job id.
         id: i64,
         /// Its status.
-        status: String,
+        status: JobStatus,
     },
     /// Another delivery is running it right now.
     InProgress(i64),
@@ -135,7 +153,7 @@ pub enum Claim {
 pub struct JobFinish {
     /// `succeeded`, `failed`, `rejected`, or `answered` (the route answered; the result object
     /// could not be stored yet and waits on the row).
-    pub status: &'static str,
+    pub status: JobStatus,
     /// The claim's attempt number: only the holder of that claim may finish the job (a run
     /// taken over after its lease cannot overwrite the new owner's result).
     pub attempt: i64,
@@ -176,8 +194,8 @@ pub struct JobRow {
     pub object_key: String,
     /// Version id or ETag.
     pub object_version: String,
-    /// `running`, `succeeded`, `failed`, `rejected`.
-    pub status: String,
+    /// `running`, `succeeded`, `failed`, `rejected`, `answered`.
+    pub status: JobStatus,
     /// Claims so far.
     pub attempts: i64,
     /// Route project.

@@ -10,6 +10,9 @@ pub mod cost;
 pub mod eval;
 pub mod media;
 pub mod trail;
+mod vocab;
+
+pub(crate) use vocab::vocab;
 
 use serde_json::Value;
 
@@ -32,6 +35,34 @@ impl ConnectionInfo {
     /// The associated-data binding for this connection's key blob.
     pub fn key_binding(&self) -> String {
         connection_binding(&self.name)
+    }
+}
+
+vocab! {
+    /// What fired a run: the audit row's `trigger_source` and an evaluation run's trigger.
+    pub enum Trigger {
+        /// A direct function invocation (Lambda `Invoke`, FC invoke).
+        Lambda = "lambda",
+        /// An API Gateway REST or HTTP API call, or a Function URL.
+        Apigw = "apigw",
+        /// A Function Compute HTTP trigger.
+        Http = "http",
+        /// A scheduled rule or timer.
+        Schedule = "schedule",
+        /// An uploaded object (the upload pipeline).
+        Oss = "oss",
+        /// The `ai-runner` command line.
+        Cli = "cli",
+        /// The local web console (`ai-runner dev`).
+        Console = "console",
+        /// `ai-runner quickstart`.
+        Quickstart = "quickstart",
+        /// A call an evaluation made (its audit rows).
+        Eval = "eval",
+        /// An evaluation run started by an API call.
+        Api = "api",
+        /// A program using the library directly (tests, benchmarks).
+        Library = "library",
     }
 }
 

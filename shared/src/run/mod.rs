@@ -15,6 +15,8 @@ pub mod runner;
 use rand::RngCore;
 use serde_json::{Map, Value};
 
+pub use crate::model::Trigger;
+
 pub use result::{RunMeta, RunResult, RunStatus};
 pub use route::{DryRequest, DryRun, MemberAttempt, RouteMeta, RouteResult};
 pub use runner::{MediaSource, Overlay, Runner, Spill};
@@ -23,10 +25,10 @@ pub use runner::{MediaSource, Overlay, Runner, Spill};
 pub type Variables = Map<String, Value>;
 
 /// Where a run came from, for the audit row and logs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunContext {
-    /// `cli`, `lambda`, `apigw`, `schedule`, `oss`, `library`, ...
-    pub trigger: String,
+    /// What fired the run (the audit row's `trigger_source`).
+    pub trigger: Trigger,
     /// Platform request id (Lambda / FC), if any.
     pub request_id: Option<String>,
     /// Values that must not be stored (presigned URL signatures, inline media): each is
@@ -44,12 +46,23 @@ pub struct RunContext {
     pub media_seconds: Option<f64>,
 }
 
+/// A library call's context (trigger `library`).
+impl Default for RunContext {
+    fn default() -> Self {
+        Self::new(Trigger::Library)
+    }
+}
+
 impl RunContext {
     /// A context with this trigger and no request id.
-    pub fn new(trigger: impl Into<String>) -> Self {
+    pub fn new(trigger: Trigger) -> Self {
         Self {
-            trigger: trigger.into(),
-            ..Self::default()
+            trigger,
+            request_id: None,
+            redact: Vec::new(),
+            deadline: None,
+            caller: None,
+            media_seconds: None,
         }
     }
 

@@ -207,7 +207,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 variables: route_vars.clone(),
                 project_name: Some(route.project.clone()),
                 route_key: Some(route.route_key.clone()),
-                route_policy: Some(policy.as_str().to_owned()),
+                route_policy: Some(policy),
                 route_attempt: Some(n as u32 + 1),
                 handover: (!is_last).then(|| failover.clone()),
             };

@@ -57,7 +57,7 @@ pub struct Overlay {
     /// Route key.
     pub route_key: Option<String>,
     /// Route policy.
-    pub route_policy: Option<String>,
+    pub route_policy: Option<super::policy::Policy>,
     /// Member attempt number.
     pub route_attempt: Option<u32>,
     /// Set when more members follow: the rules that decide whether this member's failure
@@ -205,7 +205,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             config_key: cfg.config_key.clone(),
             model: Some(cfg.model.clone()),
             trace_id: trace_id.clone(),
-            trigger_source: ctx.trigger.clone(),
+            trigger_source: ctx.trigger.as_str().to_owned(),
             request_id: ctx.request_id.clone(),
             caller: ctx.caller.clone(),
             project_name: overlay
@@ -213,7 +213,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 .clone()
                 .or_else(|| self.project_name.clone()),
             route_key: overlay.route_key.clone(),
-            route_policy: overlay.route_policy.clone(),
+            route_policy: overlay.route_policy.map(|p| p.as_str().to_owned()),
             route_attempt: overlay.route_attempt,
         };
         let meta = RunMeta {

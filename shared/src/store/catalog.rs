@@ -16,8 +16,8 @@ use sqlx::Row;
 use super::dialect::InsertId;
 use super::{Db, StoreError, db_err, json_col, on_pool, sql};
 use crate::catalog::{
-    Action, ApplyError, Catalog, Config, Connection, Member, Model, ParamProfile, PlanItem, Prompt,
-    PromptRef, Route, Snapshot, env_reference, plan_with,
+    Action, ApplyError, Catalog, Config, Connection, Member, Model, ParamProfile, PlanItem,
+    PlanKind, Prompt, PromptRef, Route, Snapshot, env_reference, plan_with,
 };
 use crate::crypto::Keyring;
 
@@ -334,7 +334,7 @@ impl Db {
             for (pp, it) in cat
                 .param_profiles
                 .iter()
-                .zip(items.iter().filter(|i| i.kind == "param_profile"))
+                .zip(items.iter().filter(|i| i.kind == PlanKind::ParamProfile))
             {
                 if it.action == Action::Unchanged {
                     continue;
@@ -362,7 +362,7 @@ impl Db {
             for (pr, it) in cat
                 .prompts
                 .iter()
-                .zip(items.iter().filter(|i| i.kind == "prompt"))
+                .zip(items.iter().filter(|i| i.kind == PlanKind::Prompt))
             {
                 if it.action == Action::Unchanged {
                     continue;
@@ -402,7 +402,7 @@ impl Db {
             for (c, it) in cat
                 .configs
                 .iter()
-                .zip(items.iter().filter(|i| i.kind == "config"))
+                .zip(items.iter().filter(|i| i.kind == PlanKind::Config))
             {
                 let existing = id_of!(tx, sql::CONFIG_ID, &c.config_key);
                 if it.action == Action::Unchanged {
@@ -484,7 +484,7 @@ impl Db {
                 );
                 let active = i64::from(r.active);
                 let route_changed = items.iter().any(|i| {
-                    i.kind == "route"
+                    i.kind == PlanKind::Route
                         && i.name == format!("{}/{}", r.project, r.route_key)
                         && i.action != Action::Unchanged
                 });

@@ -12,8 +12,9 @@ use sqlx::Row;
 use std::collections::BTreeSet;
 
 use super::dialect::{is_missing_table, is_unknown_column};
-use super::{Db, StoreError, db_err, json_col, on_pool, sql};
-use crate::model::eval::{CaseResult, EvalRun, Report};
+use super::{Db, StoreError, db_err, json_col, on_pool, sql, vocab_col};
+use crate::model::Trigger;
+use crate::model::eval::{CaseResult, EvalRun, EvalStatus, Report};
 use crate::model::now_ms;
 use crate::ports::EvalStore;
 
@@ -63,8 +64,8 @@ fn run_from(r: RunRow) -> Result<EvalRun, StoreError> {
     Ok(EvalRun {
         run_key,
         suite,
-        status,
-        trigger,
+        status: vocab_col(&status, "ai_eval_run.status", EvalStatus::parse)?,
+        trigger: vocab_col(&trigger, "ai_eval_run.trigger_source", Trigger::parse)?,
         suite_json: parse(Some(suite_json), "ai_eval_run.suite_json")?.unwrap_or(Value::Null),
         options_json: parse(Some(options_json), "ai_eval_run.options_json")?.unwrap_or(Value::Null),
         config_hash,
@@ -113,7 +114,7 @@ impl EvalStore for Db {
         on_pool!(pool, |p| sqlx::query(sql::INSERT_EVAL_RUN)
             .bind(&run.run_key)
             .bind(&run.suite)
-            .bind(&run.trigger)
+            .bind(run.trigger.as_str())
             .bind(text(&run.suite_json))
             .bind(text(&run.options_json))
             .bind(&run.config_hash)
@@ -178,12 +179,12 @@ impl EvalStore for Db {
     ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
         let status = if report.stopped.is_some() {
-            "stopped"
+            EvalStatus::Stopped
         } else {
-            "finished"
+            EvalStatus::Finished
         };
         let n = on_pool!(pool, |p| sqlx::query(sql::FINISH_EVAL_RUN)
-            .bind(status)
+            .bind(status.as_str())
             .bind(text(&report.targets))
             .bind(text(&report.gate))
             .bind(i64::from(report.gate.passed))
@@ -223,12 +224,12 @@ impl EvalStore for Db {
     async fn stop_run(
         &self,
         run_key: &str,
-        status: &str,
+        status: EvalStatus,
         reason: &str,
     ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
         let n = on_pool!(pool, |p| sqlx::query(sql::STOP_EVAL_RUN)
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(run_key)
             .execute(p)

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::dialect::{is_missing_table, is_unknown_column};
 use super::{Db, StoreError, db_err, json_col, on_pool, sql};
-use crate::catalog::{Action, PlanItem};
+use crate::catalog::{Action, PlanItem, PlanKind};
 use crate::model::eval::{EvalCatalog, StoredCase};
 use crate::model::now_ms;
 
@@ -206,33 +206,53 @@ impl Db {
         let mut out = Vec::new();
         for d in &evals.datasets {
             out.push(match old_sets.get(&d.name) {
-                None => item("dataset", d.name.clone(), Action::Create, Vec::new()),
+                None => item(
+                    PlanKind::Dataset,
+                    d.name.clone(),
+                    Action::Create,
+                    Vec::new(),
+                ),
                 Some(old) if d.description.is_some() && *old != d.description => item(
-                    "dataset",
+                    PlanKind::Dataset,
                     d.name.clone(),
                     Action::Update,
                     vec!["description"],
                 ),
-                Some(_) => item("dataset", d.name.clone(), Action::Unchanged, Vec::new()),
+                Some(_) => item(
+                    PlanKind::Dataset,
+                    d.name.clone(),
+                    Action::Unchanged,
+                    Vec::new(),
+                ),
             });
             for c in &d.cases {
                 let now = c.document();
                 let name = format!("{}:{}", d.name, c.key);
                 out.push(match old_cases.get(&(d.name.clone(), c.key.clone())) {
-                    None => item("case", name, Action::Create, Vec::new()),
-                    Some(old) if *old == now => item("case", name, Action::Unchanged, Vec::new()),
-                    Some(_) => item("case", name, Action::Update, vec!["case"]),
+                    None => item(PlanKind::Case, name, Action::Create, Vec::new()),
+                    Some(old) if *old == now => {
+                        item(PlanKind::Case, name, Action::Unchanged, Vec::new())
+                    }
+                    Some(_) => item(PlanKind::Case, name, Action::Update, vec!["case"]),
                 });
             }
         }
         for s in &evals.suites {
             let now = Value::Object(s.definition.clone());
             out.push(match old_suites.get(&s.name) {
-                None => item("suite", s.name.clone(), Action::Create, Vec::new()),
-                Some(old) if *old == now => {
-                    item("suite", s.name.clone(), Action::Unchanged, Vec::new())
-                }
-                Some(_) => item("suite", s.name.clone(), Action::Update, vec!["definition"]),
+                None => item(PlanKind::Suite, s.name.clone(), Action::Create, Vec::new()),
+                Some(old) if *old == now => item(
+                    PlanKind::Suite,
+                    s.name.clone(),
+                    Action::Unchanged,
+                    Vec::new(),
+                ),
+                Some(_) => item(
+                    PlanKind::Suite,
+                    s.name.clone(),
+                    Action::Update,
+                    vec!["definition"],
+                ),
             });
         }
         Ok(out)
@@ -265,7 +285,7 @@ impl Db {
                 for c in &d.cases {
                     let name = format!("{}:{}", d.name, c.key);
                     if items.iter().any(|i| {
-                        i.kind == "case" && i.name == name && i.action == Action::Unchanged
+                        i.kind == PlanKind::Case && i.name == name && i.action == Action::Unchanged
                     }) {
                         continue;
                     }

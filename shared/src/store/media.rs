@@ -10,8 +10,10 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::dialect::InsertId;
-use super::{Db, StoreError, db_err, json_col, on_pool, sql};
-use crate::model::media::{Claim, JobFinish, JobKey, JobRow, MediaMapping, most_specific};
+use super::{Db, StoreError, db_err, json_col, on_pool, sql, vocab_col};
+use crate::model::media::{
+    Claim, JobFinish, JobKey, JobRow, JobStatus, MediaMapping, most_specific,
+};
 use crate::ports::JobStore;
 
 const MAP_COLUMNS: &str = "CAST(id AS SIGNED) AS id, bucket, key_prefix, key_suffix, project_name, route_key, CAST(variables_json AS CHAR) AS variables_json, CAST(is_active AS SIGNED) AS is_active";
@@ -38,34 +40,35 @@ where
     ))
 }
 
-fn job_from<'r, R: Row>(r: &'r R) -> Result<(JobRow, Option<String>), sqlx::Error>
+fn job_from<'r, R: Row>(r: &'r R) -> Result<JobRow, StoreError>
 where
     &'static str: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    Ok((
-        JobRow {
-            id: r.try_get("id")?,
-            bucket: r.try_get("bucket")?,
-            object_key: r.try_get("object_key")?,
-            object_version: r.try_get("object_version")?,
-            status: r.try_get("status")?,
-            attempts: r.try_get("attempts")?,
-            project_name: r.try_get("project_name")?,
-            route_key: r.try_get("route_key")?,
-            error_code: r.try_get("error_code")?,
-            error_message: r.try_get("error_message")?,
-            trace_id: r.try_get("trace_id")?,
-            audit_ids: r.try_get("audit_ids")?,
-            result_bucket: r.try_get("result_bucket")?,
-            result_key: r.try_get("result_key")?,
-            summary: None,
-            created_ms: r.try_get("created_ms")?,
-            duration_ms: r.try_get("duration_ms")?,
-        },
-        r.try_get("summary_json")?,
-    ))
+    let status: String = r.try_get("status").map_err(db_err)?;
+    Ok(JobRow {
+        id: r.try_get("id").map_err(db_err)?,
+        bucket: r.try_get("bucket").map_err(db_err)?,
+        object_key: r.try_get("object_key").map_err(db_err)?,
+        object_version: r.try_get("object_version").map_err(db_err)?,
+        status: vocab_col(&status, "ai_media_job.status", JobStatus::parse)?,
+        attempts: r.try_get("attempts").map_err(db_err)?,
+        project_name: r.try_get("project_name").map_err(db_err)?,
+        route_key: r.try_get("route_key").map_err(db_err)?,
+        error_code: r.try_get("error_code").map_err(db_err)?,
+        error_message: r.try_get("error_message").map_err(db_err)?,
+        trace_id: r.try_get("trace_id").map_err(db_err)?,
+        audit_ids: r.try_get("audit_ids").map_err(db_err)?,
+        result_bucket: r.try_get("result_bucket").map_err(db_err)?,
+        result_key: r.try_get("result_key").map_err(db_err)?,
+        summary: json_col(
+            r.try_get("summary_json").map_err(db_err)?,
+            "ai_media_job.summary_json",
+        )?,
+        created_ms: r.try_get("created_ms").map_err(db_err)?,
+        duration_ms: r.try_get("duration_ms").map_err(db_err)?,
+    })
 }
 
 impl Db {
@@ -136,12 +139,9 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .map_err(db_err)?;
-            rows.iter()
-                .map(job_from)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?
+            rows.iter().map(job_from).collect::<Result<Vec<_>, _>>()?
         });
-        raw.into_iter().map(finish_row).collect()
+        Ok(raw)
     }
 
     /// The job with this id, if any (the console's result link).
@@ -154,9 +154,9 @@ impl Db {
                 .fetch_optional(p)
                 .await
                 .map_err(db_err)?;
-            row.map(|r| job_from(&r)).transpose().map_err(db_err)?
+            row.map(|r| job_from(&r)).transpose()?
         });
-        raw.map(finish_row).transpose()
+        Ok(raw)
     }
 
     /// The job of one object version, if any.
@@ -173,15 +173,10 @@ impl Db {
                 .fetch_optional(p)
                 .await
                 .map_err(db_err)?;
-            row.map(|r| job_from(&r)).transpose().map_err(db_err)?
+            row.map(|r| job_from(&r)).transpose()?
         });
-        raw.map(finish_row).transpose()
+        Ok(raw)
     }
-}
-
-fn finish_row((mut row, summary): (JobRow, Option<String>)) -> Result<JobRow, StoreError> {
-    row.summary = json_col(summary, "ai_media_job.summary_json")?;
-    Ok(row)
 }
 
 impl JobStore for Db {
@@ -254,7 +249,8 @@ impl JobStore for Db {
             )
         });
         let (id, status, attempts, summary) = row;
-        Ok(match (taken, status.as_str()) {
+        let status = vocab_col(&status, "ai_media_job.status", JobStatus::parse)?;
+        Ok(match (taken, status) {
             (1, _) => Claim::TakenOver {
                 id,
                 attempts,
@@ -266,7 +262,7 @@ impl JobStore for Db {
                             .map(str::to_owned)
                     }),
             },
-            (_, "running") => Claim::InProgress(id),
+            (_, JobStatus::Running) => Claim::InProgress(id),
             _ => Claim::Done { id, status },
         })
     }
@@ -289,7 +285,7 @@ impl JobStore for Db {
         let pool = self.pool().await?;
         let summary = f.summary.as_ref().map(Value::to_string);
         on_pool!(pool, |p| sqlx::query(sql::FINISH_JOB)
-            .bind(f.status)
+            .bind(f.status.as_str())
             .bind(&f.error_code)
             .bind(&f.error_message)
             .bind(&f.trace_id)

@@ -61,6 +61,18 @@ pub(crate) fn json_col(
     }
 }
 
+/// A stored text column read into its closed vocabulary (`parse` is the vocabulary's own).
+pub(crate) fn vocab_col<T>(
+    text: &str,
+    column: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::BadValue {
+        column,
+        value: text.chars().take(64).collect(),
+    })
+}
+
 /// A connected pool of either dialect.
 #[derive(Debug, Clone)]
 pub enum Pool {

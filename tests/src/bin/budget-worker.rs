@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use ai_runner::Settings;
-use ai_runner::run::{RunContext, Variables};
+use ai_runner::run::{RunContext, Trigger, Variables};
 
 #[tokio::main]
 async fn main() {
@@ -35,7 +35,7 @@ async fn main() {
     if wait > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(wait.unsigned_abs())).await;
     }
-    let ctx = RunContext::new("test");
+    let ctx = RunContext::new(Trigger::Library);
     let mut vars = Variables::new();
     vars.insert("X".into(), serde_json::json!("并发"));
     let runs = (0..calls).map(|_| runner.run_once("race", &vars, &ctx));

@@ -6,7 +6,7 @@ use ai_runner::catalog::{self, Severity};
 use ai_runner::catalog::{Action, plan};
 use ai_runner::crypto::Keyring;
 use ai_runner::store::Db;
-use ai_runner::{RunContext, Secret, Variables};
+use ai_runner::{RunContext, Secret, Trigger, Variables};
 use ai_runner_tests::{Backend, PEPPER, TestDb, runner};
 
 const TABLES: [&str; 8] = [
@@ -154,7 +154,7 @@ async fn a_changed_key_or_field_is_an_update_and_the_new_key_is_used() {
     let changed: Vec<_> = items
         .iter()
         .filter(|i| i.action == Action::Update)
-        .map(|i| (i.kind, i.changes.clone()))
+        .map(|i| (i.kind.as_str(), i.changes.clone()))
         .collect();
     assert_eq!(
         changed,
@@ -165,7 +165,7 @@ async fn a_changed_key_or_field_is_an_update_and_the_new_key_is_used() {
     );
     let r = runner(&tdb.settings(&[]));
     let res = r
-        .run_once("k", &Variables::new(), &RunContext::new("library"))
+        .run_once("k", &Variables::new(), &RunContext::new(Trigger::Library))
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
     let sent = &server.requests()[0];

@@ -10,7 +10,7 @@ use ai_runner::cost::litellm;
 use ai_runner::demo::{ProviderServer, Reply, chat_completion};
 use ai_runner::model::access::Caller;
 use ai_runner::model::cost::{BudgetScope, Period, Price, Rate, femto};
-use ai_runner::run::{RunContext, Variables};
+use ai_runner::run::{RunContext, Trigger, Variables};
 use ai_runner::store::Db;
 use ai_runner_tests::{Backend, PEPPER, RouteSpec, TestDb, apply, fixture, runner, seed_route};
 use serde_json::{Value, json};
@@ -88,7 +88,7 @@ async fn cost_of(
     let key = format!("k-{}", model.replace(['/', '.'], "-"));
     config(&db, &key, model, provider, &server.url(), None).await;
     let r = runner(&tdb.settings(&[]))
-        .run_once(&key, &vars(), &RunContext::new("test"))
+        .run_once(&key, &vars(), &RunContext::new(Trigger::Library))
         .await;
     let audit = row(&db, r.audit_id).await;
     (r, audit)
@@ -250,7 +250,7 @@ async fn an_unpriced_model_is_warned_about_once_per_process_and_a_priced_one_nev
         .await
         .unwrap();
     let r = runner(&tdb.settings(&[]));
-    let ctx = RunContext::new("test");
+    let ctx = RunContext::new(Trigger::Library);
     let logs = logs_of(async {
         for _ in 0..3 {
             assert!(r.run_once("free", &vars(), &ctx).await.is_ok());
@@ -305,7 +305,7 @@ async fn content_retries_and_route_handovers_are_all_in_the_routes_cost() {
     )
     .await;
     let r = runner(&tdb.settings(&[("AI_CONTENT_RETRIES", "1")]))
-        .run_route("shop", "chat", &vars(), &RunContext::new("test"))
+        .run_route("shop", "chat", &vars(), &RunContext::new(Trigger::Library))
         .await;
     assert!(r.result.is_ok(), "{:?}", r.result.error);
     assert_eq!(bad.requests().len(), 2);
@@ -368,7 +368,7 @@ async fn a_stream_that_breaks_off_is_billed_by_its_usage_or_an_estimate() {
     config(&db, "s1", "stream-a", "custom", &with.url(), stream.clone()).await;
     config(&db, "s2", "stream-b", "custom", &without.url(), stream).await;
     let r = runner(&tdb.settings(&[]));
-    let ctx = RunContext::new("test");
+    let ctx = RunContext::new(Trigger::Library);
     // The usage chunk came before the break: 40 x 1000 + 9 x 2000 = 58_000, priced.
     let a = r.run_once("s1", &vars(), &ctx).await;
     assert_eq!(a.error.as_ref().unwrap().code, "BAD_PROVIDER_RESPONSE");
@@ -467,7 +467,9 @@ async fn a_call_over_budget_is_refused_before_the_provider_and_audited() {
         .await
         .unwrap();
     let r = runner(&tdb.settings(&[("PROJECT_NAME", "shop")]));
-    let out = r.run_once("b", &vars(), &RunContext::new("test")).await;
+    let out = r
+        .run_once("b", &vars(), &RunContext::new(Trigger::Library))
+        .await;
     assert_eq!(out.error.as_ref().unwrap().code, "BUDGET_EXCEEDED");
     assert!(server.requests().is_empty(), "no provider call");
     let a = row(&db, out.audit_id).await;
@@ -477,7 +479,7 @@ async fn a_call_over_budget_is_refused_before_the_provider_and_audited() {
     assert_eq!((b[0].refused, b[0].calls, b[0].reserved_nano), (1, 0, 0));
     // Other projects are not covered.
     let other = runner(&tdb.settings(&[("PROJECT_NAME", "lab")]))
-        .run_once("b", &vars(), &RunContext::new("test"))
+        .run_once("b", &vars(), &RunContext::new(Trigger::Library))
         .await;
     assert!(other.is_ok());
     // An unpriced model under a budget cannot be capped: refused too, with its own code.
@@ -490,7 +492,9 @@ async fn a_call_over_budget_is_refused_before_the_provider_and_audited() {
         None,
     )
     .await;
-    let u = r.run_once("u", &vars(), &RunContext::new("test")).await;
+    let u = r
+        .run_once("u", &vars(), &RunContext::new(Trigger::Library))
+        .await;
     assert_eq!(u.error.as_ref().unwrap().code, "BUDGET_UNPRICED");
     assert_eq!(server.requests().len(), 1, "still only the lab call");
 }
@@ -523,7 +527,7 @@ async fn an_access_keys_budget_covers_its_calls_and_the_use_is_settled_at_the_re
             principal: None,
             source_ip: None,
         }),
-        ..RunContext::new("apigw")
+        ..RunContext::new(Trigger::Apigw)
     };
     let r = runner(&tdb.settings(&[]));
     for _ in 0..3 {
@@ -538,7 +542,7 @@ async fn an_access_keys_budget_covers_its_calls_and_the_use_is_settled_at_the_re
     );
     // A call without the key is not counted.
     assert!(
-        r.run_once("k", &vars(), &RunContext::new("test"))
+        r.run_once("k", &vars(), &RunContext::new(Trigger::Library))
             .await
             .is_ok()
     );
@@ -579,7 +583,7 @@ async fn crossing_80_and_100_percent_of_a_budget_is_warned_once_each() {
     let logs = logs_of(async {
         for _ in 0..60 {
             let out = r
-                .run_route("shop", "chat", &vars(), &RunContext::new("test"))
+                .run_route("shop", "chat", &vars(), &RunContext::new(Trigger::Library))
                 .await;
             if out
                 .result
@@ -716,7 +720,7 @@ async fn an_unmigrated_predecessor_database_still_runs_calls_without_costs() {
         .unwrap();
     config(&db, "old", "old-model", "custom", &server.url(), None).await;
     let r = runner(&tdb.settings(&[("PROJECT_NAME", "shop")]))
-        .run_once("old", &vars(), &RunContext::new("test"))
+        .run_once("old", &vars(), &RunContext::new(Trigger::Library))
         .await;
     assert!(r.is_ok(), "{:?}", r.error);
     assert_eq!(
@@ -873,7 +877,7 @@ mod database_faults {
             .unwrap();
         let (url, user) = user_without(&tdb, "ai_budget").await;
         let out = runner(&settings(&url))
-            .run_once("fb", &vars(), &RunContext::new("fault"))
+            .run_once("fb", &vars(), &RunContext::new(Trigger::Library))
             .await;
         let code = out
             .error
@@ -904,7 +908,7 @@ mod database_faults {
             .unwrap();
         let (url, user) = user_without(&tdb, "ai_model_price").await;
         let out = runner(&settings(&url))
-            .run_once("fp", &vars(), &RunContext::new("fault"))
+            .run_once("fp", &vars(), &RunContext::new(Trigger::Library))
             .await;
         assert!(out.is_ok(), "{:?}", out.error);
         assert_eq!(server.requests().len(), 1);
@@ -916,7 +920,7 @@ mod database_faults {
             .await
             .unwrap();
         let out = runner(&settings(&url))
-            .run_once("fp", &vars(), &RunContext::new("fault"))
+            .run_once("fp", &vars(), &RunContext::new(Trigger::Library))
             .await;
         assert_eq!(out.error.as_ref().unwrap().code, "DB_ERROR");
         assert_eq!(
@@ -977,7 +981,10 @@ mod database_faults {
         );
         let call = tokio::spawn({
             let r = r.clone();
-            async move { r.run_once("fs", &vars(), &RunContext::new("fault")).await }
+            async move {
+                r.run_once("fs", &vars(), &RunContext::new(Trigger::Library))
+                    .await
+            }
         });
         for _ in 0..500 {
             if !slow.requests().is_empty() {

@@ -228,7 +228,7 @@ async fn stored_runs_resume_without_redoing_finished_cases(backend: Backend) {
         .unwrap();
     let r = runner(&tdb.settings(&[]));
     let how = Start {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         baseline: None,
     };
     let first = start(&r, &suite, &Options::default(), &how, &|_, _, _| {})
@@ -257,7 +257,7 @@ async fn stored_runs_resume_without_redoing_finished_cases(backend: Backend) {
     // A run that died after two results: resuming calls only the other four, once each.
     let interrupted = EvalRun {
         run_key: "interrupted01".into(),
-        status: "running".into(),
+        status: ai_runner::model::eval::EvalStatus::Running,
         baseline: None,
         summary: None,
         gate: None,
@@ -296,7 +296,7 @@ async fn stored_runs_resume_without_redoing_finished_cases(backend: Backend) {
         ..Options::default()
     };
     let how = Start {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         baseline: Some("last".into()),
     };
     let third = start(&r, &suite, &opts, &how, &|_, _, _| {}).await.unwrap();
@@ -481,7 +481,7 @@ async fn consecutive_provider_failures_stop_the_run_early_and_fail_its_gate() {
     let suite = read_suite(&doc, "s", std::path::Path::new(".")).0.unwrap();
     let r = runner(&tdb.settings(&[("AI_MAX_RETRIES", "0")]));
     let how = Start {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         baseline: None,
     };
     let report = start(&r, &suite, &Options::default(), &how, &|_, _, _| {})

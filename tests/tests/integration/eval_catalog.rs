@@ -69,7 +69,7 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(
         first
             .iter()
-            .map(|i| (i.kind, i.name.as_str(), i.action))
+            .map(|i| (i.kind.as_str(), i.name.as_str(), i.action))
             .collect::<Vec<_>>(),
         [
             ("dataset", "moods", Action::Create),
@@ -117,7 +117,7 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(suite.cases.len(), 3, "active cases only");
     let r = runner(&tdb.settings(&[]));
     let how = Start {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         baseline: None,
     };
     let report = run::start(&r, &suite, &Options::default(), &how, &|_, _, _| {})
@@ -229,7 +229,7 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     let _servers = providers(&tdb).await;
     let r = runner(&tdb.settings(&[]));
     let ctx = RunContext {
-        trigger: "cli".into(),
+        trigger: ai_runner::Trigger::Cli,
         ..RunContext::default()
     };
     for text in ["早上好", "下雨了", "{\"嵌套\": 1}"] {
@@ -239,7 +239,7 @@ async fn audit_rows_and_stored_audio_become_dataset_cases_once() {
     }
     // An evaluation's own calls are not harvested.
     let eval_ctx = RunContext {
-        trigger: "eval".into(),
+        trigger: ai_runner::Trigger::Eval,
         ..RunContext::default()
     };
     let mut vars = serde_json::Map::new();

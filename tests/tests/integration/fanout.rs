@@ -34,7 +34,7 @@ async fn fan_out(backend: Backend) {
     };
     let r = runner(&tdb.settings(&[]));
     let how = Start {
-        trigger: "schedule".into(),
+        trigger: ai_runner::Trigger::Schedule,
         baseline: None,
     };
     let queued = fanout::start_queued(&r, "moods", &Options::default(), &how, &sqs.queue(&url), 2)
@@ -145,7 +145,7 @@ async fn a_finalizer_that_died_is_taken_over_and_a_refusing_queue_fails_the_run(
     let url = sqs.create_queue("ai-runner-eval").await;
     let r = runner(&tdb.settings(&[]));
     let how = Start {
-        trigger: "api".into(),
+        trigger: ai_runner::Trigger::Api,
         baseline: None,
     };
     let queued = fanout::start_queued(&r, "moods", &Options::default(), &how, &sqs.queue(&url), 6)
@@ -263,7 +263,7 @@ async fn provider_failures_across_parallel_chunks_stop_a_queued_run_once() {
         ..Options::default()
     };
     let how = Start {
-        trigger: "schedule".into(),
+        trigger: ai_runner::Trigger::Schedule,
         baseline: None,
     };
     let queued = fanout::start_queued(&r, "moods", &opts, &how, &sqs.queue(&url), 2)

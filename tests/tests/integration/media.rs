@@ -542,7 +542,7 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
         .run_once(
             "audio-url",
             &serde_json::Map::new(),
-            &ai_runner::RunContext::new("library"),
+            &ai_runner::RunContext::new(ai_runner::Trigger::Library),
         )
         .await;
     let row = w
@@ -620,7 +620,7 @@ async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calli
 
 #[tokio::test]
 async fn only_the_delivery_holding_the_claim_may_finish_the_job() {
-    use ai_runner::model::media::{Claim, JobFinish};
+    use ai_runner::model::media::{Claim, JobFinish, JobStatus};
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
     let db = tdb.db();
     let key = JobKey::new("b", "k.wav", "v1");
@@ -635,7 +635,7 @@ async fn only_the_delivery_holding_the_claim_may_finish_the_job() {
     };
     assert_eq!(attempts, 2);
     let late = JobFinish {
-        status: "failed",
+        status: JobStatus::Failed,
         attempt: 1,
         error_code: Some("NETWORK_ERROR".into()),
         ..JobFinish::default()
@@ -645,7 +645,7 @@ async fn only_the_delivery_holding_the_claim_may_finish_the_job() {
         "the old run is fenced out"
     );
     let owner = JobFinish {
-        status: "succeeded",
+        status: JobStatus::Succeeded,
         attempt: 2,
         ..JobFinish::default()
     };
@@ -748,7 +748,7 @@ async fn an_object_store_down_for_spill_over_keeps_the_body_inline_and_the_row()
         .run_once(
             "audio-url",
             &serde_json::Map::new(),
-            &ai_runner::RunContext::new("library"),
+            &ai_runner::RunContext::new(ai_runner::Trigger::Library),
         )
         .await;
     assert!(res.is_ok(), "{:?}", res.error);

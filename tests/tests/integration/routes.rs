@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::run::RouteResult;
-use ai_runner::{RunContext, Variables};
+use ai_runner::{RunContext, Trigger, Variables};
 use ai_runner_tests::{
     Backend, RouteSpec, Seed, TestDb, apply, runner, seed, seed_route, set_member_active,
 };
@@ -43,7 +43,7 @@ async fn run(tdb: &TestDb, env: &[(&str, &str)], project: &str, route: &str) -> 
             project,
             route,
             &Variables::new(),
-            &RunContext::new("library"),
+            &RunContext::new(Trigger::Library),
         )
         .await;
     r.store().close().await;
@@ -312,7 +312,12 @@ async fn round_robin_is_fair_across_runners_sharing_only_the_database(backend: B
         tasks.push(tokio::spawn(async move {
             let r = runner(&settings);
             let res = r
-                .run_route("proj", "rr", &Variables::new(), &RunContext::new("library"))
+                .run_route(
+                    "proj",
+                    "rr",
+                    &Variables::new(),
+                    &RunContext::new(Trigger::Library),
+                )
                 .await;
             r.store().close().await;
             res.answered_by
@@ -406,7 +411,12 @@ async fn weighted_routes_follow_weights_with_a_fixed_seed() {
     let n = 200;
     for _ in 0..n {
         let res = r
-            .run_route("proj", "w", &Variables::new(), &RunContext::new("library"))
+            .run_route(
+                "proj",
+                "w",
+                &Variables::new(),
+                &RunContext::new(Trigger::Library),
+            )
             .await;
         *counts.entry(res.answered_by.unwrap()).or_default() += 1;
     }
@@ -472,7 +482,12 @@ async fn a_dry_run_builds_the_exact_request_and_writes_nothing(backend: Backend)
     let r = runner(&tdb.settings(&[]));
     // Advance the cursor once so the dry run has something to predict.
     let first = r
-        .run_route("proj", "rr", &Variables::new(), &RunContext::new("library"))
+        .run_route(
+            "proj",
+            "rr",
+            &Variables::new(),
+            &RunContext::new(Trigger::Library),
+        )
         .await;
     assert_eq!(first.answered_by.as_deref(), Some("a"));
     let db = tdb.db();
@@ -503,7 +518,7 @@ async fn a_dry_run_builds_the_exact_request_and_writes_nothing(backend: Backend)
         "a dry run calls nothing"
     );
     let next = r
-        .run_route("proj", "rr", &vars, &RunContext::new("library"))
+        .run_route("proj", "rr", &vars, &RunContext::new(Trigger::Library))
         .await;
     assert_eq!(
         next.answered_by.as_deref(),

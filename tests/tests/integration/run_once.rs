@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::{RunContext, Variables};
+use ai_runner::{RunContext, Trigger, Variables};
 use ai_runner_tests::{Backend, Seed, TestDb, fixture, fixture_json, runner, seed};
 use serde_json::{Value, json};
 
@@ -47,7 +47,7 @@ async fn success_writes_one_row_with_every_column(backend: Backend) {
         .run_once(
             "ok-key",
             &vars(json!({"TOPIC": "下雨"})),
-            &RunContext::new("library"),
+            &RunContext::new(Trigger::Library),
         )
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
@@ -313,7 +313,11 @@ async fn each_failure_class_leaves_one_row(backend: Backend) {
         let settings = tdb.settings(case.extra_env);
         let r = runner(&settings);
         let res = r
-            .run_once("k", &vars(case.vars.clone()), &RunContext::new("library"))
+            .run_once(
+                "k",
+                &vars(case.vars.clone()),
+                &RunContext::new(Trigger::Library),
+            )
             .await;
         let ctx = case.name;
         assert!(!res.is_ok(), "{ctx}");
@@ -376,7 +380,7 @@ async fn connection_refused_is_a_network_error_with_status_zero() {
     seed(&tdb.db(), &Seed::text("k", &url)).await;
     let r = runner(&tdb.settings(&[]));
     let res = r
-        .run_once("k", &Variables::new(), &RunContext::new("library"))
+        .run_once("k", &Variables::new(), &RunContext::new(Trigger::Library))
         .await;
     assert_eq!(res.error.as_ref().unwrap().code, "NETWORK_ERROR");
     assert_eq!(res.attempts, 3);
@@ -390,7 +394,11 @@ async fn an_unknown_config_key_is_config_not_found_and_writes_nothing() {
     let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
     let r = runner(&tdb.settings(&[]));
     let res = r
-        .run_once("nope", &Variables::new(), &RunContext::new("library"))
+        .run_once(
+            "nope",
+            &Variables::new(),
+            &RunContext::new(Trigger::Library),
+        )
         .await;
     assert_eq!(res.error.as_ref().unwrap().code, "CONFIG_NOT_FOUND");
     assert_eq!(res.audit_id, None);
@@ -410,7 +418,7 @@ async fn content_that_passes_on_a_retry_is_kept_with_one_row() {
     seed(&tdb.db(), &json_seed(&url)).await;
     let r = runner(&tdb.settings(&[]));
     let res = r
-        .run_once("k", &Variables::new(), &RunContext::new("library"))
+        .run_once("k", &Variables::new(), &RunContext::new(Trigger::Library))
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
     assert_eq!(res.content_attempts, 2);
@@ -440,7 +448,7 @@ async fn a_streamed_answer_is_assembled_with_usage_and_time_to_first_token() {
     .await;
     let r = runner(&tdb.settings(&[]));
     let res = r
-        .run_once("k", &Variables::new(), &RunContext::new("library"))
+        .run_once("k", &Variables::new(), &RunContext::new(Trigger::Library))
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
     let content = res.content.unwrap();
@@ -496,7 +504,11 @@ async fn rows_written_by_the_predecessor_run_unchanged_on_mariadb() {
     let settings = tdb.settings(&[("AI_PEPPER", v["pepper"].as_str().unwrap())]);
     let r = runner(&settings);
     let res = r
-        .run_once("legacy_key", &Variables::new(), &RunContext::new("library"))
+        .run_once(
+            "legacy_key",
+            &Variables::new(),
+            &RunContext::new(Trigger::Library),
+        )
         .await;
     assert!(res.is_ok(), "{:?}", res.error);
     let req = &server.requests()[0];

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::{RunContext, Variables};
+use ai_runner::{RunContext, Trigger, Variables};
 use ai_runner_tests::{Backend, PEPPER, Seed, TestDb, runner, seed};
 use serde_json::json;
 
@@ -86,7 +86,7 @@ async fn a_recognizable_key_appears_in_no_log_line_error_result_or_audit_row() {
         seed(&tdb.db(), &s).await;
         let r = runner(&tdb.settings(env));
         let res = r
-            .run_once(&key, &Variables::new(), &RunContext::new("library"))
+            .run_once(&key, &Variables::new(), &RunContext::new(Trigger::Library))
             .await;
         codes.push(res.error.as_ref().map(|e| e.code.clone()));
         outputs.push(serde_json::to_string(&res).unwrap());

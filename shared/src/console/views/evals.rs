@@ -106,9 +106,9 @@ pub(in crate::console) async fn evals(State(c): S) -> Page {
             vec![
                 link(&format!("/evals/{}", seg(&r.run_key)), &r.run_key),
                 e(&r.suite),
-                badge(&r.status),
+                badge(r.status.as_str()),
                 e(&when(r.created_ms)),
-                e(&r.trigger),
+                e(r.trigger.as_str()),
                 if total > 0 {
                     format!(
                         "{passed}/{total} ({:.1}%)",

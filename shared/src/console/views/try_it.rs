@@ -14,7 +14,7 @@ use crate::console::page::{
     Nav, badge, e, facts_html, html, json_block, link, opt, seg, table_html,
 };
 use crate::run::route::{DryRequest, RouteResult};
-use crate::run::{RunContext, RunResult, Variables};
+use crate::run::{RunContext, RunResult, Trigger, Variables};
 
 /// What the try-it form asked for.
 struct TryIt {
@@ -222,7 +222,7 @@ pub(in crate::console) async fn try_it(
         Err(m) => return Err(PageError::new(Code::InvalidInput, &m, Nav::Catalog)),
     };
     let runner = &c.app.runner;
-    let ctx = RunContext::new("console");
+    let ctx = RunContext::new(Trigger::Console);
     match (&t.route, &t.config, t.run) {
         (Some((p, r)), _, false) => match runner.dry_run(p, r, &t.vars).await {
             Ok(d) => Ok(html(

@@ -47,7 +47,7 @@ pub(in crate::console) async fn uploads(State(c): S) -> Page {
                 j.id.to_string(),
                 e(&when(j.created_ms)),
                 e(&format!("{}/{}", j.bucket, j.object_key)),
-                badge(&j.status),
+                badge(j.status.as_str()),
                 j.attempts.to_string(),
                 match (&j.project_name, &j.route_key) {
                     (Some(p), Some(r)) => link(
