@@ -1,37 +1,43 @@
 //! The function edge: what a Lambda / Function Compute binary does around the core. Behind the
 //! `function` cargo feature, so the CLI does not link the Lambda runtime.
 //!
-//! Map: [`events`] parses what a platform sends, [`handlers`] turns it into runs, [`reply`] shapes
-//! the answer (and maps codes to HTTP statuses), [`fc`] serves Function Compute's custom-runtime
-//! protocol; [`serve`] picks the platform and loops.
+//! Map: [`inbound`] parses what a platform sends into one [`Inbound`], [`admit`] lets HTTP
+//! callers in, [`job`] holds one module per job (run once, run a route, start an evaluation,
+//! work its chunks, replay the audit spool, process uploads), [`reply`] is the typed answer and
+//! its rendering per platform; [`lambda`] serves the Lambda Runtime API and [`fc`] Function
+//! Compute's custom runtime; [`serve`] picks the platform.
 //!
-//! Invariants: state ([`App`]) is built once per process and borrowed by every invocation; a
-//! state that failed to build is reported to the platform with its stable code and ends the
-//! process.
+//! Invariants: an invocation is parsed once, answered by one job, and rendered for its platform
+//! only where it leaves the process; state ([`App`]) is built once per process and borrowed by
+//! every invocation; a state that failed to build is reported to the platform with its stable
+//! code and ends the process.
 
-pub mod events;
+pub mod admit;
 pub mod fc;
-pub mod handlers;
+pub mod inbound;
+pub mod job;
+pub mod lambda;
 pub mod reply;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::app::App;
 use crate::config::Platform;
 use crate::error::RunError;
-pub use reply::Failure;
+pub use inbound::Inbound;
+pub use reply::{Failure, Reply};
 
 /// Which function a binary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
-    /// `functions/run-once`.
+    /// `functions/run-once`: a config run per invocation; also the scheduled audit replay.
     RunOnce,
-    /// `functions/run-route`.
+    /// `functions/run-route`: a route run per invocation; also evaluation starts and chunks.
     RunRoute,
-    /// `functions/oss-trigger`.
+    /// `functions/oss-trigger`: upload notifications.
     OssTrigger,
 }
 
@@ -59,31 +65,22 @@ impl Call {
 }
 
 impl Function {
-    /// Handles one invocation.
+    /// Handles one invocation's JSON event (the Lambda Runtime API's, FC's event invoke): parsed
+    /// once, answered, rendered as the platform expects.
     pub async fn handle(self, state: &App, payload: Value, call: Call) -> Result<Value, Failure> {
-        match self {
-            Function::RunOnce => handlers::run_once(state, payload, call).await,
-            Function::RunRoute => handlers::run_route(state, payload, call).await,
-            Function::OssTrigger => handlers::oss_trigger(state, payload, call).await,
-        }
+        let inbound = Inbound::parse(self, payload);
+        let http = inbound.is_http();
+        job::answer(state, inbound, call).await.into_lambda(http)
     }
-}
 
-/// Tells the Lambda Runtime API why init failed (`errorType` = the stable code).
-async fn report_init_error(platform: &Platform, e: &RunError) {
-    let Some(api) = &platform.lambda_runtime_api else {
-        return;
-    };
-    let url = format!("http://{api}/2018-06-01/runtime/init/error");
-    let code = e.code().as_str();
-    let sent = crate::provider::plain_client()
-        .post(url)
-        .header("Lambda-Runtime-Function-Error-Type", code)
-        .json(&json!({"errorType": code, "errorMessage": e.to_string()}))
-        .send()
-        .await;
-    if let Err(err) = sent {
-        tracing::error!(error = %err, "could not report the init error");
+    /// The request an HTTP call's body carries to this function; `None` for a function HTTP
+    /// callers cannot reach (oss-trigger).
+    pub fn body(self) -> Option<inbound::Body> {
+        match self {
+            Function::RunOnce => Some(inbound::Body::Config),
+            Function::RunRoute => Some(inbound::Body::Route),
+            Function::OssTrigger => None,
+        }
     }
 }
 
@@ -99,7 +96,7 @@ pub async fn serve(
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "initialisation failed");
-            report_init_error(&platform, &e).await;
+            lambda::report_init_error(&platform, &e).await;
             return Err(e.into());
         }
     };
@@ -111,23 +108,5 @@ pub async fn serve(
         }
         return fc::serve(state, function, platform.fc_server_port.unwrap_or(9000)).await;
     }
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Value>| {
-            let state = Arc::clone(&state);
-            async move {
-                // The Runtime API's Lambda-Runtime-Deadline-Ms, as epoch milliseconds.
-                let now_ms = crate::model::now_ms();
-                let left = i64::try_from(event.context.deadline)
-                    .ok()
-                    .map(|d| Duration::from_millis(u64::try_from(d - now_ms).unwrap_or(0)));
-                let call = Call::with_time_left(
-                    Some(event.context.request_id.clone()),
-                    left,
-                    state.deadline_reserve,
-                );
-                function.handle(&state, event.payload, call).await
-            }
-        },
-    ))
-    .await
+    lambda::serve(state, function).await
 }

@@ -1,27 +1,36 @@
-//! What a function answers: the caller's shape for a finished run or a rejected event, and the
-//! HTTP status each [`Code`] maps to.
+//! What an invocation answers, typed until the last moment: a [`Reply`] is an answer or a
+//! [`Fault`] (its code, message and trace id) with the rate-limit state an HTTP caller is told,
+//! rendered per platform only where it leaves the process ([`Reply::into_lambda`] for the
+//! Runtime API and FC's event invoke, [`Reply::into_http`] for FC's HTTP trigger).
 //!
 //! Invariants: HTTP callers always get an HTTP response (status from [`http_status`], body
-//! `{"error":{"code","message"},"trace_id"}`); direct callers get the result JSON or a platform
-//! error whose `errorType` is the stable code. [`http_status`] is an exhaustive match: a new code
-//! does not compile until it has a status.
+//! `{"error":{"code","message"},"trace_id"}`, `content-type: application/json`); other callers
+//! get the answer's JSON or a platform error ([`Failure`]) whose `errorType` is the stable code.
 
 use serde_json::{Value, json};
 
-use super::events::{self, Source};
 use crate::access::{Denied, Limits};
 use crate::code::Code;
 use crate::error::RunError;
-use crate::run::RunResult;
 pub use crate::status::http_status;
 
-/// A failed direct invocation, reported to the platform as `{errorType, errorMessage}`.
+/// A failed invocation as the platform reports it, `{errorType, errorMessage}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// Stable code.
     pub error_type: String,
     /// Short message (with the trace id when a run happened).
     pub error_message: String,
+}
+
+impl Failure {
+    /// A failure with its stable code and short message.
+    pub fn new(code: Code, message: String) -> Self {
+        Self {
+            error_type: code.as_str().to_owned(),
+            error_message: message,
+        }
+    }
 }
 
 impl From<Failure> for lambda_runtime::Diagnostic {
@@ -39,79 +48,169 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The answer to an event that could not be parsed.
-pub(crate) fn input_failure(source: Source, e: &RunError) -> Result<Value, Failure> {
-    code_failure(source, e.code(), &e.to_string())
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Stable code.
+    pub code: Code,
+    /// Short message.
+    pub message: String,
+    /// The run's trace id, when a run happened.
+    pub trace_id: Option<String>,
 }
 
-/// A failure with its code and short message, shaped for the caller (an HTTP error response, or
-/// the platform's error).
-pub(crate) fn code_failure(source: Source, code: Code, message: &str) -> Result<Value, Failure> {
-    if source.is_http() {
-        Ok(events::http_response(
-            http_status(code),
-            &json!({"error": {"code": code.as_str(), "message": message}}),
-        ))
-    } else {
-        Err(Failure {
-            error_type: code.as_str().to_owned(),
-            error_message: message.to_owned(),
+/// An invocation's answer, before any platform's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The answer's JSON, or why there is none.
+    pub outcome: Result<Value, Fault>,
+    /// `X-RateLimit-Limit` / `X-RateLimit-Remaining` for an HTTP caller.
+    pub limits: Option<Limits>,
+    /// `Retry-After` (seconds) for an HTTP caller.
+    pub retry_after: Option<u64>,
+}
+
+/// An HTTP answer: status, headers in order, body text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lowercase) and values, `content-type` first.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body's text.
+    pub body: String,
+}
+
+impl Reply {
+    /// An answer.
+    pub fn ok(body: Value) -> Self {
+        Self {
+            outcome: Ok(body),
+            limits: None,
+            retry_after: None,
+        }
+    }
+
+    /// An answer serialised from `body`.
+    pub fn json<T: serde::Serialize>(body: &T) -> Self {
+        Self::ok(serde_json::to_value(body).unwrap_or(Value::Null))
+    }
+
+    /// A failure with its code and short message (the one way a reply fails).
+    pub fn failed(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            outcome: Err(Fault {
+                code,
+                message: message.into(),
+                trace_id: None,
+            }),
+            limits: None,
+            retry_after: None,
+        }
+    }
+
+    /// A failure of this error (an event that could not be read, a job that could not start).
+    pub fn error(e: &RunError) -> Self {
+        Self::failed(e.code(), e.to_string())
+    }
+
+    /// A finished run: its result, or its failure with the run's trace id.
+    pub fn run<T: serde::Serialize>(
+        failure: Option<&RunError>,
+        trace_id: &str,
+        result: &T,
+    ) -> Self {
+        match failure {
+            None => Self::json(result),
+            Some(e) => {
+                let mut r = Self::error(e);
+                if let Err(f) = &mut r.outcome {
+                    f.trace_id = Some(trace_id.to_owned());
+                }
+                r
+            }
+        }
+    }
+
+    /// An API call the access check refused: the code the caller may see (an unknown key looks
+    /// like a bad signature), `Retry-After` and `X-RateLimit-*` for limits.
+    pub fn denied(denied: &Denied) -> Self {
+        Self {
+            retry_after: denied.retry_after,
+            limits: denied.limits,
+            ..Self::failed(denied.shown(), denied.message())
+        }
+    }
+
+    /// The same reply telling the caller its rate-limit state, when there is one.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Option<Limits>) -> Self {
+        if limits.is_some() {
+            self.limits = limits;
+        }
+        self
+    }
+
+    /// The HTTP status an HTTP caller gets.
+    pub fn status(&self) -> u16 {
+        match &self.outcome {
+            Ok(_) => 200,
+            Err(f) => http_status(f.code),
+        }
+    }
+
+    /// Rendered for an HTTP caller.
+    pub fn into_http(self) -> HttpAnswer {
+        let status = self.status();
+        let body = match self.outcome {
+            Ok(v) => v,
+            Err(f) => {
+                let mut body = json!({"error": {"code": f.code.as_str(), "message": f.message}});
+                if let Some(t) = f.trace_id {
+                    body["trace_id"] = json!(t);
+                }
+                body
+            }
+        };
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if let Some(s) = self.retry_after {
+            headers.push(("retry-after", s.to_string()));
+        }
+        if let Some(l) = self.limits {
+            headers.push(("x-ratelimit-limit", l.limit.to_string()));
+            headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
+        }
+        HttpAnswer {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// Rendered for the Lambda Runtime API (and FC's event invoke): an HTTP caller's API Gateway
+    /// proxy response (valid for payload 1.0 and 2.0), or another caller's JSON or platform error.
+    pub fn into_lambda(self, http: bool) -> Result<Value, Failure> {
+        if http {
+            let a = self.into_http();
+            let headers: serde_json::Map<String, Value> = a
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                .collect();
+            return Ok(json!({
+                "statusCode": a.status,
+                "headers": headers,
+                "isBase64Encoded": false,
+                "body": a.body,
+            }));
+        }
+        self.outcome.map_err(|f| {
+            let message = match f.trace_id {
+                Some(t) => format!("{} (trace_id {t})", f.message),
+                None => f.message,
+            };
+            Failure::new(f.code, message)
         })
-    }
-}
-
-/// The answer to an API call the access check refused: the code the caller may see (an unknown
-/// key looks like a bad signature), `Retry-After` and `X-RateLimit-*` for limits.
-pub(crate) fn denied(denied: &Denied) -> Value {
-    let code = denied.shown();
-    let mut resp = events::http_response(
-        http_status(code),
-        &json!({"error": {"code": code.as_str(), "message": denied.message()}}),
-    );
-    if let Some(s) = denied.retry_after {
-        resp["headers"]["retry-after"] = json!(s.to_string());
-    }
-    with_limits(&mut resp, denied.limits);
-    resp
-}
-
-/// Adds `X-RateLimit-Limit` / `X-RateLimit-Remaining` to an HTTP answer.
-pub(crate) fn with_limits(resp: &mut Value, limits: Option<Limits>) {
-    if let (Some(l), Some(headers)) = (
-        limits,
-        resp.get_mut("headers").and_then(Value::as_object_mut),
-    ) {
-        headers.insert("x-ratelimit-limit".into(), json!(l.limit.to_string()));
-        headers.insert(
-            "x-ratelimit-remaining".into(),
-            json!(l.remaining.to_string()),
-        );
-    }
-}
-
-/// Shapes a finished run for the caller.
-pub fn reply(source: Source, result: &RunResult) -> Result<Value, Failure> {
-    shape(source, result.failure.as_deref(), &result.trace_id, result)
-}
-
-pub(crate) fn shape<T: serde::Serialize>(
-    source: Source,
-    failure: Option<&RunError>,
-    trace_id: &str,
-    result: &T,
-) -> Result<Value, Failure> {
-    let body = serde_json::to_value(result).unwrap_or(Value::Null);
-    match (failure, source.is_http()) {
-        (None, true) => Ok(events::http_response(200, &body)),
-        (None, false) => Ok(body),
-        (Some(e), true) => Ok(events::http_response(
-            http_status(e.code()),
-            &json!({"error": {"code": e.code().as_str(), "message": e.to_string()}, "trace_id": trace_id}),
-        )),
-        (Some(e), false) => Err(Failure {
-            error_type: e.code().as_str().to_owned(),
-            error_message: format!("{e} (trace_id {trace_id})"),
-        }),
     }
 }
 
@@ -136,5 +235,44 @@ mod tests {
         for c in Code::ALL {
             assert!((400..600).contains(&http_status(*c)), "{c}");
         }
+    }
+
+    #[test]
+    fn a_run_failure_names_its_trace_to_http_callers_in_the_body_and_to_others_in_the_message() {
+        let e = RunError::InvalidInput("bad".into());
+        let reply = Reply::run(Some(&e), "t-1", &json!({}));
+        let http = reply.clone().into_lambda(true).unwrap();
+        assert_eq!(http["statusCode"], 400);
+        let body: Value = serde_json::from_str(http["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_INPUT");
+        assert_eq!(body["trace_id"], "t-1");
+        let direct = reply.into_lambda(false).unwrap_err();
+        assert_eq!(direct.error_type, "INVALID_INPUT");
+        assert!(direct.error_message.ends_with("(trace_id t-1)"), "{direct}");
+    }
+
+    #[test]
+    fn limits_and_retry_after_become_headers_after_the_content_type() {
+        let mut d = Denied::new(Code::RateLimited, Some("ak"));
+        d.retry_after = Some(1);
+        d.limits = Some(Limits {
+            limit: 5,
+            remaining: 0,
+        });
+        let a = Reply::denied(&d).into_http();
+        assert_eq!(a.status, 429);
+        let names: Vec<&str> = a.headers.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "retry-after",
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining"
+            ]
+        );
+        assert!(!a.body.contains("trace_id"), "{}", a.body);
+        let ok = Reply::ok(json!({"a": 1})).into_lambda(false).unwrap();
+        assert_eq!(ok, json!({"a": 1}), "other callers get the answer itself");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::function::Call;
-use ai_runner::function::handlers;
+use ai_runner::function::Function;
 use ai_runner::model::access::{KeyOwner, Scope};
 use ai_runner::store::Db;
 use ai_runner::store::access::NewKey;
@@ -78,7 +78,8 @@ fn code(resp: &Value) -> String {
 }
 
 async fn route(s: &Setup, ev: Value) -> Value {
-    handlers::run_route(&s.state, ev, Call::default())
+    Function::RunRoute
+        .handle(&s.state, ev, Call::default())
         .await
         .unwrap()
 }
@@ -417,13 +418,14 @@ async fn a_correctly_signed_call_learns_why_its_key_may_not_proceed() {
         None,
         "/run-once",
     );
-    let resp = handlers::run_once(
-        &s.state,
-        api_event("/run-once", &signed.body, &signed.headers, "1.2.3.4"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let resp = Function::RunOnce
+        .handle(
+            &s.state,
+            api_event("/run-once", &signed.body, &signed.headers, "1.2.3.4"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (status(&resp), code(&resp)),
         (403, "AUTH_SCOPE_DENIED".into()),
@@ -604,13 +606,14 @@ async fn when_the_counters_cannot_be_reached_calls_fail_closed_unless_told_other
 async fn other_events_and_iam_mode_are_not_asked_for_signatures() {
     let s = setup(Backend::Sqlite, &[]).await;
     // A direct invocation needs the platform's invoke permission, not a signature.
-    let out = handlers::run_route(
-        &s.state,
-        json!({"project": "shop", "route_key": "chat"}),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let out = Function::RunRoute
+        .handle(
+            &s.state,
+            json!({"project": "shop", "route_key": "chat"}),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(out["status"], "ok");
 
     let iam = setup(Backend::Sqlite, &[("ACCESS_MODE", "iam")]).await;

@@ -735,7 +735,7 @@ async fn an_unmigrated_predecessor_database_still_runs_calls_without_costs() {
 
 #[tokio::test]
 async fn a_signed_api_call_over_its_keys_budget_gets_402_and_no_provider_call() {
-    use ai_runner::function::{Call, handlers};
+    use ai_runner::function::{Call, Function};
     use ai_runner::model::access::KeyOwner;
     use ai_runner::store::access::NewKey;
     use ai_runner_tests::{api_event, keyring, python_sign};
@@ -771,7 +771,8 @@ async fn a_signed_api_call_over_its_keys_budget_gets_402_and_no_provider_call() 
         let signed = python_sign(&ak, sk.expose(), &body, None, None, "/run-route");
         api_event("/run-route", &signed.body, &signed.headers, "203.0.113.7")
     };
-    let first = handlers::run_route(&state, call(1), Call::default())
+    let first = Function::RunRoute
+        .handle(&state, call(1), Call::default())
         .await
         .unwrap();
     assert_eq!(first["statusCode"], 200, "{first}");
@@ -779,7 +780,8 @@ async fn a_signed_api_call_over_its_keys_budget_gets_402_and_no_provider_call() 
     assert_eq!(answer["cost"], 2.8e-05, "{answer}");
     let mut refused = None;
     for n in 2..30 {
-        let r = handlers::run_route(&state, call(n), Call::default())
+        let r = Function::RunRoute
+            .handle(&state, call(n), Call::default())
             .await
             .unwrap();
         if r["statusCode"] != 200 {

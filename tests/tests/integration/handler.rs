@@ -4,7 +4,7 @@
 use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::function::Call;
-use ai_runner::function::handlers;
+use ai_runner::function::Function;
 use ai_runner_tests::{Backend, Seed, TestDb, fixture_json, seed};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -57,7 +57,8 @@ async fn rest_v1_and_http_v2_events_run_the_config_and_answer_200() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/http-api-payload-v2.0-docs.json",
     ] {
-        let resp = handlers::run_once(&s.state, with_body(fixture, &req), Call::default())
+        let resp = Function::RunOnce
+            .handle(&s.state, with_body(fixture, &req), Call::default())
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 200, "{fixture}: {resp}");
@@ -84,7 +85,8 @@ async fn a_base64_function_url_body_is_decoded() {
     let mut ev = fixture_json("aws/apigw/function-url-v2-post-isBase64Encoded-true.json");
     let req = json!({"config_key": "greet"}).to_string();
     ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(req));
-    let resp = handlers::run_once(&s.state, ev, Call::default())
+    let resp = Function::RunOnce
+        .handle(&s.state, ev, Call::default())
         .await
         .unwrap();
     assert_eq!(resp["statusCode"], 200, "{resp}");
@@ -100,7 +102,8 @@ async fn the_fixtures_own_bodies_are_rejected_as_invalid_input_with_400() {
         "aws/apigw/http-v2-post-json-body.json",
         "aws/apigw/function-url-v2-post-isBase64Encoded-true.json",
     ] {
-        let resp = handlers::run_once(&s.state, fixture_json(fixture), Call::default())
+        let resp = Function::RunOnce
+            .handle(&s.state, fixture_json(fixture), Call::default())
             .await
             .unwrap();
         assert_eq!(resp["statusCode"], 400, "{fixture}: {resp}");
@@ -121,29 +124,31 @@ async fn failures_map_to_404_422_and_502() {
         (json!({"config_key": "json"}), 422, "SCHEMA_INVALID"),
     ];
     for (req, status, code) in cases {
-        let resp = handlers::run_once(
-            &s.state,
-            with_body("aws/apigw/http-v2-post-json-body.json", &req),
-            Call::default(),
-        )
-        .await
-        .unwrap();
+        let resp = Function::RunOnce
+            .handle(
+                &s.state,
+                with_body("aws/apigw/http-v2-post-json-body.json", &req),
+                Call::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(resp["statusCode"], status, "{resp}");
         let body = http_body(&resp);
         assert_eq!(body["error"]["code"], code);
         assert!(body["error"]["message"].is_string());
     }
     s._server.set_script(vec![Reply::error(500, "boom")]);
-    let resp = handlers::run_once(
-        &s.state,
-        with_body(
-            "aws/apigw/rest-v1-proxy-post-json-body.json",
-            &json!({"config_key": "greet"}),
-        ),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let resp = Function::RunOnce
+        .handle(
+            &s.state,
+            with_body(
+                "aws/apigw/rest-v1-proxy-post-json-body.json",
+                &json!({"config_key": "greet"}),
+            ),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(resp["statusCode"], 502);
     assert_eq!(http_body(&resp)["error"]["code"], "HTTP_5XX_SERVER_ERROR");
 }
@@ -151,16 +156,17 @@ async fn failures_map_to_404_422_and_502() {
 #[tokio::test]
 async fn direct_invocations_return_the_result_or_a_coded_error() {
     let s = setup(vec![Reply::content("你好")]).await;
-    let ok = handlers::run_once(
-        &s.state,
-        json!({"config_key": "greet"}),
-        Call {
-            request_id: Some("req-1".into()),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let ok = Function::RunOnce
+        .handle(
+            &s.state,
+            json!({"config_key": "greet"}),
+            Call {
+                request_id: Some("req-1".into()),
+                deadline: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ok["status"], "ok");
     assert_eq!(ok["meta"]["config_key"], "greet");
     let row = s
@@ -172,11 +178,13 @@ async fn direct_invocations_return_the_result_or_a_coded_error() {
         .unwrap();
     assert_eq!(row["request_id"], "req-1");
     assert_eq!(row["trigger_source"], "lambda");
-    let err = handlers::run_once(&s.state, json!({"config_key": "missing"}), Call::default())
+    let err = Function::RunOnce
+        .handle(&s.state, json!({"config_key": "missing"}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "CONFIG_NOT_FOUND");
-    let err = handlers::run_once(&s.state, json!({"nonsense": true}), Call::default())
+    let err = Function::RunOnce
+        .handle(&s.state, json!({"nonsense": true}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -208,7 +216,8 @@ mod run_route {
         let mut ev = fixture_json("aws/eventbridge/scheduled-event-docs.json");
         ev["detail"] =
             json!({"project": "proj", "route_key": "daily", "variables": {"TOPIC": "日报"}});
-        let out = handlers::run_route(&s.state, ev, Call::default())
+        let out = Function::RunRoute
+            .handle(&s.state, ev, Call::default())
             .await
             .unwrap();
         assert_eq!(out["status"], "ok", "{out}");
@@ -228,13 +237,14 @@ mod run_route {
     #[tokio::test]
     async fn a_scheduled_event_without_a_route_is_a_coded_failure() {
         let s = route_setup().await;
-        let err = handlers::run_route(
-            &s.state,
-            fixture_json("aws/eventbridge/scheduled-event-docs.json"),
-            Call::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = Function::RunRoute
+            .handle(
+                &s.state,
+                fixture_json("aws/eventbridge/scheduled-event-docs.json"),
+                Call::default(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.error_type, "INVALID_INPUT");
         assert!(
             err.error_message.contains("route_key"),
@@ -246,16 +256,17 @@ mod run_route {
     #[tokio::test]
     async fn a_rule_with_constant_input_is_a_direct_invocation_labelled_schedule() {
         let s = route_setup().await;
-        let out = handlers::run_route(
-            &s.state,
-            json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
-            Call {
-                request_id: Some("lambda-req".into()),
-                deadline: None,
-            },
-        )
-        .await
-        .unwrap();
+        let out = Function::RunRoute
+            .handle(
+                &s.state,
+                json!({"project": "proj", "route_key": "daily", "trigger": "schedule"}),
+                Call {
+                    request_id: Some("lambda-req".into()),
+                    deadline: None,
+                },
+            )
+            .await
+            .unwrap();
         let row = s
             .tdb
             .db()
@@ -274,26 +285,28 @@ mod run_route {
             "aws/apigw/rest-v1-proxy-post-json-body.json",
             "aws/apigw/http-v2-post-json-body.json",
         ] {
-            let resp = handlers::run_route(
+            let resp = Function::RunRoute
+                .handle(
+                    &s.state,
+                    with_body(fixture, &json!({"project": "proj", "route_key": "daily"})),
+                    Call::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp["statusCode"], 200, "{resp}");
+            assert_eq!(http_body(&resp)["answered_by"], "greet");
+        }
+        let resp = Function::RunRoute
+            .handle(
                 &s.state,
-                with_body(fixture, &json!({"project": "proj", "route_key": "daily"})),
+                with_body(
+                    "aws/apigw/http-v2-post-json-body.json",
+                    &json!({"project": "proj", "route_key": "nope"}),
+                ),
                 Call::default(),
             )
             .await
             .unwrap();
-            assert_eq!(resp["statusCode"], 200, "{resp}");
-            assert_eq!(http_body(&resp)["answered_by"], "greet");
-        }
-        let resp = handlers::run_route(
-            &s.state,
-            with_body(
-                "aws/apigw/http-v2-post-json-body.json",
-                &json!({"project": "proj", "route_key": "nope"}),
-            ),
-            Call::default(),
-        )
-        .await
-        .unwrap();
         assert_eq!(resp["statusCode"], 404);
         assert_eq!(http_body(&resp)["error"]["code"], "ROUTE_NOT_FOUND");
         let db = s.tdb.db();
@@ -309,25 +322,27 @@ mod run_route {
         )
         .await;
         let _ = route;
-        let resp = handlers::run_route(
-            &s.state,
-            with_body(
-                "aws/apigw/http-v2-post-json-body.json",
-                &json!({"project": "proj", "route_key": "empty"}),
-            ),
-            Call::default(),
-        )
-        .await
-        .unwrap();
+        let resp = Function::RunRoute
+            .handle(
+                &s.state,
+                with_body(
+                    "aws/apigw/http-v2-post-json-body.json",
+                    &json!({"project": "proj", "route_key": "empty"}),
+                ),
+                Call::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(resp["statusCode"], 503);
         assert_eq!(http_body(&resp)["error"]["code"], "NO_ACTIVE_MEMBERS");
-        let resp = handlers::run_route(
-            &s.state,
-            fixture_json("aws/apigw/rest-v1-proxy-post-json-body.json"),
-            Call::default(),
-        )
-        .await
-        .unwrap();
+        let resp = Function::RunRoute
+            .handle(
+                &s.state,
+                fixture_json("aws/apigw/rest-v1-proxy-post-json-body.json"),
+                Call::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(resp["statusCode"], 400);
     }
 
@@ -353,13 +368,14 @@ mod run_route {
                 "apigw",
             ),
         ] {
-            let resp = handlers::run_route(
-                &s.state,
-                with_body("aws/apigw/http-v2-post-json-body.json", &body),
-                Call::default(),
-            )
-            .await
-            .unwrap();
+            let resp = Function::RunRoute
+                .handle(
+                    &s.state,
+                    with_body("aws/apigw/http-v2-post-json-body.json", &body),
+                    Call::default(),
+                )
+                .await
+                .unwrap();
             assert_eq!(resp["statusCode"], 200, "{resp}");
             let row = db.audit_row(label(&resp)).await.unwrap().unwrap();
             assert_eq!(row["trigger_source"], expected);
@@ -370,13 +386,14 @@ mod run_route {
             ("eval", "lambda"),
             ("cli", "lambda"),
         ] {
-            let out = handlers::run_route(
-                &s.state,
-                json!({"project": "proj", "route_key": "daily", "trigger": trigger}),
-                Call::default(),
-            )
-            .await
-            .unwrap();
+            let out = Function::RunRoute
+                .handle(
+                    &s.state,
+                    json!({"project": "proj", "route_key": "daily", "trigger": trigger}),
+                    Call::default(),
+                )
+                .await
+                .unwrap();
             let row = db.audit_row(label(&out)).await.unwrap().unwrap();
             assert_eq!(row["trigger_source"], expected, "{trigger}");
         }
@@ -386,13 +403,14 @@ mod run_route {
     #[tokio::test]
     async fn a_dry_run_invocation_returns_the_request_and_writes_nothing() {
         let s = route_setup().await;
-        let out = handlers::run_route(
-            &s.state,
-            json!({"project": "proj", "route_key": "daily", "dry_run": true}),
-            Call::default(),
-        )
-        .await
-        .unwrap();
+        let out = Function::RunRoute
+            .handle(
+                &s.state,
+                json!({"project": "proj", "route_key": "daily", "dry_run": true}),
+                Call::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(out["order"], json!(["greet"]));
         assert_eq!(out["request"]["body"]["model"], "model-greet");
         assert!(

@@ -5,7 +5,7 @@
 use ai_runner::app::App;
 use ai_runner::demo::{ProviderServer, Reply, wav_tone};
 use ai_runner::function::Call;
-use ai_runner::function::handlers;
+use ai_runner::function::Function;
 use ai_runner::model::media::JobKey;
 use ai_runner::ports::JobStore;
 use ai_runner::ports::ObjectStore;
@@ -130,16 +130,17 @@ async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keep
     let wav = wav_tone(300, 440.0);
     w.upload(key, wav.clone(), "audio/wav").await;
     let encoded = "incoming/%E5%BD%95%E9%9F%B3+%E4%B8%80%2B%E4%BA%8C.wav";
-    let out = handlers::oss_trigger(
-        &w.state,
-        s3_event(BUCKET, encoded),
-        Call {
-            request_id: Some("lambda-1".into()),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let out = Function::OssTrigger
+        .handle(
+            &w.state,
+            s3_event(BUCKET, encoded),
+            Call {
+                request_id: Some("lambda-1".into()),
+                deadline: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     assert_eq!(out["objects"][0]["key"], key);
 
@@ -200,7 +201,8 @@ async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
         .unwrap();
     let wav = wav_tone(200, 330.0);
     w.upload("inline/a.wav", wav.clone(), "audio/wav").await;
-    let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, "inline/a.wav"), Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, s3_event(BUCKET, "inline/a.wav"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -249,7 +251,8 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         .as_object_mut()
         .unwrap()
         .remove("version-id");
-    let out = handlers::oss_trigger(&w.state, eb, Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, eb, Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -257,7 +260,8 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
     let mut fc = fixture_json("alibaba-fc/oss-trigger-putobject-fc-docs.json");
     fc["events"][0]["oss"]["bucket"]["name"] = json!(BUCKET);
     fc["events"][0]["oss"]["object"]["key"] = json!("incoming/fc.wav");
-    let out = handlers::oss_trigger(&w.state, fc, Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, fc, Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
@@ -267,7 +271,8 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads", "awsRegion": "us-east-1"
     }]});
-    let out = handlers::oss_trigger(&w.state, sqs, Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, sqs, Call::default())
         .await
         .unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
@@ -305,8 +310,8 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
     )
     .unwrap();
     let (a, b) = tokio::join!(
-        handlers::oss_trigger(&w.state, ev.clone(), Call::default()),
-        handlers::oss_trigger(&other, ev.clone(), Call::default())
+        Function::OssTrigger.handle(&w.state, ev.clone(), Call::default()),
+        Function::OssTrigger.handle(&other, ev.clone(), Call::default())
     );
     // One runs it; the other finds it finished (acknowledged) or still running: then it fails so
     // the platform redelivers it (had the first one crashed, that redelivery takes over).
@@ -328,7 +333,8 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         "{outcomes:?}"
     );
     // And again later, as S3's at-least-once delivery may.
-    let again = handlers::oss_trigger(&w.state, ev, Call::default())
+    let again = Function::OssTrigger
+        .handle(&w.state, ev, Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&again, 0), "duplicate");
@@ -371,31 +377,35 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
     )
     .await;
     let ev = |k: &str| s3_event(BUCKET, k);
-    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, ev("incoming/photo.png"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "rejected");
     assert_eq!(out["objects"][0]["code"], "MEDIA_UNSUPPORTED");
-    let out = handlers::oss_trigger(&w.state, ev("incoming/big.wav"), Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, ev("incoming/big.wav"), Call::default())
         .await
         .unwrap();
     assert_eq!(out["objects"][0]["code"], "MEDIA_TOO_LARGE");
     assert_eq!(w.job("incoming/big.wav").await.status, "rejected");
-    let out = handlers::oss_trigger(
-        &w.state,
-        ev("results/incoming/x.wav.result.json"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let out = Function::OssTrigger
+        .handle(
+            &w.state,
+            ev("results/incoming/x.wav.result.json"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
-    let out = handlers::oss_trigger(
-        &w.state,
-        s3_event("another-bucket", "incoming/a.wav"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let out = Function::OssTrigger
+        .handle(
+            &w.state,
+            s3_event("another-bucket", "incoming/a.wav"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "skipped");
     assert!(
         out["objects"][0]["reason"]
@@ -410,7 +420,8 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
         "rejections are recorded, skips are not"
     );
     // A rejected object delivered again stays a no-op.
-    let out = handlers::oss_trigger(&w.state, ev("incoming/photo.png"), Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, ev("incoming/photo.png"), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&out, 0), "duplicate");
@@ -436,7 +447,8 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
         msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string()),
         msg("test-event", fixture_json("aws/s3/s3-test-event-docs.json").to_string()),
     ]});
-    let out = handlers::oss_trigger(&w.state, batch, Call::default())
+    let out = Function::OssTrigger
+        .handle(&w.state, batch, Call::default())
         .await
         .unwrap();
     let failed: Vec<&str> = out["batchItemFailures"]
@@ -453,7 +465,7 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
     );
     // The redelivered message takes the failed job over and succeeds.
     w.provider.set_script(vec![Reply::MediaProbe]);
-    let out = handlers::oss_trigger(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), Call::default()).await.unwrap();
+    let out = Function::OssTrigger.handle(&w.state, json!({"Records": [msg("provider-down", s3_event(BUCKET, "incoming/fails.wav").to_string())]}), Call::default()).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
     let job = w.job("incoming/fails.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
@@ -470,23 +482,26 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
     .unwrap();
     w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
-    let err = handlers::oss_trigger(
-        &w.state,
-        s3_event(BUCKET, "incoming/a.wav"),
-        Call::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = Function::OssTrigger
+        .handle(
+            &w.state,
+            s3_event(BUCKET, "incoming/a.wav"),
+            Call::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "HTTP_5XX_SERVER_ERROR");
-    let ok = handlers::oss_trigger(
-        &w.state,
-        fixture_json("aws/s3/s3-test-event-docs.json"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let ok = Function::OssTrigger
+        .handle(
+            &w.state,
+            fixture_json("aws/s3/s3-test-event-docs.json"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(ok["ignored"], "s3:TestEvent");
-    let err = handlers::oss_trigger(&w.state, json!({"what": "is this"}), Call::default())
+    let err = Function::OssTrigger
+        .handle(&w.state, json!({"what": "is this"}), Call::default())
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "INVALID_INPUT");
@@ -512,13 +527,14 @@ async fn a_job_stuck_past_its_lease_is_taken_over() {
         .claim_job(&key, "media", "transcribe", 1_000, 1)
         .await
         .unwrap();
-    let out = handlers::oss_trigger(
-        &w.state,
-        s3_event(BUCKET, "incoming/stuck.wav"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let out = Function::OssTrigger
+        .handle(
+            &w.state,
+            s3_event(BUCKET, "incoming/stuck.wav"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "succeeded", "{out}");
     let job = w.job("incoming/stuck.wav").await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
@@ -582,7 +598,9 @@ async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calli
     let blocker = w.s3.root.path().join(BUCKET).join("results");
     std::fs::write(&blocker, b"in the way").unwrap();
     let ev = s3_event(BUCKET, "incoming/keep.wav");
-    let first = handlers::oss_trigger(&w.state, ev.clone(), Call::default()).await;
+    let first = Function::OssTrigger
+        .handle(&w.state, ev.clone(), Call::default())
+        .await;
     let failure = first.unwrap_err();
     assert!(
         failure.error_message.contains("\"outcome\":\"failed\""),
@@ -594,7 +612,8 @@ async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calli
 
     // The store is back; the redelivery stores the kept result and calls nothing.
     std::fs::remove_file(&blocker).unwrap();
-    let again = handlers::oss_trigger(&w.state, ev.clone(), Call::default())
+    let again = Function::OssTrigger
+        .handle(&w.state, ev.clone(), Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&again, 0), "succeeded", "{again}");
@@ -612,7 +631,8 @@ async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calli
             .unwrap();
     let doc: Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(doc["result"]["answered_by"], "audio-url");
-    let dup = handlers::oss_trigger(&w.state, ev, Call::default())
+    let dup = Function::OssTrigger
+        .handle(&w.state, ev, Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&dup, 0), "duplicate");
@@ -661,13 +681,14 @@ async fn an_object_missing_when_its_event_arrives_still_leaves_a_job_row() {
     let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
         .await
         .unwrap();
-    let out = handlers::oss_trigger(
-        &w.state,
-        s3_event(BUCKET, "incoming/never-uploaded.wav"),
-        Call::default(),
-    )
-    .await
-    .unwrap();
+    let out = Function::OssTrigger
+        .handle(
+            &w.state,
+            s3_event(BUCKET, "incoming/never-uploaded.wav"),
+            Call::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome(&out, 0), "failed", "{out}");
     let job = w.job("incoming/never-uploaded.wav").await;
     assert_eq!(job.status, "failed");
@@ -684,7 +705,8 @@ async fn keys_differing_in_case_or_beyond_400_characters_are_two_jobs(backend: B
     for k in ["incoming/Call.wav", "incoming/call.wav"] {
         // The same bytes (so the same ETag) under each key.
         w.upload(k, same.clone(), "audio/wav").await;
-        let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, k), Call::default())
+        let out = Function::OssTrigger
+            .handle(&w.state, s3_event(BUCKET, k), Call::default())
             .await
             .unwrap();
         assert_eq!(outcome(&out, 0), "succeeded", "{k}: {out}");
@@ -794,7 +816,8 @@ async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked
     std::fs::write(&blocker, b"in the way").unwrap();
     let ev = s3_event(BUCKET, "incoming/down.wav");
     assert!(
-        handlers::oss_trigger(&w.state, ev.clone(), Call::default())
+        Function::OssTrigger
+            .handle(&w.state, ev.clone(), Call::default())
             .await
             .is_err()
     );
@@ -804,7 +827,8 @@ async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked
         "a failed route is not kept as an answer"
     );
     std::fs::remove_file(&blocker).unwrap();
-    let again = handlers::oss_trigger(&w.state, ev, Call::default())
+    let again = Function::OssTrigger
+        .handle(&w.state, ev, Call::default())
         .await
         .unwrap();
     assert_eq!(outcome(&again, 0), "succeeded", "{again}");
@@ -852,7 +876,8 @@ async fn audio_priced_per_second_is_charged_for_the_uploads_duration() {
     let cost_of = |key: &'static str| {
         let (w, db) = (&w, &db);
         async move {
-            let out = handlers::oss_trigger(&w.state, s3_event(BUCKET, key), Call::default())
+            let out = Function::OssTrigger
+                .handle(&w.state, s3_event(BUCKET, key), Call::default())
                 .await
                 .unwrap();
             assert_eq!(outcome(&out, 0), "succeeded", "{out}");
