@@ -2,8 +2,8 @@
 //! audit rows, a job table, a chat-completions provider, an object store), with the values and
 //! errors that cross them.
 //!
-//! Invariants: the core ([`crate::run`], [`crate::media`]) depends only on these traits; the real
-//! implementations ([`crate::store::Db`], [`crate::provider::HttpProvider`], [`crate::objects`])
+//! Invariants: the core (`run`, `media`) depends only on these traits; the real
+//! implementations (`store::Db`, `provider::HttpProvider`, `objects`)
 //! live in their own modules and integration tests run them against real servers. Every error
 //! here has a stable [`Code`] and says whether retrying may help.
 

@@ -1,5 +1,5 @@
 //! The [`Queue`] port over SQS (and SQS-protocol servers) through aws-sdk-sqs: where an
-//! evaluation run's chunks go (see [`crate::eval::fanout`]).
+//! evaluation run's chunks go (see `eval::fanout`).
 //!
 //! Invariants: messages go in `SendMessageBatch` calls of at most ten; entries the queue refuses
 //! are sent again once, and `send` succeeds only when every message was taken; errors carry the

@@ -180,6 +180,22 @@ impl TestDb {
     }
 }
 
+/// The database's clock in whole seconds (`UNIX_TIMESTAMP()` on MariaDB, `unixepoch()` on
+/// SQLite): the clock the per-second rate window is counted on. Read before and after a call,
+/// it brackets the second the database counted that call in.
+pub async fn db_second(db: &Db) -> i64 {
+    match db.pool().await.unwrap() {
+        Pool::MySql(p) => sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP() AS SIGNED)")
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        Pool::Sqlite(p) => sqlx::query_scalar("SELECT unixepoch()")
+            .fetch_one(p)
+            .await
+            .unwrap(),
+    }
+}
+
 /// A production runner (SQL store + HTTP provider) for these settings.
 pub fn runner(settings: &Settings) -> Runner<Db, HttpProvider> {
     Runner::new(

@@ -17,7 +17,7 @@
 //! Map: [`types`] (the typed objects), [`fields`] (field readers that collect findings),
 //! [`verify`] (one reader per object kind), [`refs`] (cross-references), [`route_pool`] (the
 //! predecessor's pool file), [`plan`] (what applying would change: pure), [`sample`] (the
-//! template). Writing a plan to the database is [`crate::store::catalog`]'s job.
+//! template). Writing a plan to the database is `store::catalog`'s job.
 //!
 //! Invariants: [`verify`] reports every problem at once, each with its YAML path; a file that
 //! verifies applies; a file exported from a database verifies and re-applies with no change.

@@ -18,7 +18,7 @@ use crate::code::Code;
 use crate::run::policy::{Failover, Policy};
 use crate::template::placeholders;
 
-/// The sections; `evals` (datasets and suites) is read by [`crate::eval::suite::catalog_evals`],
+/// The sections; `evals` (datasets and suites) is read by `eval::suite::catalog_evals`,
 /// `prices` by [`super::prices::catalog_prices`].
 const SECTIONS: [&str; 8] = [
     "connections",

@@ -1,6 +1,6 @@
 //! Prices from LiteLLM's public price map (`model_prices_and_context_window.json`), and from
 //! the same field names wherever they are written (`prices set`, a catalog's `prices:`, read by
-//! [`crate::catalog::prices`]).
+//! `catalog::prices`).
 //!
 //! Invariants: nothing is fetched; unknown fields are ignored; an entry without any price
 //! field (a mode we do not price, LiteLLM's `sample_spec`) is skipped and said so; a price

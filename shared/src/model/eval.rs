@@ -2,7 +2,7 @@
 //! result, the per-target summary, the gate, and the run as stored.
 //!
 //! Invariants: plain values that serialize with stable field names (the JSON report, the stored
-//! rows and `eval show` are this data); the evaluation core ([`crate::eval`]) computes them, the
+//! rows and `eval show` are this data); the evaluation core (`eval`) computes them, the
 //! store persists them.
 
 use std::collections::BTreeMap;

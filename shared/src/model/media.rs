@@ -1,7 +1,7 @@
 //! The upload pipeline's data: which route handles which objects, and the job row that makes
 //! every object version run once.
 //!
-//! Invariants: plain values; the store persists them, the pipeline ([`crate::media`]) decides.
+//! Invariants: plain values; the store persists them, the pipeline (`media`) decides.
 
 use serde::Serialize;
 use serde_json::Value;

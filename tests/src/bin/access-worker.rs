@@ -3,7 +3,10 @@
 //!
 //! Environment: `DATABASE_URL`, `AI_PEPPER`, `WORKER_AK`, `WORKER_SK`, `WORKER_CALLS`,
 //! `WORKER_START_MS` (epoch ms to fire at, so every process fires together). Prints
-//! `{"granted": n, "refused": {code: n}}`.
+//! `{"granted": n, "refused": {code: n}, "calls": [...]}`, each call with the database seconds
+//! read just before and just after it (`from`, `to`: the second it was counted in lies between),
+//! its refusal `code` (or null) and, when granted, its rate-limit headers' `limit` and
+//! `remaining`.
 
 #![allow(
     clippy::unwrap_used,
@@ -60,7 +63,8 @@ async fn main() {
         };
         let (db, ring, settings) = (&db, &ring, &settings.access);
         async move {
-            access::check(
+            let from = ai_runner_tests::db_second(db).await;
+            let outcome = access::check(
                 db,
                 ring,
                 settings,
@@ -68,20 +72,31 @@ async fn main() {
                 Some(&Action::Config("greet".into())),
                 ai_runner::model::now_ms(),
             )
-            .await
+            .await;
+            let to = ai_runner_tests::db_second(db).await;
+            (from, to, outcome)
         }
     });
     let mut granted = 0;
     let mut refused: BTreeMap<String, usize> = BTreeMap::new();
-    for outcome in futures_util::future::join_all(checks).await {
-        match outcome {
-            Ok(_) => granted += 1,
-            Err(d) => *refused.entry(d.code.as_str().to_owned()).or_default() += 1,
-        }
+    let mut seen = Vec::new();
+    for (from, to, outcome) in futures_util::future::join_all(checks).await {
+        seen.push(match outcome {
+            Ok(g) => {
+                granted += 1;
+                serde_json::json!({"from": from, "to": to, "code": null,
+                                   "limit": g.limits.map(|l| l.limit),
+                                   "remaining": g.limits.map(|l| l.remaining)})
+            }
+            Err(d) => {
+                *refused.entry(d.code.as_str().to_owned()).or_default() += 1;
+                serde_json::json!({"from": from, "to": to, "code": d.code.as_str()})
+            }
+        });
     }
     db.close().await;
     println!(
         "{}",
-        serde_json::json!({"granted": granted, "refused": refused})
+        serde_json::json!({"granted": granted, "refused": refused, "calls": seen})
     );
 }

@@ -13,7 +13,8 @@ use ai_runner::model::access::{KeyOwner, Scope};
 use ai_runner::store::Db;
 use ai_runner::store::access::NewKey;
 use ai_runner_tests::{
-    Backend, PEPPER, RouteSpec, Seed, TestDb, api_event, keyring, python_sign, seed, seed_route,
+    Backend, PEPPER, RouteSpec, Seed, TestDb, api_event, db_second, keyring, python_sign, seed,
+    seed_route,
 };
 use serde_json::{Value, json};
 
@@ -536,32 +537,34 @@ async fn an_exhausted_quota_or_rate_answers_429_with_retry_after_and_no_provider
     let mut rate = key(KeyOwner::User("bo".into()));
     rate.rps_limit = Some(1);
     let (ak, sk) = create(&db, &rate).await;
-    // Two calls inside one second of the database's clock: start just after a second begins.
-    let ms = ai_runner::model::now_ms();
-    tokio::time::sleep(Duration::from_millis(
-        u64::try_from(1_050 - ms % 1000).unwrap(),
-    ))
-    .await;
-    let a = python_sign(
-        &ak,
-        &sk,
-        &route_body("shop", "chat"),
-        None,
-        None,
-        "/run-route",
-    );
-    let b = python_sign(
-        &ak,
-        &sk,
-        &route_body("shop", "chat"),
-        None,
-        None,
-        "/run-route",
-    );
-    let (ra, rb) = tokio::join!(
-        route(&s, api_event("/run-route", &a.body, &a.headers, "1.2.3.4")),
-        route(&s, api_event("/run-route", &b.body, &b.headers, "1.2.3.4"))
-    );
+    // Two calls at once, counted in one second of the database's clock: a pair a second's end
+    // may have split (the database's second differs before and after it) is sent again.
+    let mut provider_calls = 2;
+    let mut tries = 0;
+    let (ra, rb) = loop {
+        tries += 1;
+        assert!(tries <= 20, "20 pairs in a row straddled a second");
+        let [a, b] = [(), ()].map(|()| {
+            python_sign(
+                &ak,
+                &sk,
+                &route_body("shop", "chat"),
+                None,
+                None,
+                "/run-route",
+            )
+        });
+        let from = db_second(&db).await;
+        let (ra, rb) = tokio::join!(
+            route(&s, api_event("/run-route", &a.body, &a.headers, "1.2.3.4")),
+            route(&s, api_event("/run-route", &b.body, &b.headers, "1.2.3.4"))
+        );
+        let to = db_second(&db).await;
+        provider_calls += [&ra, &rb].iter().filter(|r| status(r) == 200).count();
+        if from == to {
+            break (ra, rb);
+        }
+    };
     let mut statuses = [status(&ra), status(&rb)];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 429], "{ra} {rb}");
@@ -570,7 +573,7 @@ async fn an_exhausted_quota_or_rate_answers_429_with_retry_after_and_no_provider
     assert_eq!(limited["headers"]["retry-after"], "1");
     assert_eq!(limited["headers"]["x-ratelimit-limit"], "1");
     assert_eq!(limited["headers"]["x-ratelimit-remaining"], "0");
-    assert_eq!(s.server.requests().len(), 3);
+    assert_eq!(s.server.requests().len(), provider_calls);
     db.close().await;
 }
 
@@ -642,11 +645,78 @@ async fn other_events_and_iam_mode_are_not_asked_for_signatures() {
     assert_eq!(row["caller_key"], Value::Null);
 }
 
-/// Starts `processes` access-worker processes, each firing `calls` signed checks at once.
-async fn race(tdb: &TestDb, ak: &str, sk: &str, processes: usize, calls: usize) -> (u64, Value) {
-    // Fire together, early in a second of the clock (the rate window is the database's second).
-    let now = ai_runner::model::now_ms();
-    let start = (now / 1000 + 2) * 1000 + 50;
+/// One signed check as its worker saw it.
+#[derive(Debug)]
+struct Seen {
+    /// The database's second just before the check and just after it: the check was counted
+    /// in a second between the two.
+    from: i64,
+    to: i64,
+    /// Granted: its place among the calls counted in its second (1 = the first).
+    place: Option<u64>,
+}
+
+impl Seen {
+    fn of(v: &Value) -> Seen {
+        let place = v["code"]
+            .is_null()
+            .then(|| v["limit"].as_u64().unwrap() - v["remaining"].as_u64().unwrap());
+        Seen {
+            from: v["from"].as_i64().unwrap(),
+            to: v["to"].as_i64().unwrap(),
+            place,
+        }
+    }
+
+    fn may_share_a_second_with(&self, other: &Seen) -> bool {
+        self.from <= other.to && other.from <= self.to
+    }
+}
+
+/// The per-second limit held, wherever the seconds began and ended during the race: no second
+/// counted two calls in the same place (so none counted more than `rps`; the places can be
+/// given seconds within their brackets, one each), and a call was refused only when a call
+/// that could share its second was counted `rps`th (its second was full).
+fn assert_rate_held(calls: &[Seen], rps: u64) {
+    for place in 1..=rps {
+        let mut at: Vec<&Seen> = calls.iter().filter(|c| c.place == Some(place)).collect();
+        // Earliest deadline first, each into the first free second it may have been counted in.
+        at.sort_by_key(|c| (c.to, c.from));
+        let mut taken = std::collections::BTreeSet::new();
+        for c in at {
+            let second = (c.from..=c.to).find(|s| !taken.contains(s));
+            let second = second
+                .unwrap_or_else(|| panic!("two calls took place {place} of one second: {calls:?}"));
+            taken.insert(second);
+        }
+    }
+    for refused in calls.iter().filter(|c| c.place.is_none()) {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.place == Some(rps) && c.may_share_a_second_with(refused)),
+            "{refused:?} was refused in a second that was not full: {calls:?}"
+        );
+    }
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.place.is_none_or(|p| (1..=rps).contains(&p))),
+        "{calls:?}"
+    );
+}
+
+/// Starts `processes` access-worker processes, each firing `calls` signed checks at once;
+/// returns the calls granted, the refusals by code, and every call as its worker saw it.
+async fn race(
+    tdb: &TestDb,
+    ak: &str,
+    sk: &str,
+    processes: usize,
+    calls: usize,
+) -> (u64, Value, Vec<Seen>) {
+    // Fire together (each process connects first, then waits for the start line).
+    let start = ai_runner::model::now_ms() + 1500;
     let children: Vec<_> = (0..processes)
         .map(|_| {
             tokio::process::Command::new(env!("CARGO_BIN_EXE_access-worker"))
@@ -663,17 +733,19 @@ async fn race(tdb: &TestDb, ak: &str, sk: &str, processes: usize, calls: usize) 
         .collect();
     let mut granted = 0;
     let mut refused = serde_json::Map::new();
+    let mut seen = Vec::new();
     for c in children {
         let out = c.wait_with_output().await.unwrap();
         assert!(out.status.success());
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        seen.extend(v["calls"].as_array().unwrap().iter().map(Seen::of));
         granted += v["granted"].as_u64().unwrap();
         for (code, n) in v["refused"].as_object().unwrap() {
             let before = refused.get(code).and_then(Value::as_u64).unwrap_or(0);
             refused.insert(code.clone(), json!(before + n.as_u64().unwrap()));
         }
     }
-    (granted, Value::Object(refused))
+    (granted, Value::Object(refused), seen)
 }
 
 async fn concurrent_processes_never_overshoot_a_quota_or_a_rate(backend: Backend) {
@@ -683,7 +755,7 @@ async fn concurrent_processes_never_overshoot_a_quota_or_a_rate(backend: Backend
     let mut quota = key(KeyOwner::User("ana".into()));
     quota.daily_quota = Some(7);
     let (ak, sk) = create(&db, &quota).await;
-    let (granted, refused) = race(&tdb, &ak, &sk, 4, 25).await;
+    let (granted, refused, _) = race(&tdb, &ak, &sk, 4, 25).await;
     assert_eq!(granted, 7, "{refused}");
     assert_eq!(refused, json!({"QUOTA_EXCEEDED": 93}));
     let usage = db.access_usage(Some(&ak), "2000-01-01").await.unwrap();
@@ -692,9 +764,22 @@ async fn concurrent_processes_never_overshoot_a_quota_or_a_rate(backend: Backend
     let mut rate = key(KeyOwner::User("bo".into()));
     rate.rps_limit = Some(5);
     let (ak, sk) = create(&db, &rate).await;
-    let (granted, refused) = race(&tdb, &ak, &sk, 4, 10).await;
-    assert_eq!(granted, 5, "{refused}");
-    assert_eq!(refused, json!({"RATE_LIMITED": 35}));
+    let (granted, refused, seen) = race(&tdb, &ak, &sk, 4, 10).await;
+    let limited = refused["RATE_LIMITED"].as_u64().unwrap_or(0);
+    assert!(
+        refused
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|c| c == "RATE_LIMITED"),
+        "refused only for the rate: {refused}"
+    );
+    assert_eq!((granted + limited, seen.len()), (40, 40));
+    assert_rate_held(&seen, 5);
+    // And so at most 5 for each second the race took.
+    let span =
+        seen.iter().map(|c| c.to).max().unwrap() - seen.iter().map(|c| c.from).min().unwrap() + 1;
+    assert!(granted <= 5 * span.unsigned_abs(), "{granted} in {span} s");
     db.close().await;
     tdb.cleanup().await;
 }

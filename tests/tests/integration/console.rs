@@ -541,6 +541,42 @@ mod browser {
         std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Waits until the browser shows the page a step leads to: `path` in the address bar with
+    /// each of `query` (`name=value`) in its query string, and `h1` as its heading. Until then
+    /// the browser may still show the page before, whose table a step must not read. Polled for
+    /// up to 30 s: the wait ends when the page is there, never after a set time.
+    async fn arrive(b: &fantoccini::Client, path: &str, query: &[&str], h1: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let url = b.current_url().await.unwrap();
+            let pairs: Vec<&str> = url.query().unwrap_or("").split('&').collect();
+            if url.path() == path && query.iter().all(|q| pairs.contains(q)) {
+                // The heading of the document now shown (one being replaced may be gone).
+                if let Ok(heading) = b.find(Locator::Css("h1")).await
+                    && heading.text().await.is_ok_and(|text| text == h1)
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the browser never showed {path} {query:?} «{h1}»: it is at {url}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the link `link` finds and waits for the page it leads to, headed `h1` (given the
+    /// link's own path).
+    async fn follow(b: &fantoccini::Client, link: Locator<'_>, h1: impl Fn(&str) -> String) {
+        let a = b.find(link).await.unwrap();
+        let href = a.attr("href").await.unwrap().unwrap();
+        a.click().await.unwrap();
+        let (path, query) = href.split_once('?').unwrap_or((&href, ""));
+        let query: Vec<&str> = query.split('&').filter(|q| !q.is_empty()).collect();
+        arrive(b, path, &query, &h1(path)).await;
+    }
+
     async fn text_of(b: &fantoccini::Client, css: &str) -> String {
         b.find(Locator::Css(css))
             .await
@@ -576,6 +612,7 @@ mod browser {
 
         // The printed URL: the catalog, and the token gone from the address bar.
         b.goto(&format!("{}/?token={TOKEN}", c.base)).await.unwrap();
+        arrive(&b, "/", &[], "Catalog").await;
         assert_eq!(
             b.current_url().await.unwrap().as_str(),
             format!("{}/", c.base)
@@ -584,13 +621,7 @@ mod browser {
         shot(&b, "01-catalog").await;
 
         // Browse to the route: members in order.
-        b.find(Locator::LinkText("ask"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        assert_eq!(text_of(&b, "h1").await, "Route shop/ask");
+        follow(&b, Locator::LinkText("ask"), |_| "Route shop/ask".into()).await;
         let members = text_of(&b, "main table:nth-of-type(2) tbody").await;
         assert!(
             members.find("c-primary").unwrap() < members.find("c-backup").unwrap(),
@@ -611,6 +642,7 @@ mod browser {
             .click()
             .await
             .unwrap();
+        arrive(&b, "/try", &[], "Dry run of shop/ask").await;
         let page = b.source().await.unwrap();
         assert!(page.contains("Bearer ***-000") && page.contains("说一句话：晴天"));
         assert!(!page.contains(PLAIN_KEY));
@@ -619,24 +651,24 @@ mod browser {
 
         // Run it: the primary is rate limited, the backup answers with markup shown as text.
         b.back().await.unwrap();
+        arrive(&b, "/routes/shop/ask", &[], "Route shop/ask").await;
         b.find(Locator::Id("run"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
+        arrive(&b, "/try", &[], "Run of shop/ask").await;
         assert_eq!(text_of(&b, "#answer").await, hostile);
         assert_eq!(b.title().await.unwrap(), "Run of shop/ask · ai-runner");
         assert!(text_of(&b, "main").await.contains("handed over"));
         shot(&b, "04-run").await;
 
         // The trail, filtered down to the new row.
-        b.find(Locator::LinkText("Audit trail"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        follow(&b, Locator::LinkText("Audit trail"), |_| {
+            "Audit trail".into()
+        })
+        .await;
         let cfg = b.find(Locator::Id("f-config")).await.unwrap();
         cfg.send_keys("c-backup").await.unwrap();
         b.find(Locator::Id("f-project"))
@@ -651,6 +683,14 @@ mod browser {
             .click()
             .await
             .unwrap();
+        // The filtered page, not the whole trail still showing before it loads.
+        arrive(
+            &b,
+            "/audit",
+            &["config=c-backup", "project=shop"],
+            "Audit trail",
+        )
+        .await;
         let rows = b
             .find_all(Locator::Css("main table tbody tr"))
             .await
@@ -664,12 +704,12 @@ mod browser {
         shot(&b, "05-trail").await;
 
         // Its trace: both member attempts in order, the handover's reason on the first.
-        b.find(Locator::Css("main table tbody tr td:last-child a"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        follow(
+            &b,
+            Locator::Css("main table tbody tr td:last-child a"),
+            |path| format!("Trace {}", path.trim_start_matches("/trace/")),
+        )
+        .await;
         let trace = b
             .find_all(Locator::Css("main table:nth-of-type(2) tbody tr"))
             .await
@@ -684,14 +724,12 @@ mod browser {
         shot(&b, "06-trace").await;
 
         // A row's detail: bodies pretty-printed.
-        b.find(Locator::Css(
-            "main table:nth-of-type(2) tbody tr:last-child td:nth-child(2) a",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        follow(
+            &b,
+            Locator::Css("main table:nth-of-type(2) tbody tr:last-child td:nth-child(2) a"),
+            |path| format!("Audit row #{}", path.trim_start_matches("/audit/")),
+        )
+        .await;
         assert!(
             b.source()
                 .await
@@ -702,24 +740,17 @@ mod browser {
         shot(&b, "07-audit-row").await;
 
         // Uploads and evaluations.
-        b.find(Locator::LinkText("Uploads"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        follow(&b, Locator::LinkText("Uploads"), |_| "Uploads".into()).await;
         let jobs = text_of(&b, "main table tbody").await;
         assert!(
             jobs.contains("calls/2026/a.wav") && jobs.contains("MEDIA_UNSUPPORTED"),
             "{jobs}"
         );
         shot(&b, "08-uploads").await;
-        b.find(Locator::LinkText("Evaluations"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        follow(&b, Locator::LinkText("Evaluations"), |_| {
+            "Evaluations".into()
+        })
+        .await;
         assert_eq!(text_of(&b, "h1").await, "Evaluations");
         shot(&b, "09-evals").await;
         b.close().await.unwrap();

@@ -95,9 +95,7 @@ async fn cost_of(
 }
 
 async fn hand_computed_costs_for_each_usage_shape(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let db = tdb.db();
     assert!(import_litellm(&db).await >= 12);
 
@@ -643,14 +641,22 @@ async fn race(tdb: &TestDb, url: &str, processes: usize, calls: usize) -> (u64, 
     (ok, refused)
 }
 
-async fn concurrent_processes_overshoot_a_budget_by_at_most_one_reservation(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+/// 80 calls from 4 processes at once against a budget with room for exactly 30 reservations.
+/// A call's reservation and its real cost are the same 20_000 nano-USD (input is free, the
+/// answer is always the 10 tokens `MAX_TOKENS` allows at 2_000 nano-USD each), so whatever the
+/// interleaving, used + reserved is 20_000 x the calls admitted so far: an atomic reservation
+/// admits exactly 30, and one that reads the budget and then writes it admits more.
+async fn concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches(backend: Backend) {
+    const CALL_NANO: i64 = 20_000;
+    const ROOM_FOR: u64 = 30;
+    let tdb = TestDb::new(backend).await.unwrap();
     let db = tdb.db();
     let server = ProviderServer::start(vec![Reply::Delayed(
         std::time::Duration::from_millis(20),
-        Box::new(Reply::content("好")),
+        Box::new(answer(
+            "好",
+            json!({"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22}),
+        )),
     )])
     .await
     .unwrap();
@@ -663,34 +669,32 @@ async fn concurrent_processes_overshoot_a_budget_by_at_most_one_reservation(back
         Some(json!({"MAX_TOKENS": 10})),
     )
     .await;
-    // 28_000 nano-USD per call (12 x 1000 + 8 x 2000).
-    db.set_prices(&[price("race-model", 1e-6, 2e-6)], 0)
+    db.set_prices(&[price("race-model", 0.0, 2e-6)], 0)
         .await
         .unwrap();
-    let limit = 1_000_000;
+    // Room for 30 reservations and half of another: the 31st never fits.
+    let limit = ROOM_FOR as i64 * CALL_NANO + CALL_NANO / 2;
     db.set_budget(BudgetScope::Project, "race", Period::Day, limit)
         .await
         .unwrap();
     let (ok, refused) = race(&tdb, &server.url(), 4, 20).await;
-    assert_eq!(ok + refused, 80);
-    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+    assert_eq!(
+        (ok, refused),
+        (ROOM_FOR, 80 - ROOM_FOR),
+        "exactly as many calls as the budget has room for"
+    );
     assert_eq!(
         server.requests().len() as u64,
         ok,
         "refused calls never reached the provider"
     );
     let b = budgets(&tdb).await;
-    let reservation = {
-        let sent = server.requests()[0].body_text.len() as i64;
-        // The body the reservation measured is the one sent, without the stream flag.
-        sent * 1000 + 10 * 2000
-    };
-    assert!(b[0].used_nano <= limit + reservation, "{b:?}");
     assert_eq!(
         b[0].used_nano,
-        ok as i64 * 28_000,
+        ROOM_FOR as i64 * CALL_NANO,
         "every call settled at its real cost"
     );
+    assert!(b[0].used_nano <= limit, "{b:?}");
     assert_eq!(
         (b[0].reserved_nano, b[0].calls as u64, b[0].refused as u64),
         (0, ok, refused)
@@ -700,14 +704,14 @@ async fn concurrent_processes_overshoot_a_budget_by_at_most_one_reservation(back
 }
 
 #[tokio::test]
-async fn concurrent_processes_overshoot_a_budget_by_at_most_one_reservation_on_sqlite() {
-    concurrent_processes_overshoot_a_budget_by_at_most_one_reservation(Backend::Sqlite).await;
+async fn concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches_on_sqlite() {
+    concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches(Backend::Sqlite).await;
 }
 
 #[tokio::test]
 #[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
-async fn concurrent_processes_overshoot_a_budget_by_at_most_one_reservation_on_mariadb() {
-    concurrent_processes_overshoot_a_budget_by_at_most_one_reservation(Backend::MariaDb).await;
+async fn concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches_on_mariadb() {
+    concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches(Backend::MariaDb).await;
 }
 
 #[tokio::test]

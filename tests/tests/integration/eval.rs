@@ -56,9 +56,7 @@ fn suite_doc() -> Value {
 }
 
 async fn known_outcomes(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let _servers = providers(&tdb).await;
     let (suite, findings) = read_suite(&suite_doc(), "moods", std::path::Path::new("."));
     assert!(findings.is_empty(), "{findings:?}");
@@ -219,9 +217,7 @@ async fn stored_runs_resume_without_redoing_finished_cases(backend: Backend) {
     use ai_runner::eval::run::{Start, resume, start};
     use ai_runner::model::eval::EvalRun;
     use ai_runner::ports::EvalStore;
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let servers = providers(&tdb).await;
     let suite = read_suite(&suite_doc(), "moods", std::path::Path::new("."))
         .0

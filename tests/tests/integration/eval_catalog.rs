@@ -44,9 +44,7 @@ fn evals_doc() -> Value {
 }
 
 async fn catalog_round_trip(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let _servers = providers(&tdb).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -34,9 +34,7 @@ fn with_usage(content: &str, prompt: i64, completion: i64) -> Reply {
 }
 
 async fn hostile_content(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     // 1. An answer that fails validation three times, then passes: every call is billed.
     let retried = ProviderServer::start(vec![
         with_usage("不是 JSON", 10, 5),

@@ -23,8 +23,8 @@ struct World {
 }
 
 /// A URL-mode config and route, a mapping `calls/incoming/` -> it, results under `results/`.
-async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) -> Option<World> {
-    let tdb = TestDb::new(backend).await?;
+async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) -> World {
+    let tdb = TestDb::new(backend).await.unwrap();
     let s3 = S3Server::start(&[BUCKET]).await;
     let provider = ProviderServer::start(replies).await.unwrap();
     let db = tdb.db();
@@ -78,12 +78,12 @@ async fn world(backend: Backend, replies: Vec<Reply>, extra: &[(&str, &str)]) ->
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let state = App::new(&tdb.settings(&pairs)).unwrap();
-    Some(World {
+    World {
         tdb,
         s3,
         provider,
         state,
-    })
+    }
 }
 
 impl World {
@@ -123,9 +123,7 @@ fn outcome(v: &Value, i: usize) -> &str {
 #[tokio::test]
 async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keeps_the_result_private()
  {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     let key = "incoming/录音 一+二.wav";
     let wav = wav_tone(300, 440.0);
     w.upload(key, wav.clone(), "audio/wav").await;
@@ -196,9 +194,7 @@ async fn an_s3_notification_runs_the_route_with_a_working_presigned_url_and_keep
 
 #[tokio::test]
 async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     let wav = wav_tone(200, 330.0);
     w.upload("inline/a.wav", wav.clone(), "audio/wav").await;
     let out = Function::OssTrigger
@@ -238,9 +234,7 @@ async fn inline_mode_sends_the_bytes_as_input_audio_and_never_stores_them() {
 
 #[tokio::test]
 async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     for k in ["incoming/eb.mp3", "incoming/fc.wav", "incoming/sqs one.wav"] {
         w.upload(k, wav_tone(100, 200.0), "audio/mpeg").await;
     }
@@ -282,7 +276,7 @@ async fn eventbridge_fc_oss_and_sqs_shapes_drive_the_same_pipeline() {
 }
 
 async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend) {
-    let Some(w) = world(
+    let w = world(
         backend,
         vec![Reply::Delayed(
             std::time::Duration::from_millis(300),
@@ -290,10 +284,7 @@ async fn a_repeated_or_racing_delivery_calls_the_provider_once(backend: Backend)
         )],
         &[],
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     w.upload("incoming/race.wav", wav_tone(100, 300.0), "audio/wav")
         .await;
     let ev = s3_event(BUCKET, "incoming/race.wav");
@@ -364,8 +355,7 @@ async fn non_audio_oversized_results_and_unmapped_objects_never_reach_the_provid
         vec![Reply::MediaProbe],
         &[("MEDIA_MAX_BYTES", "2000")],
     )
-    .await
-    .unwrap();
+    .await;
     w.upload("incoming/photo.png", b"\x89PNG....".to_vec(), "image/png")
         .await;
     w.upload("incoming/big.wav", wav_tone(1000, 440.0), "audio/wav")
@@ -434,8 +424,7 @@ async fn a_mixed_sqs_batch_returns_only_the_failed_messages() {
         vec![Reply::MediaProbe, Reply::error(503, "down")],
         &[("AI_MAX_RETRIES", "0")],
     )
-    .await
-    .unwrap();
+    .await;
     w.upload("incoming/ok.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
     w.upload("incoming/fails.wav", wav_tone(100, 200.0), "audio/wav")
@@ -478,8 +467,7 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
         vec![Reply::error(503, "down")],
         &[("AI_MAX_RETRIES", "0")],
     )
-    .await
-    .unwrap();
+    .await;
     w.upload("incoming/a.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
     let err = Function::OssTrigger
@@ -510,9 +498,7 @@ async fn direct_s3_deliveries_fail_so_the_platform_retries_and_test_events_are_a
 
 #[tokio::test]
 async fn a_job_stuck_past_its_lease_is_taken_over() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     w.upload("incoming/stuck.wav", wav_tone(100, 200.0), "audio/wav")
         .await;
     let meta =
@@ -550,8 +536,7 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
             ("AUDIT_SPILL_THRESHOLD_BYTES", "200"),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     let res = w
         .state
         .runner
@@ -589,9 +574,7 @@ async fn spill_over_moves_large_audit_bodies_to_private_objects_for_every_run() 
 
 #[tokio::test]
 async fn a_result_that_could_not_be_stored_is_stored_on_redelivery_without_calling_again() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     w.upload("incoming/keep.wav", wav_tone(100, 250.0), "audio/wav")
         .await;
     // The object store refuses the result: a plain file stands where its folder would go.
@@ -678,9 +661,7 @@ async fn only_the_delivery_holding_the_claim_may_finish_the_job() {
 
 #[tokio::test]
 async fn an_object_missing_when_its_event_arrives_still_leaves_a_job_row() {
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     let out = Function::OssTrigger
         .handle(
             &w.state,
@@ -698,9 +679,7 @@ async fn an_object_missing_when_its_event_arrives_still_leaves_a_job_row() {
 
 async fn keys_differing_in_case_or_beyond_400_characters_are_two_jobs(backend: Backend) {
     use ai_runner::model::media::Claim;
-    let Some(w) = world(backend, vec![Reply::MediaProbe], &[]).await else {
-        return;
-    };
+    let w = world(backend, vec![Reply::MediaProbe], &[]).await;
     let same = wav_tone(100, 330.0);
     for k in ["incoming/Call.wav", "incoming/call.wav"] {
         // The same bytes (so the same ETag) under each key.
@@ -756,8 +735,7 @@ async fn an_object_store_down_for_spill_over_keeps_the_body_inline_and_the_row()
             ("AUDIT_SPILL_THRESHOLD_BYTES", "200"),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     // The spill prefix cannot be written: a plain file stands where its folder would go.
     std::fs::write(
         w.s3.root.path().join(BUCKET).join("ai-runner"),
@@ -808,8 +786,7 @@ async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked
         vec![Reply::error(503, "down"), Reply::MediaProbe],
         &[("AI_MAX_RETRIES", "0")],
     )
-    .await
-    .unwrap();
+    .await;
     w.upload("incoming/down.wav", wav_tone(100, 250.0), "audio/wav")
         .await;
     let blocker = w.s3.root.path().join(BUCKET).join("results");
@@ -846,9 +823,7 @@ async fn a_failed_route_whose_result_could_not_be_stored_is_run_again_not_marked
 #[tokio::test]
 async fn audio_priced_per_second_is_charged_for_the_uploads_duration() {
     use ai_runner::model::cost::{Price, Rate, Rates, femto};
-    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[])
-        .await
-        .unwrap();
+    let w = world(Backend::Sqlite, vec![Reply::MediaProbe], &[]).await;
     let db = w.tdb.db();
     let per_second = |model: &str| {
         let mut rates = Rates::default();

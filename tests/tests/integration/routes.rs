@@ -58,9 +58,7 @@ async fn rows(tdb: &TestDb, res: &RouteResult) -> Vec<serde_json::Map<String, Va
 }
 
 async fn a_rate_limited_primary_hands_over_to_the_backup(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let s = members(
         &tdb,
         vec![
@@ -209,9 +207,7 @@ async fn a_non_retryable_error_stops_the_route_unless_configured_otherwise() {
 }
 
 async fn when_every_member_fails_the_last_code_wins_and_every_row_is_kept(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let _s = members(
         &tdb,
         vec![
@@ -280,9 +276,7 @@ async fn when_every_member_fails_the_last_code_wins_and_every_row_is_kept_on_mar
 }
 
 async fn round_robin_is_fair_across_runners_sharing_only_the_database(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let _s = members(
         &tdb,
         vec![
@@ -458,9 +452,7 @@ async fn a_weight_zero_member_is_still_a_fallback() {
 }
 
 async fn a_dry_run_builds_the_exact_request_and_writes_nothing(backend: Backend) {
-    let Some(tdb) = TestDb::new(backend).await else {
-        return;
-    };
+    let tdb = TestDb::new(backend).await.unwrap();
     let s = members(
         &tdb,
         vec![vec![Reply::content("甲")], vec![Reply::content("乙")]],
@@ -604,9 +596,7 @@ async fn route_level_prompt_params_format_and_variables_override_the_members() {
 #[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
 #[tokio::test]
 async fn routes_run_on_the_predecessor_schema_without_the_cursor_table() {
-    let Some(tdb) = TestDb::new(Backend::MariaDbUnmigrated).await else {
-        return;
-    };
+    let tdb = TestDb::new(Backend::MariaDbUnmigrated).await.unwrap();
     let _s = members(
         &tdb,
         vec![vec![Reply::content("甲")], vec![Reply::content("乙")]],
