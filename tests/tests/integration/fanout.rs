@@ -299,7 +299,7 @@ async fn a_refusing_queue_fails_the_run_with_a_retryable_code() {
     let r = runner(&tdb.settings(&[]));
     let db = r.store();
     let how = Start {
-        trigger: "api".into(),
+        trigger: ai_runner::Trigger::Api,
         baseline: None,
     };
     // A queue that does not exist refuses: a clear, retryable code, and the run is marked failed.
