@@ -1,11 +1,14 @@
 //! The database: MySQL/MariaDB or the embedded SQLite file behind one handle, [`Db`], which
-//! implements the [`crate::ports::Store`] and [`crate::ports::JobStore`] ports and the operator
-//! tooling (catalog apply and export, key checks and rotation, migrations, schema dumps).
+//! implements every store port ([`crate::ports::Store`] with its `CostStore` part,
+//! [`crate::ports::JobStore`], [`crate::ports::EvalStore`], [`crate::ports::AccessStore`]) and the
+//! operator tooling (catalog apply and export, key checks and rotation, migrations, schema dumps,
+//! the audit trail's pages).
 //!
 //! Map: [`sql`] holds the statements shared by both dialects, [`dialect`] everything that
 //! differs; [`config`] reads configs and routes, [`audit`] writes the audit row, [`catalog`] is
-//! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`cost`] the prices, budgets and their use, and the usage report's read, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`keys`] the stored
-//! secrets, [`migrate`] the schema, [`schema_dump`] the read-only schema export.
+//! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`cost`] the prices, budgets and their use, and the usage report's read, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`trail`] the audit trail a page at a time, [`keys`] the stored
+//! secrets (rotation re-encrypts the secret columns of three tables in one transaction: the one
+//! place a table has a second writer), [`migrate`] the schema, [`schema_dump`] the read-only schema export.
 //!
 //! Invariants: one pool per process, created lazily on first use and reused by every warm
 //! invocation; resolving a config_key is one query and writing an audit row is one statement;
