@@ -1,11 +1,14 @@
 //! How a command fails: a stable code, a short message, an exit code, and a fix hint.
 //!
 //! Exit codes: 0 success, 1 the run (or the check) failed, 2 bad input or setup. [`exit_code`]
-//! and [`hint`] are exhaustive matches over [`Code`]: a new code does not compile until it has
-//! both. Messages never hold secrets; causes go to the log.
+//! maps a code's class exhaustively ([`class_exit_code`]), with the few codes that mean
+//! something special written out; [`hint`] is an exhaustive match over [`Code`], so a new code
+//! does not compile until it says whether it has a hint. Messages never hold secrets; causes go
+//! to the log.
 
 use ai_runner::Code;
 use ai_runner::RunError;
+use ai_runner::code::Class;
 
 /// A failed command.
 #[derive(Debug)]
@@ -68,99 +71,35 @@ via_run_error!(
     ai_runner::ports::ObjectError
 );
 
-/// The process exit code for a failure with this code: 1 when the run itself failed (the
-/// provider, the answer, the upload), 2 for bad input or setup.
-#[deny(clippy::wildcard_enum_match_arm)]
+/// The process exit code for a failure with this code: its class's ([`class_exit_code`]),
+/// except where a code means something special.
 pub fn exit_code(code: Code) -> u8 {
-    match code {
-        Code::Http429RateLimit
-        | Code::Http5xxServerError
-        | Code::HttpStatusError
-        | Code::NetworkTimeout
-        | Code::NetworkError
-        | Code::RequestError
-        | Code::BadProviderResponse
-        | Code::ResponseTooLarge
-        | Code::ProviderRedirect
-        | Code::DeadlineExceeded
-        | Code::ProviderUnreachable
-        | Code::SchemaInvalid
-        | Code::LetterDetected
-        | Code::MediaUnsupported
-        | Code::MediaTooLarge
-        | Code::ObjectFailed
-        | Code::CatalogInvalid
-        | Code::DoctorFailed
-        | Code::AuditSpooled
-        | Code::QuickstartUploadFailed
-        | Code::QuotaExceeded
-        | Code::RateLimited
-        | Code::BudgetExceeded
-        | Code::BudgetUnpriced
-        | Code::EvalGateFailed => 1,
-        Code::InvalidInput
-        | Code::PriceInvalid
-        | Code::ConfigMissing
-        | Code::ConfigInvalid
-        | Code::IoError
-        | Code::ConfigNotFound
-        | Code::RouteNotFound
-        | Code::NoActiveMembers
-        | Code::DbNotInitialized
-        | Code::DbUnavailable
-        | Code::DbError
-        | Code::StoredJsonInvalid
-        | Code::SchemaOutdated
-        | Code::PepperMissing
-        | Code::EncryptedKeyInvalid
-        | Code::DecryptFailed
-        | Code::MissingMediaUrl
-        | Code::PromptMissing
-        | Code::PromptInvalid
-        | Code::ParamsInvalid
-        | Code::ObjectNotFound
-        | Code::ObjectAccessDenied
-        | Code::ObjectOperationUnsupported
-        | Code::ObjectStoreUnavailable
-        | Code::QueueUnavailable
-        | Code::AuthMissing
-        | Code::AuthKeyUnknown
-        | Code::AuthSignatureInvalid
-        | Code::AuthTimestampSkew
-        | Code::AuthReplay
-        | Code::AuthKeyDisabled
-        | Code::AuthKeyExpired
-        | Code::AuthIpDenied
-        | Code::AuthScopeDenied
-        | Code::AccessUnavailable
-        | Code::MappingNotFound
-        | Code::KeyUnresolved
-        | Code::YamlInvalid
-        | Code::BadType
-        | Code::UnknownKey
-        | Code::MissingField
-        | Code::UnknownReference
-        | Code::Duplicate
-        | Code::Conflict
-        | Code::BadUrl
-        | Code::BadPolicy
-        | Code::BadParam
-        | Code::BadMessages
-        | Code::BadMediaPart
-        | Code::BadJsonSchema
-        | Code::BadResponseFormat
-        | Code::BadPromptReference
-        | Code::KeyPlaceholder
-        | Code::PlainKeyInFile
-        | Code::UnfilledPlaceholder
-        | Code::UnknownPartType
-        | Code::NoPrompt
-        | Code::NoMembers
-        | Code::DemoProviderFailed
-        | Code::ConsoleTokenInvalid
-        | Code::ConsoleCrossOrigin
-        | Code::ConsoleBindFailed
-        | Code::SuiteInvalid => 2,
+    // `cfg verify` / `cfg gen` ran and found problems in the file, and `doctor` found audit rows
+    // waiting in the spool: findings of a command that did its job (1), not bad input or setup.
+    if matches!(code, Code::CatalogInvalid | Code::AuditSpooled) {
+        return 1;
+    }
+    class_exit_code(code.class())
+}
+
+/// The exit code of a class of failure: 1 when the run itself failed (the provider, the answer,
+/// the upload, a limit or budget, a check), 2 for bad input or setup.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn class_exit_code(class: Class) -> u8 {
+    match class {
+        Class::Unsupported
+        | Class::Rejected
+        | Class::Upstream
+        | Class::Deadline
+        | Class::Limited
+        | Class::Budget
+        | Class::Failed => 1,
+        Class::Input
+        | Class::NotFound
+        | Class::Unauthenticated
+        | Class::Forbidden
+        | Class::Unavailable
+        | Class::Internal => 2,
     }
 }
 
@@ -324,6 +263,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
 }
 
 #[cfg(test)]
+mod readme;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -444,13 +386,24 @@ mod tests {
 
     #[test]
     fn every_code_keeps_the_http_status_and_exit_code_it_had() {
-        assert_eq!(PINNED.len(), Code::ALL.len(), "a code is missing from the pins");
+        assert_eq!(
+            PINNED.len(),
+            Code::ALL.len(),
+            "a code is missing from the pins"
+        );
         for (code, status, exit) in PINNED {
-            assert_eq!(ai_runner::status::http_status(*code), *status, "{code}: HTTP status");
+            assert_eq!(
+                ai_runner::status::http_status(*code),
+                *status,
+                "{code}: HTTP status"
+            );
             assert_eq!(exit_code(*code), *exit, "{code}: exit code");
         }
         for code in Code::ALL {
-            assert!(PINNED.iter().any(|(c, _, _)| c == code), "{code} is not pinned");
+            assert!(
+                PINNED.iter().any(|(c, _, _)| c == code),
+                "{code} is not pinned"
+            );
         }
     }
 }
