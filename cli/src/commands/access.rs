@@ -6,11 +6,104 @@ use std::time::Duration;
 use ai_runner::Code;
 use ai_runner::model::access::{KeyOwner, Scope};
 use ai_runner::store::access::{KeyError, NewKey};
+use clap::{Args, Subcommand};
 
-use crate::args::{AccessArgs, AccessCommand, AccessCreate};
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// `access ...`.
+#[derive(Args)]
+pub struct AccessArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AccessCommand,
+}
+
+/// `access ...`.
+#[derive(Subcommand)]
+pub enum AccessCommand {
+    /// Create a key and print its secret once (it is stored only encrypted).
+    Create(AccessCreate),
+    /// List the keys (never a secret).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a key (its calls get AUTH_KEY_DISABLED from now on).
+    Disable {
+        /// The access key id.
+        access_key_id: String,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        /// The access key id.
+        access_key_id: String,
+    },
+    /// Give a key a new secret (printed once); the old one keeps working for the grace period.
+    Rotate {
+        /// The access key id.
+        access_key_id: String,
+        /// How long the old secret still works: `90s`, `30m`, `24h`, `7d`; `0` ends it now.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+    /// Calls let through and refused per key and UTC day.
+    Usage {
+        /// Only this key.
+        access_key_id: Option<String>,
+        /// Days back from today (UTC), today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `access create`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("owner").required(true).args(["project", "user"])))]
+pub struct AccessCreate {
+    /// A project credential: only this project's routes.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// A user key, owned by this user (created if missing).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Projects it may run routes of: `*`, `a,b` or `prefix*` (default `*`).
+    #[arg(long)]
+    pub projects: Option<String>,
+    /// Routes it may run, as `project/route_key` patterns (default `*`).
+    #[arg(long)]
+    pub routes: Option<String>,
+    /// Config keys it may run directly with run-once (default: `*` for user keys, none for
+    /// project keys).
+    #[arg(long)]
+    pub configs: Option<String>,
+    /// May ask for dry runs (they show prompts and the request, key masked).
+    #[arg(long)]
+    pub allow_dry_run: bool,
+    /// May start evaluation runs.
+    #[arg(long)]
+    pub allow_eval: bool,
+    /// Calls per UTC day (0 or absent: unlimited).
+    #[arg(long)]
+    pub daily_quota: Option<u32>,
+    /// Requests per second (0 or absent: unlimited).
+    #[arg(long)]
+    pub rps: Option<u32>,
+    /// An allowed caller address or network (repeatable; none: any address).
+    #[arg(long = "allow-ip")]
+    pub allow_ips: Vec<String>,
+    /// Expires after this long: `30m`, `12h`, `90d`.
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
 pub(crate) fn parse_span(text: &str) -> Result<Duration, Failure> {

@@ -7,16 +7,96 @@
 //! a second transaction: its suites name the configs and routes the first one wrote).
 
 use std::path::Path;
+use std::path::PathBuf;
 
 use ai_runner::catalog::{self, Action, Catalog, Known, Severity};
 use ai_runner::eval::suite::catalog_evals;
 use ai_runner::{Code, config};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::args::{CfgArgs, CfgCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// `cfg`.
+#[derive(Args)]
+pub struct CfgArgs {
+    /// The catalog command.
+    #[command(subcommand)]
+    pub command: CfgCommand,
+}
+
+/// `cfg ...`.
+#[derive(Subcommand)]
+pub enum CfgCommand {
+    /// Write a full-stack YAML template (connections, models, params, prompts, configs, routes).
+    Sample {
+        /// openrouter, openai or custom.
+        #[arg(long, default_value = "openrouter")]
+        provider: String,
+        /// Where to write it (`-` for stdout).
+        #[arg(long, default_value = "tmp/configs_full.yaml")]
+        out: PathBuf,
+    },
+    /// Report every structural and referential problem of a file, each with its YAML path.
+    Verify {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Also resolve references against the database (read-only) and show what gen would do.
+        #[arg(long)]
+        db_check: bool,
+        /// Print findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a file to the database in one transaction (idempotent).
+    Gen {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Print the plan (create / update / unchanged per object) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the database's configuration as YAML that gen re-imports unchanged (keys as ${ENV} references).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply the predecessor's route members YAML (project_name, route_key, policy, members).
+    RoutePool {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Keep members the file does not list (default: they are deactivated).
+        #[arg(long)]
+        append: bool,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export table definitions read-only (SHOW CREATE TABLE / SHOW FULL COLUMNS; SQLite equivalents).
+    DumpSchema {
+        /// MySQL database name (default: the configured one).
+        #[arg(long)]
+        db: Option<String>,
+        /// Only tables whose names start with this.
+        #[arg(long, default_value = "ai_")]
+        prefix: String,
+        /// Write Markdown here (`-` for stdout).
+        #[arg(long, default_value = "docs/SCHEMA_AUTO.md")]
+        out: PathBuf,
+        /// Also write JSON here.
+        #[arg(long, default_value = "docs/schema_dump.json")]
+        json: PathBuf,
+    },
+}
 
 impl CfgArgs {
     /// Runs the catalog command.

@@ -3,10 +3,35 @@
 use ai_runner::config::DatabaseTarget;
 use ai_runner::schema;
 use ai_runner::store::{Db, migrate};
+use clap::{Args, Subcommand};
 
-use crate::args::{DbArgs, DbCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
+
+/// `db`.
+#[derive(Args)]
+pub struct DbArgs {
+    /// The schema command.
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// `db ...`.
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create the schema where missing (SQLite: ours; MySQL: the predecessor's tables), then migrate.
+    Init {
+        /// Show the SQL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Apply our additive, idempotent migrations.
+    Migrate {
+        /// Show the statements that would run, without running them.
+        #[arg(long)]
+        print: bool,
+    },
+}
 
 impl DbArgs {
     /// Runs the schema command against the configured database (creating the embedded file).

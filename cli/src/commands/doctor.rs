@@ -6,12 +6,46 @@ use std::time::Duration;
 
 use ai_runner::Code;
 use ai_runner::health::{self, Check, Scope};
+use clap::Args;
 use serde::Serialize;
 
-use crate::args::{DoctorArgs, InitArgs};
 use crate::context::Cx;
 use crate::failure::{self, Failure};
 use crate::output;
+
+/// `init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database.
+    #[arg(long)]
+    pub db_only: bool,
+    /// Accepted for the predecessor's scripts (its dev server port); not used by the check.
+    #[arg(long)]
+    pub dev_port: Option<u16>,
+    /// Seconds to wait for each connection.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+/// `doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database (reachability, schema, keys).
+    #[arg(long)]
+    pub db_only: bool,
+    /// Seconds to wait for each connection (database, provider host lookups).
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 impl DoctorArgs {
     /// Runs the checks and prints them.

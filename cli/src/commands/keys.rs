@@ -4,11 +4,42 @@ use std::io::Read;
 
 use ai_runner::Code;
 use ai_runner::model::connection_binding;
+use clap::{Args, Subcommand};
 
-use crate::args::{KeysArgs, KeysCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// `keys`.
+#[derive(Args)]
+pub struct KeysArgs {
+    /// The keys command.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// `keys ...`.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Encrypt a plain key read from stdin (never from argv) for one connection; prints the blob.
+    Encrypt {
+        /// The ai_connection.name the blob is for (it is bound to that row).
+        #[arg(long)]
+        connection: String,
+    },
+    /// Which stored secrets decrypt, and in which format (never prints a secret).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt every stored secret under the current pepper (v1 or an older key id), in one transaction.
+    Rotate {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
 
 impl KeysArgs {
     /// Runs the keys command.

@@ -3,12 +3,88 @@
 use ai_runner::media::{self, Outcome};
 use ai_runner::model::media::ObjectRef;
 use ai_runner::{Code, RunContext};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::args::{MapCommand, MediaArgs, MediaCommand, VarArgs};
+use crate::commands::run::VarArgs;
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// `media`.
+#[derive(Args)]
+pub struct MediaArgs {
+    /// The media command.
+    #[command(subcommand)]
+    pub command: MediaCommand,
+}
+
+/// `media ...`.
+#[derive(Subcommand)]
+pub enum MediaCommand {
+    /// Run the pipeline for one object now (re-processes it even if its job already finished).
+    Process {
+        /// Bucket.
+        bucket: String,
+        /// Object key (as stored, not URL-encoded).
+        key: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent jobs, newest first.
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which route processes which objects.
+    Map {
+        /// The mapping command.
+        #[command(subcommand)]
+        command: MapCommand,
+    },
+}
+
+/// `media map ...`.
+#[derive(Subcommand)]
+pub enum MapCommand {
+    /// List mappings.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a mapping (the most specific match wins: exact bucket, longer prefix, longer suffix).
+    Add {
+        /// Bucket name, or `*` for any.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix to watch (e.g. `uploads/`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Key suffix (e.g. `.wav`).
+        #[arg(long, default_value = "")]
+        suffix: String,
+        /// Route project.
+        #[arg(short = 'p', long)]
+        project: String,
+        /// Route key.
+        #[arg(short = 'r', long = "route-key", alias = "route")]
+        route_key: String,
+        /// Extra variables for the run, KEY=VALUE (e.g. MEDIA_MODE=inline).
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        var: Vec<String>,
+    },
+    /// Remove a mapping by id.
+    Remove {
+        /// The mapping id (see `media map list`).
+        id: i64,
+    },
+}
 
 impl MediaArgs {
     /// Runs the media command.

@@ -19,12 +19,40 @@ use ai_runner::objects::LocalStore;
 use ai_runner::ports::ObjectStore;
 use ai_runner::store::{Db, migrate};
 use ai_runner::{Code, RunContext, Variables};
+use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::args::{QuickstartArgs, QuickstartMode};
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// Which database quickstart sets up.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuickstartMode {
+    /// The embedded SQLite file (`AI_RUNNER_DB_PATH`), whatever else is configured.
+    Local,
+    /// The configured MySQL / MariaDB (`DATABASE_URL` or `MYSQL_*`).
+    Rds,
+    /// The predecessor's media demo: upload a file and run it through the upload pipeline.
+    Demo,
+}
+
+/// `quickstart`.
+#[derive(Args)]
+pub struct QuickstartArgs {
+    /// local (embedded file), rds (the configured MySQL) or demo (the upload pipeline).
+    #[arg(long, value_enum, default_value = "local")]
+    pub mode: QuickstartMode,
+    /// The media file the demo mode uploads (default: a generated 1 KiB file, tmp/demo/2.mp3).
+    #[arg(long)]
+    pub media_path: Option<PathBuf>,
+    /// The demo provider's loopback port (0 = any free port).
+    #[arg(long, env = "AI_RUNNER_DEMO_PORT", default_value_t = ai_runner::demo::DEFAULT_DEMO_PORT)]
+    pub demo_port: u16,
+    /// Print the whole run results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 impl QuickstartArgs {
     /// Runs the quickstart in its mode.
