@@ -184,7 +184,7 @@ impl AccessArgs {
             } => {
                 let until = ms_after(parse_span(&grace)?);
                 let secret = db
-                    .rotate_access_key(&cx.keyring()?, &access_key_id, until)
+                    .rotate_access_key(cx.keyring()?, &access_key_id, until)
                     .await
                     .map_err(key_failure)?;
                 println!("access key: {access_key_id}");
@@ -277,7 +277,7 @@ async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
     };
     let (ak, secret) = cx
         .db()?
-        .create_access_key(&cx.keyring()?, &new)
+        .create_access_key(cx.keyring()?, &new)
         .await
         .map_err(key_failure)?;
     if c.json {

@@ -186,7 +186,7 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
         .filter(|f| f.severity == Severity::Error)
         .count();
     if let (Some(cat), Some(snap)) = (&cat, &snap) {
-        match catalog::plan(snap, cat, &cx.keyring()?, &config::process_var) {
+        match catalog::plan(snap, cat, cx.keyring()?, &config::process_var) {
             Ok((items, _)) if !json => output::plan(&items),
             Ok(_) => {}
             Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
@@ -232,9 +232,9 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     };
     let ring = cx.keyring()?;
     let items = if dry_run {
-        catalog::plan(&snap, &cat, &ring, &config::process_var).map(|(i, _)| i)
+        catalog::plan(&snap, &cat, ring, &config::process_var).map(|(i, _)| i)
     } else {
-        db.apply_catalog(&cat, &ring, &config::process_var).await
+        db.apply_catalog(&cat, ring, &config::process_var).await
     };
     let mut items =
         items.map_err(|e| Failure::found(e.code(), format!("{e} (nothing was written)")))?;
@@ -351,9 +351,9 @@ async fn route_pool(cx: &Cx, file: &Path, append: bool, dry_run: bool) -> Result
     }
     let ring = cx.keyring()?;
     let items = if dry_run {
-        catalog::plan_with(&snap, &cat, &ring, &config::process_var, !append).map(|(i, _)| i)
+        catalog::plan_with(&snap, &cat, ring, &config::process_var, !append).map(|(i, _)| i)
     } else {
-        db.apply_catalog_with(&cat, &ring, &config::process_var, !append)
+        db.apply_catalog_with(&cat, ring, &config::process_var, !append)
             .await
     };
     let items =

@@ -61,7 +61,7 @@ impl KeysArgs {
                 Ok(())
             }
             KeysCommand::Check { json } => {
-                let keys = cx.db()?.check_keys(&cx.keyring()?).await?;
+                let keys = cx.db()?.check_keys(cx.keyring()?).await?;
                 if json {
                     output::pretty(&keys);
                 } else {
@@ -85,7 +85,7 @@ impl KeysArgs {
                 }
             }
             KeysCommand::Rotate { dry_run } => {
-                let r = cx.db()?.rotate_keys(&cx.keyring()?, dry_run).await?;
+                let r = cx.db()?.rotate_keys(cx.keyring()?, dry_run).await?;
                 println!(
                     "{} {} of {} stored secret(s) ({} already current){}",
                     if dry_run {
