@@ -2752,3 +2752,53 @@ mod dev {
         assert!(text(&out.stderr).contains("INVALID_INPUT"));
     }
 }
+
+/// A reader that stops early (`| head -c 10`) ends the command quietly: no panic about a broken
+/// pipe, nothing on stderr, the exit code the command would have had.
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_command_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    // 600 prices print about 150 KiB as JSON: more than a pipe holds, so the command is still
+    // writing when the reader goes away, whatever the scheduling.
+    let prices: serde_json::Map<String, serde_json::Value> = (0..600)
+        .map(|i| {
+            (
+                format!("model-{i:04}"),
+                serde_json::json!({
+                    "input_cost_per_token": 1e-6,
+                    "output_cost_per_token": 2e-6,
+                    "litellm_provider": "openai",
+                }),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("prices.json"),
+        serde_json::Value::Object(prices).to_string(),
+    )
+    .unwrap();
+    for args in [&["db", "init"][..], &["prices", "import", "prices.json"]] {
+        let out = ai_runner(dir.path(), &[], args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ai-runner"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["prices", "list", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // The read end is closed here (dropped with the ChildStdout).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(&head[..1], b"[", "{}", text(&head));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "a closed pipe is not worth a word");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `access ...`.
 #[derive(Args)]
@@ -158,7 +158,7 @@ impl AccessArgs {
                         KeyOwner::Project(p) => format!("project {p}"),
                         KeyOwner::User(u) => format!("user {u}"),
                     };
-                    println!(
+                    outln!(
                         "{}  {}  {}  routes {}  configs {}{}{}  quota {}/day  {} rps",
                         k.access_key_id,
                         k.status,
@@ -172,7 +172,7 @@ impl AccessArgs {
                     );
                 }
                 if keys.is_empty() {
-                    println!("no access keys; `ai-runner access create --project P` makes one");
+                    outln!("no access keys; `ai-runner access create --project P` makes one");
                 }
                 Ok(())
             }
@@ -187,9 +187,9 @@ impl AccessArgs {
                     .rotate_access_key(cx.keyring()?, &access_key_id, until)
                     .await
                     .map_err(key_failure)?;
-                println!("access key: {access_key_id}");
-                println!("new secret: {}", secret.expose());
-                println!(
+                outln!("access key: {access_key_id}");
+                outln!("new secret: {}", secret.expose());
+                outln!(
                     "the old secret works until {grace} from now; this secret is not shown again"
                 );
                 Ok(())
@@ -207,14 +207,20 @@ impl AccessArgs {
                     output::pretty(&rows);
                     return Ok(());
                 }
-                println!(
+                outln!(
                     "{:<12} {:<28} {:>10} {:>10}",
-                    "day", "access key", "calls", "refused"
+                    "day",
+                    "access key",
+                    "calls",
+                    "refused"
                 );
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<12} {:<28} {:>10} {:>10}",
-                        r.day, r.access_key_id, r.granted, r.refused
+                        r.day,
+                        r.access_key_id,
+                        r.granted,
+                        r.refused
                     );
                 }
                 Ok(())
@@ -225,7 +231,7 @@ impl AccessArgs {
 
 async fn status(cx: &Cx, ak: &str, active: bool) -> Result<(), Failure> {
     if cx.db()?.set_access_key_status(ak, active).await? {
-        println!("{ak} {}", if active { "enabled" } else { "disabled" });
+        outln!("{ak} {}", if active { "enabled" } else { "disabled" });
         Ok(())
     } else {
         Err(Failure::usage(
@@ -287,9 +293,9 @@ async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
             "allow_ips": new.allow_ips, "expires_ms": new.expires_ms,
         }));
     } else {
-        println!("access key: {ak}");
-        println!("secret:     {}", secret.expose());
-        println!("keep the secret now: it is stored only encrypted and not shown again");
+        outln!("access key: {ak}");
+        outln!("secret:     {}", secret.expose());
+        outln!("keep the secret now: it is stored only encrypted and not shown again");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `audit ...`.
 #[derive(Args)]
@@ -53,7 +53,7 @@ impl AuditArgs {
                 if json {
                     output::pretty(&pending);
                 } else {
-                    println!(
+                    outln!(
                         "{} row(s) spooled in {}/{}{}",
                         pending.rows,
                         spool.bucket,
@@ -71,12 +71,13 @@ impl AuditArgs {
                 if json {
                     output::pretty(&done);
                 } else {
-                    println!(
+                    outln!(
                         "replayed {} row(s); {} still spooled",
-                        done.replayed, done.remaining
+                        done.replayed,
+                        done.remaining
                     );
                     for (key, code) in &done.failed {
-                        println!("kept {key}: {code}");
+                        outln!("kept {key}: {code}");
                     }
                 }
                 if done.failed.is_empty() {

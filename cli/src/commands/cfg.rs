@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `cfg`.
 #[derive(Args)]
@@ -189,7 +189,7 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
         match catalog::plan(snap, cat, cx.keyring()?, &config::process_var) {
             Ok((items, _)) if !json => output::plan(&items),
             Ok(_) => {}
-            Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
+            Err(e) => outln!("note: gen would fail: {}: {e}", e.code()),
         }
         if let (Some(evals), false) = (&evals, json) {
             output::plan(&cx.db()?.plan_evals(&evals.catalog()).await?);

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::commands::access::{parse_span, utc_day};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, out, outln};
 
 /// `prices ...`.
 #[derive(Args)]
@@ -259,7 +259,7 @@ impl PricesArgs {
                         "skipped": skipped,
                     }));
                 } else {
-                    println!(
+                    outln!(
                         "{}: {} models priced ({} added, {} changed, {} unchanged), {} entries skipped (no per-token or per-second price)",
                         file.display(),
                         prices.len(),
@@ -274,7 +274,7 @@ impl PricesArgs {
             PricesCommand::Set(s) => {
                 let price = price_of(s)?;
                 let changes = db.set_prices(&[price], now_ms()).await?;
-                println!(
+                outln!(
                     "{}",
                     if changes.added > 0 {
                         "price added"
@@ -298,7 +298,7 @@ impl PricesArgs {
                     return Ok(());
                 }
                 if prices.is_empty() {
-                    println!(
+                    outln!(
                         "no prices; `ai-runner prices import model_prices_and_context_window.json` or `prices set`"
                     );
                 }
@@ -308,7 +308,7 @@ impl PricesArgs {
                             .get(r)
                             .map_or("-".into(), |f| format!("{:.4}", femto_usd(f) * 1e6))
                     };
-                    println!(
+                    outln!(
                         "#{:<5} {:<12} {:<40} in {:>9}  out {:>9}  cache-read {:>9}  $/1M tokens{}{}",
                         p.id,
                         if p.provider.is_empty() {
@@ -437,13 +437,13 @@ impl BudgetArgs {
                     let Some(usd) = usd else { continue };
                     let nano = usd_nano(usd).map_err(invalid)?;
                     db.set_budget(scope, &name, period, nano).await?;
-                    println!(
+                    outln!(
                         "{} {name}: {usd} USD per UTC {}",
                         scope.as_str(),
                         period.as_str()
                     );
                 }
-                println!(
+                outln!(
                     "running functions apply it within COST_CACHE_SECS (default 60 s); calls need a priced model to be budgeted"
                 );
                 Ok(())
@@ -474,7 +474,7 @@ impl BudgetArgs {
                     return Ok(());
                 }
                 if uses.is_empty() {
-                    println!("no budgets; `ai-runner budget set --project P --daily 5` makes one");
+                    outln!("no budgets; `ai-runner budget set --project P --daily 5` makes one");
                 }
                 for u in &uses {
                     let pct = if u.budget.limit_nano > 0 {
@@ -482,7 +482,7 @@ impl BudgetArgs {
                     } else {
                         100.0
                     };
-                    println!(
+                    outln!(
                         "{:<8} {:<32} {:<6} {:<11} used {:>12.6} of {:>10.4} USD ({pct:>5.1}%)  reserved {:.6}  calls {}  refused {}",
                         u.budget.scope.as_str(),
                         u.budget.target,
@@ -504,7 +504,7 @@ impl BudgetArgs {
                     PeriodArg::Month => Period::Month,
                 };
                 if db.remove_budget(scope, &name, period).await? {
-                    println!("removed the {} budget of {name}", period.as_str());
+                    outln!("removed the {} budget of {name}", period.as_str());
                     Ok(())
                 } else {
                     Err(Failure::usage(
@@ -572,9 +572,9 @@ impl UsageArgs {
         let rows = db.usage_rows(&since).await?;
         let r = report::build(&rows, by(self.by), by(self.stack), since);
         match self.format {
-            UsageFormat::Table => print!("{}", report::table(&r)),
-            UsageFormat::Json => println!("{}", report::json(&r)),
-            UsageFormat::Csv => print!("{}", report::csv(&r)),
+            UsageFormat::Table => out!("{}", report::table(&r)),
+            UsageFormat::Json => outln!("{}", report::json(&r)),
+            UsageFormat::Csv => out!("{}", report::csv(&r)),
         }
         if let Some(path) = &self.html {
             output::write_out(Some(path), &report::html(&r))?;

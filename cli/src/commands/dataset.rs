@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `eval dataset ...`.
 #[derive(Subcommand)]
@@ -125,7 +125,7 @@ async fn list(cx: &Cx, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     for r in &rows {
-        println!(
+        outln!(
             "{:<32} {:>6} case(s) ({} active)  suites: {}",
             r["dataset"].as_str().unwrap_or(""),
             r["cases"],

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::context::Cx;
 use crate::failure::Failure;
+use crate::output::outln;
 
 /// `db`.
 #[derive(Args)]
@@ -51,7 +52,7 @@ impl DbCommand {
     async fn run(self, db: &Db) -> Result<(), Failure> {
         match self {
             DbCommand::Init { print: true } => {
-                println!(
+                outln!(
                     "{}",
                     if db.is_mysql() {
                         schema::MYSQL_BASE
@@ -59,11 +60,11 @@ impl DbCommand {
                         schema::SQLITE_SCHEMA
                     }
                 );
-                println!("-- then: ai-runner db migrate");
+                outln!("-- then: ai-runner db migrate");
             }
             DbCommand::Init { print: false } => {
                 let ran = migrate::init(db).await?;
-                println!(
+                outln!(
                     "{} ready at schema version {} ({} migration statements run)",
                     db.target().describe(),
                     schema::latest_version(),
@@ -77,10 +78,10 @@ impl DbCommand {
                     migrate::apply(db).await?
                 };
                 if steps.is_empty() {
-                    println!("-- {} is up to date", db.target().describe());
+                    outln!("-- {} is up to date", db.target().describe());
                 }
                 for s in &steps {
-                    println!("{};", s.sql);
+                    outln!("{};", s.sql);
                 }
                 if !print && !steps.is_empty() {
                     eprintln!("applied {} statements", steps.len());

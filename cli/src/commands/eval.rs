@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 use crate::commands::dataset::DatasetCommand;
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `eval`.
 #[derive(Args)]
@@ -237,7 +237,7 @@ impl EvalArgs {
                                 .join(", ")
                         })
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{} {} {:9} gate={} {} [{}]",
                         r.run_key,
                         r.suite,
@@ -275,10 +275,10 @@ impl EvalArgs {
                     output::pretty(&c);
                     return Ok(());
                 }
-                println!("{a} -> {b}");
+                outln!("{a} -> {b}");
                 let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
                 for t in &c.targets {
-                    println!(
+                    outln!(
                         "{:<32} pass rate {} -> {}  mean score {} -> {}  p50 {} -> {} ms",
                         t.target,
                         num(t.pass_rate.0),
@@ -295,9 +295,11 @@ impl EvalArgs {
                     ("score changed", &c.score_changes),
                 ] {
                     for d in list {
-                        println!(
+                        outln!(
                             "{title}: {} {} ({:+.3})",
-                            d.target, d.case_key, d.score_delta
+                            d.target,
+                            d.case_key,
+                            d.score_delta
                         );
                     }
                 }
@@ -405,7 +407,7 @@ async fn run_suite(
         };
         let repeat = opts.repeat.unwrap_or(suite.repeat).max(1);
         let cases = planned.len() / (targets * repeat as usize).max(1);
-        println!(
+        outln!(
             "suite {}: {} call(s): {cases} case(s) x {targets} target(s) x {repeat} repetition(s); nothing called",
             suite.name,
             planned.len(),
@@ -495,19 +497,27 @@ fn invalid(findings: &[catalog::Finding]) -> Failure {
 
 /// The run's summary table on stdout.
 pub(crate) fn summary(r: &Report) {
-    println!(
+    outln!(
         "suite {} · run {} · {} result(s) in {} ms",
         r.suite,
         r.run_id,
         r.results.len(),
         r.total_ms
     );
-    println!(
+    outln!(
         "{:<32} {:>7} {:>6} {:>6} {:>6} {:>9} {:>10} {:>7} {:>7}",
-        "target", "results", "pass", "fail", "error", "pass rate", "mean score", "p50 ms", "p95 ms"
+        "target",
+        "results",
+        "pass",
+        "fail",
+        "error",
+        "pass rate",
+        "mean score",
+        "p50 ms",
+        "p95 ms"
     );
     for t in &r.targets {
-        println!(
+        outln!(
             "{:<32} {:>7} {:>6} {:>6} {:>6} {:>9.3} {:>10.3} {:>7} {:>7}",
             t.target,
             t.results,
@@ -520,13 +530,13 @@ pub(crate) fn summary(r: &Report) {
             t.latency_p95_ms
         );
         for (m, v) in &t.metrics {
-            println!("    metric {m}: {v:.3}");
+            outln!("    metric {m}: {v:.3}");
         }
         if !t.flaky.is_empty() {
-            println!("    flaky: {}", t.flaky.join(", "));
+            outln!("    flaky: {}", t.flaky.join(", "));
         }
     }
-    println!(
+    outln!(
         "gate: {}",
         if r.gate.passed {
             "passed".to_owned()

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `keys`.
 #[derive(Args)]
@@ -57,7 +57,7 @@ impl KeysArgs {
                 let blob = cx
                     .keyring()?
                     .encrypt(plain, &connection_binding(&connection))?;
-                println!("{blob}");
+                outln!("{blob}");
                 Ok(())
             }
             KeysCommand::Check { json } => {
@@ -66,7 +66,7 @@ impl KeysArgs {
                     output::pretty(&keys);
                 } else {
                     for k in &keys {
-                        println!(
+                        outln!(
                             "{} {}:{} {}{}",
                             if k.decrypts { "ok  " } else { "FAIL" },
                             k.table,
@@ -86,7 +86,7 @@ impl KeysArgs {
             }
             KeysCommand::Rotate { dry_run } => {
                 let r = cx.db()?.rotate_keys(cx.keyring()?, dry_run).await?;
-                println!(
+                outln!(
                     "{} {} of {} stored secret(s) ({} already current){}",
                     if dry_run {
                         "would re-encrypt"

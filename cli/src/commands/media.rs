@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::commands::run::VarArgs;
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
 
 /// `media`.
 #[derive(Args)]
@@ -113,7 +113,7 @@ impl MediaArgs {
                 if json {
                     output::pretty(&report);
                 } else {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string(&report.outcome).unwrap_or_default()
                     );
@@ -133,7 +133,7 @@ impl MediaArgs {
                     output::pretty(&jobs);
                 } else {
                     for j in &jobs {
-                        println!(
+                        outln!(
                             "#{} {} s3://{}/{} [{}] attempts={} route={}/{} {}{}",
                             j.id,
                             j.status,
@@ -161,7 +161,7 @@ impl MediaArgs {
                     output::pretty(&maps);
                 } else {
                     for m in &maps {
-                        println!(
+                        outln!(
                             "#{} bucket={} prefix={:?} suffix={:?} -> {}/{}{}{}",
                             m.id,
                             m.bucket,
@@ -215,14 +215,14 @@ impl MediaArgs {
                         vars.as_ref(),
                     )
                     .await?;
-                println!("added mapping #{id}");
+                outln!("added mapping #{id}");
                 Ok(())
             }
             MediaCommand::Map {
                 command: MapCommand::Remove { id },
             } => {
                 if db.remove_mapping(id).await? {
-                    println!("removed mapping #{id}");
+                    outln!("removed mapping #{id}");
                     Ok(())
                 } else {
                     Err(Failure::usage(
