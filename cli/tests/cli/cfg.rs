@@ -96,21 +96,10 @@ fn sample_verify_gen_export_gen_is_a_fixed_point_on_sqlite() {
 #[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
 #[test]
 fn sample_verify_gen_export_gen_is_a_fixed_point_on_mariadb() {
-    let server = mysql_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let name = format!("ai_runner_t_cfg_{}", std::process::id());
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    });
+    let tdb = rt.block_on(TestDb::new(Backend::MariaDbEmpty)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let url = tdb.url.clone();
     round_trip(
         dir.path(),
         &[
@@ -118,14 +107,7 @@ fn sample_verify_gen_export_gen_is_a_fixed_point_on_mariadb() {
             ("DATABASE_URL", url),
         ],
     );
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!("DROP DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
+    rt.block_on(tdb.cleanup());
 }
 
 #[test]

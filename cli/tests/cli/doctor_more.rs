@@ -65,27 +65,12 @@ fn doctor_names_an_unreachable_database_unresolvable_providers_and_unreachable_o
 #[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
 #[test]
 fn doctor_reports_missing_migrations_on_the_predecessor_schema() {
-    let server = mysql_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let name = format!("ai_runner_t_doc_{}", std::process::id());
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
-        .execute(&mut c)
-        .await
+    let tdb = rt
+        .block_on(TestDb::new(Backend::MariaDbUnmigrated))
         .unwrap();
-        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-        let seed = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/spec/seed-schema.mysql.sql"
-        ))
-        .unwrap();
-        sqlx::raw_sql(&seed).execute(&mut c).await.unwrap();
-    });
+    let url = tdb.url.clone();
+    let name = tdb.mysql_name().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let env = [("AI_PEPPER", "p"), ("DATABASE_URL", url.as_str())];
     let o = fails(dir.path(), &env, "schema");
@@ -116,12 +101,5 @@ fn doctor_reports_missing_migrations_on_the_predecessor_schema() {
     );
     let healthy = ai_runner(dir.path(), &env, &["doctor", "--db-only"], None);
     assert!(healthy.status.success(), "{}", text(&healthy.stdout));
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!("DROP DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
+    rt.block_on(tdb.cleanup());
 }

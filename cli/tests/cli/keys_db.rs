@@ -54,28 +54,11 @@ fn db_init_is_idempotent_and_migrate_print_shows_nothing_left_to_do() {
 #[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
 #[test]
 fn db_migrate_print_on_the_predecessor_schema_lists_alters_without_running_them() {
-    let server = mysql_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let name = format!("ai_runner_t_cli_{}", std::process::id());
-    let url = rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
-        .execute(&mut c)
-        .await
+    let tdb = rt
+        .block_on(TestDb::new(Backend::MariaDbUnmigrated))
         .unwrap();
-        let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
-        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-        let seed = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/spec/seed-schema.mysql.sql"
-        ))
-        .unwrap();
-        sqlx::raw_sql(&seed).execute(&mut c).await.unwrap();
-        url
-    });
+    let url = tdb.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let env = [("DATABASE_URL", url.as_str())];
     let print = ai_runner(dir.path(), &env, &["db", "migrate", "--print"], None);
@@ -98,12 +81,5 @@ fn db_migrate_print_on_the_predecessor_schema_lists_alters_without_running_them(
         "{}",
         text(&done.stdout)
     );
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!("DROP DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
+    rt.block_on(tdb.cleanup());
 }

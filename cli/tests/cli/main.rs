@@ -1,5 +1,6 @@
 //! The `ai-runner` binary as a user runs it: fresh directories, a clean environment, real
-//! stdin/stdout/stderr and exit codes.
+//! stdin/stdout/stderr and exit codes. One test binary, a module per area; MariaDB databases
+//! come from the shared helpers (`ai_runner_tests::TestDb`).
 
 // Tests read their own environment (the MariaDB URL, PATH) and drive servers with their own
 // HTTP clients.
@@ -16,6 +17,9 @@ use std::process::{Command, Output, Stdio};
 
 use ai_runner::Secret;
 use ai_runner::crypto::Keyring;
+// MariaDB tests are `#[ignore]`d and take their database from the shared helpers, which fail
+// (never pass silently) when `AI_RUNNER_TEST_MYSQL_URL` is not set.
+use ai_runner_tests::{Backend, TestDb};
 
 fn ai_runner(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-runner"));
@@ -43,15 +47,6 @@ fn ai_runner(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str
             .unwrap();
     }
     child.wait_with_output().unwrap()
-}
-
-/// The MariaDB server of the `#[ignore]`d MariaDB tests: they fail, never pass silently, when it
-/// is not configured.
-fn mysql_url() -> String {
-    std::env::var("AI_RUNNER_TEST_MYSQL_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("AI_RUNNER_TEST_MYSQL_URL must name a MariaDB server for this test")
 }
 
 fn text(b: &[u8]) -> String {

@@ -335,20 +335,9 @@ fn quickstart_rds_mode_without_a_mysql_database_says_what_is_missing() {
 #[ignore = "needs MariaDB: AI_RUNNER_TEST_MYSQL_URL (bash .ci/run sets it and runs ignored tests)"]
 fn quickstart_rds_mode_runs_on_the_configured_mysql() {
     let dir = tempfile::tempdir().unwrap();
-    let server = mysql_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let name = format!("ai_runner_t_rds_{}", std::process::id());
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4"
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    });
+    let tdb = rt.block_on(TestDb::new(Backend::MariaDbEmpty)).unwrap();
+    let url = tdb.url.clone();
     let env = [("DATABASE_URL", url.as_str()), ("AI_PEPPER", "rds-pepper")];
     let out = succeeds(dir.path(), &env, &["quickstart", "--mode", "rds"]);
     assert!(out.contains("database: mysql://"), "{out}");
@@ -358,12 +347,5 @@ fn quickstart_rds_mode_runs_on_the_configured_mysql() {
     );
     let answer = succeeds(dir.path(), &env, &["run-once", "quickstart-demo"]);
     assert!(answer.contains("发布顺利"), "{answer}");
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&server).await.unwrap();
-        sqlx::raw_sql(&format!("DROP DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
+    rt.block_on(tdb.cleanup());
 }
