@@ -1,6 +1,7 @@
 //! What every command shares, built at most once per process: the settings (env files and the
-//! environment, read once), the keyring, and the application state (database pool, HTTP client,
-//! object store) the functions build the same way.
+//! environment, read once) and the application state (database pool, HTTP client, object store,
+//! the runner's keyring) the functions build the same way. The keyring is the application
+//! state's: no command builds a second key cache.
 //!
 //! Invariants: nothing is loaded before a command asks for it (`cfg sample` and `cfg verify` work
 //! without any configuration); the database pool is closed once, by [`Cx::close`], when the
@@ -32,10 +33,10 @@ impl Cx {
         Ok(self.settings.get_or_init(|| loaded))
     }
 
-    /// A keyring over the configured peppers.
-    pub fn keyring(&self) -> Result<Keyring, Failure> {
-        let s = self.settings()?;
-        Ok(Keyring::new(s.pepper.clone(), s.previous_pepper.clone()))
+    /// The keyring over the configured peppers: the application state's own, so a command
+    /// that decrypts and runs shares one key cache with its runner.
+    pub fn keyring(&self) -> Result<&Keyring, Failure> {
+        Ok(self.app()?.runner.keyring())
     }
 
     /// The application state (runner, object store), built on first use exactly as the

@@ -1,11 +1,14 @@
 //! How a command fails: a stable code, a short message, an exit code, and a fix hint.
 //!
 //! Exit codes: 0 success, 1 the run (or the check) failed, 2 bad input or setup. [`exit_code`]
-//! and [`hint`] are exhaustive matches over [`Code`]: a new code does not compile until it has
-//! both. Messages never hold secrets; causes go to the log.
+//! maps a code's class exhaustively ([`class_exit_code`]), with the few codes that mean
+//! something special written out; [`hint`] is an exhaustive match over [`Code`], so a new code
+//! does not compile until it says whether it has a hint. Messages never hold secrets; causes go
+//! to the log.
 
 use ai_runner::Code;
 use ai_runner::RunError;
+use ai_runner::code::Class;
 
 /// A failed command.
 #[derive(Debug)]
@@ -68,99 +71,35 @@ via_run_error!(
     ai_runner::ports::ObjectError
 );
 
-/// The process exit code for a failure with this code: 1 when the run itself failed (the
-/// provider, the answer, the upload), 2 for bad input or setup.
-#[deny(clippy::wildcard_enum_match_arm)]
+/// The process exit code for a failure with this code: its class's ([`class_exit_code`]),
+/// except where a code means something special.
 pub fn exit_code(code: Code) -> u8 {
-    match code {
-        Code::Http429RateLimit
-        | Code::Http5xxServerError
-        | Code::HttpStatusError
-        | Code::NetworkTimeout
-        | Code::NetworkError
-        | Code::RequestError
-        | Code::BadProviderResponse
-        | Code::ResponseTooLarge
-        | Code::ProviderRedirect
-        | Code::DeadlineExceeded
-        | Code::ProviderUnreachable
-        | Code::SchemaInvalid
-        | Code::LetterDetected
-        | Code::MediaUnsupported
-        | Code::MediaTooLarge
-        | Code::ObjectFailed
-        | Code::CatalogInvalid
-        | Code::DoctorFailed
-        | Code::AuditSpooled
-        | Code::QuickstartUploadFailed
-        | Code::QuotaExceeded
-        | Code::RateLimited
-        | Code::BudgetExceeded
-        | Code::BudgetUnpriced
-        | Code::EvalGateFailed => 1,
-        Code::InvalidInput
-        | Code::PriceInvalid
-        | Code::ConfigMissing
-        | Code::ConfigInvalid
-        | Code::IoError
-        | Code::ConfigNotFound
-        | Code::RouteNotFound
-        | Code::NoActiveMembers
-        | Code::DbNotInitialized
-        | Code::DbUnavailable
-        | Code::DbError
-        | Code::StoredJsonInvalid
-        | Code::SchemaOutdated
-        | Code::PepperMissing
-        | Code::EncryptedKeyInvalid
-        | Code::DecryptFailed
-        | Code::MissingMediaUrl
-        | Code::PromptMissing
-        | Code::PromptInvalid
-        | Code::ParamsInvalid
-        | Code::ObjectNotFound
-        | Code::ObjectAccessDenied
-        | Code::ObjectOperationUnsupported
-        | Code::ObjectStoreUnavailable
-        | Code::QueueUnavailable
-        | Code::AuthMissing
-        | Code::AuthKeyUnknown
-        | Code::AuthSignatureInvalid
-        | Code::AuthTimestampSkew
-        | Code::AuthReplay
-        | Code::AuthKeyDisabled
-        | Code::AuthKeyExpired
-        | Code::AuthIpDenied
-        | Code::AuthScopeDenied
-        | Code::AccessUnavailable
-        | Code::MappingNotFound
-        | Code::KeyUnresolved
-        | Code::YamlInvalid
-        | Code::BadType
-        | Code::UnknownKey
-        | Code::MissingField
-        | Code::UnknownReference
-        | Code::Duplicate
-        | Code::Conflict
-        | Code::BadUrl
-        | Code::BadPolicy
-        | Code::BadParam
-        | Code::BadMessages
-        | Code::BadMediaPart
-        | Code::BadJsonSchema
-        | Code::BadResponseFormat
-        | Code::BadPromptReference
-        | Code::KeyPlaceholder
-        | Code::PlainKeyInFile
-        | Code::UnfilledPlaceholder
-        | Code::UnknownPartType
-        | Code::NoPrompt
-        | Code::NoMembers
-        | Code::DemoProviderFailed
-        | Code::ConsoleTokenInvalid
-        | Code::ConsoleCrossOrigin
-        | Code::ConsoleBindFailed
-        | Code::SuiteInvalid => 2,
+    // `cfg verify` / `cfg gen` ran and found problems in the file, and `doctor` found audit rows
+    // waiting in the spool: findings of a command that did its job (1), not bad input or setup.
+    if matches!(code, Code::CatalogInvalid | Code::AuditSpooled) {
+        return 1;
+    }
+    class_exit_code(code.class())
+}
+
+/// The exit code of a class of failure: 1 when the run itself failed (the provider, the answer,
+/// the upload, a limit or budget, a check), 2 for bad input or setup.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn class_exit_code(class: Class) -> u8 {
+    match class {
+        Class::Unsupported
+        | Class::Rejected
+        | Class::Upstream
+        | Class::Deadline
+        | Class::Limited
+        | Class::Budget
+        | Class::Failed => 1,
+        Class::Input
+        | Class::NotFound
+        | Class::Unauthenticated
+        | Class::Forbidden
+        | Class::Unavailable
+        | Class::Internal => 2,
     }
 }
 
@@ -324,6 +263,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
 }
 
 #[cfg(test)]
+mod readme;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -346,6 +288,122 @@ mod tests {
             Code::DbNotInitialized,
         ] {
             assert!(hint(c).is_some_and(|h| !h.is_empty()), "{c}");
+        }
+    }
+
+    /// Every code's HTTP status and exit code as they were before the edges mapped classes:
+    /// mapping by class must not move a single one.
+    const PINNED: &[(Code, u16, u8)] = &[
+        (Code::InvalidInput, 400, 2),
+        (Code::ConfigMissing, 500, 2),
+        (Code::ConfigInvalid, 500, 2),
+        (Code::IoError, 500, 2),
+        (Code::ConfigNotFound, 404, 2),
+        (Code::RouteNotFound, 404, 2),
+        (Code::NoActiveMembers, 503, 2),
+        (Code::DbNotInitialized, 500, 2),
+        (Code::DbUnavailable, 500, 2),
+        (Code::DbError, 500, 2),
+        (Code::StoredJsonInvalid, 500, 2),
+        (Code::SchemaOutdated, 500, 2),
+        (Code::PepperMissing, 500, 2),
+        (Code::EncryptedKeyInvalid, 500, 2),
+        (Code::DecryptFailed, 500, 2),
+        (Code::MissingMediaUrl, 400, 2),
+        (Code::PromptMissing, 400, 2),
+        (Code::PromptInvalid, 400, 2),
+        (Code::ParamsInvalid, 400, 2),
+        (Code::Http429RateLimit, 502, 1),
+        (Code::Http5xxServerError, 502, 1),
+        (Code::HttpStatusError, 502, 1),
+        (Code::NetworkTimeout, 502, 1),
+        (Code::NetworkError, 502, 1),
+        (Code::RequestError, 502, 1),
+        (Code::BadProviderResponse, 502, 1),
+        (Code::ProviderUnreachable, 502, 1),
+        (Code::ResponseTooLarge, 502, 1),
+        (Code::ProviderRedirect, 502, 1),
+        (Code::DeadlineExceeded, 504, 1),
+        (Code::SchemaInvalid, 422, 1),
+        (Code::LetterDetected, 422, 1),
+        (Code::ObjectNotFound, 404, 2),
+        (Code::ObjectAccessDenied, 500, 2),
+        (Code::ObjectOperationUnsupported, 500, 2),
+        (Code::ObjectStoreUnavailable, 500, 2),
+        (Code::ObjectFailed, 500, 1),
+        (Code::MediaUnsupported, 415, 1),
+        (Code::MediaTooLarge, 415, 1),
+        (Code::MappingNotFound, 404, 2),
+        (Code::CatalogInvalid, 400, 1),
+        (Code::KeyUnresolved, 400, 2),
+        (Code::YamlInvalid, 400, 2),
+        (Code::BadType, 400, 2),
+        (Code::UnknownKey, 400, 2),
+        (Code::MissingField, 400, 2),
+        (Code::UnknownReference, 400, 2),
+        (Code::Duplicate, 400, 2),
+        (Code::Conflict, 400, 2),
+        (Code::BadUrl, 400, 2),
+        (Code::BadPolicy, 400, 2),
+        (Code::BadParam, 400, 2),
+        (Code::BadMessages, 400, 2),
+        (Code::BadMediaPart, 400, 2),
+        (Code::BadJsonSchema, 400, 2),
+        (Code::BadResponseFormat, 400, 2),
+        (Code::BadPromptReference, 400, 2),
+        (Code::KeyPlaceholder, 400, 2),
+        (Code::PlainKeyInFile, 400, 2),
+        (Code::UnfilledPlaceholder, 400, 2),
+        (Code::UnknownPartType, 400, 2),
+        (Code::NoPrompt, 400, 2),
+        (Code::NoMembers, 400, 2),
+        (Code::SuiteInvalid, 400, 2),
+        (Code::EvalGateFailed, 422, 1),
+        (Code::QueueUnavailable, 503, 2),
+        (Code::AuditSpooled, 503, 1),
+        (Code::AuthMissing, 401, 2),
+        (Code::AuthKeyUnknown, 401, 2),
+        (Code::AuthSignatureInvalid, 401, 2),
+        (Code::AuthTimestampSkew, 401, 2),
+        (Code::AuthReplay, 401, 2),
+        (Code::AuthKeyDisabled, 403, 2),
+        (Code::AuthKeyExpired, 403, 2),
+        (Code::AuthIpDenied, 403, 2),
+        (Code::AuthScopeDenied, 403, 2),
+        (Code::QuotaExceeded, 429, 1),
+        (Code::RateLimited, 429, 1),
+        (Code::AccessUnavailable, 503, 2),
+        (Code::BudgetExceeded, 402, 1),
+        (Code::BudgetUnpriced, 402, 1),
+        (Code::PriceInvalid, 400, 2),
+        (Code::ConsoleTokenInvalid, 401, 2),
+        (Code::ConsoleCrossOrigin, 403, 2),
+        (Code::ConsoleBindFailed, 500, 2),
+        (Code::DoctorFailed, 500, 1),
+        (Code::DemoProviderFailed, 500, 2),
+        (Code::QuickstartUploadFailed, 500, 1),
+    ];
+
+    #[test]
+    fn every_code_keeps_the_http_status_and_exit_code_it_had() {
+        assert_eq!(
+            PINNED.len(),
+            Code::ALL.len(),
+            "a code is missing from the pins"
+        );
+        for (code, status, exit) in PINNED {
+            assert_eq!(
+                ai_runner::status::http_status(*code),
+                *status,
+                "{code}: HTTP status"
+            );
+            assert_eq!(exit_code(*code), *exit, "{code}: exit code");
+        }
+        for code in Code::ALL {
+            assert!(
+                PINNED.iter().any(|(c, _, _)| c == code),
+                "{code} is not pinned"
+            );
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The `ai-runner` command: parses the command line and dispatches, one line per command. What
 //! each command does is in [`commands`]; how failures look (exit code, hint) in [`failure`].
 
+// Standard output goes through `output::stdout` (`out!`, `outln!`), which survives a closed pipe.
+#![deny(clippy::print_stdout)]
+
 mod args;
 mod commands;
 mod context;

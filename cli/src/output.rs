@@ -2,9 +2,13 @@
 //! stdout as pretty JSON; progress and notes go to stderr.
 //!
 //! Invariants: nothing printed holds a secret (results and rows are already scrubbed by the
-//! library; keys are never part of them).
+//! library; keys are never part of them). Every line on stdout goes through [`stdout`] (the
+//! [`out!`] and [`outln!`] macros; `print!` is denied in the crate): a reader that stops reading
+//! (`ai-runner ... | head`) never makes a command panic, as `println!` would on a closed pipe.
 
+use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ai_runner::catalog::{Action, Finding, PlanItem, Severity};
 use ai_runner::run::RouteResult;
@@ -14,9 +18,46 @@ use serde_json::Value;
 
 use crate::failure::Failure;
 
+/// Set once stdout refused a write: nothing more is written there.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout. A reader that went away (a closed pipe: `| head -c 10`) is not a failure:
+/// the rest of the output is dropped and the command ends as it would have, quietly, as Unix
+/// tools do. Any other write error is said once on stderr.
+pub fn stdout(text: std::fmt::Arguments<'_>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_fmt(text) {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = writeln!(std::io::stderr(), "cannot write to stdout: {e}");
+        }
+    }
+}
+
+/// `print!` through [`stdout`]: survives a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` through [`stdout`]: survives a closed pipe.
+macro_rules! outln {
+    () => {
+        $crate::output::stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use {out, outln};
+
 /// Prints a value as pretty JSON on stdout.
 pub fn pretty<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Writes `text` to `out`, creating its directory, or to stdout when `out` is `-` or absent.
@@ -39,7 +80,7 @@ pub fn write_out(out: Option<&Path>, text: &str) -> Result<(), Failure> {
             })
         }
         None => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
     }
@@ -50,7 +91,7 @@ pub fn result(result: &RunResult, json: bool) -> Result<(), Failure> {
     if json {
         pretty(result);
     } else if let Some(content) = &result.content.as_ref().filter(|_| result.is_ok()) {
-        println!("{content}");
+        outln!("{content}");
     }
     outcome(result)
 }
@@ -102,7 +143,7 @@ pub fn plan(items: &[PlanItem]) {
         } else {
             format!(" ({})", i.changes.join(", "))
         };
-        println!("{action:9} {} {}{changes}", i.kind, i.name);
+        outln!("{action:9} {} {}{changes}", i.kind, i.name);
     }
 }
 
@@ -117,7 +158,7 @@ pub fn findings(findings: &[Finding], json: bool) {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        println!("{sev}: {}: {} {}", f.path, f.code, f.message);
+        outln!("{sev}: {}: {} {}", f.path, f.code, f.message);
     }
 }
 

@@ -57,6 +57,8 @@ pub enum Backend {
     MariaDb,
     /// A fresh MariaDB database with the seed schema exactly as the predecessor left it.
     MariaDbUnmigrated,
+    /// A fresh, empty MariaDB database: what `db init` and `quickstart --mode rds` start from.
+    MariaDbEmpty,
 }
 
 /// A throwaway database.
@@ -111,7 +113,7 @@ impl TestDb {
                     mysql: None,
                 })
             }
-            Backend::MariaDb | Backend::MariaDbUnmigrated => {
+            Backend::MariaDb | Backend::MariaDbUnmigrated | Backend::MariaDbEmpty => {
                 // MariaDB tests are #[ignore]d: run explicitly, they fail rather than pass
                 // silently when no server is configured.
                 let server = mysql_url().expect(
@@ -126,12 +128,14 @@ impl TestDb {
                     .unwrap();
                 admin.close().await.unwrap();
                 let url = with_database(&server, &name);
-                let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(&fixture("spec/seed-schema.mysql.sql"))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.unwrap();
+                if backend != Backend::MariaDbEmpty {
+                    let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                    sqlx::raw_sql(&fixture("spec/seed-schema.mysql.sql"))
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                    conn.close().await.unwrap();
+                }
                 let settings = Settings::builder().database_url(&url).build().unwrap();
                 if backend == Backend::MariaDb {
                     let db = Db::new(settings.database.clone());
@@ -165,6 +169,11 @@ impl TestDb {
             .vars(extra.iter().copied())
             .build()
             .unwrap()
+    }
+
+    /// The MariaDB database's name (`None` on SQLite).
+    pub fn mysql_name(&self) -> Option<&str> {
+        self.mysql.as_ref().map(|(_, name)| name.as_str())
     }
 
     /// Drops a MariaDB database (SQLite files go with their temp dir).

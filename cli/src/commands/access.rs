@@ -6,11 +6,104 @@ use std::time::Duration;
 use ai_runner::Code;
 use ai_runner::model::access::{KeyOwner, Scope};
 use ai_runner::store::access::{KeyError, NewKey};
+use clap::{Args, Subcommand};
 
-use crate::args::{AccessArgs, AccessCommand, AccessCreate};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `access ...`.
+#[derive(Args)]
+pub struct AccessArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AccessCommand,
+}
+
+/// `access ...`.
+#[derive(Subcommand)]
+pub enum AccessCommand {
+    /// Create a key and print its secret once (it is stored only encrypted).
+    Create(AccessCreate),
+    /// List the keys (never a secret).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a key (its calls get AUTH_KEY_DISABLED from now on).
+    Disable {
+        /// The access key id.
+        access_key_id: String,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        /// The access key id.
+        access_key_id: String,
+    },
+    /// Give a key a new secret (printed once); the old one keeps working for the grace period.
+    Rotate {
+        /// The access key id.
+        access_key_id: String,
+        /// How long the old secret still works: `90s`, `30m`, `24h`, `7d`; `0` ends it now.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+    /// Calls let through and refused per key and UTC day.
+    Usage {
+        /// Only this key.
+        access_key_id: Option<String>,
+        /// Days back from today (UTC), today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `access create`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("owner").required(true).args(["project", "user"])))]
+pub struct AccessCreate {
+    /// A project credential: only this project's routes.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// A user key, owned by this user (created if missing).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Projects it may run routes of: `*`, `a,b` or `prefix*` (default `*`).
+    #[arg(long)]
+    pub projects: Option<String>,
+    /// Routes it may run, as `project/route_key` patterns (default `*`).
+    #[arg(long)]
+    pub routes: Option<String>,
+    /// Config keys it may run directly with run-once (default: `*` for user keys, none for
+    /// project keys).
+    #[arg(long)]
+    pub configs: Option<String>,
+    /// May ask for dry runs (they show prompts and the request, key masked).
+    #[arg(long)]
+    pub allow_dry_run: bool,
+    /// May start evaluation runs.
+    #[arg(long)]
+    pub allow_eval: bool,
+    /// Calls per UTC day (0 or absent: unlimited).
+    #[arg(long)]
+    pub daily_quota: Option<u32>,
+    /// Requests per second (0 or absent: unlimited).
+    #[arg(long)]
+    pub rps: Option<u32>,
+    /// An allowed caller address or network (repeatable; none: any address).
+    #[arg(long = "allow-ip")]
+    pub allow_ips: Vec<String>,
+    /// Expires after this long: `30m`, `12h`, `90d`.
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
 pub(crate) fn parse_span(text: &str) -> Result<Duration, Failure> {
@@ -65,7 +158,7 @@ impl AccessArgs {
                         KeyOwner::Project(p) => format!("project {p}"),
                         KeyOwner::User(u) => format!("user {u}"),
                     };
-                    println!(
+                    outln!(
                         "{}  {}  {}  routes {}  configs {}{}{}  quota {}/day  {} rps",
                         k.access_key_id,
                         k.status,
@@ -79,7 +172,7 @@ impl AccessArgs {
                     );
                 }
                 if keys.is_empty() {
-                    println!("no access keys; `ai-runner access create --project P` makes one");
+                    outln!("no access keys; `ai-runner access create --project P` makes one");
                 }
                 Ok(())
             }
@@ -91,12 +184,12 @@ impl AccessArgs {
             } => {
                 let until = ms_after(parse_span(&grace)?);
                 let secret = db
-                    .rotate_access_key(&cx.keyring()?, &access_key_id, until)
+                    .rotate_access_key(cx.keyring()?, &access_key_id, until)
                     .await
                     .map_err(key_failure)?;
-                println!("access key: {access_key_id}");
-                println!("new secret: {}", secret.expose());
-                println!(
+                outln!("access key: {access_key_id}");
+                outln!("new secret: {}", secret.expose());
+                outln!(
                     "the old secret works until {grace} from now; this secret is not shown again"
                 );
                 Ok(())
@@ -114,14 +207,20 @@ impl AccessArgs {
                     output::pretty(&rows);
                     return Ok(());
                 }
-                println!(
+                outln!(
                     "{:<12} {:<28} {:>10} {:>10}",
-                    "day", "access key", "calls", "refused"
+                    "day",
+                    "access key",
+                    "calls",
+                    "refused"
                 );
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<12} {:<28} {:>10} {:>10}",
-                        r.day, r.access_key_id, r.granted, r.refused
+                        r.day,
+                        r.access_key_id,
+                        r.granted,
+                        r.refused
                     );
                 }
                 Ok(())
@@ -132,7 +231,7 @@ impl AccessArgs {
 
 async fn status(cx: &Cx, ak: &str, active: bool) -> Result<(), Failure> {
     if cx.db()?.set_access_key_status(ak, active).await? {
-        println!("{ak} {}", if active { "enabled" } else { "disabled" });
+        outln!("{ak} {}", if active { "enabled" } else { "disabled" });
         Ok(())
     } else {
         Err(Failure::usage(
@@ -184,7 +283,7 @@ async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
     };
     let (ak, secret) = cx
         .db()?
-        .create_access_key(&cx.keyring()?, &new)
+        .create_access_key(cx.keyring()?, &new)
         .await
         .map_err(key_failure)?;
     if c.json {
@@ -194,9 +293,9 @@ async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
             "allow_ips": new.allow_ips, "expires_ms": new.expires_ms,
         }));
     } else {
-        println!("access key: {ak}");
-        println!("secret:     {}", secret.expose());
-        println!("keep the secret now: it is stored only encrypted and not shown again");
+        outln!("access key: {ak}");
+        outln!("secret:     {}", secret.expose());
+        outln!("keep the secret now: it is stored only encrypted and not shown again");
     }
     Ok(())
 }

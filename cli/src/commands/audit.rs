@@ -2,11 +2,40 @@
 //! (the library's [`ai_runner::spool`] does the work).
 
 use ai_runner::Code;
+use clap::{Args, Subcommand};
 
-use crate::args::{AuditArgs, AuditCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `audit ...`.
+#[derive(Args)]
+pub struct AuditArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// `audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write spooled rows into ai_call_logs (oldest first; a row already there is not written
+    /// twice); exit 1 if some stay spooled.
+    Replay {
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many rows wait in the spool, and the oldest one's age.
+    Pending {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 impl AuditArgs {
     /// Runs the audit command.
@@ -24,7 +53,7 @@ impl AuditArgs {
                 if json {
                     output::pretty(&pending);
                 } else {
-                    println!(
+                    outln!(
                         "{} row(s) spooled in {}/{}{}",
                         pending.rows,
                         spool.bucket,
@@ -42,12 +71,13 @@ impl AuditArgs {
                 if json {
                     output::pretty(&done);
                 } else {
-                    println!(
+                    outln!(
                         "replayed {} row(s); {} still spooled",
-                        done.replayed, done.remaining
+                        done.replayed,
+                        done.remaining
                     );
                     for (key, code) in &done.failed {
-                        println!("kept {key}: {code}");
+                        outln!("kept {key}: {code}");
                     }
                 }
                 if done.failed.is_empty() {

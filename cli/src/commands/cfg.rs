@@ -7,16 +7,96 @@
 //! a second transaction: its suites name the configs and routes the first one wrote).
 
 use std::path::Path;
+use std::path::PathBuf;
 
 use ai_runner::catalog::{self, Action, Catalog, Known, Severity};
 use ai_runner::eval::suite::catalog_evals;
 use ai_runner::{Code, config};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::args::{CfgArgs, CfgCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `cfg`.
+#[derive(Args)]
+pub struct CfgArgs {
+    /// The catalog command.
+    #[command(subcommand)]
+    pub command: CfgCommand,
+}
+
+/// `cfg ...`.
+#[derive(Subcommand)]
+pub enum CfgCommand {
+    /// Write a full-stack YAML template (connections, models, params, prompts, configs, routes).
+    Sample {
+        /// openrouter, openai or custom.
+        #[arg(long, default_value = "openrouter")]
+        provider: String,
+        /// Where to write it (`-` for stdout).
+        #[arg(long, default_value = "tmp/configs_full.yaml")]
+        out: PathBuf,
+    },
+    /// Report every structural and referential problem of a file, each with its YAML path.
+    Verify {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Also resolve references against the database (read-only) and show what gen would do.
+        #[arg(long)]
+        db_check: bool,
+        /// Print findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a file to the database in one transaction (idempotent).
+    Gen {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Print the plan (create / update / unchanged per object) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the database's configuration as YAML that gen re-imports unchanged (keys as ${ENV} references).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply the predecessor's route members YAML (project_name, route_key, policy, members).
+    RoutePool {
+        /// The YAML file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Keep members the file does not list (default: they are deactivated).
+        #[arg(long)]
+        append: bool,
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export table definitions read-only (SHOW CREATE TABLE / SHOW FULL COLUMNS; SQLite equivalents).
+    DumpSchema {
+        /// MySQL database name (default: the configured one).
+        #[arg(long)]
+        db: Option<String>,
+        /// Only tables whose names start with this.
+        #[arg(long, default_value = "ai_")]
+        prefix: String,
+        /// Write Markdown here (`-` for stdout).
+        #[arg(long, default_value = "docs/SCHEMA_AUTO.md")]
+        out: PathBuf,
+        /// Also write JSON here.
+        #[arg(long, default_value = "docs/schema_dump.json")]
+        json: PathBuf,
+    },
+}
 
 impl CfgArgs {
     /// Runs the catalog command.
@@ -106,10 +186,10 @@ async fn verify(cx: &Cx, file: &Path, db_check: bool, json: bool) -> Result<(), 
         .filter(|f| f.severity == Severity::Error)
         .count();
     if let (Some(cat), Some(snap)) = (&cat, &snap) {
-        match catalog::plan(snap, cat, &cx.keyring()?, &config::process_var) {
+        match catalog::plan(snap, cat, cx.keyring()?, &config::process_var) {
             Ok((items, _)) if !json => output::plan(&items),
             Ok(_) => {}
-            Err(e) => println!("note: gen would fail: {}: {e}", e.code()),
+            Err(e) => outln!("note: gen would fail: {}: {e}", e.code()),
         }
         if let (Some(evals), false) = (&evals, json) {
             output::plan(&cx.db()?.plan_evals(&evals.catalog()).await?);
@@ -152,9 +232,9 @@ async fn gen_(cx: &Cx, file: &Path, dry_run: bool, json: bool) -> Result<(), Fai
     };
     let ring = cx.keyring()?;
     let items = if dry_run {
-        catalog::plan(&snap, &cat, &ring, &config::process_var).map(|(i, _)| i)
+        catalog::plan(&snap, &cat, ring, &config::process_var).map(|(i, _)| i)
     } else {
-        db.apply_catalog(&cat, &ring, &config::process_var).await
+        db.apply_catalog(&cat, ring, &config::process_var).await
     };
     let mut items =
         items.map_err(|e| Failure::found(e.code(), format!("{e} (nothing was written)")))?;
@@ -271,9 +351,9 @@ async fn route_pool(cx: &Cx, file: &Path, append: bool, dry_run: bool) -> Result
     }
     let ring = cx.keyring()?;
     let items = if dry_run {
-        catalog::plan_with(&snap, &cat, &ring, &config::process_var, !append).map(|(i, _)| i)
+        catalog::plan_with(&snap, &cat, ring, &config::process_var, !append).map(|(i, _)| i)
     } else {
-        db.apply_catalog_with(&cat, &ring, &config::process_var, !append)
+        db.apply_catalog_with(&cat, ring, &config::process_var, !append)
             .await
     };
     let items =

@@ -2,6 +2,8 @@
 //! the audit trail (the library's [`ai_runner::cost`] prices calls and keeps budgets,
 //! [`ai_runner::store::cost`] stores them).
 
+use std::path::PathBuf;
+
 use ai_runner::Code;
 use ai_runner::cost::litellm;
 use ai_runner::cost::report::{self, By};
@@ -9,15 +11,205 @@ use ai_runner::model::cost::{
     BudgetScope, PRICE_FIELDS, Period, Price, Rate, Rates, femto, femto_usd, nano_usd, usd_nano,
 };
 use ai_runner::model::now_ms;
+use clap::{Args, Subcommand, ValueEnum};
 
-use crate::args::{
-    BudgetArgs, BudgetCommand, BudgetTarget, ByArg, PeriodArg, PricesArgs, PricesCommand,
-    PricesSet, UsageArgs, UsageFormat,
-};
 use crate::commands::access::{parse_span, utc_day};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, out, outln};
+
+/// `prices ...`.
+#[derive(Args)]
+pub struct PricesArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PricesCommand,
+}
+
+/// `prices ...`.
+#[derive(Subcommand)]
+pub enum PricesCommand {
+    /// Import LiteLLM's `model_prices_and_context_window.json` (or an excerpt); nothing is
+    /// fetched. A changed price closes the old row and opens a new one.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+        /// Recorded as each row's source (default `litellm:<file name>`).
+        #[arg(long)]
+        source: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set one model's prices, in USD per unit (per token; per second for audio).
+    Set(PricesSet),
+    /// The current prices (with --history, closed ones too).
+    List {
+        /// Only models starting with this.
+        #[arg(long)]
+        model: Option<String>,
+        /// Include prices that were replaced.
+        #[arg(long)]
+        history: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `prices set`.
+#[derive(Args)]
+pub struct PricesSet {
+    /// The model name a config sends, or a prefix ending in `*` (`gpt-4o*`).
+    #[arg(long)]
+    pub model: String,
+    /// The provider (LiteLLM's name: `openai`, `dashscope`, ...) or a connection name; absent:
+    /// any provider.
+    #[arg(long, default_value = "")]
+    pub provider: String,
+    /// `input_cost_per_token`.
+    #[arg(long)]
+    pub input: Option<f64>,
+    /// `output_cost_per_token`.
+    #[arg(long)]
+    pub output: Option<f64>,
+    /// `cache_read_input_token_cost`.
+    #[arg(long)]
+    pub cache_read: Option<f64>,
+    /// `cache_creation_input_token_cost`.
+    #[arg(long)]
+    pub cache_write: Option<f64>,
+    /// `input_cost_per_audio_token`.
+    #[arg(long)]
+    pub audio_input: Option<f64>,
+    /// `output_cost_per_audio_token`.
+    #[arg(long)]
+    pub audio_output: Option<f64>,
+    /// `output_cost_per_reasoning_token`.
+    #[arg(long)]
+    pub reasoning: Option<f64>,
+    /// `input_cost_per_second` (audio billed by duration).
+    #[arg(long)]
+    pub per_second: Option<f64>,
+    /// The model's longest answer, for budget reservations when a call sets no `max_tokens`.
+    #[arg(long)]
+    pub max_output_tokens: Option<i64>,
+    /// Recorded as the row's source.
+    #[arg(long, default_value = "manual")]
+    pub source: String,
+}
+
+/// `budget ...`.
+#[derive(Args)]
+pub struct BudgetArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BudgetCommand,
+}
+
+/// What a budget caps: exactly one.
+#[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["project", "route", "key"])))]
+pub struct BudgetTarget {
+    /// Every call of this project.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// One route, `project/route_key`.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Every call signed by this access key.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+/// `budget ...`.
+#[derive(Subcommand)]
+pub enum BudgetCommand {
+    /// Set a limit in USD per UTC day and/or per UTC month.
+    Set {
+        /// What it caps.
+        #[command(flatten)]
+        target: BudgetTarget,
+        /// USD per UTC day.
+        #[arg(long)]
+        daily: Option<f64>,
+        /// USD per UTC calendar month.
+        #[arg(long)]
+        monthly: Option<f64>,
+    },
+    /// Every budget with its use in the current window.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a budget.
+    Remove {
+        /// What it caps.
+        #[command(flatten)]
+        target: BudgetTarget,
+        /// Which window.
+        #[arg(long, value_enum)]
+        period: PeriodArg,
+    },
+}
+
+/// `--period`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PeriodArg {
+    /// The daily budget.
+    Day,
+    /// The monthly budget.
+    Month,
+}
+
+/// `usage`.
+#[derive(Args)]
+pub struct UsageArgs {
+    /// How far back: `24h`, `7d`, `30d`, or a UTC date `YYYY-MM-DD`.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// Group rows by this.
+    #[arg(long, value_enum, default_value = "day")]
+    pub by: ByArg,
+    /// What the daily spend chart stacks by.
+    #[arg(long, value_enum, default_value = "model")]
+    pub stack: ByArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: UsageFormat,
+    /// Also write a self-contained HTML page with charts here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+/// `--by`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ByArg {
+    /// UTC day.
+    Day,
+    /// Project.
+    Project,
+    /// Route.
+    Route,
+    /// Config.
+    Config,
+    /// Model.
+    Model,
+    /// Access key.
+    Key,
+}
+
+/// `usage --format`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum UsageFormat {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+    /// CSV.
+    Csv,
+}
 
 fn invalid(message: impl Into<String>) -> Failure {
     Failure::usage(Code::PriceInvalid, message)
@@ -67,7 +259,7 @@ impl PricesArgs {
                         "skipped": skipped,
                     }));
                 } else {
-                    println!(
+                    outln!(
                         "{}: {} models priced ({} added, {} changed, {} unchanged), {} entries skipped (no per-token or per-second price)",
                         file.display(),
                         prices.len(),
@@ -82,7 +274,7 @@ impl PricesArgs {
             PricesCommand::Set(s) => {
                 let price = price_of(s)?;
                 let changes = db.set_prices(&[price], now_ms()).await?;
-                println!(
+                outln!(
                     "{}",
                     if changes.added > 0 {
                         "price added"
@@ -106,7 +298,7 @@ impl PricesArgs {
                     return Ok(());
                 }
                 if prices.is_empty() {
-                    println!(
+                    outln!(
                         "no prices; `ai-runner prices import model_prices_and_context_window.json` or `prices set`"
                     );
                 }
@@ -116,7 +308,7 @@ impl PricesArgs {
                             .get(r)
                             .map_or("-".into(), |f| format!("{:.4}", femto_usd(f) * 1e6))
                     };
-                    println!(
+                    outln!(
                         "#{:<5} {:<12} {:<40} in {:>9}  out {:>9}  cache-read {:>9}  $/1M tokens{}{}",
                         p.id,
                         if p.provider.is_empty() {
@@ -245,13 +437,13 @@ impl BudgetArgs {
                     let Some(usd) = usd else { continue };
                     let nano = usd_nano(usd).map_err(invalid)?;
                     db.set_budget(scope, &name, period, nano).await?;
-                    println!(
+                    outln!(
                         "{} {name}: {usd} USD per UTC {}",
                         scope.as_str(),
                         period.as_str()
                     );
                 }
-                println!(
+                outln!(
                     "running functions apply it within COST_CACHE_SECS (default 60 s); calls need a priced model to be budgeted"
                 );
                 Ok(())
@@ -282,7 +474,7 @@ impl BudgetArgs {
                     return Ok(());
                 }
                 if uses.is_empty() {
-                    println!("no budgets; `ai-runner budget set --project P --daily 5` makes one");
+                    outln!("no budgets; `ai-runner budget set --project P --daily 5` makes one");
                 }
                 for u in &uses {
                     let pct = if u.budget.limit_nano > 0 {
@@ -290,7 +482,7 @@ impl BudgetArgs {
                     } else {
                         100.0
                     };
-                    println!(
+                    outln!(
                         "{:<8} {:<32} {:<6} {:<11} used {:>12.6} of {:>10.4} USD ({pct:>5.1}%)  reserved {:.6}  calls {}  refused {}",
                         u.budget.scope.as_str(),
                         u.budget.target,
@@ -312,7 +504,7 @@ impl BudgetArgs {
                     PeriodArg::Month => Period::Month,
                 };
                 if db.remove_budget(scope, &name, period).await? {
-                    println!("removed the {} budget of {name}", period.as_str());
+                    outln!("removed the {} budget of {name}", period.as_str());
                     Ok(())
                 } else {
                     Err(Failure::usage(
@@ -380,9 +572,9 @@ impl UsageArgs {
         let rows = db.usage_rows(&since).await?;
         let r = report::build(&rows, by(self.by), by(self.stack), since);
         match self.format {
-            UsageFormat::Table => print!("{}", report::table(&r)),
-            UsageFormat::Json => println!("{}", report::json(&r)),
-            UsageFormat::Csv => print!("{}", report::csv(&r)),
+            UsageFormat::Table => out!("{}", report::table(&r)),
+            UsageFormat::Json => outln!("{}", report::json(&r)),
+            UsageFormat::Csv => out!("{}", report::csv(&r)),
         }
         if let Some(path) = &self.html {
             output::write_out(Some(path), &report::html(&r))?;

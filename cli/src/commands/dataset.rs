@@ -10,12 +10,50 @@ use ai_runner::eval::harvest::{self, Harvest};
 use ai_runner::eval::suite::read_evals;
 use ai_runner::ports::Store;
 use ai_runner::run::policy::{Failover, effective_config};
+use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
-use crate::args::DatasetCommand;
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `eval dataset ...`.
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// The stored datasets with their case counts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent successful calls of a config or route become cases: their variables recovered from
+    /// the logged request, the logged answer as a candidate expected value (tagged `candidate`).
+    AddFromAudit {
+        /// The dataset (created if missing).
+        dataset: String,
+        /// Calls of this config.
+        #[arg(long, conflicts_with = "route", required_unless_present = "route")]
+        config: Option<String>,
+        /// Calls of this route (`project/route_key`).
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many of the latest calls.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Each audio object under a prefix becomes a media case (`media: {bucket, key}`).
+    AddFromObjects {
+        /// The dataset (created if missing).
+        dataset: String,
+        /// The bucket.
+        bucket: String,
+        /// The key prefix.
+        prefix: String,
+        /// At most this many objects.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
 
 impl DatasetCommand {
     /// Runs the dataset command.
@@ -87,7 +125,7 @@ async fn list(cx: &Cx, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     for r in &rows {
-        println!(
+        outln!(
             "{:<32} {:>6} case(s) ({} active)  suites: {}",
             r["dataset"].as_str().unwrap_or(""),
             r["cases"],

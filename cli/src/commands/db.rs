@@ -3,10 +3,36 @@
 use ai_runner::config::DatabaseTarget;
 use ai_runner::schema;
 use ai_runner::store::{Db, migrate};
+use clap::{Args, Subcommand};
 
-use crate::args::{DbArgs, DbCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
+use crate::output::outln;
+
+/// `db`.
+#[derive(Args)]
+pub struct DbArgs {
+    /// The schema command.
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// `db ...`.
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create the schema where missing (SQLite: ours; MySQL: the predecessor's tables), then migrate.
+    Init {
+        /// Show the SQL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Apply our additive, idempotent migrations.
+    Migrate {
+        /// Show the statements that would run, without running them.
+        #[arg(long)]
+        print: bool,
+    },
+}
 
 impl DbArgs {
     /// Runs the schema command against the configured database (creating the embedded file).
@@ -26,7 +52,7 @@ impl DbCommand {
     async fn run(self, db: &Db) -> Result<(), Failure> {
         match self {
             DbCommand::Init { print: true } => {
-                println!(
+                outln!(
                     "{}",
                     if db.is_mysql() {
                         schema::MYSQL_BASE
@@ -34,11 +60,11 @@ impl DbCommand {
                         schema::SQLITE_SCHEMA
                     }
                 );
-                println!("-- then: ai-runner db migrate");
+                outln!("-- then: ai-runner db migrate");
             }
             DbCommand::Init { print: false } => {
                 let ran = migrate::init(db).await?;
-                println!(
+                outln!(
                     "{} ready at schema version {} ({} migration statements run)",
                     db.target().describe(),
                     schema::latest_version(),
@@ -52,10 +78,10 @@ impl DbCommand {
                     migrate::apply(db).await?
                 };
                 if steps.is_empty() {
-                    println!("-- {} is up to date", db.target().describe());
+                    outln!("-- {} is up to date", db.target().describe());
                 }
                 for s in &steps {
-                    println!("{};", s.sql);
+                    outln!("{};", s.sql);
                 }
                 if !print && !steps.is_empty() {
                     eprintln!("applied {} statements", steps.len());

@@ -7,10 +7,28 @@ use std::net::{IpAddr, Ipv4Addr};
 use ai_runner::Code;
 use ai_runner::app::App;
 use ai_runner::console::{self, Options};
+use clap::Args;
 
-use crate::args::DevArgs;
 use crate::context::Cx;
 use crate::failure::Failure;
+
+/// `dev`.
+#[derive(Args)]
+pub struct DevArgs {
+    /// Address to listen on: `127.0.0.1` (this machine only), `localhost`, or another address,
+    /// which exposes the console (behind its token) to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 8899)]
+    pub port: u16,
+    /// Open the console in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Use this token instead of a random one (at least 16 of A-Z a-z 0-9 _ -).
+    #[arg(long, env = "AI_RUNNER_DEV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
 
 impl DevArgs {
     /// Binds, prints the URL with its token, serves.

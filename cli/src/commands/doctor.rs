@@ -6,12 +6,46 @@ use std::time::Duration;
 
 use ai_runner::Code;
 use ai_runner::health::{self, Check, Scope};
+use clap::Args;
 use serde::Serialize;
 
-use crate::args::{DoctorArgs, InitArgs};
 use crate::context::Cx;
 use crate::failure::{self, Failure};
-use crate::output;
+use crate::output::{self, outln};
+
+/// `init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database.
+    #[arg(long)]
+    pub db_only: bool,
+    /// Accepted for the predecessor's scripts (its dev server port); not used by the check.
+    #[arg(long)]
+    pub dev_port: Option<u16>,
+    /// Seconds to wait for each connection.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+/// `doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Only the environment.
+    #[arg(long, conflicts_with = "db_only")]
+    pub env_only: bool,
+    /// Only the database (reachability, schema, keys).
+    #[arg(long)]
+    pub db_only: bool,
+    /// Seconds to wait for each connection (database, provider host lookups).
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 impl DoctorArgs {
     /// Runs the checks and prints them.
@@ -31,7 +65,7 @@ impl InitArgs {
     pub async fn run(self, _cx: &Cx) -> Result<(), Failure> {
         let checks = health::run(scope(self.env_only, self.db_only), timeout(self.timeout)?).await;
         let tmp = std::fs::create_dir_all("tmp");
-        println!("=== ai-runner init summary ===");
+        outln!("=== ai-runner init summary ===");
         let group = |names: &[&str]| {
             let mut of = checks.iter().filter(|c| names.contains(&c.name)).peekable();
             of.peek()?;
@@ -41,11 +75,11 @@ impl InitArgs {
             })
         };
         if let Some(s) = group(&["settings", "pepper"]) {
-            println!("config: {s}");
+            outln!("config: {s}");
         }
         // The predecessor checked its Python packages here; one binary has none to miss.
-        println!("python_deps: OK (none needed)");
-        println!(
+        outln!("python_deps: OK (none needed)");
+        outln!(
             "tmp: {}",
             match &tmp {
                 Ok(()) => "OK".to_owned(),
@@ -53,9 +87,9 @@ impl InitArgs {
             }
         );
         if let Some(s) = group(&["database", "schema", "keys"]) {
-            println!("db: {s}");
+            outln!("db: {s}");
         }
-        println!();
+        outln!();
         print_checks(&checks);
         tmp.map_err(|e| Failure::found(Code::IoError, format!("cannot create ./tmp: {e}")))?;
         verdict(&checks)
@@ -107,11 +141,11 @@ impl<'a> From<&'a Check> for Shown<'a> {
 fn print_checks(checks: &[Check]) {
     for c in checks {
         match c.code {
-            None => println!("ok   {:9} {}", c.name, c.detail),
+            None => outln!("ok   {:9} {}", c.name, c.detail),
             Some(code) => {
-                println!("FAIL {:9} {code}: {}", c.name, c.detail);
+                outln!("FAIL {:9} {code}: {}", c.name, c.detail);
                 if let Some(h) = failure::hint(code) {
-                    println!("     hint: {h}");
+                    outln!("     hint: {h}");
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::path::PathBuf;
 
 use ai_runner::Code;
 use ai_runner::catalog::{self, Severity};
@@ -16,11 +17,126 @@ use ai_runner::eval::report;
 use ai_runner::eval::run::{self, CaseResult, EvalError, Options, Report, Start};
 use ai_runner::eval::suite::{Target, read_suite};
 use ai_runner::ports::EvalStore;
+use clap::{Args, Subcommand};
 
-use crate::args::{EvalArgs, EvalCommand};
+use crate::commands::dataset::DatasetCommand;
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The evaluation command.
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+/// `eval ...`.
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Run a suite: every case through every target, graded; exit 0 passed, 1 a gate failed,
+    /// 2 bad input or setup.
+    Run {
+        /// The suite's name.
+        suite: String,
+        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section). Without it the
+        /// suite comes from the database's evaluation catalog (applied by `cfg gen`), else from
+        /// ./evals.yaml.
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+        /// Run only this target: `project/route_key` or `config:KEY` (repeatable).
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Calls in flight at once (default: the suite's, else 4).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Repetitions of every case (flaky cases pass some and fail others).
+        #[arg(long)]
+        repeat: Option<u32>,
+        /// At most this many cases.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only cases with this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Write a report; the extension picks the format: .json, .xml (JUnit) or .html (repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Gate: every target needs at least this pass rate (0..1).
+        #[arg(long)]
+        min_pass_rate: Option<f64>,
+        /// Gate: every target needs this metric's mean score at least, METRIC=VALUE (repeatable).
+        #[arg(long = "cutoff", value_name = "METRIC=VALUE")]
+        cutoffs: Vec<String>,
+        /// Compare with this earlier run (`last`: the suite's latest finished run).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Gate: no target's pass rate may fall more than this (0..1) below the baseline's.
+        #[arg(long, requires = "baseline")]
+        max_regression: Option<f64>,
+        /// Stop after this many consecutive provider failures (0 = never; default: the suite's,
+        /// else 20).
+        #[arg(long)]
+        stop_after_failures: Option<u32>,
+        /// Check the suite and its targets and print the plan; call nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datasets in the database's evaluation catalog: list them, or add cases from the audit
+    /// trail or from stored audio.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Go on with an interrupted run: only cases without a stored result are called.
+    Resume {
+        /// The run id (see `eval list`).
+        run: String,
+        /// Write a report (.json, .xml, .html; repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent runs, newest first.
+    List {
+        /// Only this suite's runs.
+        #[arg(long)]
+        suite: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's summary (and reports rebuilt from its stored results).
+    Show {
+        /// The run id.
+        run: String,
+        /// Write a report (.json, .xml, .html; repeatable).
+        #[arg(long = "out", value_name = "FILE")]
+        outs: Vec<PathBuf>,
+        /// Print the whole report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run B against run A: per target side by side, per case what newly fails or passes.
+    Compare {
+        /// Run A (before).
+        a: String,
+        /// Run B (after).
+        b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 impl EvalArgs {
     /// Runs the evaluation command.
@@ -121,7 +237,7 @@ impl EvalArgs {
                                 .join(", ")
                         })
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{} {} {:9} gate={} {} [{}]",
                         r.run_key,
                         r.suite,
@@ -159,10 +275,10 @@ impl EvalArgs {
                     output::pretty(&c);
                     return Ok(());
                 }
-                println!("{a} -> {b}");
+                outln!("{a} -> {b}");
                 let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
                 for t in &c.targets {
-                    println!(
+                    outln!(
                         "{:<32} pass rate {} -> {}  mean score {} -> {}  p50 {} -> {} ms",
                         t.target,
                         num(t.pass_rate.0),
@@ -179,9 +295,11 @@ impl EvalArgs {
                     ("score changed", &c.score_changes),
                 ] {
                     for d in list {
-                        println!(
+                        outln!(
                             "{title}: {} {} ({:+.3})",
-                            d.target, d.case_key, d.score_delta
+                            d.target,
+                            d.case_key,
+                            d.score_delta
                         );
                     }
                 }
@@ -289,7 +407,7 @@ async fn run_suite(
         };
         let repeat = opts.repeat.unwrap_or(suite.repeat).max(1);
         let cases = planned.len() / (targets * repeat as usize).max(1);
-        println!(
+        outln!(
             "suite {}: {} call(s): {cases} case(s) x {targets} target(s) x {repeat} repetition(s); nothing called",
             suite.name,
             planned.len(),
@@ -379,19 +497,27 @@ fn invalid(findings: &[catalog::Finding]) -> Failure {
 
 /// The run's summary table on stdout.
 pub(crate) fn summary(r: &Report) {
-    println!(
+    outln!(
         "suite {} · run {} · {} result(s) in {} ms",
         r.suite,
         r.run_id,
         r.results.len(),
         r.total_ms
     );
-    println!(
+    outln!(
         "{:<32} {:>7} {:>6} {:>6} {:>6} {:>9} {:>10} {:>7} {:>7}",
-        "target", "results", "pass", "fail", "error", "pass rate", "mean score", "p50 ms", "p95 ms"
+        "target",
+        "results",
+        "pass",
+        "fail",
+        "error",
+        "pass rate",
+        "mean score",
+        "p50 ms",
+        "p95 ms"
     );
     for t in &r.targets {
-        println!(
+        outln!(
             "{:<32} {:>7} {:>6} {:>6} {:>6} {:>9.3} {:>10.3} {:>7} {:>7}",
             t.target,
             t.results,
@@ -404,13 +530,13 @@ pub(crate) fn summary(r: &Report) {
             t.latency_p95_ms
         );
         for (m, v) in &t.metrics {
-            println!("    metric {m}: {v:.3}");
+            outln!("    metric {m}: {v:.3}");
         }
         if !t.flaky.is_empty() {
-            println!("    flaky: {}", t.flaky.join(", "));
+            outln!("    flaky: {}", t.flaky.join(", "));
         }
     }
-    println!(
+    outln!(
         "gate: {}",
         if r.gate.passed {
             "passed".to_owned()

@@ -4,11 +4,42 @@ use std::io::Read;
 
 use ai_runner::Code;
 use ai_runner::model::connection_binding;
+use clap::{Args, Subcommand};
 
-use crate::args::{KeysArgs, KeysCommand};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `keys`.
+#[derive(Args)]
+pub struct KeysArgs {
+    /// The keys command.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// `keys ...`.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Encrypt a plain key read from stdin (never from argv) for one connection; prints the blob.
+    Encrypt {
+        /// The ai_connection.name the blob is for (it is bound to that row).
+        #[arg(long)]
+        connection: String,
+    },
+    /// Which stored secrets decrypt, and in which format (never prints a secret).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt every stored secret under the current pepper (v1 or an older key id), in one transaction.
+    Rotate {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
 
 impl KeysArgs {
     /// Runs the keys command.
@@ -26,16 +57,16 @@ impl KeysArgs {
                 let blob = cx
                     .keyring()?
                     .encrypt(plain, &connection_binding(&connection))?;
-                println!("{blob}");
+                outln!("{blob}");
                 Ok(())
             }
             KeysCommand::Check { json } => {
-                let keys = cx.db()?.check_keys(&cx.keyring()?).await?;
+                let keys = cx.db()?.check_keys(cx.keyring()?).await?;
                 if json {
                     output::pretty(&keys);
                 } else {
                     for k in &keys {
-                        println!(
+                        outln!(
                             "{} {}:{} {}{}",
                             if k.decrypts { "ok  " } else { "FAIL" },
                             k.table,
@@ -54,8 +85,8 @@ impl KeysArgs {
                 }
             }
             KeysCommand::Rotate { dry_run } => {
-                let r = cx.db()?.rotate_keys(&cx.keyring()?, dry_run).await?;
-                println!(
+                let r = cx.db()?.rotate_keys(cx.keyring()?, dry_run).await?;
+                outln!(
                     "{} {} of {} stored secret(s) ({} already current){}",
                     if dry_run {
                         "would re-encrypt"

@@ -3,12 +3,88 @@
 use ai_runner::media::{self, Outcome};
 use ai_runner::model::media::ObjectRef;
 use ai_runner::{Code, RunContext, Trigger};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::args::{MapCommand, MediaArgs, MediaCommand, VarArgs};
+use crate::commands::run::VarArgs;
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// `media`.
+#[derive(Args)]
+pub struct MediaArgs {
+    /// The media command.
+    #[command(subcommand)]
+    pub command: MediaCommand,
+}
+
+/// `media ...`.
+#[derive(Subcommand)]
+pub enum MediaCommand {
+    /// Run the pipeline for one object now (re-processes it even if its job already finished).
+    Process {
+        /// Bucket.
+        bucket: String,
+        /// Object key (as stored, not URL-encoded).
+        key: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent jobs, newest first.
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which route processes which objects.
+    Map {
+        /// The mapping command.
+        #[command(subcommand)]
+        command: MapCommand,
+    },
+}
+
+/// `media map ...`.
+#[derive(Subcommand)]
+pub enum MapCommand {
+    /// List mappings.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a mapping (the most specific match wins: exact bucket, longer prefix, longer suffix).
+    Add {
+        /// Bucket name, or `*` for any.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix to watch (e.g. `uploads/`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Key suffix (e.g. `.wav`).
+        #[arg(long, default_value = "")]
+        suffix: String,
+        /// Route project.
+        #[arg(short = 'p', long)]
+        project: String,
+        /// Route key.
+        #[arg(short = 'r', long = "route-key", alias = "route")]
+        route_key: String,
+        /// Extra variables for the run, KEY=VALUE (e.g. MEDIA_MODE=inline).
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        var: Vec<String>,
+    },
+    /// Remove a mapping by id.
+    Remove {
+        /// The mapping id (see `media map list`).
+        id: i64,
+    },
+}
 
 impl MediaArgs {
     /// Runs the media command.
@@ -37,7 +113,7 @@ impl MediaArgs {
                 if json {
                     output::pretty(&report);
                 } else {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string(&report.outcome).unwrap_or_default()
                     );
@@ -57,7 +133,7 @@ impl MediaArgs {
                     output::pretty(&jobs);
                 } else {
                     for j in &jobs {
-                        println!(
+                        outln!(
                             "#{} {} s3://{}/{} [{}] attempts={} route={}/{} {}{}",
                             j.id,
                             j.status,
@@ -85,7 +161,7 @@ impl MediaArgs {
                     output::pretty(&maps);
                 } else {
                     for m in &maps {
-                        println!(
+                        outln!(
                             "#{} bucket={} prefix={:?} suffix={:?} -> {}/{}{}{}",
                             m.id,
                             m.bucket,
@@ -139,14 +215,14 @@ impl MediaArgs {
                         vars.as_ref(),
                     )
                     .await?;
-                println!("added mapping #{id}");
+                outln!("added mapping #{id}");
                 Ok(())
             }
             MediaCommand::Map {
                 command: MapCommand::Remove { id },
             } => {
                 if db.remove_mapping(id).await? {
-                    println!("removed mapping #{id}");
+                    outln!("removed mapping #{id}");
                     Ok(())
                 } else {
                     Err(Failure::usage(

@@ -1,5 +1,6 @@
-//! One module per command group; each holds the `run` of its clap structs ([`crate::args`]).
-//! Commands parse, call the library, print; the logic is the library's.
+//! One module per command group; each holds its commands' clap structs and their `run()` (a CLI
+//! command is a clap struct with `run()`); [`crate::args`] only lists them. Commands parse, call
+//! the library, print; the logic is the library's.
 
 pub mod access;
 pub mod audit;

@@ -19,12 +19,40 @@ use ai_runner::objects::LocalStore;
 use ai_runner::ports::ObjectStore;
 use ai_runner::store::{Db, migrate};
 use ai_runner::{Code, RunContext, Trigger, Variables};
+use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::args::{QuickstartArgs, QuickstartMode};
 use crate::context::Cx;
 use crate::failure::Failure;
-use crate::output;
+use crate::output::{self, outln};
+
+/// Which database quickstart sets up.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuickstartMode {
+    /// The embedded SQLite file (`AI_RUNNER_DB_PATH`), whatever else is configured.
+    Local,
+    /// The configured MySQL / MariaDB (`DATABASE_URL` or `MYSQL_*`).
+    Rds,
+    /// The predecessor's media demo: upload a file and run it through the upload pipeline.
+    Demo,
+}
+
+/// `quickstart`.
+#[derive(Args)]
+pub struct QuickstartArgs {
+    /// local (embedded file), rds (the configured MySQL) or demo (the upload pipeline).
+    #[arg(long, value_enum, default_value = "local")]
+    pub mode: QuickstartMode,
+    /// The media file the demo mode uploads (default: a generated 1 KiB file, tmp/demo/2.mp3).
+    #[arg(long)]
+    pub media_path: Option<PathBuf>,
+    /// The demo provider's loopback port (0 = any free port).
+    #[arg(long, env = "AI_RUNNER_DEMO_PORT", default_value_t = ai_runner::demo::DEFAULT_DEMO_PORT)]
+    pub demo_port: u16,
+    /// Print the whole run results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 impl QuickstartArgs {
     /// Runs the quickstart in its mode.
@@ -46,7 +74,7 @@ impl QuickstartArgs {
         ensure_pepper(&mut settings)?;
         let db = Db::creating(settings.database.clone());
         migrate::init(&db).await?;
-        println!("database: {}", db.target().describe());
+        outln!("database: {}", db.target().describe());
         let server = start_demo(self.demo_port).await?;
         let app = App::with_db(&settings, db)?;
         let out = match self.mode {
@@ -73,7 +101,7 @@ fn ensure_pepper(settings: &mut Settings) -> Result<(), Failure> {
     }
     let dir = ai_runner::config::env_dir();
     settings.pepper = Some(ai_runner::config::generate_pepper_file(&dir)?);
-    println!(
+    outln!(
         "generated a new AI_PEPPER in {}",
         dir.join("ai.env").display()
     );
@@ -96,15 +124,16 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
     let (runner, db) = (&app.runner, app.runner.store());
     let target = match QuickstartProvider::from_env() {
         Some(real) => {
-            println!(
+            outln!(
                 "provider: {} (model {}, from OPENAI_API_KEY)",
-                real.url, real.model
+                real.url,
+                real.model
             );
             real
         }
         None => {
             let p = QuickstartProvider::demo(server);
-            println!(
+            outln!(
                 "provider: DEMO provider on loopback {} (canned answers, not a real model; set OPENAI_API_KEY to use a real one)",
                 p.url
             );
@@ -118,7 +147,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
         &Scenario::Outage.url(server.port()),
     )
     .await?;
-    println!(
+    outln!(
         "config:   {} (key stored encrypted)",
         demo::QUICKSTART_CONFIG_KEY
     );
@@ -126,22 +155,25 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
     let result = runner
         .run_once(demo::QUICKSTART_CONFIG_KEY, &Variables::new(), &ctx)
         .await;
-    println!("\n== run result ==");
+    outln!("\n== run result ==");
     let printed = output::result(&result, json);
     if !json && result.is_ok() {
-        println!(
+        outln!(
             "(trace {}, {} ms total, {} ms provider, {} attempt(s))",
-            result.trace_id, result.total_ms, result.provider_ms, result.attempts
+            result.trace_id,
+            result.total_ms,
+            result.provider_ms,
+            result.attempts
         );
     }
     if let Some(id) = result.audit_id {
         let row = db.audit_row(id).await?;
-        println!("\n== audit row ai_call_logs.id = {id} ==");
+        outln!("\n== audit row ai_call_logs.id = {id} ==");
         output::pretty(&row);
     }
     printed?;
 
-    println!(
+    outln!(
         "\n== route {}/{}: member 1 {} (DEMO endpoint that always answers 503), member 2 {} ==",
         demo::QUICKSTART_PROJECT,
         demo::QUICKSTART_ROUTE,
@@ -160,7 +192,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
         output::pretty(&routed);
     } else {
         for a in &routed.member_attempts {
-            println!(
+            outln!(
                 "member {} {}: {}",
                 a.attempt,
                 a.config_key,
@@ -171,17 +203,17 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
             );
         }
         if let Some(c) = &routed.result.content {
-            println!(
+            outln!(
                 "answer from {}: {c}",
                 routed.answered_by.as_deref().unwrap_or("-")
             );
         }
     }
     let rows = db.audit_rows_for_trace(&routed.result.trace_id).await?;
-    println!("\n== the route's audit rows (one per member attempt) ==");
+    outln!("\n== the route's audit rows (one per member attempt) ==");
     for row in &rows {
         let pick = |k: &str| row.get(k).cloned().unwrap_or(Value::Null);
-        println!(
+        outln!(
             "id={} config_key={} http_status={} error_code={} route_attempt={} handover_reason={}",
             pick("id"),
             pick("config_key"),
@@ -208,7 +240,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
     store
         .put(demo::QUICKSTART_MEDIA_BUCKET, &key, wav, "audio/wav")
         .await?;
-    println!(
+    outln!(
         "\n== upload: {size} bytes of WAV into {}/{}/{} (local object store), processed by route {}/{} ==",
         objects_dir.display(),
         demo::QUICKSTART_MEDIA_BUCKET,
@@ -229,7 +261,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
     .await;
     output::pretty(&report);
     if let Some(j) = db.list_jobs(1).await?.first() {
-        println!(
+        outln!(
             "job #{} {} result={}",
             j.id,
             j.status,
@@ -264,7 +296,7 @@ async fn evaluation(app: &App) -> Result<(), Failure> {
             format!("quickstart suite: {findings:?}"),
         )
     })?;
-    println!(
+    outln!(
         "\n== evaluation: suite {} ({} cases x {} targets, from the evaluation catalog) ==",
         suite.name,
         suite.cases.len(),
@@ -286,7 +318,7 @@ async fn evaluation(app: &App) -> Result<(), Failure> {
     super::eval::summary(&report);
     let path = Path::new("tmp/quickstart-eval.html");
     output::write_out(Some(path), &ai_runner::eval::report::html(&report))?;
-    println!("report: {} (open it in a browser)", path.display());
+    outln!("report: {} (open it in a browser)", path.display());
     Ok(())
 }
 
@@ -347,7 +379,7 @@ async fn demo_mode(
     let content_type =
         ai_runner::objects::guess_content_type(&key).unwrap_or("application/octet-stream");
     app.objects.put(&bucket, &key, bytes, content_type).await?;
-    println!(
+    outln!(
         "uploaded {} to {bucket}/{key} ({})",
         path.display(),
         if inline {
@@ -402,7 +434,7 @@ async fn demo_mode(
         &serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )?;
     output::pretty(&summary);
-    println!("saved to tmp/demo_result.json");
+    outln!("saved to tmp/demo_result.json");
     Ok(())
 }
 
@@ -459,10 +491,10 @@ fn next_steps(mode: QuickstartMode, configured: &Settings, used: &Settings) {
             "cfg export".into(),
         ],
     };
-    println!(
+    outln!(
         "\nnext, try (the demo provider is served again by each command; from a checkout, `cargo run -p ai-runner-cli --` stands for `ai-runner`):"
     );
     for c in commands {
-        println!("  {prefix}ai-runner {c}");
+        outln!("  {prefix}ai-runner {c}");
     }
 }

@@ -2,13 +2,70 @@
 //! functions are. Demo endpoints the stored configs point at (quickstart's) are served for the
 //! length of the command, so those configs keep answering after quickstart has exited.
 
+use std::path::PathBuf;
+
 use ai_runner::{Code, RunContext, Trigger, Variables};
+use clap::Args;
 use serde_json::Value;
 
-use crate::args::{RouteArgs, RunOnceArgs, VarArgs};
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output;
+
+/// Runtime variables, from a file, a JSON argument and KEY=VALUE pairs (later wins).
+#[derive(Args, Default)]
+pub struct VarArgs {
+    /// A runtime variable, KEY=VALUE (repeatable; wins over --data and the vars file).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub var: Vec<String>,
+    /// Runtime variables as a JSON object (the predecessor's `-d/--data`).
+    #[arg(short = 'd', long = "data", value_name = "JSON")]
+    pub data: Option<String>,
+    /// A JSON object file of runtime variables (the predecessor's `-f/--file`).
+    #[arg(short = 'f', long = "vars-file", alias = "file", value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+}
+
+/// `run-once`.
+#[derive(Args)]
+pub struct RunOnceArgs {
+    /// The ai_config.config_key to run.
+    pub config_key: String,
+    /// Runtime variables.
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print the whole run result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this many seconds: no attempt or retry starts that could not finish by then
+    /// (`DEADLINE_EXCEEDED`, with its audit row).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// `route`.
+#[derive(Args)]
+pub struct RouteArgs {
+    /// The ai_project_v2.name.
+    #[arg(short = 'p', long)]
+    pub project: String,
+    /// The ai_route_v2.route_key.
+    #[arg(short = 'r', long = "route-key", alias = "route")]
+    pub route_key: String,
+    /// Runtime variables.
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Resolve the route and print the exact first request (key masked); send and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the whole result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this many seconds: no attempt, retry or member handover starts that could
+    /// not finish by then (`DEADLINE_EXCEEDED`, with the audit rows).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
 
 impl RunOnceArgs {
     /// Runs the config.
