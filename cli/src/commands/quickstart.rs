@@ -216,7 +216,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
         demo::QUICKSTART_PROJECT,
         demo::QUICKSTART_MEDIA_ROUTE
     );
-    let mut object_settings = app.object_settings.clone();
+    let mut object_settings = app.object_settings().clone();
     object_settings.target = ObjectTarget::Local(objects_dir);
     let report = media::process(
         runner,
@@ -359,7 +359,7 @@ async fn demo_mode(
     let report = media::process(
         &app.runner,
         app.objects.as_ref(),
-        &app.object_settings,
+        app.object_settings(),
         &object(&bucket, &key),
         &RunContext::new("quickstart"),
         true,

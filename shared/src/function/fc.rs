@@ -100,7 +100,7 @@ async fn invoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(std::time::Duration::from_secs);
-                let call = super::Call::with_time_left(id, left, state.deadline_reserve);
+                let call = super::Call::with_time_left(id, left, state.deadline_reserve());
                 function.handle(state, payload, call).await
             }
             Err(e) => Err(Failure {
@@ -186,7 +186,7 @@ async fn http_trigger(
     async move {
         let (state, function) = (&shared.0, shared.1);
         let event = trigger_event(method.as_str(), uri.path(), &headers, &body, peer);
-        let call = super::Call::with_time_left(id, None, state.deadline_reserve);
+        let call = super::Call::with_time_left(id, None, state.deadline_reserve());
         match function.handle(state, event, call).await {
             Ok(v) => http_answer(&v),
             Err(f) => {

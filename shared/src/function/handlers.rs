@@ -130,7 +130,7 @@ async fn admit(
     match access::check(
         store,
         state.runner.keyring(),
-        &state.access,
+        state.access(),
         http,
         action,
         crate::model::now_ms(),
@@ -275,7 +275,7 @@ async fn eval_start(
             &opts,
             &how,
             q.as_ref(),
-            state.eval_settings.chunk_size,
+            state.eval_settings().chunk_size,
         )
         .await
         .map(|q| serde_json::to_value(q).unwrap_or(Value::Null)),
@@ -309,8 +309,8 @@ fn target_action(t: &Target) -> Action {
 fn report_sink(state: &App) -> Option<fanout::ReportSink<'_>> {
     Some(fanout::ReportSink {
         store: state.objects.as_ref(),
-        bucket: state.object_settings.bucket.as_deref()?,
-        prefix: &state.eval_settings.reports_prefix,
+        bucket: state.object_settings().bucket.as_deref()?,
+        prefix: &state.eval_settings().reports_prefix,
     })
 }
 
@@ -506,7 +506,7 @@ async fn process_all(state: &App, objs: &[ObjectRef], ctx: &RunContext) -> Vec<m
             media::process(
                 &state.runner,
                 state.objects.as_ref(),
-                &state.object_settings,
+                state.object_settings(),
                 o,
                 ctx,
                 false,

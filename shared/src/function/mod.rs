@@ -104,7 +104,7 @@ pub async fn serve(
         }
     };
     if platform.on_function_compute() {
-        if state.access.mode == crate::config::AccessMode::Platform {
+        if state.access().mode == crate::config::AccessMode::Platform {
             tracing::warn!(
                 "ACCESS_MODE=iam on Function Compute: an HTTP trigger must use authType \"function\", or anyone can call it (ACCESS_MODE=hmac checks signatures here)"
             );
@@ -123,7 +123,7 @@ pub async fn serve(
                 let call = Call::with_time_left(
                     Some(event.context.request_id.clone()),
                     left,
-                    state.deadline_reserve,
+                    state.deadline_reserve(),
                 );
                 function.handle(&state, event.payload, call).await
             }
