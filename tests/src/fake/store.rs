@@ -202,7 +202,7 @@ impl MemoryStore {
         budget
     }
 
-    /// Adds an active media mapping; returns its id.
+    /// Adds an active media mapping (as `Db::add_mapping`); returns its id.
     pub fn add_mapping(
         &self,
         bucket: &str,
@@ -210,6 +210,7 @@ impl MemoryStore {
         key_suffix: &str,
         project: &str,
         route_key: &str,
+        variables: Option<&Value>,
     ) -> i64 {
         let mut s = self.lock();
         let id = s.id();
@@ -220,7 +221,7 @@ impl MemoryStore {
             key_suffix: key_suffix.to_owned(),
             project: project.to_owned(),
             route_key: route_key.to_owned(),
-            variables: None,
+            variables: variables.cloned(),
             active: true,
         });
         id

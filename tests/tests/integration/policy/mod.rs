@@ -10,4 +10,5 @@
 mod budgets;
 mod contract;
 mod finalization;
+mod leases;
 mod routes;
