@@ -1,13 +1,17 @@
 //! The process's state, built once and borrowed by every invocation or command: the runner (SQL
-//! store, HTTP provider, key cache) and the object store. The functions and the CLI build it the
-//! same way, so a CLI run behaves exactly like a deployed one.
+//! store, HTTP provider, key cache), the object store and the settings. The functions and the
+//! CLI build it the same way, so a CLI run behaves exactly like a deployed one.
 //!
 //! Invariants: nothing here connects or calls out (the pool connects lazily on first use); a
-//! state that cannot be built is an error with a stable code, never a half-built value.
+//! state that cannot be built is an error with a stable code, never a half-built value. One of
+//! each: one object store (the runner's spill-over, audit spool and media source share its
+//! handle, never a second client), one copy of the settings (the parts the edges need are
+//! borrowed from it, never copied out).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::{ConfigError, EvalSettings, ObjectSettings, Settings};
+use crate::config::{AccessSettings, ConfigError, EvalSettings, ObjectSettings, Settings};
 use crate::error::RunError;
 use crate::objects;
 use crate::ports::{ObjectStore, Queue};
@@ -23,18 +27,12 @@ pub type AppRunner = Runner<Db, HttpProvider>;
 pub struct App {
     /// The engine.
     pub runner: AppRunner,
-    /// Object storage (uploads, results, spill-over).
+    /// Object storage (uploads, results, spill-over): the one handle, shared with the runner.
     pub objects: Arc<dyn ObjectStore>,
-    /// Object settings (prefixes, limits).
-    pub object_settings: ObjectSettings,
     /// The evaluation queue, when `EVAL_QUEUE_URL` is set.
     pub queue: Option<Arc<dyn Queue>>,
-    /// Evaluation settings (chunk size, reports prefix).
-    pub eval_settings: EvalSettings,
-    /// Kept back from a platform deadline for the audit row and the answer.
-    pub deadline_reserve: std::time::Duration,
-    /// Who may call the HTTP APIs (`ACCESS_MODE`, skew, fail-open).
-    pub access: crate::config::AccessSettings,
+    /// The settings the state was built from, held once.
+    settings: Settings,
 }
 
 /// The audit spool: `OSS_BUCKET` under `AUDIT_SPOOL_PREFIX`; with the local objects directory
@@ -90,7 +88,7 @@ impl App {
                 .clone()
                 .ok_or(ConfigError::Missing(vec!["OSS_BUCKET"]))?;
             Some(Spill {
-                store: objects.clone(),
+                store: Arc::clone(&objects),
                 bucket,
                 prefix: settings.objects.spill_prefix.clone(),
                 threshold: settings.objects.spill_threshold,
@@ -103,20 +101,42 @@ impl App {
                 .with_spill(spill)
                 .with_audit_spool(audit_spool(&settings.objects, &objects))
                 .with_media(Some(MediaSource {
-                    store: objects.clone(),
+                    store: Arc::clone(&objects),
                     settings: settings.objects.clone(),
                 })),
             objects,
-            object_settings: settings.objects.clone(),
             queue: queue(settings),
-            eval_settings: settings.eval.clone(),
-            deadline_reserve: settings.http.deadline_reserve,
-            access: settings.access.clone(),
+            settings: settings.clone(),
         })
     }
 
     /// Loads settings (env files + environment) and builds the state: what a function's `main` does.
     pub fn from_env() -> Result<Self, RunError> {
         Self::new(&Settings::load()?)
+    }
+
+    /// The settings the state was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Object settings (bucket, prefixes, limits).
+    pub fn object_settings(&self) -> &ObjectSettings {
+        &self.settings.objects
+    }
+
+    /// Evaluation settings (chunk size, reports prefix).
+    pub fn eval_settings(&self) -> &EvalSettings {
+        &self.settings.eval
+    }
+
+    /// Who may call the HTTP APIs (`ACCESS_MODE`, skew, fail-open).
+    pub fn access(&self) -> &AccessSettings {
+        &self.settings.access
+    }
+
+    /// Kept back from a platform deadline for the audit row and the answer.
+    pub fn deadline_reserve(&self) -> Duration {
+        self.settings.http.deadline_reserve
     }
 }

@@ -1,11 +1,18 @@
-//! The ports: the small traits the core uses to reach the outside (a database of configs and
-//! audit rows, a job table, a chat-completions provider, an object store), with the values and
+//! The ports: the small traits the core uses to reach the outside (the database: configs,
+//! routes and audit rows in `Store`, prices and budgets in its `CostStore` part, upload jobs in
+//! `JobStore`, evaluation runs in `EvalStore`, keys and counters in `AccessStore`; a
+//! chat-completions `Provider`; an `ObjectStore`; the evaluation `Queue`), with the values and
 //! errors that cross them.
 //!
-//! Invariants: the core (`run`, `media`) depends only on these traits; the real
-//! implementations (`store::Db`, `provider::HttpProvider`, `objects`)
-//! live in their own modules and integration tests run them against real servers. Every error
-//! here has a stable [`Code`] and says whether retrying may help.
+//! Invariants: the core (`run`, `media`, `eval`, `cost`, `access`, `spool`) depends only on
+//! these traits. Each has a real implementation in its own module (`store::Db` on MySQL and
+//! SQLite, `provider::HttpProvider`, `objects`, `queue::SqsQueue`), tested against real
+//! servers, and the store, provider and queue ports have in-process fakes in the test helpers
+//! (`ai_runner_tests::fake`) that keep the same contract (the lease, finalize-claim and
+//! reservation scenarios run on the fake and on SQLite alike), so the core's policies are
+//! tested without a socket. What a method promises
+//! about atomicity (a conditional claim, an all-or-none reservation) is part of its contract.
+//! Every error here has a stable [`Code`] and says whether retrying may help.
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -15,6 +15,7 @@
     clippy::disallowed_methods
 )]
 
+pub mod fake;
 pub mod lambda_api;
 
 use std::path::PathBuf;

@@ -104,7 +104,7 @@ impl MediaArgs {
                 let report = media::process(
                     &app.runner,
                     app.objects.as_ref(),
-                    &app.object_settings,
+                    app.object_settings(),
                     &obj,
                     &RunContext::new(Trigger::Cli),
                     true,
@@ -190,7 +190,7 @@ impl MediaArgs {
                         var,
                     },
             } => {
-                let results = &app.object_settings.results_prefix;
+                let results = &app.object_settings().results_prefix;
                 if results.starts_with(&prefix) {
                     return Err(Failure::usage(
                         Code::ConfigInvalid,

@@ -248,7 +248,7 @@ async fn tour(app: &App, server: &DemoServer, json: bool) -> Result<(), Failure>
         demo::QUICKSTART_PROJECT,
         demo::QUICKSTART_MEDIA_ROUTE
     );
-    let mut object_settings = app.object_settings.clone();
+    let mut object_settings = app.object_settings().clone();
     object_settings.target = ObjectTarget::Local(objects_dir);
     let report = media::process(
         runner,
@@ -391,7 +391,7 @@ async fn demo_mode(
     let report = media::process(
         &app.runner,
         app.objects.as_ref(),
-        &app.object_settings,
+        app.object_settings(),
         &object(&bucket, &key),
         &RunContext::new(Trigger::Quickstart),
         true,

@@ -24,7 +24,7 @@ pub async fn admit(
     access::check(
         state.runner.store(),
         state.runner.keyring(),
-        &state.access,
+        state.access(),
         http,
         action,
         crate::model::now_ms(),

@@ -100,7 +100,7 @@ async fn invoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(std::time::Duration::from_secs);
-                let call = super::Call::with_time_left(id, left, state.deadline_reserve);
+                let call = super::Call::with_time_left(id, left, state.deadline_reserve());
                 function.handle(state, payload, call).await
             }
             Err(e) => Err(Failure::new(
@@ -156,7 +156,7 @@ async fn http_trigger(
             peer,
             kind,
         );
-        let deadline = super::Call::with_time_left(id, None, state.deadline_reserve);
+        let deadline = super::Call::with_time_left(id, None, state.deadline_reserve());
         let answer = job::answer(state, Inbound::Http(Box::new(call)), deadline)
             .await
             .into_http();

@@ -28,7 +28,7 @@ pub async fn serve(state: Arc<App>, function: Function) -> Result<(), lambda_run
                 let call = Call::with_time_left(
                     Some(event.context.request_id.clone()),
                     left,
-                    state.deadline_reserve,
+                    state.deadline_reserve(),
                 );
                 function.handle(&state, event.payload, call).await
             }

@@ -101,7 +101,7 @@ pub async fn serve(
         }
     };
     if platform.on_function_compute() {
-        if state.access.mode == crate::config::AccessMode::Platform {
+        if state.access().mode == crate::config::AccessMode::Platform {
             tracing::warn!(
                 "ACCESS_MODE=iam on Function Compute: an HTTP trigger must use authType \"function\", or anyone can call it (ACCESS_MODE=hmac checks signatures here)"
             );

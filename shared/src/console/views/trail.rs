@@ -267,8 +267,8 @@ pub(in crate::console) async fn spilled_body(
     };
     // A provider's answer is stored as sent: one shaped like a reference must not make the
     // console read any object it can reach. Only the spill-over location is ours.
-    let ours = c.app.object_settings.bucket.as_deref() == Some(bucket.as_str())
-        && key.starts_with(&c.app.object_settings.spill_prefix);
+    let ours = c.app.object_settings().bucket.as_deref() == Some(bucket.as_str())
+        && key.starts_with(&c.app.object_settings().spill_prefix);
     if !ours {
         return Err(PageError::new(
             Code::ObjectAccessDenied,

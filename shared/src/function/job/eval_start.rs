@@ -68,7 +68,7 @@ pub async fn start(state: &App, asked: &Asked, req: EvalRequest) -> Reply {
             &opts,
             &how,
             q.as_ref(),
-            state.eval_settings.chunk_size,
+            state.eval_settings().chunk_size,
         )
         .await
         .map(|q| serde_json::to_value(q).unwrap_or(Value::Null)),

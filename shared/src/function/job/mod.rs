@@ -139,7 +139,7 @@ async fn requested(state: &App, asked: Asked, request: Request) -> Reply {
 fn report_sink(state: &App) -> Option<fanout::ReportSink<'_>> {
     Some(fanout::ReportSink {
         store: state.objects.as_ref(),
-        bucket: state.object_settings.bucket.as_deref()?,
-        prefix: &state.eval_settings.reports_prefix,
+        bucket: state.object_settings().bucket.as_deref()?,
+        prefix: &state.eval_settings().reports_prefix,
     })
 }

@@ -82,7 +82,7 @@ async fn process_all(state: &App, objs: &[ObjectRef], ctx: &RunContext) -> Vec<m
             media::process(
                 &state.runner,
                 state.objects.as_ref(),
-                &state.object_settings,
+                state.object_settings(),
                 o,
                 ctx,
                 false,
