@@ -11,6 +11,7 @@ use crate::commands::cfg::CfgArgs;
 use crate::commands::cost::{BudgetArgs, PricesArgs, UsageArgs};
 use crate::commands::db::DbArgs;
 use crate::commands::dev::DevArgs;
+use crate::commands::serve::ServeArgs;
 use crate::commands::doctor::{DoctorArgs, InitArgs};
 use crate::commands::eval::EvalArgs;
 use crate::commands::keys::KeysArgs;
@@ -66,4 +67,6 @@ pub enum Command {
     Usage(UsageArgs),
     /// The local web console: catalog, try a call, audit trail, uploads, evaluations.
     Dev(DevArgs),
+    /// Serve the OpenAI-compatible API (/v1/chat/completions, /v1/models) and the JSON API.
+    Serve(ServeArgs),
 }

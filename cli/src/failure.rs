@@ -159,6 +159,12 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::PromptMissing | Code::PromptInvalid | Code::ParamsInvalid => {
             "fix the config's prompt or param profile rows"
         }
+        Code::ParamNotAllowed => {
+            "the config's param profile limits what callers may set (CALLER_PARAMS, ALLOW_STREAM): drop the field, or allow it there"
+        }
+        Code::ClientDisconnected => {
+            "the caller closed the connection before the stream ended; the audit row keeps what arrived"
+        }
         Code::InvalidInput => {
             "send {\"config_key\": \"...\", \"variables\": {...}} (run-once) or {\"project\": \"...\", \"route_key\": \"...\", \"variables\": {...}} (run-route)"
         }
@@ -313,6 +319,8 @@ mod tests {
         (Code::PromptMissing, 400, 2),
         (Code::PromptInvalid, 400, 2),
         (Code::ParamsInvalid, 400, 2),
+        (Code::ParamNotAllowed, 400, 2),
+        (Code::ClientDisconnected, 400, 2),
         (Code::Http429RateLimit, 502, 1),
         (Code::Http5xxServerError, 502, 1),
         (Code::HttpStatusError, 502, 1),

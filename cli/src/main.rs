@@ -38,6 +38,7 @@ async fn main() -> ExitCode {
         Command::Budget(c) => c.run(&cx).await,
         Command::Usage(c) => c.run(&cx).await,
         Command::Dev(c) => c.run(&cx).await,
+        Command::Serve(c) => c.run(&cx).await,
     };
     cx.close().await;
     match outcome {

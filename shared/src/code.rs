@@ -185,6 +185,12 @@ codes! {
     PromptInvalid = "PROMPT_INVALID" (Input, No),
     /// The stored params are malformed: the request cannot be built.
     ParamsInvalid = "PARAMS_INVALID" (Input, No),
+    /// The caller set a request field (or `stream`) that the config's param profile does not let
+    /// callers set (`CALLER_PARAMS`, `ALLOW_STREAM`): nothing was called.
+    ParamNotAllowed = "PARAM_NOT_ALLOWED" (Input, No),
+    /// A streaming caller disconnected before the answer ended: the provider's stream was dropped
+    /// and the audit row keeps what had arrived.
+    ClientDisconnected = "CLIENT_DISCONNECTED" (Input, No),
 
     // The provider.
     /// The provider answered HTTP 429 after retries.

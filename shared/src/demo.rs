@@ -40,6 +40,13 @@ pub enum Reply {
     },
     /// Waits, then answers.
     Delayed(Duration, Box<Reply>),
+    /// A 200 SSE stream sent event by event, `every` apart (a provider streaming slowly).
+    Trickle {
+        /// The SSE events' JSON payloads; `data: [DONE]` follows the last.
+        events: Vec<Value>,
+        /// The pause before each event.
+        every: Duration,
+    },
     /// A 200 chat completion whose content echoes the `Authorization` header (secret-leak tests).
     EchoAuthorization,
     /// Looks at the audio in the request like a real audio model must: decodes inline
@@ -195,6 +202,7 @@ async fn handle(
                 reply = *inner;
             }
             Reply::MediaProbe => reply = probe_media(&body).await,
+            Reply::Trickle { events, every } => return trickle(events, every),
             other => return render(other, &auth),
         }
     }
@@ -265,6 +273,22 @@ pub fn wav_tone(millis: u32, hz: f32) -> Vec<u8> {
     w
 }
 
+/// A slow SSE stream: each event after a pause, then `[DONE]`.
+fn trickle(events: Vec<Value>, every: Duration) -> Response {
+    let mut frames: VecDeque<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    frames.push_back("data: [DONE]\n\n".to_owned());
+    let stream = futures_util::stream::unfold(frames, move |mut frames| async move {
+        let next = frames.pop_front()?;
+        tokio::time::sleep(every).await;
+        Some((Ok::<_, std::convert::Infallible>(next), frames))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
 fn render(reply: Reply, auth: &str) -> Response {
     let (status, content_type, body, extra) = match reply {
         Reply::Json {
@@ -290,7 +314,7 @@ fn render(reply: Reply, auth: &str) -> Response {
                 .into_bytes(),
             Vec::new(),
         ),
-        Reply::Delayed(..) | Reply::MediaProbe => (
+        Reply::Delayed(..) | Reply::MediaProbe | Reply::Trickle { .. } => (
             500,
             "text/plain".to_owned(),
             b"nested delay".to_vec(),

@@ -39,11 +39,13 @@ pub mod eval;
 #[cfg(feature = "function")]
 pub mod function;
 pub mod health;
+pub mod invocation;
 pub mod hex;
 pub mod html;
 pub mod media;
 pub mod model;
 pub mod objects;
+pub mod openai;
 pub mod ports;
 pub mod provider;
 #[cfg(feature = "queue")]
@@ -52,6 +54,8 @@ pub mod request;
 pub mod run;
 pub mod schema;
 pub mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod spool;
 pub mod status;
 pub mod store;

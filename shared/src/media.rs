@@ -630,6 +630,9 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),
         media_seconds: meta.duration_seconds,
+        turn: None,
+        tap: None,
+        trace_id: None,
     };
     match media_vars(
         objects,

@@ -392,6 +392,10 @@ pub enum ProviderError {
     /// The deadline left no time for (another) attempt; the last failure, if any, is in the text.
     #[error("deadline reached: {0}")]
     Deadline(String),
+    /// The streaming caller went away; the provider's stream was dropped after this many chunks
+    /// had been relayed.
+    #[error("the caller disconnected after {0} relayed chunks; the provider's stream was dropped")]
+    CallerGone(usize),
 }
 
 fn detail(m: &Option<String>) -> String {
@@ -412,6 +416,7 @@ impl ProviderError {
             Self::TooLarge(_) => Code::ResponseTooLarge,
             Self::Redirect { .. } => Code::ProviderRedirect,
             Self::Deadline(_) => Code::DeadlineExceeded,
+            Self::CallerGone(_) => Code::ClientDisconnected,
         }
     }
 
@@ -439,6 +444,58 @@ pub struct ProviderRequest<'a> {
     pub stream: bool,
     /// No attempt or backoff may run past this.
     pub deadline: Option<std::time::Instant>,
+    /// A streaming caller waiting for the chunks as they arrive (the OpenAI-compatible API).
+    /// Once one has been relayed, the exchange is not retried: the caller has seen the answer.
+    pub tap: Option<&'a StreamTap>,
+}
+
+/// A streaming caller's end of a provider stream: each parsed `chat.completion.chunk` is sent
+/// through a bounded channel as it arrives (a slow caller slows the read, never grows memory).
+/// Cloning shares the channel and the "started" flag.
+#[derive(Debug, Clone)]
+pub struct StreamTap {
+    tx: tokio::sync::mpsc::Sender<Value>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StreamTap {
+    /// Chunks a slow caller may lag behind the provider by.
+    pub const BUFFER: usize = 64;
+
+    /// A tap and the receiver the caller's connection reads from.
+    pub fn channel() -> (Self, tokio::sync::mpsc::Receiver<Value>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(Self::BUFFER);
+        let tap = Self {
+            tx,
+            sent: std::sync::Arc::default(),
+        };
+        (tap, rx)
+    }
+
+    /// Relays one chunk; `false` when the caller has gone away.
+    pub async fn send(&self, chunk: Value) -> bool {
+        let ok = self.tx.send(chunk).await.is_ok();
+        if ok {
+            self.sent
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        ok
+    }
+
+    /// How many chunks have been relayed.
+    pub fn sent(&self) -> usize {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether any chunk has reached the caller (from then on nothing is retried or handed over).
+    pub fn started(&self) -> bool {
+        self.sent() > 0
+    }
+
+    /// Whether the caller has gone away.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// What happened on the wire, success or not.

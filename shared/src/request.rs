@@ -5,6 +5,14 @@
 //! `{{NAME}}` placeholders are replaced inside the parsed messages' string values (never in raw
 //! JSON text) from params < prompt variables < route variables < runtime variables.
 //!
+//! An OpenAI-protocol caller adds a [`CallerTurn`] ([`build_for`]): its messages follow the
+//! config's rendered prompt (a config without a prompt sends them as they came, unrendered: a
+//! caller's text is never a template), and its fields ([`CALLER_FIELDS`]) follow the config's
+//! params, which pin: a field the config sets keeps the config's value. `response_format` is the
+//! prompt's when it has one, else the caller's. A param profile narrows what a caller may set
+//! with `CALLER_PARAMS` (a list, a comma-separated string, or `"*"`, the default: every caller
+//! field) and `ALLOW_STREAM: false`; anything else it asks for is [`BuildError::NotAllowed`].
+//!
 //! Invariants: a [`BuiltRequest`] has every media URL filled (an empty or still-templated
 //! `image_url.url` / `input_audio.url` is `MISSING_MEDIA_URL`), and it carries the output
 //! expectations the validator will apply to the answer.
@@ -28,6 +36,49 @@ pub const PARAM_MAP: [(&str, &str); 8] = [
     ("PRESENCE_PENALTY", "presence_penalty"),
 ];
 
+/// The request fields an OpenAI-protocol caller may send beside `model`, `messages` and
+/// `stream` (the Chat Completions API's request parameters that shape one answer). Anything
+/// else the caller sends is not passed on.
+pub const CALLER_FIELDS: [&str; 26] = [
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "stream_options",
+    "reasoning_effort",
+    "modalities",
+    "audio",
+    "prediction",
+    "metadata",
+    "service_tier",
+    "verbosity",
+    "web_search_options",
+];
+
+/// What an OpenAI-protocol caller adds to a config's request: its conversation and its fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallerTurn {
+    /// The caller's `messages`, sent after the config's prompt.
+    pub messages: Vec<Value>,
+    /// The caller's fields, each one of [`CALLER_FIELDS`], in the order sent.
+    pub fields: Map<String, Value>,
+    /// The caller asked for a stream (`stream: true`).
+    pub stream: bool,
+}
+
 /// The request could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -48,6 +99,10 @@ pub enum BuildError {
     /// The stored params are not a JSON object.
     #[error("param profile is invalid: {0}")]
     ParamsInvalid(String),
+    /// The caller set a field the config's param profile does not let callers set
+    /// (`CALLER_PARAMS`, `ALLOW_STREAM`).
+    #[error("this config does not let callers set `{0}`")]
+    NotAllowed(String),
 }
 
 impl BuildError {
@@ -58,6 +113,7 @@ impl BuildError {
             Self::PromptMissing(_) => Code::PromptMissing,
             Self::PromptInvalid(..) => Code::PromptInvalid,
             Self::ParamsInvalid(_) => Code::ParamsInvalid,
+            Self::NotAllowed(_) => Code::ParamNotAllowed,
         }
     }
 }
@@ -95,6 +151,18 @@ pub fn build(
     runtime_vars: &Map<String, Value>,
     defaults: &ValidationSettings,
 ) -> Result<BuiltRequest, BuildError> {
+    build_for(cfg, route_vars, runtime_vars, defaults, None)
+}
+
+/// [`build`], with what an OpenAI-protocol caller sent (see the module header for how the two
+/// meet).
+pub fn build_for(
+    cfg: &ResolvedConfig,
+    route_vars: Option<&Map<String, Value>>,
+    runtime_vars: &Map<String, Value>,
+    defaults: &ValidationSettings,
+    turn: Option<&CallerTurn>,
+) -> Result<BuiltRequest, BuildError> {
     let params = match &cfg.params {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -104,15 +172,18 @@ pub fn build(
             ));
         }
     };
-    let prompt = cfg
-        .prompt
-        .as_ref()
-        .ok_or_else(|| BuildError::PromptMissing(cfg.config_key.clone()))?;
-    let prompt_label = format!("{}@{}", prompt.name, prompt.version);
+    if let Some(turn) = turn {
+        allowed(&params, turn)?;
+    }
+    let prompt = match (&cfg.prompt, turn) {
+        (Some(p), _) => Some(p),
+        (None, Some(_)) => None,
+        (None, None) => return Err(BuildError::PromptMissing(cfg.config_key.clone())),
+    };
 
     // params < prompt variables < route variables < runtime variables
     let mut vars = params.clone();
-    if let Some(Value::Object(pv)) = &prompt.variables {
+    if let Some(Value::Object(pv)) = prompt.and_then(|p| p.variables.as_ref()) {
         vars.extend(pv.clone());
     }
     if let Some(rv) = route_vars {
@@ -122,24 +193,34 @@ pub fn build(
 
     let mut body = Map::new();
     body.insert("model".into(), Value::String(cfg.model.clone()));
-    match &prompt.messages {
-        Value::Array(msgs) => {
+    match prompt.map(|p| &p.messages) {
+        None => {
+            body.insert("messages".into(), Value::Array(Vec::new()));
+        }
+        Some(Value::Array(msgs)) => {
             body.insert(
                 "messages".into(),
                 substitute(Value::Array(msgs.clone()), &vars),
             );
         }
-        Value::Object(obj) if obj.contains_key("messages") => {
+        Some(Value::Object(obj)) if obj.contains_key("messages") => {
             for (k, v) in obj {
                 body.insert(k.clone(), substitute(v.clone(), &vars));
             }
         }
-        _ => {
+        Some(_) => {
+            let label = prompt.map(|p| format!("{}@{}", p.name, p.version));
             return Err(BuildError::PromptInvalid(
-                prompt_label,
+                label.unwrap_or_default(),
                 "messages_json must be an array or an object with a \"messages\" key".into(),
             ));
         }
+    }
+    if let Some(turn) = turn
+        && let Some(Value::Array(msgs)) = body.get_mut("messages")
+    {
+        // The caller's conversation follows the config's prompt, as sent (never rendered).
+        msgs.extend(turn.messages.iter().cloned());
     }
     check_media(body.get("messages").unwrap_or(&Value::Null))?;
 
@@ -154,6 +235,19 @@ pub fn build(
             }
         }
     }
+    if let Some(turn) = turn {
+        // The config's params pin: a caller's field goes in only where the config set nothing.
+        for (name, value) in &turn.fields {
+            if name != "response_format" && name != "stream_options" && !body.contains_key(name)
+            {
+                body.insert(name.clone(), value.clone());
+            }
+        }
+        if turn.stream && !stream {
+            stream = true;
+            body.insert("stream".into(), Value::Bool(true));
+        }
+    }
     if stream {
         // Without it the SSE stream carries no usage, and the audit row would lose the tokens.
         body.insert(
@@ -166,8 +260,12 @@ pub fn build(
         .get("JSON_SCHEMA_ENFORCE")
         .and_then(value_flag)
         .unwrap_or(false);
-    let response_format = match &prompt.response_format {
+    let caller_format = turn
+        .and_then(|t| t.fields.get("response_format"))
+        .filter(|rf| !rf.is_null());
+    let response_format = match prompt.and_then(|p| p.response_format.as_ref()) {
         Some(rf) if !rf.is_null() => Some(rf.clone()),
+        _ if caller_format.is_some() => caller_format.cloned(),
         _ if asks_json_in_params => Some(serde_json::json!({"type": "json_object"})),
         _ => None,
     };
@@ -201,6 +299,51 @@ pub fn build(
         stream,
         output,
     })
+}
+
+/// Refuses what the caller sent that the param profile does not let callers set.
+fn allowed(params: &Map<String, Value>, turn: &CallerTurn) -> Result<(), BuildError> {
+    if turn.stream
+        && params
+            .get("ALLOW_STREAM")
+            .and_then(value_flag)
+            .is_some_and(|allow| !allow)
+    {
+        return Err(BuildError::NotAllowed("stream".into()));
+    }
+    let names: Option<Vec<String>> = match params.get("CALLER_PARAMS") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim() == "*" => None,
+        Some(Value::String(s)) => Some(
+            s.split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        ),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Some(_) => {
+            return Err(BuildError::ParamsInvalid(
+                "CALLER_PARAMS must be a list of field names, a comma-separated string or \"*\""
+                    .into(),
+            ));
+        }
+    };
+    if let Some(names) = names
+        && let Some(field) = turn
+            .fields
+            .keys()
+            // stream_options rides with `stream`, which ALLOW_STREAM governs.
+            .find(|f| *f != "stream_options" && !names.iter().any(|n| n == *f))
+    {
+        return Err(BuildError::NotAllowed(field.clone()));
+    }
+    Ok(())
 }
 
 fn check_media(messages: &Value) -> Result<(), BuildError> {
@@ -507,5 +650,84 @@ mod tests {
                 .code(),
             Code::PromptMissing
         );
+    }
+
+    fn turn(messages: Value, fields: Value, stream: bool) -> CallerTurn {
+        CallerTurn {
+            messages: messages.as_array().cloned().unwrap(),
+            fields: obj(fields),
+            stream,
+        }
+    }
+
+    #[test]
+    fn a_callers_messages_follow_the_rendered_prompt_and_its_fields_follow_the_params() {
+        let c = cfg(
+            json!([{"role": "system", "content": "about {{TOPIC}}"}]),
+            None,
+            None,
+            Some(json!({"TEMPERATURE": 0.1, "TOPIC": "tea"})),
+        );
+        let t = turn(
+            json!([{"role": "user", "content": "and {{TOPIC}}?"}]),
+            json!({"temperature": 0.9, "top_p": 0.5, "tools": [{"type": "function"}]}),
+            false,
+        );
+        let b = build_for(&c, None, &Map::new(), &Default::default(), Some(&t)).unwrap();
+        assert_eq!(
+            b.body["messages"],
+            json!([{"role": "system", "content": "about tea"}, {"role": "user", "content": "and {{TOPIC}}?"}])
+        );
+        // The config pins its own params; the caller's others follow them, in its order.
+        assert_eq!(b.body["temperature"], 0.1);
+        assert_eq!(
+            b.body.keys().collect::<Vec<_>>(),
+            ["model", "messages", "temperature", "top_p", "tools"]
+        );
+    }
+
+    #[test]
+    fn a_config_without_a_prompt_sends_the_callers_messages_as_they_came() {
+        let mut c = cfg(json!([]), None, None, None);
+        c.prompt = None;
+        let t = turn(json!([{"role": "user", "content": "{{X}}"}]), json!({}), true);
+        let b = build_for(&c, None, &Map::new(), &Default::default(), Some(&t)).unwrap();
+        assert_eq!(b.body["messages"], json!([{"role": "user", "content": "{{X}}"}]));
+        assert!(b.stream);
+        assert_eq!(b.body["stream_options"], json!({"include_usage": true}));
+        assert!(matches!(
+            build(&c, None, &Map::new(), &Default::default()),
+            Err(BuildError::PromptMissing(_))
+        ));
+    }
+
+    #[test]
+    fn the_prompts_response_format_wins_over_the_callers() {
+        let schema = json!({"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}});
+        let t = turn(json!([]), json!({"response_format": schema}), false);
+        let plain = cfg(json!([]), None, None, None);
+        let b = build_for(&plain, None, &Map::new(), &Default::default(), Some(&t)).unwrap();
+        assert_eq!(b.body["response_format"], schema);
+        assert!(b.output.expects_json && b.output.schema.is_some());
+        let own = cfg(json!([]), Some(json!({"type": "json_object"})), None, None);
+        let b = build_for(&own, None, &Map::new(), &Default::default(), Some(&t)).unwrap();
+        assert_eq!(b.body["response_format"], json!({"type": "json_object"}));
+    }
+
+    #[test]
+    fn a_param_profile_narrows_what_callers_may_set() {
+        let only_temp = cfg(json!([]), None, None, Some(json!({"CALLER_PARAMS": ["temperature"]})));
+        let t = turn(json!([]), json!({"temperature": 1, "seed": 3}), false);
+        let e = build_for(&only_temp, None, &Map::new(), &Default::default(), Some(&t)).unwrap_err();
+        assert!(matches!(&e, BuildError::NotAllowed(f) if f == "seed"), "{e}");
+        assert_eq!(e.code(), Code::ParamNotAllowed);
+        let listed = cfg(json!([]), None, None, Some(json!({"CALLER_PARAMS": "temperature, seed"})));
+        assert!(build_for(&listed, None, &Map::new(), &Default::default(), Some(&t)).is_ok());
+        let no_stream = cfg(json!([]), None, None, Some(json!({"ALLOW_STREAM": false})));
+        let s = turn(json!([]), json!({"stream_options": {"include_usage": true}}), true);
+        let e = build_for(&no_stream, None, &Map::new(), &Default::default(), Some(&s)).unwrap_err();
+        assert!(matches!(&e, BuildError::NotAllowed(f) if f == "stream"), "{e}");
+        // Without a caller, the profile's own settings change nothing.
+        assert!(build(&no_stream, None, &Map::new(), &Default::default()).is_ok());
     }
 }

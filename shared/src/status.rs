@@ -1,10 +1,10 @@
 //! The HTTP status each [`Code`] maps to: the one decision every HTTP edge (the functions' API
-//! answers, the console) shares.
+//! answers, the console, the OpenAI-compatible API) shares.
 //!
 //! Invariants: the status is decided by the code's [`Class`] in [`class_status`], an exhaustive
 //! match without a wildcard arm, so a new class does not compile until it has a status; no code
-//! overrides its class's status today (a code that needs one is written out in [`http_status`]
-//! with the reason).
+//! overrides its class's status on our own API; the OpenAI-compatible API overrides one, written
+//! out with its reason in [`openai_status`].
 
 use crate::code::{Class, Code};
 
@@ -12,6 +12,18 @@ use crate::code::{Class, Code};
 /// with this code.
 pub fn http_status(code: Code) -> u16 {
     class_status(code.class())
+}
+
+/// The HTTP status an OpenAI-protocol caller (`/v1/chat/completions`) sees: the class's status,
+/// except where the SDKs need another to raise the right exception. The provider's own rate limit
+/// (after our retries) is a 429 there, so the SDK's retry with `Retry-After` takes over; on our
+/// own API it stays an upstream failure (502), as it always was.
+pub fn openai_status(code: Code) -> u16 {
+    if code == Code::Http429RateLimit {
+        429
+    } else {
+        http_status(code)
+    }
 }
 
 /// The HTTP status of a class of failure.
@@ -46,6 +58,14 @@ mod tests {
         assert_eq!(http_status(Code::CatalogInvalid), 400);
         assert_eq!(http_status(Code::ProviderRedirect), 502);
         assert_eq!(http_status(Code::DeadlineExceeded), 504);
+    }
+
+    #[test]
+    fn the_openai_api_answers_a_provider_rate_limit_with_429() {
+        assert_eq!(openai_status(Code::Http429RateLimit), 429);
+        assert_eq!(http_status(Code::Http429RateLimit), 502);
+        assert_eq!(openai_status(Code::BudgetExceeded), 402);
+        assert_eq!(openai_status(Code::SchemaInvalid), 422);
     }
 
     #[test]

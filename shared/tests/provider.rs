@@ -15,7 +15,7 @@ use std::time::Duration;
 use ai_runner::Secret;
 use ai_runner::config::HttpSettings;
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner::ports::{Exchange, Provider, ProviderRequest};
+use ai_runner::ports::{Exchange, Provider, ProviderRequest, StreamTap};
 use ai_runner::provider::HttpProvider;
 use serde_json::{Map, Value, json};
 
@@ -48,6 +48,7 @@ async fn send(p: &HttpProvider, url: &str, stream: bool) -> Exchange {
         trace_id: "0123456789abcdef0123456789abcdef",
         stream,
         deadline: None,
+        tap: None,
     })
     .await
 }
@@ -448,6 +449,7 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             trace_id: "0123456789abcdef0123456789abcdef",
             stream: false,
             deadline: Some(std::time::Instant::now() + Duration::from_millis(1200)),
+            tap: None,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"), "{ex:?}");
@@ -461,9 +463,88 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             trace_id: "0123456789abcdef0123456789abcdef",
             stream: false,
             deadline: Some(std::time::Instant::now()),
+            tap: None,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"));
     assert_eq!(ex.attempts, 0);
     assert_eq!(server.requests().len(), 1);
+}
+
+async fn send_tapped(url: &str, tap: &StreamTap) -> Exchange {
+    let key = Secret::new("sk-provider-test-key");
+    let body = body();
+    HttpProvider::new(settings())
+        .unwrap()
+        .send(ProviderRequest {
+            url,
+            api_key: &key,
+            body: &body,
+            trace_id: "0123456789abcdef0123456789abcdef",
+            stream: true,
+            deadline: None,
+            tap: Some(tap),
+        })
+        .await
+}
+
+fn chunk_event(text: &str) -> Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+           "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+}
+
+#[tokio::test]
+async fn a_tapped_stream_relays_each_chunk_as_it_arrives_and_still_assembles_the_answer() {
+    let events: Vec<Value> = ["一", "二", "三"].iter().map(|t| chunk_event(t)).collect();
+    let server = ProviderServer::start(vec![Reply::Trickle {
+        events,
+        every: Duration::from_millis(5),
+    }])
+    .await
+    .unwrap();
+    let (tap, mut rx) = StreamTap::channel();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(c) = rx.recv().await {
+            got.push(c["choices"][0]["delta"]["content"].as_str().unwrap().to_owned());
+        }
+        got
+    });
+    let ex = send_tapped(&server.url(), &tap).await;
+    assert_eq!(code(&ex), None, "{ex:?}");
+    assert_eq!(tap.sent(), 3);
+    drop(tap);
+    assert_eq!(reader.await.unwrap(), ["一", "二", "三"]);
+    assert_eq!(ex.body.unwrap()["choices"][0]["message"]["content"], "一二三");
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_stops_the_read_and_nothing_is_retried() {
+    let events: Vec<Value> = (0..50).map(|i| chunk_event(&format!("{i} "))).collect();
+    let server = ProviderServer::start(vec![Reply::Trickle {
+        events,
+        every: Duration::from_millis(20),
+    }])
+    .await
+    .unwrap();
+    let (tap, mut rx) = StreamTap::channel();
+    let reader = tokio::spawn(async move {
+        // Two chunks, then the caller hangs up.
+        rx.recv().await.unwrap();
+        rx.recv().await.unwrap();
+    });
+    let ex = send_tapped(&server.url(), &tap).await;
+    reader.await.unwrap();
+    assert_eq!(code(&ex), Some("CLIENT_DISCONNECTED"), "{ex:?}");
+    assert_eq!(ex.attempts, 1);
+    assert_eq!(server.requests().len(), 1);
+    // What had arrived is kept for the audit row and the bill.
+    let kept = ex.body.unwrap();
+    assert!(
+        kept["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 1 "),
+        "{kept}"
+    );
 }

@@ -2,7 +2,6 @@
 //! stored configs point at (quickstart's) are served as long as it runs.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
 
 use ai_runner::Code;
 use ai_runner::app::App;
@@ -33,15 +32,7 @@ pub struct DevArgs {
 impl DevArgs {
     /// Binds, prints the URL with its token, serves.
     pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
-        let host: IpAddr = match self.host.as_str() {
-            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            h => h.trim_matches(['[', ']']).parse().map_err(|_| {
-                Failure::usage(
-                    Code::InvalidInput,
-                    format!("--host {h:?} is not an IP address (or localhost)"),
-                )
-            })?,
-        };
+        let host = super::parse_host(&self.host)?;
         let app = App::new(cx.settings()?)?;
         let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
         let listening = console::bind(

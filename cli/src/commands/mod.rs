@@ -15,12 +15,26 @@ pub mod keys;
 pub mod media;
 pub mod quickstart;
 pub mod run;
+pub mod serve;
 
 use std::path::Path;
 
 use ai_runner::Code;
 
 use crate::failure::Failure;
+
+/// A `--host` value: an IP address or `localhost` (the loopback address).
+pub(crate) fn parse_host(host: &str) -> Result<std::net::IpAddr, Failure> {
+    match host {
+        "localhost" => Ok(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        h => h.trim_matches(['[', ']']).parse().map_err(|_| {
+            Failure::usage(
+                Code::InvalidInput,
+                format!("--host {h:?} is not an IP address (or localhost)"),
+            )
+        }),
+    }
+}
 
 /// Reads a YAML file (catalogs, suites) into a JSON value; a file that does not read or parse is
 /// a usage failure naming it (or the line and column).

@@ -206,10 +206,14 @@ fn param_profile(o: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Option<Par
         let ok = match k.as_str() {
             "TEMPERATURE" | "TOP_P" | "FREQUENCY_PENALTY" | "PRESENCE_PENALTY" => v.is_number(),
             "MAX_TOKENS" | "N" => v.as_u64().is_some_and(|n| n > 0),
-            "STREAM" | "JSON_SCHEMA_ENFORCE" | "ENFORCE_NO_ENGLISH" => {
+            "STREAM" | "JSON_SCHEMA_ENFORCE" | "ENFORCE_NO_ENGLISH" | "ALLOW_STREAM" => {
                 crate::config::value_flag(v).is_some()
             }
             "STOP" => v.is_string() || v.is_array(),
+            // The OpenAI-compatible API's caller fields (names, a comma-separated string, "*").
+            "CALLER_PARAMS" => {
+                v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+            }
             _ => true,
         };
         if !ok {

@@ -137,6 +137,39 @@ pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigErro
     })
 }
 
+/// The OpenAI-compatible API (`/v1/chat/completions` on `ai-runner serve` and the functions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiSettings {
+    /// `OPENAI_UNKNOWN_FIELDS` (`ignore`, the default, as OpenAI-compatible gateways do, or
+    /// `refuse`): what happens to a request field that is not one of `request::CALLER_FIELDS`
+    /// (or `model`, `messages`, `stream`, `variables`). Ignored fields are never sent on.
+    pub refuse_unknown: bool,
+    /// `OPENAI_MAX_BODY_BYTES` (default 8 MiB, at least 1 KiB): a larger request body is refused
+    /// with `INVALID_INPUT` (413) before it is parsed.
+    pub max_body_bytes: usize,
+}
+
+pub(super) fn parse_openai(get: Getter<'_>) -> Result<OpenAiSettings, ConfigError> {
+    let refuse_unknown = match get
+        .get("OPENAI_UNKNOWN_FIELDS")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "ignore") => false,
+        Some("refuse") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "OPENAI_UNKNOWN_FIELDS",
+                reason: format!("{other:?} is not one of ignore, refuse"),
+            });
+        }
+    };
+    Ok(OpenAiSettings {
+        refuse_unknown,
+        max_body_bytes: num(get, "OPENAI_MAX_BODY_BYTES", 8 * 1024 * 1024usize)?.max(1024),
+    })
+}
+
 /// How `run-route` runs evaluations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalSettings {

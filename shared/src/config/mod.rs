@@ -23,7 +23,9 @@ mod knobs;
 mod targets;
 mod values;
 
-pub use knobs::{AccessMode, AccessSettings, EvalSettings, HttpSettings, ValidationSettings};
+pub use knobs::{
+    AccessMode, AccessSettings, EvalSettings, HttpSettings, OpenAiSettings, ValidationSettings,
+};
 use knobs::{parse_access, parse_eval};
 pub use targets::{DatabaseTarget, MySqlTarget, ObjectSettings, ObjectTarget};
 use targets::{parse_database, parse_objects};
@@ -100,6 +102,8 @@ pub struct Settings {
     pub audit_max_body_bytes: usize,
     /// Who may call the functions' HTTP APIs.
     pub access: AccessSettings,
+    /// The OpenAI-compatible API's request rules.
+    pub openai: OpenAiSettings,
     /// `COST_CACHE_SECS` (default 60): how long a process keeps a model's prices and the list of
     /// budgets before reading them again (a change reaches running functions within it).
     pub cost_cache: std::time::Duration,
@@ -162,6 +166,7 @@ impl Settings {
             eval: parse_eval(get)?,
             audit_max_body_bytes: num(get, "AUDIT_MAX_BODY_BYTES", 4 * 1024 * 1024)?.max(4096),
             access: parse_access(get)?,
+            openai: knobs::parse_openai(get)?,
             cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
         })
     }

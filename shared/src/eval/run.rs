@@ -691,6 +691,9 @@ where
         redact: Vec::new(),
         caller: opts.caller.clone(),
         media_seconds: None,
+        turn: None,
+        tap: None,
+        trace_id: None,
     };
     let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
         .done

@@ -63,6 +63,8 @@ vocab! {
         Api = "api",
         /// A program using the library directly (tests, benchmarks).
         Library = "library",
+        /// A call to `ai-runner serve` (its OpenAI-compatible API or its JSON API).
+        Serve = "serve",
     }
 }
 

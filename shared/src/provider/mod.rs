@@ -3,7 +3,9 @@
 //!
 //! Invariants: the stored URL is POSTed to verbatim; every attempt of one run carries the same
 //! `X-Trace-Id`; the API key appears only in the `Authorization` header (errors and bodies that
-//! come back are scrubbed of it); only 429, 5xx, timeouts and connection errors are retried.
+//! come back are scrubbed of it); only 429, 5xx, timeouts and connection errors are retried, and
+//! nothing once a chunk has reached a streaming caller ([`StreamTap`]), whose chunks are scrubbed
+//! of the key too.
 
 pub mod sse;
 
@@ -14,7 +16,9 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::HttpSettings;
-use crate::ports::{BilledAttempt, Exchange, Provider, ProviderError, ProviderRequest};
+use crate::ports::{
+    BilledAttempt, Exchange, Provider, ProviderError, ProviderRequest, StreamTap,
+};
 use crate::secret::Secret;
 
 /// The reqwest-based client (rustls, keep-alive, pooled), built once per process.
@@ -117,7 +121,7 @@ impl HttpProvider {
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if (200..300).contains(&status) && req.stream && is_sse {
             return self
-                .read_stream(resp, started, timeout_ms, req.api_key)
+                .read_stream(resp, started, timeout_ms, req.api_key, req.tap)
                 .await;
         }
         let cap = self.settings.max_response_bytes;
@@ -169,9 +173,13 @@ impl HttpProvider {
         started: Instant,
         timeout_ms: u64,
         key: &Secret,
+        tap: Option<&StreamTap>,
     ) -> Attempt {
         let status = resp.status().as_u16();
-        let mut asm = sse::SseAssembler::new();
+        let mut asm = match tap {
+            Some(_) => sse::SseAssembler::relaying(),
+            None => sse::SseAssembler::new(),
+        };
         let mut ttft = None;
         let mut read: u64 = 0;
         let cap = self.settings.max_response_bytes;
@@ -192,6 +200,15 @@ impl HttpProvider {
                 Ok(out) => {
                     if out.first_content {
                         ttft = Some(started.elapsed().as_millis() as u64);
+                    }
+                    if let Some(tap) = tap {
+                        for c in asm.take_chunks() {
+                            // A provider may echo the key: what reaches the caller is scrubbed.
+                            if !tap.send(scrub_value(c, key)).await {
+                                let gone = ProviderError::CallerGone(tap.sent());
+                                return failed(status, asm.partial(), gone);
+                            }
+                        }
                     }
                     if out.done {
                         break;
@@ -277,10 +294,12 @@ impl Provider for HttpProvider {
                 )));
                 return exchange(attempts, a, earlier);
             }
-            let retry = a
-                .error
-                .as_ref()
-                .is_some_and(|e| e.retryable() && attempts <= self.settings.max_retries);
+            // A caller that has seen part of an answer cannot be given another one.
+            let relayed = req.tap.is_some_and(StreamTap::started);
+            let retry = !relayed
+                && a.error
+                    .as_ref()
+                    .is_some_and(|e| e.retryable() && attempts <= self.settings.max_retries);
             if !retry {
                 return exchange(attempts, a, earlier);
             }
@@ -322,6 +341,18 @@ impl Provider for HttpProvider {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// `v` with every occurrence of the key replaced (a chunk relayed to a caller as it arrives).
+fn scrub_value(v: Value, key: &Secret) -> Value {
+    if key.expose().is_empty() {
+        return v;
+    }
+    let text = v.to_string();
+    if !text.contains(key.expose()) {
+        return v;
+    }
+    serde_json::from_str(&key.scrub(&text)).unwrap_or(Value::Null)
 }
 
 fn transport_error(e: &reqwest::Error, timeout_ms: u64, key: &Secret) -> ProviderError {

@@ -1,6 +1,12 @@
 //! Assembling an OpenAI chat-completions SSE stream into the `chat.completion` object a
 //! non-streaming call would have returned (message, finish reason, usage).
 //!
+//! Tool-call deltas are assembled by their `index` (id, type and name from the first delta that
+//! carries them, `arguments` concatenated), a refusal like content; a message that only calls
+//! tools has `content: null`, as OpenAI's non-streaming answer does. A relaying assembler
+//! ([`SseAssembler::relaying`]) also keeps each parsed chunk for [`SseAssembler::take_chunks`],
+//! so the provider can pass them on to a streaming caller as they arrive.
+//!
 //! Invariants: bytes may arrive split anywhere (mid-line, mid-UTF-8); events are separated by a
 //! blank line; `data: [DONE]` ends the stream; an `error` payload fails it.
 
@@ -23,13 +29,25 @@ pub struct SseAssembler {
     done: bool,
     saw_content: bool,
     chunks: usize,
+    relay: bool,
+    relayed: Vec<Value>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct ChoiceAcc {
     role: Option<String>,
     content: String,
+    refusal: Option<String>,
+    tool_calls: Vec<ToolCallAcc>,
     finish_reason: Option<Value>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ToolCallAcc {
+    id: Option<Value>,
+    kind: Option<Value>,
+    name: String,
+    arguments: String,
 }
 
 /// What one `push` learned.
@@ -45,6 +63,19 @@ impl SseAssembler {
     /// An empty assembler.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An assembler that also keeps every parsed chunk until [`Self::take_chunks`].
+    pub fn relaying() -> Self {
+        Self {
+            relay: true,
+            ..Self::default()
+        }
+    }
+
+    /// The chunks parsed since the last call (relaying assemblers only), in stream order.
+    pub fn take_chunks(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.relayed)
     }
 
     /// Feeds raw bytes from the wire.
@@ -150,10 +181,50 @@ impl SseAssembler {
                     acc.content.push_str(t);
                     self.saw_content = true;
                 }
+                if let Some(t) = delta.get("refusal").and_then(Value::as_str)
+                    && !t.is_empty()
+                {
+                    acc.refusal.get_or_insert_with(String::new).push_str(t);
+                    self.saw_content = true;
+                }
+                for call in delta
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let at = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    if at > 1024 {
+                        return Err("tool call index out of range".into());
+                    }
+                    if acc.tool_calls.len() <= at {
+                        acc.tool_calls.resize(at + 1, ToolCallAcc::default());
+                    }
+                    let t = &mut acc.tool_calls[at];
+                    for (slot, key) in [(&mut t.id, "id"), (&mut t.kind, "type")] {
+                        if slot.is_none()
+                            && let Some(v) = call.get(key).filter(|v| !v.is_null())
+                        {
+                            *slot = Some(v.clone());
+                        }
+                    }
+                    if let Some(f) = call.get("function") {
+                        if let Some(n) = f.get("name").and_then(Value::as_str) {
+                            t.name.push_str(n);
+                        }
+                        if let Some(a) = f.get("arguments").and_then(Value::as_str) {
+                            t.arguments.push_str(a);
+                        }
+                    }
+                    self.saw_content = true;
+                }
             }
             if let Some(f) = c.get("finish_reason").filter(|f| !f.is_null()) {
                 acc.finish_reason = Some(f.clone());
             }
+        }
+        if self.relay {
+            self.relayed.push(chunk);
         }
         Ok(())
     }
@@ -188,9 +259,37 @@ impl SseAssembler {
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let mut message = Map::new();
+                message.insert(
+                    "role".into(),
+                    c.role.clone().unwrap_or_else(|| "assistant".into()).into(),
+                );
+                let content = if c.content.is_empty() && !c.tool_calls.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(c.content.clone())
+                };
+                message.insert("content".into(), content);
+                if let Some(r) = &c.refusal {
+                    message.insert("refusal".into(), r.clone().into());
+                }
+                if !c.tool_calls.is_empty() {
+                    let calls = c
+                        .tool_calls
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "id": t.id.clone().unwrap_or(Value::Null),
+                                "type": t.kind.clone().unwrap_or_else(|| "function".into()),
+                                "function": {"name": t.name, "arguments": t.arguments},
+                            })
+                        })
+                        .collect();
+                    message.insert("tool_calls".into(), Value::Array(calls));
+                }
                 json!({
                     "index": i,
-                    "message": {"role": c.role.clone().unwrap_or_else(|| "assistant".into()), "content": c.content},
+                    "message": message,
                     "finish_reason": c.finish_reason.clone().unwrap_or(Value::Null),
                 })
             })
@@ -267,6 +366,31 @@ mod tests {
         let v = a.finish().unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "你好");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn tool_call_deltas_assemble_into_one_call_with_null_content() {
+        let mut a = SseAssembler::relaying();
+        let events = [
+            r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ];
+        for e in events {
+            a.push(format!("data: {e}\n\n").as_bytes()).unwrap();
+        }
+        assert_eq!(a.take_chunks().len(), 3);
+        assert!(a.take_chunks().is_empty());
+        let v = a.finish().unwrap();
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["content"], Value::Null);
+        assert_eq!(m["tool_calls"][0]["id"], "call_1");
+        assert_eq!(m["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            m["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Paris"}"#
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub struct RunContext {
     /// The input audio's duration in seconds, when the run carries an uploaded recording whose
     /// length is known (models priced per second).
     pub media_seconds: Option<f64>,
+    /// What an OpenAI-protocol caller sent beside the config's name: its messages and fields,
+    /// added to every member's request (`request::build_for`).
+    pub turn: Option<std::sync::Arc<crate::request::CallerTurn>>,
+    /// A streaming caller: the provider's chunks are relayed to it as they arrive.
+    pub tap: Option<crate::ports::StreamTap>,
+    /// The run's trace id when the edge chose it (a streaming answer names it before the run
+    /// ends); a fresh one otherwise.
+    pub trace_id: Option<String>,
 }
 
 /// A library call's context (trigger `library`).
@@ -63,7 +71,23 @@ impl RunContext {
             deadline: None,
             caller: None,
             media_seconds: None,
+            turn: None,
+            tap: None,
+            trace_id: None,
         }
+    }
+
+    /// The run's trace id: the one the edge chose, else a fresh one.
+    pub fn trace_id(&self) -> String {
+        self.trace_id.clone().unwrap_or_else(new_trace_id)
+    }
+
+    /// Whether part of an answer has reached a streaming caller: from then on nothing is retried
+    /// and no route member takes over.
+    pub fn relayed(&self) -> bool {
+        self.tap
+            .as_ref()
+            .is_some_and(crate::ports::StreamTap::started)
     }
 
     /// Time left before the deadline (`None`: no deadline).

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::policy::{Failover, Policy, effective_config, order};
-use super::{Overlay, RunContext, RunResult, Runner, Variables, new_trace_id};
+use super::{Overlay, RunContext, RunResult, Runner, Variables};
 use crate::error::{ErrorBody, RunError};
 use crate::model::{ResolvedConfig, ResolvedRoute};
 use crate::ports::{Provider, Store, StoreError};
@@ -141,7 +141,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         ctx: &RunContext,
     ) -> RouteResult {
         let started = Instant::now();
-        let trace_id = new_trace_id();
+        let trace_id = ctx.trace_id();
         let mut meta = RouteMeta {
             project: project.to_owned(),
             route_key: route_key.to_owned(),
@@ -215,8 +215,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
             let mut r = self
                 .run_resolved(&cfg, &overlay, vars, ctx, trace_id.clone(), member_started)
                 .await;
-            let mut handed_over =
-                !is_last && r.failure.as_ref().is_some_and(|e| failover.hands_over(e));
+            // Once part of an answer has reached a streaming caller, no other member may answer.
+            let mut handed_over = !is_last
+                && !ctx.relayed()
+                && r.failure.as_ref().is_some_and(|e| failover.hands_over(e));
             // No member starts that the deadline would cut short: the route ends here, saying so.
             if handed_over && ctx.remaining().is_some_and(|left| left < MIN_MEMBER) {
                 let why = r

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::policy::Failover;
-use super::{RunContext, RunMeta, RunResult, RunStatus, Variables, new_trace_id};
+use super::{RunContext, RunMeta, RunResult, RunStatus, Variables};
 use crate::audit::{self, Facts, Subject};
 use crate::config::{ObjectSettings, Settings, ValidationSettings};
 use crate::cost::{Meter, Payer, Plan, Usage, book};
@@ -169,7 +169,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         ctx: &RunContext,
     ) -> RunResult {
         let started = Instant::now();
-        let trace_id = new_trace_id();
+        let trace_id = ctx.trace_id();
         let span = tracing::info_span!("run_once", trace_id = %trace_id, config_key, request_id = ctx.request_id.as_deref());
         async move {
             let cfg = match self.store.resolve_config(config_key).await {
@@ -232,7 +232,13 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 return r;
             }
         };
-        let built = match request::build(cfg, overlay.variables.as_ref(), vars, &self.validation) {
+        let built = match request::build_for(
+            cfg,
+            overlay.variables.as_ref(),
+            vars,
+            &self.validation,
+            ctx.turn.as_deref(),
+        ) {
             Ok(b) => b,
             Err(e) => {
                 let mut r = RunResult::failed(trace_id, started, meta, e.into());
@@ -276,7 +282,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
         };
         let (mut result, last) = self
-            .call(&built, &key, &plan, trace_id, started, meta, ctx.deadline)
+            .call(&built, &key, &plan, trace_id, started, meta, ctx)
             .await;
         let sent = Sent {
             built: Some(&built),
@@ -298,8 +304,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
         trace_id: String,
         started: Instant,
         meta: RunMeta,
-        deadline: Option<Instant>,
+        ctx: &RunContext,
     ) -> (RunResult, Exchange) {
+        let deadline = ctx.deadline;
         let mut attempts = 0;
         let mut provider_ms = 0;
         let mut provider_us = 0;
@@ -334,6 +341,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     trace_id: &trace_id,
                     stream: built.stream,
                     deadline,
+                    tap: ctx.tap.as_ref(),
                 })
                 .await;
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.
@@ -359,18 +367,26 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
             let mut outcome = match &ex.error {
                 Some(e) => Err(RunError::Provider(e.clone())),
+                // A tool call is an answer: its message may have no content, and there is no
+                // text to validate.
+                None if calls_tools(ex.body.as_ref()) => {
+                    Ok((message_content(ex.body.as_ref()), None))
+                }
                 None => match message_content(ex.body.as_ref()) {
                     None => Err(RunError::Provider(ProviderError::BadResponse(
                         "no choices[0].message.content".into(),
                     ))),
                     Some(content) => match validate::check(&content, &built.output) {
-                        Ok(parsed) => Ok((content, parsed)),
+                        Ok(parsed) => Ok((Some(content), parsed)),
                         Err(v) => Err(RunError::Validation(v)),
                     },
                 },
             };
+            // A streaming caller has already read this answer: it is validated and recorded,
+            // never asked for again.
             let mut retry_content = matches!(outcome, Err(RunError::Validation(_)))
-                && content_attempts <= self.validation.content_retries;
+                && content_attempts <= self.validation.content_retries
+                && !ctx.relayed();
             if retry_content
                 && let Some(d) = deadline
                 && Instant::now() + self.validation.content_retry_delay + MIN_CALL > d
@@ -411,7 +427,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     attempts: 0,
                     content_attempts: 0,
                     http_status: 0,
-                    content: Some(content),
+                    content,
                     parsed,
                     response: ex.body.clone(),
                     usage,
@@ -471,7 +487,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             attempts: r.attempts,
             error: r.failure.as_ref().map(|e| (e.code(), e.to_string())),
             handover: match (handover, &r.failure) {
-                (Some(rules), Some(e)) => rules.hands_over(e),
+                (Some(rules), Some(e)) => !ctx.relayed() && rules.hands_over(e),
                 _ => false,
             },
             charge: r.charge,
@@ -615,6 +631,13 @@ async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
             tracing::warn!(code = %e.code(), error = %e, "spill-over failed; body kept in the audit row")
         }
     }
+}
+
+/// Whether the answer's first choice calls tools (`choices[0].message.tool_calls` not empty).
+fn calls_tools(body: Option<&Value>) -> bool {
+    body.and_then(|b| b.pointer("/choices/0/message/tool_calls"))
+        .and_then(Value::as_array)
+        .is_some_and(|calls| !calls.is_empty())
 }
 
 /// `choices[0].message.content` as a string.

@@ -160,10 +160,11 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
     let core = [
         "code", "secret", "config", "model", "ports", "crypto", "request", "validate", "audit",
         "spool", "error", "run", "media", "catalog", "eval", "access", "cost", "html", "status",
-        "hex", "template",
+        "hex", "template", "invocation", "openai",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",
+        "server",
     ];
     for m in core {
         assert!(g.contains_key(m), "{m} is not a module of the library");
@@ -193,7 +194,7 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
             .filter(|d| {
                 [
                     "run", "media", "eval", "access", "app", "health", "demo", "function",
-                    "console",
+                    "console", "server", "openai",
                 ]
                 .contains(&d.as_str())
             })
@@ -206,6 +207,9 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
         }
         if m != "console" {
             assert!(!deps.contains("console"), "{m} uses the console edge");
+        }
+        if m != "server" {
+            assert!(!deps.contains("server"), "{m} uses the server edge");
         }
         assert!(
             m == "demo" || !deps.contains("demo"),

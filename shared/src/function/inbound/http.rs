@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use super::body::{Body, Request};
+use crate::invocation::{Body, Request};
 use crate::access::HttpCall;
 use crate::error::RunError;
 

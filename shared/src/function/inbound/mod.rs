@@ -11,13 +11,13 @@
 //! are read depends on the function; anything unparseable is `INVALID_INPUT` naming what was
 //! received (for HTTP calls, kept in the [`HttpInbound`] until the caller is admitted).
 
-pub mod body;
+
 pub mod http;
 pub mod objects;
 
 use serde_json::Value;
 
-pub use body::{Body, EvalRequest, Request, RunOnceRequest, RunRouteRequest};
+pub use crate::invocation::{Body, EvalRequest, Request, RunOnceRequest, RunRouteRequest};
 pub use http::{HttpInbound, HttpSource};
 pub use objects::ObjectEvent;
 

@@ -25,6 +25,9 @@ pub async fn process(state: &App, event: ObjectEvent, call: Call) -> Reply {
         redact: Vec::new(),
         caller: None,
         media_seconds: None,
+        turn: None,
+        tap: None,
+        trace_id: None,
     };
     match event {
         ObjectEvent::Test => Reply::ok(json!({"ignored": "s3:TestEvent"})),

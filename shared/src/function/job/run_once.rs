@@ -19,6 +19,9 @@ pub async fn run(state: &App, asked: &Asked, req: RunOnceRequest) -> Reply {
         redact: Vec::new(),
         caller: asked.caller(),
         media_seconds: None,
+        turn: None,
+        tap: None,
+        trace_id: None,
     };
     let result = state
         .runner

@@ -30,6 +30,9 @@ pub async fn run(state: &App, asked: &Asked, req: RunRouteRequest) -> Reply {
         redact: Vec::new(),
         caller: asked.caller(),
         media_seconds: None,
+        turn: None,
+        tap: None,
+        trace_id: None,
     };
     let result = state
         .runner

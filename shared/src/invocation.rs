@@ -1,5 +1,5 @@
-//! The requests an invocation's body carries: a config run (run-once), a route run or the start
-//! of an evaluation run (run-route).
+//! The requests an invocation's body carries, whichever edge received it (a function, `ai-runner
+//! serve`): a config run (run-once), a route run or the start of an evaluation run (run-route).
 //!
 //! Invariants: bodies are closed (`deny_unknown_fields`): a misspelt field is `INVALID_INPUT`,
 //! never silently ignored; run-route tells an evaluation start from a route run by its `eval`

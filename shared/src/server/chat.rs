@@ -1,0 +1,184 @@
+//! `POST /v1/chat/completions` and `GET /v1/models` on `ai-runner serve`.
+//!
+//! A streaming call answers only once it knows how: the first chunk the provider relays opens a
+//! `text/event-stream` answer (chunks as they arrive, then an `error` event if the run failed
+//! after all, a comment naming the audit rows, `data: [DONE]`); a run that ends before any chunk
+//! answers as a whole: an OpenAI error at its status, or the answer cut into chunks (a provider
+//! that did not stream).
+//!
+//! Invariants: the run is spawned and holds the stream's tap, so the caller's end closes when
+//! the run is over, and a caller that goes away only stops the relay: the provider's stream is
+//! dropped at its next chunk and the run's audit row says `CLIENT_DISCONNECTED`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+
+use super::{InFlight, Server, add_headers, admit, error, http_call, read_body};
+use crate::code::Code;
+use crate::openai::{self, Answer, ApiError, ChatRequest, render};
+use crate::ports::StreamTap;
+use crate::run::{RunContext, Trigger, new_trace_id};
+
+/// `GET /v1/models`: the configs and routes the caller may run.
+pub(super) async fn models(
+    State(s): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let call = http_call("GET", "/v1/models", &headers, b"", peer);
+    let granted = match admit(&s, &call, None).await {
+        Ok(g) => g,
+        Err(e) => return error(&e),
+    };
+    match s.app.runner.store().snapshot().await {
+        Ok(snapshot) => {
+            axum::Json(render::models(&snapshot, granted.key.as_ref())).into_response()
+        }
+        Err(e) => error(&ApiError::new(e.code(), e.to_string())),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub(super) async fn completions(
+    State(s): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let settings = &s.app.settings().openai;
+    let body = match read_body(body, settings.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return error(&e),
+    };
+    let http = http_call("POST", parts.uri.path(), &parts.headers, &body, peer);
+    let parsed = openai::parse(&body, settings);
+    let action = parsed.as_ref().ok().map(|c| c.target.action());
+    // A caller learns what is wrong with its body only once it is let in.
+    let granted = match admit(&s, &http, action.as_ref()).await {
+        Ok(g) => g,
+        Err(e) => return error(&e),
+    };
+    let chat = match parsed {
+        Ok(c) => c,
+        Err(e) => return error(&e),
+    };
+    let trace_id = new_trace_id();
+    let mut ctx = RunContext {
+        caller: Some(granted.caller),
+        turn: Some(Arc::new(chat.turn.clone())),
+        trace_id: Some(trace_id.clone()),
+        ..RunContext::new(Trigger::Serve)
+    };
+    let mut limits = Vec::new();
+    if let Some(l) = granted.limits {
+        limits.push(("x-ratelimit-limit", l.limit.to_string()));
+        limits.push(("x-ratelimit-remaining", l.remaining.to_string()));
+    }
+    if !chat.turn.stream {
+        let answer = spawn_run(&s, chat.clone(), ctx).await;
+        let mut r = match answer {
+            Some(a) => answered(&a),
+            None => error(&stopped()),
+        };
+        add_headers(r.headers_mut(), limits);
+        return r;
+    }
+    let (tap, mut chunks) = StreamTap::channel();
+    ctx.tap = Some(tap);
+    let include_usage = chat.include_usage;
+    let model = chat.target.model_id();
+    let done = tokio::spawn(spawn_run(&s, chat, ctx));
+    let Some(first) = chunks.recv().await else {
+        // The run ended before anything was relayed: answer it whole.
+        let mut r = match done.await.ok().flatten() {
+            Some(a) if a.result.is_ok() => sse(render::buffered_stream(&a, include_usage).into()),
+            Some(a) => answered(&a),
+            None => error(&stopped()),
+        };
+        add_headers(r.headers_mut(), limits);
+        return r;
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
+    let relay_id = trace_id.clone();
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        while let Some(c) = next {
+            if let Some(c) = render::chunk(c, &relay_id, include_usage)
+                && tx.send(render::event(&c)).await.is_err()
+            {
+                // The caller went away: dropping `chunks` stops the provider's stream.
+                return;
+            }
+            next = chunks.recv().await;
+        }
+        let Some(a) = done.await.ok().flatten() else {
+            let _ = tx.send(render::event(&stopped().body())).await;
+            return;
+        };
+        if !a.result.is_ok() {
+            let _ = tx
+                .send(render::event(&ApiError::from_result(&a.result).body()))
+                .await;
+        }
+        let _ = tx.send(render::trailer(&a)).await;
+        let _ = tx.send(render::DONE.to_owned()).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|s| (Ok::<_, Infallible>(s), rx))
+    });
+    let mut r = sse(Body::from_stream(stream));
+    limits.push(("x-request-id", trace_id.clone()));
+    limits.push(("x-ai-runner-trace-id", trace_id));
+    limits.push(("x-ai-runner-model", model));
+    add_headers(r.headers_mut(), limits);
+    r
+}
+
+/// Runs the call on its own task (a caller that goes away cannot cancel it), counted in flight.
+fn spawn_run(
+    s: &Arc<Server>,
+    chat: ChatRequest,
+    ctx: RunContext,
+) -> impl std::future::Future<Output = Option<Answer>> + Send + 'static {
+    let guard = InFlight::new(s);
+    let server = Arc::clone(s);
+    let run = tokio::spawn(async move {
+        let _in_flight = guard;
+        let a = openai::chat(&server.app.runner, &chat, &ctx).await;
+        // The tap goes with the context: the relay's end closes now, not when the task is freed.
+        drop(ctx);
+        a
+    });
+    async move { run.await.ok() }
+}
+
+/// A finished call's answer: the completion, or its error, with the headers naming the run.
+fn answered(a: &Answer) -> Response {
+    let mut r = if a.result.is_ok() {
+        axum::Json(render::completion(a)).into_response()
+    } else {
+        error(&ApiError::from_result(&a.result))
+    };
+    add_headers(r.headers_mut(), render::headers(a));
+    r
+}
+
+fn sse(body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// A run task that ended without an answer (it panicked: a bug, logged by the runtime).
+fn stopped() -> ApiError {
+    ApiError::new(Code::IoError, "the run stopped unexpectedly")
+}
