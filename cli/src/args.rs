@@ -11,13 +11,13 @@ use crate::commands::cfg::CfgArgs;
 use crate::commands::cost::{BudgetArgs, PricesArgs, UsageArgs};
 use crate::commands::db::DbArgs;
 use crate::commands::dev::DevArgs;
-use crate::commands::serve::ServeArgs;
 use crate::commands::doctor::{DoctorArgs, InitArgs};
 use crate::commands::eval::EvalArgs;
 use crate::commands::keys::KeysArgs;
 use crate::commands::media::MediaArgs;
 use crate::commands::quickstart::QuickstartArgs;
 use crate::commands::run::{RouteArgs, RunOnceArgs};
+use crate::commands::serve::ServeArgs;
 
 /// `ai-runner`: run database-configured AI calls, audited.
 #[derive(Parser)]

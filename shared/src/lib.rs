@@ -39,9 +39,9 @@ pub mod eval;
 #[cfg(feature = "function")]
 pub mod function;
 pub mod health;
-pub mod invocation;
 pub mod hex;
 pub mod html;
+pub mod invocation;
 pub mod media;
 pub mod model;
 pub mod objects;

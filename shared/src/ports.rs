@@ -476,8 +476,7 @@ impl StreamTap {
     pub async fn send(&self, chunk: Value) -> bool {
         let ok = self.tx.send(chunk).await.is_ok();
         if ok {
-            self.sent
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         ok
     }

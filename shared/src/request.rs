@@ -238,8 +238,7 @@ pub fn build_for(
     if let Some(turn) = turn {
         // The config's params pin: a caller's field goes in only where the config set nothing.
         for (name, value) in &turn.fields {
-            if name != "response_format" && name != "stream_options" && !body.contains_key(name)
-            {
+            if name != "response_format" && name != "stream_options" && !body.contains_key(name) {
                 body.insert(name.clone(), value.clone());
             }
         }
@@ -690,9 +689,16 @@ mod tests {
     fn a_config_without_a_prompt_sends_the_callers_messages_as_they_came() {
         let mut c = cfg(json!([]), None, None, None);
         c.prompt = None;
-        let t = turn(json!([{"role": "user", "content": "{{X}}"}]), json!({}), true);
+        let t = turn(
+            json!([{"role": "user", "content": "{{X}}"}]),
+            json!({}),
+            true,
+        );
         let b = build_for(&c, None, &Map::new(), &Default::default(), Some(&t)).unwrap();
-        assert_eq!(b.body["messages"], json!([{"role": "user", "content": "{{X}}"}]));
+        assert_eq!(
+            b.body["messages"],
+            json!([{"role": "user", "content": "{{X}}"}])
+        );
         assert!(b.stream);
         assert_eq!(b.body["stream_options"], json!({"include_usage": true}));
         assert!(matches!(
@@ -716,17 +722,39 @@ mod tests {
 
     #[test]
     fn a_param_profile_narrows_what_callers_may_set() {
-        let only_temp = cfg(json!([]), None, None, Some(json!({"CALLER_PARAMS": ["temperature"]})));
+        let only_temp = cfg(
+            json!([]),
+            None,
+            None,
+            Some(json!({"CALLER_PARAMS": ["temperature"]})),
+        );
         let t = turn(json!([]), json!({"temperature": 1, "seed": 3}), false);
-        let e = build_for(&only_temp, None, &Map::new(), &Default::default(), Some(&t)).unwrap_err();
-        assert!(matches!(&e, BuildError::NotAllowed(f) if f == "seed"), "{e}");
+        let e =
+            build_for(&only_temp, None, &Map::new(), &Default::default(), Some(&t)).unwrap_err();
+        assert!(
+            matches!(&e, BuildError::NotAllowed(f) if f == "seed"),
+            "{e}"
+        );
         assert_eq!(e.code(), Code::ParamNotAllowed);
-        let listed = cfg(json!([]), None, None, Some(json!({"CALLER_PARAMS": "temperature, seed"})));
+        let listed = cfg(
+            json!([]),
+            None,
+            None,
+            Some(json!({"CALLER_PARAMS": "temperature, seed"})),
+        );
         assert!(build_for(&listed, None, &Map::new(), &Default::default(), Some(&t)).is_ok());
         let no_stream = cfg(json!([]), None, None, Some(json!({"ALLOW_STREAM": false})));
-        let s = turn(json!([]), json!({"stream_options": {"include_usage": true}}), true);
-        let e = build_for(&no_stream, None, &Map::new(), &Default::default(), Some(&s)).unwrap_err();
-        assert!(matches!(&e, BuildError::NotAllowed(f) if f == "stream"), "{e}");
+        let s = turn(
+            json!([]),
+            json!({"stream_options": {"include_usage": true}}),
+            true,
+        );
+        let e =
+            build_for(&no_stream, None, &Map::new(), &Default::default(), Some(&s)).unwrap_err();
+        assert!(
+            matches!(&e, BuildError::NotAllowed(f) if f == "stream"),
+            "{e}"
+        );
         // Without a caller, the profile's own settings change nothing.
         assert!(build(&no_stream, None, &Map::new(), &Default::default()).is_ok());
     }

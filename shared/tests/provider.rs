@@ -506,7 +506,12 @@ async fn a_tapped_stream_relays_each_chunk_as_it_arrives_and_still_assembles_the
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(c) = rx.recv().await {
-            got.push(c["choices"][0]["delta"]["content"].as_str().unwrap().to_owned());
+            got.push(
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         got
     });
@@ -515,7 +520,10 @@ async fn a_tapped_stream_relays_each_chunk_as_it_arrives_and_still_assembles_the
     assert_eq!(tap.sent(), 3);
     drop(tap);
     assert_eq!(reader.await.unwrap(), ["一", "二", "三"]);
-    assert_eq!(ex.body.unwrap()["choices"][0]["message"]["content"], "一二三");
+    assert_eq!(
+        ex.body.unwrap()["choices"][0]["message"]["content"],
+        "一二三"
+    );
 }
 
 #[tokio::test]

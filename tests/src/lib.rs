@@ -968,3 +968,56 @@ impl Drop for ConsoleServer {
         }
     }
 }
+
+/// `ai-runner serve`'s server for `settings`, on a free loopback port, until dropped.
+pub struct ServeServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl ServeServer {
+    /// Binds and serves.
+    pub async fn start(settings: &Settings) -> Self {
+        let app = ai_runner::app::App::new(settings).unwrap();
+        let l = ai_runner::server::bind(
+            app,
+            ai_runner::server::Options {
+                host: "127.0.0.1".parse().unwrap(),
+                port: 0,
+            },
+        )
+        .await
+        .unwrap();
+        let base = format!("http://127.0.0.1:{}", l.addr().port());
+        assert_eq!(l.base_url(), format!("{base}/v1"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(l.serve(async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            stop: Some(tx),
+            done: Some(done),
+        }
+    }
+
+    /// Asks it to stop (as SIGTERM does) and waits until it has: every call in flight finished.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            d.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for ServeServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

@@ -74,8 +74,11 @@ impl ApiError {
             (None, None) => (Code::InvalidInput, "the run did not answer".to_owned()),
         };
         let retry_after = (code == Code::Http429RateLimit).then_some(1);
+        let param =
+            matches!(code, Code::ConfigNotFound | Code::RouteNotFound).then(|| "model".into());
         Self {
             retry_after,
+            param,
             ..Self::new(code, message)
         }
     }
@@ -145,7 +148,10 @@ mod tests {
             json!({"error": {"message": "no such model", "type": "invalid_request_error",
                 "param": "model", "code": "CONFIG_NOT_FOUND"}})
         );
-        assert_eq!(ApiError::new(Code::AuthMissing, "x").kind(), "authentication_error");
+        assert_eq!(
+            ApiError::new(Code::AuthMissing, "x").kind(),
+            "authentication_error"
+        );
         assert_eq!(ApiError::new(Code::BudgetExceeded, "x").status, 402);
         assert_eq!(ApiError::new(Code::RateLimited, "x").status, 429);
         assert_eq!(ApiError::new(Code::Http5xxServerError, "x").status, 502);

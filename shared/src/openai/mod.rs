@@ -32,7 +32,14 @@ use crate::run::{RunContext, RunResult, Runner, Variables};
 pub const ROUTE_PREFIX: &str = "route:";
 
 /// The roles a message may have (OpenAI's, `developer` and the legacy `function` included).
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// What a request's `model` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,13 +338,22 @@ mod tests {
             (json!({"model": 3, "messages": []}), "model"),
             (json!({"model": "k"}), "messages"),
             (json!({"model": "k", "messages": {}}), "messages"),
-            (json!({"model": "k", "messages": [{"content": "x"}]}), "messages[0].role"),
+            (
+                json!({"model": "k", "messages": [{"content": "x"}]}),
+                "messages[0].role",
+            ),
             (
                 json!({"model": "k", "messages": [{"role": "user", "content": 5}]}),
                 "messages[0].content",
             ),
-            (json!({"model": "k", "messages": [], "stream": "yes"}), "stream"),
-            (json!({"model": "k", "messages": [], "variables": []}), "variables"),
+            (
+                json!({"model": "k", "messages": [], "stream": "yes"}),
+                "stream",
+            ),
+            (
+                json!({"model": "k", "messages": [], "variables": []}),
+                "variables",
+            ),
         ];
         for (body, param) in cases {
             let e = parse_json(body.clone()).unwrap_err();

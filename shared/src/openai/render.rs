@@ -34,7 +34,10 @@ pub fn completion(a: &Answer) -> Value {
         body.insert("created".into(), now_secs().into());
     }
     if !body.get("model").is_some_and(Value::is_string) {
-        body.insert("model".into(), r.meta.model.clone().unwrap_or_default().into());
+        body.insert(
+            "model".into(),
+            r.meta.model.clone().unwrap_or_default().into(),
+        );
     }
     if !body.contains_key("choices") {
         body.insert(
@@ -95,7 +98,9 @@ pub fn chunks_of(completion: &Value, include_usage: bool) -> Vec<Value> {
         let mut delta = Map::new();
         delta.insert(
             "role".into(),
-            msg.get("role").cloned().unwrap_or_else(|| "assistant".into()),
+            msg.get("role")
+                .cloned()
+                .unwrap_or_else(|| "assistant".into()),
         );
         for key in ["content", "refusal"] {
             if let Some(v) = msg.get(key).filter(|v| !v.is_null()) {
@@ -153,8 +158,14 @@ pub fn trailer(a: &Answer) -> String {
         ": ai-runner trace_id={} config={} audit_ids={} cost_usd={} cost_status={}\n\n",
         a.result.trace_id,
         a.answered_by.as_deref().unwrap_or("-"),
-        if ids.is_empty() { "-".to_owned() } else { ids.join(",") },
-        a.result.cost.map_or_else(|| "-".to_owned(), |c| format!("{c}")),
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.join(",")
+        },
+        a.result
+            .cost
+            .map_or_else(|| "-".to_owned(), |c| format!("{c}")),
         a.result.cost_status.map_or("-", |s| s.as_str()),
     )
 }

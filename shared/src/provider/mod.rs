@@ -16,9 +16,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::HttpSettings;
-use crate::ports::{
-    BilledAttempt, Exchange, Provider, ProviderError, ProviderRequest, StreamTap,
-};
+use crate::ports::{BilledAttempt, Exchange, Provider, ProviderError, ProviderRequest, StreamTap};
 use crate::secret::Secret;
 
 /// The reqwest-based client (rustls, keep-alive, pooled), built once per process.

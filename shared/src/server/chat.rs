@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::{InFlight, Server, add_headers, admit, error, http_call, read_body};
@@ -38,9 +38,7 @@ pub(super) async fn models(
         Err(e) => return error(&e),
     };
     match s.app.runner.store().snapshot().await {
-        Ok(snapshot) => {
-            axum::Json(render::models(&snapshot, granted.key.as_ref())).into_response()
-        }
+        Ok(snapshot) => axum::Json(render::models(&snapshot, granted.key.as_ref())).into_response(),
         Err(e) => error(&ApiError::new(e.code(), e.to_string())),
     }
 }

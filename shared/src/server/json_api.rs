@@ -96,7 +96,10 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
     .await;
     match ran {
         Ok((code, body)) => (status(code), axum::Json(body)).into_response(),
-        Err(_) => error(&ApiError::new(Code::IoError, "the run stopped unexpectedly")),
+        Err(_) => error(&ApiError::new(
+            Code::IoError,
+            "the run stopped unexpectedly",
+        )),
     }
 }
 

@@ -213,11 +213,7 @@ fn http_call(
 
 /// Admits a call asking for `action`; `None` for a call that names nothing to run
 /// (`/v1/models`): it is authenticated and counted, and the list is cut to the key's scope.
-async fn admit(
-    s: &Server,
-    call: &HttpCall,
-    action: Option<&Action>,
-) -> Result<Granted, ApiError> {
+async fn admit(s: &Server, call: &HttpCall, action: Option<&Action>) -> Result<Granted, ApiError> {
     access::check(
         s.app.runner.store(),
         s.app.runner.keyring(),

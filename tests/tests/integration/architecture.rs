@@ -158,9 +158,29 @@ fn the_library_has_no_dependency_cycle_between_modules() {
 fn the_core_reaches_neither_its_implementations_nor_the_edges() {
     let g = graph();
     let core = [
-        "code", "secret", "config", "model", "ports", "crypto", "request", "validate", "audit",
-        "spool", "error", "run", "media", "catalog", "eval", "access", "cost", "html", "status",
-        "hex", "template", "invocation", "openai",
+        "code",
+        "secret",
+        "config",
+        "model",
+        "ports",
+        "crypto",
+        "request",
+        "validate",
+        "audit",
+        "spool",
+        "error",
+        "run",
+        "media",
+        "catalog",
+        "eval",
+        "access",
+        "cost",
+        "html",
+        "status",
+        "hex",
+        "template",
+        "invocation",
+        "openai",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",

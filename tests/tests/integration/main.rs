@@ -22,6 +22,7 @@ mod fanout;
 mod faults;
 mod handler;
 mod media;
+mod openai;
 mod policy;
 mod routes;
 mod run_once;

@@ -12,9 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use crate::invocation::{Body, Request};
 use crate::access::HttpCall;
 use crate::error::RunError;
+use crate::invocation::{Body, Request};
 
 /// Which platform's HTTP front sent the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,6 @@
 //! are read depends on the function; anything unparseable is `INVALID_INPUT` naming what was
 //! received (for HTTP calls, kept in the [`HttpInbound`] until the caller is admitted).
 
-
 pub mod http;
 pub mod objects;
 
