@@ -23,6 +23,7 @@ mod faults;
 mod handler;
 mod media;
 mod openai;
+mod openai_clients;
 mod policy;
 mod routes;
 mod run_once;
