@@ -21,6 +21,15 @@ pub async fn admit(
     http: &HttpCall,
     action: Option<&Action>,
 ) -> Result<Granted, Reply> {
+    check(state, http, action).await.map_err(|d| Reply::denied(&d))
+}
+
+/// [`admit`], with the refusal as it is (an edge that answers in another protocol's shape).
+pub async fn check(
+    state: &App,
+    http: &HttpCall,
+    action: Option<&Action>,
+) -> Result<Granted, access::Denied> {
     access::check(
         state.runner.store(),
         state.runner.keyring(),
@@ -30,10 +39,9 @@ pub async fn admit(
         crate::model::now_ms(),
     )
     .await
-    .map_err(|d| {
+    .inspect_err(|d| {
         tracing::warn!(code = %d.code, access_key_id = d.access_key_id.as_deref().unwrap_or(""),
             source_ip = http.source_ip.as_deref().unwrap_or(""), "API call refused");
-        Reply::denied(&d)
     })
 }
 

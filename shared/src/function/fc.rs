@@ -157,7 +157,7 @@ async fn http_trigger(
             kind,
         );
         let deadline = super::Call::with_time_left(id, None, state.deadline_reserve());
-        let answer = job::answer(state, Inbound::Http(Box::new(call)), deadline)
+        let answer = job::answer(state, Inbound::http(call), deadline)
             .await
             .into_http();
         let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);

@@ -68,6 +68,9 @@ pub struct Reply {
     pub limits: Option<Limits>,
     /// `Retry-After` (seconds) for an HTTP caller.
     pub retry_after: Option<u64>,
+    /// An answer already rendered in another protocol's shape (the OpenAI-compatible API's
+    /// completions, streams and error objects): sent as it is, status and headers included.
+    pub rendered: Option<HttpAnswer>,
 }
 
 /// An HTTP answer: status, headers in order, body text.
@@ -77,7 +80,7 @@ pub struct HttpAnswer {
     pub status: u16,
     /// Header names (lowercase) and values, `content-type` first.
     pub headers: Vec<(&'static str, String)>,
-    /// The JSON body's text.
+    /// The body's text (JSON, or an SSE stream for the OpenAI-compatible API).
     pub body: String,
 }
 
@@ -88,6 +91,7 @@ impl Reply {
             outcome: Ok(body),
             limits: None,
             retry_after: None,
+            rendered: None,
         }
     }
 
@@ -106,6 +110,7 @@ impl Reply {
             }),
             limits: None,
             retry_after: None,
+            rendered: None,
         }
     }
 
@@ -142,6 +147,26 @@ impl Reply {
         }
     }
 
+    /// An HTTP answer rendered elsewhere (the OpenAI-compatible API), sent as it is (a direct
+    /// caller, which never gets one, would get its body, or a failure for a non-2xx status).
+    pub fn rendered(answer: HttpAnswer) -> Self {
+        let outcome = if (200..300).contains(&answer.status) {
+            Ok(serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body.clone())))
+        } else {
+            Err(Fault {
+                code: Code::InvalidInput,
+                message: answer.body.clone(),
+                trace_id: None,
+            })
+        };
+        Self {
+            outcome,
+            limits: None,
+            retry_after: None,
+            rendered: Some(answer),
+        }
+    }
+
     /// The same reply telling the caller its rate-limit state, when there is one.
     #[must_use]
     pub fn with_limits(mut self, limits: Option<Limits>) -> Self {
@@ -153,6 +178,9 @@ impl Reply {
 
     /// The HTTP status an HTTP caller gets.
     pub fn status(&self) -> u16 {
+        if let Some(a) = &self.rendered {
+            return a.status;
+        }
         match &self.outcome {
             Ok(_) => 200,
             Err(f) => http_status(f.code),
@@ -161,6 +189,13 @@ impl Reply {
 
     /// Rendered for an HTTP caller.
     pub fn into_http(self) -> HttpAnswer {
+        if let Some(mut a) = self.rendered {
+            if let Some(l) = self.limits {
+                a.headers.push(("x-ratelimit-limit", l.limit.to_string()));
+                a.headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
+            }
+            return a;
+        }
         let status = self.status();
         let body = match self.outcome {
             Ok(v) => v,

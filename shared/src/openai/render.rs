@@ -13,6 +13,54 @@ use super::{Answer, Target};
 use crate::catalog::plan::Snapshot;
 use crate::model::access::StoredKey;
 
+/// An answer ready for any HTTP edge: status, headers (`content-type` first) and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// HTTP status.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body: JSON, or a whole SSE stream.
+    pub body: String,
+}
+
+/// A finished call as one HTTP answer: the completion (or, for a streaming caller, the whole
+/// stream at once: edges that cannot stream), or its error object; with the headers naming the
+/// run either way.
+pub fn answer(a: &Answer, stream: bool, include_usage: bool) -> Rendered {
+    let mut r = if !a.result.is_ok() {
+        error(&super::ApiError::from_result(&a.result))
+    } else if stream {
+        Rendered {
+            status: 200,
+            headers: vec![
+                ("content-type", "text/event-stream".to_owned()),
+                ("cache-control", "no-cache".to_owned()),
+            ],
+            body: buffered_stream(a, include_usage),
+        }
+    } else {
+        Rendered {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: completion(a).to_string(),
+        }
+    };
+    r.headers.extend(headers(a));
+    r
+}
+
+/// An error object as an HTTP answer.
+pub fn error(e: &super::ApiError) -> Rendered {
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    headers.extend(e.headers());
+    Rendered {
+        status: e.status,
+        headers,
+        body: e.body().to_string(),
+    }
+}
+
 /// The SSE event that ends a stream.
 pub const DONE: &str = "data: [DONE]\n\n";
 

@@ -82,7 +82,7 @@ pub(super) async fn completions(
     if !chat.turn.stream {
         let answer = spawn_run(&s, chat.clone(), ctx).await;
         let mut r = match answer {
-            Some(a) => answered(&a),
+            Some(a) => answered(&a, false, false),
             None => error(&stopped()),
         };
         add_headers(r.headers_mut(), limits);
@@ -96,8 +96,7 @@ pub(super) async fn completions(
     let Some(first) = chunks.recv().await else {
         // The run ended before anything was relayed: answer it whole.
         let mut r = match done.await.ok().flatten() {
-            Some(a) if a.result.is_ok() => sse(render::buffered_stream(&a, include_usage).into()),
-            Some(a) => answered(&a),
+            Some(a) => answered(&a, true, include_usage),
             None => error(&stopped()),
         };
         add_headers(r.headers_mut(), limits);
@@ -157,15 +156,9 @@ fn spawn_run(
     async move { run.await.ok() }
 }
 
-/// A finished call's answer: the completion, or its error, with the headers naming the run.
-fn answered(a: &Answer) -> Response {
-    let mut r = if a.result.is_ok() {
-        axum::Json(render::completion(a)).into_response()
-    } else {
-        error(&ApiError::from_result(&a.result))
-    };
-    add_headers(r.headers_mut(), render::headers(a));
-    r
+/// A finished call's answer, whole.
+fn answered(a: &Answer, stream: bool, include_usage: bool) -> Response {
+    super::rendered(render::answer(a, stream, include_usage))
 }
 
 fn sse(body: Body) -> Response {

@@ -245,8 +245,13 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::B
 
 /// An OpenAI error answer.
 fn error(e: &ApiError) -> Response {
-    let mut r = (status(e.status), axum::Json(e.body())).into_response();
-    add_headers(r.headers_mut(), e.headers());
+    rendered(crate::openai::render::error(e))
+}
+
+/// An answer the protocol module rendered.
+fn rendered(a: crate::openai::render::Rendered) -> Response {
+    let mut r = (status(a.status), a.body).into_response();
+    add_headers(r.headers_mut(), a.headers);
     r
 }
 
@@ -257,6 +262,7 @@ fn status(code: u16) -> StatusCode {
 fn add_headers(h: &mut HeaderMap, extra: Vec<(&'static str, String)>) {
     for (name, value) in extra {
         if let Ok(v) = HeaderValue::from_str(&value) {
+            // `content-type` replaces axum's default; the others are ours, one value each.
             h.insert(HeaderName::from_static(name), v);
         }
     }

@@ -80,10 +80,13 @@ pub fn from_request(
     for (name, value) in headers {
         // FC's own headers carry the function role's temporary credentials: never passed on.
         let n = name.as_str();
-        if n.starts_with("x-fc-") || n == "authorization" || n == "cookie" {
+        let Ok(v) = value.to_str() else { continue };
+        // FC's gateway signs with `Authorization` when the trigger asks for it; a client's bearer
+        // token (the OpenAI SDKs' access key) is the client's own and is kept.
+        let bearer = n == "authorization" && v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
+        if n.starts_with("x-fc-") || (n == "authorization" && !bearer) || n == "cookie" {
             continue;
         }
-        let Ok(v) = value.to_str() else { continue };
         // A repeated header keeps its first place and its last value.
         match kept.iter_mut().find(|(k, _)| k == n) {
             Some(slot) => v.clone_into(&mut slot.1),

@@ -4,7 +4,8 @@
 //! event (payload 1.0), an HTTP API / Function URL event (payload 2.0), a Function Compute HTTP
 //! trigger (its event form, or the request forwarded to a custom runtime: [`http::from_request`]),
 //! an EventBridge schedule, an FC timer, an SQS batch of evaluation chunks (run-route), the
-//! scheduled audit replay (run-once) and upload notifications (oss-trigger).
+//! scheduled audit replay (run-once) and upload notifications (oss-trigger). An HTTP call whose
+//! path names the OpenAI-compatible API is [`Inbound::OpenAi`] ([`openai`]).
 //!
 //! Invariants: an event's shape is detected once, by the event's own markers (`httpMethod` for
 //! 1.0, `version: "2.0"` for 2.0, ...), never by guessing from the body; which shapes and bodies
@@ -13,12 +14,14 @@
 
 pub mod http;
 pub mod objects;
+pub mod openai;
 
 use serde_json::Value;
 
 pub use crate::invocation::{Body, EvalRequest, Request, RunOnceRequest, RunRouteRequest};
 pub use http::{HttpInbound, HttpSource};
 pub use objects::ObjectEvent;
+pub use openai::{Endpoint, OpenAiInbound};
 
 use super::Function;
 use crate::error::RunError;
@@ -32,6 +35,8 @@ pub enum Inbound {
     Direct(Request),
     /// An HTTP call with its source, what access control reads, and its body's request.
     Http(Box<HttpInbound>),
+    /// An HTTP call to the OpenAI-compatible API (`/v1/chat/completions`, `/v1/models`).
+    OpenAi(Box<OpenAiInbound>),
     /// A schedule's tick carrying a request.
     Schedule(Scheduled),
     /// An SQS batch of an evaluation run's chunks (run-route).
@@ -132,7 +137,15 @@ impl Inbound {
 
     /// True for HTTP calls, which are answered with an HTTP response.
     pub fn is_http(&self) -> bool {
-        matches!(self, Inbound::Http(_))
+        matches!(self, Inbound::Http(_) | Inbound::OpenAi(_))
+    }
+
+    /// An HTTP call: to the OpenAI-compatible API when its path says so, else to the JSON API.
+    pub fn http(h: HttpInbound) -> Inbound {
+        match OpenAiInbound::from_http(h) {
+            Ok(o) => Inbound::OpenAi(Box::new(o)),
+            Err(h) => Inbound::Http(Box::new(h)),
+        }
     }
 }
 
@@ -140,7 +153,7 @@ impl Inbound {
 fn requested(body: Body, payload: Value) -> Inbound {
     let parsed = match shape(&payload) {
         Shape::Http(source) => {
-            return Inbound::Http(Box::new(http::from_event(source, &payload, body)));
+            return Inbound::http(http::from_event(source, &payload, body));
         }
         Shape::Direct => body
             .from_value(payload)

@@ -1,8 +1,8 @@
 //! The functions' jobs, one module each, chosen from the parsed [`Inbound`]: [`run_once`] (a
 //! config), [`run_route`] (a route, or its dry run), [`eval_start`] (an evaluation run started by
 //! a schedule or an API call), [`eval_worker`] (an SQS batch of evaluation chunks),
-//! [`audit_replay`] (spooled audit rows written back) and [`oss_trigger`] (upload
-//! notifications).
+//! [`audit_replay`] (spooled audit rows written back), [`oss_trigger`] (upload
+//! notifications) and [`openai`] (the OpenAI-compatible API).
 //!
 //! Invariants: jobs hold no business logic: parsing is [`super::inbound`], access control
 //! [`super::admit`], running [`crate::run`], [`crate::media`] and [`crate::eval`], answering
@@ -13,6 +13,7 @@
 pub mod audit_replay;
 pub mod eval_start;
 pub mod eval_worker;
+pub mod openai;
 pub mod oss_trigger;
 pub mod run_once;
 pub mod run_route;
@@ -113,6 +114,15 @@ pub async fn answer(state: &App, inbound: Inbound, call: Call) -> Reply {
                 granted: Some(granted),
             };
             requested(state, asked, request).await
+        }
+        Inbound::OpenAi(h) => {
+            let asked = Asked {
+                origin: Origin::Http(h.source),
+                request_id: call.request_id,
+                deadline: call.deadline,
+                granted: None,
+            };
+            openai::answer(state, *h, asked).await
         }
         Inbound::EvalChunks(messages) => eval_worker::work(state, messages).await,
         Inbound::Objects(event) => oss_trigger::process(state, event, call).await,

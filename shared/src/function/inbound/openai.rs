@@ -1,0 +1,62 @@
+//! An HTTP call to the OpenAI-compatible API (`POST .../v1/chat/completions`, `GET
+//! .../v1/models`), told from the run-once / run-route JSON API by its path alone: whatever
+//! function receives it (the template routes `/v1/*` to run-once) answers it the same way.
+//!
+//! Invariants: the body is kept as the bytes the platform delivered; the job parses it with the
+//! OpenAI request rules (`OPENAI_*` settings) only after the caller is admitted.
+
+use super::http::{HttpInbound, HttpSource};
+use crate::access::HttpCall;
+
+/// Which endpoint of the OpenAI-compatible API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `GET /v1/models`.
+    Models,
+}
+
+impl Endpoint {
+    /// The endpoint a call's path names (the path as requested, or without its stage).
+    pub fn of(call: &HttpCall) -> Option<Self> {
+        call.paths.iter().find_map(|p| {
+            let p = p.trim_end_matches('/');
+            if p.ends_with("/v1/chat/completions") {
+                Some(Self::ChatCompletions)
+            } else if p.ends_with("/v1/models") {
+                Some(Self::Models)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// An OpenAI-protocol call, parsed as far as it can be before admission.
+#[derive(Debug)]
+pub struct OpenAiInbound {
+    /// Which front sent it.
+    pub source: HttpSource,
+    /// What access control reads (the body's bytes included).
+    pub call: HttpCall,
+    /// The platform's request id.
+    pub request_id: Option<String>,
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+}
+
+impl OpenAiInbound {
+    /// The call as an OpenAI-protocol one, when its path names an endpoint of that API.
+    pub fn from_http(h: HttpInbound) -> Result<Self, HttpInbound> {
+        match Endpoint::of(&h.call) {
+            Some(endpoint) => Ok(Self {
+                source: h.source,
+                call: h.call,
+                request_id: h.request_id,
+                endpoint,
+            }),
+            None => Err(h),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The OpenAI-compatible API on the functions: `POST /v1/chat/completions` and `GET /v1/models`,
+//! answered whole (API Gateway and Function URLs in buffered mode cannot stream: a streaming
+//! caller gets the whole `text/event-stream` at once, which every SDK reads the same way).
+//!
+//! Invariants: the caller is admitted before its body's errors are told or anything runs; a run
+//! is an ordinary run-once or route run with the caller's turn, its trigger the request's origin;
+//! a call a key made leaves its key-call row with the status it was answered with.
+
+use super::{Asked, Origin};
+use crate::app::App;
+use crate::function::admit::{Logged, check, log_key_call};
+use crate::function::inbound::{Endpoint, OpenAiInbound};
+use crate::function::reply::{HttpAnswer, Reply};
+use crate::model::access::Action;
+use crate::openai::{self, ApiError, Target, render};
+use crate::run::RunContext;
+
+/// Answers one call.
+pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
+    let parsed = match h.endpoint {
+        Endpoint::ChatCompletions => Some(openai::parse(&h.call.body, &state.settings().openai)),
+        Endpoint::Models => None,
+    };
+    let action = match &parsed {
+        Some(Ok(c)) => Some(c.target.action()),
+        Some(Err(_)) => None,
+        None => Some(Action::Models),
+    };
+    let granted = match check(state, &h.call, action.as_ref()).await {
+        Ok(g) => g,
+        Err(d) => return reply(render::error(&ApiError::denied(&d))),
+    };
+    let limits = granted.limits;
+    let asked = Asked {
+        origin: Origin::Http(h.source),
+        request_id: h.request_id.or(asked.request_id),
+        granted: Some(granted),
+        ..asked
+    };
+    let chat = match parsed {
+        None => return models(state, &asked).await.with_limits(limits),
+        Some(Err(e)) => return reply(render::error(&e)).with_limits(limits),
+        Some(Ok(c)) => c,
+    };
+    let ctx = RunContext {
+        deadline: asked.deadline,
+        request_id: asked.request_id.clone(),
+        caller: asked.caller(),
+        turn: Some(std::sync::Arc::new(chat.turn.clone())),
+        ..RunContext::new(asked.origin.trigger())
+    };
+    let answered = openai::chat(&state.runner, &chat, &ctx).await;
+    let rendered = render::answer(&answered, chat.turn.stream, chat.include_usage);
+    let (project, route_key) = match &chat.target {
+        Target::Config(key) => ("-", key.as_str()),
+        Target::Route { project, route_key } => (project.as_str(), route_key.as_str()),
+    };
+    let logged = Logged {
+        project,
+        route_key,
+        status: rendered.status,
+    };
+    log_key_call(state, asked.granted.as_ref(), logged, &answered.result).await;
+    reply(rendered).with_limits(limits)
+}
+
+/// `GET /v1/models`: what the caller's key may run.
+async fn models(state: &App, asked: &Asked) -> Reply {
+    let key = asked.granted.as_ref().and_then(|g| g.key.as_ref());
+    match state.runner.store().snapshot().await {
+        Ok(snapshot) => reply(render::Rendered {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: render::models(&snapshot, key).to_string(),
+        }),
+        Err(e) => reply(render::error(&ApiError::new(e.code(), e.to_string()))),
+    }
+}
+
+fn reply(r: render::Rendered) -> Reply {
+    Reply::rendered(HttpAnswer {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+    })
+}
