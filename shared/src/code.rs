@@ -304,8 +304,8 @@ codes! {
     // Authentication failures are 401, refusals of an authenticated key 403; a caller never
     // learns whether a key exists (an unknown key is answered exactly like a bad signature or a
     // bad token and told apart only in the logs).
-    /// The request carries no signature headers, or malformed ones (with `ACCESS_MODE=keys`:
-    /// neither signature headers nor a bearer token).
+    /// The request carries no signature headers, or malformed ones (with `ACCESS_MODE=keys` or
+    /// `iam+keys`: neither signature headers nor a bearer token).
     AuthMissing = "AUTH_MISSING" (Unauthenticated, No),
     /// The access key id is not stored: logs and `access` commands only; callers see
     /// `AUTH_SIGNATURE_INVALID` or `AUTH_TOKEN_INVALID`, so a key's existence is not revealed.

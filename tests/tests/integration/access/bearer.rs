@@ -453,3 +453,34 @@ async fn a_bearer_key_rotates_its_token_and_survives_a_pepper_rotation() {
     assert_eq!(status(&resp), 200, "{resp}");
     db.close().await;
 }
+
+#[tokio::test]
+async fn when_the_counters_cannot_be_reached_bearer_calls_fail_closed_unless_told_otherwise() {
+    for (fail_open, expected) in [("false", 503), ("true", 200)] {
+        let s = setup(
+            Backend::Sqlite,
+            &[("ACCESS_MODE", "bearer"), ("ACCESS_FAIL_OPEN", fail_open)],
+        )
+        .await;
+        let db = s.tdb.db();
+        let (_, token) = create(&db, &bearer_key(KeyOwner::User("ana".into()))).await;
+        let ai_runner::store::Pool::Sqlite(p) = db.pool().await.unwrap() else {
+            unreachable!()
+        };
+        sqlx::query("DROP TABLE ai_access_usage")
+            .execute(p)
+            .await
+            .unwrap();
+        let resp = bearer_call(&s, &token, "shop", "chat", "1.2.3.4").await;
+        assert_eq!(
+            status(&resp),
+            expected,
+            "ACCESS_FAIL_OPEN={fail_open}: {resp}"
+        );
+        if expected == 503 {
+            assert_eq!(code(&resp), "ACCESS_UNAVAILABLE");
+            assert!(s.server.requests().is_empty());
+        }
+        db.close().await;
+    }
+}
