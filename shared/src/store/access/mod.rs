@@ -8,9 +8,9 @@
 //! transaction per call (`count`), so instances cannot overshoot a limit or share a nonce.
 //! A signed key's secret is written encrypted (v2, bound to `<table>:<access key id>`); a bearer
 //! key's column holds only its token's digest, as the JSON text `{"bearer":"sha256:<hex>"}` (in
-//! the same column: no migration). Either is returned once, at creation or rotation, never read
-//! back in clear by anything but the gate. [`proof_of`] is the one parser that tells the two
-//! apart; nothing else looks at the stored text.
+//! the same column: no migration). The secret or the token is returned once, at creation or
+//! rotation, and a secret is never read back in clear by anything but the gate. `proof_of` is
+//! the one parser that tells the two apart; nothing else looks at the stored text.
 
 mod count;
 
@@ -540,5 +540,32 @@ impl AccessStore for Db {
             .await
             .map(|_| ())
             .map_err(|e| access_err(e, "ai_user_call_log")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_digest_is_stored_as_its_json_text_and_read_back_as_such() {
+        let digest = [0xab_u8; 32];
+        let text = bearer_doc(&digest);
+        assert_eq!(
+            text,
+            format!("{{\"bearer\":\"sha256:{}\"}}", "ab".repeat(32))
+        );
+        assert_eq!(proof_of(&text, "ak_1"), KeyProof::Bearer(digest));
+        assert_eq!(
+            proof_of(&text.replace("sha256:", ""), "ak_1").form(),
+            KeyForm::Signed,
+            "a digest that does not read is no bearer proof"
+        );
+        let blob = r#"{"v":2,"kid":"k","nonce":"bm9uY2U=","ct":"Y3Q="}"#;
+        assert_eq!(proof_of(blob, "ak_1"), KeyProof::Signed(blob.to_owned()));
+        assert_eq!(
+            proof_of(r#"{"bearer":"sha256:00","v":2}"#, "ak_1").form(),
+            KeyForm::Signed
+        );
     }
 }
