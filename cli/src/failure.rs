@@ -215,6 +215,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         | Code::AuthScopeDenied => {
             "see the README's \"Access control\" section: how to sign a request and what a key may do"
         }
+        Code::AuthTokenMissing | Code::AuthTokenInvalid => {
+            "send `Authorization: Bearer air-...`, the token `ai-runner access create --bearer` printed (see the README's \"Bearer tokens\")"
+        }
         Code::QuotaExceeded | Code::RateLimited => {
             "wait for the next window (Retry-After), or give the caller a key with higher limits (`ai-runner access create --daily-quota N --rps N`)"
         }
@@ -372,6 +375,8 @@ mod tests {
         (Code::AuthMissing, 401, 2),
         (Code::AuthKeyUnknown, 401, 2),
         (Code::AuthSignatureInvalid, 401, 2),
+        (Code::AuthTokenMissing, 401, 2),
+        (Code::AuthTokenInvalid, 401, 2),
         (Code::AuthTimestampSkew, 401, 2),
         (Code::AuthReplay, 401, 2),
         (Code::AuthKeyDisabled, 403, 2),

@@ -306,16 +306,24 @@ codes! {
     /// replay` writes them.
     AuditSpooled = "AUDIT_SPOOLED" (Unavailable, Yes),
 
-    // Access control (signed API calls, `ACCESS_MODE=hmac`). Authentication failures are 401,
-    // refusals of an authenticated key 403; a caller never learns whether a key exists (an
-    // unknown key is answered exactly like a bad signature and told apart only in the logs).
-    /// The request carries no signature headers, or malformed ones.
+    // Access control (signed and bearer API calls, `ACCESS_MODE` other than `iam`).
+    // Authentication failures are 401, refusals of an authenticated key 403; a caller never
+    // learns whether a key exists (an unknown key is answered exactly like a bad signature or a
+    // bad token and told apart only in the logs).
+    /// The request carries no signature headers, or malformed ones (with `ACCESS_MODE=keys` or
+    /// `iam+keys`: neither signature headers nor a bearer token).
     AuthMissing = "AUTH_MISSING" (Unauthenticated, No),
     /// The access key id is not stored: logs and `access` commands only; callers see
-    /// `AUTH_SIGNATURE_INVALID`, so a key's existence is not revealed.
+    /// `AUTH_SIGNATURE_INVALID` or `AUTH_TOKEN_INVALID`, so a key's existence is not revealed.
     AuthKeyUnknown = "AUTH_KEY_UNKNOWN" (Unauthenticated, No),
     /// The signature does not match the request (also what an unknown key id gets).
     AuthSignatureInvalid = "AUTH_SIGNATURE_INVALID" (Unauthenticated, No),
+    /// The request carries no `Authorization: Bearer air-...` token where `ACCESS_MODE` (`bearer`,
+    /// `iam+bearer`) requires one.
+    AuthTokenMissing = "AUTH_TOKEN_MISSING" (Unauthenticated, No),
+    /// The bearer token is not an access key's token: malformed, of an unknown key (the same
+    /// answer), a wrong secret, or a signing key's id.
+    AuthTokenInvalid = "AUTH_TOKEN_INVALID" (Unauthenticated, No),
     /// The signed timestamp is further than `ACCESS_MAX_SKEW_SECS` (300) from now.
     AuthTimestampSkew = "AUTH_TIMESTAMP_SKEW" (Unauthenticated, No),
     /// The nonce (or, for the raw-body scheme, the signature) was already used by this key.

@@ -282,6 +282,15 @@ pub trait AccessStore: Send + Sync {
         rps: Option<u32>,
         daily: Option<u32>,
     ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
+    /// What `admit` does without a nonce (a bearer call has none), in the same one
+    /// transaction: counts the call in the key's current second unless `rps` calls are counted
+    /// there, then on its UTC day unless `daily` calls are. Never [`Admission::Replay`].
+    fn count_call(
+        &self,
+        access_key_id: &str,
+        rps: Option<u32>,
+        daily: Option<u32>,
+    ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
     /// Writes the call's `ai_user_call_log` row, linked to its audit row.
     fn log_call(&self, call: &KeyCall) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -312,7 +321,7 @@ pub trait CostStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Settled>, StoreError>> + Send;
 }
 
-/// One signed call, as `ai_user_call_log` keeps it.
+/// One call a key made (signed or bearer), as `ai_user_call_log` keeps it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeyCall {
     /// The access key id.

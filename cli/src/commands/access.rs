@@ -1,10 +1,16 @@
-//! `access create / list / disable / enable / rotate / usage`: the keys signed API calls use (the
-//! library's [`ai_runner::store::access`] stores them, [`ai_runner::access`] checks calls).
+//! `access create / list / disable / enable / rotate / usage`: the keys API calls use, signed or
+//! bearer (the library's [`ai_runner::store::access`] stores them, [`ai_runner::access`] checks
+//! calls).
+//!
+//! Invariants: a secret or a bearer token is printed once, to stdout, by `create` or `rotate`
+//! (the note that it will not be shown again goes to stderr); `list` shows a key's form, never
+//! its secret, token or digest.
 
 use std::time::Duration;
 
 use ai_runner::Code;
-use ai_runner::model::access::{KeyOwner, Scope};
+use ai_runner::model::access::{KeyForm, KeyOwner, Scope};
+use ai_runner::ports::AccessStore;
 use ai_runner::store::access::{KeyError, NewKey};
 use clap::{Args, Subcommand};
 
@@ -23,7 +29,8 @@ pub struct AccessArgs {
 /// `access ...`.
 #[derive(Subcommand)]
 pub enum AccessCommand {
-    /// Create a key and print its secret once (it is stored only encrypted).
+    /// Create a key and print its secret once (it is stored only encrypted), or with `--bearer`
+    /// its token (stored only as a digest).
     Create(AccessCreate),
     /// List the keys (never a secret).
     List {
@@ -41,7 +48,8 @@ pub enum AccessCommand {
         /// The access key id.
         access_key_id: String,
     },
-    /// Give a key a new secret (printed once); the old one keeps working for the grace period.
+    /// Give a key a new secret, or a bearer key a new token (printed once); the old one keeps
+    /// working for the grace period.
     Rotate {
         /// The access key id.
         access_key_id: String,
@@ -100,6 +108,10 @@ pub struct AccessCreate {
     /// Expires after this long: `30m`, `12h`, `90d`.
     #[arg(long)]
     pub expires_in: Option<String>,
+    /// A bearer key: its token (`air-<id>-<secret>`) is sent as `Authorization: Bearer ...`, as
+    /// OpenAI SDKs do, instead of signing requests; printed once, stored only as a digest.
+    #[arg(long)]
+    pub bearer: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -132,6 +144,7 @@ fn bad_span(text: &str) -> Failure {
 fn key_failure(e: KeyError) -> Failure {
     match e {
         KeyError::NotFound(m) => Failure::usage(Code::UnknownReference, m),
+        KeyError::Invalid(m) => Failure::usage(Code::InvalidInput, m),
         KeyError::Crypto(c) => c.into(),
         KeyError::Store(s) => s.into(),
     }
@@ -159,8 +172,9 @@ impl AccessArgs {
                         KeyOwner::User(u) => format!("user {u}"),
                     };
                     outln!(
-                        "{}  {}  {}  routes {}  configs {}{}{}  quota {}/day  {} rps",
+                        "{}  {}  {}  {}  routes {}  configs {}{}{}  quota {}/day  {} rps",
                         k.access_key_id,
+                        k.form,
                         k.status,
                         owner,
                         k.scope.routes,
@@ -183,10 +197,18 @@ impl AccessArgs {
                 grace,
             } => {
                 let until = ms_after(parse_span(&grace)?);
+                let form = db.find_key(&access_key_id).await?.map(|k| k.form());
                 let secret = db
                     .rotate_access_key(cx.keyring()?, &access_key_id, until)
                     .await
                     .map_err(key_failure)?;
+                if form == Some(KeyForm::Bearer) {
+                    outln!("{}", secret.expose());
+                    eprintln!(
+                        "access key {access_key_id} (bearer): the new token is above and is not shown again; the old token works until {grace} from now"
+                    );
+                    return Ok(());
+                }
                 outln!("access key: {access_key_id}");
                 outln!("new secret: {}", secret.expose());
                 outln!(
@@ -280,15 +302,35 @@ async fn create(cx: &Cx, c: AccessCreate) -> Result<(), Failure> {
         rps_limit: c.rps.filter(|r| *r > 0),
         allow_ips: c.allow_ips,
         expires_ms,
+        form: if c.bearer {
+            KeyForm::Bearer
+        } else {
+            KeyForm::Signed
+        },
     };
     let (ak, secret) = cx
         .db()?
         .create_access_key(cx.keyring()?, &new)
         .await
         .map_err(key_failure)?;
+    if new.form == KeyForm::Bearer {
+        if c.json {
+            output::pretty(&serde_json::json!({
+                "access_key_id": ak, "form": new.form, "token": secret.expose(), "scope": new.scope,
+                "daily_quota": new.daily_quota, "rps_limit": new.rps_limit,
+                "allow_ips": new.allow_ips, "expires_ms": new.expires_ms,
+            }));
+        } else {
+            outln!("{}", secret.expose());
+        }
+        eprintln!(
+            "access key {ak} (bearer): keep the token now; it is stored only as a digest and not shown again"
+        );
+        return Ok(());
+    }
     if c.json {
         output::pretty(&serde_json::json!({
-            "access_key_id": ak, "secret": secret.expose(), "scope": new.scope,
+            "access_key_id": ak, "form": new.form, "secret": secret.expose(), "scope": new.scope,
             "daily_quota": new.daily_quota, "rps_limit": new.rps_limit,
             "allow_ips": new.allow_ips, "expires_ms": new.expires_ms,
         }));

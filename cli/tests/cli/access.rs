@@ -89,3 +89,90 @@ fn access_keys_are_created_listed_disabled_rotated_and_their_secrets_shown_once(
     assert!(usage.status.success(), "{}", text(&usage.stderr));
     assert_eq!(text(&usage.stdout).trim(), "[]", "no call was made");
 }
+
+#[test]
+fn a_bearer_key_prints_its_token_once_on_stdout_and_is_listed_by_its_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AI_PEPPER", "cli-access-pepper")];
+    assert!(
+        ai_runner(dir.path(), &env, &["db", "init"], None)
+            .status
+            .success()
+    );
+    let created = ai_runner(
+        dir.path(),
+        &env,
+        &[
+            "access", "create", "--user", "ana", "--bearer", "--rps", "3",
+        ],
+        None,
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let stdout = text(&created.stdout);
+    let token = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "the token alone: {stdout}");
+    let (id, secret) = token
+        .strip_prefix("air-")
+        .and_then(|t| t.rsplit_once('-'))
+        .unwrap();
+    assert!(id.starts_with("ak_"), "{token}");
+    assert!(
+        secret.len() == 64
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{token}"
+    );
+    let note = text(&created.stderr);
+    assert!(
+        note.contains("not shown again") && note.contains(id) && !note.contains(secret),
+        "{note}"
+    );
+
+    let list = ai_runner(dir.path(), &env, &["access", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed[0]["access_key_id"], id);
+    assert_eq!(listed[0]["form"], "bearer");
+    let plain = ai_runner(dir.path(), &env, &["access", "list"], None);
+    let shown = text(&plain.stdout);
+    assert!(shown.contains(id) && shown.contains("bearer"), "{shown}");
+    for out in [&list, &plain] {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            !all.contains(secret) && !all.contains("sha256"),
+            "never the token or its digest: {all}"
+        );
+    }
+
+    // --json names it a token; a rotation prints a new one the same way.
+    let json = ai_runner(
+        dir.path(),
+        &env,
+        &["access", "create", "--user", "bo", "--bearer", "--json"],
+        None,
+    );
+    let key: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(key["form"], "bearer");
+    assert!(key["token"].as_str().unwrap().starts_with("air-ak_"));
+    assert!(key.get("secret").is_none());
+    let rotated = ai_runner(
+        dir.path(),
+        &env,
+        &["access", "rotate", id, "--grace", "0"],
+        None,
+    );
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let new_token = text(&rotated.stdout);
+    assert!(
+        new_token.trim().starts_with(&format!("air-{id}-")) && !new_token.contains(secret),
+        "{new_token}"
+    );
+    // A pepper check lists the digest as needing no pepper.
+    let checked = ai_runner(dir.path(), &env, &["keys", "check"], None);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(
+        text(&checked.stdout).contains("bearer (sha256)"),
+        "{}",
+        text(&checked.stdout)
+    );
+}

@@ -5,18 +5,27 @@
 //! limits `Retry-After` and `X-RateLimit-*` values). It is pure over the [`AccessStore`] port
 //! and the [`Keyring`]; the function edge calls it before anything is resolved or sent.
 //!
+//! A call proves its key in one of two forms, as `ACCESS_MODE` allows ([`AccessMode`]): a signed
+//! request (`signature`: the headers, the timestamp's skew, the HMAC) or a bearer token
+//! (`bearer`: `Authorization: Bearer air-<id>-<secret>`, what OpenAI SDKs send). A bearer token
+//! is tried first when the mode accepts both and the call carries one of ours.
+//!
 //! Order of the checks, and why: headers and timestamp first (no database work for junk); then
-//! the key and its signature, an unknown key answered exactly like a bad signature (same code
-//! shown, same work done), so nobody learns which keys exist; only a correctly signed request
-//! learns that its key is disabled, expired, out of scope or off its IP list; then, in one
-//! transaction, the nonce (insert-or-fail: a replay is refused across instances) and the
-//! per-second and daily counters (one conditional upsert each: concurrent instances cannot
-//! overshoot). A refused call has made no provider call.
+//! the key and its signature or token, an unknown key answered exactly like a bad signature or a
+//! bad token (same code shown, same work done), so nobody learns which keys exist; a key of the
+//! other form is refused the same way (a signing key's id in a token, a bearer key's id in a
+//! signature); only a call that proved its key learns that the key is disabled, expired, out of
+//! scope or off its IP list; then, in one transaction, the nonce (insert-or-fail: a replay is
+//! refused across instances; a bearer call has none) and the per-second and daily counters (one
+//! conditional upsert each: concurrent instances cannot overshoot). A refused call has made no
+//! provider call.
 //!
 //! Invariants: the secret is decrypted into a [`crate::secret::Secret`] for the comparison
-//! only and never logged; when the database cannot answer, the key lookup and the nonce fail
-//! closed always, the counters unless `ACCESS_FAIL_OPEN=true`.
+//! only and never logged, and a token's secret part is only ever hashed; when the database
+//! cannot answer, the key lookup and the nonce fail closed always, the counters unless
+//! `ACCESS_FAIL_OPEN=true`.
 
+pub mod bearer;
 pub mod signature;
 
 use std::net::IpAddr;
@@ -24,8 +33,12 @@ use std::net::IpAddr;
 use crate::code::Code;
 use crate::config::{AccessMode, AccessSettings};
 use crate::crypto::Keyring;
-use crate::model::access::{Action, Admission, Caller, StoredKey, secret_binding};
+use crate::model::access::{
+    Action, Admission, Caller, KeyForm, KeyProof, StoredKey, secret_binding,
+};
+use crate::model::bearer::BearerToken;
 use crate::ports::AccessStore;
+use bearer::Presented;
 use signature::{Request, Signed};
 
 /// An HTTP call as the platform delivered it (API Gateway REST / HTTP API, Function URL, FC HTTP
@@ -89,7 +102,7 @@ pub struct Limits {
 pub struct Granted {
     /// Who called (for the audit row).
     pub caller: Caller,
-    /// The key that signed, when one did.
+    /// The key that signed the call or whose token it carried, when the mode checks keys.
     pub key: Option<StoredKey>,
     /// Rate-limit headers for the answer.
     pub limits: Option<Limits>,
@@ -106,6 +119,10 @@ pub struct Denied {
     pub retry_after: Option<u64>,
     /// Rate-limit headers (limits only).
     pub limits: Option<Limits>,
+    /// The form of credential the refusal is about: the one the call presented, or for a
+    /// missing credential the one the mode requires (`None`: either, or not known). It decides
+    /// what an unknown key is shown as and what `AUTH_MISSING` asks for.
+    pub form: Option<KeyForm>,
 }
 
 impl Denied {
@@ -116,23 +133,52 @@ impl Denied {
             access_key_id: ak.map(str::to_owned),
             retry_after: None,
             limits: None,
+            form: None,
         }
     }
 
-    /// The code the caller is shown: an unknown key looks exactly like a bad signature.
+    /// The same refusal, about a credential of this form.
+    #[must_use]
+    pub fn via(mut self, form: KeyForm) -> Self {
+        self.form = Some(form);
+        self
+    }
+
+    /// No credential the mode accepts: `AUTH_MISSING` where a signed request is required or
+    /// either form is accepted (what signed clients already know), `AUTH_TOKEN_MISSING` where
+    /// only a bearer token is; the message names what is accepted.
+    pub fn missing(mode: AccessMode) -> Self {
+        match (mode.accepts_signed(), mode.accepts_bearer()) {
+            (true, true) => Self::new(Code::AuthMissing, None),
+            (false, true) => Self::new(Code::AuthTokenMissing, None).via(KeyForm::Bearer),
+            _ => Self::new(Code::AuthMissing, None).via(KeyForm::Signed),
+        }
+    }
+
+    /// The code the caller is shown: an unknown key looks exactly like a bad signature, or for
+    /// a bearer call like a bad token.
     pub fn shown(&self) -> Code {
-        match self.code {
-            Code::AuthKeyUnknown => Code::AuthSignatureInvalid,
-            other => other,
+        match (self.code, self.form) {
+            (Code::AuthKeyUnknown, Some(KeyForm::Bearer)) => Code::AuthTokenInvalid,
+            (Code::AuthKeyUnknown, _) => Code::AuthSignatureInvalid,
+            (other, _) => other,
         }
     }
 
-    /// The short message the caller is shown (the same for an unknown key and a bad signature).
+    /// The short message the caller is shown (the same for an unknown key and a bad signature
+    /// or token).
     pub fn message(&self) -> &'static str {
         match self.shown() {
-            Code::AuthMissing => {
+            Code::AuthMissing if self.form == Some(KeyForm::Signed) => {
                 "this API needs a signed request (X-AK, X-Timestamp and X-Nonce + X-Signature, or X-Signature-V2)"
             }
+            Code::AuthMissing => {
+                "this API needs an access key: a signed request (X-AK, X-Timestamp and X-Nonce + X-Signature, or X-Signature-V2) or a bearer token (Authorization: Bearer air-...)"
+            }
+            Code::AuthTokenMissing => {
+                "this API needs an access key's bearer token (Authorization: Bearer air-...)"
+            }
+            Code::AuthTokenInvalid => "the bearer token is not valid",
             Code::AuthSignatureInvalid => "the signature does not match the request",
             Code::AuthTimestampSkew => "X-Timestamp is too far from the server's clock",
             Code::AuthReplay => "this request was already received (nonce used)",
@@ -191,69 +237,67 @@ pub async fn check<S: AccessStore>(
     action: Option<&Action>,
     now_ms: i64,
 ) -> Result<Granted, Denied> {
+    let mode = settings.mode;
     let caller = Caller {
         access_key_id: None,
         principal: call.principal.clone(),
         source_ip: call.source_ip.clone(),
     };
-    match settings.mode {
-        AccessMode::Platform => {
-            return Ok(Granted {
-                caller,
-                key: None,
-                limits: None,
-            });
-        }
-        AccessMode::PlatformAndHmac if call.principal.is_none() => {
-            // Both were asked for: a call the platform did not authenticate is refused.
-            return Err(Denied::new(Code::AuthMissing, None));
-        }
-        AccessMode::Hmac | AccessMode::PlatformAndHmac => {}
+    if !mode.needs_key() {
+        return Ok(Granted {
+            caller,
+            key: None,
+            limits: None,
+        });
     }
-    let Some(signed) = signature::read_headers(|n| call.header(n)) else {
-        return Err(Denied::new(Code::AuthMissing, None));
-    };
-    let ak = Some(signed.access_key_id.as_str());
-    let skew = i64::try_from(settings.max_skew.as_secs()).unwrap_or(i64::MAX);
-    // abs_diff: a timestamp near i64::MIN must not wrap into the window.
-    if (now_ms / 1000).abs_diff(signed.timestamp) > settings.max_skew.as_secs() {
-        return Err(Denied::new(Code::AuthTimestampSkew, ak));
+    if mode.needs_platform() && call.principal.is_none() {
+        // Both were asked for: a call the platform did not authenticate is refused.
+        return Err(Denied::missing(mode));
     }
-    let req = Request {
-        method: &call.method,
-        paths: &call.paths,
-        body: &call.body,
+    let presented = if mode.accepts_bearer() {
+        bearer::read_header(call.header("authorization"))
+    } else {
+        Presented::Nothing
     };
-    let key = match store.find_key(&signed.access_key_id).await {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            signature::verify_decoy(&signed, &req);
-            return Err(Denied::new(Code::AuthKeyUnknown, ak));
-        }
-        Err(e) => {
-            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "access key lookup failed");
-            return Err(Denied::new(Code::AccessUnavailable, ak));
-        }
+    let signed = if mode.accepts_signed() {
+        signature::read_headers(|n| call.header(n))
+    } else {
+        None
     };
-    if !signature_matches(keyring, &key, &signed, &req, now_ms) {
-        return Err(Denied::new(Code::AuthSignatureInvalid, ak));
-    }
+    let (key, nonce) = match (presented, signed) {
+        (Presented::Token(token), _) => (bearer_key(store, &token, now_ms).await?, None),
+        (_, Some(signed)) => {
+            let (key, nonce) = signed_key(store, keyring, settings, call, &signed, now_ms).await?;
+            (key, Some(nonce))
+        }
+        (Presented::Malformed, None) => {
+            return Err(Denied::new(Code::AuthTokenInvalid, None).via(KeyForm::Bearer));
+        }
+        // Not ours: where the platform authenticates too, it is the platform's own token.
+        (Presented::Foreign, None) if !mode.needs_platform() => {
+            return Err(Denied::new(Code::AuthTokenInvalid, None).via(KeyForm::Bearer));
+        }
+        (Presented::Nothing | Presented::Foreign, None) => return Err(Denied::missing(mode)),
+    };
+    let form = key.form();
+    let ak = Some(key.access_key_id.as_str());
+    let refuse = |code: Code| Err(Denied::new(code, ak).via(form));
     if !key.active {
-        return Err(Denied::new(Code::AuthKeyDisabled, ak));
+        return refuse(Code::AuthKeyDisabled);
     }
     if key.expires_ms.is_some_and(|e| e <= now_ms) {
-        return Err(Denied::new(Code::AuthKeyExpired, ak));
+        return refuse(Code::AuthKeyExpired);
     }
     if !ip_allowed(&key.allow_ips, call.source_ip.as_deref()) {
-        return Err(Denied::new(Code::AuthIpDenied, ak));
+        return refuse(Code::AuthIpDenied);
     }
     if action.is_some_and(|a| !key.permits(a)) {
-        return Err(Denied::new(Code::AuthScopeDenied, ak));
+        return refuse(Code::AuthScopeDenied);
     }
-    // Remembered for as long as its timestamp is acceptable; after that the skew check refuses it.
-    let nonce_until =
-        (signed.timestamp.saturating_add(skew).saturating_add(1)).saturating_mul(1000);
-    let limits = admit(store, settings, &key, signed.nonce(), nonce_until, now_ms).await?;
+    let nonce = nonce.as_ref().map(|(n, until)| (n.as_str(), *until));
+    let limits = admit(store, settings, &key, nonce, now_ms)
+        .await
+        .map_err(|d| d.via(form))?;
     Ok(Granted {
         caller: Caller {
             access_key_id: Some(key.access_key_id.clone()),
@@ -264,7 +308,89 @@ pub async fn check<S: AccessStore>(
     })
 }
 
+/// A signed call's key, when the timestamp is fresh and the signature is its own; with the
+/// nonce to spend and until when (epoch ms) it is remembered.
+async fn signed_key<S: AccessStore>(
+    store: &S,
+    keyring: &Keyring,
+    settings: &AccessSettings,
+    call: &HttpCall,
+    signed: &Signed,
+    now_ms: i64,
+) -> Result<(StoredKey, (String, i64)), Denied> {
+    let ak = Some(signed.access_key_id.as_str());
+    let refuse = |code: Code| Denied::new(code, ak).via(KeyForm::Signed);
+    let skew = i64::try_from(settings.max_skew.as_secs()).unwrap_or(i64::MAX);
+    // abs_diff: a timestamp near i64::MIN must not wrap into the window.
+    if (now_ms / 1000).abs_diff(signed.timestamp) > settings.max_skew.as_secs() {
+        return Err(refuse(Code::AuthTimestampSkew));
+    }
+    let req = Request {
+        method: &call.method,
+        paths: &call.paths,
+        body: &call.body,
+    };
+    let key = match store.find_key(&signed.access_key_id).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            signature::verify_decoy(signed, &req);
+            return Err(refuse(Code::AuthKeyUnknown));
+        }
+        Err(e) => {
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "access key lookup failed");
+            return Err(refuse(Code::AccessUnavailable));
+        }
+    };
+    if !signature_matches(keyring, &key, signed, &req, now_ms) {
+        return Err(refuse(Code::AuthSignatureInvalid));
+    }
+    // Remembered for as long as its timestamp is acceptable; after that the skew check refuses it.
+    let nonce_until =
+        (signed.timestamp.saturating_add(skew).saturating_add(1)).saturating_mul(1000);
+    Ok((key, (signed.nonce().to_owned(), nonce_until)))
+}
+
+/// A bearer call's key, when the token is its current one or, during a rotation's grace
+/// period, its previous one. An unknown key, a wrong secret and a signing key's id do the same
+/// work (one hash, two comparisons) and are shown the same `AUTH_TOKEN_INVALID`.
+async fn bearer_key<S: AccessStore>(
+    store: &S,
+    token: &BearerToken,
+    now_ms: i64,
+) -> Result<StoredKey, Denied> {
+    let ak = Some(token.access_key_id());
+    let refuse = |code: Code| Denied::new(code, ak).via(KeyForm::Bearer);
+    let key = match store.find_key(token.access_key_id()).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "access key lookup failed");
+            return Err(refuse(Code::AccessUnavailable));
+        }
+    };
+    let digest = |proof: &KeyProof| match proof {
+        KeyProof::Bearer(d) => Some(*d),
+        KeyProof::Signed(_) => None,
+    };
+    let current = key.as_ref().and_then(|k| digest(&k.proof));
+    let previous = key
+        .as_ref()
+        .and_then(|k| k.previous.as_ref())
+        .filter(|(_, until)| *until > now_ms)
+        .and_then(|(p, _)| digest(p));
+    let matched = bearer::matches(token, current.as_ref(), previous.as_ref());
+    match key {
+        None => Err(refuse(Code::AuthKeyUnknown)),
+        Some(k) if k.form() != KeyForm::Bearer => {
+            tracing::warn!(access_key_id = %k.access_key_id, "a signing key's id came in a bearer token");
+            Err(refuse(Code::AuthTokenInvalid))
+        }
+        Some(_) if !matched => Err(refuse(Code::AuthTokenInvalid)),
+        Some(k) => Ok(k),
+    }
+}
+
 /// The current secret, or during a rotation's grace period the previous one, signed the call.
+/// A bearer key signs nothing: its id in a signature is answered like an unknown key's.
 fn signature_matches(
     keyring: &Keyring,
     key: &StoredKey,
@@ -272,9 +398,14 @@ fn signature_matches(
     req: &Request<'_>,
     now_ms: i64,
 ) -> bool {
+    let KeyProof::Signed(blob) = &key.proof else {
+        signature::verify_decoy(signed, req);
+        tracing::warn!(access_key_id = %key.access_key_id, "a bearer key's id came in a signed request");
+        return false;
+    };
     let binding = secret_binding(key.owner.table(), &key.access_key_id);
-    let mut blobs = vec![key.secret_blob.as_str()];
-    if let Some((prev, until)) = &key.previous
+    let mut blobs = vec![blob.as_str()];
+    if let Some((KeyProof::Signed(prev), until)) = &key.previous
         && *until > now_ms
     {
         blobs.push(prev);
@@ -288,15 +419,15 @@ fn signature_matches(
     })
 }
 
-/// Spends the nonce and counts the call against the key's per-second limit, then its daily
-/// quota, in one transaction. When that cannot be done, the nonce alone is recorded if
-/// `ACCESS_FAIL_OPEN` allows going on without the counters; a replay is never let through.
+/// Spends the nonce, when the call has one (a signed call), and counts the call against the
+/// key's per-second limit, then its daily quota, in one transaction. When that cannot be done,
+/// the nonce alone is recorded if `ACCESS_FAIL_OPEN` allows going on without the counters; a
+/// replay is never let through.
 async fn admit<S: AccessStore>(
     store: &S,
     settings: &AccessSettings,
     key: &StoredKey,
-    nonce: &str,
-    nonce_until: i64,
+    nonce: Option<(&str, i64)>,
     now_ms: i64,
 ) -> Result<Option<Limits>, Denied> {
     let ak = Some(key.access_key_id.as_str());
@@ -306,10 +437,15 @@ async fn admit<S: AccessStore>(
         limit: u64::from(limit),
         remaining: u64::from(limit).saturating_sub(used),
     };
-    match store
-        .admit(&key.access_key_id, nonce, nonce_until, rps, quota)
-        .await
-    {
+    let counted = match nonce {
+        Some((nonce, until)) => {
+            store
+                .admit(&key.access_key_id, nonce, until, rps, quota)
+                .await
+        }
+        None => store.count_call(&key.access_key_id, rps, quota).await,
+    };
+    match counted {
         Ok(Admission::Granted { second, day }) => Ok(match (quota, rps, second) {
             (Some(q), _, _) => Some(limit(q, day)),
             (None, Some(r), Some(s)) => Some(limit(r, s)),
@@ -331,10 +467,10 @@ async fn admit<S: AccessStore>(
             if !settings.fail_open {
                 return Err(Denied::new(Code::AccessUnavailable, ak));
             }
-            match store
-                .use_nonce(&key.access_key_id, nonce, nonce_until)
-                .await
-            {
+            let Some((nonce, until)) = nonce else {
+                return Ok(None);
+            };
+            match store.use_nonce(&key.access_key_id, nonce, until).await {
                 Ok(true) => Ok(None),
                 Ok(false) => Err(Denied::new(Code::AuthReplay, ak)),
                 Err(e) => {
@@ -372,6 +508,28 @@ mod tests {
         let bad = Denied::new(Code::AuthSignatureInvalid, Some("ak_y"));
         assert_eq!(unknown.shown(), bad.shown());
         assert_eq!(unknown.message(), bad.message());
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_bearer_call_is_shown_as_a_bad_token() {
+        let unknown = Denied::new(Code::AuthKeyUnknown, Some("ak_x")).via(KeyForm::Bearer);
+        let bad = Denied::new(Code::AuthTokenInvalid, Some("ak_y")).via(KeyForm::Bearer);
+        assert_eq!(unknown.shown(), Code::AuthTokenInvalid);
+        assert_eq!(unknown.shown(), bad.shown());
+        assert_eq!(unknown.message(), bad.message());
+    }
+
+    #[test]
+    fn a_missing_credential_names_what_the_mode_accepts() {
+        let hmac = Denied::missing(AccessMode::Hmac);
+        assert_eq!(hmac.shown(), Code::AuthMissing);
+        assert!(!hmac.message().contains("Bearer"), "{}", hmac.message());
+        let bearer = Denied::missing(AccessMode::PlatformAndBearer);
+        assert_eq!(bearer.shown(), Code::AuthTokenMissing);
+        assert!(bearer.message().contains("Bearer air-"));
+        let keys = Denied::missing(AccessMode::Keys);
+        assert_eq!(keys.shown(), Code::AuthMissing);
+        assert!(keys.message().contains("X-Signature") && keys.message().contains("Bearer air-"));
     }
 
     #[test]

@@ -81,12 +81,102 @@ pub enum AccessMode {
     Hmac,
     /// `iam+hmac`: both; the platform's principal and the access key are recorded.
     PlatformAndHmac,
+    /// `bearer`: every API call must carry an access key's bearer token
+    /// (`Authorization: Bearer air-...`, what OpenAI SDKs send); same scopes and limits.
+    Bearer,
+    /// `keys`: a signed request or a bearer token, whichever the call carries.
+    Keys,
+    /// `iam+bearer`: the platform's principal and a bearer token.
+    PlatformAndBearer,
+    /// `iam+keys`: the platform's principal and a signed request or a bearer token.
+    PlatformAndKeys,
+}
+
+impl AccessMode {
+    /// Every mode, in declaration order.
+    pub const ALL: [AccessMode; 7] = [
+        AccessMode::Platform,
+        AccessMode::Hmac,
+        AccessMode::PlatformAndHmac,
+        AccessMode::Bearer,
+        AccessMode::Keys,
+        AccessMode::PlatformAndBearer,
+        AccessMode::PlatformAndKeys,
+    ];
+
+    /// The value of `ACCESS_MODE` that selects this mode.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::Platform => "iam",
+            AccessMode::Hmac => "hmac",
+            AccessMode::PlatformAndHmac => "iam+hmac",
+            AccessMode::Bearer => "bearer",
+            AccessMode::Keys => "keys",
+            AccessMode::PlatformAndBearer => "iam+bearer",
+            AccessMode::PlatformAndKeys => "iam+keys",
+        }
+    }
+
+    /// The mode `ACCESS_MODE` names (`iam` may be written `platform`; case and blanks ignored).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        let text = match text.strip_prefix("platform") {
+            Some(rest) => format!("iam{rest}"),
+            None => text,
+        };
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    /// Whether a request signed with an access key (v1 or v2) is accepted.
+    pub const fn accepts_signed(self) -> bool {
+        matches!(
+            self,
+            AccessMode::Hmac
+                | AccessMode::PlatformAndHmac
+                | AccessMode::Keys
+                | AccessMode::PlatformAndKeys
+        )
+    }
+
+    /// Whether an access key's bearer token is accepted.
+    pub const fn accepts_bearer(self) -> bool {
+        matches!(
+            self,
+            AccessMode::Bearer
+                | AccessMode::Keys
+                | AccessMode::PlatformAndBearer
+                | AccessMode::PlatformAndKeys
+        )
+    }
+
+    /// Whether every call needs an access key (signed or bearer): all modes but `iam`.
+    pub const fn needs_key(self) -> bool {
+        self.accepts_signed() || self.accepts_bearer()
+    }
+
+    /// Whether a call also needs the platform's principal: the `iam+` modes that check keys
+    /// (`iam` alone leaves the whole decision to the platform).
+    pub const fn needs_platform(self) -> bool {
+        matches!(
+            self,
+            AccessMode::PlatformAndHmac
+                | AccessMode::PlatformAndBearer
+                | AccessMode::PlatformAndKeys
+        )
+    }
+}
+
+impl std::fmt::Display for AccessMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Access control settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessSettings {
-    /// `ACCESS_MODE` (`iam`, `hmac`, `iam+hmac`; default `hmac` on Function Compute, else `iam`).
+    /// `ACCESS_MODE` (`iam`, `hmac`, `iam+hmac`, `bearer`, `keys`, `iam+bearer`, `iam+keys`;
+    /// default `hmac` on Function Compute, else `iam`).
     pub mode: AccessMode,
     /// `ACCESS_MAX_SKEW_SECS` (default 300, 1..=3600): how far a signed timestamp may be from the
     /// server's clock; nonces are kept as long.
@@ -101,11 +191,7 @@ pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigErro
     let on_fc = get.get("AWS_LAMBDA_RUNTIME_API").is_none_or(str::is_empty)
         && (get.get("FC_FUNCTION_NAME").is_some_and(|v| !v.is_empty())
             || get.get("FC_SERVER_PORT").is_some_and(|v| !v.is_empty()));
-    let mode = match get
-        .get("ACCESS_MODE")
-        .map(|m| m.trim().to_ascii_lowercase())
-        .as_deref()
-    {
+    let mode = match get.get("ACCESS_MODE").map(str::trim) {
         None | Some("") => {
             if on_fc {
                 AccessMode::Hmac
@@ -113,15 +199,13 @@ pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigErro
                 AccessMode::Platform
             }
         }
-        Some("iam" | "platform") => AccessMode::Platform,
-        Some("hmac") => AccessMode::Hmac,
-        Some("iam+hmac" | "platform+hmac") => AccessMode::PlatformAndHmac,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: "ACCESS_MODE",
-                reason: format!("{other:?} is not one of iam, hmac, iam+hmac"),
-            });
-        }
+        Some(text) => AccessMode::parse(text).ok_or_else(|| ConfigError::Invalid {
+            name: "ACCESS_MODE",
+            reason: format!(
+                "{text:?} is not one of {}",
+                AccessMode::ALL.map(AccessMode::as_str).join(", ")
+            ),
+        })?,
     };
     let skew = num(get, "ACCESS_MAX_SKEW_SECS", 300u64)?;
     if !(1..=3600).contains(&skew) {

@@ -385,6 +385,38 @@ mod tests {
     }
 
     #[test]
+    fn every_access_mode_reads_back_from_its_name_and_says_what_it_accepts() {
+        for mode in AccessMode::ALL {
+            let s = from(&[("ACCESS_MODE", mode.as_str())]).unwrap();
+            assert_eq!(s.access.mode, mode, "{mode}");
+            assert_eq!(
+                mode.needs_key(),
+                mode != AccessMode::Platform,
+                "{mode}: only iam leaves it to the platform"
+            );
+            assert_eq!(
+                mode.needs_platform(),
+                mode.as_str().starts_with("iam+"),
+                "{mode}"
+            );
+        }
+        let accepts = |m: AccessMode| (m.accepts_signed(), m.accepts_bearer());
+        assert_eq!(accepts(AccessMode::Hmac), (true, false));
+        assert_eq!(accepts(AccessMode::Bearer), (false, true));
+        assert_eq!(accepts(AccessMode::Keys), (true, true));
+        assert_eq!(accepts(AccessMode::PlatformAndKeys), (true, true));
+        assert_eq!(accepts(AccessMode::Platform), (false, false));
+        assert_eq!(
+            AccessMode::parse(" Platform+Bearer "),
+            Some(AccessMode::PlatformAndBearer)
+        );
+        assert_eq!(AccessMode::parse("platform"), Some(AccessMode::Platform));
+        assert_eq!(AccessMode::parse("bearer+iam"), None);
+        let e = from(&[("ACCESS_MODE", "open")]).unwrap_err();
+        assert!(e.to_string().contains("iam+keys"), "{e}");
+    }
+
+    #[test]
     fn nothing_configured_means_the_embedded_sqlite_file() {
         let s = from(&[]).unwrap();
         assert_eq!(

@@ -3,7 +3,9 @@
 //! Invariants: a [`Scope`] is plain data (patterns that are exact names or `prefix*`, and two
 //! flags); it never grants more than its key's kind allows (a project key only ever reaches its
 //! own project's routes, [`StoredKey::permits`]). No value here holds a decrypted secret: the
-//! store hands out encrypted blobs, the gate decrypts them into [`crate::secret::Secret`]s.
+//! store hands out encrypted blobs, the gate decrypts them into [`crate::secret::Secret`]s; a
+//! bearer key's proof is only a digest of its token. A key's [`KeyForm`] is decided once, by the
+//! store's parser ([`KeyProof`]): nothing else looks at the stored text to tell the forms apart.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,54 @@ impl KeyOwner {
 /// The associated-data binding of an access key's secret blob (the same as `keys rotate` uses).
 pub fn secret_binding(table: &str, access_key_id: &str) -> String {
     format!("{table}:{access_key_id}")
+}
+
+/// How a key proves a call is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyForm {
+    /// The call is signed with the key's secret (HMAC: the v1 and v2 schemes). The default.
+    #[default]
+    Signed,
+    /// The call carries the key's token, `Authorization: Bearer air-<access key id>-<secret>`
+    /// (what OpenAI SDKs send); only a digest of the token is stored.
+    Bearer,
+}
+
+impl KeyForm {
+    /// `signed` / `bearer`, as `access list` shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyForm::Signed => "signed",
+            KeyForm::Bearer => "bearer",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the store keeps to check a key's calls, as its parser read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProof {
+    /// A signing secret, encrypted (a v1 or v2 blob, bound to `<table>:<access key id>`).
+    Signed(String),
+    /// The SHA-256 digest of a bearer token (`access::bearer::digest`): not a secret, and not
+    /// encrypted.
+    Bearer([u8; 32]),
+}
+
+impl KeyProof {
+    /// Which form of key this proves.
+    pub const fn form(&self) -> KeyForm {
+        match self {
+            KeyProof::Signed(_) => KeyForm::Signed,
+            KeyProof::Bearer(_) => KeyForm::Bearer,
+        }
+    }
 }
 
 /// Names a key may reach: exact names, or prefixes written `name*`; `*` alone is every name. An
@@ -171,9 +221,12 @@ impl Scope {
     }
 }
 
-/// What a signed request asks to do.
+/// What a call asks to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// List what the key may run (`GET /v1/models`): every active key may ask; the caller then
+    /// shows only the configs and routes [`StoredKey::permits`] lets it run.
+    Models,
     /// Run a config (run-once).
     Config(String),
     /// Run a route, or dry-run it.
@@ -200,10 +253,11 @@ pub struct StoredKey {
     pub row_id: i64,
     /// `ai_user.id` for user keys.
     pub user_id: Option<i64>,
-    /// The encrypted secret (v1 or v2 blob).
-    pub secret_blob: String,
-    /// The secret before the last `access rotate`, and until when (epoch ms) it still works.
-    pub previous: Option<(String, i64)>,
+    /// What checks its calls: the encrypted secret, or the bearer token's digest.
+    pub proof: KeyProof,
+    /// The proof before the last `access rotate` (of the same form), and until when (epoch ms)
+    /// it still works.
+    pub previous: Option<(KeyProof, i64)>,
     /// `active` or anything else (disabled).
     pub active: bool,
     /// Epoch ms after which the key no longer works.
@@ -219,10 +273,16 @@ pub struct StoredKey {
 }
 
 impl StoredKey {
+    /// How this key proves its calls.
+    pub const fn form(&self) -> KeyForm {
+        self.proof.form()
+    }
+
     /// Whether this key may do `action` (its scope, and for a project key its project).
     pub fn permits(&self, action: &Action) -> bool {
         let s = &self.scope;
         match action {
+            Action::Models => true,
             Action::Config(key) => s.configs.matches(key),
             Action::Route {
                 project,
@@ -293,6 +353,8 @@ pub struct KeyListing {
     /// Whose it is.
     #[serde(flatten)]
     pub owner: KeyOwner,
+    /// `signed` / `bearer` (never the secret, the token or its digest).
+    pub form: KeyForm,
     /// `active` / `disabled`.
     pub status: String,
     /// Expiry, epoch ms.
@@ -319,7 +381,7 @@ mod tests {
             owner,
             row_id: 1,
             user_id: None,
-            secret_blob: String::new(),
+            proof: KeyProof::Signed(String::new()),
             previous: None,
             active: true,
             expires_ms: None,
@@ -359,6 +421,10 @@ mod tests {
             "no dry runs by default"
         );
         assert!(!k.permits(&Action::Eval("nightly".into())));
+        assert!(
+            k.permits(&Action::Models),
+            "every key may list what it may run"
+        );
     }
 
     #[test]

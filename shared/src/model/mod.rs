@@ -6,6 +6,7 @@
 //! types, the runner consumes them.
 
 pub mod access;
+pub mod bearer;
 pub mod cost;
 pub mod eval;
 pub mod media;

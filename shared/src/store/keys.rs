@@ -6,12 +6,14 @@
 //! plus an access key's previous secret while its `access rotate` grace period lasts. Invariants:
 //! no plaintext is ever returned or printed; a rotation is one transaction and refuses to start
 //! if any row does not decrypt (nothing is half-rotated); rows already in the current format
-//! under the current pepper are left alone.
+//! under the current pepper are left alone, and so are bearer keys' digests (not encrypted, so
+//! no pepper is involved: they are reported `bearer (sha256)` and current).
 
 use serde::Serialize;
 
 use super::{Db, StoreError, db_err, on_pool};
 use crate::crypto::{BlobFormat, Keyring};
+use crate::model::access::KeyProof;
 
 /// One stored secret's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,7 +24,7 @@ pub struct KeyStatus {
     pub name: String,
     /// `v1 (iter N)`, `v2 (kid X)` or `unreadable`.
     pub format: String,
-    /// Whether it decrypts with the configured peppers.
+    /// Whether it decrypts with the configured peppers (a bearer digest needs none: true).
     pub decrypts: bool,
     /// Whether it is already v2 under the current pepper.
     pub current: bool,
@@ -39,6 +41,8 @@ struct Source {
     binding: &'static str,
     /// Which rows hold a secret here (`?` = now, epoch ms); all when `None`.
     filter: Option<&'static str>,
+    /// Whether the column may hold a bearer key's digest instead (the access key tables).
+    access_keys: bool,
 }
 
 /// An access key's previous secret while its rotation's grace period lasts (after it, the secret
@@ -53,6 +57,7 @@ const SOURCES: [Source; 5] = [
         blob_col: "api_key_encrypted",
         binding: "ai_connection",
         filter: None,
+        access_keys: false,
     },
     Source {
         table: "ai_project_credential_v2",
@@ -61,6 +66,7 @@ const SOURCES: [Source; 5] = [
         blob_col: "secret_encrypted",
         binding: "ai_project_credential_v2",
         filter: None,
+        access_keys: true,
     },
     Source {
         table: "ai_user_key",
@@ -69,6 +75,7 @@ const SOURCES: [Source; 5] = [
         blob_col: "secret_encrypted",
         binding: "ai_user_key",
         filter: None,
+        access_keys: true,
     },
     Source {
         table: "ai_project_credential_v2",
@@ -77,6 +84,7 @@ const SOURCES: [Source; 5] = [
         blob_col: "previous_secret_encrypted",
         binding: "ai_project_credential_v2",
         filter: Some(PREVIOUS),
+        access_keys: true,
     },
     Source {
         table: "ai_user_key",
@@ -85,6 +93,7 @@ const SOURCES: [Source; 5] = [
         blob_col: "previous_secret_encrypted",
         binding: "ai_user_key",
         filter: Some(PREVIOUS),
+        access_keys: true,
     },
 ];
 
@@ -198,6 +207,18 @@ impl Db {
 }
 
 fn status(src: &Source, name: String, blob: &str, ring: &Keyring) -> KeyStatus {
+    if src.access_keys
+        && let KeyProof::Bearer(_) = super::access::proof_of(blob, &name)
+    {
+        return KeyStatus {
+            table: src.label,
+            name,
+            format: "bearer (sha256)".to_owned(),
+            decrypts: true,
+            current: true,
+            error: None,
+        };
+    }
     let binding = format!("{}:{name}", src.binding);
     let format = match Keyring::format_of(blob) {
         Ok(BlobFormat::V1 { iter }) => format!("v1 (iter {iter})"),

@@ -1,7 +1,9 @@
 //! Access control end to end through the run-once / run-route handlers: requests signed by the
 //! predecessor's own client helpers (CPython), the access tables on SQLite and MariaDB, the
 //! scripted provider on a loopback port; and the quota / rate-limit races from several processes
-//! (`access-worker`).
+//! (`access-worker`). Bearer calls are in `bearer`.
+
+mod bearer;
 
 use std::time::Duration;
 

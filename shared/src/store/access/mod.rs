@@ -2,23 +2,30 @@
 //! `ai_user_key`, `ai_user`), nonces (`ai_access_nonce`), the quota counters (`ai_access_rate`,
 //! `ai_access_usage`) and `ai_user_call_log`; the [`AccessStore`] port.
 //!
-//! Invariants: every check-and-count is one statement evaluated by the database (its clock, its
-//! row lock), so instances cannot overshoot a limit or share a nonce: MySQL answers through
-//! `LAST_INSERT_ID(expr)` in the OK packet (0 = refused), SQLite through `RETURNING` (no row =
-//! refused). Secrets are written encrypted (v2, bound to `<table>:<access key id>`) and returned
-//! once, at creation or rotation, never read back in clear by anything but the gate.
+//! `count` holds the nonces and the counters.
+//!
+//! Invariants: every check-and-count is one statement evaluated by the database, in one
+//! transaction per call (`count`), so instances cannot overshoot a limit or share a nonce.
+//! A signed key's secret is written encrypted (v2, bound to `<table>:<access key id>`); a bearer
+//! key's column holds only its token's digest, as the JSON text `{"bearer":"sha256:<hex>"}` (in
+//! the same column: no migration). The secret or the token is returned once, at creation or
+//! rotation, and a secret is never read back in clear by anything but the gate. `proof_of` is
+//! the one parser that tells the two apart; nothing else looks at the stored text.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod count;
 
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
 use super::dialect::{InsertId, is_missing_table, to_i64};
-use super::{Db, Pool, StoreError, db_err, on_pool};
+use super::{Db, StoreError, db_err, on_pool};
 use crate::crypto::{CryptoError, Keyring};
 use crate::model::access::{
-    Admission, DayUsage, KeyListing, KeyOwner, Scope, StoredKey, secret_binding,
+    Admission, DayUsage, KeyForm, KeyListing, KeyOwner, KeyProof, Scope, StoredKey, secret_binding,
 };
+use crate::model::bearer::BearerToken;
 use crate::ports::{AccessStore, KeyCall};
+use crate::secret::Secret;
 
 /// One key row from either table (owner kind, row id, user id, owner name, access key id, secret,
 /// active, expires, scope, daily quota, rps, allowed IPs, previous secret, previous until).
@@ -57,47 +64,9 @@ fn key_select(filter: &str) -> String {
     )
 }
 
-/// Counts one call in the current second (the server's clock): `LAST_INSERT_ID` = calls counted
-/// in this second, or 0 when it was full.
-const TAKE_SECOND_MYSQL: &str = "INSERT INTO ai_access_rate (access_key_id, window_s, used) \
-     VALUES (?, UNIX_TIMESTAMP(), LAST_INSERT_ID(1)) ON DUPLICATE KEY UPDATE \
-     used = IF(window_s = UNIX_TIMESTAMP(), \
-               IF(used < ?, LAST_INSERT_ID(used + 1), used + LAST_INSERT_ID(0)), \
-               LAST_INSERT_ID(1)), \
-     window_s = UNIX_TIMESTAMP()";
-
-/// The same on SQLite: no row comes back when the second is full.
-const TAKE_SECOND_SQLITE: &str = "INSERT INTO ai_access_rate (access_key_id, window_s, used) \
-     VALUES (?1, unixepoch(), 1) ON CONFLICT(access_key_id) DO UPDATE SET \
-     used = CASE WHEN window_s = unixepoch() THEN used + 1 ELSE 1 END, window_s = unixepoch() \
-     WHERE window_s <> unixepoch() OR used < ?2 RETURNING used";
-
-/// Counts one call on the current UTC day (the server's clock), or one refusal when the quota is
-/// used up (`refused` is assigned first: MySQL assigns left to right).
-const TAKE_DAY_MYSQL: &str = "INSERT INTO ai_access_usage (access_key_id, day, granted, refused, last_ok) \
-     VALUES (?, UTC_DATE(), LAST_INSERT_ID(1), 0, 1) ON DUPLICATE KEY UPDATE \
-     refused = refused + IF(granted < ?, 0, 1), \
-     granted = IF(granted < ?, LAST_INSERT_ID(granted + 1), granted + LAST_INSERT_ID(0))";
-
-/// The same on SQLite (assignments see the old row, so `last_ok` says what happened).
-const TAKE_DAY_SQLITE: &str = "INSERT INTO ai_access_usage (access_key_id, day, granted, refused, last_ok) \
-     VALUES (?1, date('now'), 1, 0, 1) ON CONFLICT(access_key_id, day) DO UPDATE SET \
-     granted = granted + (granted < ?2), refused = refused + (granted >= ?2), \
-     last_ok = (granted < ?2) RETURNING granted, last_ok";
-
-const INSERT_NONCE: &str =
-    "INSERT INTO ai_access_nonce (access_key_id, nonce, expires_ms) VALUES (?, ?, ?)";
-const DELETE_EXPIRED_NONCE: &str =
-    "DELETE FROM ai_access_nonce WHERE access_key_id = ? AND nonce = ? AND expires_ms < ?";
-const PURGE_NONCES: &str = "DELETE FROM ai_access_nonce WHERE expires_ms < ?";
-
 const INSERT_CALL_LOG: &str = "INSERT INTO ai_user_call_log (user_id, key_id, project_name, route_key, \
      http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// Nonce inserts between purges of expired ones (per process).
-const PURGE_EVERY: u32 = 256;
-static NONCE_INSERTS: AtomicU32 = AtomicU32::new(0);
 
 /// A missing access table means the database is behind our schema.
 fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
@@ -105,6 +74,81 @@ fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
         StoreError::Outdated(table)
     } else {
         db_err(e)
+    }
+}
+
+/// A bearer key's column, as stored: `{"bearer":"sha256:<64 hex>"}`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BearerDoc {
+    bearer: String,
+}
+
+/// How a digest is written inside [`BearerDoc`].
+const SHA256_PREFIX: &str = "sha256:";
+
+/// The stored text of a bearer token's digest.
+fn bearer_doc(digest: &[u8; 32]) -> String {
+    let doc = BearerDoc {
+        bearer: format!("{SHA256_PREFIX}{}", crate::hex::encode(digest)),
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// The digest a [`BearerDoc`] names, when it is 64 hex characters after `sha256:`.
+fn digest_of(doc: &BearerDoc) -> Option<[u8; 32]> {
+    let hex = doc.bearer.strip_prefix(SHA256_PREFIX)?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What a secret column holds: a bearer digest document, or else (an encrypted blob, or text
+/// that is neither) a signing secret, which the gate's decryption then accepts or refuses. A
+/// bearer document whose digest does not read is logged and kept as a signed proof that cannot
+/// decrypt: its key refuses every call and `keys check` shows it unreadable.
+pub(super) fn proof_of(text: &str, access_key_id: &str) -> KeyProof {
+    match serde_json::from_str::<BearerDoc>(text) {
+        Ok(doc) => digest_of(&doc).map_or_else(
+            || {
+                tracing::error!(access_key_id = %access_key_id, "a bearer digest does not read; the key refuses every call");
+                KeyProof::Signed(text.to_owned())
+            },
+            KeyProof::Bearer,
+        ),
+        Err(_) => KeyProof::Signed(text.to_owned()),
+    }
+}
+
+/// A fresh secret and its stored text: the encrypted secret of a signed key, or a bearer
+/// token and its digest document. What is returned is shown once: the secret, or the token.
+fn fresh_secret(
+    ring: &Keyring,
+    form: KeyForm,
+    table: &str,
+    access_key_id: &str,
+) -> Result<(Secret, String), KeyError> {
+    match form {
+        KeyForm::Signed => {
+            let secret = Secret::new(token("sk_", 20));
+            let blob = ring.encrypt(secret.expose(), &secret_binding(table, access_key_id))?;
+            Ok((secret, blob))
+        }
+        KeyForm::Bearer => {
+            let token =
+                BearerToken::new(access_key_id, Secret::new(token("", 32))).ok_or_else(|| {
+                    KeyError::Invalid(format!(
+                        "{access_key_id:?} cannot be named by a bearer token"
+                    ))
+                })?;
+            Ok((token.reveal(), bearer_doc(&token.digest())))
+        }
     }
 }
 
@@ -146,13 +190,20 @@ fn parse_key(row: KeyRow) -> StoredKey {
         }),
     };
     let limit = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    let proof = proof_of(secret.as_deref().unwrap_or_default(), &ak);
+    // A rotation keeps a key's form, so a previous proof of the other form is no proof.
+    let previous = prev
+        .filter(|p| !p.is_empty())
+        .map(|p| proof_of(&p, &ak))
+        .filter(|p| p.form() == proof.form())
+        .zip(until);
     StoredKey {
         access_key_id: ak,
         owner,
         row_id,
         user_id,
-        secret_blob: secret.unwrap_or_default(),
-        previous: prev.filter(|p| !p.is_empty()).zip(until),
+        proof,
+        previous,
         active: active == 1,
         expires_ms: expires,
         scope,
@@ -184,13 +235,16 @@ pub struct NewKey {
     pub allow_ips: Vec<String>,
     /// Expiry, epoch ms.
     pub expires_ms: Option<i64>,
+    /// Signed (a secret that signs requests) or bearer (a token sent as is).
+    pub form: KeyForm,
 }
 
 impl NewKey {
-    /// A key with its kind's default scope, no limits, any address, no expiry.
+    /// A signed key with its kind's default scope, no limits, any address, no expiry.
     pub fn new(owner: KeyOwner) -> Self {
         Self {
             scope: Scope::default_for(&owner),
+            form: KeyForm::Signed,
             owner,
             daily_quota: None,
             rps_limit: None,
@@ -206,6 +260,9 @@ pub enum KeyError {
     /// The project (or the key) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// What was asked cannot be done to this key.
+    #[error("{0}")]
+    Invalid(String),
     /// The secret could not be encrypted.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -214,55 +271,7 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
-/// Inserts a nonce on a connection (or in a transaction); `Ok(false)` when it is recorded and
-/// unexpired (a replay). An expired record that awaits the purge is removed and the insert tried
-/// once more; of two racing requests, one insert wins.
-macro_rules! nonce_fresh {
-    ($conn:expr, $ak:expr, $nonce:expr, $until:expr) => {
-        async {
-            let now = crate::model::now_ms();
-            for _ in 0..2 {
-                let inserted = sqlx::query(INSERT_NONCE)
-                    .bind($ak)
-                    .bind($nonce)
-                    .bind($until)
-                    .execute(&mut *$conn)
-                    .await;
-                match inserted {
-                    Ok(_) => return Ok(true),
-                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                        let removed = sqlx::query(DELETE_EXPIRED_NONCE)
-                            .bind($ak)
-                            .bind($nonce)
-                            .bind(now)
-                            .execute(&mut *$conn)
-                            .await
-                            .map_err(db_err)?
-                            .rows_affected();
-                        if removed == 0 {
-                            return Ok(false);
-                        }
-                    }
-                    Err(e) => return Err(access_err(e, "ai_access_nonce")),
-                }
-            }
-            Ok(false)
-        }
-        .await
-    };
-}
-
 impl Db {
-    /// Every [`PURGE_EVERY`]th nonce of this process first deletes the expired ones.
-    async fn maybe_purge(&self) {
-        if NONCE_INSERTS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            match self.purge_nonces(crate::model::now_ms()).await {
-                Ok(n) => tracing::debug!(purged = n, "expired nonces purged"),
-                Err(e) => tracing::warn!(code = %e.code(), "could not purge expired nonces"),
-            }
-        }
-    }
-
     async fn key_rows(&self, filter: &str, ak: Option<&str>) -> Result<Vec<KeyRow>, StoreError> {
         let pool = self.pool().await?;
         let sql = key_select(filter);
@@ -277,16 +286,16 @@ impl Db {
         })
     }
 
-    /// Creates a key; returns its id and its secret (shown once, stored only encrypted).
+    /// Creates a key; returns its id and, to be shown once, its secret (a signed key's, stored
+    /// only encrypted) or its whole bearer token (stored only as a digest).
     pub async fn create_access_key(
         &self,
         ring: &Keyring,
         new: &NewKey,
-    ) -> Result<(String, crate::secret::Secret), KeyError> {
+    ) -> Result<(String, Secret), KeyError> {
         let pool = self.pool().await?;
         let ak = token("ak_", 12);
-        let secret = crate::secret::Secret::new(token("sk_", 20));
-        let blob = ring.encrypt(secret.expose(), &secret_binding(new.owner.table(), &ak))?;
+        let (secret, blob) = fresh_secret(ring, new.form, new.owner.table(), &ak)?;
         let scope = serde_json::to_string(&new.scope).unwrap_or_default();
         let ips = (!new.allow_ips.is_empty())
             .then(|| serde_json::to_string(&new.allow_ips).unwrap_or_default());
@@ -380,6 +389,7 @@ impl Db {
             let k = parse_key(row);
             out.push(KeyListing {
                 status: if active { "active" } else { "disabled" }.into(),
+                form: k.form(),
                 previous_until_ms: k.previous.as_ref().map(|(_, u)| *u),
                 access_key_id: k.access_key_id,
                 owner: k.owner,
@@ -411,22 +421,21 @@ impl Db {
         Ok(changed > 0)
     }
 
-    /// Gives a key a new secret; the old one keeps working until `previous_until_ms`. Returns the
-    /// new secret (shown once).
+    /// Gives a key a new secret of its form (a bearer key a new token); the old one keeps
+    /// working until `previous_until_ms`. Returns the new secret or token (shown once).
     pub async fn rotate_access_key(
         &self,
         ring: &Keyring,
         ak: &str,
         previous_until_ms: i64,
-    ) -> Result<crate::secret::Secret, KeyError> {
+    ) -> Result<Secret, KeyError> {
         let key = self
             .find_key(ak)
             .await?
             .ok_or_else(|| KeyError::NotFound(format!("no access key {ak:?}")))?;
         let table = key.owner.table();
-        let secret = crate::secret::Secret::new(token("sk_", 20));
         // Bound to the id as stored (MySQL's lookup ignores case; the binding does not).
-        let blob = ring.encrypt(secret.expose(), &secret_binding(table, &key.access_key_id))?;
+        let (secret, blob) = fresh_secret(ring, key.form(), table, &key.access_key_id)?;
         // Both dialects read `secret_encrypted` here as it was before this statement.
         let sql = format!(
             "UPDATE {table} SET previous_secret_encrypted = CAST(secret_encrypted AS CHAR), \
@@ -471,18 +480,6 @@ impl Db {
             })
             .collect())
     }
-
-    /// Deletes the nonces that expired before `now_ms` (every instance does it now and then);
-    /// returns how many.
-    pub async fn purge_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let pool = self.pool().await?;
-        on_pool!(pool, |p| sqlx::query(PURGE_NONCES)
-            .bind(now_ms)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| access_err(e, "ai_access_nonce")))
-    }
 }
 
 impl AccessStore for Db {
@@ -501,12 +498,7 @@ impl AccessStore for Db {
         nonce: &str,
         expires_ms: i64,
     ) -> Result<bool, StoreError> {
-        let pool = self.pool().await?;
-        self.maybe_purge().await;
-        on_pool!(pool, |p| {
-            let mut conn = p.acquire().await.map_err(db_err)?;
-            nonce_fresh!(&mut *conn, access_key_id, nonce, expires_ms)
-        })
+        self.nonce_alone(access_key_id, nonce, expires_ms).await
     }
 
     async fn admit(
@@ -517,83 +509,17 @@ impl AccessStore for Db {
         rps: Option<u32>,
         daily: Option<u32>,
     ) -> Result<Admission, StoreError> {
-        let pool = self.pool().await?;
-        self.maybe_purge().await;
-        let daily = daily.map_or(i64::MAX, i64::from);
-        // One transaction, one commit (one log flush on InnoDB) for the nonce and both
-        // counters; a refusal commits too: the nonce is spent and the refusal counted.
-        match pool {
-            Pool::MySql(p) => {
-                let mut tx = p.begin().await.map_err(db_err)?;
-                if !nonce_fresh!(&mut *tx, access_key_id, nonce, nonce_until_ms)? {
-                    return Ok(Admission::Replay);
-                }
-                let mut second = None;
-                if let Some(rps) = rps {
-                    let used = sqlx::query(TAKE_SECOND_MYSQL)
-                        .bind(access_key_id)
-                        .bind(i64::from(rps))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| access_err(e, "ai_access_rate"))?
-                        .last_insert_id();
-                    if used == 0 {
-                        tx.commit().await.map_err(db_err)?;
-                        return Ok(Admission::RateLimited);
-                    }
-                    second = Some(used);
-                }
-                let day = sqlx::query(TAKE_DAY_MYSQL)
-                    .bind(access_key_id)
-                    .bind(daily)
-                    .bind(daily)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| access_err(e, "ai_access_usage"))?
-                    .last_insert_id();
-                tx.commit().await.map_err(db_err)?;
-                Ok(if day == 0 {
-                    Admission::QuotaExceeded
-                } else {
-                    Admission::Granted { second, day }
-                })
-            }
-            Pool::Sqlite(p) => {
-                let mut tx = p.begin().await.map_err(db_err)?;
-                if !nonce_fresh!(&mut *tx, access_key_id, nonce, nonce_until_ms)? {
-                    return Ok(Admission::Replay);
-                }
-                let mut second = None;
-                if let Some(rps) = rps {
-                    let used: Option<i64> = sqlx::query_scalar(TAKE_SECOND_SQLITE)
-                        .bind(access_key_id)
-                        .bind(i64::from(rps))
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(|e| access_err(e, "ai_access_rate"))?;
-                    let Some(used) = used else {
-                        tx.commit().await.map_err(db_err)?;
-                        return Ok(Admission::RateLimited);
-                    };
-                    second = Some(u64::try_from(used).unwrap_or(0));
-                }
-                let (day, ok): (i64, i64) = sqlx::query_as(TAKE_DAY_SQLITE)
-                    .bind(access_key_id)
-                    .bind(daily)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| access_err(e, "ai_access_usage"))?;
-                tx.commit().await.map_err(db_err)?;
-                Ok(if ok == 1 {
-                    Admission::Granted {
-                        second,
-                        day: u64::try_from(day).unwrap_or(0),
-                    }
-                } else {
-                    Admission::QuotaExceeded
-                })
-            }
-        }
+        self.counted(access_key_id, Some((nonce, nonce_until_ms)), rps, daily)
+            .await
+    }
+
+    async fn count_call(
+        &self,
+        access_key_id: &str,
+        rps: Option<u32>,
+        daily: Option<u32>,
+    ) -> Result<Admission, StoreError> {
+        self.counted(access_key_id, None, rps, daily).await
     }
 
     async fn log_call(&self, call: &KeyCall) -> Result<(), StoreError> {
@@ -614,5 +540,32 @@ impl AccessStore for Db {
             .await
             .map(|_| ())
             .map_err(|e| access_err(e, "ai_user_call_log")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_digest_is_stored_as_its_json_text_and_read_back_as_such() {
+        let digest = [0xab_u8; 32];
+        let text = bearer_doc(&digest);
+        assert_eq!(
+            text,
+            format!("{{\"bearer\":\"sha256:{}\"}}", "ab".repeat(32))
+        );
+        assert_eq!(proof_of(&text, "ak_1"), KeyProof::Bearer(digest));
+        assert_eq!(
+            proof_of(&text.replace("sha256:", ""), "ak_1").form(),
+            KeyForm::Signed,
+            "a digest that does not read is no bearer proof"
+        );
+        let blob = r#"{"v":2,"kid":"k","nonce":"bm9uY2U=","ct":"Y3Q="}"#;
+        assert_eq!(proof_of(blob, "ak_1"), KeyProof::Signed(blob.to_owned()));
+        assert_eq!(
+            proof_of(r#"{"bearer":"sha256:00","v":2}"#, "ak_1").form(),
+            KeyForm::Signed
+        );
     }
 }
