@@ -69,6 +69,25 @@ async function raises(cls, status, code, body) {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
   assert.ok(ids.includes("k") && ids.includes("route:shop/ask"), ids.join(","));
+  // Bearer keys (ACCESS_MODE=bearer).
+  const bearer = process.env.BEARER_BASE;
+  const ok = new OpenAI({ baseURL: bearer, apiKey: process.env.TOKEN_OK, maxRetries: 0 });
+  const answer = await ok.chat.completions.create({ model: "k", messages: [] });
+  assert.equal(answer.choices[0].message.content, "晴天");
+  for (const [key, cls, status, code] of [
+    ["air-ak_nobody-" + "0".repeat(64), OpenAI.AuthenticationError, 401, "AUTH_TOKEN_INVALID"],
+    [process.env.TOKEN_SCOPED, OpenAI.PermissionDeniedError, 403, "AUTH_SCOPE_DENIED"],
+  ]) {
+    const c = new OpenAI({ baseURL: bearer, apiKey: key, maxRetries: 0 });
+    try {
+      await c.chat.completions.create({ model: "k", messages: [] });
+      assert.fail(`${code} not raised`);
+    } catch (e) {
+      assert.ok(e instanceof cls, `${e.constructor.name} is not ${cls.name}`);
+      assert.equal(e.status, status);
+      assert.equal(e.code, code);
+    }
+  }
   console.log("openai-node ok");
 })().catch((e) => {
   console.error(e);

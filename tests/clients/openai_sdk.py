@@ -119,3 +119,33 @@ ids = [m.id for m in client.models.list()]
 assert "k" in ids and "route:shop/ask" in ids, ids
 
 print("openai-python", openai.__version__, "ok")
+
+# Bearer keys (ACCESS_MODE=bearer): the SDK's api_key is the token `ai-runner access create
+# --bearer` printed.
+import os
+
+bearer = os.environ["BEARER_BASE"]
+ok = OpenAI(base_url=bearer, api_key=os.environ["TOKEN_OK"], max_retries=0)
+assert ok.chat.completions.create(model="k", messages=[]).choices[0].message.content == "晴天"
+for key, cls, status, code in [
+    ("air-ak_nobody-" + "0" * 64, openai.AuthenticationError, 401, "AUTH_TOKEN_INVALID"),
+    ("sk-not-ours", openai.AuthenticationError, 401, "AUTH_TOKEN_INVALID"),
+    (os.environ["TOKEN_SCOPED"], openai.PermissionDeniedError, 403, "AUTH_SCOPE_DENIED"),
+]:
+    try:
+        OpenAI(base_url=bearer, api_key=key, max_retries=0).chat.completions.create(model="k", messages=[])
+        raise AssertionError(f"{code} not raised")
+    except cls as e:
+        assert (e.status_code, e.code) == (status, code), (e.status_code, e.code)
+scoped = OpenAI(base_url=bearer, api_key=os.environ["TOKEN_SCOPED"], max_retries=0)
+listed = [m.id for m in scoped.models.list()]
+assert "k" not in listed and "route:shop/ask" in listed, listed  # its configs: only `other`
+quota = OpenAI(base_url=bearer, api_key=os.environ["TOKEN_QUOTA"], max_retries=0)
+quota.chat.completions.create(model="k", messages=[])
+try:
+    quota.chat.completions.create(model="k", messages=[])
+    raise AssertionError("QUOTA_EXCEEDED not raised")
+except openai.RateLimitError as e:
+    assert e.code == "QUOTA_EXCEEDED" and int(e.response.headers["retry-after"]) > 0
+
+print("openai-python bearer ok")

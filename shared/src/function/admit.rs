@@ -21,7 +21,9 @@ pub async fn admit(
     http: &HttpCall,
     action: Option<&Action>,
 ) -> Result<Granted, Reply> {
-    check(state, http, action).await.map_err(|d| Reply::denied(&d))
+    check(state, http, action)
+        .await
+        .map_err(|d| Reply::denied(&d))
 }
 
 /// [`admit`], with the refusal as it is (an edge that answers in another protocol's shape).

@@ -192,7 +192,8 @@ impl Reply {
         if let Some(mut a) = self.rendered {
             if let Some(l) = self.limits {
                 a.headers.push(("x-ratelimit-limit", l.limit.to_string()));
-                a.headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
+                a.headers
+                    .push(("x-ratelimit-remaining", l.remaining.to_string()));
             }
             return a;
         }

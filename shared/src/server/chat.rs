@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{InFlight, Server, add_headers, admit, error, http_call, read_body};
 use crate::code::Code;
+use crate::model::access::Action;
 use crate::openai::{self, Answer, ApiError, ChatRequest, render};
 use crate::ports::StreamTap;
 use crate::run::{RunContext, Trigger, new_trace_id};
@@ -33,7 +34,8 @@ pub(super) async fn models(
     headers: HeaderMap,
 ) -> Response {
     let call = http_call("GET", "/v1/models", &headers, b"", peer);
-    let granted = match admit(&s, &call, None).await {
+    // Listing asks for nothing in particular: the list is cut to the key's scope.
+    let granted = match admit(&s, &call, Some(&Action::Models)).await {
         Ok(g) => g,
         Err(e) => return error(&e),
     };

@@ -29,7 +29,6 @@ use axum::serve::ListenerExt;
 use crate::access::{self, Granted, HttpCall};
 use crate::app::App;
 use crate::code::Code;
-use crate::config::AccessMode;
 use crate::model::access::Action;
 use crate::openai::ApiError;
 
@@ -55,7 +54,7 @@ pub enum ServerError {
     },
     /// Off loopback, anyone who reaches the port could spend the provider keys.
     #[error(
-        "serving on {0} (not loopback) needs access keys: set ACCESS_MODE to hmac (or another mode with keys), or listen on 127.0.0.1"
+        "serving on {0} (not loopback) needs access keys: set ACCESS_MODE to bearer (the OpenAI SDKs' keys), keys or hmac, or listen on 127.0.0.1"
     )]
     OpenWithoutKeys(IpAddr),
 }
@@ -104,7 +103,7 @@ pub struct Listening {
 
 /// Binds the address. Off loopback, refuses to start unless calls need access keys.
 pub async fn bind(app: App, options: Options) -> Result<Listening, ServerError> {
-    if !options.host.is_loopback() && app.access().mode == AccessMode::Platform {
+    if !options.host.is_loopback() && !app.access().mode.needs_key() {
         return Err(ServerError::OpenWithoutKeys(options.host));
     }
     let addr = SocketAddr::new(options.host, options.port);
@@ -211,8 +210,8 @@ fn http_call(
     }
 }
 
-/// Admits a call asking for `action`; `None` for a call that names nothing to run
-/// (`/v1/models`): it is authenticated and counted, and the list is cut to the key's scope.
+/// Admits a call asking for `action` (`None`: a body that did not parse, which is authenticated
+/// and counted before it is refused).
 async fn admit(s: &Server, call: &HttpCall, action: Option<&Action>) -> Result<Granted, ApiError> {
     access::check(
         s.app.runner.store(),

@@ -494,3 +494,136 @@ async fn shutdown_waits_for_the_call_in_flight_and_its_audit_row() {
     assert_eq!(tdb.db().count("ai_call_logs").await.unwrap(), 1);
     assert_eq!(call.await.unwrap(), 200);
 }
+
+/// The functions answer the same protocol, whole: API Gateway (and a buffered Function URL)
+/// cannot stream, so a streaming caller gets the whole SSE stream at once.
+mod on_the_functions {
+    use super::*;
+    use ai_runner::app::App;
+    use ai_runner::function::{Call, Function};
+    use ai_runner_tests::api_event;
+
+    fn body_of(resp: &Value) -> String {
+        resp["body"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_api_gateway_event_to_v1_chat_completions_is_answered_in_openais_shape() {
+        let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+        let provider = ProviderServer::start(vec![Reply::content("晴天"), sse_fixture()])
+            .await
+            .unwrap();
+        seed(&tdb.db(), &Seed::text("k", &provider.url())).await;
+        let app = App::new(&tdb.settings(&[])).unwrap();
+        let ev = api_event(
+            "/v1/chat/completions",
+            &json!({"model": "k", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+            &[],
+            "203.0.113.9",
+        );
+        let resp = Function::RunOnce
+            .handle(&app, ev, Call::default())
+            .await
+            .unwrap();
+        assert_eq!(resp["statusCode"], 200, "{resp}");
+        let trace = resp["headers"]["x-ai-runner-trace-id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body: Value = serde_json::from_str(&body_of(&resp)).unwrap();
+        assert_eq!(body["id"], trace.as_str());
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["choices"][0]["message"]["content"], "晴天");
+        let rows = tdb.db().audit_rows_for_trace(&trace).await.unwrap();
+        assert_eq!(rows[0]["trigger_source"], "apigw");
+        assert_eq!(rows[0]["source_ip"], "203.0.113.9");
+        // A streaming caller gets the stream whole.
+        let ev = api_event(
+            "/v1/chat/completions",
+            &json!({"model": "k", "messages": [], "stream": true,
+                    "stream_options": {"include_usage": true}})
+            .to_string(),
+            &[],
+            "203.0.113.9",
+        );
+        let resp = Function::RunRoute
+            .handle(&app, ev, Call::default())
+            .await
+            .unwrap();
+        assert_eq!(resp["statusCode"], 200, "{resp}");
+        assert_eq!(resp["headers"]["content-type"], "text/event-stream");
+        let text = body_of(&resp);
+        let ev = events(&text);
+        assert_eq!(ev.last().unwrap(), "[DONE]");
+        let usage: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 30);
+    }
+
+    #[tokio::test]
+    async fn errors_and_models_on_the_functions_are_openais_too() {
+        let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+        let provider = ProviderServer::start(vec![Reply::content("x")])
+            .await
+            .unwrap();
+        seed(&tdb.db(), &Seed::text("k", &provider.url())).await;
+        let app = App::new(&tdb.settings(&[])).unwrap();
+        let ev = api_event(
+            "/prod/v1/chat/completions",
+            &json!({"model": "nope", "messages": []}).to_string(),
+            &[],
+            "203.0.113.9",
+        );
+        let resp = Function::RunOnce
+            .handle(&app, ev, Call::default())
+            .await
+            .unwrap();
+        assert_eq!(resp["statusCode"], 404);
+        let e: Value = serde_json::from_str(&body_of(&resp)).unwrap();
+        assert_eq!(e["error"]["code"], "CONFIG_NOT_FOUND");
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        let mut ev = api_event("/v1/models", "", &[], "203.0.113.9");
+        ev["requestContext"]["http"]["method"] = json!("GET");
+        let resp = Function::RunOnce
+            .handle(&app, ev, Call::default())
+            .await
+            .unwrap();
+        assert_eq!(resp["statusCode"], 200, "{resp}");
+        let list: Value = serde_json::from_str(&body_of(&resp)).unwrap();
+        assert_eq!(list["data"][0]["id"], "k");
+        assert!(provider.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bearer_key_is_checked_before_anything_runs() {
+        let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+        let provider = ProviderServer::start(vec![Reply::content("x")])
+            .await
+            .unwrap();
+        seed(&tdb.db(), &Seed::text("k", &provider.url())).await;
+        let app = App::new(&tdb.settings(&[("ACCESS_MODE", "bearer")])).unwrap();
+        let body = json!({"model": "k", "messages": []}).to_string();
+        let cases = [
+            (vec![], "AUTH_TOKEN_MISSING"),
+            (
+                vec![(
+                    "authorization".to_owned(),
+                    format!("Bearer air-ak_nobody-{}", "0".repeat(64)),
+                )],
+                "AUTH_TOKEN_INVALID",
+            ),
+        ];
+        for (headers, code) in cases {
+            let ev = api_event("/v1/chat/completions", &body, &headers, "203.0.113.9");
+            let resp = Function::RunOnce
+                .handle(&app, ev, Call::default())
+                .await
+                .unwrap();
+            assert_eq!(resp["statusCode"], 401, "{resp}");
+            let e: Value = serde_json::from_str(&body_of(&resp)).unwrap();
+            assert_eq!(e["error"]["code"], code);
+            assert_eq!(e["error"]["type"], "authentication_error");
+        }
+        assert!(provider.requests().is_empty());
+        assert_eq!(tdb.db().count("ai_call_logs").await.unwrap(), 0);
+    }
+}

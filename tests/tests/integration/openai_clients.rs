@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use ai_runner::demo::{ProviderServer, Reply};
+use ai_runner::model::access::{KeyForm, KeyOwner, Patterns};
 use ai_runner::model::cost::{BudgetScope, Period, Rate};
+use ai_runner::store::access::NewKey;
 use ai_runner_tests::{
-    Backend, RouteSpec, Seed, ServeServer, TestDb, fixture, price, seed, seed_route,
+    Backend, RouteSpec, Seed, ServeServer, TestDb, fixture, keyring, price, seed, seed_route,
 };
 use serde_json::json;
 
@@ -20,8 +22,29 @@ use serde_json::json;
 struct World {
     tdb: TestDb,
     server: ServeServer,
+    /// The same catalog behind `ACCESS_MODE=bearer`.
+    bearer: ServeServer,
+    /// Bearer tokens: any config, only config `other`, one call a day.
+    tokens: [String; 3],
     limited_retry: ProviderServer,
     _providers: Vec<ProviderServer>,
+}
+
+async fn bearer_token(
+    db: &ai_runner::store::Db,
+    scope: Option<&str>,
+    quota: Option<u32>,
+) -> String {
+    let mut key = NewKey {
+        form: KeyForm::Bearer,
+        daily_quota: quota,
+        ..NewKey::new(KeyOwner::User("sdk".into()))
+    };
+    if let Some(only) = scope {
+        key.scope.configs = Patterns::parse(only);
+    }
+    let (_, token) = db.create_access_key(&keyring(), &key).await.unwrap();
+    token.expose().to_owned()
 }
 
 async fn world() -> World {
@@ -100,9 +123,17 @@ async fn world() -> World {
         ("ENFORCE_NO_ENGLISH", "false"),
     ]))
     .await;
+    let bearer = ServeServer::start(&tdb.settings(&[("ACCESS_MODE", "bearer")])).await;
+    let tokens = [
+        bearer_token(&db, None, None).await,
+        bearer_token(&db, Some("other"), None).await,
+        bearer_token(&db, None, Some(1)).await,
+    ];
     World {
         tdb,
         server,
+        bearer,
+        tokens,
         limited_retry,
         _providers: providers,
     }
@@ -110,6 +141,14 @@ async fn world() -> World {
 
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// The bearer server and its tokens, for the scripts' access checks.
+fn bearer_env(cmd: &mut Command, w: &World) {
+    cmd.env("BEARER_BASE", format!("{}/v1", w.bearer.base))
+        .env("TOKEN_OK", &w.tokens[0])
+        .env("TOKEN_SCOPED", &w.tokens[1])
+        .env("TOKEN_QUOTA", &w.tokens[2]);
 }
 
 fn run(mut cmd: Command, what: &str) {
@@ -132,14 +171,16 @@ async fn the_openai_python_sdk_calls_configs_routes_and_streams_and_gets_each_er
     let mut cmd = Command::new("python3");
     cmd.arg(clients_dir().join("openai_sdk.py"))
         .arg(format!("{}/v1", w.server.base));
+    bearer_env(&mut cmd, &w);
     tokio::task::spawn_blocking(move || run(cmd, "openai-python"))
         .await
         .unwrap();
     // The SDK's retry came back once after the Retry-After we sent.
     assert_eq!(w.limited_retry.requests().len(), 2);
     // Every call whose config was resolved left its rows (a route's two, the SDK's retry its
-    // own); the unknown model and the malformed messages none: 15.
-    assert_eq!(w.tdb.db().count("ai_call_logs").await.unwrap(), 15);
+    // own, each bearer call let in its own); the unknown model, the malformed messages and the
+    // refused keys none: 15 + 2.
+    assert_eq!(w.tdb.db().count("ai_call_logs").await.unwrap(), 17);
     w.server.shutdown().await;
 }
 
@@ -160,6 +201,7 @@ async fn the_openai_node_sdk_calls_configs_routes_and_streams_and_gets_each_erro
     cmd.env("NODE_PATH", &modules)
         .arg(clients_dir().join("openai_sdk.cjs"))
         .arg(format!("{}/v1", w.server.base));
+    bearer_env(&mut cmd, &w);
     tokio::task::spawn_blocking(move || run(cmd, "openai-node"))
         .await
         .unwrap();

@@ -83,7 +83,9 @@ pub fn from_request(
         let Ok(v) = value.to_str() else { continue };
         // FC's gateway signs with `Authorization` when the trigger asks for it; a client's bearer
         // token (the OpenAI SDKs' access key) is the client's own and is kept.
-        let bearer = n == "authorization" && v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
+        let bearer = n == "authorization"
+            && v.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
         if n.starts_with("x-fc-") || (n == "authorization" && !bearer) || n == "cookie" {
             continue;
         }

@@ -142,9 +142,14 @@ impl Inbound {
 
     /// An HTTP call: to the OpenAI-compatible API when its path says so, else to the JSON API.
     pub fn http(h: HttpInbound) -> Inbound {
-        match OpenAiInbound::from_http(h) {
-            Ok(o) => Inbound::OpenAi(Box::new(o)),
-            Err(h) => Inbound::Http(Box::new(h)),
+        match Endpoint::of(&h.call) {
+            Some(endpoint) => Inbound::OpenAi(Box::new(OpenAiInbound {
+                source: h.source,
+                call: h.call,
+                request_id: h.request_id,
+                endpoint,
+            })),
+            None => Inbound::Http(Box::new(h)),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Invariants: the body is kept as the bytes the platform delivered; the job parses it with the
 //! OpenAI request rules (`OPENAI_*` settings) only after the caller is admitted.
 
-use super::http::{HttpInbound, HttpSource};
+use super::http::HttpSource;
 use crate::access::HttpCall;
 
 /// Which endpoint of the OpenAI-compatible API.
@@ -44,19 +44,4 @@ pub struct OpenAiInbound {
     pub request_id: Option<String>,
     /// Which endpoint.
     pub endpoint: Endpoint,
-}
-
-impl OpenAiInbound {
-    /// The call as an OpenAI-protocol one, when its path names an endpoint of that API.
-    pub fn from_http(h: HttpInbound) -> Result<Self, HttpInbound> {
-        match Endpoint::of(&h.call) {
-            Some(endpoint) => Ok(Self {
-                source: h.source,
-                call: h.call,
-                request_id: h.request_id,
-                endpoint,
-            }),
-            None => Err(h),
-        }
-    }
 }
