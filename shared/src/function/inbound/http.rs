@@ -81,12 +81,13 @@ pub fn from_request(
         // FC's own headers carry the function role's temporary credentials: never passed on.
         let n = name.as_str();
         let Ok(v) = value.to_str() else { continue };
-        // FC's gateway signs with `Authorization` when the trigger asks for it; a client's bearer
-        // token (the OpenAI SDKs' access key) is the client's own and is kept.
-        let bearer = n == "authorization"
-            && v.get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
-        if n.starts_with("x-fc-") || (n == "authorization" && !bearer) || n == "cookie" {
+        // FC's gateway reads `Authorization` itself (its signature, a JWT) when the trigger asks
+        // for it: dropped. One of our bearer tokens (the OpenAI SDKs' access key) is the
+        // client's own, for our access check, and is kept.
+        let ours = n == "authorization"
+            && v.get(..11)
+                .is_some_and(|s| s.eq_ignore_ascii_case("bearer air-"));
+        if n.starts_with("x-fc-") || (n == "authorization" && !ours) || n == "cookie" {
             continue;
         }
         // A repeated header keeps its first place and its last value.
@@ -334,6 +335,13 @@ mod tests {
         assert_eq!(inbound.call.paths, ["/run-once"]);
         assert_eq!(inbound.call.body, body);
         assert!(matches!(&inbound.request, Ok(Request::RunOnce(r)) if r.config_key == "greet"));
+        // One of our bearer tokens is the client's own: kept for the access check.
+        let ours = headers(&[("authorization", "Bearer air-ak_1-0123")]);
+        let inbound = from_request(None, "POST", "/v1/models", &ours, b"", peer, Body::Config);
+        assert_eq!(
+            inbound.call.header("authorization"),
+            Some("Bearer air-ak_1-0123")
+        );
     }
 
     #[test]
