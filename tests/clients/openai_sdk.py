@@ -117,6 +117,12 @@ except openai.RateLimitError:
 # /v1/models lists configs and routes.
 ids = [m.id for m in client.models.list()]
 assert "k" in ids and "route:shop/ask" in ids, ids
+assert client.models.retrieve("route:shop/ask").id == "route:shop/ask"
+try:
+    client.models.retrieve("nope")
+    raise AssertionError("NotFoundError not raised")
+except openai.NotFoundError as e:
+    assert e.code == "CONFIG_NOT_FOUND"
 
 print("openai-python", openai.__version__, "ok")
 

@@ -497,4 +497,13 @@ fn next_steps(mode: QuickstartMode, configured: &Settings, used: &Settings) {
     for c in commands {
         outln!("  {prefix}ai-runner {c}");
     }
+    if mode != QuickstartMode::Demo {
+        outln!(
+            "\nserve the OpenAI-compatible API (any OpenAI SDK: base URL http://127.0.0.1:8080/v1), then call it:\n  {prefix}ai-runner serve\n  curl -sS http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"再短一点\"}}]}}'",
+            demo::QUICKSTART_CONFIG_KEY
+        );
+    }
+    outln!(
+        "\n`ai-runner` on your PATH from a checkout: cargo install --locked --path cli (installs it into ~/.cargo/bin)"
+    );
 }

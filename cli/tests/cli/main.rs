@@ -90,3 +90,4 @@ mod keys_db;
 mod media;
 mod predecessor;
 mod run;
+mod serve;

@@ -137,15 +137,7 @@ pub fn parse(body: &[u8], settings: &OpenAiSettings) -> Result<ChatRequest, ApiE
         Some(_) => return Err(bad("model", "`model` must be a string")),
         None => return Err(bad("model", "`model` is required")),
     };
-    let target = Target::parse(&model).ok_or_else(|| {
-        ApiError::new(
-            Code::ConfigNotFound,
-            format!(
-                "the model `{model}` does not exist: name a config key or {ROUTE_PREFIX}<project>/<route_key>"
-            ),
-        )
-        .with_param("model")
-    })?;
+    let target = Target::parse(&model).ok_or_else(|| unknown_model(&model))?;
     let messages = match fields.remove("messages") {
         Some(Value::Array(m)) => m,
         Some(_) => return Err(bad("messages", "`messages` must be an array")),
@@ -224,6 +216,17 @@ pub fn parse(body: &[u8], settings: &OpenAiSettings) -> Result<ChatRequest, ApiE
         },
         include_usage,
     })
+}
+
+/// A `model` that names nothing this server runs (404, `param: model`).
+pub fn unknown_model(model: &str) -> ApiError {
+    ApiError::new(
+        Code::ConfigNotFound,
+        format!(
+            "the model `{model}` does not exist: name a config key or {ROUTE_PREFIX}<project>/<route_key>"
+        ),
+    )
+    .with_param("model")
 }
 
 fn bad(param: &str, message: &str) -> ApiError {

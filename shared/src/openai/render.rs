@@ -251,7 +251,25 @@ pub fn headers(a: &Answer) -> Vec<(&'static str, String)> {
 
 /// The `/v1/models` list: every active config and route, or only those `key` may run.
 pub fn models(snapshot: &Snapshot, key: Option<&StoredKey>) -> Value {
-    let created = now_secs();
+    let data: Vec<Value> = runnable(snapshot, key).iter().map(model).collect();
+    json!({"object": "list", "data": data})
+}
+
+/// `/v1/models/{id}`: one of them, or `None` (404) when it does not exist or the key may not
+/// run it (a caller learns nothing of what it may not run).
+pub fn model_named(snapshot: &Snapshot, key: Option<&StoredKey>, id: &str) -> Option<Value> {
+    runnable(snapshot, key)
+        .iter()
+        .find(|t| t.model_id() == id)
+        .map(model)
+}
+
+fn model(t: &Target) -> Value {
+    json!({"id": t.model_id(), "object": "model", "created": now_secs(), "owned_by": "ai-runner"})
+}
+
+/// Every active config and route `key` may run (all of them without a key).
+fn runnable(snapshot: &Snapshot, key: Option<&StoredKey>) -> Vec<Target> {
     let configs = snapshot
         .configs
         .iter()
@@ -264,14 +282,10 @@ pub fn models(snapshot: &Snapshot, key: Option<&StoredKey>) -> Value {
             project: project.clone(),
             route_key: route_key.clone(),
         });
-    let data: Vec<Value> = configs
+    configs
         .chain(routes)
         .filter(|t| key.is_none_or(|k| k.permits(&t.action())))
-        .map(|t| {
-            json!({"id": t.model_id(), "object": "model", "created": created, "owned_by": "ai-runner"})
-        })
-        .collect();
-    json!({"object": "list", "data": data})
+        .collect()
 }
 
 fn now_secs() -> i64 {

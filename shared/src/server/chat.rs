@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,27 @@ pub(super) async fn models(
     };
     match s.app.runner.store().snapshot().await {
         Ok(snapshot) => axum::Json(render::models(&snapshot, granted.key.as_ref())).into_response(),
+        Err(e) => error(&ApiError::new(e.code(), e.to_string())),
+    }
+}
+
+/// `GET /v1/models/{id}`: one model the caller may run, else 404.
+pub(super) async fn model(
+    State(s): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let call = http_call("GET", &format!("/v1/models/{id}"), &headers, b"", peer);
+    let granted = match admit(&s, &call, Some(&Action::Models)).await {
+        Ok(g) => g,
+        Err(e) => return error(&e),
+    };
+    match s.app.runner.store().snapshot().await {
+        Ok(snapshot) => match render::model_named(&snapshot, granted.key.as_ref(), &id) {
+            Some(m) => axum::Json(m).into_response(),
+            None => error(&openai::unknown_model(&id)),
+        },
         Err(e) => error(&ApiError::new(e.code(), e.to_string())),
     }
 }

@@ -150,6 +150,7 @@ impl Listening {
         let routes = Router::new()
             .route("/health", get(health))
             .route("/v1/models", get(chat::models))
+            .route("/v1/models/{*id}", get(chat::model))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/run-once", post(json_api::run_once))
             .route("/run-route", post(json_api::run_route))

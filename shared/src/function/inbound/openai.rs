@@ -9,12 +9,14 @@ use super::http::HttpSource;
 use crate::access::HttpCall;
 
 /// Which endpoint of the OpenAI-compatible API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /v1/chat/completions`.
     ChatCompletions,
     /// `GET /v1/models`.
     Models,
+    /// `GET /v1/models/{id}`.
+    Model(String),
 }
 
 impl Endpoint {
@@ -27,7 +29,10 @@ impl Endpoint {
             } else if p.ends_with("/v1/models") {
                 Some(Self::Models)
             } else {
-                None
+                // An id may hold a slash (`route:<project>/<route_key>`): everything after
+                // `/v1/models/` is the id.
+                let (_, id) = p.split_once("/v1/models/")?;
+                (!id.is_empty()).then(|| Self::Model(id.to_owned()))
             }
         })
     }

@@ -17,9 +17,9 @@ use crate::run::RunContext;
 
 /// Answers one call.
 pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
-    let parsed = match h.endpoint {
+    let parsed = match &h.endpoint {
         Endpoint::ChatCompletions => Some(openai::parse(&h.call.body, &state.settings().openai)),
-        Endpoint::Models => None,
+        Endpoint::Models | Endpoint::Model(_) => None,
     };
     let action = match &parsed {
         Some(Ok(c)) => Some(c.target.action()),
@@ -38,7 +38,7 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
         ..asked
     };
     let chat = match parsed {
-        None => return models(state, &asked).await.with_limits(limits),
+        None => return models(state, &asked, &h.endpoint).await.with_limits(limits),
         Some(Err(e)) => return reply(render::error(&e)).with_limits(limits),
         Some(Ok(c)) => c,
     };
@@ -64,16 +64,24 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
     reply(rendered).with_limits(limits)
 }
 
-/// `GET /v1/models`: what the caller's key may run.
-async fn models(state: &App, asked: &Asked) -> Reply {
+/// `GET /v1/models` (what the caller's key may run) and `GET /v1/models/{id}`.
+async fn models(state: &App, asked: &Asked, endpoint: &Endpoint) -> Reply {
     let key = asked.granted.as_ref().and_then(|g| g.key.as_ref());
-    match state.runner.store().snapshot().await {
-        Ok(snapshot) => reply(render::Rendered {
+    let snapshot = match state.runner.store().snapshot().await {
+        Ok(s) => s,
+        Err(e) => return reply(render::error(&ApiError::new(e.code(), e.to_string()))),
+    };
+    let found = match endpoint {
+        Endpoint::Model(id) => render::model_named(&snapshot, key, id).ok_or(id),
+        Endpoint::Models | Endpoint::ChatCompletions => Ok(render::models(&snapshot, key)),
+    };
+    match found {
+        Ok(body) => reply(render::Rendered {
             status: 200,
             headers: vec![("content-type", "application/json".to_owned())],
-            body: render::models(&snapshot, key).to_string(),
+            body: body.to_string(),
         }),
-        Err(e) => reply(render::error(&ApiError::new(e.code(), e.to_string()))),
+        Err(id) => reply(render::error(&openai::unknown_model(id))),
     }
 }
 
