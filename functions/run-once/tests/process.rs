@@ -436,3 +436,74 @@ async fn under_the_runtime_api_signed_api_gateway_calls_are_admitted_or_refused_
         assert!(!logs.contains(secret), "a secret in the logs");
     }
 }
+
+#[tokio::test]
+async fn on_function_compute_an_openai_stream_is_relayed_as_the_provider_sends_it() {
+    use ai_runner::model::access::{KeyForm, KeyOwner};
+    use ai_runner::store::access::NewKey;
+    use ai_runner_tests::keyring;
+
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let events: Vec<Value> = (0..20)
+        .map(|i| json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                        "choices": [{"index": 0, "delta": {"content": format!("{i} ")}, "finish_reason": null}]}))
+        .collect();
+    let server = ProviderServer::start(vec![Reply::Trickle {
+        events,
+        every: Duration::from_millis(100),
+    }])
+    .await
+    .unwrap();
+    seed(&tdb.db(), &Seed::text("greet", &server.url())).await;
+    let key = NewKey {
+        form: KeyForm::Bearer,
+        ..NewKey::new(KeyOwner::User("sdk".into()))
+    };
+    let (_, token) = tdb.db().create_access_key(&keyring(), &key).await.unwrap();
+    let port = free_port();
+    let mut env = app_env(&tdb);
+    env.push(("FC_SERVER_PORT".into(), port.to_string()));
+    env.push(("FC_FUNCTION_NAME".into(), "run-once".into()));
+    env.push(("ACCESS_MODE".into(), "bearer".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(wait_listening(port, Duration::from_secs(20)).await);
+    let mut resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .header("x-fc-control-path", "/http-invoke")
+        .header("authorization", format!("Bearer {}", token.expose()))
+        .body(json!({"model": "greet", "messages": [], "stream": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let trace = resp.headers()["x-ai-runner-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The first chunk arrives while the provider is still streaming: the run has no row yet.
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("data: {"),
+        "{first:?}"
+    );
+    assert!(
+        tdb.db()
+            .audit_rows_for_trace(&trace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut rest = String::from_utf8_lossy(&first).into_owned();
+    while let Some(c) = resp.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&c));
+    }
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+    assert!(rest.contains("\"19 \""), "{rest}");
+    let rows = tdb.db().audit_rows_for_trace(&trace).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(rows[0]["trigger_source"], "http");
+    let logs = stdout_of(proc_).await;
+    assert!(!logs.contains(token.expose()));
+}

@@ -9,24 +9,30 @@
 //! comes from FC's own `x-fc-control-path` header (`/invoke`, `/initialize`, `/http-invoke`),
 //! never from the path alone: a client of the HTTP trigger that asks for `/invoke` is still an
 //! HTTP caller, signed like any other. Only without that header (a local run) does the path
-//! decide.
+//! decide. A streaming call to the OpenAI-compatible API is relayed as the provider streams it
+//! (`openai::stream`: its run spawned, so a caller that goes away cannot cancel it).
 //!
 //! Invariants: one server per process, bound to `0.0.0.0:$FC_SERVER_PORT`; every invocation is
 //! answered (a handler failure is a 404 with `x-fc-status: 404` and the platform error body).
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+use super::inbound::OpenAiInbound;
+use super::job::openai::{self as api, Prepared};
+use super::job::{Asked, Origin};
 use super::reply::Failure;
 use super::{Function, Inbound, inbound, job};
 use crate::app::App;
 use crate::code::Code;
+use crate::openai::stream::{self, Relayed, Streamed};
+use crate::ports::StreamTap;
 
 type Shared = Arc<(Arc<App>, Function)>;
 
@@ -157,19 +163,84 @@ async fn http_trigger(
             kind,
         );
         let deadline = super::Call::with_time_left(id, None, state.deadline_reserve());
-        let answer = job::answer(state, Inbound::http(call), deadline)
-            .await
-            .into_http();
-        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-        let mut resp = (status, answer.body).into_response();
-        for (name, value) in answer.headers {
-            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-                resp.headers_mut()
-                    .insert(axum::http::HeaderName::from_static(name), v);
-            }
-        }
-        resp
+        let answer = match Inbound::http(call) {
+            // The OpenAI-compatible API streams here: FC's HTTP trigger passes a streamed body on.
+            Inbound::OpenAi(h) => return openai(Arc::clone(state), *h, deadline).await,
+            other => job::answer(state, other, deadline).await.into_http(),
+        };
+        respond(answer.status, answer.headers, Body::from(answer.body))
     }
     .instrument(span)
     .await
+}
+
+/// An HTTP answer with these headers.
+fn respond(status: u16, headers: Vec<(&'static str, String)>, body: Body) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, body).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            resp.headers_mut()
+                .insert(axum::http::HeaderName::from_static(name), v);
+        }
+    }
+    resp
+}
+
+/// A call to the OpenAI-compatible API: a streaming chat is relayed as the provider streams it
+/// (its run spawned, so a caller that goes away cannot cancel it), anything else answered whole.
+async fn openai(state: Arc<App>, h: OpenAiInbound, call: super::Call) -> Response {
+    let asked = Asked {
+        origin: Origin::Http(h.source),
+        request_id: call.request_id,
+        deadline: call.deadline,
+        granted: None,
+    };
+    let mut chat = match api::prepare(&state, h, asked).await {
+        Prepared::Answered(r) => {
+            let a = r.into_http();
+            return respond(a.status, a.headers, Body::from(a.body));
+        }
+        Prepared::Chat(c) if !c.chat.turn.stream => {
+            let limits = c.limits;
+            let a = api::run(&state, *c).await;
+            let r = api::reply(crate::openai::render::answer(&a, false, false)).with_limits(limits);
+            let a = r.into_http();
+            return respond(a.status, a.headers, Body::from(a.body));
+        }
+        Prepared::Chat(c) => c,
+    };
+    let trace_id = crate::run::new_trace_id();
+    let (tap, chunks) = StreamTap::channel();
+    chat.ctx.tap = Some(tap);
+    chat.ctx.trace_id = Some(trace_id.clone());
+    let relayed = Relayed {
+        trace_id,
+        model: chat.chat.target.model_id(),
+        include_usage: chat.chat.include_usage,
+    };
+    let limits = chat.limits;
+    let run = tokio::spawn(async move { api::run(&state, *chat).await });
+    let mut extra = Vec::new();
+    if let Some(l) = limits {
+        extra.push(("x-ratelimit-limit", l.limit.to_string()));
+        extra.push(("x-ratelimit-remaining", l.remaining.to_string()));
+    }
+    match stream::relay(chunks, async move { run.await.ok() }, relayed).await {
+        Streamed::Whole(r) => {
+            extra.extend(r.headers);
+            respond(r.status, extra, Body::from(r.body))
+        }
+        Streamed::Events { headers, events } => {
+            let body = futures_util::stream::unfold(events, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|s| (Ok::<_, std::convert::Infallible>(s), rx))
+            });
+            extra.push(("content-type", "text/event-stream".to_owned()));
+            extra.push(("cache-control", "no-cache".to_owned()));
+            extra.extend(headers);
+            respond(200, extra, Body::from_stream(body))
+        }
+    }
 }

@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod render;
+pub mod stream;
 
 use serde_json::{Map, Value};
 

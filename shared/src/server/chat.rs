@@ -1,12 +1,9 @@
-//! `POST /v1/chat/completions` and `GET /v1/models` on `ai-runner serve`.
+//! `POST /v1/chat/completions`, `GET /v1/models` and `GET /v1/models/{id}` on `ai-runner serve`.
 //!
-//! A streaming call answers only once it knows how: the first chunk the provider relays opens a
-//! `text/event-stream` answer (chunks as they arrive, then an `error` event if the run failed
-//! after all, a comment naming the audit rows, `data: [DONE]`); a run that ends before any chunk
-//! answers as a whole: an OpenAI error at its status, or the answer cut into chunks (a provider
-//! that did not stream).
+//! A streaming call is relayed by [`crate::openai::stream`]: the answer opens at the first chunk
+//! the provider relays, and a run that ends before any is answered whole.
 //!
-//! Invariants: the run is spawned and holds the stream's tap, so the caller's end closes when
+//! Invariants: every run is spawned and holds the stream's tap, so the caller's end closes when
 //! the run is over, and a caller that goes away only stops the relay: the provider's stream is
 //! dropped at its next chunk and the run's audit row says `CLIENT_DISCONNECTED`.
 
@@ -21,8 +18,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::{InFlight, Server, add_headers, admit, error, http_call, read_body};
-use crate::code::Code;
 use crate::model::access::Action;
+use crate::openai::stream::{self, stopped};
 use crate::openai::{self, Answer, ApiError, ChatRequest, render};
 use crate::ports::StreamTap;
 use crate::run::{RunContext, Trigger, new_trace_id};
@@ -111,52 +108,25 @@ pub(super) async fn completions(
         add_headers(r.headers_mut(), limits);
         return r;
     }
-    let (tap, mut chunks) = StreamTap::channel();
+    let (tap, chunks) = StreamTap::channel();
     ctx.tap = Some(tap);
-    let include_usage = chat.include_usage;
-    let model = chat.target.model_id();
-    let done = tokio::spawn(spawn_run(&s, chat, ctx));
-    let Some(first) = chunks.recv().await else {
-        // The run ended before anything was relayed: answer it whole.
-        let mut r = match done.await.ok().flatten() {
-            Some(a) => answered(&a, true, include_usage),
-            None => error(&stopped()),
-        };
-        add_headers(r.headers_mut(), limits);
-        return r;
+    let relayed = stream::Relayed {
+        trace_id,
+        model: chat.target.model_id(),
+        include_usage: chat.include_usage,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
-    let relay_id = trace_id.clone();
-    tokio::spawn(async move {
-        let mut next = Some(first);
-        while let Some(c) = next {
-            if let Some(c) = render::chunk(c, &relay_id, include_usage)
-                && tx.send(render::event(&c)).await.is_err()
-            {
-                // The caller went away: dropping `chunks` stops the provider's stream.
-                return;
-            }
-            next = chunks.recv().await;
+    let done = spawn_run(&s, chat, ctx);
+    let mut r = match stream::relay(chunks, done, relayed).await {
+        stream::Streamed::Whole(whole) => super::rendered(whole),
+        stream::Streamed::Events { headers, events } => {
+            let body = futures_util::stream::unfold(events, |mut rx| async move {
+                rx.recv().await.map(|s| (Ok::<_, Infallible>(s), rx))
+            });
+            let mut r = sse(Body::from_stream(body));
+            add_headers(r.headers_mut(), headers);
+            r
         }
-        let Some(a) = done.await.ok().flatten() else {
-            let _ = tx.send(render::event(&stopped().body())).await;
-            return;
-        };
-        if !a.result.is_ok() {
-            let _ = tx
-                .send(render::event(&ApiError::from_result(&a.result).body()))
-                .await;
-        }
-        let _ = tx.send(render::trailer(&a)).await;
-        let _ = tx.send(render::DONE.to_owned()).await;
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|s| (Ok::<_, Infallible>(s), rx))
-    });
-    let mut r = sse(Body::from_stream(stream));
-    limits.push(("x-request-id", trace_id.clone()));
-    limits.push(("x-ai-runner-trace-id", trace_id));
-    limits.push(("x-ai-runner-model", model));
+    };
     add_headers(r.headers_mut(), limits);
     r
 }
@@ -190,9 +160,4 @@ fn sse(body: Body) -> Response {
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
-}
-
-/// A run task that ended without an answer (it panicked: a bug, logged by the runtime).
-fn stopped() -> ApiError {
-    ApiError::new(Code::IoError, "the run stopped unexpectedly")
 }

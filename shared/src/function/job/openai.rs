@@ -1,22 +1,61 @@
-//! The OpenAI-compatible API on the functions: `POST /v1/chat/completions` and `GET /v1/models`,
-//! answered whole (API Gateway and Function URLs in buffered mode cannot stream: a streaming
-//! caller gets the whole `text/event-stream` at once, which every SDK reads the same way).
+//! The OpenAI-compatible API on the functions: `POST /v1/chat/completions`, `GET /v1/models` and
+//! `GET /v1/models/{id}`. Behind API Gateway and the Runtime API a call is answered whole (a
+//! streaming caller gets the whole `text/event-stream` at once, which every SDK reads the same
+//! way); Function Compute's HTTP trigger streams ([`prepare`], then [`run`] with a tap, relayed
+//! by `fc`).
 //!
 //! Invariants: the caller is admitted before its body's errors are told or anything runs; a run
 //! is an ordinary run-once or route run with the caller's turn, its trigger the request's origin;
 //! a call a key made leaves its key-call row with the status it was answered with.
 
 use super::{Asked, Origin};
+use crate::access::Limits;
 use crate::app::App;
 use crate::function::admit::{Logged, check, log_key_call};
 use crate::function::inbound::{Endpoint, OpenAiInbound};
 use crate::function::reply::{HttpAnswer, Reply};
 use crate::model::access::Action;
-use crate::openai::{self, ApiError, Target, render};
+use crate::openai::{self, Answer, ApiError, ChatRequest, Target, render};
 use crate::run::RunContext;
 
-/// Answers one call.
+/// A chat call let in and ready to run.
+#[derive(Debug)]
+pub struct ChatCall {
+    /// What it asks.
+    pub chat: ChatRequest,
+    /// Its run's context (the caller, the turn; an edge that streams adds the tap).
+    pub ctx: RunContext,
+    /// Where it came from and who was admitted.
+    pub asked: Asked,
+    /// The caller's rate-limit state.
+    pub limits: Option<Limits>,
+}
+
+/// A call after admission: answered already (refused, a bad body, the model list), or a chat
+/// to run.
+#[derive(Debug)]
+pub enum Prepared {
+    /// The answer.
+    Answered(Reply),
+    /// A chat call to run.
+    Chat(Box<ChatCall>),
+}
+
+/// Answers one call, whole.
 pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
+    match prepare(state, h, asked).await {
+        Prepared::Answered(r) => r,
+        Prepared::Chat(c) => {
+            let (stream, include_usage, limits) =
+                (c.chat.turn.stream, c.chat.include_usage, c.limits);
+            let a = run(state, *c).await;
+            reply(render::answer(&a, stream, include_usage)).with_limits(limits)
+        }
+    }
+}
+
+/// Admits the call and reads its body.
+pub async fn prepare(state: &App, h: OpenAiInbound, asked: Asked) -> Prepared {
     let parsed = match &h.endpoint {
         Endpoint::ChatCompletions => Some(openai::parse(&h.call.body, &state.settings().openai)),
         Endpoint::Models | Endpoint::Model(_) => None,
@@ -28,7 +67,7 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
     };
     let granted = match check(state, &h.call, action.as_ref()).await {
         Ok(g) => g,
-        Err(d) => return reply(render::error(&ApiError::denied(&d))),
+        Err(d) => return Prepared::Answered(reply(render::error(&ApiError::denied(&d)))),
     };
     let limits = granted.limits;
     let asked = Asked {
@@ -38,8 +77,12 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
         ..asked
     };
     let chat = match parsed {
-        None => return models(state, &asked, &h.endpoint).await.with_limits(limits),
-        Some(Err(e)) => return reply(render::error(&e)).with_limits(limits),
+        None => {
+            return Prepared::Answered(
+                models(state, &asked, &h.endpoint).await.with_limits(limits),
+            );
+        }
+        Some(Err(e)) => return Prepared::Answered(reply(render::error(&e)).with_limits(limits)),
         Some(Ok(c)) => c,
     };
     let ctx = RunContext {
@@ -49,8 +92,27 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
         turn: Some(std::sync::Arc::new(chat.turn.clone())),
         ..RunContext::new(asked.origin.trigger())
     };
+    Prepared::Chat(Box::new(ChatCall {
+        chat,
+        ctx,
+        asked,
+        limits,
+    }))
+}
+
+/// Runs a chat call and leaves its key-call row. The context (and with it a stream's tap) is
+/// dropped when the run ends, which closes a relay's end.
+pub async fn run(state: &App, call: ChatCall) -> Answer {
+    let ChatCall {
+        chat, ctx, asked, ..
+    } = call;
     let answered = openai::chat(&state.runner, &chat, &ctx).await;
-    let rendered = render::answer(&answered, chat.turn.stream, chat.include_usage);
+    drop(ctx);
+    let status = if answered.result.is_ok() {
+        200
+    } else {
+        ApiError::from_result(&answered.result).status
+    };
     let (project, route_key) = match &chat.target {
         Target::Config(key) => ("-", key.as_str()),
         Target::Route { project, route_key } => (project.as_str(), route_key.as_str()),
@@ -58,10 +120,10 @@ pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
     let logged = Logged {
         project,
         route_key,
-        status: rendered.status,
+        status,
     };
     log_key_call(state, asked.granted.as_ref(), logged, &answered.result).await;
-    reply(rendered).with_limits(limits)
+    answered
 }
 
 /// `GET /v1/models` (what the caller's key may run) and `GET /v1/models/{id}`.
@@ -85,7 +147,8 @@ async fn models(state: &App, asked: &Asked, endpoint: &Endpoint) -> Reply {
     }
 }
 
-fn reply(r: render::Rendered) -> Reply {
+/// A rendered answer as the function's reply.
+pub fn reply(r: render::Rendered) -> Reply {
     Reply::rendered(HttpAnswer {
         status: r.status,
         headers: r.headers,
