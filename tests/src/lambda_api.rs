@@ -26,6 +26,15 @@ use tokio::sync::Notify;
 pub enum Outcome {
     /// `POST .../response` with this JSON body.
     Response(Value),
+    /// `POST .../response` in streaming mode (`Lambda-Runtime-Function-Response-Mode:
+    /// streaming`): the metadata prelude a Function URL reads, and the body after its eight
+    /// NUL bytes.
+    Streamed {
+        /// `{statusCode, headers, cookies}`.
+        prelude: Value,
+        /// The body.
+        body: String,
+    },
     /// `POST .../error` with its `Lambda-Runtime-Function-Error-Type` header and body.
     Error {
         /// The header value.
@@ -42,6 +51,8 @@ struct Inner {
     first_next: Option<Instant>,
     nexts: usize,
     init_error: Option<Value>,
+    /// Streamed responses whose first body bytes (after the prelude) have arrived.
+    streaming: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -140,6 +151,23 @@ impl RuntimeApi {
         }
     }
 
+    /// Waits until a streamed response to `id` has sent its first body bytes (after the
+    /// prelude), while the function may still be writing the rest.
+    pub async fn stream_started(&self, id: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.shared.reported.notified();
+            if self.shared.inner.lock().unwrap().streaming.contains(id) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = tokio::time::timeout(left, notified).await;
+        }
+    }
+
     /// Pushes an event and waits for its outcome.
     pub async fn invoke(&self, event: Value) -> Outcome {
         let id = self.push(event);
@@ -224,17 +252,44 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
 async fn response(
     State(s): State<Arc<Shared>>,
     UrlPath(id): UrlPath<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> StatusCode {
-    let v = serde_json::from_slice(&body)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into_owned()));
-    s.inner
-        .lock()
-        .unwrap()
-        .outcomes
-        .insert(id, Outcome::Response(v));
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|v| v == "streaming");
+    let mut frames = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(Ok(frame)) = futures_util::StreamExt::next(&mut frames).await {
+        bytes.extend_from_slice(&frame);
+        if streaming
+            && let Some(at) = find_nuls(&bytes)
+            && bytes.len() > at + 8
+            && s.inner.lock().unwrap().streaming.insert(id.clone())
+        {
+            s.reported.notify_waiters();
+        }
+    }
+    let outcome = if streaming {
+        let at = find_nuls(&bytes).unwrap_or(bytes.len());
+        Outcome::Streamed {
+            prelude: serde_json::from_slice(&bytes[..at]).unwrap_or(Value::Null),
+            body: String::from_utf8_lossy(bytes.get(at + 8..).unwrap_or_default()).into_owned(),
+        }
+    } else {
+        Outcome::Response(
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        )
+    };
+    s.inner.lock().unwrap().outcomes.insert(id, outcome);
     s.reported.notify_waiters();
     StatusCode::ACCEPTED
+}
+
+/// Where the eight NUL bytes that end a streamed response's prelude begin.
+fn find_nuls(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(8).position(|w| w == [0u8; 8])
 }
 
 async fn error(

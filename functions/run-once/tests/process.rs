@@ -382,7 +382,7 @@ async fn under_the_runtime_api_signed_api_gateway_calls_are_admitted_or_refused_
                 b["error"]["code"].as_str().unwrap_or("").to_owned(),
             )
         }
-        other @ Outcome::Error { .. } => panic!("{other:?}"),
+        other @ (Outcome::Error { .. } | Outcome::Streamed { .. }) => panic!("{other:?}"),
     };
 
     assert_eq!(
@@ -506,4 +506,90 @@ async fn on_function_compute_an_openai_stream_is_relayed_as_the_provider_sends_i
     assert_eq!(rows[0]["trigger_source"], "http");
     let logs = stdout_of(proc_).await;
     assert!(!logs.contains(token.expose()));
+}
+
+/// A Function URL event to `path` carrying `body`, as a RESPONSE_STREAM URL sends it.
+fn function_url_event(path: &str, body: &Value) -> Value {
+    let mut ev = http_event(
+        "aws/apigw/function-url-v2-post-isBase64Encoded-true.json",
+        body,
+    );
+    ev["rawPath"] = json!(path);
+    ev["requestContext"]["http"]["path"] = json!(path);
+    ev
+}
+
+#[tokio::test]
+async fn behind_a_streaming_function_url_an_openai_stream_is_a_lambda_response_stream() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let events: Vec<Value> = (0..20)
+        .map(|i| json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                        "choices": [{"index": 0, "delta": {"content": format!("{i} ")}, "finish_reason": null}]}))
+        .collect();
+    let server = ProviderServer::start(vec![
+        Reply::Trickle {
+            events,
+            every: Duration::from_millis(100),
+        },
+        Reply::content("你好"),
+    ])
+    .await
+    .unwrap();
+    seed(&tdb.db(), &Seed::text("greet", &server.url())).await;
+    let api = RuntimeApi::start().await;
+    let mut env = lambda_env(&api, "run-once");
+    env.extend(app_env(&tdb));
+    env.push(("FUNCTION_URL_STREAMING".into(), "true".into()));
+    let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
+    assert!(api.wait_ready(Duration::from_secs(20)).await);
+
+    let id = api.push(function_url_event(
+        "/v1/chat/completions",
+        &json!({"model": "greet", "messages": [], "stream": true}),
+    ));
+    // The first chunk reaches the Runtime API while the provider is still streaming.
+    assert!(api.stream_started(&id, Duration::from_secs(20)).await);
+    assert_eq!(tdb.db().count("ai_call_logs").await.unwrap(), 0);
+    let Outcome::Streamed { prelude, body } = api.outcome(&id, Duration::from_secs(30)).await
+    else {
+        panic!("not streamed")
+    };
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    assert_eq!(prelude["headers"]["content-type"], "text/event-stream");
+    let trace = prelude["headers"]["x-ai-runner-trace-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.starts_with("data: {"), "{body}");
+    assert!(
+        body.contains("\"19 \"") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
+    let rows = tdb.db().audit_rows_for_trace(&trace).await.unwrap();
+    assert_eq!((rows.len(), rows[0]["status"].as_str()), (1, Some("ok")));
+
+    // Every other answer through the URL is one piece of a response stream.
+    let id = api.push(function_url_event(
+        "/run-once",
+        &json!({"config_key": "greet"}),
+    ));
+    let Outcome::Streamed { prelude, body } = api.outcome(&id, Duration::from_secs(30)).await
+    else {
+        panic!("not streamed")
+    };
+    assert_eq!(prelude["statusCode"], 200);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["content"], "你好");
+    // API Gateway's events are still answered buffered.
+    let ok = api
+        .invoke(http_event(
+            "aws/apigw/http-v2-post-json-body.json",
+            &json!({"config_key": "greet"}),
+        ))
+        .await;
+    assert!(
+        matches!(ok, Outcome::Response(ref r) if r["statusCode"] == 200),
+        "{ok:?}"
+    );
+    drop(proc_);
 }

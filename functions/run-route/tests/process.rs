@@ -331,7 +331,7 @@ async fn signed_api_calls_are_admitted_or_refused_by_the_bootstrap() {
                 r["headers"].clone(),
             )
         }
-        other @ Outcome::Error { .. } => panic!("{other:?}"),
+        other @ (Outcome::Error { .. } | Outcome::Streamed { .. }) => panic!("{other:?}"),
     };
 
     let good = call(&ak, sk.expose());

@@ -231,6 +231,11 @@ pub struct OpenAiSettings {
     /// `OPENAI_MAX_BODY_BYTES` (default 8 MiB, at least 1 KiB): a larger request body is refused
     /// with `INVALID_INPUT` (413) before it is parsed.
     pub max_body_bytes: usize,
+    /// `FUNCTION_URL_STREAMING` (default false): on Lambda, the function's Function URL has
+    /// `InvokeMode: RESPONSE_STREAM`, so its HTTP answers go out as response streams (a streaming
+    /// chat chunk by chunk, everything else in one piece). Lambda does not tell a function its
+    /// URL's invoke mode; API Gateway events are never streamed.
+    pub function_url_streaming: bool,
 }
 
 pub(super) fn parse_openai(get: Getter<'_>) -> Result<OpenAiSettings, ConfigError> {
@@ -251,6 +256,7 @@ pub(super) fn parse_openai(get: Getter<'_>) -> Result<OpenAiSettings, ConfigErro
     Ok(OpenAiSettings {
         refuse_unknown,
         max_body_bytes: num(get, "OPENAI_MAX_BODY_BYTES", 8 * 1024 * 1024usize)?.max(1024),
+        function_url_streaming: flag(get, "FUNCTION_URL_STREAMING", false)?,
     })
 }
 

@@ -1,18 +1,40 @@
 //! The Lambda Runtime API: the invocation loop, and the init error a state that failed to build
 //! is reported as.
 //!
+//! With `FUNCTION_URL_STREAMING=true`, an HTTP call that came through a Function URL (its host is
+//! `*.lambda-url.<region>.on.aws`) is answered as a response stream (lambda_runtime's
+//! `StreamResponse`: the metadata prelude with status and headers, then the body): a streaming
+//! chat to the OpenAI-compatible API chunk by chunk as the provider sends it, every other answer
+//! in one piece. API Gateway events and direct invocations are answered buffered, as always.
+//!
 //! Invariants: every invocation's deadline is the runtime's `Lambda-Runtime-Deadline-Ms` less the
-//! reserve; an init error's `errorType` is the stable code.
+//! reserve; an init error's `errorType` is the stable code; a streamed chat's run is its own task
+//! (the stream going away cannot cancel it).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
+use lambda_runtime::{FunctionResponse, MetadataPrelude, StreamResponse};
 use serde_json::{Value, json};
 
+use super::inbound::{Endpoint, Inbound, OpenAiInbound};
+use super::job::openai::{self as api, Prepared};
+use super::job::{self, Asked, Origin};
+use super::reply::HttpAnswer;
 use super::{Call, Function};
 use crate::app::App;
 use crate::config::Platform;
 use crate::error::RunError;
+use crate::openai::stream::{self, Relayed, Streamed};
+use crate::ports::StreamTap;
+
+/// A streamed answer's body.
+type Chunks = Pin<Box<dyn Stream<Item = Result<String, std::io::Error>> + Send>>;
+
+/// What one invocation answers: buffered JSON, or a response stream.
+type Answer = FunctionResponse<Value, Chunks>;
 
 /// Serves the Runtime API's invocations until the process is stopped.
 pub async fn serve(state: Arc<App>, function: Function) -> Result<(), lambda_runtime::Error> {
@@ -30,11 +52,135 @@ pub async fn serve(state: Arc<App>, function: Function) -> Result<(), lambda_run
                     left,
                     state.deadline_reserve(),
                 );
-                function.handle(&state, event.payload, call).await
+                let inbound = Inbound::parse(function, event.payload);
+                if state.settings().openai.function_url_streaming && through_function_url(&inbound)
+                {
+                    return Ok::<Answer, super::reply::Failure>(
+                        streamed(state, inbound, call).await,
+                    );
+                }
+                let http = inbound.is_http();
+                job::answer(&state, inbound, call)
+                    .await
+                    .into_lambda(http)
+                    .map(FunctionResponse::BufferedResponse)
             }
         },
     ))
     .await
+}
+
+/// Whether an HTTP call came through a Function URL (API Gateway's hosts are others).
+fn through_function_url(inbound: &Inbound) -> bool {
+    let call = match inbound {
+        Inbound::Http(h) => &h.call,
+        Inbound::OpenAi(h) => &h.call,
+        _ => return false,
+    };
+    call.header("host")
+        .is_some_and(|h| h.contains(".lambda-url."))
+}
+
+/// An HTTP call through a streaming Function URL, answered as a response stream.
+async fn streamed(state: Arc<App>, inbound: Inbound, call: Call) -> Answer {
+    match inbound {
+        Inbound::OpenAi(h) if h.endpoint == Endpoint::ChatCompletions => {
+            chat(state, *h, call).await
+        }
+        other => {
+            let a = job::answer(&state, other, call).await.into_http();
+            whole(a.status, a.headers, a.body)
+        }
+    }
+}
+
+/// A chat call: relayed chunk by chunk when it streams, else answered in one piece.
+async fn chat(state: Arc<App>, h: OpenAiInbound, call: Call) -> Answer {
+    let asked = Asked {
+        origin: Origin::Http(h.source),
+        request_id: call.request_id,
+        deadline: call.deadline,
+        granted: None,
+    };
+    let mut c = match api::prepare(&state, h, asked).await {
+        Prepared::Answered(r) => {
+            let a = r.into_http();
+            return whole(a.status, a.headers, a.body);
+        }
+        Prepared::Chat(c) if !c.chat.turn.stream => {
+            let limits = c.limits;
+            let a = api::run(&state, *c).await;
+            let r = api::reply(crate::openai::render::answer(&a, false, false)).with_limits(limits);
+            let HttpAnswer {
+                status,
+                headers,
+                body,
+            } = r.into_http();
+            return whole(status, headers, body);
+        }
+        Prepared::Chat(c) => c,
+    };
+    let trace_id = crate::run::new_trace_id();
+    let (tap, chunks) = StreamTap::channel();
+    c.ctx.tap = Some(tap);
+    c.ctx.trace_id = Some(trace_id.clone());
+    let relayed = Relayed {
+        trace_id,
+        model: c.chat.target.model_id(),
+        include_usage: c.chat.include_usage,
+    };
+    let mut headers = Vec::new();
+    if let Some(l) = c.limits {
+        headers.push(("x-ratelimit-limit", l.limit.to_string()));
+        headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
+    }
+    let run = tokio::spawn(async move { api::run(&state, *c).await });
+    match stream::relay(chunks, async move { run.await.ok() }, relayed).await {
+        Streamed::Whole(r) => {
+            headers.extend(r.headers);
+            whole(r.status, headers, r.body)
+        }
+        Streamed::Events {
+            headers: named,
+            events,
+        } => {
+            headers.push(("content-type", "text/event-stream".to_owned()));
+            headers.push(("cache-control", "no-cache".to_owned()));
+            headers.extend(named);
+            let body = futures_util::stream::unfold(events, |mut rx| async move {
+                rx.recv().await.map(|s| (Ok(s), rx))
+            });
+            respond(200, headers, Box::pin(body))
+        }
+    }
+}
+
+/// An answer in one piece, as a response stream.
+fn whole(status: u16, headers: Vec<(&'static str, String)>, body: String) -> Answer {
+    respond(
+        status,
+        headers,
+        Box::pin(futures_util::stream::once(async move { Ok(body) })),
+    )
+}
+
+fn respond(status: u16, headers: Vec<(&'static str, String)>, stream: Chunks) -> Answer {
+    let mut prelude = MetadataPrelude {
+        status_code: axum::http::StatusCode::from_u16(status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+        ..MetadataPrelude::default()
+    };
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            prelude
+                .headers
+                .insert(axum::http::HeaderName::from_static(name), v);
+        }
+    }
+    FunctionResponse::StreamingResponse(StreamResponse {
+        metadata_prelude: prelude,
+        stream,
+    })
 }
 
 /// Tells the Lambda Runtime API why init failed (`errorType` = the stable code).

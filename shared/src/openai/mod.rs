@@ -292,6 +292,7 @@ mod tests {
         OpenAiSettings {
             refuse_unknown: false,
             max_body_bytes: 4096,
+            function_url_streaming: false,
         }
     }
 
