@@ -135,14 +135,17 @@ ok = OpenAI(base_url=bearer, api_key=os.environ["TOKEN_OK"], max_retries=0)
 assert ok.chat.completions.create(model="k", messages=[]).choices[0].message.content == "晴天"
 for key, cls, status, code in [
     ("air-ak_nobody-" + "0" * 64, openai.AuthenticationError, 401, "AUTH_TOKEN_INVALID"),
-    ("sk-not-ours", openai.AuthenticationError, 401, "AUTH_TOKEN_INVALID"),
+    # Function Compute's trigger drops an Authorization that is not ours (it may be FC's own
+    # JWT): there the call carries no token at all.
+    ("sk-not-ours", openai.AuthenticationError, 401, ("AUTH_TOKEN_INVALID", "AUTH_TOKEN_MISSING")),
     (os.environ["TOKEN_SCOPED"], openai.PermissionDeniedError, 403, "AUTH_SCOPE_DENIED"),
 ]:
     try:
         OpenAI(base_url=bearer, api_key=key, max_retries=0).chat.completions.create(model="k", messages=[])
         raise AssertionError(f"{code} not raised")
     except cls as e:
-        assert (e.status_code, e.code) == (status, code), (e.status_code, e.code)
+        codes = code if isinstance(code, tuple) else (code,)
+        assert e.status_code == status and e.code in codes, (e.status_code, e.code)
 scoped = OpenAI(base_url=bearer, api_key=os.environ["TOKEN_SCOPED"], max_retries=0)
 listed = [m.id for m in scoped.models.list()]
 assert "k" not in listed and "route:shop/ask" in listed, listed  # its configs: only `other`

@@ -16,7 +16,9 @@
 )]
 
 pub mod fake;
+pub mod function_url;
 pub mod lambda_api;
+pub mod sdk;
 
 use std::path::PathBuf;
 

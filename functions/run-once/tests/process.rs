@@ -593,3 +593,83 @@ async fn behind_a_streaming_function_url_an_openai_stream_is_a_lambda_response_s
     );
     drop(proc_);
 }
+
+/// The official OpenAI SDKs against the bootstrap: behind a Function URL adaptor (Lambda, the
+/// URL streaming) and on Function Compute's HTTP trigger, over the world `sdk` seeds. Two
+/// bootstraps each: one open (as on loopback), one with `ACCESS_MODE=bearer`.
+mod openai_sdks {
+    use super::*;
+    use ai_runner_tests::function_url::FunctionUrl;
+    use ai_runner_tests::sdk::{self, SETTINGS};
+    use std::sync::Arc;
+
+    fn env_of(w: &sdk::World, mode: &str) -> Vec<(String, String)> {
+        let mut env = app_env(&w.tdb);
+        env.extend(
+            SETTINGS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env.push(("ACCESS_MODE".into(), mode.into()));
+        env
+    }
+
+    async fn behind_urls(
+        w: &sdk::World,
+    ) -> Vec<(
+        Arc<RuntimeApi>,
+        FunctionUrl,
+        ai_runner_tests::lambda_api::FunctionProcess,
+    )> {
+        let mut out = Vec::new();
+        for mode in ["iam", "bearer"] {
+            let api = Arc::new(RuntimeApi::start().await);
+            let mut env = lambda_env(&api, "run-once");
+            env.extend(env_of(w, mode));
+            env.push(("FUNCTION_URL_STREAMING".into(), "true".into()));
+            let p = spawn(Path::new(BIN), Path::new("/"), &env);
+            assert!(api.wait_ready(Duration::from_secs(20)).await);
+            let url = FunctionUrl::start(Arc::clone(&api)).await;
+            out.push((api, url, p));
+        }
+        out
+    }
+
+    async fn on_fc(w: &sdk::World) -> Vec<(String, ai_runner_tests::lambda_api::FunctionProcess)> {
+        let mut out = Vec::new();
+        for mode in ["iam", "bearer"] {
+            let port = free_port();
+            let mut env = env_of(w, mode);
+            env.push(("FC_SERVER_PORT".into(), port.to_string()));
+            env.push(("FC_FUNCTION_NAME".into(), "run-once".into()));
+            let p = spawn(Path::new(BIN), Path::new("/"), &env);
+            assert!(wait_listening(port, Duration::from_secs(20)).await);
+            out.push((format!("http://127.0.0.1:{port}/v1"), p));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs the openai packages (PyPI, and npm in target/npm): .ci/run installs them"]
+    async fn the_openai_sdks_reach_the_bootstrap_through_a_streaming_function_url() {
+        let w = sdk::world().await;
+        let urls = behind_urls(&w).await;
+        let (plain, bearer) = (
+            format!("{}/v1", urls[0].1.base),
+            format!("{}/v1", urls[1].1.base),
+        );
+        sdk::run(sdk::python(&w, &plain, &bearer), "openai-python").await;
+        sdk::run(sdk::node(&w, &plain, &bearer), "openai-node").await;
+        assert_eq!(w.limited_retry.requests().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs the openai packages (PyPI, and npm in target/npm): .ci/run installs them"]
+    async fn the_openai_sdks_reach_the_bootstrap_on_function_compute() {
+        let w = sdk::world().await;
+        let fc = on_fc(&w).await;
+        sdk::run(sdk::python(&w, &fc[0].0, &fc[1].0), "openai-python").await;
+        sdk::run(sdk::node(&w, &fc[0].0, &fc[1].0), "openai-node").await;
+        assert_eq!(w.limited_retry.requests().len(), 2);
+    }
+}

@@ -31,8 +31,11 @@ impl Endpoint {
             } else {
                 // An id may hold a slash (`route:<project>/<route_key>`): everything after
                 // `/v1/models/` is the id.
+                // The SDKs percent-encode it (`route%3Ashop%2Fask`); the platform passes the
+                // path as sent.
                 let (_, id) = p.split_once("/v1/models/")?;
-                (!id.is_empty()).then(|| Self::Model(id.to_owned()))
+                let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+                (!id.is_empty()).then(|| Self::Model(id.into_owned()))
             }
         })
     }
