@@ -26,6 +26,7 @@
 //! `ACCESS_FAIL_OPEN=true`.
 
 pub mod bearer;
+pub mod record;
 pub mod signature;
 
 use std::net::IpAddr;

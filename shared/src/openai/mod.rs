@@ -83,6 +83,14 @@ impl Target {
         }
     }
 
+    /// The project and route key a key-call row names (`-` and the config key for a config).
+    pub fn logged_names(&self) -> (&str, &str) {
+        match self {
+            Self::Config(key) => ("-", key),
+            Self::Route { project, route_key } => (project, route_key),
+        }
+    }
+
     /// What an access key must be allowed to do to run it.
     pub fn action(&self) -> Action {
         match self {
@@ -246,6 +254,17 @@ pub struct Answer {
     pub audit_ids: Vec<i64>,
     /// The route that ran, as `project/route_key`.
     pub route: Option<String>,
+}
+
+impl Answer {
+    /// The status a whole answer has: 200, or its error's.
+    pub fn status(&self) -> u16 {
+        if self.result.is_ok() {
+            200
+        } else {
+            ApiError::from_result(&self.result).status
+        }
+    }
 }
 
 /// Runs a parsed request as an ordinary run-once or route call under `ctx` (which carries the

@@ -18,6 +18,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::{InFlight, Server, add_headers, admit, error, http_call, read_body};
+use crate::access::Granted;
+use crate::access::record::{self, Logged};
 use crate::model::access::Action;
 use crate::openai::stream::{self, stopped};
 use crate::openai::{self, Answer, ApiError, ChatRequest, render};
@@ -89,7 +91,7 @@ pub(super) async fn completions(
     };
     let trace_id = new_trace_id();
     let mut ctx = RunContext {
-        caller: Some(granted.caller),
+        caller: Some(granted.caller.clone()),
         turn: Some(Arc::new(chat.turn.clone())),
         trace_id: Some(trace_id.clone()),
         ..RunContext::new(Trigger::Serve)
@@ -100,7 +102,7 @@ pub(super) async fn completions(
         limits.push(("x-ratelimit-remaining", l.remaining.to_string()));
     }
     if !chat.turn.stream {
-        let answer = spawn_run(&s, chat.clone(), ctx).await;
+        let answer = spawn_run(&s, chat.clone(), ctx, granted).await;
         let mut r = match answer {
             Some(a) => answered(&a, false, false),
             None => error(&stopped()),
@@ -115,7 +117,7 @@ pub(super) async fn completions(
         model: chat.target.model_id(),
         include_usage: chat.include_usage,
     };
-    let done = spawn_run(&s, chat, ctx);
+    let done = spawn_run(&s, chat, ctx, granted);
     let mut r = match stream::relay(chunks, done, relayed).await {
         stream::Streamed::Whole(whole) => super::rendered(whole),
         stream::Streamed::Events { headers, events } => {
@@ -131,11 +133,13 @@ pub(super) async fn completions(
     r
 }
 
-/// Runs the call on its own task (a caller that goes away cannot cancel it), counted in flight.
+/// Runs the call on its own task (a caller that goes away cannot cancel it), counted in flight,
+/// and leaves the key-call row of a call a key made.
 fn spawn_run(
     s: &Arc<Server>,
     chat: ChatRequest,
     ctx: RunContext,
+    granted: Granted,
 ) -> impl std::future::Future<Output = Option<Answer>> + Send + 'static {
     let guard = InFlight::new(s);
     let server = Arc::clone(s);
@@ -144,6 +148,13 @@ fn spawn_run(
         let a = openai::chat(&server.app.runner, &chat, &ctx).await;
         // The tap goes with the context: the relay's end closes now, not when the task is freed.
         drop(ctx);
+        let (project, route_key) = chat.target.logged_names();
+        let logged = Logged {
+            project,
+            route_key,
+            status: a.status(),
+        };
+        record::key_call(server.app.runner.store(), Some(&granted), logged, &a.result).await;
         a
     });
     async move { run.await.ok() }

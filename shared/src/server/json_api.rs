@@ -3,7 +3,8 @@
 //! `RouteResult`, a dry run), at the status of its code.
 //!
 //! Invariants: admission comes first (a body that does not parse is authenticated and counted,
-//! then refused); every run is spawned and counted in flight (see [`super`]).
+//! then refused); every run is spawned and counted in flight (see [`super`]); a call a key made
+//! leaves its key-call row, as on the functions.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{InFlight, Server, admit, error, http_call, read_body, status};
+use crate::access::record::{self, Logged};
 use crate::code::Code;
 use crate::invocation::{Body, Request as Call};
 use crate::openai::ApiError;
@@ -61,7 +63,7 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
         }
     };
     let ctx = RunContext {
-        caller: Some(granted.caller),
+        caller: Some(granted.caller.clone()),
         ..RunContext::new(Trigger::Serve)
     };
     let guard = InFlight::new(&s);
@@ -69,10 +71,19 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
     let ran = tokio::spawn(async move {
         let _in_flight = guard;
         let r = &runner.app.runner;
+        let store = runner.app.runner.store();
+        let logged = |project, route_key, status| Logged {
+            project,
+            route_key,
+            status,
+        };
         match call {
             Call::RunOnce(c) => {
                 let out = r.run_once(&c.config_key, &c.variables, &ctx).await;
-                (answer_status(out.failure.as_deref().map(|e| e.code())), json!(out))
+                let status = answer_status(out.failure.as_deref().map(|e| e.code()));
+                let row = logged("-", &c.config_key, status);
+                record::key_call(store, Some(&granted), row, &out).await;
+                (status, json!(out))
             }
             Call::Route(c) if c.dry_run => match r.dry_run(&c.project, &c.route_key, &c.variables).await {
                 Ok(d) => (200, json!(d)),
@@ -83,8 +94,10 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
             },
             Call::Route(c) => {
                 let out = r.run_route(&c.project, &c.route_key, &c.variables, &ctx).await;
-                let code = out.result.failure.as_deref().map(|e| e.code());
-                (answer_status(code), json!(out))
+                let status = answer_status(out.result.failure.as_deref().map(|e| e.code()));
+                let row = logged(&c.project, &c.route_key, status);
+                record::key_call(store, Some(&granted), row, &out.result).await;
+                (status, json!(out))
             }
             Call::Eval(_) => (
                 400,

@@ -31,6 +31,8 @@ async fn the_openai_python_sdk_calls_configs_routes_and_streams_and_gets_each_er
     // The SDK's retry came back once after the Retry-After we sent.
     assert_eq!(w.limited_retry.requests().len(), 2);
     assert_eq!(w.tdb.db().count("ai_call_logs").await.unwrap(), ROWS);
+    // The two bearer calls let in left their key-call rows, as on the functions.
+    assert_eq!(w.tdb.db().count("ai_user_call_log").await.unwrap(), 2);
     plain.shutdown().await;
 }
 

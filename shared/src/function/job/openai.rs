@@ -15,7 +15,7 @@ use crate::function::admit::{Logged, check, log_key_call};
 use crate::function::inbound::{Endpoint, OpenAiInbound};
 use crate::function::reply::{HttpAnswer, Reply};
 use crate::model::access::Action;
-use crate::openai::{self, Answer, ApiError, ChatRequest, Target, render};
+use crate::openai::{self, Answer, ApiError, ChatRequest, render};
 use crate::run::RunContext;
 
 /// A chat call let in and ready to run.
@@ -108,19 +108,11 @@ pub async fn run(state: &App, call: ChatCall) -> Answer {
     } = call;
     let answered = openai::chat(&state.runner, &chat, &ctx).await;
     drop(ctx);
-    let status = if answered.result.is_ok() {
-        200
-    } else {
-        ApiError::from_result(&answered.result).status
-    };
-    let (project, route_key) = match &chat.target {
-        Target::Config(key) => ("-", key.as_str()),
-        Target::Route { project, route_key } => (project.as_str(), route_key.as_str()),
-    };
+    let (project, route_key) = chat.target.logged_names();
     let logged = Logged {
         project,
         route_key,
-        status,
+        status: answered.status(),
     };
     log_key_call(state, asked.granted.as_ref(), logged, &answered.result).await;
     answered
