@@ -25,14 +25,11 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::inbound::OpenAiInbound;
-use super::job::openai::{self as api, Prepared};
-use super::job::{Asked, Origin};
+use super::job::openai::{self as api, Streaming};
 use super::reply::Failure;
 use super::{Function, Inbound, inbound, job};
 use crate::app::App;
 use crate::code::Code;
-use crate::openai::stream::{self, Relayed, Streamed};
-use crate::ports::StreamTap;
 
 type Shared = Arc<(Arc<App>, Function)>;
 
@@ -187,60 +184,18 @@ fn respond(status: u16, headers: Vec<(&'static str, String)>, body: Body) -> Res
     resp
 }
 
-/// A call to the OpenAI-compatible API: a streaming chat is relayed as the provider streams it
-/// (its run spawned, so a caller that goes away cannot cancel it), anything else answered whole.
+/// A call to the OpenAI-compatible API: a streaming chat is relayed as the provider streams it,
+/// anything else answered whole.
 async fn openai(state: Arc<App>, h: OpenAiInbound, call: super::Call) -> Response {
-    let asked = Asked {
-        origin: Origin::Http(h.source),
-        request_id: call.request_id,
-        deadline: call.deadline,
-        granted: None,
-    };
-    let mut chat = match api::prepare(&state, h, asked).await {
-        Prepared::Answered(r) => {
-            let a = r.into_http();
-            return respond(a.status, a.headers, Body::from(a.body));
-        }
-        Prepared::Chat(c) if !c.chat.turn.stream => {
-            let limits = c.limits;
-            let a = api::run(&state, *c).await;
-            let r = api::reply(crate::openai::render::answer(&a, false, false)).with_limits(limits);
-            let a = r.into_http();
-            return respond(a.status, a.headers, Body::from(a.body));
-        }
-        Prepared::Chat(c) => c,
-    };
-    let trace_id = crate::run::new_trace_id();
-    let (tap, chunks) = StreamTap::channel();
-    chat.ctx.tap = Some(tap);
-    chat.ctx.trace_id = Some(trace_id.clone());
-    let relayed = Relayed {
-        trace_id,
-        model: chat.chat.target.model_id(),
-        include_usage: chat.chat.include_usage,
-    };
-    let limits = chat.limits;
-    let run = tokio::spawn(async move { api::run(&state, *chat).await });
-    let mut extra = Vec::new();
-    if let Some(l) = limits {
-        extra.push(("x-ratelimit-limit", l.limit.to_string()));
-        extra.push(("x-ratelimit-remaining", l.remaining.to_string()));
-    }
-    match stream::relay(chunks, async move { run.await.ok() }, relayed).await {
-        Streamed::Whole(r) => {
-            extra.extend(r.headers);
-            respond(r.status, extra, Body::from(r.body))
-        }
-        Streamed::Events { headers, events } => {
+    match api::streaming(state, h, call).await {
+        Streaming::Whole(a) => respond(a.status, a.headers, Body::from(a.body)),
+        Streaming::Events { headers, events } => {
             let body = futures_util::stream::unfold(events, |mut rx| async move {
                 rx.recv()
                     .await
                     .map(|s| (Ok::<_, std::convert::Infallible>(s), rx))
             });
-            extra.push(("content-type", "text/event-stream".to_owned()));
-            extra.push(("cache-control", "no-cache".to_owned()));
-            extra.extend(headers);
-            respond(200, extra, Body::from_stream(body))
+            respond(200, headers, Body::from_stream(body))
         }
     }
 }

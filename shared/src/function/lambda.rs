@@ -20,15 +20,12 @@ use lambda_runtime::{FunctionResponse, MetadataPrelude, StreamResponse};
 use serde_json::{Value, json};
 
 use super::inbound::{Endpoint, Inbound, OpenAiInbound};
-use super::job::openai::{self as api, Prepared};
-use super::job::{self, Asked, Origin};
-use super::reply::HttpAnswer;
+use super::job;
+use super::job::openai::{self as api, Streaming};
 use super::{Call, Function};
 use crate::app::App;
 use crate::config::Platform;
 use crate::error::RunError;
-use crate::openai::stream::{self, Relayed, Streamed};
-use crate::ports::StreamTap;
 
 /// A streamed answer's body.
 type Chunks = Pin<Box<dyn Stream<Item = Result<String, std::io::Error>> + Send>>;
@@ -96,57 +93,9 @@ async fn streamed(state: Arc<App>, inbound: Inbound, call: Call) -> Answer {
 
 /// A chat call: relayed chunk by chunk when it streams, else answered in one piece.
 async fn chat(state: Arc<App>, h: OpenAiInbound, call: Call) -> Answer {
-    let asked = Asked {
-        origin: Origin::Http(h.source),
-        request_id: call.request_id,
-        deadline: call.deadline,
-        granted: None,
-    };
-    let mut c = match api::prepare(&state, h, asked).await {
-        Prepared::Answered(r) => {
-            let a = r.into_http();
-            return whole(a.status, a.headers, a.body);
-        }
-        Prepared::Chat(c) if !c.chat.turn.stream => {
-            let limits = c.limits;
-            let a = api::run(&state, *c).await;
-            let r = api::reply(crate::openai::render::answer(&a, false, false)).with_limits(limits);
-            let HttpAnswer {
-                status,
-                headers,
-                body,
-            } = r.into_http();
-            return whole(status, headers, body);
-        }
-        Prepared::Chat(c) => c,
-    };
-    let trace_id = crate::run::new_trace_id();
-    let (tap, chunks) = StreamTap::channel();
-    c.ctx.tap = Some(tap);
-    c.ctx.trace_id = Some(trace_id.clone());
-    let relayed = Relayed {
-        trace_id,
-        model: c.chat.target.model_id(),
-        include_usage: c.chat.include_usage,
-    };
-    let mut headers = Vec::new();
-    if let Some(l) = c.limits {
-        headers.push(("x-ratelimit-limit", l.limit.to_string()));
-        headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
-    }
-    let run = tokio::spawn(async move { api::run(&state, *c).await });
-    match stream::relay(chunks, async move { run.await.ok() }, relayed).await {
-        Streamed::Whole(r) => {
-            headers.extend(r.headers);
-            whole(r.status, headers, r.body)
-        }
-        Streamed::Events {
-            headers: named,
-            events,
-        } => {
-            headers.push(("content-type", "text/event-stream".to_owned()));
-            headers.push(("cache-control", "no-cache".to_owned()));
-            headers.extend(named);
+    match api::streaming(state, h, call).await {
+        Streaming::Whole(a) => whole(a.status, a.headers, a.body),
+        Streaming::Events { headers, events } => {
             let body = futures_util::stream::unfold(events, |mut rx| async move {
                 rx.recv().await.map(|s| (Ok(s), rx))
             });

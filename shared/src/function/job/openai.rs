@@ -15,7 +15,7 @@ use crate::function::admit::{Logged, check, log_key_call};
 use crate::function::inbound::{Endpoint, OpenAiInbound};
 use crate::function::reply::{HttpAnswer, Reply};
 use crate::model::access::Action;
-use crate::openai::{self, Answer, ApiError, ChatRequest, render};
+use crate::openai::{self, Answer, ApiError, ChatRequest, render, stream};
 use crate::run::RunContext;
 
 /// A chat call let in and ready to run.
@@ -146,4 +146,78 @@ pub fn reply(r: render::Rendered) -> Reply {
         headers: r.headers,
         body: r.body,
     })
+}
+
+/// A call answered by an edge that can stream (Function Compute's HTTP trigger, a streaming
+/// Function URL).
+#[derive(Debug)]
+pub enum Streaming {
+    /// The whole answer.
+    Whole(HttpAnswer),
+    /// A stream: these headers (`content-type` included), then the SSE events as they come.
+    Events {
+        /// Headers.
+        headers: Vec<(&'static str, String)>,
+        /// The events.
+        events: tokio::sync::mpsc::Receiver<String>,
+    },
+}
+
+/// Answers a call, relaying a streaming chat chunk by chunk (its run spawned, so the stream
+/// going away cannot cancel it) and anything else whole.
+pub async fn streaming(
+    state: std::sync::Arc<App>,
+    h: OpenAiInbound,
+    call: crate::function::Call,
+) -> Streaming {
+    let asked = Asked {
+        origin: Origin::Http(h.source),
+        request_id: call.request_id,
+        deadline: call.deadline,
+        granted: None,
+    };
+    let mut c = match prepare(&state, h, asked).await {
+        Prepared::Answered(r) => return Streaming::Whole(r.into_http()),
+        Prepared::Chat(c) if !c.chat.turn.stream => {
+            let limits = c.limits;
+            let a = run(&state, *c).await;
+            let r = reply(render::answer(&a, false, false)).with_limits(limits);
+            return Streaming::Whole(r.into_http());
+        }
+        Prepared::Chat(c) => c,
+    };
+    let trace_id = crate::run::new_trace_id();
+    let (tap, chunks) = crate::ports::StreamTap::channel();
+    c.ctx.tap = Some(tap);
+    c.ctx.trace_id = Some(trace_id.clone());
+    let relayed = stream::Relayed {
+        trace_id,
+        model: c.chat.target.model_id(),
+        include_usage: c.chat.include_usage,
+    };
+    let mut headers = Vec::new();
+    if let Some(l) = c.limits {
+        headers.push(("x-ratelimit-limit", l.limit.to_string()));
+        headers.push(("x-ratelimit-remaining", l.remaining.to_string()));
+    }
+    let ran = tokio::spawn(async move { run(&state, *c).await });
+    match stream::relay(chunks, async move { ran.await.ok() }, relayed).await {
+        stream::Streamed::Whole(r) => {
+            headers.extend(r.headers);
+            Streaming::Whole(HttpAnswer {
+                status: r.status,
+                headers,
+                body: r.body,
+            })
+        }
+        stream::Streamed::Events {
+            headers: named,
+            events,
+        } => {
+            headers.push(("content-type", "text/event-stream".to_owned()));
+            headers.push(("cache-control", "no-cache".to_owned()));
+            headers.extend(named);
+            Streaming::Events { headers, events }
+        }
+    }
 }
