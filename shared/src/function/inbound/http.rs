@@ -188,11 +188,23 @@ fn request(body: Body, text: &str, path_params: &[(String, String)]) -> Result<R
         serde_json::from_str(text)
             .map_err(|e| RunError::InvalidInput(format!("request body is not JSON: {e}")))?
     };
-    // `POST /run-once/{config_key}` style routes may carry identifiers in the path.
+    // `POST /run-once/{config_key}` style routes may carry identifiers in the path. A body that
+    // names another is refused: the path is what a gateway's policy and logs saw.
     if let Value::Object(obj) = &mut value {
         for (k, v) in path_params {
-            if body.path_keys().contains(&k.as_str()) {
-                obj.entry(k.clone()).or_insert(Value::String(v.clone()));
+            if !body.path_keys().contains(&k.as_str()) {
+                continue;
+            }
+            match obj.get(k) {
+                None => {
+                    obj.insert(k.clone(), Value::String(v.clone()));
+                }
+                Some(Value::String(own)) if own == v => {}
+                Some(other) => {
+                    return Err(RunError::InvalidInput(format!(
+                        "the path names {k} {v:?} but the body names {other}: send one, or the same"
+                    )));
+                }
             }
         }
     }
@@ -363,5 +375,18 @@ mod tests {
             panic!("a binary body is no request")
         };
         assert!(e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_body_that_names_another_config_than_its_path_is_refused() {
+        let path = [("config_key".to_owned(), "greet".to_owned())];
+        assert!(matches!(
+            request(Body::Config, r#"{"variables": {}}"#, &path),
+            Ok(Request::RunOnce(r)) if r.config_key == "greet"
+        ));
+        assert!(request(Body::Config, r#"{"config_key": "greet"}"#, &path).is_ok());
+        let e = request(Body::Config, r#"{"config_key": "other"}"#, &path).unwrap_err();
+        assert_eq!(e.code(), crate::code::Code::InvalidInput);
+        assert!(e.to_string().contains("greet"), "{e}");
     }
 }
