@@ -197,6 +197,19 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 404);
+    // FC takes synchronous payloads up to 32 MB (inline media): a 3 MiB event is read and
+    // answered in FC's contract, not refused by the runtime's own body limit.
+    let big = json!({"config_key": "missing", "variables": {"TOPIC": "长".repeat(1024 * 1024)}});
+    let large = client
+        .post(format!("{base}/invoke"))
+        .header("x-fc-request-id", "fc-req-large")
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.headers()["x-fc-status"], "404");
+    let body: Value = large.json().await.unwrap();
+    assert_eq!(body["errorType"], "CONFIG_NOT_FOUND");
     let logs = stdout_of(proc_).await;
     assert!(
         logs.lines().any(|l| l.contains("fc-req-missing-7")),

@@ -33,6 +33,9 @@ use crate::code::Code;
 
 type Shared = Arc<(Arc<App>, Function)>;
 
+/// Function Compute's limit on a synchronous invocation's payload.
+const FC_MAX_PAYLOAD: usize = 32 * 1024 * 1024;
+
 /// Serves on `0.0.0.0:port` until the process is stopped.
 pub async fn serve(
     state: Arc<App>,
@@ -41,6 +44,8 @@ pub async fn serve(
 ) -> Result<(), lambda_runtime::Error> {
     let app = axum::Router::new()
         .fallback(dispatch)
+        // FC takes synchronous payloads up to 32 MB (inline media); axum's default is 2 MiB.
+        .layer(axum::extract::DefaultBodyLimit::max(FC_MAX_PAYLOAD))
         .with_state(Arc::new((state, function)));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(port, "serving the Function Compute custom runtime");
