@@ -66,11 +66,7 @@ impl DevArgs {
         )
         .and_then(|()| out.flush());
         drop(out);
-        let opened = if self.open {
-            open(&url, listening.addr().port())
-        } else {
-            None
-        };
+        let opened = if self.open { open(&url) } else { None };
         let served = listening
             .serve(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -86,20 +82,40 @@ impl DevArgs {
     }
 }
 
-/// Opens the console in the default browser through a private (0600) page that redirects to the
-/// URL, as Jupyter does: the token never appears on a command line other users can list.
-fn open(url: &str, port: u16) -> Option<std::path::PathBuf> {
-    let page = std::env::temp_dir().join(format!("ai-runner-console-{port}.html"));
+/// Writes the redirect page under `dir`: a name nobody can guess (16 random bytes), created only
+/// if it does not exist, readable by this user only (0600), so another local user can neither
+/// pre-create it nor read the token in it.
+fn private_page(dir: &std::path::Path, url: &str) -> std::io::Result<std::path::PathBuf> {
+    let mut name = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut name);
+    let page = dir.join(format!(
+        "ai-runner-console-{}.html",
+        ai_runner::hex::encode(&name)
+    ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&page).and_then(|mut f| {
-        write!(
-            f,
-            "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={url}\"><a href=\"{url}\">ai-runner console</a>"
-        )
-    });
+    let mut f = options.open(&page)?;
+    write!(
+        f,
+        "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={url}\"><a href=\"{url}\">ai-runner console</a>"
+    )?;
+    Ok(page)
+}
+
+/// Opens the console in the default browser through a private (0600) page that redirects to the
+/// URL, as Jupyter does: the token never appears on a command line other users can list.
+fn open(url: &str) -> Option<std::path::PathBuf> {
+    let written = private_page(&std::env::temp_dir(), url);
+    let page = match &written {
+        Ok(p) => p.clone(),
+        Err(e) => {
+            eprintln!("could not write the page that opens the console ({e}); open the URL above");
+            return None;
+        }
+    };
+    let written = written.map(drop);
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {
@@ -114,4 +130,29 @@ fn open(url: &str, port: u16) -> Option<std::path::PathBuf> {
         eprintln!("could not open a browser ({opener}: {e}); open the URL above");
     }
     Some(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_page_has_a_name_no_one_can_guess_and_only_its_owner_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // The old, predictable name, pre-created by someone else, is never the one written.
+        let planted = dir.path().join("ai-runner-console-8899.html");
+        std::fs::write(&planted, "planted").unwrap();
+        let a = private_page(dir.path(), "http://127.0.0.1:8899/?token=t").unwrap();
+        let b = private_page(dir.path(), "http://127.0.0.1:8899/?token=t").unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, planted);
+        assert_eq!(std::fs::read_to_string(&planted).unwrap(), "planted");
+        assert!(std::fs::read_to_string(&a).unwrap().contains("token=t"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
 }
