@@ -249,6 +249,7 @@ pub fn hint(code: Code) -> Option<&'static str> {
         | Code::ObjectFailed
         | Code::QuickstartUploadFailed
         | Code::YamlInvalid
+        | Code::YamlTooComplex
         | Code::BadType
         | Code::UnknownKey
         | Code::MissingField
@@ -348,6 +349,7 @@ mod tests {
         (Code::CatalogInvalid, 400, 1),
         (Code::KeyUnresolved, 400, 2),
         (Code::YamlInvalid, 400, 2),
+        (Code::YamlTooComplex, 400, 2),
         (Code::BadType, 400, 2),
         (Code::UnknownKey, 400, 2),
         (Code::MissingField, 400, 2),

@@ -252,6 +252,9 @@ codes! {
     KeyUnresolved = "KEY_UNRESOLVED" (Input, No),
     /// The file is not YAML.
     YamlInvalid = "YAML_INVALID" (Input, No),
+    /// A YAML file is larger than 16 MiB, or nests flow collections (`[[[...]]]`) more than 64
+    /// deep: refused before parsing (a parser's cost grows with the depth).
+    YamlTooComplex = "YAML_TOO_COMPLEX" (Input, No),
     /// A value has the wrong type.
     BadType = "BAD_TYPE" (Input, No),
     /// A key no object of that kind has.

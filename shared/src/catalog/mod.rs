@@ -70,6 +70,14 @@ pub struct Finding {
 
 /// Parses YAML text into a JSON value (YAML 1.2 via serde_yaml_ng), or a finding.
 pub fn parse_yaml(text: &str) -> Result<Value, Finding> {
+    if let Some(why) = too_complex(text) {
+        return Err(Finding {
+            severity: Severity::Error,
+            path: "$".into(),
+            code: Code::YamlTooComplex,
+            message: why,
+        });
+    }
     serde_yaml_ng::from_str::<Value>(text).map_err(|e| Finding {
         severity: Severity::Error,
         path: e
@@ -81,7 +89,74 @@ pub fn parse_yaml(text: &str) -> Result<Value, Finding> {
     })
 }
 
+/// The largest YAML file read.
+pub const YAML_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The deepest nesting of flow collections (`[`, `{`) read.
+pub const YAML_MAX_DEPTH: usize = 64;
+
+/// Why a YAML text is refused before parsing, if it is: too large, or flow collections nested
+/// too deep (counted over brackets outside comments; brackets inside quoted text count too,
+/// which only ever overestimates).
+fn too_complex(text: &str) -> Option<String> {
+    if text.len() > YAML_MAX_BYTES {
+        return Some(format!(
+            "the file is {} bytes; at most {YAML_MAX_BYTES} are read",
+            text.len()
+        ));
+    }
+    let mut depth: usize = 0;
+    for line in text.lines() {
+        let mut prev = ' ';
+        for c in line.chars() {
+            if c == '#' && prev.is_whitespace() {
+                break;
+            }
+            match c {
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > YAML_MAX_DEPTH {
+                        return Some(format!(
+                            "flow collections nest deeper than {YAML_MAX_DEPTH}"
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
+}
+
 /// `<...>` placeholders from `cfg sample`.
 pub fn is_placeholder(key: &str) -> bool {
     key.starts_with('<') && key.ends_with('>')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_flow_nesting_and_huge_files_are_refused_before_parsing() {
+        let deep = format!(
+            "connections: {}{}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let f = parse_yaml(&deep).unwrap_err();
+        assert_eq!(f.code, Code::YamlTooComplex);
+        let huge = format!("a: \"{}\"", "x".repeat(YAML_MAX_BYTES));
+        assert_eq!(parse_yaml(&huge).unwrap_err().code, Code::YamlTooComplex);
+        // Ordinary nesting, and brackets in comments, are fine.
+        let fine = format!(
+            "a: {}1{} # {}",
+            "[".repeat(10),
+            "]".repeat(10),
+            "[".repeat(100)
+        );
+        assert!(parse_yaml(&fine).is_ok());
+    }
 }
