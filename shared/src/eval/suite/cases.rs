@@ -13,6 +13,9 @@ use super::fields::{assertions, fraction};
 use crate::catalog::fields::{Ctx, check_keys, opt_str, req_str};
 use crate::code::Code;
 
+/// The longest case key (the result table's indexed column).
+pub const CASE_KEY_MAX: usize = 191;
+
 /// The active cases of a dataset: inline ones, then those of its `cases_file`.
 pub(super) fn read_cases(
     d: &Map<String, Value>,
@@ -81,6 +84,18 @@ pub(super) fn read_cases(
         let Some(key) = req_str(o, "key", &at, cx) else {
             continue;
         };
+        // MariaDB compares `utf8mb4_bin` keys with trailing spaces padded away and indexes
+        // 191 characters: such keys would share, or fail, their result rows.
+        if key.trim_end() != key || key.is_empty() || key.chars().count() > CASE_KEY_MAX {
+            cx.err(
+                format!("{at}.key"),
+                Code::BadType,
+                format!(
+                    "case key {key:?} must be 1 to {CASE_KEY_MAX} characters without trailing spaces"
+                ),
+            );
+            continue;
+        }
         if !seen.insert(key.clone()) {
             cx.err(
                 format!("{at}.key"),

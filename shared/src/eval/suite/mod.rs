@@ -395,6 +395,27 @@ mod tests {
     }
 
     #[test]
+    fn case_keys_mariadb_would_pad_or_cut_are_refused() {
+        let long = "k".repeat(192);
+        let bad = json!({
+            "datasets": [{"name": "d", "cases": [
+                {"key": "a"}, {"key": "a "}, {"key": long}, {"key": "k".repeat(191)}
+            ]}],
+            "suites": [{"name": "s", "dataset": "d", "targets": [{"config": "k"}]}]
+        });
+        let (s, f) = read_suite(&bad, "s", Path::new("."));
+        assert!(s.is_none());
+        let paths: Vec<(&str, Code)> = f.iter().map(|f| (f.path.as_str(), f.code)).collect();
+        assert_eq!(
+            paths,
+            [
+                ("datasets[0].cases[1].key", Code::BadType),
+                ("datasets[0].cases[2].key", Code::BadType)
+            ]
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let bad = json!({
             "datasets": [{"name": "d", "cases": [
