@@ -383,6 +383,17 @@ fn route(o: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Option<Route> {
     );
     let project = req_str(o, "project", &path, cx);
     let route_key = req_str(o, "route_key", &path, cx);
+    // Scopes and budgets name routes as `project/route_key` and match `*` as a wildcard: a
+    // project named `lab/secret` would be reached by a key scoped `lab/*`.
+    if let Some(p) = &project
+        && p.contains(['/', '*'])
+    {
+        cx.err(
+            format!("{path}.project"),
+            Code::BadType,
+            format!("project name {p:?} may not contain '/' or '*'"),
+        );
+    }
     let policy = opt_str(o, "policy", &path, cx).unwrap_or_else(primary_backup);
     check_policy(o, &policy, &path, cx);
     let policy_config = o.get("policy_config").filter(|v| !v.is_null()).cloned();
@@ -646,6 +657,26 @@ mod tests {
         assert!(
             errors(&findings).contains(&("connections[0].base_url".to_owned(), "BAD_URL")),
             "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn a_project_name_with_a_slash_or_a_star_is_refused() {
+        for name in ["lab/secret", "lab*"] {
+            let yaml = format!(
+                "routes:\n  - project: \"{name}\"\n    route_key: r\n    members: [{{config: k}}]\n"
+            );
+            let (_, f) = check(&yaml);
+            assert!(
+                errors(&f).contains(&("routes[0].project".to_owned(), "BAD_TYPE")),
+                "{name}: {f:?}"
+            );
+        }
+        let (_, f) =
+            check("routes:\n  - project: lab\n    route_key: r\n    members: [{config: k}]\n");
+        assert!(
+            !errors(&f).iter().any(|(p, _)| p == "routes[0].project"),
+            "{f:?}"
         );
     }
 
