@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ai_runner::demo::{ProviderServer, Reply};
-use ai_runner_tests::{Backend, Seed, ServeServer, TestDb, fixture, seed};
+use ai_runner::{RunContext, Trigger, Variables};
+use ai_runner_tests::{Backend, Seed, ServeServer, TestDb, fixture, runner, seed};
 use serde_json::{Value, json};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -52,15 +53,17 @@ fn stats(v: &[f64]) -> Value {
 }
 
 /// One request: (time to the first body chunk, total), in milliseconds.
-async fn once(client: &reqwest::Client, url: &str, body: &axum::body::Bytes) -> (f64, f64) {
-    let t = Instant::now();
-    let mut r = client
+async fn once(client: &reqwest::Client, t: &Target) -> (f64, f64) {
+    let url = &t.url;
+    let mut req = client
         .post(url)
         .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .body(t.body.clone());
+    for (k, v) in &t.headers {
+        req = req.header(k, v);
+    }
+    let t = Instant::now();
+    let mut r = req.send().await.unwrap();
     assert_eq!(r.status(), 200, "{url}");
     let mut first = None;
     let mut len = 0;
@@ -82,6 +85,7 @@ async fn once(client: &reqwest::Client, url: &str, body: &axum::body::Bytes) -> 
 struct Target {
     url: String,
     body: axum::body::Bytes,
+    headers: Vec<(String, String)>,
 }
 
 fn target(url: String, model: &str, stream: bool) -> Target {
@@ -92,12 +96,14 @@ fn target(url: String, model: &str, stream: bool) -> Target {
     Target {
         url,
         body: serde_json::to_vec(&b).unwrap().into(),
+        headers: Vec::new(),
     }
 }
 
 /// Concurrency 1, direct and through serve interleaved: a row with both and the difference.
 async fn latency(
     db: &str,
+    gateway: &str,
     mode: &str,
     client: &reqwest::Client,
     direct: &Target,
@@ -105,19 +111,19 @@ async fn latency(
     n: usize,
 ) -> Value {
     for _ in 0..n / 10 {
-        once(client, &direct.url, &direct.body).await;
-        once(client, &serve.url, &serve.body).await;
+        once(client, direct).await;
+        once(client, serve).await;
     }
     let (mut d_first, mut d_total, mut s_first, mut s_total) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         // Alternate which goes first, so neither always follows the other.
         let (d, s) = if i % 2 == 0 {
-            let d = once(client, &direct.url, &direct.body).await;
-            (d, once(client, &serve.url, &serve.body).await)
+            let d = once(client, direct).await;
+            (d, once(client, serve).await)
         } else {
-            let s = once(client, &serve.url, &serve.body).await;
-            (once(client, &direct.url, &direct.body).await, s)
+            let s = once(client, serve).await;
+            (once(client, direct).await, s)
         };
         d_first.push(d.0);
         d_total.push(d.1);
@@ -137,6 +143,7 @@ async fn latency(
     };
     json!({
         "db": db,
+        "gateway": gateway,
         "mode": mode,
         "concurrency": 1,
         "requests": n,
@@ -159,7 +166,7 @@ async fn throughput(client: &reqwest::Client, t: &Arc<Target>, conc: usize, n: u
         let t = Arc::clone(t);
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_task {
-                once(&client, &t.url, &t.body).await;
+                once(&client, &t).await;
             }
         }));
     }
@@ -199,13 +206,69 @@ async fn run_backend(backend: Backend, quick: bool) -> Option<Vec<Value>> {
 
     let direct = target(plain.url(), "demo-model", false);
     let via = target(serve_url.clone(), "plain", false);
-    let row = latency(db_name, "plain", &client, &direct, &via, n).await;
+    let row = latency(
+        db_name,
+        "ai-runner serve",
+        "plain",
+        &client,
+        &direct,
+        &via,
+        n,
+    )
+    .await;
+    eprintln!("done: {row}");
+    results.push(row);
+
+    // The library alone on the same config and database (what `overhead` measures): how much
+    // of the added latency is the run itself.
+    let r = runner(&tdb.settings(&[]));
+    let mut lib_total = Vec::new();
+    let mut lib_provider = Vec::new();
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        let res = r
+            .run_once(
+                "plain",
+                &Variables::new(),
+                &RunContext::new(Trigger::Library),
+            )
+            .await;
+        assert!(res.is_ok(), "{:?}", res.error);
+        if i >= n / 10 {
+            lib_total.push(t.elapsed().as_secs_f64() * 1000.0);
+            lib_provider.push(res.provider_us as f64 / 1000.0);
+        }
+    }
+    let lib_overhead: Vec<f64> = lib_total
+        .iter()
+        .zip(&lib_provider)
+        .map(|(t, p)| t - p)
+        .collect();
+    r.store().close().await;
+    let row = json!({
+        "db": db_name,
+        "mode": "library",
+        "concurrency": 1,
+        "requests": n,
+        "run_once_total_ms": stats(&sorted(lib_total)),
+        "run_once_provider_ms": stats(&sorted(lib_provider)),
+        "run_once_overhead_ms": stats(&sorted(lib_overhead)),
+    });
     eprintln!("done: {row}");
     results.push(row);
 
     let direct = target(sse.url(), "demo-model", true);
     let via = target(serve_url.clone(), "sse", true);
-    let row = latency(db_name, "stream", &client, &direct, &via, n).await;
+    let row = latency(
+        db_name,
+        "ai-runner serve",
+        "stream",
+        &client,
+        &direct,
+        &via,
+        n,
+    )
+    .await;
     eprintln!("done: {row}");
     results.push(row);
 
@@ -222,6 +285,7 @@ async fn run_backend(backend: Backend, quick: bool) -> Option<Vec<Value>> {
         let after = tdb.db().count("ai_call_logs").await.unwrap();
         let row = json!({
             "db": db_name,
+            "gateway": "ai-runner serve",
             "mode": "sweep",
             "concurrency": conc,
             "requests": requests,
@@ -235,9 +299,151 @@ async fn run_backend(backend: Backend, quick: bool) -> Option<Vec<Value>> {
         eprintln!("done: {row}");
         results.push(row);
     }
+    if backend == Backend::Sqlite {
+        results.extend(portkey(&client, &plain, &sse, n).await);
+    }
     serve.shutdown().await;
     tdb.cleanup().await;
     Some(results)
+}
+
+/// One request that must answer 200: what it said otherwise.
+async fn check_ok(client: &reqwest::Client, t: &Target) -> Result<(), String> {
+    let mut req = client
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .body(t.body.clone());
+    for (k, v) in &t.headers {
+        req = req.header(k, v);
+    }
+    let r = req.send().await.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("it answered {status}: {body}"))
+    }
+}
+
+/// Portkey's gateway as a node process, killed when dropped.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The same method against Portkey's open-source gateway (`npm install @portkey-ai/gateway` in
+/// `target/npm`), pointed at the same mocks with its custom-host header. Skipped (a printed note)
+/// without node or the package.
+async fn portkey(
+    client: &reqwest::Client,
+    plain: &ProviderServer,
+    sse: &ProviderServer,
+    n: usize,
+) -> Vec<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/npm/node_modules/@portkey-ai/gateway/build/start-server.js");
+    if !script.exists() {
+        eprintln!(
+            "note: Portkey skipped: no {} (npm install @portkey-ai/gateway in target/npm)",
+            script.display()
+        );
+        return Vec::new();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("--port={port}"))
+        .arg("--headless")
+        .env("NODE_ENV", "production")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        eprintln!("note: Portkey skipped: node is not on PATH");
+        return Vec::new();
+    };
+    let _node = Node(child);
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let via = |mock: &ProviderServer, stream: bool| {
+        let mut t = target(url.clone(), "demo-model", stream);
+        t.headers = vec![
+            ("x-portkey-provider".into(), "openai".into()),
+            (
+                "x-portkey-custom-host".into(),
+                format!("http://{}/v1", mock.addr()),
+            ),
+            ("authorization".into(), "Bearer sk-bench".into()),
+        ];
+        t
+    };
+    let probe = via(plain, false);
+    let mut up = false;
+    for _ in 0..150 {
+        let mut req = client
+            .post(&probe.url)
+            .header("content-type", "application/json")
+            .body(probe.body.clone());
+        for (k, v) in &probe.headers {
+            req = req.header(k, v);
+        }
+        let r = req.send().await;
+        match r {
+            Ok(r) if r.status() == 200 => {
+                up = true;
+                break;
+            }
+            Ok(r) => {
+                let status = r.status();
+                eprintln!(
+                    "note: Portkey skipped: it answered {status}: {}",
+                    r.text().await.unwrap_or_default()
+                );
+                return Vec::new();
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    if !up {
+        eprintln!("note: Portkey skipped: the gateway did not start within 15 s");
+        return Vec::new();
+    }
+    let mut rows = Vec::new();
+    let direct = target(plain.url(), "demo-model", false);
+    let row = latency("-", "portkey", "plain", client, &direct, &probe, n).await;
+    eprintln!("done: {row}");
+    rows.push(row);
+    let direct = target(sse.url(), "demo-model", true);
+    let stream = via(sse, true);
+    match check_ok(client, &stream).await {
+        Ok(()) => {
+            let row = latency("-", "portkey", "stream", client, &direct, &stream, n).await;
+            eprintln!("done: {row}");
+            rows.push(row);
+        }
+        Err(e) => eprintln!("note: Portkey streaming skipped: {e}"),
+    }
+    let via = Arc::new(probe);
+    for conc in [1, 64] {
+        let requests = 4000usize.max(conc * 8) / conc * conc;
+        throughput(client, &via, conc, conc * 2).await;
+        let rps = throughput(client, &via, conc, requests).await;
+        let row = json!({
+            "db": "-", "gateway": "portkey", "mode": "sweep", "concurrency": conc,
+            "requests": requests, "serve_requests_per_second": rps,
+        });
+        eprintln!("done: {row}");
+        rows.push(row);
+    }
+    rows
 }
 
 fn main() {
@@ -269,10 +475,13 @@ fn main() {
     }
     let f = |v: &Value| v.as_f64().unwrap();
     println!(
-        "| db | mode | requests | direct p50 / p99 (ms) | via serve p50 / p99 (ms) | added p50 / p99 (ms) | added TTFT p50 / p99 (ms) |"
+        "| gateway | db | mode | requests | direct p50 / p99 (ms) | via serve p50 / p99 (ms) | added p50 / p99 (ms) | added TTFT p50 / p99 (ms) |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for r in results.iter().filter(|r| r["mode"] != "sweep") {
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in results
+        .iter()
+        .filter(|r| r["mode"] == "plain" || r["mode"] == "stream")
+    {
         let ttft = if r["mode"] == "stream" {
             format!(
                 "{:.3} / {:.3}",
@@ -283,7 +492,8 @@ fn main() {
             "-".into()
         };
         println!(
-            "| {} | {} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {} |",
+            "| {} | {} | {} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {} |",
+            r["gateway"].as_str().unwrap(),
             r["db"].as_str().unwrap(),
             r["mode"].as_str().unwrap(),
             r["requests"],
