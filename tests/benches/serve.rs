@@ -508,25 +508,76 @@ fn main() {
     }
     println!();
     println!(
-        "| db | concurrency | requests | via serve req/s | direct req/s | audit rows written |"
+        "| db | the library alone (`run_once`, c = 1) | runs | provider p50 / p99 (ms) | total p50 / p99 (ms) | overhead p50 / p99 (ms) |"
     );
     println!("|---|---|---|---|---|---|");
-    for r in results.iter().filter(|r| r["mode"] == "sweep") {
+    for r in results.iter().filter(|r| r["mode"] == "library") {
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {} of {}{} |",
+            "| {} | config | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            r["db"].as_str().unwrap(),
+            r["requests"],
+            f(&r["run_once_provider_ms"]["p50"]),
+            f(&r["run_once_provider_ms"]["p99"]),
+            f(&r["run_once_total_ms"]["p50"]),
+            f(&r["run_once_total_ms"]["p99"]),
+            f(&r["run_once_overhead_ms"]["p50"]),
+            f(&r["run_once_overhead_ms"]["p99"]),
+        );
+    }
+    println!();
+    println!(
+        "| gateway | db | concurrency | requests | via gateway req/s | direct req/s | audit rows written |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in results.iter().filter(|r| r["mode"] == "sweep") {
+        let audited = if r["gateway"] == "portkey" {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} of {}{}",
+                r["audit_rows_written"],
+                r["requests"],
+                if r["every_request_audited"] == true {
+                    ""
+                } else {
+                    " (MISSING)"
+                }
+            )
+        };
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {} | {} |",
+            r["gateway"].as_str().unwrap(),
             r["db"].as_str().unwrap(),
             r["concurrency"],
             r["requests"],
             f(&r["serve_requests_per_second"]),
-            f(&r["direct_requests_per_second"]),
-            r["audit_rows_written"],
-            r["requests"],
-            if r["every_request_audited"] == true {
-                ""
-            } else {
-                " (MISSING)"
-            },
+            r["direct_requests_per_second"]
+                .as_f64()
+                .map_or("-".into(), |d| format!("{d:.0}")),
+            audited,
         );
+    }
+    // Added latency, Portkey over ai-runner serve (same mock, same client, same run).
+    for mode in ["plain", "stream"] {
+        let added = |g: &str, key: &str| {
+            results
+                .iter()
+                .find(|r| r["gateway"] == g && r["mode"] == mode && r["db"] != "mariadb")
+                .and_then(|r| r[key]["p50"].as_f64())
+        };
+        let keys: &[&str] = if mode == "stream" {
+            &["added_total_ms", "added_ttft_ms"]
+        } else {
+            &["added_total_ms"]
+        };
+        for &key in keys {
+            if let (Some(p), Some(a)) = (added("portkey", key), added("ai-runner serve", key)) {
+                println!(
+                    "\nPortkey / ai-runner serve, {mode}, {key} p50: {p:.3} / {a:.3} = {:.2}x",
+                    p / a
+                );
+            }
+        }
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
