@@ -499,7 +499,7 @@ fn next_steps(mode: QuickstartMode, configured: &Settings, used: &Settings) {
     }
     if mode != QuickstartMode::Demo {
         outln!(
-            "\nserve the OpenAI-compatible API (any OpenAI SDK: base URL http://127.0.0.1:8080/v1), then call it:\n  {prefix}ai-runner serve\n  curl -sS http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"再短一点\"}}]}}'",
+            "\nserve the OpenAI-compatible API (any OpenAI SDK: base URL http://127.0.0.1:8080/v1; it runs until Ctrl-C), then call it from another shell:\n  $ {prefix}ai-runner serve\n  $ curl -sS http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"再短一点\"}}]}}'",
             demo::QUICKSTART_CONFIG_KEY
         );
     }

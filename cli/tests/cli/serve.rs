@@ -73,9 +73,10 @@ fn quickstarted() -> tempfile::TempDir {
     let out = ai_runner(dir.path(), &[], &["quickstart"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
-    assert!(printed.contains("ai-runner serve\n"), "{printed}");
+    // Printed as shell lines (`$ `): they run until stopped, unlike the next commands above them.
+    assert!(printed.contains("  $ ai-runner serve\n"), "{printed}");
     assert!(
-        printed.contains("curl -sS http://127.0.0.1:8080/v1/chat/completions"),
+        printed.contains("  $ curl -sS http://127.0.0.1:8080/v1/chat/completions"),
         "{printed}"
     );
     dir
