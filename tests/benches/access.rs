@@ -84,6 +84,7 @@ async fn backend(backend: Backend, label: &str, n: usize) -> Option<Value> {
         mode: AccessMode::Hmac,
         max_skew: std::time::Duration::from_secs(300),
         fail_open: false,
+        trusted_proxy_hops: 0,
     };
     let ring = keyring();
     let action = Action::Route {

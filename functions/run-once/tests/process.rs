@@ -275,6 +275,8 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
     let mut env = app_env(&tdb);
     env.push(("FC_SERVER_PORT".into(), port.to_string()));
     env.push(("FC_FUNCTION_NAME".into(), "run-once".into()));
+    // FC's gateway appends the client's address: one trusted hop.
+    env.push(("ACCESS_TRUSTED_PROXY_HOPS".into(), "1".into()));
     let proc_ = spawn(Path::new(BIN), Path::new("/"), &env);
     assert!(wait_listening(port, Duration::from_secs(20)).await);
     let url = format!("http://127.0.0.1:{port}/run-once");

@@ -185,6 +185,11 @@ pub struct AccessSettings {
     /// let calls through (logged) instead of answering `ACCESS_UNAVAILABLE`. Key lookup and
     /// nonces always fail closed.
     pub fail_open: bool,
+    /// `ACCESS_TRUSTED_PROXY_HOPS` (default 0, at most 8): how many proxies in front of Function
+    /// Compute's custom runtime append the address they saw to `X-Forwarded-For`. 0: the caller
+    /// is the socket's peer, whatever the request says (a client can write the header itself).
+    /// IP allow-lists behind FC's gateway need the hops it adds (1 when it appends the client).
+    pub trusted_proxy_hops: usize,
 }
 
 pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigError> {
@@ -218,6 +223,16 @@ pub(super) fn parse_access(get: Getter<'_>) -> Result<AccessSettings, ConfigErro
         mode,
         max_skew: Duration::from_secs(skew),
         fail_open: flag(get, "ACCESS_FAIL_OPEN", false)?,
+        trusted_proxy_hops: {
+            let hops = num(get, "ACCESS_TRUSTED_PROXY_HOPS", 0usize)?;
+            if hops > 8 {
+                return Err(ConfigError::Invalid {
+                    name: "ACCESS_TRUSTED_PROXY_HOPS",
+                    reason: "must be from 0 to 8".into(),
+                });
+            }
+            hops
+        },
     })
 }
 

@@ -161,7 +161,10 @@ async fn http_trigger(
             uri.path(),
             &headers,
             &body,
-            peer,
+            inbound::http::Peer {
+                addr: peer,
+                trusted_hops: state.access().trusted_proxy_hops,
+            },
             kind,
         );
         let deadline = super::Call::with_time_left(id, None, state.deadline_reserve());

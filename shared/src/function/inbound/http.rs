@@ -65,6 +65,33 @@ pub(super) fn from_event(source: HttpSource, payload: &Value, body: Body) -> Htt
     }
 }
 
+/// Who sent a forwarded request: the socket's peer, and how many proxies in front of it are
+/// trusted to have appended the address they saw to `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The socket's peer.
+    pub addr: std::net::SocketAddr,
+    /// `ACCESS_TRUSTED_PROXY_HOPS`.
+    pub trusted_hops: usize,
+}
+
+impl Peer {
+    /// The caller's address: with `n` trusted hops, the `n`-th `X-Forwarded-For` entry from the
+    /// right (what the outermost trusted proxy saw); with none, or fewer entries than hops, the
+    /// peer. A client can write any entries of its own, but only to the left of those appended.
+    pub fn source_ip(&self, forwarded_for: Option<&str>) -> String {
+        let entries: Vec<&str> = forwarded_for
+            .map(|v| v.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        match self.trusted_hops {
+            0 => None,
+            n => entries.len().checked_sub(n).and_then(|i| entries.get(i)),
+        }
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| self.addr.ip().to_string(), |v| (*v).to_owned())
+    }
+}
+
 /// The request an HTTP trigger forwards to a custom runtime (its method, path, headers, body and
 /// peer), as the same [`HttpInbound`] an event would give.
 pub fn from_request(
@@ -73,7 +100,7 @@ pub fn from_request(
     path: &str,
     headers: &axum::http::HeaderMap,
     raw: &[u8],
-    peer: std::net::SocketAddr,
+    peer: Peer,
     body: Body,
 ) -> HttpInbound {
     let mut kept: Vec<(String, String)> = Vec::new();
@@ -96,15 +123,10 @@ pub fn from_request(
             None => kept.push((n.to_owned(), v.to_owned())),
         }
     }
-    // The client can write X-Forwarded-For itself; the last address is the one FC's gateway
-    // appended (the peer that reached it). Without the header the peer is the client.
-    let source_ip = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| peer.ip().to_string(), str::to_owned);
+    // The client can write X-Forwarded-For itself: only the entries trusted proxies appended
+    // count, and without trusted hops the peer is the caller (IP allow-lists and the audit row's
+    // source_ip cannot be forged with a header).
+    let source_ip = peer.source_ip(headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()));
     let request = std::str::from_utf8(raw)
         .map_err(|_| RunError::InvalidInput("body is not UTF-8".into()))
         .and_then(|text| request(body, text, &[]));
@@ -322,7 +344,10 @@ mod tests {
             ("x-ak", "second"),
             ("x-forwarded-for", "10.9.9.9, 198.51.100.20"),
         ]);
-        let peer: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let peer = Peer {
+            addr: "192.0.2.7:5000".parse().unwrap(),
+            trusted_hops: 1,
+        };
         let body = br#"{"config_key": "greet"}"#;
         let inbound = from_request(
             Some("fc-1".into()),
@@ -357,8 +382,38 @@ mod tests {
     }
 
     #[test]
+    fn only_the_entries_trusted_proxies_appended_name_the_caller() {
+        let peer = |trusted_hops| Peer {
+            addr: "192.0.2.7:5000".parse().unwrap(),
+            trusted_hops,
+        };
+        // No trusted proxy: a client-written header changes nothing.
+        assert_eq!(peer(0).source_ip(Some("10.1.2.3")), "192.0.2.7");
+        assert_eq!(
+            peer(0).source_ip(Some("10.9.9.9, 198.51.100.20")),
+            "192.0.2.7"
+        );
+        // One trusted proxy: the entry it appended, whatever the client wrote before it.
+        assert_eq!(
+            peer(1).source_ip(Some("10.9.9.9, 198.51.100.20")),
+            "198.51.100.20"
+        );
+        assert_eq!(peer(1).source_ip(Some("198.51.100.20")), "198.51.100.20");
+        assert_eq!(
+            peer(2).source_ip(Some("10.9.9.9, 198.51.100.20, 10.0.0.1")),
+            "198.51.100.20"
+        );
+        // Fewer entries than trusted hops, or none: the peer.
+        assert_eq!(peer(2).source_ip(Some("198.51.100.20")), "192.0.2.7");
+        assert_eq!(peer(1).source_ip(None), "192.0.2.7");
+    }
+
+    #[test]
     fn an_fc_trigger_request_without_forwarding_is_from_its_peer_and_a_binary_body_is_refused() {
-        let peer: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let peer = Peer {
+            addr: "192.0.2.7:5000".parse().unwrap(),
+            trusted_hops: 1,
+        };
         let inbound = from_request(
             None,
             "POST",

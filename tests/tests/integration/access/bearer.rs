@@ -251,6 +251,7 @@ async fn an_unknown_key_and_a_wrong_secret_are_refused_identically(backend: Back
         mode: AccessMode::Keys,
         max_skew: Duration::from_secs(300),
         fail_open: false,
+        trusted_proxy_hops: 0,
     };
     let ring = keyring();
     let now = ai_runner::model::now_ms();
