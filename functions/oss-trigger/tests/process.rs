@@ -134,6 +134,7 @@ async fn in_function_compute_mode_the_oss_trigger_fixture_drives_the_pipeline() 
     ev["events"][0]["oss"]["object"]["key"] = json!("source/a.wav");
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-control-path", "/invoke")
         .header("content-type", "application/octet-stream")
         .header("x-fc-request-id", "fc-oss-1")
         .body(ev.to_string())
@@ -155,6 +156,8 @@ async fn in_function_compute_mode_the_oss_trigger_fixture_drives_the_pipeline() 
     // The fixture as published points at a PNG: mapped, but not audio.
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-control-path", "/invoke")
+        .header("x-fc-request-id", "fc-test-invoke")
         .body(fixture_json("alibaba-fc/oss-trigger-putobject-fc-docs.json").to_string())
         .send()
         .await

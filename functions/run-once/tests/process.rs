@@ -152,6 +152,7 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
     let base = format!("http://127.0.0.1:{port}");
     let init = client
         .post(format!("{base}/initialize"))
+        .header("x-fc-control-path", "/initialize")
         .header("x-fc-request-id", "fc-init-1")
         .send()
         .await
@@ -160,6 +161,7 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
 
     let ok = client
         .post(format!("{base}/invoke"))
+        .header("x-fc-control-path", "/invoke")
         .header("content-type", "application/octet-stream")
         .header("x-fc-request-id", "fc-req-ok-42")
         .body(json!({"config_key": "greet"}).to_string())
@@ -180,6 +182,7 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
 
     let failed = client
         .post(format!("{base}/invoke"))
+        .header("x-fc-control-path", "/invoke")
         .header("x-fc-request-id", "fc-req-missing-7")
         .body(json!({"config_key": "missing"}).to_string())
         .send()
@@ -192,6 +195,8 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
 
     let garbage = client
         .post(format!("{base}/invoke"))
+        .header("x-fc-control-path", "/invoke")
+        .header("x-fc-request-id", "fc-test-invoke")
         .body("not json")
         .send()
         .await
@@ -202,6 +207,7 @@ async fn in_function_compute_mode_the_binary_answers_invoke_over_http() {
     let big = json!({"config_key": "missing", "variables": {"TOPIC": "长".repeat(1024 * 1024)}});
     let large = client
         .post(format!("{base}/invoke"))
+        .header("x-fc-control-path", "/invoke")
         .header("x-fc-request-id", "fc-req-large")
         .body(big.to_string())
         .send()
@@ -307,12 +313,35 @@ async fn on_function_compute_an_http_trigger_request_must_be_signed_by_default()
     // A client of the trigger that asks for the event path is still an HTTP caller.
     let sneaky = client
         .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-request-id", "fc-test-invoke")
         .header("x-fc-control-path", "/http-invoke")
         .body(json!({"config_key": "greet"}).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(sneaky.status(), 401);
+    assert!(server.requests().is_empty());
+    // A control path is the platform's only beside FC's own request id, and only once: a client
+    // that forges one (or sends two) is an HTTP caller, not an event invocation.
+    for forged in [
+        vec![("x-fc-control-path", "/invoke")],
+        vec![
+            ("x-fc-control-path", "/invoke"),
+            ("x-fc-control-path", "/invoke"),
+            ("x-fc-request-id", "fc-forged"),
+        ],
+    ] {
+        let mut req = client.post(format!("http://127.0.0.1:{port}/invoke"));
+        for (k, v) in forged {
+            req = req.header(k, v);
+        }
+        let r = req
+            .body(json!({"config_key": "greet"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "a forged event invocation is refused");
+    }
     assert!(server.requests().is_empty());
 
     let mut req = client

@@ -115,6 +115,7 @@ async fn in_function_compute_mode_timer_events_drive_routes() {
     timer["payload"] = json!(json!({"project": "proj", "route_key": "daily"}).to_string());
     let resp = client
         .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-control-path", "/invoke")
         .header("content-type", "application/octet-stream")
         .header("x-fc-request-id", "fc-timer-1")
         .body(timer.to_string())
@@ -138,6 +139,8 @@ async fn in_function_compute_mode_timer_events_drive_routes() {
     // The docs' own timer payload ("awesome-fc") is not a route request.
     let resp = client
         .post(format!("http://127.0.0.1:{port}/invoke"))
+        .header("x-fc-control-path", "/invoke")
+        .header("x-fc-request-id", "fc-test-invoke")
         .body(fixture_json("alibaba-fc/timer-trigger-fc-docs.json").to_string())
         .send()
         .await

@@ -7,12 +7,15 @@
 //! ([`super::inbound::http::from_request`]), is answered like any API call (access control
 //! included), and the typed [`super::Reply`] becomes the HTTP answer. Which kind a request is
 //! comes from FC's own `x-fc-control-path` header (`/invoke`, `/initialize`, `/http-invoke`),
-//! never from the path alone: a client of the HTTP trigger that asks for `/invoke` is still an
-//! HTTP caller, signed like any other. Only without that header (a local run) does the path
-//! decide. A streaming call to the OpenAI-compatible API is relayed as the provider streams it
-//! (`openai::stream`: its run spawned, so a caller that goes away cannot cancel it).
+//! sent once and beside FC's `x-fc-request-id`, never from the path alone: a client of the HTTP
+//! trigger that asks for `/invoke` (or forges the header) is still an HTTP caller, signed like any
+//! other. Only in a local run (no `FC_FUNCTION_NAME`; bound to loopback) and without that header
+//! does the path decide. A streaming call to the OpenAI-compatible API is relayed as the
+//! provider streams it (`openai::stream`: its run spawned, so a caller that goes away cannot
+//! cancel it).
 //!
-//! Invariants: one server per process, bound to `0.0.0.0:$FC_SERVER_PORT`; every invocation is
+//! Invariants: one server per process, bound to `0.0.0.0:$FC_SERVER_PORT` on FC and to loopback
+//! in a local run; every invocation is
 //! answered (a handler failure is a 404 with `x-fc-status: 404` and the platform error body).
 
 use std::sync::Arc;
@@ -31,23 +34,29 @@ use super::{Function, Inbound, inbound, job};
 use crate::app::App;
 use crate::code::Code;
 
-type Shared = Arc<(Arc<App>, Function)>;
+/// What every request borrows: the state, the function, and whether this is Function Compute
+/// itself (`FC_FUNCTION_NAME` set) rather than a local run of the custom runtime.
+type Shared = Arc<(Arc<App>, Function, bool)>;
 
 /// Function Compute's limit on a synchronous invocation's payload.
 const FC_MAX_PAYLOAD: usize = 32 * 1024 * 1024;
 
-/// Serves on `0.0.0.0:port` until the process is stopped.
+/// Serves on `port` until the process is stopped: on every address on Function Compute (its
+/// gateway connects from outside the sandbox), on loopback in a local run, where anyone who
+/// reached the port could otherwise pose as the platform.
 pub async fn serve(
     state: Arc<App>,
     function: Function,
     port: u16,
+    on_fc: bool,
 ) -> Result<(), lambda_runtime::Error> {
     let app = axum::Router::new()
         .fallback(dispatch)
         // FC takes synchronous payloads up to 32 MB (inline media); axum's default is 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::max(FC_MAX_PAYLOAD))
-        .with_state(Arc::new((state, function)));
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        .with_state(Arc::new((state, function, on_fc)));
+    let host = if on_fc { "0.0.0.0" } else { "127.0.0.1" };
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
     tracing::info!(port, "serving the Function Compute custom runtime");
     axum::serve(
         listener,
@@ -73,15 +82,26 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let control = headers
-        .get("x-fc-control-path")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    let kind = control.as_deref().unwrap_or(match uri.path() {
-        "/invoke" if method == axum::http::Method::POST => "/invoke",
-        "/initialize" if method == axum::http::Method::POST => "/initialize",
+    // The platform's call says so with one control-path header beside its request id (FC strips
+    // a client's own `x-fc-*` headers); anything else is an HTTP caller, checked like any other.
+    let controls: Vec<&axum::http::HeaderValue> =
+        headers.get_all("x-fc-control-path").iter().collect();
+    let from_platform = headers.contains_key("x-fc-request-id");
+    let control = match controls.as_slice() {
+        [one] if from_platform => one.to_str().ok().map(str::to_ascii_lowercase),
+        _ => None,
+    };
+    let local_path = match uri.path() {
+        // Only a local run (bound to loopback) goes by the path when nothing says otherwise.
+        "/invoke" if method == axum::http::Method::POST && !shared.2 && controls.is_empty() => {
+            "/invoke"
+        }
+        "/initialize" if method == axum::http::Method::POST && !shared.2 && controls.is_empty() => {
+            "/initialize"
+        }
         _ => "/http-invoke",
-    });
+    };
+    let kind = control.as_deref().unwrap_or(local_path);
     match kind {
         "/invoke" => invoke(State(shared), headers, body).await,
         "/initialize" => initialize(headers).await,

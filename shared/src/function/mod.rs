@@ -106,7 +106,14 @@ pub async fn serve(
                 "ACCESS_MODE=iam on Function Compute: an HTTP trigger must use authType \"function\", or anyone can call it (ACCESS_MODE=hmac checks signatures here)"
             );
         }
-        return fc::serve(state, function, platform.fc_server_port.unwrap_or(9000)).await;
+        let on_fc = platform.fc_function_name.is_some();
+        return fc::serve(
+            state,
+            function,
+            platform.fc_server_port.unwrap_or(9000),
+            on_fc,
+        )
+        .await;
     }
     lambda::serve(state, function).await
 }
