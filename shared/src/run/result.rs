@@ -91,6 +91,20 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// What an API caller is told of an audit row the database did not take: that it waits
+    /// (`audit_deferred: "spooled"`) and the store's code, never where it waits (the spool's
+    /// bucket and key) nor the database's own message. The CLI keeps both: its user is the
+    /// operator.
+    pub fn for_api_caller(&mut self) {
+        if self.audit_deferred.is_some() {
+            self.audit_deferred = Some("spooled".to_owned());
+        }
+        if let Some(e) = &mut self.audit_error {
+            let code = e.split(':').next().unwrap_or_default().trim().to_owned();
+            *e = code;
+        }
+    }
+
     /// True when the run produced a valid answer.
     pub fn is_ok(&self) -> bool {
         self.status == RunStatus::Ok

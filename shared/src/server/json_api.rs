@@ -79,7 +79,8 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
         };
         match call {
             Call::RunOnce(c) => {
-                let out = r.run_once(&c.config_key, &c.variables, &ctx).await;
+                let mut out = r.run_once(&c.config_key, &c.variables, &ctx).await;
+                out.for_api_caller();
                 let status = answer_status(out.failure.as_deref().map(|e| e.code()));
                 let row = logged("-", &c.config_key, status);
                 record::key_call(store, Some(&granted), row, &out).await;
@@ -93,7 +94,8 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
                 ),
             },
             Call::Route(c) => {
-                let out = r.run_route(&c.project, &c.route_key, &c.variables, &ctx).await;
+                let mut out = r.run_route(&c.project, &c.route_key, &c.variables, &ctx).await;
+                out.result.for_api_caller();
                 let status = answer_status(out.result.failure.as_deref().map(|e| e.code()));
                 let row = logged(&c.project, &c.route_key, status);
                 record::key_call(store, Some(&granted), row, &out.result).await;

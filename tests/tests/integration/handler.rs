@@ -423,3 +423,61 @@ mod run_route {
         assert!(s._server.requests().is_empty());
     }
 }
+
+#[tokio::test]
+async fn an_api_caller_is_told_its_row_waits_in_the_spool_but_not_where() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let server = ProviderServer::start(vec![Reply::content("你好")])
+        .await
+        .unwrap();
+    seed(&tdb.db(), &Seed::text("greet", &server.url())).await;
+    let objects = tempfile::tempdir().unwrap();
+    let dir = objects.path().display().to_string();
+    let state = App::new(&tdb.settings(&[("AI_RUNNER_OBJECTS_DIR", dir.as_str())])).unwrap();
+    // The audit table goes away after the config is resolvable: the row must be spooled.
+    let db = tdb.db();
+    let ai_runner::store::Pool::Sqlite(p) = db.pool().await.unwrap() else {
+        panic!("sqlite")
+    };
+    sqlx::query("ALTER TABLE ai_call_logs RENAME TO ai_call_logs_away")
+        .execute(p)
+        .await
+        .unwrap();
+    let resp = Function::RunOnce
+        .handle(
+            &state,
+            with_body(
+                "aws/apigw/http-v2-post-json-body.json",
+                &json!({"config_key": "greet"}),
+            ),
+            Call::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp["statusCode"], 200, "{resp}");
+    let body = http_body(&resp);
+    assert_eq!(body["content"], "你好");
+    assert_eq!(body["audit_deferred"], "spooled", "{body}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("audit-spool") && !text.contains(&dir),
+        "{text}"
+    );
+    assert!(
+        body["audit_error"].as_str().is_some_and(
+            |e| !e.contains(' ') && e.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        ),
+        "the code alone: {body}"
+    );
+    // A direct invocation (an operator's) still says where the row waits.
+    let direct = Function::RunOnce
+        .handle(&state, json!({"config_key": "greet"}), Call::default())
+        .await
+        .unwrap();
+    assert!(
+        direct["audit_deferred"]
+            .as_str()
+            .is_some_and(|d| d.contains("audit-spool")),
+        "{direct}"
+    );
+}

@@ -66,6 +66,11 @@ pub struct Asked {
 }
 
 impl Asked {
+    /// Whether an HTTP caller asked (told less of the audit spool than an operator).
+    pub fn is_http(&self) -> bool {
+        matches!(self.origin, Origin::Http(_))
+    }
+
     /// Who called, for the audit row.
     pub fn caller(&self) -> Option<Caller> {
         self.granted.as_ref().map(|g| g.caller.clone())

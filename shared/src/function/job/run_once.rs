@@ -23,10 +23,13 @@ pub async fn run(state: &App, asked: &Asked, req: RunOnceRequest) -> Reply {
         tap: None,
         trace_id: None,
     };
-    let result = state
+    let mut result = state
         .runner
         .run_once(&req.config_key, &req.variables, &ctx)
         .await;
+    if asked.is_http() {
+        result.for_api_caller();
+    }
     let reply = Reply::run(result.failure.as_deref(), &result.trace_id, &result);
     let logged = Logged {
         project: "-",

@@ -34,10 +34,13 @@ pub async fn run(state: &App, asked: &Asked, req: RunRouteRequest) -> Reply {
         tap: None,
         trace_id: None,
     };
-    let result = state
+    let mut result = state
         .runner
         .run_route(&req.project, &req.route_key, &req.variables, &ctx)
         .await;
+    if asked.is_http() {
+        result.result.for_api_caller();
+    }
     let reply = Reply::run(
         result.result.failure.as_deref(),
         &result.result.trace_id,
