@@ -23,13 +23,9 @@ use ai_runner::access::{self, HttpCall, signature};
 use ai_runner::config::{AccessMode, AccessSettings};
 use ai_runner::model::access::{Action, KeyOwner};
 use ai_runner::store::access::NewKey;
+use ai_runner_tests::bench::percentile;
 use ai_runner_tests::{Backend, RouteSpec, TestDb, keyring, seed_route};
 use serde_json::{Value, json};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn stats(mut us: Vec<f64>) -> (f64, f64, f64) {
     us.sort_by(f64::total_cmp);

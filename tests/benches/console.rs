@@ -19,16 +19,12 @@
 
 use std::time::Instant;
 
+use ai_runner_tests::bench::percentile;
 use ai_runner_tests::{Backend, ConsoleServer, RouteSpec, Seed, TestDb, seed, seed_route};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-console-token-0123456789";
 const ROWS: i64 = 1_000_000;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// The generated rows, as one statement for this engine.
 fn fill_sql(mysql: bool) -> String {

@@ -23,13 +23,9 @@ use std::time::Instant;
 use ai_runner::cost::{Usage, book, litellm};
 use ai_runner::model::cost::{BudgetScope, Claim, Period, Price, Rate, Rates, femto};
 use ai_runner::ports::CostStore;
+use ai_runner_tests::bench::percentile;
 use ai_runner_tests::{Backend, TestDb, fixture};
 use serde_json::{Value, json};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn stats(mut us: Vec<f64>) -> (f64, f64, f64) {
     us.sort_by(f64::total_cmp);

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::{RunContext, Trigger, Variables};
+use ai_runner_tests::bench::percentile;
 use ai_runner_tests::{Backend, RouteSpec, Seed, TestDb, runner, seed, seed_route};
 use serde_json::{Value, json};
 
@@ -33,14 +34,6 @@ struct Scenario {
     latency_ms: u64,
     concurrency: usize,
     runs: usize,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn peak_rss_kb() -> u64 {
@@ -172,25 +165,11 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--only sqlite` / `--only mariadb` runs one backend.
-    let args: Vec<String> = std::env::args().collect();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let backends = ai_runner_tests::bench::backends();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut backends = vec![Backend::Sqlite];
-    if ai_runner_tests::mysql_url().is_some() {
-        backends.push(Backend::MariaDb);
-    }
-    backends.retain(|b| match only.as_deref() {
-        Some("sqlite") => *b == Backend::Sqlite,
-        Some("mariadb") => *b == Backend::MariaDb,
-        _ => true,
-    });
     let mut results = Vec::new();
     for &backend in &backends {
         for target in ["config", "route"] {

@@ -32,16 +32,9 @@ use std::time::Instant;
 
 use ai_runner::demo::{ProviderServer, Reply};
 use ai_runner::{RunContext, Trigger, Variables};
+use ai_runner_tests::bench::percentile;
 use ai_runner_tests::{Backend, Seed, ServeServer, TestDb, fixture, runner, seed};
 use serde_json::{Value, json};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -448,25 +441,11 @@ async fn portkey(
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let args: Vec<String> = std::env::args().collect();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let backends = ai_runner_tests::bench::backends();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut backends = vec![Backend::Sqlite];
-    if ai_runner_tests::mysql_url().is_some() {
-        backends.push(Backend::MariaDb);
-    }
-    backends.retain(|b| match only.as_deref() {
-        Some("sqlite") => *b == Backend::Sqlite,
-        Some("mariadb") => *b == Backend::MariaDb,
-        _ => true,
-    });
     let mut results = Vec::new();
     for &backend in &backends {
         if let Some(rows) = rt.block_on(run_backend(backend, quick)) {

@@ -15,6 +15,7 @@
     clippy::disallowed_methods
 )]
 
+pub mod bench;
 pub mod fake;
 pub mod function_url;
 pub mod lambda_api;
