@@ -625,14 +625,11 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         .to_ascii_lowercase();
     let mut ctx = RunContext {
         deadline: ctx.deadline,
-        trigger: ctx.trigger,
         request_id: ctx.request_id.clone(),
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),
         media_seconds: meta.duration_seconds,
-        turn: None,
-        tap: None,
-        trace_id: None,
+        ..RunContext::new(ctx.trigger)
     };
     match media_vars(
         objects,

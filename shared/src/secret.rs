@@ -34,6 +34,20 @@ impl Secret {
         }
         text.replace(self.0.as_str(), "***")
     }
+
+    /// A JSON value from outside (a provider's answer or chunk) with every occurrence of this
+    /// secret replaced, as [`Secret::scrub`] does to text; the value itself when it holds none.
+    pub fn scrub_json(&self, v: serde_json::Value) -> serde_json::Value {
+        if self.0.len() < 6 {
+            return v;
+        }
+        let text = v.to_string();
+        if !text.contains(self.0.as_str()) {
+            return v;
+        }
+        // The secret only ever stands inside JSON strings: the replacement keeps the text JSON.
+        serde_json::from_str(&self.scrub(&text)).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -685,15 +685,9 @@ where
     let total = planned.len();
     let concurrency = opts.concurrency.unwrap_or(suite.concurrency).max(1);
     let ctx = RunContext {
-        deadline: None,
-        trigger: Trigger::Eval,
         request_id: Some(format!("eval:{}", jobs.run_key)),
-        redact: Vec::new(),
         caller: opts.caller.clone(),
-        media_seconds: None,
-        turn: None,
-        tap: None,
-        trace_id: None,
+        ..RunContext::new(Trigger::Eval)
     };
     let mut have: BTreeMap<(String, String, u32), CaseResult> = jobs
         .done

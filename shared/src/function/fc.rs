@@ -91,14 +91,10 @@ async fn dispatch(
         [one] if from_platform => one.to_str().ok().map(str::to_ascii_lowercase),
         _ => None,
     };
+    // Only a local run (bound to loopback) goes by the path when nothing says otherwise.
+    let by_path = !shared.2 && controls.is_empty() && method == axum::http::Method::POST;
     let local_path = match uri.path() {
-        // Only a local run (bound to loopback) goes by the path when nothing says otherwise.
-        "/invoke" if method == axum::http::Method::POST && !shared.2 && controls.is_empty() => {
-            "/invoke"
-        }
-        "/initialize" if method == axum::http::Method::POST && !shared.2 && controls.is_empty() => {
-            "/initialize"
-        }
+        p @ ("/invoke" | "/initialize") if by_path => p,
         _ => "/http-invoke",
     };
     let kind = control.as_deref().unwrap_or(local_path);
@@ -203,12 +199,7 @@ async fn http_trigger(
 fn respond(status: u16, headers: Vec<(&'static str, String)>, body: Body) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut resp = (status, body).into_response();
-    for (name, value) in headers {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            resp.headers_mut()
-                .insert(axum::http::HeaderName::from_static(name), v);
-        }
-    }
+    resp.headers_mut().extend(super::reply::header_map(headers));
     resp
 }
 

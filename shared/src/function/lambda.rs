@@ -114,18 +114,12 @@ fn whole(status: u16, headers: Vec<(&'static str, String)>, body: String) -> Ans
 }
 
 fn respond(status: u16, headers: Vec<(&'static str, String)>, stream: Chunks) -> Answer {
-    let mut prelude = MetadataPrelude {
+    let prelude = MetadataPrelude {
         status_code: axum::http::StatusCode::from_u16(status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+        headers: super::reply::header_map(headers),
         ..MetadataPrelude::default()
     };
-    for (name, value) in headers {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            prelude
-                .headers
-                .insert(axum::http::HeaderName::from_static(name), v);
-        }
-    }
     FunctionResponse::StreamingResponse(StreamResponse {
         metadata_prelude: prelude,
         stream,

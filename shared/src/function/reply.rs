@@ -250,6 +250,19 @@ impl Reply {
     }
 }
 
+/// Rendered headers as an HTTP header map, for the edges that answer over HTTP themselves (FC's
+/// runtime, a Lambda response stream's prelude); a later value of a name replaces an earlier one
+/// (`content-type` first, then the answer's own); a value that is not a valid header is dropped.
+pub fn header_map(headers: Vec<(&'static str, String)>) -> axum::http::HeaderMap {
+    let mut map = axum::http::HeaderMap::new();
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            map.insert(axum::http::HeaderName::from_static(name), v);
+        }
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

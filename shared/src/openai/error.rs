@@ -61,17 +61,10 @@ impl ApiError {
     /// A failed run: its code and message. A provider rate limit asks to come back in a second
     /// (the SDKs retry it themselves).
     pub fn from_result(r: &RunResult) -> Self {
-        let (code, message) = match (&r.failure, &r.error) {
-            (Some(f), _) => (f.code(), f.to_string()),
-            (None, Some(e)) => (
-                Code::ALL
-                    .iter()
-                    .copied()
-                    .find(|c| c.as_str() == e.code)
-                    .unwrap_or(Code::InvalidInput),
-                e.message.clone(),
-            ),
-            (None, None) => (Code::InvalidInput, "the run did not answer".to_owned()),
+        // A failed result always carries its typed failure (the two are set together).
+        let (code, message) = match &r.failure {
+            Some(f) => (f.code(), f.to_string()),
+            None => (Code::InvalidInput, "the run did not answer".to_owned()),
         };
         let retry_after = (code == Code::Http429RateLimit).then_some(1);
         let param =

@@ -18,6 +18,8 @@ pub mod error;
 pub mod render;
 pub mod stream;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 pub use error::ApiError;
@@ -111,8 +113,8 @@ pub struct ChatRequest {
     pub target: Target,
     /// `variables`: the config prompt's `{{NAME}}` values.
     pub variables: Variables,
-    /// The caller's messages, fields and `stream`.
-    pub turn: CallerTurn,
+    /// The caller's messages, fields and `stream` (shared with the run's context, not copied).
+    pub turn: Arc<CallerTurn>,
     /// `stream_options.include_usage`: the stream ends with a usage chunk.
     pub include_usage: bool,
 }
@@ -120,14 +122,7 @@ pub struct ChatRequest {
 /// Parses a request body. Every refusal names the field (`param`) it is about.
 pub fn parse(body: &[u8], settings: &OpenAiSettings) -> Result<ChatRequest, ApiError> {
     if body.len() > settings.max_body_bytes {
-        return Err(ApiError::new(
-            Code::InvalidInput,
-            format!(
-                "the request body is larger than {} bytes (OPENAI_MAX_BODY_BYTES)",
-                settings.max_body_bytes
-            ),
-        )
-        .with_status(413));
+        return Err(too_large(settings.max_body_bytes));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
@@ -218,13 +213,22 @@ pub fn parse(body: &[u8], settings: &OpenAiSettings) -> Result<ChatRequest, ApiE
     Ok(ChatRequest {
         target,
         variables,
-        turn: CallerTurn {
+        turn: Arc::new(CallerTurn {
             messages,
             fields: known,
             stream,
-        },
+        }),
         include_usage,
     })
+}
+
+/// A body over `OPENAI_MAX_BODY_BYTES` (413), refused before it is parsed (or read whole).
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        Code::InvalidInput,
+        format!("the request body is larger than {limit} bytes (OPENAI_MAX_BODY_BYTES)"),
+    )
+    .with_status(413)
 }
 
 /// A `model` that names nothing this server runs (404, `param: model`).

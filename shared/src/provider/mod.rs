@@ -202,7 +202,7 @@ impl HttpProvider {
                     if let Some(tap) = tap {
                         for c in asm.take_chunks() {
                             // A provider may echo the key: what reaches the caller is scrubbed.
-                            if !tap.send(scrub_value(c, key)).await {
+                            if !tap.send(key.scrub_json(c)).await {
                                 let gone = ProviderError::CallerGone(tap.sent());
                                 return failed(status, asm.partial(), gone);
                             }
@@ -339,18 +339,6 @@ impl Provider for HttpProvider {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-/// `v` with every occurrence of the key replaced (a chunk relayed to a caller as it arrives).
-fn scrub_value(v: Value, key: &Secret) -> Value {
-    if key.expose().is_empty() {
-        return v;
-    }
-    let text = v.to_string();
-    if !text.contains(key.expose()) {
-        return v;
-    }
-    serde_json::from_str(&key.scrub(&text)).unwrap_or(Value::Null)
 }
 
 fn transport_error(e: &reqwest::Error, timeout_ms: u64, key: &Secret) -> ProviderError {

@@ -345,14 +345,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 })
                 .await;
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.
-            if let Some(b) = &ex.body
-                && !key.expose().is_empty()
-            {
-                let text = b.to_string();
-                if text.contains(key.expose()) {
-                    ex.body = serde_json::from_str(&key.scrub(&text)).ok();
-                }
-            }
+            ex.body = ex.body.take().map(|b| key.scrub_json(b));
             let billed = price_exchange(plan, &ex, request_bytes);
             self.meter.settle(&self.store, plan, billed).await;
             charge = charge.plus(billed);

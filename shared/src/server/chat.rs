@@ -92,7 +92,7 @@ pub(super) async fn completions(
     let trace_id = new_trace_id();
     let mut ctx = RunContext {
         caller: Some(granted.caller.clone()),
-        turn: Some(Arc::new(chat.turn.clone())),
+        turn: Some(Arc::clone(&chat.turn)),
         trace_id: Some(trace_id.clone()),
         ..RunContext::new(Trigger::Serve)
     };
@@ -102,7 +102,7 @@ pub(super) async fn completions(
         limits.push(("x-ratelimit-remaining", l.remaining.to_string()));
     }
     if !chat.turn.stream {
-        let answer = spawn_run(&s, chat.clone(), ctx, granted).await;
+        let answer = spawn_run(&s, chat, ctx, granted).await;
         let mut r = match answer {
             Some(a) => answered(&a, false, false),
             None => error(&stopped()),

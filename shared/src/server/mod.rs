@@ -234,13 +234,7 @@ async fn admit(s: &Server, call: &HttpCall, action: Option<&Action>) -> Result<G
 async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, limit.saturating_add(1))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                Code::InvalidInput,
-                format!("the request body is larger than {limit} bytes (OPENAI_MAX_BODY_BYTES)"),
-            )
-            .with_status(413)
-        })
+        .map_err(|_| crate::openai::too_large(limit))
 }
 
 /// An OpenAI error answer.

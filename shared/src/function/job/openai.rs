@@ -45,13 +45,15 @@ pub enum Prepared {
 pub async fn answer(state: &App, h: OpenAiInbound, asked: Asked) -> Reply {
     match prepare(state, h, asked).await {
         Prepared::Answered(r) => r,
-        Prepared::Chat(c) => {
-            let (stream, include_usage, limits) =
-                (c.chat.turn.stream, c.chat.include_usage, c.limits);
-            let a = run(state, *c).await;
-            reply(render::answer(&a, stream, include_usage)).with_limits(limits)
-        }
+        Prepared::Chat(c) => whole(state, *c).await,
     }
+}
+
+/// Runs a chat call and answers it in one piece (a streaming caller's stream at once).
+async fn whole(state: &App, c: ChatCall) -> Reply {
+    let (stream, include_usage, limits) = (c.chat.turn.stream, c.chat.include_usage, c.limits);
+    let a = run(state, c).await;
+    reply(render::answer(&a, stream, include_usage)).with_limits(limits)
 }
 
 /// Admits the call and reads its body.
@@ -89,7 +91,7 @@ pub async fn prepare(state: &App, h: OpenAiInbound, asked: Asked) -> Prepared {
         deadline: asked.deadline,
         request_id: asked.request_id.clone(),
         caller: asked.caller(),
-        turn: Some(std::sync::Arc::new(chat.turn.clone())),
+        turn: Some(std::sync::Arc::clone(&chat.turn)),
         ..RunContext::new(asked.origin.trigger())
     };
     Prepared::Chat(Box::new(ChatCall {
@@ -179,10 +181,7 @@ pub async fn streaming(
     let mut c = match prepare(&state, h, asked).await {
         Prepared::Answered(r) => return Streaming::Whole(r.into_http()),
         Prepared::Chat(c) if !c.chat.turn.stream => {
-            let limits = c.limits;
-            let a = run(&state, *c).await;
-            let r = reply(render::answer(&a, false, false)).with_limits(limits);
-            return Streaming::Whole(r.into_http());
+            return Streaming::Whole(whole(&state, *c).await.into_http());
         }
         Prepared::Chat(c) => c,
     };

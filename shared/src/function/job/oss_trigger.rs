@@ -20,14 +20,8 @@ use crate::run::RunContext;
 pub async fn process(state: &App, event: ObjectEvent, call: Call) -> Reply {
     let ctx = RunContext {
         deadline: call.deadline,
-        trigger: crate::model::Trigger::Oss,
         request_id: call.request_id,
-        redact: Vec::new(),
-        caller: None,
-        media_seconds: None,
-        turn: None,
-        tap: None,
-        trace_id: None,
+        ..RunContext::new(crate::model::Trigger::Oss)
     };
     match event {
         ObjectEvent::Test => Reply::ok(json!({"ignored": "s3:TestEvent"})),

@@ -14,14 +14,9 @@ use crate::run::RunContext;
 pub async fn run(state: &App, asked: &Asked, req: RunOnceRequest) -> Reply {
     let ctx = RunContext {
         deadline: asked.deadline,
-        trigger: asked.origin.trigger(),
         request_id: asked.request_id.clone(),
-        redact: Vec::new(),
         caller: asked.caller(),
-        media_seconds: None,
-        turn: None,
-        tap: None,
-        trace_id: None,
+        ..RunContext::new(asked.origin.trigger())
     };
     let mut result = state
         .runner

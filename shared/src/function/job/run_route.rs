@@ -25,14 +25,9 @@ pub async fn run(state: &App, asked: &Asked, req: RunRouteRequest) -> Reply {
     }
     let ctx = RunContext {
         deadline: asked.deadline,
-        trigger: trigger_label(asked.origin, req.trigger.as_deref()),
         request_id: asked.request_id.clone(),
-        redact: Vec::new(),
         caller: asked.caller(),
-        media_seconds: None,
-        turn: None,
-        tap: None,
-        trace_id: None,
+        ..RunContext::new(trigger_label(asked.origin, req.trigger.as_deref()))
     };
     let mut result = state
         .runner
