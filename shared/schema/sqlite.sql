@@ -193,3 +193,8 @@ CREATE TABLE IF NOT EXISTS ai_runner_schema_migrations (
   name       TEXT    NOT NULL,
   applied_at TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+
+CREATE TABLE IF NOT EXISTS ai_catalog_version (
+  id      INTEGER PRIMARY KEY,
+  version INTEGER NOT NULL DEFAULT 0
+);

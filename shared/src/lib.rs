@@ -56,6 +56,7 @@ pub mod schema;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod snapshot;
 pub mod spool;
 pub mod status;
 pub mod store;

@@ -604,11 +604,10 @@ async fn run_job<S: Store + JobStore, P: Provider>(
 
     // Route variables < mapping variables < the media variables set here.
     let route_vars = match runner
-        .store()
         .resolve_route(&mapping.project, &mapping.route_key)
         .await
     {
-        Ok(r) => r.variables,
+        Ok(r) => r.variables.clone(),
         Err(e) => {
             return store_failure(&e, Some(job_id));
         }

@@ -129,6 +129,13 @@ pub trait Store: CostStore + Send + Sync {
         &self,
         route_id: i64,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// The catalog's version counter, which every catalog write bumps in its transaction;
+    /// `None` where there is no counter (the predecessor's schema): the snapshot then relies on
+    /// its age alone.
+    fn catalog_version(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// How many catalog writes this process has committed (no I/O): the snapshot sees the
+    /// process's own writes at once.
+    fn local_catalog_writes(&self) -> u64;
 }
 
 /// What the upload pipeline needs from its job table.

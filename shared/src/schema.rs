@@ -429,6 +429,17 @@ pub const MIGRATIONS: &[Migration] = &[
             },
         ],
     },
+    Migration {
+        version: 11,
+        name: "catalog_version",
+        // One row: the counter every catalog write bumps in its transaction, which warm
+        // processes read now and then to drop their configuration snapshot (`snapshot`).
+        steps: &[Step::CreateTable {
+            table: "ai_catalog_version",
+            mysql: "CREATE TABLE IF NOT EXISTS ai_catalog_version (\n  id      TINYINT NOT NULL,\n  version BIGINT  NOT NULL DEFAULT 0,\n  PRIMARY KEY (id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+            sqlite: "CREATE TABLE IF NOT EXISTS ai_catalog_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL DEFAULT 0)",
+        }],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

@@ -334,3 +334,43 @@ pub(super) fn parse_eval(get: Getter<'_>) -> Result<EvalSettings, ConfigError> {
         reports_prefix,
     })
 }
+
+/// How long a process reuses the configuration it resolved (the core's `snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// `AI_CONFIG_CACHE_MS` (default 10,000; 0 = no snapshot): reuse an entry this long after the
+    /// database last confirmed it.
+    pub cache: Duration,
+    /// `AI_CONFIG_CHECK_MS` (default 1,000): read the catalog's version counter at most this
+    /// often.
+    pub check: Duration,
+    /// `AI_CONFIG_STALE_MAX_S` (default 300): while the database does not answer, keep serving
+    /// an entry this long after it was last confirmed.
+    pub stale_max: Duration,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self {
+            cache: Duration::from_millis(10_000),
+            check: Duration::from_millis(1_000),
+            stale_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl SnapshotSettings {
+    /// True when the snapshot is on.
+    pub fn enabled(&self) -> bool {
+        !self.cache.is_zero()
+    }
+}
+
+pub(super) fn parse_snapshot(get: Getter<'_>) -> Result<SnapshotSettings, ConfigError> {
+    let d = SnapshotSettings::default();
+    Ok(SnapshotSettings {
+        cache: Duration::from_millis(num(get, "AI_CONFIG_CACHE_MS", 10_000)?),
+        check: Duration::from_millis(num(get, "AI_CONFIG_CHECK_MS", 1_000)?),
+        stale_max: Duration::from_secs(num(get, "AI_CONFIG_STALE_MAX_S", d.stale_max.as_secs())?),
+    })
+}

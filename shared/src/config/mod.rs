@@ -24,9 +24,10 @@ mod targets;
 mod values;
 
 pub use knobs::{
-    AccessMode, AccessSettings, EvalSettings, HttpSettings, OpenAiSettings, ValidationSettings,
+    AccessMode, AccessSettings, EvalSettings, HttpSettings, OpenAiSettings, SnapshotSettings,
+    ValidationSettings,
 };
-use knobs::{parse_access, parse_eval};
+use knobs::{parse_access, parse_eval, parse_snapshot};
 pub use targets::{DatabaseTarget, MySqlTarget, ObjectSettings, ObjectTarget};
 use targets::{parse_database, parse_objects};
 use values::{flag, fraction, num, secs};
@@ -107,6 +108,9 @@ pub struct Settings {
     /// `COST_CACHE_SECS` (default 60): how long a process keeps a model's prices and the list of
     /// budgets before reading them again (a change reaches running functions within it).
     pub cost_cache: std::time::Duration,
+    /// How long resolved configs and routes are reused (`AI_CONFIG_CACHE_MS`,
+    /// `AI_CONFIG_CHECK_MS`, `AI_CONFIG_STALE_MAX_S`).
+    pub snapshot: SnapshotSettings,
 }
 
 impl Settings {
@@ -168,6 +172,7 @@ impl Settings {
             access: parse_access(get)?,
             openai: knobs::parse_openai(get)?,
             cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
+            snapshot: parse_snapshot(get)?,
         })
     }
 }

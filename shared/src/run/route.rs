@@ -124,8 +124,12 @@ fn mask(key: &str) -> String {
 const MIN_MEMBER: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl<S: Store, P: Provider> Runner<S, P> {
-    async fn load_route(&self, project: &str, route_key: &str) -> Result<ResolvedRoute, RunError> {
-        let route = self.store().resolve_route(project, route_key).await?;
+    async fn load_route(
+        &self,
+        project: &str,
+        route_key: &str,
+    ) -> Result<std::sync::Arc<ResolvedRoute>, RunError> {
+        let route = self.resolve_route(project, route_key).await?;
         if route.members.is_empty() {
             return Err(StoreError::NoActiveMembers(format!("{project}/{route_key}")).into());
         }

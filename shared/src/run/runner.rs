@@ -22,6 +22,7 @@ use crate::model::ResolvedConfig;
 use crate::model::cost::Charge;
 use crate::ports::{Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, Store};
 use crate::request::{self, BuiltRequest};
+use crate::snapshot::Snapshot;
 use crate::validate;
 
 /// Where large audit bodies go when `ENABLE_OSS_SPILLOVER` is on.
@@ -80,6 +81,7 @@ pub struct Runner<S, P> {
     audit_max_body: usize,
     spool: Option<crate::spool::AuditSpool>,
     meter: Meter,
+    snapshot: Snapshot,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -97,6 +99,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             audit_max_body: settings.audit_max_body_bytes,
             spool: None,
             meter: Meter::new(settings.cost_cache),
+            snapshot: Snapshot::new(settings.snapshot),
         }
     }
 
@@ -161,6 +164,28 @@ impl<S: Store, P: Provider> Runner<S, P> {
         &self.meter
     }
 
+    /// The configuration snapshot (what this process resolved).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The active config `key`, from the snapshot while it is fresh.
+    pub async fn resolve_config(
+        &self,
+        config_key: &str,
+    ) -> Result<Arc<ResolvedConfig>, crate::ports::StoreError> {
+        self.snapshot.config(&self.store, config_key).await
+    }
+
+    /// The active route with its members, from the snapshot while it is fresh.
+    pub async fn resolve_route(
+        &self,
+        project: &str,
+        route_key: &str,
+    ) -> Result<Arc<crate::model::ResolvedRoute>, crate::ports::StoreError> {
+        self.snapshot.route(&self.store, project, route_key).await
+    }
+
     /// Runs `config_key` with runtime variables.
     pub async fn run_once(
         &self,
@@ -172,7 +197,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let trace_id = ctx.trace_id();
         let span = tracing::info_span!("run_once", trace_id = %trace_id, config_key, request_id = ctx.request_id.as_deref());
         async move {
-            let cfg = match self.store.resolve_config(config_key).await {
+            let cfg = match self.resolve_config(config_key).await {
                 Ok(c) => c,
                 Err(e) => {
                     let e = RunError::Store(e);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::dialect::InsertId;
+use super::dialect::{self, InsertId};
 use super::{Db, StoreError, db_err, json_col, on_pool, sql};
 use crate::catalog::{
     Action, ApplyError, Catalog, Config, Connection, Member, Model, ParamProfile, PlanItem,
@@ -577,9 +577,15 @@ impl Db {
                     q.execute(&mut *tx).await.map_err(db_err)?;
                 }
             }
+            dialect::bumped(
+                sqlx::query(dialect::bump_catalog(self.is_mysql()))
+                    .execute(&mut *tx)
+                    .await,
+            )?;
             tx.commit().await.map_err(db_err)?;
             Ok::<(), ApplyError>(())
         })?;
+        self.catalog_written();
         Ok(items)
     }
 }

@@ -103,6 +103,22 @@ impl Store for Db {
         dialect::next_cursor(self.pool().await?, route_id).await
     }
 
+    async fn catalog_version(&self) -> Result<Option<i64>, StoreError> {
+        let pool = self.pool().await?;
+        let res = on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(sql::CATALOG_VERSION)
+            .fetch_optional(p)
+            .await);
+        match res {
+            Ok(v) => Ok(Some(v.unwrap_or(0))),
+            Err(e) if is_missing_table(&e) => Ok(None),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    fn local_catalog_writes(&self) -> u64 {
+        Db::catalog_writes()
+    }
+
     async fn peek_cursor(&self, route_id: i64) -> Result<Option<u64>, StoreError> {
         let pool = self.pool().await?;
         let res = on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(sql::PEEK_CURSOR)

@@ -94,3 +94,30 @@ pub(crate) async fn next_cursor(pool: &Pool, route_id: i64) -> Result<Option<u64
         Err(e) => Err(db_err(e)),
     }
 }
+
+/// Bumps the catalog's version counter inside a catalog write's transaction (MySQL).
+const BUMP_CATALOG_MYSQL: &str = "INSERT INTO ai_catalog_version (id, version) VALUES (1, 1) \
+     ON DUPLICATE KEY UPDATE version = version + 1";
+
+/// Bumps the catalog's version counter inside a catalog write's transaction (SQLite).
+const BUMP_CATALOG_SQLITE: &str = "INSERT INTO ai_catalog_version (id, version) VALUES (1, 1) \
+     ON CONFLICT(id) DO UPDATE SET version = version + 1";
+
+/// The statement that bumps the catalog's version counter in this dialect.
+pub(crate) fn bump_catalog(mysql: bool) -> &'static str {
+    if mysql {
+        BUMP_CATALOG_MYSQL
+    } else {
+        BUMP_CATALOG_SQLITE
+    }
+}
+
+/// A bump's outcome: a missing counter table (an unmigrated database) is no failure, since
+/// snapshots there rely on their age alone; neither dialect aborts the transaction for it.
+pub(crate) fn bumped<T>(res: Result<T, sqlx::Error>) -> Result<(), StoreError> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_missing_table(&e) => Ok(()),
+        Err(e) => Err(db_err(e)),
+    }
+}

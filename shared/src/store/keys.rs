@@ -199,9 +199,15 @@ impl Db {
                     .await
                     .map_err(db_err)?;
             }
+            super::dialect::bumped(
+                sqlx::query(super::dialect::bump_catalog(self.is_mysql()))
+                    .execute(&mut *tx)
+                    .await,
+            )?;
             tx.commit().await.map_err(db_err)?;
             Ok::<(), crate::RunError>(())
         })?;
+        self.catalog_written();
         Ok(report)
     }
 }

@@ -8,7 +8,8 @@
 //! differs; [`config`] reads configs and routes, [`audit`] writes the audit row, [`catalog`] is
 //! the one writer of the seven config tables, [`access`] the access keys, nonces and quota counters, [`cost`] the prices, budgets and their use, and the usage report's read, [`eval`] the evaluation runs and [`eval_catalog`] their datasets and suites, [`media`] the upload tables, [`trail`] the audit trail a page at a time, [`keys`] the stored
 //! secrets (rotation re-encrypts the secret columns of three tables in one transaction: the one
-//! place a table has a second writer), [`migrate`] the schema, [`schema_dump`] the read-only schema export.
+//! place a table has a second writer), [`migrate`] the schema, [`schema_dump`] the read-only schema export, `checkpoint` the embedded
+//! file's WAL checkpoints (on a background timer, never inside a call's commit).
 //!
 //! Invariants: one pool per process, created lazily on first use and reused by every warm
 //! invocation; resolving a config_key is one query and writing an audit row is one statement;
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+mod checkpoint;
 pub mod config;
 pub mod cost;
 pub(crate) mod dialect;
@@ -109,7 +111,13 @@ pub struct Db {
     audit_mode: AtomicU8,
     /// Budget windows whose `ai_budget_use` row this process knows exists.
     budget_windows: std::sync::Mutex<std::collections::HashSet<(i64, String)>>,
+    /// The embedded file's background WAL checkpoints ([`checkpoint`]), stopped on drop.
+    checkpointer: checkpoint::Checkpointer,
 }
+
+/// Catalog writes committed by this process, through any handle (its snapshots see them at once:
+/// the console, `cfg gen` run by a test beside a runner).
+static CATALOG_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Db {
     /// A handle that connects on first use (never creates an embedded file).
@@ -121,6 +129,7 @@ impl Db {
             pool: OnceCell::new(),
             audit_mode: AtomicU8::new(AUDIT_UNKNOWN),
             budget_windows: std::sync::Mutex::default(),
+            checkpointer: checkpoint::Checkpointer::default(),
         }
     }
 
@@ -204,6 +213,9 @@ impl Db {
                     // In WAL mode NORMAL keeps the database consistent and skips an fsync per
                     // commit (only the last commits can be lost on power failure).
                     .synchronous(SqliteSynchronous::Normal)
+                    // Checkpoints off the request path (see `checkpoint`).
+                    .pragma("wal_autocheckpoint", checkpoint::wal_autocheckpoint())
+                    .pragma("journal_size_limit", checkpoint::JOURNAL_SIZE_LIMIT)
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
@@ -211,9 +223,20 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.into()))?;
+                self.checkpointer.start(&pool);
                 Ok(Pool::Sqlite(pool))
             }
         }
+    }
+
+    /// Notes a committed catalog write (after its transaction's commit).
+    pub(crate) fn catalog_written(&self) {
+        CATALOG_WRITES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Catalog writes this process has committed so far.
+    pub(crate) fn catalog_writes() -> u64 {
+        CATALOG_WRITES.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Closes the pool (CLI exit; lets SQLite checkpoint its WAL).

@@ -434,3 +434,6 @@ pub(crate) const INSERT_EVAL_RESULT_IF_NEW_MYSQL: &str = "INSERT IGNORE INTO ai_
 pub(crate) const INSERT_EVAL_RESULT_IF_NEW_SQLITE: &str = "INSERT OR IGNORE INTO ai_eval_result (run_key, \
      target, case_key, repeat_index, pass, score, latency_ms, error_code, trace_id, audit_ids, \
      result_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The catalog's version counter (one row; none before the first catalog write).
+pub(crate) const CATALOG_VERSION: &str = "SELECT version FROM ai_catalog_version WHERE id = 1";

@@ -70,6 +70,12 @@ struct State {
     runs: Vec<Run>,
     suites: BTreeMap<String, Value>,
     next_id: i64,
+    /// Catalog writes by "this process" (the seeding writers below).
+    local_writes: u64,
+    /// The catalog version counter (bumped by every catalog write, here or elsewhere).
+    version: i64,
+    /// Config and route resolutions answered.
+    resolves: u64,
 }
 
 impl State {
@@ -119,7 +125,35 @@ impl MemoryStore {
         let mut s = self.lock();
         cfg.config_id = s.id();
         s.configs.insert(cfg.config_key.clone(), cfg.clone());
+        s.local_writes += 1;
+        s.version += 1;
         cfg
+    }
+
+    /// Replaces a stored config as another process's catalog write would: the version counter
+    /// moves, this process's write count does not.
+    pub fn write_elsewhere(&self, cfg: ResolvedConfig) {
+        let mut s = self.lock();
+        s.configs.insert(cfg.config_key.clone(), cfg);
+        s.version += 1;
+    }
+
+    /// Deactivates a stored config as another process's catalog write would (the counter moves).
+    pub fn remove_elsewhere(&self, config_key: &str) {
+        let mut s = self.lock();
+        s.configs.remove(config_key);
+        s.version += 1;
+    }
+
+    /// Replaces a stored config as a raw SQL edit would (the predecessor's scripts): no counter
+    /// moves.
+    pub fn edit_behind(&self, cfg: ResolvedConfig) {
+        self.lock().configs.insert(cfg.config_key.clone(), cfg);
+    }
+
+    /// Config and route resolutions the store has answered.
+    pub fn resolves(&self) -> u64 {
+        self.lock().resolves
     }
 
     /// Stores an active route of an active project over stored configs, members given as
@@ -149,6 +183,8 @@ impl MemoryStore {
             }
         }
         resolved.sort_by_key(|m| (m.priority, m.member_id));
+        s.local_writes += 1;
+        s.version += 1;
         s.routes.insert(
             (project.to_owned(), route_key.to_owned()),
             ResolvedRoute {
@@ -312,8 +348,9 @@ fn query_error(what: &str) -> StoreError {
 
 impl Store for MemoryStore {
     async fn resolve_config(&self, config_key: &str) -> Result<ResolvedConfig, StoreError> {
-        let s = self.lock();
+        let mut s = self.lock();
         s.up()?;
+        s.resolves += 1;
         s.configs
             .get(config_key)
             .cloned()
@@ -338,8 +375,9 @@ impl Store for MemoryStore {
         project: &str,
         route_key: &str,
     ) -> Result<ResolvedRoute, StoreError> {
-        let s = self.lock();
+        let mut s = self.lock();
         s.up()?;
+        s.resolves += 1;
         s.routes
             .get(&(project.to_owned(), route_key.to_owned()))
             .cloned()
@@ -365,6 +403,16 @@ impl Store for MemoryStore {
         let s = self.lock();
         s.up()?;
         Ok(Some(s.cursors.get(&route_id).map_or(0, |p| p + 1)))
+    }
+
+    async fn catalog_version(&self) -> Result<Option<i64>, StoreError> {
+        let s = self.lock();
+        s.up()?;
+        Ok(Some(s.version))
+    }
+
+    fn local_catalog_writes(&self) -> u64 {
+        self.lock().local_writes
     }
 }
 

@@ -181,6 +181,7 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
         "template",
         "invocation",
         "openai",
+        "snapshot",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",
@@ -214,7 +215,7 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
             .filter(|d| {
                 [
                     "run", "media", "eval", "access", "app", "health", "demo", "function",
-                    "console", "server", "openai",
+                    "console", "server", "openai", "snapshot",
                 ]
                 .contains(&d.as_str())
             })

@@ -51,6 +51,12 @@ async fn the_sample_round_trips_to_a_fixed_point(backend: Backend) {
     );
     let cat = cat.unwrap();
 
+    use ai_runner::ports::Store;
+    let version = db
+        .catalog_version()
+        .await
+        .unwrap()
+        .expect("a migrated database has the counter");
     let before = counts(&db).await;
     let (dry, _) = plan(&db.snapshot().await.unwrap(), &cat, &ring(), &env_with_key).unwrap();
     assert!(dry.iter().all(|i| i.action == Action::Create), "{dry:?}");
@@ -63,9 +69,13 @@ async fn the_sample_round_trips_to_a_fixed_point(backend: Backend) {
     assert_eq!(applied.len(), dry.len());
     let after_first = counts(&db).await;
     assert_eq!(after_first, vec![1, 1, 2, 3, 3, 1, 1, 2]);
+    assert_eq!(
+        db.catalog_version().await.unwrap(),
+        Some(version + 1),
+        "the write bumped the catalog version in its transaction"
+    );
 
     // The key is stored encrypted (ours, bound to the row) and runs.
-    use ai_runner::ports::Store;
     let r = runner(&tdb.settings(&[]));
     let resolved = r.store().resolve_config("summary_json").await.unwrap();
     assert!(!resolved.connection.key_blob.contains("sk-openai-test"));
@@ -86,6 +96,11 @@ async fn the_sample_round_trips_to_a_fixed_point(backend: Backend) {
     assert!(
         again.iter().all(|i| i.action == Action::Unchanged),
         "{again:?}"
+    );
+    assert_eq!(
+        db.catalog_version().await.unwrap(),
+        Some(version + 1),
+        "a write that changes nothing leaves every snapshot as it is"
     );
 
     // Export, then re-import without any secret in the environment: unchanged.

@@ -149,3 +149,50 @@ async fn init_on_an_empty_mariadb_creates_the_predecessor_tables_and_migrates() 
     db.close().await;
     tdb.cleanup().await;
 }
+
+/// The embedded file's checkpoints run in the background, never inside a call's commit: the
+/// pool's connections have SQLite's automatic checkpoint off, and a background task backfills
+/// the WAL soon after the writes stop (without it nothing would: the automatic one is off).
+#[tokio::test]
+async fn the_embedded_database_checkpoints_its_wal_in_the_background_not_in_commits() {
+    use ai_runner::store::Pool;
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    let Pool::Sqlite(pool) = db.pool().await.unwrap() else {
+        panic!("an embedded target opens a SQLite pool");
+    };
+    let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(auto, 0, "no checkpoint inside a commit");
+    sqlx::query("CREATE TABLE wal_probe (id INTEGER PRIMARY KEY, body TEXT)")
+        .execute(pool)
+        .await
+        .unwrap();
+    for i in 0..400 {
+        sqlx::query("INSERT INTO wal_probe (id, body) VALUES (?, ?)")
+            .bind(i)
+            .bind("x".repeat(2048))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    // The rows reach the database file only through a checkpoint (until then they are in the
+    // WAL): 400 rows of 2 KiB, under SQLite's 1,000-page automatic threshold either way.
+    let ai_runner::config::DatabaseTarget::Sqlite(path) = &tdb.target else {
+        panic!("an embedded target");
+    };
+    let mut size = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        size = std::fs::metadata(path).unwrap().len();
+        if size > 800_000 {
+            break;
+        }
+    }
+    assert!(
+        size > 800_000,
+        "the background task checkpointed the WAL into the file ({size} bytes)"
+    );
+}

@@ -2,7 +2,8 @@
 //! milliseconds per test. Routes (member order, handover rules, priority, weight, round-robin,
 //! deadline), upload leases, fan-out finalization and budgets, each through the core's own
 //! entry points (`Runner::run_route`, `media::process`, `fanout::work`, `Runner::run_once` under
-//! a budget).
+//! a budget), and the configuration snapshot (`Runner::resolve_config` through the version
+//! counter, the age bounds and an outage).
 //!
 //! `contract` runs the same port scenarios against the fakes and against SQLite and asserts the
 //! same outcome, so a policy proven here holds on the real store; the end-to-end tests of each
@@ -13,3 +14,4 @@ mod contract;
 mod finalization;
 mod leases;
 mod routes;
+mod snapshot;
