@@ -6,7 +6,8 @@
 //! (S3/OSS in a deployed stack, the local objects directory for the CLI and the embedded
 //! default), holding the row exactly as it would have been inserted.
 //!
-//! Invariants: a row is removed from the spool only after the database holds it; a replay never
+//! Invariants: a replayed row keeps the call's time as `created_at` (the row's own
+//! `created_at_ms`, else the time in its key), never the replay's; a row is removed from the spool only after the database holds it; a replay never
 //! inserts twice (the row's own `row_key` is unique in `ai_call_logs`, and a row already there is
 //! taken as written); the spool keys sort by the time they were written, so the oldest is first.
 
@@ -70,17 +71,21 @@ impl AuditSpool {
     /// The spooled rows (oldest first) and the oldest one's age.
     pub async fn pending(&self, max: usize) -> Result<(Vec<String>, Pending), ObjectError> {
         let keys = self.store.list(&self.bucket, &self.prefix, max).await?;
-        let oldest_ms = keys.first().and_then(|k| {
-            let written: i64 = k
-                .strip_prefix(&self.prefix)?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()?;
-            Some(now_ms() - written)
-        });
+        let oldest_ms = keys
+            .first()
+            .and_then(|k| self.written_ms(k))
+            .map(|written| now_ms() - written);
         let rows = keys.len();
         Ok((keys, Pending { rows, oldest_ms }))
+    }
+
+    /// When a spooled row was written, from its key (`<prefix><written ms>-…`).
+    fn written_ms(&self, key: &str) -> Option<i64> {
+        key.strip_prefix(&self.prefix)?
+            .split('-')
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Moves up to `limit` spooled rows into the database, oldest first. A row the database
@@ -106,6 +111,11 @@ impl AuditSpool {
                     .push((key.clone(), Code::StoredJsonInvalid.as_str().to_owned()));
                 continue;
             };
+            // A row spooled before rows carried their time: it was spooled right after its
+            // call, so its key's time is the call's (to the insert's timeout).
+            if row.created_at_ms.is_none() {
+                row.created_at_ms = self.written_ms(key);
+            }
             row.status = if row.error_code.is_some() {
                 "error"
             } else {
