@@ -65,8 +65,12 @@ fn key_select(filter: &str) -> String {
 }
 
 const INSERT_CALL_LOG: &str = "INSERT INTO ai_user_call_log (user_id, key_id, project_name, route_key, \
-     http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id, \
+     created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Whether a key's call of a trace is logged.
+const CALL_LOGGED: &str =
+    "SELECT COUNT(*) FROM ai_user_call_log WHERE trace_id = ? AND access_key_id = ?";
 
 /// A missing access table means the database is behind our schema.
 fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
@@ -536,9 +540,23 @@ impl AccessStore for Db {
             .bind(call.ai_call_log_id)
             .bind(&call.trace_id)
             .bind(&call.access_key_id)
+            .bind(crate::model::utc_datetime_ms(
+                call.created_at_ms.unwrap_or_else(crate::model::now_ms)
+            ))
             .execute(p)
             .await
             .map(|_| ())
+            .map_err(|e| access_err(e, "ai_user_call_log")))
+    }
+
+    async fn call_logged(&self, trace_id: &str, access_key_id: &str) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(CALL_LOGGED)
+            .bind(trace_id)
+            .bind(access_key_id)
+            .fetch_one(p)
+            .await
+            .map(|n| n > 0)
             .map_err(|e| access_err(e, "ai_user_call_log")))
     }
 }
