@@ -81,6 +81,29 @@ fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
     }
 }
 
+/// A count whose connection broke or never came (the server went away mid-transaction, the pool
+/// timed out) is the database not answering, not a failed statement: the one failure
+/// `ACCESS_FAIL_OPEN` may let through ([`crate::access`]).
+fn unanswered(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Query(cause)
+            if cause.downcast_ref::<sqlx::Error>().is_some_and(|s| {
+                matches!(
+                    s,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
+            }) =>
+        {
+            StoreError::Unavailable(cause)
+        }
+        e => e,
+    }
+}
+
 /// A bearer key's column, as stored: `{"bearer":"sha256:<64 hex>"}`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -515,6 +538,7 @@ impl AccessStore for Db {
     ) -> Result<Admission, StoreError> {
         self.counted(access_key_id, Some((nonce, nonce_until_ms)), rps, daily)
             .await
+            .map_err(unanswered)
     }
 
     async fn count_call(
@@ -523,7 +547,9 @@ impl AccessStore for Db {
         rps: Option<u32>,
         daily: Option<u32>,
     ) -> Result<Admission, StoreError> {
-        self.counted(access_key_id, None, rps, daily).await
+        self.counted(access_key_id, None, rps, daily)
+            .await
+            .map_err(unanswered)
     }
 
     async fn log_call(&self, call: &KeyCall) -> Result<(), StoreError> {
@@ -564,6 +590,14 @@ impl AccessStore for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_is_the_counters_not_answering_a_failed_statement_is_not() {
+        let broke = unanswered(db_err(sqlx::Error::PoolTimedOut));
+        assert!(matches!(broke, StoreError::Unavailable(_)), "{broke:?}");
+        let failed = unanswered(db_err(sqlx::Error::RowNotFound));
+        assert!(matches!(failed, StoreError::Query(_)), "{failed:?}");
+    }
 
     #[test]
     fn a_bearer_digest_is_stored_as_its_json_text_and_read_back_as_such() {
