@@ -83,7 +83,7 @@ fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
 
 /// A count whose connection broke or never came (the server went away mid-transaction, the pool
 /// timed out) is the database not answering, not a failed statement: the one failure
-/// `ACCESS_FAIL_OPEN` may let through ([`crate::access`]).
+/// `ACCESS_FAIL_OPEN` may let through (the access policy decides).
 fn unanswered(e: StoreError) -> StoreError {
     match e {
         StoreError::Query(cause)
