@@ -123,6 +123,7 @@ pub fn row(s: &Subject, f: &Facts<'_>, key: Option<&Secret>, redact: &[String]) 
         cost_nano_usd: f.charge.and_then(|c| c.nano),
         cost_status: f.charge.map(|c| c.status.as_str().to_owned()),
         price_id: f.charge.and_then(|c| c.price_id),
+        created_at_ms: Some(crate::model::now_ms()),
     }
 }
 

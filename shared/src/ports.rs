@@ -300,6 +300,13 @@ pub trait AccessStore: Send + Sync {
     ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
     /// Writes the call's `ai_user_call_log` row, linked to its audit row.
     fn log_call(&self, call: &KeyCall) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether this key's call of this trace has its `ai_user_call_log` row already: a spooled
+    /// row whose first insert did commit (an ambiguous failure) is not replayed twice.
+    fn call_logged(
+        &self,
+        trace_id: &str,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Prices and budgets: what the runner reads to price a call, and the two writes that keep a
@@ -328,8 +335,9 @@ pub trait CostStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Settled>, StoreError>> + Send;
 }
 
-/// One call a key made (signed or bearer), as `ai_user_call_log` keeps it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// One call a key made (signed or bearer), as `ai_user_call_log` keeps it (and as the spool
+/// keeps it while the database is down).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KeyCall {
     /// The access key id.
     pub access_key_id: String,
@@ -353,6 +361,10 @@ pub struct KeyCall {
     pub ai_call_log_id: Option<i64>,
     /// The run's trace id.
     pub trace_id: Option<String>,
+    /// When the call was made, milliseconds since the epoch: bound as `created_at`, so a row
+    /// replayed from the spool keeps the call's time (`None`: now).
+    #[serde(default)]
+    pub created_at_ms: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------

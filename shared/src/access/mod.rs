@@ -23,11 +23,15 @@
 //! Invariants: the secret is decrypted into a [`crate::secret::Secret`] for the comparison
 //! only and never logged, and a token's secret part is only ever hashed; when the database
 //! cannot answer, the key lookup and the nonce fail closed always, the counters unless
-//! `ACCESS_FAIL_OPEN=true`.
+//! `ACCESS_FAIL_OPEN=true`; a count whose statement failed (a deadlock: tried once more) fails
+//! closed always.
 
 pub mod bearer;
 pub mod record;
 pub mod signature;
+
+#[cfg(test)]
+mod admit_tests;
 
 use std::net::IpAddr;
 
@@ -38,7 +42,7 @@ use crate::model::access::{
     Action, Admission, Caller, KeyForm, KeyProof, StoredKey, secret_binding,
 };
 use crate::model::bearer::BearerToken;
-use crate::ports::AccessStore;
+use crate::ports::{AccessStore, StoreError};
 use bearer::Presented;
 use signature::{Request, Signed};
 
@@ -420,10 +424,37 @@ fn signature_matches(
     })
 }
 
+/// The counting transaction of [`admit`], once.
+async fn count<S: AccessStore>(
+    store: &S,
+    key: &StoredKey,
+    nonce: Option<(&str, i64)>,
+    rps: Option<u32>,
+    quota: Option<u32>,
+) -> Result<Admission, StoreError> {
+    match nonce {
+        Some((nonce, until)) => {
+            store
+                .admit(&key.access_key_id, nonce, until, rps, quota)
+                .await
+        }
+        None => store.count_call(&key.access_key_id, rps, quota).await,
+    }
+}
+
+/// Whether a failed count is "the counters did not answer" (the database unreachable, or its
+/// counter tables gone), the one failure `ACCESS_FAIL_OPEN` may let a call through on. A
+/// statement that failed (a deadlock, a lock wait timeout, anything else) fails closed: letting
+/// it through would give whoever can provoke one an uncounted call.
+fn counters_unanswered(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Outdated(_))
+}
+
 /// Spends the nonce, when the call has one (a signed call), and counts the call against the
-/// key's per-second limit, then its daily quota, in one transaction. When that cannot be done,
-/// the nonce alone is recorded if `ACCESS_FAIL_OPEN` allows going on without the counters; a
-/// replay is never let through.
+/// key's per-second limit, then its daily quota, in one transaction. A failed statement is
+/// tried once more (an InnoDB deadlock among concurrent first-of-the-day upserts rolls back and
+/// is retryable), then fails closed. When the counters do not answer, the nonce alone is
+/// recorded if `ACCESS_FAIL_OPEN` allows going on without them; a replay is never let through.
 async fn admit<S: AccessStore>(
     store: &S,
     settings: &AccessSettings,
@@ -438,14 +469,11 @@ async fn admit<S: AccessStore>(
         limit: u64::from(limit),
         remaining: u64::from(limit).saturating_sub(used),
     };
-    let counted = match nonce {
-        Some((nonce, until)) => {
-            store
-                .admit(&key.access_key_id, nonce, until, rps, quota)
-                .await
-        }
-        None => store.count_call(&key.access_key_id, rps, quota).await,
-    };
+    let mut counted = count(store, key, nonce, rps, quota).await;
+    if matches!(counted, Err(StoreError::Query(_))) {
+        tracing::warn!(access_key_id = %key.access_key_id, "the access count failed; trying once more");
+        counted = count(store, key, nonce, rps, quota).await;
+    }
     match counted {
         Ok(Admission::Granted { second, day }) => Ok(match (quota, rps, second) {
             (Some(q), _, _) => Some(limit(q, day)),
@@ -464,8 +492,9 @@ async fn admit<S: AccessStore>(
             ..Denied::new(Code::QuotaExceeded, ak)
         }),
         Err(e) => {
-            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), fail_open = settings.fail_open, "the access counters did not answer");
-            if !settings.fail_open {
+            let open = settings.fail_open && counters_unanswered(&e);
+            tracing::error!(code = %e.code(), error = %crate::error::chain(&e), fail_open = open, "the access count failed");
+            if !open {
                 return Err(Denied::new(Code::AccessUnavailable, ak));
             }
             let Some((nonce, until)) = nonce else {

@@ -2,7 +2,9 @@
 //! every edge that admits keys (the functions, `ai-runner serve`).
 //!
 //! Invariants: the row's status is the one the caller was answered with; it names the call's
-//! audit row and trace; writing it never fails the call (a failure is logged).
+//! audit row and trace and is dated at the call; writing it never fails the call (a row the
+//! database does not take goes to the audit spool, replayed with the audit rows; without a
+//! spool it is logged).
 
 use serde_json::Value;
 
@@ -10,6 +12,7 @@ use super::Granted;
 use crate::model::access::KeyOwner;
 use crate::ports::{AccessStore, KeyCall};
 use crate::run::RunResult;
+use crate::spool::AuditSpool;
 
 /// What a key-call row says about the call.
 pub struct Logged<'a> {
@@ -21,10 +24,11 @@ pub struct Logged<'a> {
     pub status: u16,
 }
 
-/// Writes the `ai_user_call_log` row of a call a key made (a failure is logged: the call
-/// happened and its audit row is written). A call no key made writes nothing.
+/// Writes the `ai_user_call_log` row of a call a key made (a row the database does not take
+/// goes to `spool`; without one it is logged). A call no key made writes nothing.
 pub async fn key_call<S: AccessStore>(
     store: &S,
+    spool: Option<&AuditSpool>,
     granted: Option<&Granted>,
     logged: Logged<'_>,
     result: &RunResult,
@@ -52,8 +56,21 @@ pub async fn key_call<S: AccessStore>(
         tokens_completion: tokens("completion_tokens"),
         ai_call_log_id: result.audit_id,
         trace_id: Some(result.trace_id.clone()),
+        created_at_ms: Some(crate::model::now_ms()),
     };
-    if let Err(e) = store.log_call(&call).await {
-        tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), access_key_id = %call.access_key_id, "ai_user_call_log row not written");
+    let Err(e) = store.log_call(&call).await else {
+        return;
+    };
+    let Some(spool) = spool else {
+        tracing::error!(code = %e.code(), error = %crate::error::chain(&e), row = ?call, "ai_user_call_log row not written and no audit spool is configured; the row is in this log line");
+        return;
+    };
+    match spool.put_key_call(&call).await {
+        Ok(at) => {
+            tracing::warn!(code = %e.code(), access_key_id = %call.access_key_id, spooled = %at, "ai_user_call_log row spooled for replay");
+        }
+        Err(se) => {
+            tracing::error!(code = %e.code(), spool_code = %se.code(), error = %crate::error::chain(&e), row = ?call, "ai_user_call_log row neither written nor spooled; it is in this log line");
+        }
     }
 }

@@ -182,8 +182,8 @@ pub struct AccessSettings {
     /// server's clock; nonces are kept as long.
     pub max_skew: Duration,
     /// `ACCESS_FAIL_OPEN` (default false): when the quota and rate counters cannot be reached,
-    /// let calls through (logged) instead of answering `ACCESS_UNAVAILABLE`. Key lookup and
-    /// nonces always fail closed.
+    /// let calls through (logged) instead of answering `ACCESS_UNAVAILABLE`. Key lookup, nonces
+    /// and a count whose statement failed (a deadlock, after one more try) always fail closed.
     pub fail_open: bool,
     /// `ACCESS_TRUSTED_PROXY_HOPS` (default 0, at most 8): how many proxies in front of Function
     /// Compute's custom runtime append the address they saw to `X-Forwarded-For`. 0: the caller

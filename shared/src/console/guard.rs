@@ -4,8 +4,10 @@
 //! - on a loopback bind, the `Host` names this machine and port (a page on another site cannot
 //!   reach the console through DNS rebinding);
 //! - the token comes from the `token` query parameter (the printed URL: answered with a cookie and,
-//!   for a page, a redirect that drops it from the address bar), the console's cookie, or an
-//!   `Authorization: token|Bearer` header; it is compared in constant time;
+//!   for a page, a redirect that drops it from the address bar), or an `Authorization:
+//!   token|Bearer` header; or the console's cookie carries its session value (derived from the
+//!   token, the port and a per-process random: never the token, which every server on this
+//!   host would receive); all are compared in constant time;
 //! - a state-changing request authenticated by the cookie alone must come from the console's own
 //!   origin (`Origin`, else `Sec-Fetch-Site: same-origin`): no cross-site request forgery;
 //! - every answer carries a Content-Security-Policy without scripts, `nosniff`, a referrer only
@@ -103,7 +105,8 @@ fn verdict(c: &Console, method: &Method, path: &str, query: &str, headers: &Head
                 .or_else(|| v.strip_prefix("Bearer "))
         })
         .is_some_and(|t| same(t.trim().as_bytes(), token));
-    let from_cookie = cookie_value(headers, &c.cookie).is_some_and(|t| same(t.as_bytes(), token));
+    let from_cookie =
+        cookie_value(headers, &c.cookie).is_some_and(|t| same(t.as_bytes(), c.session.as_bytes()));
     if !(from_query || from_header || from_cookie) {
         return Verdict::Refuse(
             Code::ConsoleTokenInvalid,
@@ -174,7 +177,7 @@ pub(super) async fn admit(State(c): State<Arc<Console>>, req: Request, next: Nex
     let cookie = || {
         HeaderValue::from_str(&format!(
             "{}={}; Path=/; HttpOnly; SameSite=Strict",
-            c.cookie, c.token
+            c.cookie, c.session
         ))
         .ok()
     };
@@ -224,6 +227,7 @@ mod tests {
             app: crate::app::App::new(&settings).unwrap(),
             token: "t0k3n-abcdefghijklmnop".into(),
             cookie: "ai_runner_console_8899".into(),
+            session: "5e55-10n-abcdefghijklmnop".into(),
             port: 8899,
             bound: "127.0.0.1".into(),
             loopback,
@@ -269,7 +273,7 @@ mod tests {
             ("host", "localhost:8899"),
             (
                 "cookie",
-                "a=b; ai_runner_console_8899=t0k3n-abcdefghijklmnop",
+                "a=b; ai_runner_console_8899=5e55-10n-abcdefghijklmnop",
             ),
         ]);
         assert_eq!(verdict(&c, &Method::GET, "/", "", &h), Verdict::Pass);
@@ -285,6 +289,42 @@ mod tests {
             Verdict::Remember {
                 location: "/evil.example/".into()
             }
+        );
+    }
+
+    #[test]
+    fn the_cookie_admits_by_its_session_value_never_by_the_token() {
+        let c = console(true);
+        // What a server on another localhost port received could not be the token.
+        let token_cookie = headers(&[
+            ("host", "127.0.0.1:8899"),
+            ("cookie", "ai_runner_console_8899=t0k3n-abcdefghijklmnop"),
+        ]);
+        assert!(matches!(
+            verdict(&c, &Method::GET, "/", "", &token_cookie),
+            Verdict::Refuse(Code::ConsoleTokenInvalid, _)
+        ));
+        // And the session value is not a token.
+        let session_as_token = headers(&[
+            ("host", "127.0.0.1:8899"),
+            ("authorization", "token 5e55-10n-abcdefghijklmnop"),
+        ]);
+        assert!(matches!(
+            verdict(&c, &Method::GET, "/", "", &session_as_token),
+            Verdict::Refuse(Code::ConsoleTokenInvalid, _)
+        ));
+        let token = "t0k3n-abcdefghijklmnop";
+        let a = super::super::session_value(token, 8899);
+        assert!(!a.contains(token));
+        assert_ne!(
+            a,
+            super::super::session_value(token, 8900),
+            "bound to the port"
+        );
+        assert_ne!(
+            a,
+            super::super::session_value(token, 8899),
+            "and to the process"
         );
     }
 
@@ -308,7 +348,7 @@ mod tests {
     #[test]
     fn a_cookie_borne_post_must_come_from_the_consoles_own_origin() {
         let c = console(true);
-        let cookie = "ai_runner_console_8899=t0k3n-abcdefghijklmnop";
+        let cookie = "ai_runner_console_8899=5e55-10n-abcdefghijklmnop";
         let ours = headers(&[
             ("host", "127.0.0.1:8899"),
             ("cookie", cookie),

@@ -76,13 +76,32 @@ impl ConsoleError {
 struct Console {
     app: App,
     token: String,
-    /// The cookie that carries the token after the first visit (per port: cookies ignore ports).
+    /// The cookie that admits the browser after the first visit (named per port).
     cookie: String,
+    /// What the cookie carries: derived from the token, the port and a random value of this
+    /// process ([`session_value`]), never the token itself (cookies ignore ports: every server
+    /// on this host receives it).
+    session: String,
     port: u16,
     /// The bound address as a `Host` names it (`127.0.0.2`, `[::1]`).
     bound: String,
     /// Bound to a loopback address: only `Host: localhost|127.0.0.1|[::1]:port` is served.
     loopback: bool,
+}
+
+/// The cookie's value for a console on `port` with `token`: SHA-256 over a random value of
+/// this process, the port and the token (a server on another port that receives the cookie
+/// learns neither the token nor a value that outlives this process).
+fn session_value(token: &str, port: u16) -> String {
+    use sha2::{Digest, Sha256};
+    let mut salt = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let mut h = Sha256::new();
+    h.update(b"ai-runner-console-session\0");
+    h.update(salt);
+    h.update(port.to_be_bytes());
+    h.update(token.as_bytes());
+    crate::hex::encode(&h.finalize())
 }
 
 /// A bound console, not yet serving.
@@ -131,6 +150,7 @@ pub async fn bind(app: App, options: Options) -> Result<Listening, ConsoleError>
         state: Arc::new(Console {
             app,
             cookie: format!("ai_runner_console_{}", addr.port()),
+            session: session_value(&token, addr.port()),
             token,
             port: addr.port(),
             bound: host_name(addr.ip()),

@@ -45,13 +45,21 @@ pub async fn check(
     })
 }
 
-/// Writes the `ai_user_call_log` row of a call a key made (a failure is logged: the call
-/// happened and its audit row is written).
+/// Writes the `ai_user_call_log` row of a call a key made (the database down: to the audit
+/// spool; see [`crate::access::record::key_call`]).
 pub async fn log_key_call(
     state: &App,
     granted: Option<&Granted>,
     logged: Logged<'_>,
     result: &RunResult,
 ) {
-    crate::access::record::key_call(state.runner.store(), granted, logged, result).await;
+    let runner = &state.runner;
+    crate::access::record::key_call(
+        runner.store(),
+        runner.audit_spool(),
+        granted,
+        logged,
+        result,
+    )
+    .await;
 }

@@ -76,6 +76,21 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// `ms` as the audit table stores `created_at`: UTC `YYYY-MM-DD HH:MM:SS.mmm` (SQLite's
+/// `strftime('%Y-%m-%d %H:%M:%f')`, MariaDB's `DATETIME(3)` in the UTC sessions sqlx opens).
+pub fn utc_datetime_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = cost::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 /// The associated-data binding of `ai_connection.api_key_encrypted` for connection `name`.
 pub fn connection_binding(name: &str) -> String {
     format!("ai_connection:{name}")
@@ -225,4 +240,9 @@ pub struct AuditRow {
     /// The `ai_model_price` row used.
     #[serde(default)]
     pub price_id: Option<i64>,
+    /// When the call was audited, milliseconds since the epoch: bound as `created_at`, so a row
+    /// replayed from the spool keeps the call's time, not the replay's (`None`: a row spooled
+    /// before this field existed; the replay takes the time from its spool key).
+    #[serde(default)]
+    pub created_at_ms: Option<i64>,
 }

@@ -154,7 +154,9 @@ fn spawn_run(
             route_key,
             status: a.status(),
         };
-        record::key_call(server.app.runner.store(), Some(&granted), logged, &a.result).await;
+        let runner = &server.app.runner;
+        let spool = runner.audit_spool();
+        record::key_call(runner.store(), spool, Some(&granted), logged, &a.result).await;
         a
     });
     async move { run.await.ok() }

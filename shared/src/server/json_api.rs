@@ -83,7 +83,7 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
                 out.for_api_caller();
                 let status = answer_status(out.failure.as_deref().map(|e| e.code()));
                 let row = logged("-", &c.config_key, status);
-                record::key_call(store, Some(&granted), row, &out).await;
+                record::key_call(store, r.audit_spool(), Some(&granted), row, &out).await;
                 (status, json!(out))
             }
             Call::Route(c) if c.dry_run => match r.dry_run(&c.project, &c.route_key, &c.variables).await {
@@ -98,7 +98,7 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
                 out.result.for_api_caller();
                 let status = answer_status(out.result.failure.as_deref().map(|e| e.code()));
                 let row = logged(&c.project, &c.route_key, status);
-                record::key_call(store, Some(&granted), row, &out.result).await;
+                record::key_call(store, r.audit_spool(), Some(&granted), row, &out.result).await;
                 (status, json!(out))
             }
             Call::Eval(_) => (

@@ -90,7 +90,10 @@ impl Db {
                 .bind(&row.error_code)
                 .bind(&row.error_message)
                 .bind(&row.request_body_json)
-                .bind(&row.response_body_json);
+                .bind(&row.response_body_json)
+                .bind(crate::model::utc_datetime_ms(
+                    row.created_at_ms.unwrap_or_else(crate::model::now_ms),
+                ));
             let q = if shape >= Shape::Extended {
                 q.bind(&row.trace_id)
                     .bind(row.status)

@@ -71,11 +71,12 @@ pub(crate) const RESOLVE_ROUTE: &str = "SELECT CAST(r.id AS SIGNED) AS route_id,
 pub(crate) const PEEK_CURSOR: &str =
     "SELECT CAST(position AS SIGNED) FROM ai_route_cursor_v2 WHERE route_id = ?";
 
-/// The predecessor's audit columns (compat.md section 4): always written.
+/// The predecessor's audit columns (compat.md section 4): always written. `created_at` is bound
+/// too (its default would date a replayed row at the replay).
 macro_rules! audit_core_columns {
     () => {
         "config_key, http_status, duration_ms, prompt_tokens, completion_tokens, total_tokens, \
-         response_id, error_code, error_message, request_body_json, response_body_json"
+         response_id, error_code, error_message, request_body_json, response_body_json, created_at"
     };
 }
 
@@ -87,51 +88,51 @@ macro_rules! audit_ext_columns {
     };
 }
 
-/// The audit insert on a migrated database (24 values).
+/// The audit insert on a migrated database (25 values).
 pub(crate) const INSERT_AUDIT_EXTENDED: &str = concat!(
     "INSERT INTO ai_call_logs (",
     audit_core_columns!(),
     ", ",
     audit_ext_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
-/// The audit insert with the row's own key (25 values; version 7 on).
+/// The audit insert with the row's own key (26 values; version 7 on).
 pub(crate) const INSERT_AUDIT_KEYED: &str = concat!(
     "INSERT INTO ai_call_logs (",
     audit_core_columns!(),
     ", ",
     audit_ext_columns!(),
-    ", row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ", row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
-/// The audit insert with the caller's identity (28 values; version 8 on).
+/// The audit insert with the caller's identity (29 values; version 8 on).
 pub(crate) const INSERT_AUDIT_IDENTIFIED: &str = concat!(
     "INSERT INTO ai_call_logs (",
     audit_core_columns!(),
     ", ",
     audit_ext_columns!(),
-    ", row_key, caller_key, caller_principal, source_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ", row_key, caller_key, caller_principal, source_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
-/// The audit insert with the call's cost (31 values; version 9 on).
+/// The audit insert with the call's cost (32 values; version 9 on).
 pub(crate) const INSERT_AUDIT_PRICED: &str = concat!(
     "INSERT INTO ai_call_logs (",
     audit_core_columns!(),
     ", ",
     audit_ext_columns!(),
-    ", row_key, caller_key, caller_principal, source_ip, cost_nano_usd, cost_status, price_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ", row_key, caller_key, caller_principal, source_ip, cost_nano_usd, cost_status, price_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
 /// The row already written under a row key.
 pub(crate) const AUDIT_ID_BY_ROW_KEY: &str =
     "SELECT CAST(id AS SIGNED) FROM ai_call_logs WHERE row_key = ?";
 
-/// The audit insert on the predecessor's schema (11 values).
+/// The audit insert on the predecessor's schema (12 values).
 pub(crate) const INSERT_AUDIT_CORE: &str = concat!(
     "INSERT INTO ai_call_logs (",
     audit_core_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 
 /// One audit row by id, every column.

@@ -86,6 +86,10 @@ async fn a_request_without_the_token_is_refused_and_the_printed_url_sets_a_cooki
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_owned();
+    assert!(
+        !pair.contains(TOKEN),
+        "every server on this host gets the cookie: never the token"
+    );
     let r = http
         .get(format!("{}/audit?status=error", c.base))
         .header("cookie", &pair)
@@ -107,10 +111,14 @@ async fn a_cross_site_post_or_a_foreign_host_is_refused_and_nothing_is_called() 
     let (bad, good) = seed_handover(&tdb, "fine").await;
     let c = start(&tdb, &[]).await;
     let http = client();
-    let cookie = format!(
-        "ai_runner_console_{}={TOKEN}",
-        c.base.rsplit(':').next().unwrap()
-    );
+    // The cookie the printed URL sets (its session value: the token itself is no cookie).
+    let r = http
+        .get(format!("{}/?token={TOKEN}", c.base))
+        .send()
+        .await
+        .unwrap();
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_owned();
     let form = [("project", "shop"), ("route", "ask"), ("action", "run")];
     let r = http
         .post(format!("{}/try", c.base))

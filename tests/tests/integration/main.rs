@@ -29,3 +29,4 @@ mod routes;
 mod run_once;
 mod schema;
 mod secrets;
+mod spool;

@@ -14,16 +14,10 @@ use crate::console::page::{
 };
 
 pub(super) fn when(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let (y, m, d) = crate::model::cost::civil_from_days(days);
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    // To the second: the milliseconds are noise on a page.
+    let mut t = crate::model::utc_datetime_ms(ms);
+    t.truncate(19);
+    t
 }
 
 /// `GET /uploads`: media jobs, newest first, and the mappings that route them.

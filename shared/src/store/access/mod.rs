@@ -65,8 +65,12 @@ fn key_select(filter: &str) -> String {
 }
 
 const INSERT_CALL_LOG: &str = "INSERT INTO ai_user_call_log (user_id, key_id, project_name, route_key, \
-     http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     http_status, duration_ms, tokens_prompt, tokens_completion, ai_call_log_id, trace_id, access_key_id, \
+     created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Whether a key's call of a trace is logged.
+const CALL_LOGGED: &str =
+    "SELECT COUNT(*) FROM ai_user_call_log WHERE trace_id = ? AND access_key_id = ?";
 
 /// A missing access table means the database is behind our schema.
 fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
@@ -74,6 +78,29 @@ fn access_err(e: sqlx::Error, table: &'static str) -> StoreError {
         StoreError::Outdated(table)
     } else {
         db_err(e)
+    }
+}
+
+/// A count whose connection broke or never came (the server went away mid-transaction, the pool
+/// timed out) is the database not answering, not a failed statement: the one failure
+/// `ACCESS_FAIL_OPEN` may let through (the access policy decides).
+fn unanswered(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Query(cause)
+            if cause.downcast_ref::<sqlx::Error>().is_some_and(|s| {
+                matches!(
+                    s,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
+            }) =>
+        {
+            StoreError::Unavailable(cause)
+        }
+        e => e,
     }
 }
 
@@ -511,6 +538,7 @@ impl AccessStore for Db {
     ) -> Result<Admission, StoreError> {
         self.counted(access_key_id, Some((nonce, nonce_until_ms)), rps, daily)
             .await
+            .map_err(unanswered)
     }
 
     async fn count_call(
@@ -519,7 +547,9 @@ impl AccessStore for Db {
         rps: Option<u32>,
         daily: Option<u32>,
     ) -> Result<Admission, StoreError> {
-        self.counted(access_key_id, None, rps, daily).await
+        self.counted(access_key_id, None, rps, daily)
+            .await
+            .map_err(unanswered)
     }
 
     async fn log_call(&self, call: &KeyCall) -> Result<(), StoreError> {
@@ -536,9 +566,23 @@ impl AccessStore for Db {
             .bind(call.ai_call_log_id)
             .bind(&call.trace_id)
             .bind(&call.access_key_id)
+            .bind(crate::model::utc_datetime_ms(
+                call.created_at_ms.unwrap_or_else(crate::model::now_ms)
+            ))
             .execute(p)
             .await
             .map(|_| ())
+            .map_err(|e| access_err(e, "ai_user_call_log")))
+    }
+
+    async fn call_logged(&self, trace_id: &str, access_key_id: &str) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        on_pool!(pool, |p| sqlx::query_scalar::<_, i64>(CALL_LOGGED)
+            .bind(trace_id)
+            .bind(access_key_id)
+            .fetch_one(p)
+            .await
+            .map(|n| n > 0)
             .map_err(|e| access_err(e, "ai_user_call_log")))
     }
 }
@@ -546,6 +590,14 @@ impl AccessStore for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_is_the_counters_not_answering_a_failed_statement_is_not() {
+        let broke = unanswered(db_err(sqlx::Error::PoolTimedOut));
+        assert!(matches!(broke, StoreError::Unavailable(_)), "{broke:?}");
+        let failed = unanswered(db_err(sqlx::Error::RowNotFound));
+        assert!(matches!(failed, StoreError::Query(_)), "{failed:?}");
+    }
 
     #[test]
     fn a_bearer_digest_is_stored_as_its_json_text_and_read_back_as_such() {
