@@ -107,6 +107,11 @@ pub struct Settings {
     /// `COST_CACHE_SECS` (default 60): how long a process keeps a model's prices and the list of
     /// budgets before reading them again (a change reaches running functions within it).
     pub cost_cache: std::time::Duration,
+    /// `COST_RESERVATION_GRACE_SECS` (default 60): how long past the end of its call (the
+    /// deadline, else the longest its send can take) a budget reservation is kept before it may
+    /// be reclaimed as the reservation of a call that died; covers the settlement's own writes and
+    /// the clocks of different hosts.
+    pub cost_reservation_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -168,6 +173,11 @@ impl Settings {
             access: parse_access(get)?,
             openai: knobs::parse_openai(get)?,
             cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
+            cost_reservation_grace: std::time::Duration::from_secs(num(
+                get,
+                "COST_RESERVATION_GRACE_SECS",
+                60,
+            )?),
         })
     }
 }

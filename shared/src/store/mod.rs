@@ -109,6 +109,8 @@ pub struct Db {
     audit_mode: AtomicU8,
     /// Budget windows whose `ai_budget_use` row this process knows exists.
     budget_windows: std::sync::Mutex<std::collections::HashSet<(i64, String)>>,
+    /// Whether `ai_budget_reservation` exists (detected once per process; see `store::cost`).
+    holds_mode: AtomicU8,
 }
 
 impl Db {
@@ -121,6 +123,7 @@ impl Db {
             pool: OnceCell::new(),
             audit_mode: AtomicU8::new(AUDIT_UNKNOWN),
             budget_windows: std::sync::Mutex::default(),
+            holds_mode: AtomicU8::new(cost::HOLDS_UNKNOWN),
         }
     }
 
