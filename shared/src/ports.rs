@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::code::Code;
 use crate::model::access::{Admission, StoredKey};
-use crate::model::cost::{Budget, Claim as BudgetClaim, Price, Reserved, Settled};
+use crate::model::cost::{Budget, Claim as BudgetClaim, Hold, Price, Reserved, Settled};
 use crate::model::eval::{CaseResult, EvalRun, Report};
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
@@ -320,16 +320,22 @@ pub trait CostStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Price>, StoreError>> + Send;
     /// Every active budget.
     fn active_budgets(&self) -> impl Future<Output = Result<Vec<Budget>, StoreError>> + Send;
-    /// Reserves every claim in its window, or none: the first budget whose used and reserved
-    /// amounts plus the claim would pass its limit refuses the lot (and counts a refusal).
+    /// Reserves every claim in its window under `hold` (its identity and expiry), or none: the
+    /// first budget whose used and reserved amounts plus the claim would pass its limit refuses
+    /// the lot (and counts a refusal), after the reservations of the claimed windows that expired
+    /// before `hold.created_ms` were reclaimed (their calls died before settling).
     fn reserve(
         &self,
+        hold: &Hold,
         claims: &[BudgetClaim],
     ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
-    /// Replaces each claim's reservation with `cost_nano`, the call's real cost; returns each
-    /// window's use afterwards.
+    /// Replaces each claim's reservation with `cost_nano`, the call's real cost: what `hold`
+    /// still holds is freed (nothing when it was reclaimed or released meanwhile; a store without
+    /// reservation rows frees each claim's amount) and the cost added; returns each window's use
+    /// afterwards.
     fn settle(
         &self,
+        hold: &Hold,
         claims: &[BudgetClaim],
         cost_nano: i64,
     ) -> impl Future<Output = Result<Vec<Settled>, StoreError>> + Send;

@@ -431,6 +431,26 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
+        name: "budget_reservations",
+        steps: &[
+            // Each reservation's share of a budget window, with its identity and expiry: the
+            // settlement deletes it; once expired (its call cannot be running any more) the next
+            // reservation that finds the budget full reclaims it, and `budget release` frees it
+            // by hand. `ai_budget_use.reserved_nano` stays the sum the limit is checked against.
+            Step::CreateTable {
+                table: "ai_budget_reservation",
+                mysql: "CREATE TABLE IF NOT EXISTS ai_budget_reservation (\n  reservation_id VARCHAR(32)     CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n  budget_id      BIGINT UNSIGNED NOT NULL,\n  period_start   VARCHAR(10)     NOT NULL,\n  amount_nano    BIGINT          NOT NULL,\n  created_ms     BIGINT          NOT NULL,\n  expires_ms     BIGINT          NOT NULL,\n  trace_id       VARCHAR(64)     NULL,\n  PRIMARY KEY (reservation_id, budget_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+                sqlite: "CREATE TABLE IF NOT EXISTS ai_budget_reservation (reservation_id TEXT NOT NULL, budget_id INTEGER NOT NULL, period_start TEXT NOT NULL, amount_nano INTEGER NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, trace_id TEXT NULL, PRIMARY KEY (reservation_id, budget_id))",
+            },
+            Step::AddIndex {
+                table: "ai_budget_reservation",
+                index: "idx_ai_budget_reservation_window",
+                columns: "budget_id, period_start, expires_ms",
+            },
+        ],
+    },
+    Migration {
+        version: 12,
         name: "catalog_version",
         // One row: the counter every catalog write bumps in its transaction, which warm
         // processes read now and then to drop their configuration snapshot (`snapshot`).

@@ -115,12 +115,18 @@ async fn budgets(backend: Backend, label: &str, n: usize) -> Option<Value> {
         .collect();
     let (mut reserve, mut settle) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n + 50 {
+        let hold = ai_runner::model::cost::Hold {
+            id: format!("{i:032x}"),
+            created_ms: now,
+            expires_ms: now + 3_600_000,
+            trace_id: "bench".into(),
+        };
         let t = Instant::now();
-        let r = db.reserve(&claims).await.unwrap();
+        let r = db.reserve(&hold, &claims).await.unwrap();
         let took = t.elapsed().as_secs_f64() * 1e6;
         assert_eq!(r, ai_runner::model::cost::Reserved::Granted);
         let t = Instant::now();
-        db.settle(&claims, 28_000).await.unwrap();
+        db.settle(&hold, &claims, 28_000).await.unwrap();
         let settled = t.elapsed().as_secs_f64() * 1e6;
         if i >= 50 {
             reserve.push(took);

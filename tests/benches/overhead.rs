@@ -2,6 +2,7 @@
 //! HTTP client, audit write) against an OpenAI-protocol server with a fixed latency.
 //!
 //! Per scenario (config or two-member route x provider latency 0/50 ms x concurrency 1/8/64 x
+//! the configuration snapshot on, and off at 0 ms and concurrency 1 x
 //! SQLite / MariaDB): total wall time per run, provider time, overhead = total - provider, as
 //! p50/p95/p99, runs per second and peak RSS. Prints a markdown table and writes
 //! `target/bench/overhead.json`.
@@ -34,6 +35,9 @@ struct Scenario {
     latency_ms: u64,
     concurrency: usize,
     runs: usize,
+    /// The configuration snapshot on (the default) or off (`AI_CONFIG_CACHE_MS=0`: a query per
+    /// call, as before issue #24).
+    snapshot: bool,
 }
 
 fn peak_rss_kb() -> u64 {
@@ -77,7 +81,8 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
         &[("bench", 1, 1), ("bench-backup", 2, 1)],
     )
     .await;
-    let r = Arc::new(runner(&tdb.settings(&[])));
+    let cache = if sc.snapshot { "10000" } else { "0" };
+    let r = Arc::new(runner(&tdb.settings(&[("AI_CONFIG_CACHE_MS", cache)])));
     // Warm up: pool, HTTP keep-alive, key cache.
     for _ in 0..20 {
         let res = r
@@ -151,6 +156,7 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
         "target": sc.target,
         "provider_latency_ms": sc.latency_ms,
         "concurrency": sc.concurrency,
+        "snapshot": sc.snapshot,
         "runs": samples.len(),
         "total_ms": {"p50": percentile(&totals, 0.5), "p95": percentile(&totals, 0.95), "p99": percentile(&totals, 0.99)},
         "provider_ms": {"p50": percentile(&providers, 0.5), "p95": percentile(&providers, 0.95), "p99": percentile(&providers, 0.99)},
@@ -186,30 +192,45 @@ fn main() {
                         (false, _, c) => c * 20,
                     };
                     let runs = runs / concurrency * concurrency;
-                    let sc = Scenario {
-                        backend,
-                        target,
-                        latency_ms,
-                        concurrency,
-                        runs,
+                    // The snapshot off too where the difference shows: no provider latency, one
+                    // call at a time.
+                    let modes: &[bool] = if latency_ms == 0 && concurrency == 1 {
+                        &[true, false]
+                    } else {
+                        &[true]
                     };
-                    if let Some(v) = rt.block_on(run_scenario(&sc)) {
-                        eprintln!("done: {v}");
-                        results.push(v);
+                    for &snapshot in modes {
+                        let sc = Scenario {
+                            backend,
+                            target,
+                            latency_ms,
+                            concurrency,
+                            runs,
+                            snapshot,
+                        };
+                        if let Some(v) = rt.block_on(run_scenario(&sc)) {
+                            eprintln!("done: {v}");
+                            results.push(v);
+                        }
                     }
                 }
             }
         }
     }
     println!(
-        "| db | target | provider | conc | runs | overhead p50 / p95 / p99 (ms) | total p50 (ms) | runs/s | of ideal | peak RSS |"
+        "| db | target | snapshot | provider | conc | runs | overhead p50 / p95 / p99 (ms) | total p50 (ms) | runs/s | of ideal | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} ms | {} | {} | {:.3} / {:.3} / {:.3} | {:.3} | {:.0} | {} | {} MB |",
+            "| {} | {} | {} | {} ms | {} | {} | {:.3} / {:.3} / {:.3} | {:.3} | {:.0} | {} | {} MB |",
             r["db"].as_str().unwrap(),
             r["target"].as_str().unwrap(),
+            if r["snapshot"].as_bool().unwrap() {
+                "on"
+            } else {
+                "off"
+            },
             r["provider_latency_ms"],
             r["concurrency"],
             r["runs"],

@@ -1,4 +1,4 @@
-//! `prices import / set / list`, `budget set / list / remove` and `usage`: the money side of
+//! `prices import / set / list`, `budget set / list / remove / release` and `usage`: the money side of
 //! the audit trail (the library's [`ai_runner::cost`] prices calls and keeps budgets,
 //! [`ai_runner::store::cost`] stores them).
 
@@ -8,9 +8,11 @@ use ai_runner::Code;
 use ai_runner::cost::litellm;
 use ai_runner::cost::report::{self, By};
 use ai_runner::model::cost::{
-    BudgetScope, PRICE_FIELDS, Period, Price, Rate, Rates, femto, femto_usd, nano_usd, usd_nano,
+    BudgetScope, BudgetUse, Held, PRICE_FIELDS, Period, Price, Rate, Rates, femto, femto_usd,
+    nano_usd, usd_nano,
 };
 use ai_runner::model::now_ms;
+use ai_runner::ports::CostStore;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::commands::access::{parse_span, utc_day};
@@ -137,12 +139,14 @@ pub enum BudgetCommand {
         #[arg(long)]
         monthly: Option<f64>,
     },
-    /// Every budget with its use in the current window.
+    /// Every budget with its use in the current window and the reservations held in it.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Free reservations whose calls will never settle (a process killed mid-call).
+    Release(BudgetRelease),
     /// Remove a budget.
     Remove {
         /// What it caps.
@@ -152,6 +156,122 @@ pub enum BudgetCommand {
         #[arg(long, value_enum)]
         period: PeriodArg,
     },
+}
+
+/// `budget release`: frees reservations by hand. An expired reservation is reclaimed anyway by
+/// the next call that finds its budget full; this frees one sooner, or what has no identity.
+/// Release only reservations of calls that are gone: a released call still running spends
+/// past its budget's room (its settlement still counts its cost).
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["ids", "expired", "untracked"])))]
+pub struct BudgetRelease {
+    /// Reservation ids, as `budget list` shows them (every budget's share of each).
+    pub ids: Vec<String>,
+    /// Every reservation past its expiry.
+    #[arg(long)]
+    pub expired: bool,
+    /// What the current windows hold reserved beyond their reservations: amounts reserved
+    /// without an identity, before `db migrate` added reservations or by a process started
+    /// before it. Only once every such process has stopped.
+    #[arg(long)]
+    pub untracked: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BudgetRelease {
+    /// Runs `budget release`.
+    pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
+        let db = cx.db()?;
+        let now = now_ms();
+        let budgets = db.active_budgets().await?;
+        let name = |id: i64| {
+            budgets.iter().find(|b| b.id == id).map_or_else(
+                || format!("budget #{id}"),
+                |b| format!("{} {} {}", b.scope.as_str(), b.target, b.period.as_str()),
+            )
+        };
+        let mut freed = Vec::new();
+        if !self.ids.is_empty() {
+            freed.extend(db.release_reservations(&self.ids, None).await?);
+        }
+        if self.expired {
+            freed.extend(db.release_reservations(&[], Some(now)).await?);
+        }
+        let untracked = if self.untracked {
+            db.release_untracked(now).await?
+        } else {
+            Vec::new()
+        };
+        if self.json {
+            output::pretty(&serde_json::json!({
+                "released": freed.iter().map(|h| held_json(h, now)).collect::<Vec<_>>(),
+                "untracked": untracked.iter().map(|(b, window, nano)| serde_json::json!({
+                    "scope": b.scope.as_str(),
+                    "target": b.target,
+                    "period": b.period.as_str(),
+                    "window": window,
+                    "released_nano": nano,
+                    "released_usd": nano_usd(*nano),
+                })).collect::<Vec<_>>(),
+            }));
+        } else {
+            for h in &freed {
+                outln!(
+                    "released {} ({:.9} USD of {} {})",
+                    h.id,
+                    nano_usd(h.amount_nano),
+                    name(h.budget_id),
+                    h.window
+                );
+            }
+            for (b, window, nano) in &untracked {
+                outln!(
+                    "released {:.9} USD reserved without an identity in {} {} {} {window}",
+                    nano_usd(*nano),
+                    b.scope.as_str(),
+                    b.target,
+                    b.period.as_str()
+                );
+            }
+            if freed.is_empty() && untracked.is_empty() {
+                outln!("nothing to release");
+            }
+        }
+        let missing: Vec<String> = self
+            .ids
+            .iter()
+            .filter(|id| !freed.iter().any(|h| &h.id == *id))
+            .map(|id| format!("{id:?}"))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::usage(
+                Code::UnknownReference,
+                format!(
+                    "no reservation {} is held (settled, reclaimed or released already)",
+                    missing.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// A reservation row as `budget list --json` and `budget release --json` show it.
+fn held_json(h: &Held, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": h.id,
+        "budget_id": h.budget_id,
+        "window": h.window,
+        "amount_usd": nano_usd(h.amount_nano),
+        "amount_nano": h.amount_nano,
+        "created_ms": h.created_ms,
+        "expires_ms": h.expires_ms,
+        "expired": h.expires_ms < now,
+        "trace_id": h.trace_id,
+    })
 }
 
 /// `--period`.
@@ -449,7 +569,8 @@ impl BudgetArgs {
                 Ok(())
             }
             BudgetCommand::List { json } => {
-                let uses = db.budget_uses(now_ms()).await?;
+                let now = now_ms();
+                let uses = db.budget_uses(now).await?;
                 if json {
                     let rows: Vec<serde_json::Value> = uses
                         .iter()
@@ -465,8 +586,10 @@ impl BudgetArgs {
                                 "limit_nano": u.budget.limit_nano,
                                 "used_nano": u.used_nano,
                                 "reserved_nano": u.reserved_nano,
+                                "untracked_nano": untracked(u),
                                 "calls": u.calls,
                                 "refused": u.refused,
+                                "reservations": u.reservations.iter().map(|h| held_json(h, now)).collect::<Vec<_>>(),
                             })
                         })
                         .collect();
@@ -494,9 +617,31 @@ impl BudgetArgs {
                         u.calls,
                         u.refused,
                     );
+                    for h in &u.reservations {
+                        outln!(
+                            "  reservation {} {:.9} USD  since {}  {}  trace {}",
+                            h.id,
+                            nano_usd(h.amount_nano),
+                            utc_datetime(h.created_ms),
+                            if h.expires_ms < now {
+                                format!("expired {} (reclaimable)", utc_datetime(h.expires_ms))
+                            } else {
+                                format!("expires {}", utc_datetime(h.expires_ms))
+                            },
+                            h.trace_id.as_deref().unwrap_or("-"),
+                        );
+                    }
+                    let rest = untracked(u);
+                    if rest > 0 {
+                        outln!(
+                            "  {:.9} USD reserved without an identity (before `db migrate`, or by a process started before it): `budget release --untracked` once no such process runs",
+                            nano_usd(rest)
+                        );
+                    }
                 }
                 Ok(())
             }
+            BudgetCommand::Release(r) => r.run(cx).await,
             BudgetCommand::Remove { target, period } => {
                 let (scope, name) = scope_of(&target)?;
                 let period = match period {
@@ -519,6 +664,11 @@ impl BudgetArgs {
             }
         }
     }
+}
+
+/// What a window holds reserved beyond its reservation rows (0 on a database without them).
+fn untracked(u: &BudgetUse) -> i64 {
+    (u.reserved_nano - u.reservations.iter().map(|h| h.amount_nano).sum::<i64>()).max(0)
 }
 
 fn by(b: ByArg) -> By {

@@ -233,3 +233,133 @@ fn cfg_gen_applies_a_prices_section_and_export_writes_it_back() {
         text(&bad.stdout).contains("PRICE_INVALID") || text(&bad.stderr).contains("PRICE_INVALID")
     );
 }
+
+/// Writes a reservation into the quickstart's database as a process killed mid-call leaves it
+/// (its row and its amount, never settled), on the one budget there is; returns its id.
+fn leave_reservation(dir: &Path, n: u32, amount: i64, expires_ms: i64) -> String {
+    use ai_runner::model::cost::{Claim, Hold, Reserved};
+    use ai_runner::ports::CostStore;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = ai_runner::store::Db::new(ai_runner::config::DatabaseTarget::Sqlite(
+            dir.join("ai-runner.db"),
+        ));
+        let budget = db.active_budgets().await.unwrap().remove(0);
+        let now = ai_runner::model::now_ms();
+        let hold = Hold {
+            id: format!("{n:032x}"),
+            created_ms: now,
+            expires_ms,
+            trace_id: format!("killed-{n}"),
+        };
+        let claim = Claim {
+            window: budget.period.window(now),
+            budget,
+            amount,
+        };
+        assert_eq!(
+            db.reserve(&hold, &[claim]).await.unwrap(),
+            Reserved::Granted
+        );
+        db.close().await;
+        hold.id
+    })
+}
+
+#[test]
+fn budget_list_shows_reservations_left_behind_and_budget_release_frees_them() {
+    let dir = priced_quickstart();
+    let d = dir.path();
+    ok(
+        d,
+        &[],
+        &["budget", "set", "--project", "billing", "--daily", "1"],
+    );
+    let env = [("PROJECT_NAME", "billing")];
+    let now = ai_runner::model::now_ms();
+    // A call that died holding all but 1_000 nano-USD of the day, not expired yet.
+    let dead = leave_reservation(d, 1, 999_999_000, now + 3_600_000);
+    let listed = json(d, &[], &["budget", "list", "--json"]);
+    let held = &listed[0]["reservations"];
+    assert_eq!(held.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(held[0]["id"], dead.as_str());
+    assert_eq!(held[0]["amount_nano"], 999_999_000);
+    assert_eq!(held[0]["expired"], false);
+    assert_eq!(held[0]["trace_id"], "killed-1");
+    assert_eq!(listed[0]["untracked_nano"], 0);
+    let table = ok(d, &[], &["budget", "list"]);
+    assert!(
+        table.contains(&format!("reservation {dead} 0.999999000 USD")),
+        "{table}"
+    );
+    let refused = ai_runner(d, &env, &["run-once", "quickstart-demo"], None);
+    assert!(
+        text(&refused.stderr).starts_with("BUDGET_EXCEEDED: "),
+        "{}",
+        text(&refused.stderr)
+    );
+    // Nothing is expired yet: --expired leaves it alone.
+    assert_eq!(
+        ok(d, &[], &["budget", "release", "--expired"]).trim(),
+        "nothing to release"
+    );
+    let released = ok(d, &[], &["budget", "release", &dead]);
+    assert!(
+        released.starts_with(&format!(
+            "released {dead} (0.999999000 USD of project billing day "
+        )),
+        "{released}"
+    );
+    let again = ai_runner(d, &[], &["budget", "release", &dead], None);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).starts_with("UNKNOWN_REFERENCE: no reservation"),
+        "{}",
+        text(&again.stderr)
+    );
+    let run = json(d, &env, &["run-once", "quickstart-demo", "--json"]);
+    assert_eq!(run["status"], "ok", "{run}");
+
+    // Expired ones, by --expired; amounts without an identity, by --untracked.
+    let stale = leave_reservation(d, 2, 500_000_000, now - 1);
+    let out = json(d, &[], &["budget", "release", "--expired", "--json"]);
+    assert_eq!(out["released"][0]["id"], stale.as_str());
+    assert_eq!(out["released"][0]["expired"], true);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = ai_runner::store::Db::new(ai_runner::config::DatabaseTarget::Sqlite(
+            d.join("ai-runner.db"),
+        ));
+        let pool = db.pool().await.unwrap();
+        let ai_runner::store::Pool::Sqlite(p) = pool else {
+            panic!("the quickstart's database is SQLite")
+        };
+        // An anonymous reservation, as a version without reservation rows leaves it.
+        sqlx::query("UPDATE ai_budget_use SET reserved_nano = reserved_nano + 700")
+            .execute(p)
+            .await
+            .unwrap();
+        db.close().await;
+    });
+    let listed = json(d, &[], &["budget", "list", "--json"]);
+    assert_eq!(listed[0]["untracked_nano"], 700, "{listed}");
+    assert!(
+        ok(d, &[], &["budget", "list"]).contains("0.000000700 USD reserved without an identity")
+    );
+    let out = json(d, &[], &["budget", "release", "--untracked", "--json"]);
+    assert_eq!(out["untracked"][0]["released_nano"], 700, "{out}");
+    let listed = json(d, &[], &["budget", "list", "--json"]);
+    assert_eq!(
+        (
+            listed[0]["reserved_nano"].as_i64(),
+            listed[0]["untracked_nano"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+    let none = ai_runner(d, &[], &["budget", "release"], None);
+    assert_eq!(
+        none.status.code(),
+        Some(2),
+        "an id, --expired or --untracked"
+    );
+}

@@ -44,6 +44,26 @@ impl Default for HttpSettings {
     }
 }
 
+impl HttpSettings {
+    /// The longest one send can take, retries and their waits included (every attempt its whole
+    /// timeout, every wait its longest: the `Retry-After` cap or the jittered backoff, whichever
+    /// is longer); a deadline only shortens it.
+    pub fn longest_send(&self) -> Duration {
+        let mut total = self
+            .timeout
+            .saturating_mul(self.max_retries.saturating_add(1));
+        for retry in 1..=self.max_retries.min(64) {
+            let backoff = (self.retry_base.as_secs_f64()
+                * 2f64.powi(retry as i32 - 1)
+                * (1.0 + self.retry_jitter))
+                .clamp(0.0, 300.0);
+            total =
+                total.saturating_add(self.retry_after_cap.max(Duration::from_secs_f64(backoff)));
+        }
+        total
+    }
+}
+
 /// Output validation defaults; a param profile may override the two switches for itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationSettings {

@@ -111,6 +111,11 @@ pub struct Settings {
     /// How long resolved configs and routes are reused (`AI_CONFIG_CACHE_MS`,
     /// `AI_CONFIG_CHECK_MS`, `AI_CONFIG_STALE_MAX_S`).
     pub snapshot: SnapshotSettings,
+    /// `COST_RESERVATION_GRACE_SECS` (default 60): how long past the end of its call (the
+    /// deadline, else the longest its send can take) a budget reservation is kept before it may
+    /// be reclaimed as the reservation of a call that died; covers the settlement's own writes and
+    /// the clocks of different hosts.
+    pub cost_reservation_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -173,6 +178,11 @@ impl Settings {
             openai: knobs::parse_openai(get)?,
             cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
             snapshot: parse_snapshot(get)?,
+            cost_reservation_grace: std::time::Duration::from_secs(num(
+                get,
+                "COST_RESERVATION_GRACE_SECS",
+                60,
+            )?),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! What calls cost, and the budgets that stop them: prices chosen per call from a short-lived
 //! per-process cache, usage normalised per provider family (`usage`), charges and maximum costs
 //! computed in integers (`book`), and budgets reserved before each provider call and settled
-//! after it through the [`CostStore`] port.
+//! after it through the [`CostStore`] port, each reservation with an identity and an expiry past
+//! the call's end, so one whose call never settles is reclaimed rather than held forever.
 //!
 //! Invariants: every provider call is priced (content retries, route members, judge calls,
 //! failed streams); an unknown cost is `None` and said so once per model per process, never 0;
@@ -22,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::model::ResolvedConfig;
 use crate::model::cost::{
-    Budget, BudgetError, BudgetScope, Charge, Claim, Price, Reserved, Settled, nano_usd,
+    Budget, BudgetError, BudgetScope, Charge, Claim, Hold, Price, Reserved, Settled, nano_usd,
 };
 use crate::ports::{CostStore, StoreError};
 pub use book::Chosen;
@@ -64,6 +65,16 @@ pub struct Plan {
     pub claims: Vec<Claim>,
     /// Input audio duration, for per-second prices.
     pub seconds: Option<f64>,
+}
+
+/// A reservation made for one provider call: its identity and what each claim holds. Settled
+/// by [`Meter::settle`]; one that never is (its process died) is reclaimed after it expires.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    /// Its identity and expiry.
+    pub hold: Hold,
+    /// The plan's claims, each with the amount it holds.
+    pub claims: Vec<Claim>,
 }
 
 /// A cached value and when it was read.
@@ -222,13 +233,31 @@ impl Meter {
         })
     }
 
-    /// Reserves the plan's claims before a provider call.
-    pub async fn reserve<S: CostStore>(&self, store: &S, plan: &Plan) -> Result<(), PlanError> {
+    /// Reserves the plan's claims before a provider call, as a new reservation of the call
+    /// `trace_id` that may be reclaimed once `lifetime` has passed (longer than the call can
+    /// run); `None` when no budget covers the call.
+    pub async fn reserve<S: CostStore>(
+        &self,
+        store: &S,
+        plan: &Plan,
+        trace_id: &str,
+        lifetime: Duration,
+    ) -> Result<Option<Reservation>, PlanError> {
         if plan.claims.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        match store.reserve(&plan.claims).await? {
-            Reserved::Granted => Ok(()),
+        let now = crate::model::now_ms();
+        let hold = Hold {
+            id: crate::hex::encode(&rand::random::<[u8; 16]>()),
+            created_ms: now,
+            expires_ms: now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
+            trace_id: trace_id.to_owned(),
+        };
+        match store.reserve(&hold, &plan.claims).await? {
+            Reserved::Granted => Ok(Some(Reservation {
+                hold,
+                claims: plan.claims.clone(),
+            })),
             Reserved::Refused { budget, spent } => {
                 tracing::warn!(event = "budget.refused", scope = budget.scope.as_str(), target = %budget.target, period = budget.period.as_str(), limit_usd = nano_usd(budget.limit_nano), spent_usd = nano_usd(spent), "budget used up: call refused");
                 Err(PlanError::Budget(BudgetError::Exceeded {
@@ -242,18 +271,18 @@ impl Meter {
         }
     }
 
-    /// Replaces the reservations with what the call cost (its reservation when the cost is
+    /// Replaces a reservation with what the call cost (what it reserved when the cost is
     /// unknown: never less than could have been spent) and warns on crossing 80% and 100%.
     /// A failure is logged, not returned: the call happened and its answer stands.
-    pub async fn settle<S: CostStore>(&self, store: &S, plan: &Plan, charge: Charge) {
-        let Some(first) = plan.claims.first() else {
+    pub async fn settle<S: CostStore>(&self, store: &S, held: &Reservation, charge: Charge) {
+        let Some(first) = held.claims.first() else {
             return;
         };
         let cost = charge.nano.unwrap_or(first.amount);
-        match store.settle(&plan.claims, cost).await {
+        match store.settle(&held.hold, &held.claims, cost).await {
             Ok(settled) => settled.iter().for_each(warn_thresholds),
             Err(e) => {
-                tracing::error!(code = %e.code(), error = %crate::error::chain(&e), "budget not settled: its reservation stays until the window ends")
+                tracing::error!(code = %e.code(), error = %crate::error::chain(&e), reservation = %held.hold.id, "budget not settled: its reservation stays until it expires or is released")
             }
         }
     }

@@ -366,6 +366,42 @@ pub enum Reserved {
     },
 }
 
+/// A reservation's identity and lifetime, shared by its claims: each claim is one
+/// `ai_budget_reservation` row (this id, the claim's budget and window, the amount held), deleted
+/// by the settlement, or, once `expires_ms` has passed (past the call's deadline: the call can
+/// no longer be running), reclaimed by the next reservation that finds the budget full, or
+/// released by `budget release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// 32 lowercase hex characters, random.
+    pub id: String,
+    /// When it was made (epoch ms, the reserving process's clock).
+    pub created_ms: i64,
+    /// When it may be reclaimed (epoch ms).
+    pub expires_ms: i64,
+    /// The call's trace id (its log lines and audit row).
+    pub trace_id: String,
+}
+
+/// One reservation row as `budget list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// The reservation's id ([`Hold::id`]), what `budget release` takes.
+    pub id: String,
+    /// The budget.
+    pub budget_id: i64,
+    /// Its window.
+    pub window: String,
+    /// nano-USD held.
+    pub amount_nano: i64,
+    /// When it was made (epoch ms).
+    pub created_ms: i64,
+    /// When it may be reclaimed (epoch ms).
+    pub expires_ms: i64,
+    /// The call's trace id.
+    pub trace_id: Option<String>,
+}
+
 /// A budget's window after a settlement: for the 80% / 100% warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
@@ -395,6 +431,10 @@ pub struct BudgetUse {
     pub calls: i64,
     /// Calls refused.
     pub refused: i64,
+    /// The reservations held in the window, oldest first (empty on a database without the
+    /// reservations table); what they hold is part of `reserved_nano`, and the rest of it was
+    /// reserved without an identity (by a version before them, or before `db migrate`).
+    pub reservations: Vec<Held>,
 }
 
 /// One audit row as the usage report reads it.

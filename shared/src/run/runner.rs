@@ -82,6 +82,10 @@ pub struct Runner<S, P> {
     spool: Option<crate::spool::AuditSpool>,
     meter: Meter,
     snapshot: Snapshot,
+    /// The longest one provider send can take (see [`crate::config::HttpSettings::longest_send`]).
+    longest_send: std::time::Duration,
+    /// How long past its call's end a budget reservation is kept (`COST_RESERVATION_GRACE_SECS`).
+    reservation_grace: std::time::Duration,
 }
 
 impl<S: Store, P: Provider> Runner<S, P> {
@@ -100,6 +104,8 @@ impl<S: Store, P: Provider> Runner<S, P> {
             spool: None,
             meter: Meter::new(settings.cost_cache),
             snapshot: Snapshot::new(settings.snapshot),
+            longest_send: settings.http.longest_send(),
+            reservation_grace: settings.cost_reservation_grace,
         }
     }
 
@@ -343,20 +349,35 @@ impl<S: Store, P: Provider> Runner<S, P> {
         let request_bytes = serde_json::to_string(&built.body).map_or(0, |s| s.len());
         loop {
             content_attempts += 1;
-            if let Err(e) = self.meter.reserve(&self.store, plan).await {
-                // No provider call: the run ends with what the earlier calls cost.
-                let mut r = RunResult::failed(trace_id.clone(), started, meta, e.into());
-                r.usage = usage_sum;
-                r.attempts = attempts;
-                r.content_attempts = content_attempts - 1;
-                r.provider_ms = provider_ms;
-                r.provider_us = provider_us;
-                r.set_charge(charge);
-                let ex = previous.unwrap_or_default();
-                r.http_status = ex.http_status;
-                r.response = ex.body.clone();
-                return (r, ex);
-            }
+            // Held past the end of this send: the deadline when there is one (no attempt runs
+            // past it), else the longest the send can take.
+            let lifetime = deadline
+                .map_or(self.longest_send, |d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(self.longest_send)
+                })
+                .saturating_add(self.reservation_grace);
+            let held = match self
+                .meter
+                .reserve(&self.store, plan, &trace_id, lifetime)
+                .await
+            {
+                Ok(held) => held,
+                Err(e) => {
+                    // No provider call: the run ends with what the earlier calls cost.
+                    let mut r = RunResult::failed(trace_id.clone(), started, meta, e.into());
+                    r.usage = usage_sum;
+                    r.attempts = attempts;
+                    r.content_attempts = content_attempts - 1;
+                    r.provider_ms = provider_ms;
+                    r.provider_us = provider_us;
+                    r.set_charge(charge);
+                    let ex = previous.unwrap_or_default();
+                    r.http_status = ex.http_status;
+                    r.response = ex.body.clone();
+                    return (r, ex);
+                }
+            };
             let mut ex = self
                 .provider
                 .send(ProviderRequest {
@@ -372,7 +393,9 @@ impl<S: Store, P: Provider> Runner<S, P> {
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.
             ex.body = ex.body.take().map(|b| key.scrub_json(b));
             let billed = price_exchange(plan, &ex, request_bytes);
-            self.meter.settle(&self.store, plan, billed).await;
+            if let Some(held) = &held {
+                self.meter.settle(&self.store, held, billed).await;
+            }
             charge = charge.plus(billed);
             attempts += ex.attempts;
             provider_ms += ex.provider_ms;

@@ -1,21 +1,36 @@
-//! The one writer of the cost tables: `ai_model_price`, `ai_budget`, `ai_budget_use`; and the
-//! read behind the usage report.
+//! The one writer of the cost tables: `ai_model_price`, `ai_budget`, `ai_budget_use`,
+//! `ai_budget_reservation`; and the read behind the usage report.
 //!
 //! Invariants: a price is never edited in place: a changed price closes its row
 //! (`valid_to_ms`) and opens a new one, so the `price_id` on an audit row always says what was
 //! charged. A reservation is one transaction of conditional updates in budget id order (the
 //! database checks each limit against the row it has locked: never read-then-write, and no
-//! deadlock between reservations); a refusal reserves nothing.
+//! deadlock between reservations); a refusal reserves nothing. Each claim of a reservation is
+//! also a row of `ai_budget_reservation` (its identity and expiry), written, grown, deleted and
+//! reclaimed only while its window's `ai_budget_use` row is locked, in the same transaction as
+//! the change to `reserved_nano`: the settlement, an expired reservation's reclaim and a manual
+//! release each take a row's amount off `reserved_nano` only by deleting that row (at most one
+//! of them does), so a reclaimed call that settles late adds its cost and frees nothing twice.
+//! Reservation rows are read without locking and changed by primary key only (no range locks
+//! for concurrent reservations to trip on). On a database without the reservations table (not
+//! yet migrated) reservations are anonymous, as before it.
+
+use std::sync::atomic::Ordering;
 
 use sqlx::Row;
 
 use super::dialect::is_missing_table;
 use super::{Db, Pool, StoreError, db_err, on_pool};
 use crate::model::cost::{
-    Budget, BudgetScope, BudgetUse, Claim, Period, Price, Rates, Reserved, Settled, UsageRow,
-    femto, femto_usd,
+    Budget, BudgetScope, BudgetUse, Claim, Held, Hold, Period, Price, Rates, Reserved, Settled,
+    UsageRow, femto, femto_usd,
 };
 use crate::ports::CostStore;
+
+/// `ai_budget_reservation` not yet looked for.
+pub(crate) const HOLDS_UNKNOWN: u8 = 0;
+const HOLDS_YES: u8 = 1;
+const HOLDS_NO: u8 = 2;
 
 const PRICE_SELECT: &str = "SELECT CAST(id AS SIGNED), provider, model, input_cost_per_token, \
      output_cost_per_token, cache_read_input_token_cost, cache_creation_input_token_cost, \
@@ -58,6 +73,40 @@ const SPENT: &str = "SELECT CAST(used_nano + reserved_nano AS SIGNED) FROM ai_bu
 const SETTLE: &str = "UPDATE ai_budget_use SET \
      reserved_nano = CASE WHEN reserved_nano > ? THEN reserved_nano - ? ELSE 0 END, \
      used_nano = used_nano + ?, calls = calls + 1 WHERE budget_id = ? AND period_start = ?";
+
+/// A settlement's cost, added while the window's row is locked (its reservation row is then
+/// read and deleted under that lock).
+const SETTLE_USED: &str = "UPDATE ai_budget_use SET used_nano = used_nano + ?, calls = calls + 1 \
+     WHERE budget_id = ? AND period_start = ?";
+
+/// Takes an amount off what a window holds reserved (never below 0).
+const UNRESERVE: &str = "UPDATE ai_budget_use SET \
+     reserved_nano = CASE WHEN reserved_nano > ? THEN reserved_nano - ? ELSE 0 END \
+     WHERE budget_id = ? AND period_start = ?";
+
+/// Locks a window's row and changes nothing: reclaims and releases start with it, so every
+/// change to a window's reservation rows happens under its row's lock.
+const USE_LOCK: &str = "UPDATE ai_budget_use SET reserved_nano = reserved_nano \
+     WHERE budget_id = ? AND period_start = ?";
+
+const HOLD_INSERT: &str = "INSERT INTO ai_budget_reservation (reservation_id, budget_id, \
+     period_start, amount_nano, created_ms, expires_ms, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+const HOLD_GROW: &str = "UPDATE ai_budget_reservation SET amount_nano = amount_nano + ? \
+     WHERE reservation_id = ? AND budget_id = ?";
+
+const HOLD_AMOUNT: &str = "SELECT CAST(amount_nano AS SIGNED) FROM ai_budget_reservation \
+     WHERE reservation_id = ? AND budget_id = ?";
+
+const HOLD_DELETE: &str =
+    "DELETE FROM ai_budget_reservation WHERE reservation_id = ? AND budget_id = ?";
+
+const HOLDS_EXPIRED: &str = "SELECT CAST(reservation_id AS CHAR), CAST(amount_nano AS SIGNED) \
+     FROM ai_budget_reservation WHERE budget_id = ? AND period_start = ? AND expires_ms < ?";
+
+const HOLD_SELECT: &str = "SELECT CAST(reservation_id AS CHAR), CAST(budget_id AS SIGNED), period_start, \
+     CAST(amount_nano AS SIGNED), CAST(created_ms AS SIGNED), CAST(expires_ms AS SIGNED), \
+     trace_id FROM ai_budget_reservation";
 
 const USED: &str = "SELECT CAST(used_nano AS SIGNED) FROM ai_budget_use \
      WHERE budget_id = ? AND period_start = ?";
@@ -268,9 +317,11 @@ impl Db {
         })
     }
 
-    /// Every active budget with its use in the window containing `now_ms`.
+    /// Every active budget with its use in the window containing `now_ms`, and the reservations
+    /// held in that window.
     pub async fn budget_uses(&self, now_ms: i64) -> Result<Vec<BudgetUse>, StoreError> {
         let budgets = self.active_budgets().await?;
+        let held = self.reservations().await?;
         let pool = self.pool().await?;
         let mut out = Vec::with_capacity(budgets.len());
         for budget in budgets {
@@ -282,6 +333,11 @@ impl Db {
                 .await
                 .map_err(|e| cost_err(e, "ai_budget_use")))?;
             let (used_nano, reserved_nano, calls, refused) = row.unwrap_or_default();
+            let reservations = held
+                .iter()
+                .filter(|h| h.budget_id == budget.id && h.window == window)
+                .cloned()
+                .collect();
             out.push(BudgetUse {
                 budget,
                 window,
@@ -289,6 +345,7 @@ impl Db {
                 reserved_nano,
                 calls,
                 refused,
+                reservations,
             });
         }
         Ok(out)
@@ -374,8 +431,11 @@ impl Db {
     }
 }
 
-macro_rules! reserve_all {
-    ($p:expr, $claims:expr) => {{
+/// Reserves every claim, with its reservation row when `$holds` (`$grow`: adds to the rows the
+/// reservation already has), or nothing. `None`: granted and committed; else the claim that had
+/// no room, everything rolled back.
+macro_rules! try_reserve {
+    ($p:expr, $hold:expr, $claims:expr, $holds:expr, $grow:expr) => {{
         let mut tx = $p.begin().await.map_err(db_err)?;
         let mut refused = None;
         for c in $claims {
@@ -393,49 +453,98 @@ macro_rules! reserve_all {
                 refused = Some(c);
                 break;
             }
+            if $holds {
+                let q = if $grow {
+                    sqlx::query(HOLD_GROW)
+                        .bind(c.amount)
+                        .bind(&$hold.id)
+                        .bind(c.budget.id)
+                } else {
+                    sqlx::query(HOLD_INSERT)
+                        .bind(&$hold.id)
+                        .bind(c.budget.id)
+                        .bind(&c.window)
+                        .bind(c.amount)
+                        .bind($hold.created_ms)
+                        .bind($hold.expires_ms)
+                        .bind(&$hold.trace_id)
+                };
+                let written = q
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| cost_err(e, "ai_budget_reservation"))?
+                    .rows_affected();
+                // Grown after it was reclaimed or released: it holds nothing to grow.
+                if written == 0 {
+                    refused = Some(c);
+                    break;
+                }
+            }
         }
         match refused {
             None => {
                 tx.commit().await.map_err(db_err)?;
-                Ok(Reserved::Granted)
+                None
             }
             Some(c) => {
                 tx.rollback().await.map_err(db_err)?;
-                sqlx::query(REFUSED)
-                    .bind(c.budget.id)
-                    .bind(&c.window)
-                    .execute($p)
-                    .await
-                    .map_err(db_err)?;
-                let spent: Option<i64> = sqlx::query_scalar(SPENT)
-                    .bind(c.budget.id)
-                    .bind(&c.window)
-                    .fetch_optional($p)
-                    .await
-                    .map_err(db_err)?;
-                Ok(Reserved::Refused {
-                    budget: c.budget.clone(),
-                    spent: spent.unwrap_or(0),
-                })
+                Some(c)
             }
         }
     }};
 }
 
 macro_rules! settle_all {
-    ($p:expr, $claims:expr, $cost:expr) => {{
+    ($p:expr, $hold:expr, $claims:expr, $cost:expr, $holds:expr) => {{
         let mut tx = $p.begin().await.map_err(db_err)?;
         let mut out = Vec::with_capacity($claims.len());
         for c in $claims {
-            sqlx::query(SETTLE)
-                .bind(c.amount)
-                .bind(c.amount)
-                .bind($cost)
-                .bind(c.budget.id)
-                .bind(&c.window)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| cost_err(e, "ai_budget_use"))?;
+            if $holds {
+                // The window's row first (its lock orders this against reclaims and releases),
+                // then what this reservation still holds in it: freed only by deleting its row.
+                sqlx::query(SETTLE_USED)
+                    .bind($cost)
+                    .bind(c.budget.id)
+                    .bind(&c.window)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| cost_err(e, "ai_budget_use"))?;
+                let held: Option<i64> = sqlx::query_scalar(HOLD_AMOUNT)
+                    .bind(&$hold.id)
+                    .bind(c.budget.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| cost_err(e, "ai_budget_reservation"))?;
+                if let Some(amount) = held {
+                    let deleted = sqlx::query(HOLD_DELETE)
+                        .bind(&$hold.id)
+                        .bind(c.budget.id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if deleted == 1 {
+                        sqlx::query(UNRESERVE)
+                            .bind(amount)
+                            .bind(amount)
+                            .bind(c.budget.id)
+                            .bind(&c.window)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                }
+            } else {
+                sqlx::query(SETTLE)
+                    .bind(c.amount)
+                    .bind(c.amount)
+                    .bind($cost)
+                    .bind(c.budget.id)
+                    .bind(&c.window)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| cost_err(e, "ai_budget_use"))?;
+            }
             let used: Option<i64> = sqlx::query_scalar(USED)
                 .bind(c.budget.id)
                 .bind(&c.window)
@@ -452,6 +561,317 @@ macro_rules! settle_all {
         tx.commit().await.map_err(db_err)?;
         Ok(out)
     }};
+}
+
+/// Frees reservation rows of one window in one transaction under the window's lock: those
+/// expired before `$now` (`Some`), else the reservations `$ids`. Each row is freed by whoever
+/// deletes it; returns the ids and amounts this call freed.
+macro_rules! free_window {
+    ($p:expr, $budget:expr, $window:expr, $now:expr, $ids:expr) => {{
+        let mut tx = $p.begin().await.map_err(db_err)?;
+        sqlx::query(USE_LOCK)
+            .bind($budget)
+            .bind($window)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| cost_err(e, "ai_budget_use"))?;
+        let candidates: Vec<(String, i64)> = match $now {
+            Some(now) => sqlx::query_as(HOLDS_EXPIRED)
+                .bind($budget)
+                .bind($window)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| cost_err(e, "ai_budget_reservation"))?,
+            None => {
+                let mut found = Vec::new();
+                for id in $ids {
+                    let amount: Option<i64> = sqlx::query_scalar(HOLD_AMOUNT)
+                        .bind(id)
+                        .bind($budget)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| cost_err(e, "ai_budget_reservation"))?;
+                    found.extend(amount.map(|a| (id.clone(), a)));
+                }
+                found
+            }
+        };
+        let mut freed = Vec::new();
+        for (id, amount) in candidates {
+            let deleted = sqlx::query(HOLD_DELETE)
+                .bind(&id)
+                .bind($budget)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if deleted == 1 {
+                freed.push((id, amount));
+            }
+        }
+        let total: i64 = freed.iter().map(|(_, a)| *a).sum();
+        if total > 0 {
+            sqlx::query(UNRESERVE)
+                .bind(total)
+                .bind(total)
+                .bind($budget)
+                .bind($window)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        freed
+    }};
+}
+
+/// Sets a window's reserved amount to what its reservation rows hold, under its lock; returns
+/// what that freed.
+macro_rules! free_untracked {
+    ($p:expr, $budget:expr, $window:expr) => {{
+        let mut tx = $p.begin().await.map_err(db_err)?;
+        sqlx::query(USE_LOCK)
+            .bind($budget)
+            .bind($window)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| cost_err(e, "ai_budget_use"))?;
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(reserved_nano AS SIGNED) FROM ai_budget_use \
+             WHERE budget_id = ? AND period_start = ?",
+        )
+        .bind($budget)
+        .bind($window)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let tracked: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount_nano), 0) AS SIGNED) FROM ai_budget_reservation \
+             WHERE budget_id = ? AND period_start = ?",
+        )
+        .bind($budget)
+        .bind($window)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| cost_err(e, "ai_budget_reservation"))?;
+        let freed = reserved.unwrap_or(0) - tracked;
+        if freed > 0 {
+            sqlx::query(UNRESERVE)
+                .bind(freed)
+                .bind(freed)
+                .bind($budget)
+                .bind($window)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        freed.max(0)
+    }};
+}
+
+type HeldRow = (String, i64, String, i64, i64, i64, Option<String>);
+
+fn held_of(r: HeldRow) -> Held {
+    Held {
+        id: r.0,
+        budget_id: r.1,
+        window: r.2,
+        amount_nano: r.3,
+        created_ms: r.4,
+        expires_ms: r.5,
+        trace_id: r.6,
+    }
+}
+
+impl Db {
+    /// Whether the reservations table exists (looked up once per process: a database migrated
+    /// while the process runs gets identified reservations from its next start).
+    async fn holds(&self) -> Result<bool, StoreError> {
+        match self.holds_mode.load(Ordering::Relaxed) {
+            HOLDS_YES => return Ok(true),
+            HOLDS_NO => return Ok(false),
+            _ => {}
+        }
+        let pool = self.pool().await?;
+        let yes = super::migrate::table_exists(pool, "ai_budget_reservation").await?;
+        if !yes {
+            tracing::warn!(
+                table = "ai_budget_reservation",
+                "no reservations table: budget reservations have no identity or expiry, and a call that dies before settling holds its reservation until the window ends"
+            );
+        }
+        self.holds_mode
+            .store(if yes { HOLDS_YES } else { HOLDS_NO }, Ordering::Relaxed);
+        Ok(yes)
+    }
+
+    /// Reserves (or grows) with a reclaim on refusal: when a claim finds no room, the claimed
+    /// windows' expired reservations are reclaimed and, if that freed anything, it is tried once
+    /// more. A final refusal is counted and reserves nothing.
+    async fn reserve_or_reclaim(
+        &self,
+        hold: &Hold,
+        claims: &[Claim],
+        grow: bool,
+    ) -> Result<Reserved, StoreError> {
+        self.ensure_windows(claims).await?;
+        let holds = self.holds().await?;
+        let pool = self.pool().await?;
+        let mut refused = on_pool!(pool, |p| try_reserve!(p, hold, claims, holds, grow));
+        if refused.is_some() && holds {
+            let mut freed = 0;
+            for c in claims {
+                freed += self
+                    .reclaim(c.budget.id, &c.window, hold.created_ms)
+                    .await?;
+            }
+            if freed > 0 {
+                refused = on_pool!(pool, |p| try_reserve!(p, hold, claims, holds, grow));
+            }
+        }
+        let Some(c) = refused else {
+            return Ok(Reserved::Granted);
+        };
+        on_pool!(pool, |p| {
+            sqlx::query(REFUSED)
+                .bind(c.budget.id)
+                .bind(&c.window)
+                .execute(p)
+                .await
+                .map_err(db_err)?;
+            let spent: Option<i64> = sqlx::query_scalar(SPENT)
+                .bind(c.budget.id)
+                .bind(&c.window)
+                .fetch_optional(p)
+                .await
+                .map_err(db_err)?;
+            Ok(Reserved::Refused {
+                budget: c.budget.clone(),
+                spent: spent.unwrap_or(0),
+            })
+        })
+    }
+
+    /// Reclaims the reservations of one window that expired before `now_ms` (their calls died
+    /// before settling); returns how many.
+    async fn reclaim(
+        &self,
+        budget_id: i64,
+        window: &str,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let pool = self.pool().await?;
+        let none: &[String] = &[];
+        let freed = on_pool!(pool, |p| free_window!(
+            p,
+            budget_id,
+            window,
+            Some(now_ms),
+            none
+        ));
+        if !freed.is_empty() {
+            tracing::warn!(
+                event = "budget.reclaimed",
+                budget_id,
+                window,
+                reservations = freed.len(),
+                reclaimed_nano = freed.iter().map(|(_, a)| *a).sum::<i64>(),
+                ids = %freed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(","),
+                "expired reservations reclaimed: their calls never settled"
+            );
+        }
+        Ok(freed.len())
+    }
+
+    /// Every reservation row, oldest first (none on a database without the table).
+    pub async fn reservations(&self) -> Result<Vec<Held>, StoreError> {
+        if !self.holds().await? {
+            return Ok(Vec::new());
+        }
+        let pool = self.pool().await?;
+        let sql = format!("{HOLD_SELECT} ORDER BY created_ms, reservation_id, budget_id");
+        let rows: Vec<HeldRow> = on_pool!(pool, |p| sqlx::query_as(&sql)
+            .fetch_all(p)
+            .await
+            .map_err(|e| cost_err(e, "ai_budget_reservation")))?;
+        Ok(rows.into_iter().map(held_of).collect())
+    }
+
+    /// Releases reservations by hand (`budget release`): `ids`, or with `expired_before` every
+    /// one that expired before it. Each row is freed atomically with its amount, at most once
+    /// whoever else (its settlement, a reclaim) reaches it; returns the rows this call freed.
+    pub async fn release_reservations(
+        &self,
+        ids: &[String],
+        expired_before: Option<i64>,
+    ) -> Result<Vec<Held>, StoreError> {
+        if !self.holds().await? {
+            return Err(StoreError::Outdated("ai_budget_reservation"));
+        }
+        let rows: Vec<Held> = self
+            .reservations()
+            .await?
+            .into_iter()
+            .filter(|h| match expired_before {
+                Some(t) => h.expires_ms < t,
+                None => ids.contains(&h.id),
+            })
+            .collect();
+        let mut windows: Vec<(i64, String)> = rows
+            .iter()
+            .map(|h| (h.budget_id, h.window.clone()))
+            .collect();
+        windows.sort();
+        windows.dedup();
+        let pool = self.pool().await?;
+        let mut freed = Vec::new();
+        for (budget, window) in &windows {
+            let these: Vec<String> = rows
+                .iter()
+                .filter(|h| h.budget_id == *budget && &h.window == window)
+                .map(|h| h.id.clone())
+                .collect();
+            let out = on_pool!(pool, |p| free_window!(
+                p,
+                *budget,
+                window,
+                expired_before,
+                &these
+            ));
+            freed.extend(out.into_iter().filter_map(|(id, _)| {
+                rows.iter()
+                    .find(|h| h.id == id && h.budget_id == *budget)
+                    .cloned()
+            }));
+        }
+        Ok(freed)
+    }
+
+    /// Frees what the active budgets' current windows hold reserved beyond their reservation
+    /// rows (`budget release --untracked`): amounts reserved without an identity, by a version
+    /// before reservation rows or a process started before `db migrate`, that cannot be
+    /// reclaimed otherwise. Only safe once no such process is running. Returns each window
+    /// freed with the amount.
+    pub async fn release_untracked(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<(Budget, String, i64)>, StoreError> {
+        if !self.holds().await? {
+            return Err(StoreError::Outdated("ai_budget_reservation"));
+        }
+        let pool = self.pool().await?;
+        let mut out = Vec::new();
+        for budget in self.active_budgets().await? {
+            let window = budget.period.window(now_ms);
+            let freed = on_pool!(pool, |p| free_untracked!(p, budget.id, &window));
+            if freed > 0 {
+                out.push((budget, window, freed));
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl CostStore for Db {
@@ -488,20 +908,21 @@ impl CostStore for Db {
             .collect())
     }
 
-    async fn reserve(&self, claims: &[Claim]) -> Result<Reserved, StoreError> {
-        self.ensure_windows(claims).await?;
-        let pool = self.pool().await?;
-        match pool {
-            Pool::MySql(p) => reserve_all!(p, claims),
-            Pool::Sqlite(p) => reserve_all!(p, claims),
-        }
+    async fn reserve(&self, hold: &Hold, claims: &[Claim]) -> Result<Reserved, StoreError> {
+        self.reserve_or_reclaim(hold, claims, false).await
     }
 
-    async fn settle(&self, claims: &[Claim], cost_nano: i64) -> Result<Vec<Settled>, StoreError> {
+    async fn settle(
+        &self,
+        hold: &Hold,
+        claims: &[Claim],
+        cost_nano: i64,
+    ) -> Result<Vec<Settled>, StoreError> {
+        let holds = self.holds().await?;
         let pool = self.pool().await?;
         match pool {
-            Pool::MySql(p) => settle_all!(p, claims, cost_nano),
-            Pool::Sqlite(p) => settle_all!(p, claims, cost_nano),
+            Pool::MySql(p) => settle_all!(p, hold, claims, cost_nano, holds),
+            Pool::Sqlite(p) => settle_all!(p, hold, claims, cost_nano, holds),
         }
     }
 }

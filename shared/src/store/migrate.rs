@@ -49,7 +49,7 @@ async fn exists(
     Ok(n > 0)
 }
 
-async fn table_exists(pool: &Pool, table: &str) -> Result<bool, StoreError> {
+pub(crate) async fn table_exists(pool: &Pool, table: &str) -> Result<bool, StoreError> {
     exists(
         pool,
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",

@@ -113,6 +113,8 @@ pub struct Db {
     budget_windows: std::sync::Mutex<std::collections::HashSet<(i64, String)>>,
     /// The embedded file's background WAL checkpoints ([`checkpoint`]), stopped on drop.
     checkpointer: checkpoint::Checkpointer,
+    /// Whether `ai_budget_reservation` exists (detected once per process; see `store::cost`).
+    holds_mode: AtomicU8,
 }
 
 /// Catalog writes committed by this process, through any handle (its snapshots see them at once:
@@ -130,6 +132,7 @@ impl Db {
             audit_mode: AtomicU8::new(AUDIT_UNKNOWN),
             budget_windows: std::sync::Mutex::default(),
             checkpointer: checkpoint::Checkpointer::default(),
+            holds_mode: AtomicU8::new(cost::HOLDS_UNKNOWN),
         }
     }
 

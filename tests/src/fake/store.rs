@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ai_runner::model::cost::{
-    Budget, BudgetScope, BudgetUse, Claim as BudgetClaim, Period, Price, Reserved, Settled,
+    Budget, BudgetScope, BudgetUse, Claim as BudgetClaim, Held, Hold, Period, Price, Reserved,
+    Settled,
 };
 use ai_runner::model::eval::{CaseResult, EvalRun, EvalStatus, Report};
 use ai_runner::model::media::{
@@ -65,6 +66,8 @@ struct State {
     budgets: Vec<(Budget, bool)>,
     windows: BTreeMap<(i64, String), Window>,
     reservations: u64,
+    /// `ai_budget_reservation`: by (reservation id, budget id).
+    held: BTreeMap<(String, i64), Held>,
     mappings: Vec<MediaMapping>,
     jobs: Vec<Job>,
     runs: Vec<Run>,
@@ -90,6 +93,69 @@ impl State {
         } else {
             Ok(())
         }
+    }
+
+    /// All or none of `claims` (`grow`: added to the reservation's rows), as `try_reserve!`;
+    /// the claim with no room when refused.
+    fn try_reserve(
+        &mut self,
+        hold: &Hold,
+        claims: &[BudgetClaim],
+        grow: bool,
+    ) -> Option<BudgetClaim> {
+        let full = claims.iter().find(|c| {
+            let w = self
+                .windows
+                .get(&(c.budget.id, c.window.clone()))
+                .copied()
+                .unwrap_or_default();
+            w.used + w.reserved + c.amount > c.budget.limit_nano
+                || (grow && !self.held.contains_key(&(hold.id.clone(), c.budget.id)))
+        });
+        if let Some(c) = full {
+            return Some(c.clone());
+        }
+        for c in claims {
+            self.windows
+                .entry((c.budget.id, c.window.clone()))
+                .or_default()
+                .reserved += c.amount;
+            let row = self
+                .held
+                .entry((hold.id.clone(), c.budget.id))
+                .or_insert_with(|| Held {
+                    id: hold.id.clone(),
+                    budget_id: c.budget.id,
+                    window: c.window.clone(),
+                    amount_nano: 0,
+                    created_ms: hold.created_ms,
+                    expires_ms: hold.expires_ms,
+                    trace_id: Some(hold.trace_id.clone()),
+                });
+            row.amount_nano += c.amount;
+        }
+        None
+    }
+
+    /// Deletes a reservation row and takes its amount off its window; false when it was gone.
+    fn free(&mut self, id: &str, budget_id: i64) -> bool {
+        let Some(h) = self.held.remove(&(id.to_owned(), budget_id)) else {
+            return false;
+        };
+        let w = self.windows.entry((budget_id, h.window)).or_default();
+        w.reserved = (w.reserved - h.amount_nano).max(0);
+        true
+    }
+
+    /// Reclaims the window's reservations that expired before `now_ms`; how many.
+    fn reclaim(&mut self, budget_id: i64, window: &str, now_ms: i64) -> usize {
+        let expired: Vec<String> = self
+            .held
+            .values()
+            .filter(|h| h.budget_id == budget_id && h.window == window && h.expires_ms < now_ms)
+            .map(|h| h.id.clone())
+            .collect();
+        expired.iter().filter(|id| self.free(id, budget_id)).count()
     }
 
     fn run(&mut self, run_key: &str) -> Option<&mut Run> {
@@ -310,6 +376,12 @@ impl MemoryStore {
                     .get(&(b.id, window.clone()))
                     .copied()
                     .unwrap_or_default();
+                let reservations = s
+                    .held
+                    .values()
+                    .filter(|h| h.budget_id == b.id && h.window == window)
+                    .cloned()
+                    .collect();
                 BudgetUse {
                     budget: b.clone(),
                     window,
@@ -317,6 +389,7 @@ impl MemoryStore {
                     reserved_nano: w.reserved,
                     calls: w.calls,
                     refused: w.refused,
+                    reservations,
                 }
             })
             .collect()
@@ -325,6 +398,54 @@ impl MemoryStore {
     /// How many reservations were asked for (granted or refused).
     pub fn reservations(&self) -> u64 {
         self.lock().reservations
+    }
+
+    /// The reservation rows held now (`ai_budget_reservation`).
+    pub fn held(&self) -> Vec<Held> {
+        self.lock().held.values().cloned().collect()
+    }
+
+    /// Writes a reservation that will never settle, as a process killed mid-call leaves it:
+    /// its row and its amount in the window.
+    pub fn leave_reservation(&self, hold: &Hold, claims: &[BudgetClaim]) {
+        let mut s = self.lock();
+        for c in claims {
+            s.windows
+                .entry((c.budget.id, c.window.clone()))
+                .or_default()
+                .reserved += c.amount;
+            s.held.insert(
+                (hold.id.clone(), c.budget.id),
+                Held {
+                    id: hold.id.clone(),
+                    budget_id: c.budget.id,
+                    window: c.window.clone(),
+                    amount_nano: c.amount,
+                    created_ms: hold.created_ms,
+                    expires_ms: hold.expires_ms,
+                    trace_id: Some(hold.trace_id.clone()),
+                },
+            );
+        }
+    }
+
+    /// Releases reservations by hand (as `Db::release_reservations`): `ids`, or every one expired
+    /// before `expired_before`; the rows freed.
+    pub fn release_reservations(&self, ids: &[String], expired_before: Option<i64>) -> Vec<Held> {
+        let mut s = self.lock();
+        let chosen: Vec<Held> = s
+            .held
+            .values()
+            .filter(|h| match expired_before {
+                Some(t) => h.expires_ms < t,
+                None => ids.contains(&h.id),
+            })
+            .cloned()
+            .collect();
+        chosen
+            .into_iter()
+            .filter(|h| s.free(&h.id, h.budget_id))
+            .collect()
     }
 
     /// The job of one object version.
@@ -440,42 +561,40 @@ impl CostStore for MemoryStore {
         Ok(out)
     }
 
-    async fn reserve(&self, claims: &[BudgetClaim]) -> Result<Reserved, StoreError> {
+    async fn reserve(&self, hold: &Hold, claims: &[BudgetClaim]) -> Result<Reserved, StoreError> {
         let mut s = self.lock();
         s.up()?;
         s.reservations += 1;
-        // Every limit is checked before anything is reserved: all or none, under one lock.
-        let full = claims.iter().find(|c| {
-            let w = s
-                .windows
-                .get(&(c.budget.id, c.window.clone()))
-                .copied()
-                .unwrap_or_default();
-            w.used + w.reserved + c.amount > c.budget.limit_nano
-        });
-        if let Some(c) = full {
-            let w = s
-                .windows
-                .entry((c.budget.id, c.window.clone()))
-                .or_default();
-            w.refused += 1;
-            let spent = w.used + w.reserved;
-            return Ok(Reserved::Refused {
-                budget: c.budget.clone(),
-                spent,
-            });
+        // Every limit is checked before anything is reserved: all or none, under one lock; on a
+        // refusal the claimed windows' expired reservations are reclaimed and it is tried again.
+        let mut full = s.try_reserve(hold, claims, false);
+        if full.is_some() {
+            let freed: usize = claims
+                .iter()
+                .map(|c| s.reclaim(c.budget.id, &c.window, hold.created_ms))
+                .sum();
+            if freed > 0 {
+                full = s.try_reserve(hold, claims, false);
+            }
         }
-        for c in claims {
-            s.windows
-                .entry((c.budget.id, c.window.clone()))
-                .or_default()
-                .reserved += c.amount;
-        }
-        Ok(Reserved::Granted)
+        let Some(c) = full else {
+            return Ok(Reserved::Granted);
+        };
+        let w = s
+            .windows
+            .entry((c.budget.id, c.window.clone()))
+            .or_default();
+        w.refused += 1;
+        let spent = w.used + w.reserved;
+        Ok(Reserved::Refused {
+            budget: c.budget.clone(),
+            spent,
+        })
     }
 
     async fn settle(
         &self,
+        hold: &Hold,
         claims: &[BudgetClaim],
         cost_nano: i64,
     ) -> Result<Vec<Settled>, StoreError> {
@@ -483,15 +602,12 @@ impl CostStore for MemoryStore {
         s.up()?;
         let mut out = Vec::with_capacity(claims.len());
         for c in claims {
+            // What the reservation still holds is freed (nothing once it was reclaimed).
+            s.free(&hold.id, c.budget.id);
             let w = s
                 .windows
                 .entry((c.budget.id, c.window.clone()))
                 .or_default();
-            w.reserved = if w.reserved > c.amount {
-                w.reserved - c.amount
-            } else {
-                0
-            };
             w.used += cost_nano;
             w.calls += 1;
             out.push(Settled {

@@ -714,6 +714,243 @@ async fn concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches_
     concurrent_processes_are_admitted_exactly_as_far_as_the_budget_reaches(Backend::MariaDb).await;
 }
 
+/// Starts a budget-worker making one call of config `race` now, waits until the provider has
+/// the request, and kills the process there (SIGKILL: nothing of it runs again).
+async fn kill_mid_call(tdb: &TestDb, hanging: &ProviderServer, settings: &[(&str, &str)]) {
+    let before = hanging.requests().len();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_budget-worker"))
+        .env("DATABASE_URL", &tdb.url)
+        .env("AI_PEPPER", PEPPER)
+        .env("PROJECT_NAME", "race")
+        .env("WORKER_CALLS", "1")
+        .env("WORKER_START_MS", ai_runner::model::now_ms().to_string())
+        .envs(settings.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..2000 {
+        if hanging.requests().len() > before {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the worker ended before its call: {status:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        hanging.requests().len(),
+        before + 1,
+        "the worker is mid-call"
+    );
+    child.kill().await.unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed: {status:?}");
+}
+
+/// Processes killed mid-call (SIGKILL, against a provider that never answers) leave their
+/// reservations behind: each is listed with its identity, its call's trace and an expiry past
+/// the call's end (the worker's 5 s attempt, no retry, plus a 1 s grace), and holds its room
+/// until then; `budget release` frees one by hand, and once one has expired the next call
+/// that needs its room reclaims it (without this, every later call is refused until the
+/// window ends).
+async fn reservations_left_by_killed_processes_are_released_or_reclaimed(backend: Backend) {
+    use std::time::Duration;
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.db();
+    let hanging = ProviderServer::start(vec![Reply::Delayed(
+        Duration::from_secs(600),
+        Box::new(Reply::content("好")),
+    )])
+    .await
+    .unwrap();
+    let good = ProviderServer::start(vec![answer(
+        "好",
+        json!({"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22}),
+    )])
+    .await
+    .unwrap();
+    // Input free, 10 answer tokens at 2_000 nano-USD: every call reserves 20_000.
+    let ten = Some(json!({"MAX_TOKENS": 10}));
+    config(
+        &db,
+        "race",
+        "race-model",
+        "custom",
+        &hanging.url(),
+        ten.clone(),
+    )
+    .await;
+    config(&db, "next", "next-model", "custom", &good.url(), ten).await;
+    db.set_prices(
+        &[
+            price("race-model", 0.0, 2e-6),
+            price("next-model", 0.0, 2e-6),
+        ],
+        0,
+    )
+    .await
+    .unwrap();
+    // Room for one reservation, not two.
+    db.set_budget(BudgetScope::Project, "race", Period::Day, 30_000)
+        .await
+        .unwrap();
+    let worker = [
+        ("AI_TIMEOUT", "5"),
+        ("AI_MAX_RETRIES", "0"),
+        ("COST_RESERVATION_GRACE_SECS", "1"),
+    ];
+    let r = runner(&tdb.settings(&[("PROJECT_NAME", "race"), ("COST_CACHE_SECS", "0")]));
+    let ctx = RunContext::new(Trigger::Library);
+
+    kill_mid_call(&tdb, &hanging, &worker).await;
+    let b = budgets(&tdb).await;
+    assert_eq!((b[0].used_nano, b[0].reserved_nano), (0, 20_000));
+    assert_eq!(b[0].reservations.len(), 1, "{b:?}");
+    let left = b[0].reservations[0].clone();
+    assert_eq!(left.id.len(), 32);
+    assert_eq!(left.amount_nano, 20_000);
+    assert_eq!(
+        left.expires_ms - left.created_ms,
+        6_000,
+        "the attempt's 5 s and the grace"
+    );
+    let trace = left.trace_id.clone().unwrap();
+    assert_eq!(
+        hanging.requests()[0].headers.get("x-trace-id"),
+        Some(&trace),
+        "the call it belongs to"
+    );
+    let refused = r.run_once("next", &vars(), &ctx).await;
+    assert_eq!(
+        refused.error.as_ref().map(|e| e.code.as_str()),
+        Some("BUDGET_EXCEEDED"),
+        "held while it may still be running"
+    );
+    let released = db
+        .release_reservations(std::slice::from_ref(&left.id), None)
+        .await
+        .unwrap();
+    assert_eq!(released, [left]);
+    let b = budgets(&tdb).await;
+    assert_eq!((b[0].reserved_nano, b[0].reservations.len()), (0, 0));
+    let ok = r.run_once("next", &vars(), &ctx).await;
+    assert!(ok.is_ok(), "{:?}", ok.error);
+
+    // Another one left behind (room for it beside the settled call, not for a third), this
+    // time waited out: the next call that finds no room reclaims it.
+    db.set_budget(BudgetScope::Project, "race", Period::Day, 50_000)
+        .await
+        .unwrap();
+    kill_mid_call(&tdb, &hanging, &worker).await;
+    let b = budgets(&tdb).await;
+    assert_eq!((b[0].used_nano, b[0].reserved_nano), (20_000, 20_000));
+    let left = b[0].reservations[0].clone();
+    let refused = r.run_once("next", &vars(), &ctx).await;
+    assert_eq!(
+        refused.error.as_ref().map(|e| e.code.as_str()),
+        Some("BUDGET_EXCEEDED")
+    );
+    let wait = left.expires_ms - ai_runner::model::now_ms() + 50;
+    tokio::time::sleep(Duration::from_millis(wait.max(0).unsigned_abs())).await;
+    let ok = r.run_once("next", &vars(), &ctx).await;
+    assert!(
+        ok.is_ok(),
+        "the expired reservation was reclaimed: {:?}",
+        ok.error
+    );
+    let b = budgets(&tdb).await;
+    assert_eq!(
+        (b[0].used_nano, b[0].reserved_nano, b[0].calls, b[0].refused),
+        (40_000, 0, 2, 2)
+    );
+    assert!(b[0].reservations.is_empty());
+    assert_eq!(good.requests().len(), 2);
+    db.close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn reservations_left_by_killed_processes_are_released_or_reclaimed_on_sqlite() {
+    reservations_left_by_killed_processes_are_released_or_reclaimed(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+async fn reservations_left_by_killed_processes_are_released_or_reclaimed_on_mariadb() {
+    reservations_left_by_killed_processes_are_released_or_reclaimed(Backend::MariaDb).await;
+}
+
+/// A database migrated before the reservations table (version 10): budgets still bind, their
+/// reservations anonymous as they were (reserved and settled by amount), `budget list` shows
+/// none held and a release says the table is missing.
+async fn a_database_without_the_reservations_table_reserves_anonymously(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.db();
+    on_pool(&db, "DROP TABLE ai_budget_reservation").await;
+    let server = ProviderServer::start(vec![answer(
+        "好",
+        json!({"prompt_tokens": 12, "completion_tokens": 10}),
+    )])
+    .await
+    .unwrap();
+    config(
+        &db,
+        "old",
+        "old-model",
+        "custom",
+        &server.url(),
+        Some(json!({"MAX_TOKENS": 10})),
+    )
+    .await;
+    db.set_prices(&[price("old-model", 0.0, 2e-6)], 0)
+        .await
+        .unwrap();
+    db.set_budget(BudgetScope::Project, "shop", Period::Day, 50_000)
+        .await
+        .unwrap();
+    let r = runner(&tdb.settings(&[("PROJECT_NAME", "shop")]));
+    let ctx = RunContext::new(Trigger::Library);
+    for _ in 0..2 {
+        let out = r.run_once("old", &vars(), &ctx).await;
+        assert!(out.is_ok(), "{:?}", out.error);
+    }
+    let refused = r.run_once("old", &vars(), &ctx).await;
+    assert_eq!(refused.error.as_ref().unwrap().code, "BUDGET_EXCEEDED");
+    let b = budgets(&tdb).await;
+    assert_eq!(
+        (b[0].used_nano, b[0].reserved_nano, b[0].calls, b[0].refused),
+        (40_000, 0, 2, 1)
+    );
+    assert!(b[0].reservations.is_empty());
+    let e = db.release_reservations(&[], Some(0)).await.unwrap_err();
+    assert_eq!(e.code().as_str(), "SCHEMA_OUTDATED");
+    db.close().await;
+    tdb.cleanup().await;
+}
+
+/// Runs one statement on `db`'s pool.
+async fn on_pool(db: &Db, sql: &str) {
+    match db.pool().await.unwrap() {
+        ai_runner::store::Pool::MySql(p) => {
+            sqlx::raw_sql(sql).execute(p).await.unwrap();
+        }
+        ai_runner::store::Pool::Sqlite(p) => {
+            sqlx::raw_sql(sql).execute(p).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_without_the_reservations_table_reserves_anonymously_on_sqlite() {
+    a_database_without_the_reservations_table_reserves_anonymously(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+async fn a_database_without_the_reservations_table_reserves_anonymously_on_mariadb() {
+    a_database_without_the_reservations_table_reserves_anonymously(Backend::MariaDb).await;
+}
+
 #[tokio::test]
 #[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
 async fn an_unmigrated_predecessor_database_still_runs_calls_without_costs() {

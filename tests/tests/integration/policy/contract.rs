@@ -3,12 +3,15 @@
 //! an expired lease or a failed job taken over, a pending result handed back), the finalize
 //! claim (exactly one of many racing finalizers wins, a stale claim is taken over and fences the
 //! old finalizer out), and budget reservations (all or none across budgets, refusals counted,
-//! settlement, and concurrent reservations that fill a budget exactly, never past it).
+//! settlement, and concurrent reservations that fill a budget exactly, never past it; one left
+//! behind by a call that died is held until it expires, then reclaimed once, or released by hand).
 //!
 //! A fake that passes here behaves like the database for every policy test built on it.
 
 use ai_runner::eval::fanout::FINALIZE_LEASE_MS;
-use ai_runner::model::cost::{Budget, BudgetScope, Claim as BudgetClaim, Period, Reserved};
+use ai_runner::model::cost::{
+    Budget, BudgetScope, Claim as BudgetClaim, Held, Hold, Period, Reserved,
+};
 use ai_runner::model::eval::{EvalRun, GateOutcome, Report};
 use ai_runner::model::media::{Claim, JobFinish, JobKey};
 use ai_runner::model::now_ms;
@@ -324,12 +327,54 @@ fn claim_on(budget: &Budget, amount: i64) -> BudgetClaim {
     }
 }
 
+/// Reservation `n`, expiring at `expires_ms`.
+fn hold(n: u32, expires_ms: i64) -> Hold {
+    Hold {
+        id: format!("{n:032x}"),
+        created_ms: now_ms(),
+        expires_ms,
+        trace_id: format!("trace-{n}"),
+    }
+}
+
+/// Reservation `n` of a call still running (expires in an hour).
+fn live(n: u32) -> Hold {
+    hold(n, now_ms() + 3_600_000)
+}
+
+/// `budget release`, as each store does it.
+trait Release: Windows {
+    async fn release(&self, ids: &[String], expired_before: Option<i64>) -> Vec<Held>;
+    async fn held(&self) -> Vec<Held>;
+}
+
+impl Release for MemoryStore {
+    async fn release(&self, ids: &[String], expired_before: Option<i64>) -> Vec<Held> {
+        self.release_reservations(ids, expired_before)
+    }
+    async fn held(&self) -> Vec<Held> {
+        MemoryStore::held(self)
+    }
+}
+
+impl Release for Db {
+    async fn release(&self, ids: &[String], expired_before: Option<i64>) -> Vec<Held> {
+        self.release_reservations(ids, expired_before)
+            .await
+            .unwrap()
+    }
+    async fn held(&self) -> Vec<Held> {
+        self.reservations().await.unwrap()
+    }
+}
+
 async fn reservations<S: Windows>(s: &S, a: &Budget, b: &Budget) {
     let both = [claim_on(a, 40), claim_on(b, 40)];
-    assert_eq!(s.reserve(&both).await.unwrap(), Reserved::Granted);
+    let first = live(1);
+    assert_eq!(s.reserve(&first, &both).await.unwrap(), Reserved::Granted);
     assert_eq!(s.window(a).await, (0, 40, 0, 0));
     assert_eq!(
-        s.reserve(&both).await.unwrap(),
+        s.reserve(&live(2), &both).await.unwrap(),
         Reserved::Refused {
             budget: b.clone(),
             spent: 40
@@ -339,7 +384,7 @@ async fn reservations<S: Windows>(s: &S, a: &Budget, b: &Budget) {
     assert_eq!(s.window(a).await, (0, 40, 0, 0), "all or none");
     assert_eq!(s.window(b).await, (0, 40, 0, 1), "the refusal is counted");
 
-    let settled = s.settle(&both, 25).await.unwrap();
+    let settled = s.settle(&first, &both, 25).await.unwrap();
     assert_eq!(
         settled
             .iter()
@@ -355,22 +400,144 @@ async fn reservations<S: Windows>(s: &S, a: &Budget, b: &Budget) {
 
     // 20 callers at once for a's last 75: exactly 10 reservations of 7 fit, never an 11th.
     let one = [claim_on(a, 7)];
-    let outcomes = futures_util::future::join_all((0..20).map(|_| s.reserve(&one))).await;
-    let granted = outcomes
+    let holds: Vec<Hold> = (100..120).map(live).collect();
+    let outcomes = futures_util::future::join_all(holds.iter().map(|h| s.reserve(h, &one))).await;
+    let granted: Vec<&Hold> = holds
         .iter()
-        .filter(|o| matches!(o, Ok(Reserved::Granted)))
-        .count();
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Ok(Reserved::Granted)))
+        .map(|(h, _)| h)
+        .collect();
     let refused = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(Reserved::Refused { .. })))
         .count();
-    assert_eq!((granted, refused), (10, 10), "{outcomes:?}");
+    assert_eq!((granted.len(), refused), (10, 10), "{outcomes:?}");
     assert_eq!(s.window(a).await, (25, 70, 1, 10));
-    // Settling at less than reserved frees the rest; more than reserved clears it to zero.
-    s.settle(&one, 3).await.unwrap();
+    // Settling at less than reserved frees the rest; settling the same reservation again
+    // frees nothing twice (its cost counts, what it held was freed once).
+    s.settle(granted[0], &one, 3).await.unwrap();
     assert_eq!(s.window(a).await, (28, 63, 2, 10));
-    s.settle(&[claim_on(a, 100)], 10).await.unwrap();
-    assert_eq!(s.window(a).await, (38, 0, 3, 10));
+    s.settle(granted[0], &one, 3).await.unwrap();
+    assert_eq!(s.window(a).await, (31, 63, 3, 10));
+    for h in &granted[1..] {
+        s.settle(h, &one, 7).await.unwrap();
+    }
+    assert_eq!(s.window(a).await, (94, 0, 12, 10));
+}
+
+/// A reservation left behind by a call that never settled (its process killed mid-call): held
+/// until it expires, then reclaimed by the first reservation that needs its room, atomically
+/// (a late settlement adds its cost and frees nothing twice); or released by hand.
+async fn abandoned<S: Release>(s: &S, a: &Budget) {
+    assert_eq!(a.limit_nano, 100);
+    // 60 of 100 held by a call that is gone, its reservation not expired yet.
+    let dead = hold(1, now_ms() + 60_000);
+    assert_eq!(
+        s.reserve(&dead, &[claim_on(a, 60)]).await.unwrap(),
+        Reserved::Granted
+    );
+    let listed = s.held().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].id.as_str(),
+            listed[0].budget_id,
+            listed[0].amount_nano
+        ),
+        (dead.id.as_str(), a.id, 60)
+    );
+    assert_eq!(listed[0].expires_ms, dead.expires_ms);
+    assert_eq!(listed[0].trace_id.as_deref(), Some("trace-1"));
+    assert_eq!(
+        s.reserve(&live(2), &[claim_on(a, 50)]).await.unwrap(),
+        Reserved::Refused {
+            budget: a.clone(),
+            spent: 60
+        },
+        "an unexpired reservation holds its room"
+    );
+    // By hand: released once, whoever asks again.
+    let released = s.release(std::slice::from_ref(&dead.id), None).await;
+    assert_eq!(released.len(), 1);
+    assert!(
+        s.release(std::slice::from_ref(&dead.id), None)
+            .await
+            .is_empty()
+    );
+    assert_eq!(s.window(a).await, (0, 0, 0, 1));
+    assert!(s.held().await.is_empty());
+
+    // Expired: the next reservation that finds no room reclaims it and is granted.
+    let expired = hold(3, now_ms() - 1);
+    assert_eq!(
+        s.reserve(&expired, &[claim_on(a, 60)]).await.unwrap(),
+        Reserved::Granted,
+        "nothing reclaims while there is room"
+    );
+    assert_eq!(s.window(a).await, (0, 60, 0, 1));
+    let next = live(4);
+    assert_eq!(
+        s.reserve(&next, &[claim_on(a, 50)]).await.unwrap(),
+        Reserved::Granted,
+        "the expired reservation was reclaimed for it"
+    );
+    assert_eq!(s.window(a).await, (0, 50, 0, 1), "its 60 freed, 50 held");
+    let ids: Vec<String> = s.held().await.into_iter().map(|h| h.id).collect();
+    assert_eq!(ids, std::slice::from_ref(&next.id));
+    // The reclaimed call settles late: its cost counts, nothing of the new one is freed.
+    s.settle(&expired, &[claim_on(a, 60)], 30).await.unwrap();
+    assert_eq!(s.window(a).await, (30, 50, 1, 1));
+    s.settle(&next, &[claim_on(a, 50)], 20).await.unwrap();
+    assert_eq!(s.window(a).await, (50, 0, 2, 1));
+
+    // `--expired`: every reservation past its expiry, and none that is not.
+    let stale = hold(5, now_ms() - 1);
+    let running = live(6);
+    for h in [&stale, &running] {
+        assert_eq!(
+            s.reserve(h, &[claim_on(a, 10)]).await.unwrap(),
+            Reserved::Granted
+        );
+    }
+    let freed = s.release(&[], Some(now_ms())).await;
+    assert_eq!(
+        freed.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        [stale.id.as_str()]
+    );
+    assert_eq!(s.window(a).await, (50, 10, 2, 1));
+    s.settle(&running, &[claim_on(a, 10)], 10).await.unwrap();
+    assert_eq!(s.window(a).await, (60, 0, 3, 1));
+}
+
+#[tokio::test]
+async fn abandoned_reservations_keep_their_contract_on_the_memory_store() {
+    let s = MemoryStore::new();
+    let a = s.set_budget(BudgetScope::Project, "proj", Period::Day, 100);
+    abandoned(&s, &a).await;
+}
+
+async fn abandoned_on(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.db();
+    db.set_budget(BudgetScope::Project, "proj", Period::Day, 100)
+        .await
+        .unwrap();
+    let a = db.active_budgets().await.unwrap().remove(0);
+    abandoned(&db, &a).await;
+    db.close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn abandoned_reservations_keep_their_contract_on_sqlite() {
+    abandoned_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+async fn abandoned_reservations_keep_their_contract_on_mariadb() {
+    abandoned_on(Backend::MariaDb).await;
 }
 
 #[tokio::test]
@@ -381,9 +548,8 @@ async fn budget_reservations_keep_their_contract_on_the_memory_store() {
     reservations(&s, &a, &b).await;
 }
 
-#[tokio::test]
-async fn budget_reservations_keep_their_contract_on_sqlite() {
-    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+async fn reservations_on(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
     let db = tdb.db();
     db.set_budget(BudgetScope::Project, "proj", Period::Day, 100)
         .await
@@ -394,4 +560,16 @@ async fn budget_reservations_keep_their_contract_on_sqlite() {
     let budgets = db.active_budgets().await.unwrap();
     reservations(&db, &budgets[0], &budgets[1]).await;
     db.close().await;
+    tdb.cleanup().await;
+}
+
+#[tokio::test]
+async fn budget_reservations_keep_their_contract_on_sqlite() {
+    reservations_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: bash .ci/run sets AI_RUNNER_TEST_MYSQL_URL and runs ignored tests"]
+async fn budget_reservations_keep_their_contract_on_mariadb() {
+    reservations_on(Backend::MariaDb).await;
 }
