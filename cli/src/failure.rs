@@ -227,6 +227,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::BudgetUnpriced => {
             "give the model a price (`ai-runner prices set` or `prices import`) so budgeted calls can be capped"
         }
+        Code::BudgetUncapped => {
+            "provider-side tools (web search, plugins) cannot be capped: run such calls outside budgets, or without the tool"
+        }
         Code::PriceInvalid => {
             "prices are USD per token (or per second), as LiteLLM writes them: 2.5e-06, not 2.5"
         }
@@ -390,6 +393,7 @@ mod tests {
         (Code::AccessUnavailable, 503, 2),
         (Code::BudgetExceeded, 402, 1),
         (Code::BudgetUnpriced, 402, 1),
+        (Code::BudgetUncapped, 402, 1),
         (Code::PriceInvalid, 400, 2),
         (Code::ConsoleTokenInvalid, 401, 2),
         (Code::ConsoleCrossOrigin, 403, 2),

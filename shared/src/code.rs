@@ -353,6 +353,10 @@ codes! {
     /// A budget covers the call but its model has no price, so its cost cannot be capped; no
     /// provider call was made.
     BudgetUnpriced = "BUDGET_UNPRICED" (Budget, No),
+    /// A budget covers the call but its request turns on a provider-side tool (web search and
+    /// the like) whose cost the request does not show, so it cannot be capped; no provider call
+    /// was made.
+    BudgetUncapped = "BUDGET_UNCAPPED" (Budget, No),
     /// A price or budget given to `prices` / `budget` / a catalog's `prices:` is not acceptable (a
     /// magnitude that is surely per million tokens, a negative amount, an unknown field, no price
     /// at all).

@@ -322,9 +322,17 @@ pub trait CostStore: Send + Sync {
     fn active_budgets(&self) -> impl Future<Output = Result<Vec<Budget>, StoreError>> + Send;
     /// Reserves every claim in its window under `hold` (its identity and expiry), or none: the
     /// first budget whose used and reserved amounts plus the claim would pass its limit refuses
-    /// the lot (and counts a refusal), after the reservations of the claimed windows that expired
-    /// before `hold.created_ms` were reclaimed (their calls died before settling).
+    /// the lot (and counts a refusal), after the reservations of the claimed windows that had
+    /// expired were reclaimed (their calls died before settling).
     fn reserve(
+        &self,
+        hold: &Hold,
+        claims: &[BudgetClaim],
+    ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
+    /// Grows the reservation `hold` by each claim's amount, or not at all, as
+    /// [`CostStore::reserve`] decides (a refusal is counted; a reservation no longer held, as
+    /// reclaimed or released, is refused).
+    fn extend(
         &self,
         hold: &Hold,
         claims: &[BudgetClaim],
@@ -481,6 +489,18 @@ pub struct ProviderRequest<'a> {
     /// A streaming caller waiting for the chunks as they arrive (the OpenAI-compatible API).
     /// Once one has been relayed, the exchange is not retried: the caller has seen the answer.
     pub tap: Option<&'a StreamTap>,
+    /// Asked before a retry of an attempt the provider may have billed (see [`RetryGate`]).
+    pub gate: Option<&'a dyn RetryGate>,
+}
+
+/// What a provider asks before it retries an attempt the provider may have billed (an answer
+/// that began, a request that timed out): each billed attempt must be covered, so the call's
+/// budget reservation grows by another attempt's maximum cost first. Retries of attempts that
+/// cost nothing (429, 5xx, no connection) are not asked about.
+pub trait RetryGate: Send + Sync + std::fmt::Debug {
+    /// `true`: send the retry; `false` (no room for it): the exchange ends with the attempt it
+    /// would have retried.
+    fn admit(&self) -> BoxFuture<'_, bool>;
 }
 
 /// A streaming caller's end of a provider stream: each parsed `chat.completion.chunk` is sent

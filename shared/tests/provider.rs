@@ -49,6 +49,7 @@ async fn send(p: &HttpProvider, url: &str, stream: bool) -> Exchange {
         stream,
         deadline: None,
         tap: None,
+        gate: None,
     })
     .await
 }
@@ -450,6 +451,7 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             stream: false,
             deadline: Some(std::time::Instant::now() + Duration::from_millis(1200)),
             tap: None,
+            gate: None,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"), "{ex:?}");
@@ -464,6 +466,7 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             stream: false,
             deadline: Some(std::time::Instant::now()),
             tap: None,
+            gate: None,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"));
@@ -484,6 +487,7 @@ async fn send_tapped(url: &str, tap: &StreamTap) -> Exchange {
             stream: true,
             deadline: None,
             tap: Some(tap),
+            gate: None,
         })
         .await
 }
@@ -554,5 +558,92 @@ async fn a_caller_that_goes_away_stops_the_read_and_nothing_is_retried() {
             .unwrap()
             .starts_with("0 1 "),
         "{kept}"
+    );
+}
+
+/// A gate that answers `admit` from a list and counts how often it was asked.
+#[derive(Debug, Default)]
+struct Gate {
+    answers: std::sync::Mutex<Vec<bool>>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl ai_runner::ports::RetryGate for Gate {
+    fn admit(&self) -> ai_runner::ports::BoxFuture<'_, bool> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = self.answers.lock().unwrap().pop().unwrap_or(true);
+        Box::pin(async move { answer })
+    }
+}
+
+async fn send_gated(p: &HttpProvider, url: &str, gate: &Gate) -> Exchange {
+    let key = Secret::new("sk-provider-test-key");
+    let body = body();
+    p.send(ProviderRequest {
+        url,
+        api_key: &key,
+        body: &body,
+        trace_id: "0123456789abcdef0123456789abcdef",
+        stream: false,
+        deadline: None,
+        tap: None,
+        gate: Some(gate),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn only_the_retry_of_an_attempt_that_may_have_been_billed_asks_the_gate() {
+    let quick = HttpSettings {
+        timeout: Duration::from_millis(300),
+        ..settings()
+    };
+    let slow = || Reply::Delayed(Duration::from_secs(2), Box::new(Reply::content("慢")));
+    // Refused answers cost nothing: their retries are not asked about.
+    let server = ProviderServer::start(vec![
+        Reply::error(429, "slow down"),
+        Reply::error(503, "busy"),
+        Reply::content("好"),
+    ])
+    .await
+    .unwrap();
+    let gate = Gate::default();
+    let ex = send_gated(
+        &HttpProvider::new(quick.clone()).unwrap(),
+        &server.url(),
+        &gate,
+    )
+    .await;
+    assert_eq!((code(&ex), ex.attempts), (None, 3));
+    assert_eq!(gate.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A timeout may have been billed: its retry is sent only when admitted.
+    let server = ProviderServer::start(vec![slow(), Reply::content("好")])
+        .await
+        .unwrap();
+    let gate = Gate::default();
+    let ex = send_gated(
+        &HttpProvider::new(quick.clone()).unwrap(),
+        &server.url(),
+        &gate,
+    )
+    .await;
+    assert_eq!((code(&ex), ex.attempts), (None, 2));
+    assert_eq!(gate.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(ex.earlier.len(), 1, "the timed-out attempt is billed");
+
+    let server = ProviderServer::start(vec![slow(), Reply::content("好")])
+        .await
+        .unwrap();
+    let gate = Gate {
+        answers: std::sync::Mutex::new(vec![false]),
+        ..Gate::default()
+    };
+    let ex = send_gated(&HttpProvider::new(quick).unwrap(), &server.url(), &gate).await;
+    assert_eq!((code(&ex), ex.attempts), (Some("NETWORK_TIMEOUT"), 1));
+    assert_eq!(server.requests().len(), 1, "the retry was not sent");
+    assert!(
+        ex.earlier.is_empty(),
+        "the refused attempt is the last one, billed once"
     );
 }

@@ -76,7 +76,7 @@ fn pricing(n: usize) -> Value {
         let chosen = book::choose(&rows, "gpt-4o", &["openai", "conn"], 1);
         let u = Usage::from_value(&usage);
         let c = book::charge(chosen.as_ref(), u, None, None);
-        let max = book::max_cost(&chosen.as_ref().unwrap().price, &body, None);
+        let max = book::max_cost(&chosen.as_ref().unwrap().price, &body, None).unwrap();
         sink = sink.wrapping_add(c.nano.unwrap_or(0) + max);
         us.push(t.elapsed().as_secs_f64() * 1e6);
     }

@@ -18,6 +18,24 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 4096;
 /// request's bytes do not tell.
 pub const MEDIA_PART_TOKENS: i64 = 2000;
 
+/// Input tokens reserved once for a request that declares tools: the tool-use instructions a
+/// provider wraps around the declared schemas (Anthropic documents 313 to 346 tokens), which are
+/// not bytes of the body.
+pub const TOOL_PROMPT_TOKENS: i64 = 1000;
+
+/// The request fields that ask for several answers, each billed: the largest is how many
+/// answers the output bound is counted for (OpenAI's and vLLM's `n` and `best_of`, Gemini's
+/// candidate count).
+pub const CHOICE_FIELDS: [&str; 4] = ["n", "best_of", "candidate_count", "candidateCount"];
+
+/// The request fields that turn on a provider-side tool (web search and the like).
+const PROVIDER_TOOL_FIELDS: [&str; 4] = [
+    "web_search_options",
+    "enable_search",
+    "search_parameters",
+    "plugins",
+];
+
 /// The price chosen for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chosen {
@@ -184,38 +202,107 @@ pub fn charge(
     }
 }
 
-/// The most a call with this request body can cost at `price`: every byte of the body an input
-/// token (no tokenizer makes fewer bytes per token), each media part
-/// [`MEDIA_PART_TOKENS`] more, and the longest answer it allows (`max_tokens` /
-/// `max_completion_tokens`, else the model's limit, else [`DEFAULT_MAX_OUTPUT_TOKENS`]) at the
-/// dearest output price. At least 1 nano-USD, so a full budget refuses even a cheap call.
-pub fn max_cost(price: &Price, body: &Map<String, Value>, seconds: Option<f64>) -> i64 {
+/// The most one attempt of a call with this request body can cost at `price`: every byte of the
+/// body an input token (no tokenizer makes fewer bytes per token), each media part
+/// [`MEDIA_PART_TOKENS`] more and [`TOOL_PROMPT_TOKENS`] more when tools are declared; and the
+/// longest answer it allows (`max_tokens` / `max_completion_tokens`, else the model's limit, else
+/// [`DEFAULT_MAX_OUTPUT_TOKENS`]) for each answer it asks for ([`CHOICE_FIELDS`]), plus every
+/// byte of a predicted output (whose rejected tokens are billed as output), at the dearest output
+/// price. At least 1 nano-USD, so a full budget refuses even a cheap call. `Err` names what makes
+/// it unknowable: a provider-side tool ([`provider_tool`]).
+pub fn max_cost(
+    price: &Price,
+    body: &Map<String, Value>,
+    seconds: Option<f64>,
+) -> Result<i64, String> {
+    if let Some(tool) = provider_tool(body) {
+        return Err(tool);
+    }
     let bytes = serde_json::to_string(body).map_or(0, |s| s.len()) as i64;
     let media = count_media(body.get("messages"));
-    let input = bytes + media * MEDIA_PART_TOKENS;
-    let output = ["max_completion_tokens", "max_tokens"]
+    let tools = ["tools", "functions"].iter().any(|k| {
+        body.get(*k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    });
+    let input = i128::from(bytes)
+        + i128::from(media) * i128::from(MEDIA_PART_TOKENS)
+        + if tools {
+            i128::from(TOOL_PROMPT_TOKENS)
+        } else {
+            0
+        };
+    let longest = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_i64))
         .or(price.max_output_tokens)
         .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
         .max(0);
+    let answers = CHOICE_FIELDS
+        .iter()
+        .filter_map(|k| body.get(*k).and_then(count))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let predicted = body.get("prediction").map_or(0, |p| {
+        serde_json::to_string(p).map_or(0, |s| s.len()) as i64
+    });
+    let output = i128::from(longest) * i128::from(answers) + i128::from(predicted);
     let r = &price.rates;
     let dearest = |rates: &[Rate]| rates.iter().filter_map(|x| r.get(*x)).max().unwrap_or(0);
-    let mut femto = i128::from(input)
+    let mut femto = input
         * i128::from(dearest(&[
             Rate::Input,
             Rate::CacheRead,
             Rate::CacheWrite,
             Rate::AudioIn,
         ]))
-        + i128::from(output)
-            * i128::from(dearest(&[Rate::Output, Rate::Reasoning, Rate::AudioOut]));
+        + output * i128::from(dearest(&[Rate::Output, Rate::Reasoning, Rate::AudioOut]));
     if let (Some(p), Some(s)) = (r.get(Rate::PerSecond), seconds) {
         femto += (s.max(0.0) * p as f64).ceil() as i128;
     }
-    i64::try_from((femto + 999_999) / 1_000_000)
+    Ok(i64::try_from((femto + 999_999) / 1_000_000)
         .unwrap_or(i64::MAX)
-        .max(1)
+        .max(1))
+}
+
+/// A count a request field asks for: a whole number, or one written as text (a provider reads
+/// `"10"` as 10); anything else is none.
+fn count(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.ceil() as i64)
+        })
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The provider-side tool a request turns on, if any: a field of [`PROVIDER_TOOL_FIELDS`] that is
+/// set (not `null`, `false`, empty), or a `tools` entry that is not a function the caller runs
+/// (`function`, `custom`). What such a tool adds (search fees, retrieved text read as input) is
+/// not in the request, so the call's cost has no maximum.
+pub fn provider_tool(body: &Map<String, Value>) -> Option<String> {
+    let set = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    };
+    if let Some(k) = PROVIDER_TOOL_FIELDS
+        .iter()
+        .find(|k| body.get(**k).is_some_and(set))
+    {
+        return Some(format!("`{k}`"));
+    }
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|t| match t.get("type").and_then(Value::as_str) {
+            None | Some("function" | "custom") => None,
+            Some(other) => Some(format!("a `{other}` tool")),
+        })
 }
 
 /// Image and audio parts in the messages.
@@ -336,13 +423,99 @@ mod tests {
         let body = body.as_object().unwrap().clone();
         let bytes = serde_json::to_string(&body).unwrap().len() as i64;
         // bytes x 1000 nano + 100 x 2000 nano.
-        assert_eq!(max_cost(&p, &body, None), bytes * 1000 + 200_000);
+        assert_eq!(max_cost(&p, &body, None), Ok(bytes * 1000 + 200_000));
         let mut no_max = body.clone();
         no_max.remove("max_tokens");
         let bytes = serde_json::to_string(&no_max).unwrap().len() as i64;
         assert_eq!(
             max_cost(&p, &no_max, None),
-            bytes * 1000 + DEFAULT_MAX_OUTPUT_TOKENS * 2000
+            Ok(bytes * 1000 + DEFAULT_MAX_OUTPUT_TOKENS * 2000)
         );
+    }
+
+    #[test]
+    fn several_answers_tools_and_predictions_are_in_the_maximum() {
+        // The review's case: N 10, MAX_TOKENS 100 at 0.001 USD per output token is 1 USD of
+        // answers, not the 0.1 of one.
+        let p = price(1, "", "m", &[(Rate::Output, 0.001)]);
+        let body = |extra: Value| {
+            let mut b = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            b.as_object().unwrap().clone()
+        };
+        assert_eq!(max_cost(&p, &body(json!({})), None), Ok(100_000_000));
+        assert_eq!(
+            max_cost(&p, &body(json!({"n": 10})), None),
+            Ok(1_000_000_000)
+        );
+        for (extra, answers) in [
+            (json!({"n": "10"}), 10),
+            (json!({"n": 2.5}), 3),
+            (json!({"n": 0}), 1),
+            (json!({"n": -4}), 1),
+            (json!({"n": null}), 1),
+            (json!({"n": 2, "best_of": 5}), 5),
+            (json!({"candidateCount": 4}), 4),
+        ] {
+            assert_eq!(
+                max_cost(&p, &body(extra.clone()), None),
+                Ok(answers * 100_000_000),
+                "{extra}"
+            );
+        }
+        // A prediction's bytes are output too.
+        let predicted = body(json!({"prediction": {"type": "content", "content": "abc"}}));
+        let bytes = serde_json::to_string(&predicted["prediction"])
+            .unwrap()
+            .len() as i64;
+        assert_eq!(
+            max_cost(&p, &predicted, None),
+            Ok((100 + bytes) * 1_000_000)
+        );
+        // Declared functions add the provider's tool instructions to the input.
+        let q = price(2, "", "m", &[(Rate::Input, 1e-6), (Rate::Output, 2e-6)]);
+        let tools = body(
+            json!({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
+        );
+        let len = serde_json::to_string(&tools).unwrap().len() as i64;
+        assert_eq!(
+            max_cost(&q, &tools, None),
+            Ok((len + TOOL_PROMPT_TOKENS) * 1000 + 100 * 2000)
+        );
+        assert_eq!(provider_tool(&tools), None);
+    }
+
+    #[test]
+    fn a_provider_side_tool_has_no_maximum() {
+        let p = price(1, "", "m", &[(Rate::Input, 1e-6)]);
+        for (extra, named) in [
+            (json!({"web_search_options": {}}), "`web_search_options`"),
+            (json!({"enable_search": true}), "`enable_search`"),
+            (json!({"plugins": [{"id": "web"}]}), "`plugins`"),
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}, {"type": "web_search"}]}),
+                "a `web_search` tool",
+            ),
+        ] {
+            let mut b = json!({"model": "m", "messages": []});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let b = b.as_object().unwrap().clone();
+            assert_eq!(max_cost(&p, &b, None), Err(named.to_owned()), "{extra}");
+        }
+        for off in [
+            json!({"enable_search": false}),
+            json!({"plugins": []}),
+            json!({"web_search_options": null}),
+        ] {
+            let mut b = json!({"model": "m", "messages": []});
+            b.as_object_mut()
+                .unwrap()
+                .extend(off.as_object().unwrap().clone());
+            assert!(max_cost(&p, b.as_object().unwrap(), None).is_ok(), "{off}");
+        }
     }
 }

@@ -7,8 +7,10 @@
 //! Invariants: every provider call is priced (content retries, route members, judge calls,
 //! failed streams); an unknown cost is `None` and said so once per model per process, never 0;
 //! a call under a budget is made only after its maximum cost was reserved in every budget that
-//! covers it, so concurrent calls overshoot a budget by at most what one call spends beyond its
-//! reservation; crossing 80% and 100% of a budget is logged once, by the call that crossed it.
+//! covers it, and every retry of an attempt the provider may have billed only after another
+//! attempt's maximum was added (each answer of `n`, declared tools and predictions are in the
+//! maximum; a provider-side tool makes it unknowable and is refused), so concurrent calls
+//! overshoot a budget by at most what one attempt spends beyond its reservation; crossing 80% and 100% of a budget is logged once, by the call that crossed it.
 
 pub mod book;
 pub mod litellm;
@@ -215,7 +217,8 @@ impl Meter {
         let Some(c) = &chosen else {
             return Err(PlanError::Budget(BudgetError::Unpriced(cfg.model.clone())));
         };
-        let amount = book::max_cost(&c.price, body, seconds);
+        let amount = book::max_cost(&c.price, body, seconds)
+            .map_err(|tool| PlanError::Budget(BudgetError::Uncapped(tool)))?;
         let mut claims: Vec<Claim> = covering
             .into_iter()
             .map(|b| Claim {
@@ -260,13 +263,36 @@ impl Meter {
             })),
             Reserved::Refused { budget, spent } => {
                 tracing::warn!(event = "budget.refused", scope = budget.scope.as_str(), target = %budget.target, period = budget.period.as_str(), limit_usd = nano_usd(budget.limit_nano), spent_usd = nano_usd(spent), "budget used up: call refused");
-                Err(PlanError::Budget(BudgetError::Exceeded {
-                    scope: budget.scope.as_str(),
-                    target: budget.target,
-                    period: budget.period.as_str(),
-                    limit_usd: nano_usd(budget.limit_nano),
-                    spent_usd: nano_usd(spent),
-                }))
+                Err(exceeded(budget, spent))
+            }
+        }
+    }
+
+    /// Grows a reservation by another attempt's maximum cost (each plan claim's amount again),
+    /// before the provider retries an attempt it may have billed: every billed attempt is
+    /// reserved before it is sent. Returns the grown reservation, or the refusal (nothing grown).
+    pub async fn extend<S: CostStore>(
+        &self,
+        store: &S,
+        held: &Reservation,
+        plan: &Plan,
+    ) -> Result<Reservation, PlanError> {
+        match store.extend(&held.hold, &plan.claims).await? {
+            Reserved::Granted => Ok(Reservation {
+                hold: held.hold.clone(),
+                claims: held
+                    .claims
+                    .iter()
+                    .zip(&plan.claims)
+                    .map(|(h, more)| Claim {
+                        amount: h.amount.saturating_add(more.amount),
+                        ..h.clone()
+                    })
+                    .collect(),
+            }),
+            Reserved::Refused { budget, spent } => {
+                tracing::warn!(event = "budget.refused", scope = budget.scope.as_str(), target = %budget.target, period = budget.period.as_str(), limit_usd = nano_usd(budget.limit_nano), spent_usd = nano_usd(spent), reservation = %held.hold.id, "budget used up: retry refused");
+                Err(exceeded(budget, spent))
             }
         }
     }
@@ -286,6 +312,17 @@ impl Meter {
             }
         }
     }
+}
+
+/// The refusal of a budget with no room.
+fn exceeded(budget: Budget, spent: i64) -> PlanError {
+    PlanError::Budget(BudgetError::Exceeded {
+        scope: budget.scope.as_str(),
+        target: budget.target,
+        period: budget.period.as_str(),
+        limit_usd: nano_usd(budget.limit_nano),
+        spent_usd: nano_usd(spent),
+    })
 }
 
 /// Logs a warning event when this settlement crossed 80% or 100% of its budget.

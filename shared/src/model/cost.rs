@@ -128,6 +128,12 @@ pub enum BudgetError {
         "model {0:?} has no price, and a budget covers this call (set one with `ai-runner prices set`)"
     )]
     Unpriced(String),
+    /// A budget covers the call but its request turns on a provider-side tool (named here),
+    /// whose cost the request does not show.
+    #[error(
+        "this call turns on {0}, whose cost (search fees, retrieved text) the request does not show, and a budget covers it: it cannot be capped"
+    )]
+    Uncapped(String),
 }
 
 impl BudgetError {
@@ -136,6 +142,7 @@ impl BudgetError {
         match self {
             Self::Exceeded { .. } => crate::code::Code::BudgetExceeded,
             Self::Unpriced(_) => crate::code::Code::BudgetUnpriced,
+            Self::Uncapped(_) => crate::code::Code::BudgetUncapped,
         }
     }
 }

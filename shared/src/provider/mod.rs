@@ -5,7 +5,8 @@
 //! `X-Trace-Id`; the API key appears only in the `Authorization` header (errors and bodies that
 //! come back are scrubbed of it); only 429, 5xx, timeouts and connection errors are retried, and
 //! nothing once a chunk has reached a streaming caller ([`StreamTap`]), whose chunks are scrubbed
-//! of the key too.
+//! of the key too; an attempt the provider may have billed is retried only when the request's
+//! [`crate::ports::RetryGate`] admits another.
 
 pub mod sse;
 
@@ -313,9 +314,15 @@ impl Provider for HttpProvider {
                 a.error = Some(ProviderError::Deadline(why));
                 return exchange(attempts, a, earlier);
             }
-            // The provider may bill an answer that began, or a request it was still working on.
+            // The provider may bill an answer that began, or a request it was still working on:
+            // such an attempt is retried only once its caller has covered another one.
             if (200..300).contains(&a.status) || matches!(a.error, Some(ProviderError::Timeout(_)))
             {
+                if let Some(gate) = req.gate
+                    && !gate.admit().await
+                {
+                    return exchange(attempts, a, earlier);
+                }
                 earlier.push(BilledAttempt {
                     http_status: a.status,
                     body: a.body.clone(),

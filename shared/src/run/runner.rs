@@ -15,12 +15,14 @@ use super::policy::Failover;
 use super::{RunContext, RunMeta, RunResult, RunStatus, Variables};
 use crate::audit::{self, Facts, Subject};
 use crate::config::{ObjectSettings, Settings, ValidationSettings};
-use crate::cost::{Meter, Payer, Plan, Usage, book};
+use crate::cost::{Meter, Payer, Plan, Reservation, Usage, book};
 use crate::crypto::Keyring;
 use crate::error::RunError;
 use crate::model::ResolvedConfig;
 use crate::model::cost::Charge;
-use crate::ports::{Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, Store};
+use crate::ports::{
+    BoxFuture, Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, RetryGate, Store,
+};
 use crate::request::{self, BuiltRequest};
 use crate::snapshot::Snapshot;
 use crate::validate;
@@ -378,6 +380,12 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     return (r, ex);
                 }
             };
+            let gate = held.map(|held| Regrow {
+                meter: &self.meter,
+                store: &self.store,
+                plan,
+                held: std::sync::Mutex::new(held),
+            });
             let mut ex = self
                 .provider
                 .send(ProviderRequest {
@@ -388,13 +396,18 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     stream: built.stream,
                     deadline,
                     tap: ctx.tap.as_ref(),
+                    gate: gate.as_ref().map(|g| g as &dyn RetryGate),
                 })
                 .await;
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.
             ex.body = ex.body.take().map(|b| key.scrub_json(b));
             let billed = price_exchange(plan, &ex, request_bytes);
-            if let Some(held) = &held {
-                self.meter.settle(&self.store, held, billed).await;
+            if let Some(gate) = gate {
+                let held = gate
+                    .held
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.meter.settle(&self.store, &held, billed).await;
             }
             charge = charge.plus(billed);
             attempts += ex.attempts;
@@ -579,6 +592,47 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = %e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
             }
         }
+    }
+}
+
+/// The runner's [`RetryGate`]: before the provider retries an attempt it may have billed, the
+/// attempt's reservation grows by another attempt's maximum cost, or the retry is not sent.
+struct Regrow<'a, S> {
+    meter: &'a Meter,
+    store: &'a S,
+    plan: &'a Plan,
+    held: std::sync::Mutex<Reservation>,
+}
+
+impl<S> std::fmt::Debug for Regrow<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regrow").finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> RetryGate for Regrow<'_, S> {
+    fn admit(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let held = self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            match self.meter.extend(self.store, &held, self.plan).await {
+                Ok(grown) => {
+                    *self
+                        .held
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = grown;
+                    true
+                }
+                Err(e) => {
+                    let e = RunError::from(e);
+                    tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), "retry not sent: no budget reservation for another attempt");
+                    false
+                }
+            }
+        })
     }
 }
 

@@ -722,10 +722,9 @@ impl Db {
         let mut refused = on_pool!(pool, |p| try_reserve!(p, hold, claims, holds, grow));
         if refused.is_some() && holds {
             let mut freed = 0;
+            let now = crate::model::now_ms();
             for c in claims {
-                freed += self
-                    .reclaim(c.budget.id, &c.window, hold.created_ms)
-                    .await?;
+                freed += self.reclaim(c.budget.id, &c.window, now).await?;
             }
             if freed > 0 {
                 refused = on_pool!(pool, |p| try_reserve!(p, hold, claims, holds, grow));
@@ -910,6 +909,10 @@ impl CostStore for Db {
 
     async fn reserve(&self, hold: &Hold, claims: &[Claim]) -> Result<Reserved, StoreError> {
         self.reserve_or_reclaim(hold, claims, false).await
+    }
+
+    async fn extend(&self, hold: &Hold, claims: &[Claim]) -> Result<Reserved, StoreError> {
+        self.reserve_or_reclaim(hold, claims, true).await
     }
 
     async fn settle(

@@ -571,10 +571,38 @@ impl CostStore for MemoryStore {
         if full.is_some() {
             let freed: usize = claims
                 .iter()
-                .map(|c| s.reclaim(c.budget.id, &c.window, hold.created_ms))
+                .map(|c| s.reclaim(c.budget.id, &c.window, now_ms()))
                 .sum();
             if freed > 0 {
                 full = s.try_reserve(hold, claims, false);
+            }
+        }
+        let Some(c) = full else {
+            return Ok(Reserved::Granted);
+        };
+        let w = s
+            .windows
+            .entry((c.budget.id, c.window.clone()))
+            .or_default();
+        w.refused += 1;
+        let spent = w.used + w.reserved;
+        Ok(Reserved::Refused {
+            budget: c.budget.clone(),
+            spent,
+        })
+    }
+
+    async fn extend(&self, hold: &Hold, claims: &[BudgetClaim]) -> Result<Reserved, StoreError> {
+        let mut s = self.lock();
+        s.up()?;
+        let mut full = s.try_reserve(hold, claims, true);
+        if full.is_some() {
+            let freed: usize = claims
+                .iter()
+                .map(|c| s.reclaim(c.budget.id, &c.window, now_ms()))
+                .sum();
+            if freed > 0 {
+                full = s.try_reserve(hold, claims, true);
             }
         }
         let Some(c) = full else {

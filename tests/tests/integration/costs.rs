@@ -611,6 +611,141 @@ async fn crossing_80_and_100_percent_of_a_budget_is_warned_once_each() {
     assert_eq!(server.requests().len(), 4);
 }
 
+/// The review's case: a param profile with `N: 10, MAX_TOKENS: 100` at 0.001 USD per output
+/// token can answer 1.00 USD (ten answers of 100 tokens), not the 0.10 of one. Reserved as
+/// such, it is refused by a 0.15 USD budget before the provider (it used to be let in and spend
+/// 667% of it), and under a budget with room it settles at its real cost.
+#[tokio::test]
+async fn several_answers_are_reserved_as_many_answers() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    let server = ProviderServer::start(vec![answer(
+        "好",
+        json!({"prompt_tokens": 12, "completion_tokens": 1000, "total_tokens": 1012}),
+    )])
+    .await
+    .unwrap();
+    config(
+        &db,
+        "n10",
+        "n-model",
+        "custom",
+        &server.url(),
+        Some(json!({"N": 10, "MAX_TOKENS": 100})),
+    )
+    .await;
+    db.set_prices(&[price("n-model", 0.0, 0.001)], 0)
+        .await
+        .unwrap();
+    db.set_budget(BudgetScope::Project, "shop", Period::Day, 150_000_000)
+        .await
+        .unwrap();
+    let r = runner(&tdb.settings(&[("PROJECT_NAME", "shop"), ("COST_CACHE_SECS", "0")]));
+    let ctx = RunContext::new(Trigger::Library);
+    let refused = r.run_once("n10", &vars(), &ctx).await;
+    assert_eq!(
+        refused.error.as_ref().map(|e| e.code.as_str()),
+        Some("BUDGET_EXCEEDED")
+    );
+    assert!(server.requests().is_empty(), "no provider call");
+    db.set_budget(BudgetScope::Project, "shop", Period::Day, 1_500_000_000)
+        .await
+        .unwrap();
+    let out = r.run_once("n10", &vars(), &ctx).await;
+    assert!(out.is_ok(), "{:?}", out.error);
+    assert_eq!(server.requests()[0].body["n"], 10);
+    let b = budgets(&tdb).await;
+    assert_eq!(
+        (b[0].used_nano, b[0].reserved_nano, b[0].refused),
+        (1_000_000_000, 0, 1)
+    );
+}
+
+/// A timed-out attempt may have been billed, so its retry is sent only once another attempt's
+/// maximum cost is reserved: with room for one attempt the retry is not sent (the timeout is
+/// the answer, what it may have cost is settled); with room for two it is, and both attempts
+/// are settled. (One reservation used to cover every retry while each billed attempt was
+/// charged on top.)
+#[tokio::test]
+async fn a_retry_of_a_billed_attempt_is_sent_only_when_reserved_too() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    db.set_prices(&[price("retry-model", 1e-9, 2e-6)], 0)
+        .await
+        .unwrap();
+    let ctx = RunContext::new(Trigger::Library);
+    for (room_for, requests) in [(1, 1), (2, 2)] {
+        let server = ProviderServer::start(vec![
+            Reply::Delayed(
+                std::time::Duration::from_secs(3),
+                Box::new(Reply::content("太慢")),
+            ),
+            answer(
+                "好",
+                json!({"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22}),
+            ),
+        ])
+        .await
+        .unwrap();
+        let key = format!("retry{room_for}");
+        config(
+            &db,
+            &key,
+            "retry-model",
+            "custom",
+            &server.url(),
+            Some(json!({"MAX_TOKENS": 10})),
+        )
+        .await;
+        let target = format!("shop-{room_for}");
+        let runner = runner(&tdb.settings(&[
+            ("PROJECT_NAME", target.as_str()),
+            ("COST_CACHE_SECS", "0"),
+            ("AI_TIMEOUT", "0.5"),
+            ("AI_MAX_RETRIES", "1"),
+        ]));
+        let dry = runner.dry_run_config(&key, &vars()).await.unwrap();
+        let prices = db.list_prices(Some("retry-model"), false).await.unwrap();
+        let attempt = ai_runner::cost::book::max_cost(&prices[0], &dry.body, None).unwrap();
+        db.set_budget(
+            BudgetScope::Project,
+            &target,
+            Period::Day,
+            room_for * attempt + attempt / 2,
+        )
+        .await
+        .unwrap();
+        let out = runner.run_once(&key, &vars(), &ctx).await;
+        assert_eq!(server.requests().len(), requests, "room for {room_for}");
+        // The timed-out attempt is estimated at four bytes a token of the request.
+        let sent = server.requests()[0].body_text.len() as i64;
+        let timed_out = sent / 4;
+        let b = budgets(&tdb).await;
+        let b = b.iter().find(|u| u.budget.target == target).unwrap();
+        if room_for == 1 {
+            assert_eq!(
+                out.error.as_ref().map(|e| e.code.as_str()),
+                Some("NETWORK_TIMEOUT"),
+                "{out:?}"
+            );
+            assert_eq!(
+                (b.used_nano, b.reserved_nano, b.calls, b.refused),
+                (timed_out, 0, 1, 1),
+                "the retry's reservation was refused"
+            );
+        } else {
+            assert!(out.is_ok(), "{:?}", out.error);
+            assert_eq!(
+                (b.used_nano, b.reserved_nano, b.calls, b.refused),
+                (timed_out + 12 + 20_000, 0, 1, 0)
+            );
+        }
+        assert!(b.used_nano <= b.budget.limit_nano);
+    }
+    db.close().await;
+    tdb.cleanup().await;
+}
+
 /// Starts `processes` budget-worker processes, each firing `calls` runs at once; returns the
 /// sum of their successful calls and refusals.
 async fn race(tdb: &TestDb, url: &str, processes: usize, calls: usize) -> (u64, u64) {

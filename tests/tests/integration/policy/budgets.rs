@@ -35,7 +35,7 @@ fn priced(provider: &ScriptedProvider) -> (MemoryStore, Runner<MemoryStore, Scri
 /// The most call `a` can cost: what the runner reserves.
 async fn max_cost(r: &Runner<MemoryStore, ScriptedProvider>) -> i64 {
     let dry = r.dry_run_config("a", &Variables::new()).await.unwrap();
-    book::max_cost(&price(), &dry.body, None)
+    book::max_cost(&price(), &dry.body, None).unwrap()
 }
 
 async fn call(r: &Runner<MemoryStore, ScriptedProvider>, key: &str) -> RunResult {
@@ -181,4 +181,49 @@ async fn a_budget_over_an_unpriced_model_refuses_and_without_a_budget_the_call_i
         0,
         "nothing was reserved"
     );
+}
+
+#[tokio::test]
+async fn a_provider_side_tool_under_a_budget_is_refused_as_uncapped_before_the_provider() {
+    let provider = ScriptedProvider::new();
+    let store = MemoryStore::new();
+    let mut cfg = fake::config("a");
+    // A prompt object carries its request fields: this one turns web search on.
+    cfg.prompt.as_mut().unwrap().messages = serde_json::json!({
+        "messages": [{"role": "user", "content": "今天的新闻"}],
+        "web_search_options": {"search_context_size": "high"}
+    });
+    store.add_config(cfg);
+    store.add_price(price());
+    provider.script(&url("a"), [Answer::usage("回答", 100, 50)]);
+    let r = fake::runner(
+        &store,
+        &provider,
+        &fake::settings(&[("PROJECT_NAME", "proj")]),
+    );
+    let unbudgeted = call(&r, "a").await;
+    assert!(
+        unbudgeted.is_ok(),
+        "no budget, no cap needed: {:?}",
+        unbudgeted.error
+    );
+    store.set_budget(BudgetScope::Project, "proj", Period::Day, 1_000_000_000);
+    let r = fake::runner(
+        &store,
+        &provider,
+        &fake::settings(&[("PROJECT_NAME", "proj")]),
+    );
+    let res = call(&r, "a").await;
+    assert_eq!(code(&res), Some("BUDGET_UNCAPPED"), "{:?}", res.error);
+    assert!(
+        res.error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("`web_search_options`"),
+        "{:?}",
+        res.error
+    );
+    assert_eq!(provider.sent().len(), 1, "only the unbudgeted call");
+    assert_eq!(store.reservations(), 0, "nothing was reserved");
 }
