@@ -95,6 +95,35 @@ impl State {
         }
     }
 
+    /// A reservation (or, `extend`, its growth) checked against every limit before anything is
+    /// reserved: all or none, under one lock; on a refusal the claimed windows' expired
+    /// reservations are reclaimed and it is tried again; a refusal is counted on its window.
+    fn reserve_or_refuse(&mut self, hold: &Hold, claims: &[BudgetClaim], extend: bool) -> Reserved {
+        let mut full = self.try_reserve(hold, claims, extend);
+        if full.is_some() {
+            let freed: usize = claims
+                .iter()
+                .map(|c| self.reclaim(c.budget.id, &c.window, now_ms()))
+                .sum();
+            if freed > 0 {
+                full = self.try_reserve(hold, claims, extend);
+            }
+        }
+        let Some(c) = full else {
+            return Reserved::Granted;
+        };
+        let w = self
+            .windows
+            .entry((c.budget.id, c.window.clone()))
+            .or_default();
+        w.refused += 1;
+        let spent = w.used + w.reserved;
+        Reserved::Refused {
+            budget: c.budget.clone(),
+            spent,
+        }
+    }
+
     /// All or none of `claims` (`grow`: added to the reservation's rows), as `try_reserve!`;
     /// the claim with no room when refused.
     fn try_reserve(
@@ -565,59 +594,13 @@ impl CostStore for MemoryStore {
         let mut s = self.lock();
         s.up()?;
         s.reservations += 1;
-        // Every limit is checked before anything is reserved: all or none, under one lock; on a
-        // refusal the claimed windows' expired reservations are reclaimed and it is tried again.
-        let mut full = s.try_reserve(hold, claims, false);
-        if full.is_some() {
-            let freed: usize = claims
-                .iter()
-                .map(|c| s.reclaim(c.budget.id, &c.window, now_ms()))
-                .sum();
-            if freed > 0 {
-                full = s.try_reserve(hold, claims, false);
-            }
-        }
-        let Some(c) = full else {
-            return Ok(Reserved::Granted);
-        };
-        let w = s
-            .windows
-            .entry((c.budget.id, c.window.clone()))
-            .or_default();
-        w.refused += 1;
-        let spent = w.used + w.reserved;
-        Ok(Reserved::Refused {
-            budget: c.budget.clone(),
-            spent,
-        })
+        Ok(s.reserve_or_refuse(hold, claims, false))
     }
 
     async fn extend(&self, hold: &Hold, claims: &[BudgetClaim]) -> Result<Reserved, StoreError> {
         let mut s = self.lock();
         s.up()?;
-        let mut full = s.try_reserve(hold, claims, true);
-        if full.is_some() {
-            let freed: usize = claims
-                .iter()
-                .map(|c| s.reclaim(c.budget.id, &c.window, now_ms()))
-                .sum();
-            if freed > 0 {
-                full = s.try_reserve(hold, claims, true);
-            }
-        }
-        let Some(c) = full else {
-            return Ok(Reserved::Granted);
-        };
-        let w = s
-            .windows
-            .entry((c.budget.id, c.window.clone()))
-            .or_default();
-        w.refused += 1;
-        let spent = w.used + w.reserved;
-        Ok(Reserved::Refused {
-            budget: c.budget.clone(),
-            spent,
-        })
+        Ok(s.reserve_or_refuse(hold, claims, true))
     }
 
     async fn settle(
