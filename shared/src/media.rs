@@ -628,6 +628,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         redact: ctx.redact.clone(),
         caller: ctx.caller.clone(),
         media_seconds: meta.duration_seconds,
+        media_bytes: Some(meta.size),
         ..RunContext::new(ctx.trigger)
     };
     match media_vars(

@@ -521,11 +521,19 @@ fn price_of(s: PricesSet) -> Result<Price, Failure> {
     })
 }
 
+/// A budget's scope and target. A budget names one project (or one project's route) exactly:
+/// a project name holding `/` or `*` is refused, as `cfg verify` refuses it, so a route target
+/// splits into its project and route key at its first `/`, as calls are matched.
 fn scope_of(t: &BudgetTarget) -> Result<(BudgetScope, String), Failure> {
+    let bad_project = |p: &str| p.is_empty() || p.contains(['/', '*']);
     match (&t.project, &t.route, &t.key) {
+        (Some(p), None, None) if bad_project(p) => Err(Failure::usage(
+            Code::InvalidInput,
+            format!("--project {p:?}: a project name may not be empty or contain '/' or '*'"),
+        )),
         (Some(p), None, None) => Ok((BudgetScope::Project, p.clone())),
         (None, Some(r), None) => match r.split_once('/') {
-            Some((p, k)) if !p.is_empty() && !k.is_empty() => Ok((BudgetScope::Route, r.clone())),
+            Some((p, k)) if !bad_project(p) && !k.is_empty() => Ok((BudgetScope::Route, r.clone())),
             _ => Err(Failure::usage(
                 Code::InvalidInput,
                 format!("--route {r:?}: write it as project/route_key"),
@@ -768,5 +776,32 @@ mod tests {
         let e = price_of(s).unwrap_err();
         assert_eq!(e.code, Code::PriceInvalid);
         assert!(e.message.starts_with("--input"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_budget_names_one_project_or_route_exactly() {
+        let target = |project: Option<&str>, route: Option<&str>| BudgetTarget {
+            project: project.map(str::to_owned),
+            route: route.map(str::to_owned),
+            key: None,
+        };
+        assert_eq!(
+            scope_of(&target(None, Some("lab/r/x"))).unwrap(),
+            (BudgetScope::Route, "lab/r/x".to_owned())
+        );
+        assert_eq!(
+            scope_of(&target(Some("shop"), None)).unwrap(),
+            (BudgetScope::Project, "shop".to_owned())
+        );
+        for refused in [
+            target(Some("lab/secret"), None),
+            target(Some("lab*"), None),
+            target(None, Some("lab*/r")),
+            target(None, Some("/r")),
+            target(None, Some("lab/")),
+            target(None, Some("lab")),
+        ] {
+            assert_eq!(scope_of(&refused).unwrap_err().code, Code::InvalidInput);
+        }
     }
 }

@@ -116,6 +116,10 @@ pub struct Settings {
     /// be reclaimed as the reservation of a call that died; covers the settlement's own writes and
     /// the clocks of different hosts.
     pub cost_reservation_grace: std::time::Duration,
+    /// `COST_MEDIA_MAX_SECONDS` (default 3600): the duration a model priced per second is
+    /// reserved for under a budget when neither the recording's duration nor its size is known
+    /// (a URL the provider fetches); the call settles at that reservation.
+    pub cost_media_max_seconds: f64,
 }
 
 impl Settings {
@@ -183,6 +187,7 @@ impl Settings {
                 "COST_RESERVATION_GRACE_SECS",
                 60,
             )?),
+            cost_media_max_seconds: num::<u32>(get, "COST_MEDIA_MAX_SECONDS", 3600)?.into(),
         })
     }
 }

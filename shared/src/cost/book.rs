@@ -23,6 +23,23 @@ pub const MEDIA_PART_TOKENS: i64 = 2000;
 /// not bytes of the body.
 pub const TOOL_PROMPT_TOKENS: i64 = 1000;
 
+/// Bytes per second assumed of a recording whose duration nobody said: 8 kbit/s, the rate of
+/// telephone-grade speech codecs (G.729, AMR-WB's middle modes), below what uploads in the
+/// common formats (MP3, M4A, WAV, Opus at its default) use, so a duration derived from a size is
+/// not shorter than the recording and a per-second price's reservation is not too small.
+pub const MEDIA_MIN_BYTES_PER_SECOND: u64 = 1000;
+
+/// The duration a per-second price reserves for: the one known, else the longest a recording of
+/// `bytes` can last ([`MEDIA_MIN_BYTES_PER_SECOND`]), else `unknown` (`COST_MEDIA_MAX_SECONDS`:
+/// a call whose media's size is not known either, such as a URL the provider fetches).
+pub fn reserved_seconds(seconds: Option<f64>, bytes: Option<u64>, unknown: f64) -> f64 {
+    match (seconds, bytes) {
+        (Some(s), _) if s.is_finite() && s >= 0.0 => s,
+        (_, Some(b)) => b.div_ceil(MEDIA_MIN_BYTES_PER_SECOND) as f64,
+        _ => unknown,
+    }
+}
+
 /// The request fields that ask for several answers, each billed: the largest is how many
 /// answers the output bound is counted for (OpenAI's and vLLM's `n` and `best_of`, Gemini's
 /// candidate count).
@@ -180,15 +197,15 @@ pub fn charge(
             Some(s) if s.is_finite() && s >= 0.0 => {
                 femto += (s * per_second as f64).round() as i128;
             }
-            // Billed by a duration nobody knows: unknown, not the token part alone.
-            _ if femto == 0 => {
+            // Billed by a duration nobody knows: unknown, not the token part alone (a budget
+            // settles it at what it reserved, never at less than could have been spent).
+            _ => {
                 return Charge {
                     nano: None,
                     status: CostStatus::Unpriced,
                     price_id: Some(c.price.id),
                 };
             }
-            _ => certain = false,
         }
     }
     Charge {
@@ -409,11 +426,32 @@ mod tests {
         assert_eq!((ch.nano, ch.status), (Some(6_150_000), CostStatus::Priced));
         let unknown = charge(Some(&c), Some(u), None, None);
         assert_eq!((unknown.nano, unknown.status), (None, CostStatus::Unpriced));
-        // With a token price too, the duration's part is what is missing: an estimate.
+        // With a token price too, the token part alone would understate it: still unknown.
         let mut both = c.clone();
         both.price.rates.0[Rate::Input as usize] = Some(1_000_000_000);
         let ch = charge(Some(&both), Some(u), None, None);
-        assert_eq!((ch.nano, ch.status), (Some(10_000), CostStatus::Estimated));
+        assert_eq!((ch.nano, ch.status), (None, CostStatus::Unpriced));
+        assert_eq!(
+            charge(Some(&both), Some(u), None, Some(1.0)).nano,
+            Some(10_000 + 100_000)
+        );
+    }
+
+    #[test]
+    fn an_unknown_duration_is_reserved_from_the_size_or_the_configured_maximum() {
+        assert_eq!(reserved_seconds(Some(12.5), Some(1_000_000), 3600.0), 12.5);
+        // 1 MB at 1,000 B/s: 1,000 s, whatever the maximum says.
+        assert_eq!(reserved_seconds(None, Some(1_000_000), 60.0), 1000.0);
+        assert_eq!(reserved_seconds(None, Some(1), 60.0), 1.0);
+        assert_eq!(reserved_seconds(Some(f64::NAN), None, 3600.0), 3600.0);
+        assert_eq!(reserved_seconds(None, None, 3600.0), 3600.0);
+        let p = price(9, "openai", "whisper-1", &[(Rate::PerSecond, 0.0001)]);
+        let body = json!({"model": "whisper-1", "messages": []});
+        // 3,600 s x 0.0001 USD = 0.36 USD, whatever the (empty) body says.
+        assert_eq!(
+            max_cost(&p, body.as_object().unwrap(), Some(3600.0)),
+            Ok(360_000_000)
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! a call under a budget is made only after its maximum cost was reserved in every budget that
 //! covers it, and every retry of an attempt the provider may have billed only after another
 //! attempt's maximum was added (each answer of `n`, declared tools and predictions are in the
-//! maximum; a provider-side tool makes it unknowable and is refused), so concurrent calls
+//! maximum; a provider-side tool makes it unknowable and is refused; an unknown duration billed
+//! per second is its longest and settles there), so concurrent calls
 //! overshoot a budget by at most what one attempt spends beyond its reservation; crossing 80% and 100% of a budget is logged once, by the call that crossed it.
 
 pub mod book;
@@ -58,6 +59,15 @@ impl Payer<'_> {
     }
 }
 
+/// What a call knows of the recording it sends, for per-second prices.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Recording {
+    /// Its duration, when known (what the call is charged for).
+    pub seconds: Option<f64>,
+    /// Its size, when known (bounds the duration reserved when that is not known).
+    pub bytes: Option<u64>,
+}
+
 /// A call's pricing, decided once before its first provider call.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -86,6 +96,7 @@ type Cached<T> = (Instant, Arc<T>);
 #[derive(Debug)]
 pub struct Meter {
     ttl: Duration,
+    unknown_media_seconds: f64,
     prices: Mutex<HashMap<String, Cached<Vec<Price>>>>,
     budgets: Mutex<Option<Cached<Vec<Budget>>>>,
     warned: Mutex<HashSet<String>>,
@@ -98,10 +109,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Meter {
     /// A cache whose entries live `ttl` (a price or budget change reaches running processes
-    /// within it).
-    pub fn new(ttl: Duration) -> Self {
+    /// within it); a per-second price whose recording's duration and size are both unknown
+    /// reserves `unknown_media_seconds` (`COST_MEDIA_MAX_SECONDS`).
+    pub fn new(ttl: Duration, unknown_media_seconds: f64) -> Self {
         Self {
             ttl,
+            unknown_media_seconds,
             prices: Mutex::new(HashMap::new()),
             budgets: Mutex::new(None),
             warned: Mutex::new(HashSet::new()),
@@ -173,16 +186,18 @@ impl Meter {
     }
 
     /// Prices the call and finds the budgets covering it, each claiming the call's maximum
-    /// cost. Fails when a budget covers an unpriced model (nothing could be reserved).
+    /// cost (a per-second price's unknown duration at its longest, [`book::reserved_seconds`]).
+    /// Fails when a budget covers an unpriced model (nothing could be reserved).
     pub async fn plan<S: CostStore>(
         &self,
         store: &S,
         cfg: &ResolvedConfig,
         payer: Payer<'_>,
         body: &Map<String, Value>,
-        seconds: Option<f64>,
+        recording: Recording,
         now_ms: i64,
     ) -> Result<Plan, PlanError> {
+        let seconds = recording.seconds;
         // Budgets first: when they cannot be known, the call cannot be capped (fail closed).
         let budgets = self.budgets(store).await?;
         let covering: Vec<&Budget> = budgets.iter().filter(|b| payer.covered_by(b)).collect();
@@ -217,7 +232,9 @@ impl Meter {
         let Some(c) = &chosen else {
             return Err(PlanError::Budget(BudgetError::Unpriced(cfg.model.clone())));
         };
-        let amount = book::max_cost(&c.price, body, seconds)
+        // A duration nobody said is reserved at its longest, and the call settles there.
+        let reserved = book::reserved_seconds(seconds, recording.bytes, self.unknown_media_seconds);
+        let amount = book::max_cost(&c.price, body, Some(reserved))
             .map_err(|tool| PlanError::Budget(BudgetError::Uncapped(tool)))?;
         let mut claims: Vec<Claim> = covering
             .into_iter()

@@ -972,6 +972,7 @@ async fn media_case<S: Store, P: Provider>(
     .await
     .map_err(object_err)?;
     ctx.media_seconds = seconds.or(meta.duration_seconds);
+    ctx.media_bytes = Some(meta.size);
     Ok(())
 }
 

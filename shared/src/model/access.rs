@@ -96,9 +96,18 @@ impl Patterns {
 
     /// Whether `name` is reached.
     pub fn matches(&self, name: &str) -> bool {
-        self.0.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => p == name,
+        self.0.iter().any(|p| glob(p, name))
+    }
+
+    /// Whether the route `route_key` of `project` is reached: each pattern is a pair split at
+    /// its first `/` (`shop/chat`, `lab/*`, `*/nightly-*`), its project part matched against the
+    /// project alone and its route part against the route key alone, so `lab/*` never reaches a
+    /// project named `lab/secret` (such names are refused, but a database may hold one written
+    /// by hand). A pattern without `/` names projects (`*`: every route).
+    pub fn matches_route(&self, project: &str, route_key: &str) -> bool {
+        self.0.iter().any(|p| match p.split_once('/') {
+            Some((pp, rp)) => glob(pp, project) && glob(rp, route_key),
+            None => glob(p, project),
         })
     }
 
@@ -111,6 +120,14 @@ impl Patterns {
                 .map(str::to_owned)
                 .collect(),
         )
+    }
+}
+
+/// `pattern` (a name, or a prefix ending in `*`) against `name`.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
     }
 }
 
@@ -294,7 +311,7 @@ impl StoredKey {
                     KeyOwner::User(_) => true,
                 };
                 own && s.projects.matches(project)
-                    && s.routes.matches(&format!("{project}/{route_key}"))
+                    && s.routes.matches_route(project, route_key)
                     && (!dry_run || s.dry_run)
             }
             Action::Eval(_) => s.eval,
@@ -410,6 +427,17 @@ mod tests {
     }
 
     #[test]
+    fn route_patterns_match_the_project_and_the_route_key_each_on_its_own() {
+        let p = Patterns::parse("shop/chat, lab/*, */nightly-*, team*");
+        assert!(p.matches_route("shop", "chat") && !p.matches_route("shop", "chat2"));
+        assert!(p.matches_route("lab", "anything") && !p.matches_route("lab/secret", "r"));
+        assert!(p.matches_route("any", "nightly-3") && !p.matches_route("any", "daily"));
+        assert!(p.matches_route("team-a", "x") && p.matches_route("teams", "y"));
+        assert!(Patterns::all().matches_route("a", "b"));
+        assert!(!Patterns::default().matches_route("a", "b"));
+    }
+
+    #[test]
     fn a_project_key_reaches_only_its_own_project_and_no_config_by_default() {
         let owner = KeyOwner::Project("shop".into());
         let k = key(owner.clone(), Scope::default_for(&owner));
@@ -438,6 +466,10 @@ mod tests {
         assert!(k.permits(&route("shop", "chat", false)));
         assert!(k.permits(&route("lab", "x", false)));
         assert!(!k.permits(&route("shop", "admin", false)));
+        // Pairs, not strings: `lab/*` does not reach a project named `lab/secret` (written to
+        // the database by hand; `cfg verify` refuses it).
+        assert!(!k.permits(&route("lab/secret", "r", false)));
+        assert!(!k.permits(&route("shop/chat", "x", false)));
         assert!(k.permits(&Action::Config("greet".into())));
         assert!(!k.permits(&Action::Config("greet2".into())));
         assert!(k.permits(&Action::Eval("s".into())));

@@ -44,6 +44,9 @@ pub struct RunContext {
     /// The input audio's duration in seconds, when the run carries an uploaded recording whose
     /// length is known (models priced per second).
     pub media_seconds: Option<f64>,
+    /// The uploaded recording's size in bytes, when known: bounds the duration a per-second
+    /// price reserves for when the duration is not known.
+    pub media_bytes: Option<u64>,
     /// What an OpenAI-protocol caller sent beside the config's name: its messages and fields,
     /// added to every member's request (`request::build_for`).
     pub turn: Option<std::sync::Arc<crate::request::CallerTurn>>,
@@ -71,6 +74,7 @@ impl RunContext {
             deadline: None,
             caller: None,
             media_seconds: None,
+            media_bytes: None,
             turn: None,
             tap: None,
             trace_id: None,

@@ -104,7 +104,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             media: None,
             audit_max_body: settings.audit_max_body_bytes,
             spool: None,
-            meter: Meter::new(settings.cost_cache),
+            meter: Meter::new(settings.cost_cache, settings.cost_media_max_seconds),
             snapshot: Snapshot::new(settings.snapshot),
             longest_send: settings.http.longest_send(),
             reservation_grace: settings.cost_reservation_grace,
@@ -295,7 +295,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
                 cfg,
                 payer,
                 &built.body,
-                ctx.media_seconds,
+                crate::cost::Recording {
+                    seconds: ctx.media_seconds,
+                    bytes: ctx.media_bytes,
+                },
                 crate::model::now_ms(),
             )
             .await

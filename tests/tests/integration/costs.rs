@@ -661,6 +661,87 @@ async fn several_answers_are_reserved_as_many_answers() {
     );
 }
 
+/// The review's case: a model priced per second called with a recording nobody measured used
+/// to reserve 1 nano-USD and be charged `unpriced`, so five audio calls went through a
+/// 0.000001 USD budget. The duration is now reserved at its longest: from the upload's size at
+/// 1,000 B/s, else `COST_MEDIA_MAX_SECONDS`; the call is refused when that does not fit, and one
+/// that fits settles at what it reserved while its audit row keeps the cost unknown.
+#[tokio::test]
+async fn an_unknown_duration_billed_per_second_is_reserved_at_its_longest_and_settled_there() {
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let db = tdb.db();
+    let server = ProviderServer::start(vec![answer(
+        "好",
+        json!({"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}),
+    )])
+    .await
+    .unwrap();
+    config(&db, "asr", "asr-model", "custom", &server.url(), None).await;
+    db.set_prices(
+        &[ai_runner_tests::price(
+            "asr-model",
+            &[(Rate::PerSecond, 0.0001)],
+        )],
+        0,
+    )
+    .await
+    .unwrap();
+    db.set_budget(BudgetScope::Project, "shop", Period::Day, 1_000)
+        .await
+        .unwrap();
+    let r = runner(&tdb.settings(&[
+        ("PROJECT_NAME", "shop"),
+        ("COST_CACHE_SECS", "0"),
+        ("COST_MEDIA_MAX_SECONDS", "60"),
+    ]));
+    let ctx = RunContext::new(Trigger::Library);
+    for _ in 0..5 {
+        let refused = r.run_once("asr", &vars(), &ctx).await;
+        assert_eq!(
+            refused.error.as_ref().map(|e| e.code.as_str()),
+            Some("BUDGET_EXCEEDED")
+        );
+    }
+    assert!(server.requests().is_empty(), "no provider call");
+
+    // Room for one: 60 s x 0.0001 USD = 0.006 USD reserved, and settled at that.
+    db.set_budget(BudgetScope::Project, "shop", Period::Day, 10_000_000)
+        .await
+        .unwrap();
+    let out = r.run_once("asr", &vars(), &ctx).await;
+    assert!(out.is_ok(), "{:?}", out.error);
+    let audited = row(&db, out.audit_id).await;
+    assert_eq!(
+        (
+            audited["cost_nano_usd"].clone(),
+            audited["cost_status"].clone()
+        ),
+        (Value::Null, json!("unpriced"))
+    );
+    let b = budgets(&tdb).await;
+    assert_eq!((b[0].used_nano, b[0].reserved_nano), (6_000_000, 0));
+
+    // A 40,000-byte upload lasts at most 40 s: 0.004 USD, whatever the maximum says.
+    let sized = RunContext {
+        media_bytes: Some(40_000),
+        ..RunContext::new(Trigger::Library)
+    };
+    let out = r.run_once("asr", &vars(), &sized).await;
+    assert!(out.is_ok(), "{:?}", out.error);
+    assert_eq!(budgets(&tdb).await[0].used_nano, 6_000_000 + 4_000_000);
+    // No room for a 40 s upload: refused, still no call beyond the two.
+    let big = RunContext {
+        media_bytes: Some(1_000_000),
+        ..RunContext::new(Trigger::Library)
+    };
+    let refused = r.run_once("asr", &vars(), &big).await;
+    assert_eq!(
+        refused.error.as_ref().map(|e| e.code.as_str()),
+        Some("BUDGET_EXCEEDED")
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
 /// A timed-out attempt may have been billed, so its retry is sent only once another attempt's
 /// maximum cost is reserved: with room for one attempt the retry is not sent (the timeout is
 /// the answer, what it may have cost is settled); with room for two it is, and both attempts
