@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::html::escape;
 use crate::model::cost::{UsageRow, nano_usd};
+use crate::model::percentile as pct;
 
 /// What rows are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,15 +110,6 @@ pub struct Group {
     pub ttft_p50_ms: Option<i64>,
     /// 95th percentile time to first token, ms.
     pub ttft_p95_ms: Option<i64>,
-}
-
-/// The nearest-rank percentile of sorted values.
-fn pct(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
 }
 
 fn group(key: String, rows: &[&UsageRow]) -> Group {
@@ -611,14 +603,5 @@ mod tests {
         assert!(!h.contains("<script>x"));
         assert!(h.contains("&lt;script&gt;x"));
         assert!(csv(&r).contains("\"<script>x</script>,\"\"m\"\"\""));
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(pct(&v, 50), Some(50));
-        assert_eq!(pct(&v, 95), Some(95));
-        assert_eq!(pct(&[7], 95), Some(7));
-        assert_eq!(pct(&[], 50), None);
     }
 }

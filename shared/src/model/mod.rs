@@ -91,6 +91,13 @@ pub fn utc_datetime_ms(ms: i64) -> String {
     )
 }
 
+/// The `p`th nearest-rank percentile of `sorted` (ascending), `None` when it is empty: the one
+/// percentile of reports and summaries (the smallest value with at least `p`% at or below it).
+pub fn percentile<T: Copy>(sorted: &[T], p: usize) -> Option<T> {
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank.min(sorted.len()).checked_sub(1)?).copied()
+}
+
 /// The associated-data binding of `ai_connection.api_key_encrypted` for connection `name`.
 pub fn connection_binding(name: &str) -> String {
     format!("ai_connection:{name}")
@@ -245,4 +252,18 @@ pub struct AuditRow {
     /// before this field existed; the replay takes the time from its spool key).
     #[serde(default)]
     pub created_at_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(super::percentile(&v, 50), Some(50));
+        assert_eq!(super::percentile(&v, 95), Some(95));
+        assert_eq!(super::percentile(&v, 100), Some(100));
+        assert_eq!(super::percentile(&[7], 95), Some(7));
+        assert_eq!(super::percentile(&[3u64, 9], 50), Some(3));
+        assert_eq!(super::percentile::<i64>(&[], 50), None);
+    }
 }
