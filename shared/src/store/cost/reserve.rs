@@ -19,6 +19,34 @@ use crate::model::cost::{
 use crate::ports::CostStore;
 use crate::store::{Db, Pool, StoreError, db_err, on_pool};
 
+/// Locks a window's row inside the transaction `$tx` (a release or reclaim starts with it).
+macro_rules! lock_window {
+    ($tx:ident, $budget:expr, $window:expr) => {
+        sqlx::query(USE_LOCK)
+            .bind($budget)
+            .bind($window)
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| cost_err(e, "ai_budget_use"))?
+    };
+}
+
+/// Takes `$amount` (when positive) off what a window holds reserved, inside `$tx`.
+macro_rules! unreserve {
+    ($tx:ident, $amount:expr, $budget:expr, $window:expr) => {
+        if $amount > 0 {
+            sqlx::query(UNRESERVE)
+                .bind($amount)
+                .bind($amount)
+                .bind($budget)
+                .bind($window)
+                .execute(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+        }
+    };
+}
+
 impl Db {
     /// Makes sure each claim's window row exists (idempotent, outside the reservation's
     /// transaction so that transaction only updates locked rows, in one order).
@@ -152,14 +180,7 @@ macro_rules! settle_all {
                         .map_err(db_err)?
                         .rows_affected();
                     if deleted == 1 {
-                        sqlx::query(UNRESERVE)
-                            .bind(amount)
-                            .bind(amount)
-                            .bind(c.budget.id)
-                            .bind(&c.window)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db_err)?;
+                        unreserve!(tx, amount, c.budget.id, &c.window);
                     }
                 }
             } else {
@@ -197,12 +218,7 @@ macro_rules! settle_all {
 macro_rules! free_window {
     ($p:expr, $budget:expr, $window:expr, $now:expr, $ids:expr) => {{
         let mut tx = $p.begin().await.map_err(db_err)?;
-        sqlx::query(USE_LOCK)
-            .bind($budget)
-            .bind($window)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| cost_err(e, "ai_budget_use"))?;
+        lock_window!(tx, $budget, $window);
         let candidates: Vec<(String, i64)> = match $now {
             Some(now) => sqlx::query_as(HOLDS_EXPIRED)
                 .bind($budget)
@@ -239,16 +255,7 @@ macro_rules! free_window {
             }
         }
         let total: i64 = freed.iter().map(|(_, a)| *a).sum();
-        if total > 0 {
-            sqlx::query(UNRESERVE)
-                .bind(total)
-                .bind(total)
-                .bind($budget)
-                .bind($window)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
+        unreserve!(tx, total, $budget, $window);
         tx.commit().await.map_err(db_err)?;
         freed
     }};
@@ -259,12 +266,7 @@ macro_rules! free_window {
 macro_rules! free_untracked {
     ($p:expr, $budget:expr, $window:expr) => {{
         let mut tx = $p.begin().await.map_err(db_err)?;
-        sqlx::query(USE_LOCK)
-            .bind($budget)
-            .bind($window)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| cost_err(e, "ai_budget_use"))?;
+        lock_window!(tx, $budget, $window);
         let reserved: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(reserved_nano AS SIGNED) FROM ai_budget_use \
              WHERE budget_id = ? AND period_start = ?",
@@ -284,16 +286,7 @@ macro_rules! free_untracked {
         .await
         .map_err(|e| cost_err(e, "ai_budget_reservation"))?;
         let freed = reserved.unwrap_or(0) - tracked;
-        if freed > 0 {
-            sqlx::query(UNRESERVE)
-                .bind(freed)
-                .bind(freed)
-                .bind($budget)
-                .bind($window)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
+        unreserve!(tx, freed, $budget, $window);
         tx.commit().await.map_err(db_err)?;
         freed.max(0)
     }};
