@@ -9,6 +9,9 @@ use super::lookup::{json_path, resolve, select};
 use super::{Answer, Assertion, CaseFields, Kind, RubricVerdict};
 use crate::model::eval::{Graded, Verdict};
 
+/// The edits `levenshtein` allows when its assertion sets no `threshold` (promptfoo's default).
+pub const LEVENSHTEIN_DEFAULT_EDITS: f64 = 5.0;
+
 impl Assertion {
     /// Grades `answer`; `case` fills references in the value.
     pub fn grade(&self, answer: &Answer, case: &CaseFields<'_>) -> Graded {
@@ -79,18 +82,9 @@ impl Assertion {
                 } else {
                     found.len() == items.len()
                 };
-                let score = if items.is_empty() {
-                    0.0
-                } else {
-                    found.len() as f64 / items.len() as f64
-                };
-                Check::Scored(
+                // promptfoo's score: 1 or 0, never partial credit.
+                bool_check(
                     pass,
-                    if self.kind == Kind::ContainsAny {
-                        f64::from(u8::from(pass))
-                    } else {
-                        score
-                    },
                     format!("found {} of {}: {found:?}", found.len(), items.len()),
                 )
             }
@@ -149,18 +143,13 @@ impl Assertion {
                 }
             }
             Kind::Levenshtein => {
+                // promptfoo's meaning: the distance between the answer and the value as they
+                // are, at most `threshold` edits (default 5), scored 1 or 0.
                 let w = want();
-                let d = levenshtein(text.trim(), w.trim());
-                let max = self.threshold.unwrap_or(0.0);
-                let longest = text
-                    .trim()
-                    .chars()
-                    .count()
-                    .max(w.trim().chars().count())
-                    .max(1);
-                Check::Scored(
+                let d = levenshtein(text, &w);
+                let max = self.threshold.unwrap_or(LEVENSHTEIN_DEFAULT_EDITS);
+                bool_check(
                     d as f64 <= max,
-                    1.0 - d as f64 / longest as f64,
                     format!("{d} edit(s) from {w:?} (at most {max})"),
                 )
             }
@@ -198,9 +187,12 @@ impl Assertion {
                                 "judge: an item has no verdict".into(),
                             );
                         }
-                        let pass = mine.iter().all(|v| v.pass);
                         let score =
                             mine.iter().map(|v| v.score).sum::<f64>() / mine.len().max(1) as f64;
+                        // promptfoo's "pass vs. score": with a threshold, the judge's pass
+                        // also needs its score to reach it.
+                        let pass = mine.iter().all(|v| v.pass)
+                            && self.threshold.is_none_or(|t| score + 1e-9 >= t);
                         let why = mine
                             .iter()
                             .map(|v| {

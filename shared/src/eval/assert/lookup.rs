@@ -1,8 +1,8 @@
 //! What an assertion's value refers to: the case's `{{expected}}`, `{{expected.FIELD}}` and
 //! `{{vars.NAME}}`, and the JSON paths (`$.a.b[0]`) that select inside an answer.
 //!
-//! Invariants: a reference nothing fills is kept verbatim; a bad JSON path is an error, never a
-//! silent miss.
+//! Invariants: a reference nothing fills is kept verbatim when graded, and found before any
+//! call by [`super::Assertion::unresolved`]; a bad JSON path is an error, never a silent miss.
 
 use serde_json::{Map, Value};
 
@@ -34,6 +34,25 @@ pub fn resolve(v: &Value, case: &CaseFields<'_>) -> Value {
     }
 }
 
+impl super::Assertion {
+    /// The references in this assertion's value that nothing in `case` fills (each once, in
+    /// order): checked before any call, so a typo is a finding rather than a quiet failure
+    /// against the literal text.
+    pub fn unresolved(&self, case: &CaseFields<'_>) -> Vec<String> {
+        let mut texts = Vec::new();
+        if let Some(v) = &self.value {
+            crate::template::collect_strings(v, &mut texts);
+        }
+        let mut out: Vec<String> = Vec::new();
+        for name in texts.iter().flat_map(|t| crate::template::placeholders(t)) {
+            if lookup(&name, case).is_none() && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
 pub(super) fn references(s: &str, case: &CaseFields<'_>) -> Map<String, Value> {
     crate::template::placeholders(s)
         .into_iter()
@@ -49,7 +68,8 @@ pub(super) fn lookup(reference: &str, case: &CaseFields<'_>) -> Option<Value> {
     let root = match head {
         "expected" => case.expected.cloned()?,
         "vars" => Value::Object(case.vars.cloned()?),
-        _ => return None,
+        // promptfoo writes a case variable bare: `{{topic}}`.
+        name => case.vars?.get(name)?.clone(),
     };
     match rest {
         None => Some(root),

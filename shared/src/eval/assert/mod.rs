@@ -3,12 +3,19 @@
 //!
 //! Types: `equals`, `contains`, `icontains`, `contains-any`, `contains-all`, `starts-with`,
 //! `regex`, `is-json` (optionally with a JSON Schema as `value`), `contains-json`, `json-path`
-//! (`path: $.情绪`, compared with `value`), `levenshtein` (`threshold` = most edits allowed),
+//! (`path: $.情绪`, compared with `value`), `levenshtein` (`threshold` = most edits allowed,
+//! default 5),
 //! `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
 //! not evaluated when the model has no price, and never reported as passed then), `llm-rubric`
-//! (`value`: rubric items a judge call grades; see [`crate::eval::run`]). Any type takes a
-//! `not-` prefix, a `weight` (0 = informational: shown, never counted) and a `metric` name.
-//! A `value` may refer to the case: `{{expected}}`, `{{expected.FIELD}}`, `{{vars.NAME}}`.
+//! (`value`: rubric items a judge call grades, a `threshold` the judge's score must reach too; see
+//! [`crate::eval::run`]). Any type takes a `not-` prefix, a `weight` (0 = informational: shown,
+//! never counted) and a `metric` name. A `value` may refer to the case: `{{expected}}`,
+//! `{{expected.FIELD}}`, `{{vars.NAME}}`, and a bare `{{NAME}}` for a case variable (promptfoo's
+//! form); a reference nothing in the case fills is found before any call
+//! ([`Assertion::unresolved`]).
+//!
+//! Same name, same meaning as promptfoo: every assertion but `llm-rubric` scores 1 or 0 (no
+//! partial credit), `not-` inverts the verdict and the score.
 //!
 //! Invariants: parsing happens once ([`Assertion::parse`]) and rejects unknown types, bad regexes
 //! and bad schemas with the path they sit at; grading ([`Assertion::grade`]) is pure, never
@@ -328,6 +335,68 @@ mod tests {
         assert_eq!(rubric.grade(&answer("x"), &case).verdict, Verdict::Fail);
         assert!(Assertion::parse(&json!({"type": "llm-rubric"}), "a").is_err());
         assert!(Assertion::parse(&json!({"type": "llm-rubric", "value": []}), "a").is_err());
+    }
+
+    #[test]
+    fn scores_mean_what_promptfoos_mean_for_the_same_names() {
+        let none = CaseFields::default();
+        // 2 of 3 items: fails and scores 0 (it scored 0.667 here before).
+        let g = a(json!({"type": "contains-all", "value": ["甲", "乙", "丙"]}))
+            .grade(&answer("甲乙"), &none);
+        assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.0));
+        // A passing 1-edit levenshtein scores 1 (it scored 0.833 here); no threshold means 5.
+        let g = a(json!({"type": "levenshtein", "value": "hello!"})).grade(&answer("hello"), &none);
+        assert_eq!((g.verdict, g.score), (Verdict::Pass, 1.0));
+        let g =
+            a(json!({"type": "levenshtein", "value": "abcdef"})).grade(&answer("uvwxyz"), &none);
+        assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.0));
+        // The answer as it came: a trailing newline is an edit, as in promptfoo.
+        let g = a(json!({"type": "levenshtein", "value": "ok", "threshold": 0}))
+            .grade(&answer("ok\n"), &none);
+        assert_eq!(g.verdict, Verdict::Fail);
+        // So a case whose only assertion passes passes under a 0.9 threshold.
+        let g = a(json!({"type": "levenshtein", "value": "hello!", "threshold": 1}))
+            .grade(&answer("hello"), &none);
+        assert_eq!(case_score(&[g], Some(0.9)), (true, 1.0));
+    }
+
+    #[test]
+    fn an_llm_rubric_with_a_threshold_needs_the_judges_score_to_reach_it() {
+        let rubric = a(json!({"type": "llm-rubric", "value": "简洁", "threshold": 0.8}));
+        let mut judged = answer("x");
+        judged.rubric = Some(Ok(vec![RubricVerdict {
+            item: "简洁".into(),
+            pass: true,
+            score: 0.7,
+            reason: "大致简洁".into(),
+            audit_id: None,
+        }]));
+        let g = rubric.grade(&judged, &CaseFields::default());
+        assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.7));
+        let lenient = a(json!({"type": "llm-rubric", "value": "简洁", "threshold": 0.7}));
+        assert_eq!(
+            lenient.grade(&judged, &CaseFields::default()).verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn a_bare_variable_is_filled_and_a_reference_to_nothing_is_found() {
+        let vars: Map<String, Value> = json!({"topic": "发布"}).as_object().cloned().unwrap();
+        let expected = json!({"x": "甲"});
+        let case = CaseFields {
+            vars: Some(&vars),
+            expected: Some(&expected),
+        };
+        let c = a(json!({"type": "contains", "value": "{{topic}} 顺利"}));
+        assert_eq!(c.grade(&answer("发布 顺利"), &case).verdict, Verdict::Pass);
+        assert!(c.unresolved(&case).is_empty());
+        let typo = a(json!({"type": "contains-any",
+            "value": ["{{expected.nope}}", "{{vars.NOPE}}", "{{NOPE}}", "{{expected.x}}", "{{NOPE}}"]}));
+        assert_eq!(
+            typo.unresolved(&case),
+            ["expected.nope", "vars.NOPE", "NOPE"]
+        );
     }
 
     #[test]

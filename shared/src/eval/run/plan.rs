@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::Options;
 use crate::catalog::{Finding, Severity};
 use crate::code::Code;
+use crate::eval::assert::CaseFields;
 use crate::eval::suite::{Case, Suite, Target, unfilled};
 use crate::model::ResolvedConfig;
 use crate::ports::{Provider, Store};
@@ -150,11 +151,60 @@ pub async fn prepare<S: Store, P: Provider>(
             }
         }
     }
+    findings.extend(unresolved_references(suite));
     if findings.is_empty() {
         let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
         out.hash = Some(crate::hex::encode(&digest));
     }
     (out, findings)
+}
+
+/// Every assertion reference a case cannot fill (`{{expected.nope}}`, `{{vars.NOPE}}`, a bare
+/// `{{NOPE}}`), one finding per case and assertion: graded, it would compare against its literal
+/// text and quietly fail.
+fn unresolved_references(suite: &Suite) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for case in &suite.cases {
+        let fields = CaseFields {
+            vars: Some(&case.vars),
+            expected: case.expected.as_ref(),
+        };
+        let all = suite
+            .assertions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ("suite", i, a));
+        let own = case
+            .assertions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ("case", i, a));
+        for (whose, i, a) in all.chain(own) {
+            let missing = a.unresolved(&fields);
+            if missing.is_empty() {
+                continue;
+            }
+            out.push(Finding {
+                severity: Severity::Error,
+                path: format!("case {} ({whose} assert[{i}], {})", case.key, a.label()),
+                code: Code::UnfilledPlaceholder,
+                message: format!(
+                    "{} refer(s) to nothing in the case (its vars: {})",
+                    missing
+                        .iter()
+                        .map(|n| format!("{{{{{n}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if case.vars.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        case.vars.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// [`prepare`]'s findings only.
@@ -221,4 +271,37 @@ fn open_placeholders(cfg: &ResolvedConfig, route_vars: Option<&Value>) -> Vec<St
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_assertion_reference_no_case_fills_is_a_finding_before_any_call() {
+        let doc = json!({
+            "datasets": [{"name": "d", "cases": [
+                {"key": "good", "vars": {"topic": "发布"}, "expected": {"x": "甲"}},
+                {"key": "typo", "vars": {"topic": "发布"},
+                 "assert": [{"type": "contains", "value": "{{expected.nope}}"}]}
+            ]}],
+            "suites": [{"name": "s", "dataset": "d", "targets": [{"config": "k"}],
+                        "assert": [{"type": "contains", "value": "{{topic}} {{expected.x}}"}]}]
+        });
+        let (suite, f) = crate::eval::suite::read_suite(&doc, "s", std::path::Path::new("."));
+        assert!(f.is_empty(), "{f:?}");
+        let found = unresolved_references(&suite.unwrap());
+        let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "case typo (suite assert[0], contains)",
+                "case typo (case assert[0], contains)"
+            ]
+        );
+        assert!(found[0].message.contains("{{expected.x}}"), "{found:?}");
+        assert!(found[1].message.contains("{{expected.nope}}"), "{found:?}");
+        assert!(found.iter().all(|f| f.code == Code::UnfilledPlaceholder));
+    }
 }
