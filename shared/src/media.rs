@@ -329,16 +329,7 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
         Ok(m) => m,
         Err(e) => return unreadable(db, obj, &mapping, &e, started, lease).await,
     };
-    let job = JobKey::new(
-        &obj.bucket,
-        &obj.key,
-        &obj.version_id
-            .clone()
-            .or_else(|| meta.version_id.clone())
-            .or_else(|| meta.etag.clone())
-            .or_else(|| obj.etag.clone())
-            .unwrap_or_default(),
-    );
+    let job = JobKey::of(obj, meta.version_id.as_deref(), meta.etag.as_deref());
     if force && let Err(e) = db.reopen_job(&job).await {
         return store_failure(&e, None);
     }
@@ -462,14 +453,7 @@ async fn unreadable<S: JobStore>(
     started: i64,
     lease: i64,
 ) -> Outcome {
-    let job = JobKey::new(
-        &obj.bucket,
-        &obj.key,
-        &obj.version_id
-            .clone()
-            .or_else(|| obj.etag.clone())
-            .unwrap_or_default(),
-    );
+    let job = JobKey::of(obj, None, None);
     let (id, attempt) = match db
         .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
         .await

@@ -4,8 +4,9 @@
 //! Invariants: objects are written without public ACLs (they inherit the bucket's private
 //! default); presigned URLs are bearer credentials, so callers must keep their signatures out of
 //! anything stored or logged; errors never include credentials. A pinned read sees the pinned
-//! version or fails: S3 sends `versionId` (HEAD, GET, and signed into a presigned URL), else
-//! `If-Match` with the ETag (a 412 is [`ObjectError::Changed`]); the local directory keeps no
+//! version or fails: S3 sends `versionId` (HEAD, GET, and signed into a presigned URL), and
+//! `If-Match` with the ETag when no version (or the mutable `null` one) is pinned (a 412 is
+//! [`ObjectError::Changed`]); the local directory keeps no
 //! versions, so it checks only the ETag (its own: size and modification time), before and after
 //! reading the bytes.
 
@@ -257,7 +258,8 @@ impl ObjectStore for S3Store {
                 .map_err(|e| ObjectError::Unavailable(e.to_string()))?;
             // The provider's fetch sends no `If-Match`: an ETag pin is checked now, and an
             // overwrite between this check and that fetch is not seen (README: the upload
-            // pipeline). A version id is signed into the URL and holds for its whole life.
+            // pipeline). A version id is signed into the URL and holds for its whole life (but
+            // for the `null` version, which is also checked here).
             if pin.if_match().is_some() {
                 self.head(bucket, key, pin).await?;
             }

@@ -50,11 +50,13 @@ impl<'a> ObjectPin<'a> {
         }
     }
 
-    /// The `If-Match` value to send: the quoted ETag, only when no version is pinned (a version
-    /// never changes: its id alone is the exact pin).
+    /// The `If-Match` value to send: the quoted ETag, unless a version is pinned (a version
+    /// never changes: its id alone is the exact pin). S3's `null` version (a bucket whose
+    /// versioning is suspended) is the exception: the next upload overwrites it in place.
     pub fn if_match(&self) -> Option<String> {
         match (self.version_id, self.etag) {
-            (None, Some(e)) => Some(format!("\"{}\"", e.trim_matches('"'))),
+            (Some(v), _) if v != "null" => None,
+            (_, Some(e)) => Some(format!("\"{}\"", e.trim_matches('"'))),
             _ => None,
         }
     }
@@ -138,8 +140,8 @@ pub struct JobKey {
     /// Decoded object key, cut to the column's 768 characters (the version carries the full
     /// key's hash).
     pub key: String,
-    /// Version id, else ETag, else '' (up to 60 characters), then `#` and the first 32 hex digits
-    /// of the SHA-256 of the full key ([`JobKey::new`]).
+    /// Version id (not S3's `null`), else ETag, else '' (up to 60 characters), then `#` and the
+    /// first 32 hex digits of the SHA-256 of the full key ([`JobKey::new`], [`JobKey::of`]).
     pub version: String,
 }
 
@@ -158,6 +160,21 @@ impl JobKey {
             key: key.chars().take(768).collect(),
             version: format!("{version}#{hash}"),
         }
+    }
+
+    /// The job key of the version an event named, else of the one its HEAD saw: a version id,
+    /// else the ETag. S3's `null` version is no identity (every upload to a bucket whose
+    /// versioning is suspended has it): its ETag is.
+    pub fn of(obj: &ObjectRef, head_version: Option<&str>, head_etag: Option<&str>) -> Self {
+        fn real(v: Option<&str>) -> Option<&str> {
+            v.filter(|v| !v.is_empty() && *v != "null")
+        }
+        let version = real(obj.version_id.as_deref())
+            .or(real(head_version))
+            .or(head_etag)
+            .or(obj.etag.as_deref())
+            .unwrap_or_default();
+        Self::new(&obj.bucket, &obj.key, version)
     }
 }
 
@@ -284,6 +301,25 @@ mod tests {
             Some("\"abc\"")
         );
         assert_eq!(super::ObjectPin::NONE.if_match(), None);
+        // Two uploads to a suspended bucket share the `null` version: their ETags tell them apart.
+        let key = |o: &super::ObjectRef, etag: &str| {
+            super::JobKey::of(o, Some("null"), Some(etag)).version
+        };
+        obj.version_id = None;
+        assert_ne!(key(&obj, "e1"), key(&obj, "e2"));
+        obj.version_id = Some("v1".into());
+        assert_eq!(
+            key(&obj, "e1"),
+            key(&obj, "e2"),
+            "a real version id is the identity"
+        );
+        obj.version_id = Some("null".into());
+        let pin = super::ObjectPin::of(&obj);
+        assert_eq!(
+            (pin.version_id, pin.if_match().as_deref()),
+            (Some("null"), Some("\"abc\"")),
+            "the null version is overwritten in place: its ETag pins too"
+        );
     }
 
     use super::*;
