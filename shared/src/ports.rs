@@ -11,7 +11,8 @@
 //! (`ai_runner_tests::fake`) that keep the same contract (the lease, finalize-claim and
 //! reservation scenarios run on the fake and on SQLite alike), so the core's policies are
 //! tested without a socket. What a method promises
-//! about atomicity (a conditional claim, an all-or-none reservation) is part of its contract.
+//! about atomicity (a conditional claim, an all-or-none reservation) or about which version it
+//! reads (an object read's [`ObjectPin`]) is part of its contract.
 //! Every error here has a stable [`Code`] and says whether retrying may help.
 
 use std::collections::BTreeSet;

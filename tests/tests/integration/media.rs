@@ -118,6 +118,8 @@ pub(crate) fn s3_event(bucket: &str, encoded_key: &str) -> Value {
     ev["Records"][0]["s3"]["bucket"]["arn"] = json!(format!("arn:aws:s3:::{bucket}"));
     ev["Records"][0]["s3"]["object"]["key"] = json!(encoded_key);
     // The docs example carries a version id the test server does not know: identify by ETag.
+    // Its ETag is the docs' one, which s3s-fs does not check (it ignores `If-Match` on HEAD and
+    // GET); the pin itself is tested on moto (`media_versions`).
     ev["Records"][0]["s3"]["object"]
         .as_object_mut()
         .unwrap()
