@@ -130,8 +130,8 @@ impl Report {
 /// Sets an object's media variables, as the upload pipeline and evaluation cases pass them:
 /// `MEDIA_FORMAT`, `MEDIA_KEY`, `MEDIA_BUCKET`, `MEDIA_SIZE`, and a presigned `MEDIA_URL` (or,
 /// `inline`, the base64 `MEDIA_DATA`). What must not be stored (the URL's signature, the data)
-/// is added to `redact`. Both read `obj`'s version and ETag ([`ObjectPin::of`]). Returns the recording's length in seconds when the bytes read say it
-/// (an inline WAV file).
+/// is added to `redact`. Both read `obj`'s version and ETag ([`ObjectPin::of`]). Returns the
+/// recording's length in seconds when the bytes read say it (an inline WAV file).
 #[allow(clippy::too_many_arguments)]
 pub async fn media_vars(
     objects: &dyn ObjectStore,

@@ -6,9 +6,8 @@
 //! anything stored or logged; errors never include credentials. A pinned read sees the pinned
 //! version or fails: S3 sends `versionId` (HEAD, GET, and signed into a presigned URL), and
 //! `If-Match` with the ETag when no version (or the mutable `null` one) is pinned (a 412 is
-//! [`ObjectError::Changed`]); the local directory keeps no
-//! versions, so it checks only the ETag (its own: size and modification time), before and after
-//! reading the bytes.
+//! [`ObjectError::Changed`]); the local directory keeps no versions, so it checks only the ETag
+//! (its own: size and modification time), before and after reading the bytes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -425,6 +425,7 @@ pub struct S3Server {
     backing: S3Backing,
 }
 
+/// What serves an `S3Server`: the in-process s3s-fs task, or the moto process.
 enum S3Backing {
     Fs(tokio::task::JoinHandle<()>),
     Moto(std::process::Child),
