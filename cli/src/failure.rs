@@ -177,6 +177,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::ObjectNotFound | Code::ObjectAccessDenied | Code::ObjectStoreUnavailable => {
             "check OSS_ENDPOINT, OSS_REGION, the credentials and OSS_BUCKET"
         }
+        Code::ObjectChanged => {
+            "the object was overwritten after its event: the newer upload's event runs its own job"
+        }
         Code::ObjectOperationUnsupported => {
             "a local object directory cannot presign URLs: use MEDIA_MODE=inline, or configure S3/OSS"
         }
@@ -342,6 +345,7 @@ mod tests {
         (Code::SchemaInvalid, 422, 1),
         (Code::LetterDetected, 422, 1),
         (Code::ObjectNotFound, 404, 2),
+        (Code::ObjectChanged, 404, 2),
         (Code::ObjectAccessDenied, 500, 2),
         (Code::ObjectOperationUnsupported, 500, 2),
         (Code::ObjectStoreUnavailable, 500, 2),

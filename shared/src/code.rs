@@ -229,6 +229,9 @@ codes! {
     // Objects and uploads.
     /// No such bucket or key.
     ObjectNotFound = "OBJECT_NOT_FOUND" (NotFound, No),
+    /// The object under the key is no longer the version its event named (its ETag differs): a
+    /// newer upload replaced it, and that upload's own event is its job.
+    ObjectChanged = "OBJECT_CHANGED" (NotFound, No),
     /// The object store refused access.
     ObjectAccessDenied = "OBJECT_ACCESS_DENIED" (Internal, No),
     /// The object store cannot do this (e.g. presign a local directory).

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::code::Code;
 use crate::config::{ObjectTarget, Settings};
 use crate::crypto::Keyring;
-use crate::ports::ObjectError;
+use crate::ports::{ObjectError, ObjectPin};
 use crate::store::{Db, migrate};
 
 /// One check's outcome.
@@ -244,7 +244,10 @@ async fn objects(settings: &Settings) -> Check {
         );
     };
     let store = crate::objects::from_settings(o);
-    match store.head(bucket, "ai-runner-doctor-probe").await {
+    match store
+        .head(bucket, "ai-runner-doctor-probe", ObjectPin::NONE)
+        .await
+    {
         Ok(_) | Err(ObjectError::NotFound { .. }) => {
             pass("objects", format!("bucket {bucket} reachable"))
         }

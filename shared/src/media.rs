@@ -10,7 +10,10 @@
 //!
 //! Invariants: a presigned URL's signature and inline media never reach an audit row, the job row
 //! or the stored result; objects are never made public; only failures worth retrying are
-//! reported as failures to the platform (so it redelivers), everything else is recorded.
+//! reported as failures to the platform (so it redelivers), everything else is recorded. The
+//! HEAD, the GET and the presigned URL are pinned to the version the event named
+//! ([`ObjectPin`]): the size check and the read see one version, or the job fails
+//! `OBJECT_CHANGED` / `OBJECT_NOT_FOUND` (two quick uploads to one key are two jobs, two answers).
 
 use std::time::Duration;
 
@@ -22,7 +25,9 @@ use crate::code::Code;
 use crate::config::ObjectSettings;
 use crate::model::media::{Claim, JobFinish, JobKey, JobStatus, MediaMapping, ObjectRef};
 use crate::model::now_ms;
-use crate::ports::{JobStore, ObjectError, ObjectMeta, ObjectStore, Provider, Store, StoreError};
+use crate::ports::{
+    JobStore, ObjectError, ObjectMeta, ObjectPin, ObjectStore, Provider, Store, StoreError,
+};
 use crate::run::{RunContext, Runner};
 
 /// Audio extensions accepted, with the `format` name sent to the model.
@@ -125,8 +130,8 @@ impl Report {
 /// Sets an object's media variables, as the upload pipeline and evaluation cases pass them:
 /// `MEDIA_FORMAT`, `MEDIA_KEY`, `MEDIA_BUCKET`, `MEDIA_SIZE`, and a presigned `MEDIA_URL` (or,
 /// `inline`, the base64 `MEDIA_DATA`). What must not be stored (the URL's signature, the data)
-/// is added to `redact`. Returns the recording's length in seconds when the bytes read say it
-/// (an inline WAV file).
+/// is added to `redact`. Both read `obj`'s version and ETag ([`ObjectPin::of`]). Returns the
+/// recording's length in seconds when the bytes read say it (an inline WAV file).
 #[allow(clippy::too_many_arguments)]
 pub async fn media_vars(
     objects: &dyn ObjectStore,
@@ -143,14 +148,18 @@ pub async fn media_vars(
     vars.insert("MEDIA_BUCKET".into(), json!(obj.bucket));
     vars.insert("MEDIA_SIZE".into(), json!(size));
     if inline {
-        let bytes = objects.get(&obj.bucket, &obj.key).await?;
+        let bytes = objects
+            .get(&obj.bucket, &obj.key, ObjectPin::of(obj))
+            .await?;
         let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
         redact.push(data.clone());
         vars.insert("MEDIA_DATA".into(), json!(data));
         return Ok(wav_seconds(&bytes));
     } else {
         let expiry = cfg.media_url_expiry.max(Duration::from_secs(60));
-        let url = objects.presign_get(&obj.bucket, &obj.key, expiry).await?;
+        let url = objects
+            .presign_get(&obj.bucket, &obj.key, ObjectPin::of(obj), expiry)
+            .await?;
         if let Some((_, query)) = url.split_once('?') {
             redact.push(query.to_owned());
         }
@@ -313,20 +322,14 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
     };
     let lease = lease_ms(cfg, ctx);
     let started = now_ms();
-    let meta = match objects.head(&obj.bucket, &obj.key).await {
+    let meta = match objects
+        .head(&obj.bucket, &obj.key, ObjectPin::of(obj))
+        .await
+    {
         Ok(m) => m,
         Err(e) => return unreadable(db, obj, &mapping, &e, started, lease).await,
     };
-    let job = JobKey::new(
-        &obj.bucket,
-        &obj.key,
-        &obj.version_id
-            .clone()
-            .or_else(|| meta.version_id.clone())
-            .or_else(|| meta.etag.clone())
-            .or_else(|| obj.etag.clone())
-            .unwrap_or_default(),
-    );
+    let job = JobKey::of(obj, meta.version_id.as_deref(), meta.etag.as_deref());
     if force && let Err(e) = db.reopen_job(&job).await {
         return store_failure(&e, None);
     }
@@ -450,14 +453,7 @@ async fn unreadable<S: JobStore>(
     started: i64,
     lease: i64,
 ) -> Outcome {
-    let job = JobKey::new(
-        &obj.bucket,
-        &obj.key,
-        &obj.version_id
-            .clone()
-            .or_else(|| obj.etag.clone())
-            .unwrap_or_default(),
-    );
+    let job = JobKey::of(obj, None, None);
     let (id, attempt) = match db
         .claim_job(&job, &mapping.project, &mapping.route_key, started, lease)
         .await

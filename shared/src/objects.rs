@@ -3,7 +3,11 @@
 //!
 //! Invariants: objects are written without public ACLs (they inherit the bucket's private
 //! default); presigned URLs are bearer credentials, so callers must keep their signatures out of
-//! anything stored or logged; errors never include credentials.
+//! anything stored or logged; errors never include credentials. A pinned read sees the pinned
+//! version or fails: S3 sends `versionId` (HEAD, GET, and signed into a presigned URL), and
+//! `If-Match` with the ETag when no version (or the mutable `null` one) is pinned (a 412 is
+//! [`ObjectError::Changed`]); the local directory keeps no versions, so it checks only the ETag
+//! (its own: size and modification time), before and after reading the bytes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +19,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::config::{ObjectSettings, ObjectTarget};
-use crate::ports::{BoxFuture, ObjectError, ObjectMeta, ObjectStore};
+use crate::ports::{BoxFuture, ObjectError, ObjectMeta, ObjectPin, ObjectStore};
 
 /// Builds the configured store.
 pub fn from_settings(s: &ObjectSettings) -> Box<dyn ObjectStore> {
@@ -107,6 +111,15 @@ where
     };
     let code = e.code().unwrap_or("").to_owned();
     let (b, k) = (bucket.to_owned(), key.to_owned());
+    // A failed `If-Match`: the key holds another object than the pinned one (a HEAD's 412 has
+    // no body, so no code: its status says it).
+    if code == "PreconditionFailed"
+        || status
+            .as_deref()
+            .is_some_and(|s| s.contains("status: StatusCode(412)"))
+    {
+        return ObjectError::Changed { bucket: b, key: k };
+    }
     if matches!(code.as_str(), "NoSuchKey" | "NotFound" | "NoSuchBucket")
         || status
             .as_deref()
@@ -155,6 +168,7 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
         Box::pin(async move {
             let out = self
@@ -162,6 +176,8 @@ impl ObjectStore for S3Store {
                 .head_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(pin.version_id.map(str::to_owned))
+                .set_if_match(pin.if_match())
                 .send()
                 .await
                 .map_err(|e| sdk_error(e, bucket, key))?;
@@ -186,6 +202,7 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
         Box::pin(async move {
             let out = self
@@ -193,6 +210,8 @@ impl ObjectStore for S3Store {
                 .get_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(pin.version_id.map(str::to_owned))
+                .set_if_match(pin.if_match())
                 .send()
                 .await
                 .map_err(|e| sdk_error(e, bucket, key))?;
@@ -230,16 +249,25 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
         expires: Duration,
     ) -> BoxFuture<'a, Result<String, ObjectError>> {
         Box::pin(async move {
             let cfg = PresigningConfig::expires_in(expires)
                 .map_err(|e| ObjectError::Unavailable(e.to_string()))?;
+            // The provider's fetch sends no `If-Match`: an ETag pin is checked now, and an
+            // overwrite between this check and that fetch is not seen (README: the upload
+            // pipeline). A version id is signed into the URL and holds for its whole life (but
+            // for the `null` version, which is also checked here).
+            if pin.if_match().is_some() {
+                self.head(bucket, key, pin).await?;
+            }
             let req = self
                 .client
                 .get_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(pin.version_id.map(str::to_owned))
                 .presigned(cfg)
                 .await
                 .map_err(|e| sdk_error(e, bucket, key))?;
@@ -328,6 +356,32 @@ impl LocalStore {
     }
 }
 
+/// The local store's ETag: size and modification time (it keeps no content hash).
+fn local_etag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", meta.len(), mtime)
+}
+
+/// Refuses a file that is not the pinned ETag (a version id cannot be checked: no versions).
+fn check_pin(
+    meta: &std::fs::Metadata,
+    pin: ObjectPin<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<(), ObjectError> {
+    match pin.etag {
+        Some(e) if e.trim_matches('"') != local_etag(meta) => Err(ObjectError::Changed {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn io_error(e: std::io::Error, bucket: &str, key: &str) -> ObjectError {
     match e.kind() {
         std::io::ErrorKind::NotFound => ObjectError::NotFound {
@@ -367,6 +421,7 @@ impl ObjectStore for LocalStore {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>> {
         Box::pin(async move {
             let path = self.path(bucket, key)?;
@@ -379,15 +434,11 @@ impl ObjectStore for LocalStore {
                     key: key.to_owned(),
                 });
             }
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
+            check_pin(&meta, pin, bucket, key)?;
             Ok(ObjectMeta {
                 size: meta.len(),
                 content_type: guess_content_type(key).map(str::to_owned),
-                etag: Some(format!("{:x}-{:x}", meta.len(), mtime)),
+                etag: Some(local_etag(&meta)),
                 version_id: None,
                 duration_seconds: None,
             })
@@ -398,12 +449,23 @@ impl ObjectStore for LocalStore {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>> {
         Box::pin(async move {
+            use tokio::io::AsyncReadExt;
             let path = self.path(bucket, key)?;
-            tokio::fs::read(&path)
-                .await
-                .map_err(|e| io_error(e, bucket, key))
+            let io = |e| io_error(e, bucket, key);
+            if pin.etag.is_none() {
+                return tokio::fs::read(&path).await.map_err(io);
+            }
+            // The open file is checked before and after reading: a file renamed over the key
+            // leaves this one whole; one rewritten in place changes its modification time.
+            let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
+            check_pin(&file.metadata().await.map_err(io)?, pin, bucket, key)?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).await.map_err(io)?;
+            check_pin(&file.metadata().await.map_err(io)?, pin, bucket, key)?;
+            Ok(bytes)
         })
     }
 
@@ -431,6 +493,7 @@ impl ObjectStore for LocalStore {
         &'a self,
         _bucket: &'a str,
         _key: &'a str,
+        _pin: ObjectPin<'a>,
         _expires: Duration,
     ) -> BoxFuture<'a, Result<String, ObjectError>> {
         Box::pin(async {
@@ -512,23 +575,65 @@ mod tests {
         s.put("b", "a/x.wav", b"RIFF".to_vec(), "audio/wav")
             .await
             .unwrap();
-        assert_eq!(s.get("b", "a/x.wav").await.unwrap(), b"RIFF");
-        let m = s.head("b", "a/x.wav").await.unwrap();
+        assert_eq!(
+            s.get("b", "a/x.wav", ObjectPin::NONE).await.unwrap(),
+            b"RIFF"
+        );
+        let m = s.head("b", "a/x.wav", ObjectPin::NONE).await.unwrap();
         assert_eq!((m.size, m.content_type.as_deref()), (4, Some("audio/wav")));
         assert_eq!(
-            s.head("b", "../b/a/x.wav").await.unwrap_err().code(),
+            s.head("b", "../b/a/x.wav", ObjectPin::NONE)
+                .await
+                .unwrap_err()
+                .code(),
             "OBJECT_NOT_FOUND"
         );
         assert_eq!(
-            s.get("b", "missing").await.unwrap_err().code(),
+            s.get("b", "missing", ObjectPin::NONE)
+                .await
+                .unwrap_err()
+                .code(),
             "OBJECT_NOT_FOUND"
         );
         assert_eq!(
-            s.presign_get("b", "a/x.wav", Duration::from_secs(1))
+            s.presign_get("b", "a/x.wav", ObjectPin::NONE, Duration::from_secs(1))
                 .await
                 .unwrap_err()
                 .code(),
             "OBJECT_OPERATION_UNSUPPORTED"
         );
+    }
+
+    #[tokio::test]
+    async fn the_local_store_refuses_a_file_that_is_no_longer_the_pinned_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        s.put("b", "k.wav", b"first".to_vec(), "audio/wav")
+            .await
+            .unwrap();
+        let first = s.head("b", "k.wav", ObjectPin::NONE).await.unwrap().etag;
+        let pin = ObjectPin {
+            version_id: None,
+            etag: first.as_deref(),
+        };
+        assert_eq!(s.get("b", "k.wav", pin).await.unwrap(), b"first");
+        // Another length: the ETag differs whatever the clock's resolution.
+        s.put("b", "k.wav", b"second!".to_vec(), "audio/wav")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.head("b", "k.wav", pin).await.unwrap_err().code(),
+            "OBJECT_CHANGED"
+        );
+        assert_eq!(
+            s.get("b", "k.wav", pin).await.unwrap_err().code(),
+            "OBJECT_CHANGED"
+        );
+        // It keeps no versions: a version id alone cannot be checked and reads the file.
+        let version_only = ObjectPin {
+            version_id: Some("v1"),
+            etag: None,
+        };
+        assert_eq!(s.get("b", "k.wav", version_only).await.unwrap(), b"second!");
     }
 }

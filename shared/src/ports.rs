@@ -11,7 +11,8 @@
 //! (`ai_runner_tests::fake`) that keep the same contract (the lease, finalize-claim and
 //! reservation scenarios run on the fake and on SQLite alike), so the core's policies are
 //! tested without a socket. What a method promises
-//! about atomicity (a conditional claim, an all-or-none reservation) is part of its contract.
+//! about atomicity (a conditional claim, an all-or-none reservation) or about which version it
+//! reads (an object read's [`ObjectPin`]) is part of its contract.
 //! Every error here has a stable [`Code`] and says whether retrying may help.
 
 use std::collections::BTreeSet;
@@ -25,6 +26,7 @@ use crate::code::Code;
 use crate::model::access::{Admission, StoredKey};
 use crate::model::cost::{Budget, Claim as BudgetClaim, Hold, Price, Reserved, Settled};
 use crate::model::eval::{CaseResult, EvalRun, Report};
+pub use crate::model::media::ObjectPin;
 use crate::model::media::{Claim, JobFinish, JobKey, MediaMapping};
 use crate::model::{AuditRow, ResolvedConfig, ResolvedRoute};
 use crate::secret::Secret;
@@ -614,6 +616,17 @@ pub enum ObjectError {
         /// Key.
         key: String,
     },
+    /// The object is no longer the version its event named: the pinned ETag does not match
+    /// (S3's 412 `PreconditionFailed`). A newer upload replaced it; its own event is its job.
+    #[error(
+        "object s3://{bucket}/{key} changed since its event: it is no longer the version named"
+    )]
+    Changed {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
     /// This store cannot do that (e.g. presign on a local directory).
     #[error("{0}")]
     Unsupported(&'static str),
@@ -632,6 +645,7 @@ impl ObjectError {
         match self {
             Self::NotFound { .. } => Code::ObjectNotFound,
             Self::Denied { .. } => Code::ObjectAccessDenied,
+            Self::Changed { .. } => Code::ObjectChanged,
             Self::Unsupported(_) => Code::ObjectOperationUnsupported,
             Self::Invalid(_) => Code::ObjectFailed,
             Self::Unavailable(_) => Code::ObjectStoreUnavailable,
@@ -660,19 +674,22 @@ pub struct ObjectMeta {
     pub duration_seconds: Option<f64>,
 }
 
-/// The operations the pipeline and spill-over need.
+/// The operations the pipeline and spill-over need. `head`, `get` and `presign_get` take an
+/// [`ObjectPin`]: the size check and the read see the same version, or fail.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Size, type and identity of an object.
+    /// Size, type and identity of an object (of the pinned version).
     fn head<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<ObjectMeta, ObjectError>>;
-    /// The whole object.
+    /// The whole object (the pinned version, read whole or refused).
     fn get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
     ) -> BoxFuture<'a, Result<Vec<u8>, ObjectError>>;
     /// Writes an object (private: no ACL is granted).
     fn put<'a>(
@@ -682,11 +699,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         body: Vec<u8>,
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), ObjectError>>;
-    /// A time-limited GET URL.
+    /// A time-limited GET URL of the pinned version: a version id is signed into the URL; an
+    /// ETag cannot be (the provider sends no `If-Match`), so it is checked when signing.
     fn presign_get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        pin: ObjectPin<'a>,
         expires: Duration,
     ) -> BoxFuture<'a, Result<String, ObjectError>>;
     /// Removes an object (removing one that is not there is not an error).

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::code::Code;
 use crate::model::{AuditRow, now_ms};
-use crate::ports::{AccessStore, KeyCall, ObjectError, ObjectStore, Store, StoreError};
+use crate::ports::{AccessStore, KeyCall, ObjectError, ObjectPin, ObjectStore, Store, StoreError};
 
 /// A spooled key-call row, told from an audit row by its one field.
 #[derive(Serialize, Deserialize)]
@@ -125,7 +125,7 @@ impl AuditSpool {
             if out.replayed >= limit {
                 break;
             }
-            let bytes = match self.store.get(&self.bucket, key).await {
+            let bytes = match self.store.get(&self.bucket, key, ObjectPin::NONE).await {
                 Ok(b) => b,
                 Err(e) => {
                     out.failed.push((key.clone(), e.code().as_str().to_owned()));

@@ -415,13 +415,20 @@ pub fn app_env(tdb: &TestDb) -> Vec<(String, String)> {
     ]
 }
 
-/// A real S3-protocol server (s3s-fs) on a loopback port, with signature checking on.
+/// A real S3-protocol server on a loopback port: s3s-fs in process (signatures checked), or
+/// moto's (`S3Server::moto`: versioned buckets, `If-Match`; its tests are `#[ignore]`d).
 pub struct S3Server {
     /// `http://127.0.0.1:port`.
     pub endpoint: String,
-    /// The directory holding the buckets.
+    /// The directory holding the buckets (s3s-fs; empty for moto).
     pub root: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    backing: S3Backing,
+}
+
+/// What serves an `S3Server`: the in-process s3s-fs task, or the moto process.
+enum S3Backing {
+    Fs(tokio::task::JoinHandle<()>),
+    Moto(std::process::Child),
 }
 
 impl S3Server {
@@ -463,8 +470,45 @@ impl S3Server {
         Self {
             endpoint,
             root,
-            task,
+            backing: S3Backing::Fs(task),
         }
+    }
+
+    /// Starts moto's S3 with these buckets, versioning enabled on them when `versioned`.
+    pub async fn moto(buckets: &[&str], versioned: bool) -> Self {
+        let (endpoint, child) = start_moto().await;
+        let server = Self {
+            endpoint,
+            root: tempfile::tempdir().unwrap(),
+            backing: S3Backing::Moto(child),
+        };
+        let c = server.sdk_client();
+        for b in buckets {
+            // Listening is not answering: retry the first request until moto serves it.
+            let mut made = false;
+            for _ in 0..100 {
+                if c.create_bucket().bucket(*b).send().await.is_ok() {
+                    made = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert!(made, "moto did not create bucket {b}");
+            if versioned {
+                use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+                c.put_bucket_versioning()
+                    .bucket(*b)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(BucketVersioningStatus::Enabled)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        server
     }
 
     /// The settings variables that point ai-runner at this server.
@@ -524,8 +568,31 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.task.abort();
+        match &mut self.backing {
+            S3Backing::Fs(task) => task.abort(),
+            S3Backing::Moto(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
+}
+
+/// Starts `moto_server` on a free loopback port and waits until it listens: its endpoint and
+/// process.
+async fn start_moto() -> (String, std::process::Child) {
+    let port = lambda_api::free_port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server must be installed for these tests: pip install 'moto[server]' (bash .ci/run does)");
+    assert!(
+        lambda_api::wait_listening(port, std::time::Duration::from_secs(30)).await,
+        "moto_server did not start"
+    );
+    (format!("http://127.0.0.1:{port}"), child)
 }
 
 /// A real SQS-protocol server: moto's (`pip install 'moto[server]'`, which `.ci/run` does) on a
@@ -543,21 +610,8 @@ impl SqsServer {
 
     /// Starts moto's server and waits until it answers.
     pub async fn start() -> Self {
-        let port = lambda_api::free_port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server must be installed for the SQS tests: pip install 'moto[server]' (bash .ci/run does)");
-        assert!(
-            lambda_api::wait_listening(port, std::time::Duration::from_secs(30)).await,
-            "moto_server did not start"
-        );
-        let server = Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-        };
+        let (endpoint, child) = start_moto().await;
+        let server = Self { endpoint, child };
         // Listening is not answering: wait until it serves SQS.
         let client = server.client();
         for _ in 0..100 {

@@ -16,7 +16,7 @@ use ai_runner::demo::{self, DemoServer, QuickstartProvider, Scenario};
 use ai_runner::media::{self, Outcome};
 use ai_runner::model::media::ObjectRef;
 use ai_runner::objects::LocalStore;
-use ai_runner::ports::ObjectStore;
+use ai_runner::ports::{ObjectPin, ObjectStore};
 use ai_runner::store::{Db, migrate};
 use ai_runner::{Code, RunContext, Trigger, Variables};
 use clap::{Args, ValueEnum};
@@ -407,8 +407,12 @@ async fn demo_mode(
     let result_key = result
         .strip_prefix(&format!("s3://{bucket}/"))
         .unwrap_or(result);
-    let doc: Value =
-        serde_json::from_slice(&app.objects.get(&bucket, result_key).await?).unwrap_or(Value::Null);
+    let doc: Value = serde_json::from_slice(
+        &app.objects
+            .get(&bucket, result_key, ObjectPin::NONE)
+            .await?,
+    )
+    .unwrap_or(Value::Null);
     let routed = &doc["result"];
     let response = &routed["response"];
     let summary = json!({

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ai_runner::demo::{ProviderServer, Reply, wav_tone};
-use ai_runner::ports::ObjectStore;
+use ai_runner::ports::{ObjectPin, ObjectStore};
 use ai_runner_tests::lambda_api::{
     Outcome, RuntimeApi, free_port, lambda_env, spawn, wait_listening,
 };
@@ -147,7 +147,11 @@ async fn in_function_compute_mode_the_oss_trigger_fixture_drives_the_pipeline() 
     assert_eq!(provider.requests().len(), 1);
     let result = s3
         .store()
-        .get("testbucket", "results/source/a.wav.result.json")
+        .get(
+            "testbucket",
+            "results/source/a.wav.result.json",
+            ObjectPin::NONE,
+        )
         .await
         .unwrap();
     let result: Value = serde_json::from_slice(&result).unwrap();

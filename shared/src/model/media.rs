@@ -1,7 +1,9 @@
 //! The upload pipeline's data: which route handles which objects, and the job row that makes
 //! every object version run once.
 //!
-//! Invariants: plain values; the store persists them, the pipeline (`media`) decides.
+//! Invariants: plain values; the store persists them, the pipeline (`media`) decides. An
+//! [`ObjectPin`] names one version of an object: its version id when the event gave one, else its
+//! ETag; the job row is keyed by the same identity, so each version is one job.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +21,45 @@ pub struct ObjectRef {
     pub etag: Option<String>,
     /// Version id, if the bucket is versioned.
     pub version_id: Option<String>,
+}
+
+/// Which version of an object a read must see: the one its event named. A version id pins
+/// exactly (S3 `versionId`; a gone version is `NotFound`); without one, the ETag pins by
+/// condition (`If-Match`; another object under the key is `ObjectError::Changed`). Both
+/// absent ([`ObjectPin::NONE`]): the key's current object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectPin<'a> {
+    /// A versioned bucket's version id.
+    pub version_id: Option<&'a str>,
+    /// The ETag, without quotes.
+    pub etag: Option<&'a str>,
+}
+
+impl<'a> ObjectPin<'a> {
+    /// No pin: whatever the key holds now (spill-over, results, probes).
+    pub const NONE: Self = Self {
+        version_id: None,
+        etag: None,
+    };
+
+    /// The version and ETag an event (or a HEAD) named for this object.
+    pub fn of(obj: &'a ObjectRef) -> Self {
+        Self {
+            version_id: obj.version_id.as_deref().filter(|v| !v.is_empty()),
+            etag: obj.etag.as_deref().filter(|e| !e.is_empty()),
+        }
+    }
+
+    /// The `If-Match` value to send: the quoted ETag, unless a version is pinned (a version
+    /// never changes: its id alone is the exact pin). S3's `null` version (a bucket whose
+    /// versioning is suspended) is the exception: the next upload overwrites it in place.
+    pub fn if_match(&self) -> Option<String> {
+        match (self.version_id, self.etag) {
+            (Some(v), _) if v != "null" => None,
+            (_, Some(e)) => Some(format!("\"{}\"", e.trim_matches('"'))),
+            _ => None,
+        }
+    }
 }
 
 /// A mapping from uploaded objects to a route.
@@ -99,8 +140,8 @@ pub struct JobKey {
     /// Decoded object key, cut to the column's 768 characters (the version carries the full
     /// key's hash).
     pub key: String,
-    /// Version id, else ETag, else '' (up to 60 characters), then `#` and the first 32 hex digits
-    /// of the SHA-256 of the full key ([`JobKey::new`]).
+    /// Version id (not S3's `null`), else ETag, else '' (up to 60 characters), then `#` and the
+    /// first 32 hex digits of the SHA-256 of the full key ([`JobKey::new`], [`JobKey::of`]).
     pub version: String,
 }
 
@@ -119,6 +160,21 @@ impl JobKey {
             key: key.chars().take(768).collect(),
             version: format!("{version}#{hash}"),
         }
+    }
+
+    /// The job key of the version an event named, else of the one its HEAD saw: a version id,
+    /// else the ETag. S3's `null` version is no identity (every upload to a bucket whose
+    /// versioning is suspended has it): its ETag is.
+    pub fn of(obj: &ObjectRef, head_version: Option<&str>, head_etag: Option<&str>) -> Self {
+        fn real(v: Option<&str>) -> Option<&str> {
+            v.filter(|v| !v.is_empty() && *v != "null")
+        }
+        let version = real(obj.version_id.as_deref())
+            .or(real(head_version))
+            .or(head_etag)
+            .or(obj.etag.as_deref())
+            .unwrap_or_default();
+        Self::new(&obj.bucket, &obj.key, version)
     }
 }
 
@@ -224,6 +280,48 @@ pub struct JobRow {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_version_id_pins_exactly_and_an_etag_alone_pins_by_if_match() {
+        let mut obj = super::ObjectRef {
+            bucket: "b".into(),
+            key: "k.wav".into(),
+            size: None,
+            etag: Some("\"abc\"".into()),
+            version_id: Some("v1".into()),
+        };
+        let pin = super::ObjectPin::of(&obj);
+        assert_eq!((pin.version_id, pin.if_match()), (Some("v1"), None));
+        obj.version_id = Some(String::new());
+        let pin = super::ObjectPin::of(&obj);
+        assert_eq!(pin.version_id, None, "an empty version id is none");
+        assert_eq!(pin.if_match().as_deref(), Some("\"abc\""), "quoted once");
+        obj.etag = Some("abc".into());
+        assert_eq!(
+            super::ObjectPin::of(&obj).if_match().as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(super::ObjectPin::NONE.if_match(), None);
+        // Two uploads to a suspended bucket share the `null` version: their ETags tell them apart.
+        let key = |o: &super::ObjectRef, etag: &str| {
+            super::JobKey::of(o, Some("null"), Some(etag)).version
+        };
+        obj.version_id = None;
+        assert_ne!(key(&obj, "e1"), key(&obj, "e2"));
+        obj.version_id = Some("v1".into());
+        assert_eq!(
+            key(&obj, "e1"),
+            key(&obj, "e2"),
+            "a real version id is the identity"
+        );
+        obj.version_id = Some("null".into());
+        let pin = super::ObjectPin::of(&obj);
+        assert_eq!(
+            (pin.version_id, pin.if_match().as_deref()),
+            (Some("null"), Some("\"abc\"")),
+            "the null version is overwritten in place: its ETag pins too"
+        );
+    }
+
     use super::*;
 
     fn m(id: i64, bucket: &str, prefix: &str, suffix: &str) -> MediaMapping {

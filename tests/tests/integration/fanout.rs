@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use ai_runner::Code;
 use ai_runner::eval::fanout::{self, Chunk, Queued, ReportSink};
 use ai_runner::eval::run::{EvalError, Options, Start};
-use ai_runner::ports::{BoxFuture, EvalStore, ObjectStore, Queue, QueueError};
+use ai_runner::ports::{BoxFuture, EvalStore, ObjectPin, ObjectStore, Queue, QueueError};
 use ai_runner::provider::HttpProvider;
 use ai_runner::store::Db;
 use ai_runner_tests::{Backend, S3Server, SqsServer, TestDb, runner};
@@ -167,7 +167,7 @@ async fn fan_out(backend: Backend, transport: Transport) {
     assert_eq!(location, format!("reports/{prefix}"));
     let json: Value = serde_json::from_slice(
         &objects
-            .get("reports", &format!("{prefix}report.json"))
+            .get("reports", &format!("{prefix}report.json"), ObjectPin::NONE)
             .await
             .unwrap(),
     )
@@ -175,7 +175,7 @@ async fn fan_out(backend: Backend, transport: Transport) {
     assert_eq!(json["targets"][0]["passed"], 2);
     assert_eq!(json["results"].as_array().unwrap().len(), 6);
     let html = objects
-        .get("reports", &format!("{prefix}report.html"))
+        .get("reports", &format!("{prefix}report.html"), ObjectPin::NONE)
         .await
         .unwrap();
     assert!(String::from_utf8(html).unwrap().contains(&queued.run_id));

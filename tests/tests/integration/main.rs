@@ -22,6 +22,7 @@ mod fanout;
 mod faults;
 mod handler;
 mod media;
+mod media_versions;
 mod openai;
 mod openai_clients;
 mod policy;

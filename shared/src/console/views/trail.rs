@@ -276,7 +276,12 @@ pub(in crate::console) async fn spilled_body(
             Nav::Trail,
         ));
     }
-    let bytes = c.app.objects.get(&bucket, &key).await.on_page(Nav::Trail)?;
+    let bytes = c
+        .app
+        .objects
+        .get(&bucket, &key, crate::ports::ObjectPin::NONE)
+        .await
+        .on_page(Nav::Trail)?;
     use sha2::Digest;
     let got = crate::hex::encode(&sha2::Sha256::digest(&bytes));
     let mut body = facts_html(&[

@@ -129,7 +129,12 @@ pub(in crate::console) async fn job_result(State(c): S, Path(id): Path<i64>) -> 
             Nav::Uploads,
         ));
     };
-    match c.app.objects.get(bucket, key).await {
+    match c
+        .app
+        .objects
+        .get(bucket, key, crate::ports::ObjectPin::NONE)
+        .await
+    {
         Ok(bytes) => {
             let mut body = facts_html(&[("Object", e(&format!("s3://{bucket}/{key}")))]);
             body.push_str(&json_text_block(&String::from_utf8_lossy(&bytes)));

@@ -316,7 +316,12 @@ async fn media_case<S: Store, P: Provider>(
         ));
     };
     let object_err = |e: crate::ports::ObjectError| (e.code(), e.to_string());
-    let meta = src.store.head(bucket, key).await.map_err(object_err)?;
+    // The case names a key: its current object is checked, and that version (or ETag) is read.
+    let meta = src
+        .store
+        .head(bucket, key, crate::ports::ObjectPin::NONE)
+        .await
+        .map_err(object_err)?;
     let format = crate::media::check_media(
         key,
         meta.content_type.as_deref(),

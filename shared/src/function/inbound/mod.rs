@@ -406,11 +406,14 @@ mod tests {
             panic!("objects expected")
         };
         assert_eq!(objs[0].key, "Happy Face.jpg");
-        for (text, bucket, key) in [
+        // Each shape carries the version and ETag it names: the pipeline reads that version.
+        for (text, bucket, key, etag, version) in [
             (
                 include_str!("../../../../tests/fixtures/aws/s3/s3-put-docs-example.json"),
                 "mybucket",
                 "HappyFace.jpg",
+                "d41d8cd98f00b204e9800998ecf8427e",
+                Some("096fKKXTRTtl3on89fVO.nfljtsv6qko"),
             ),
             (
                 include_str!(
@@ -418,6 +421,8 @@ mod tests {
                 ),
                 "DOC-EXAMPLE-BUCKET1",
                 "example-key",
+                "b1946ac92492d2347c6235b4d2611184",
+                Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"),
             ),
             (
                 include_str!(
@@ -425,6 +430,8 @@ mod tests {
                 ),
                 "testbucket",
                 "source/a.png",
+                "688A7BF4F233DC9C88A80BF985AB****",
+                None,
             ),
         ] {
             let Inbound::Objects(ObjectEvent::Objects(objs)) =
@@ -435,6 +442,11 @@ mod tests {
             assert_eq!(
                 (objs[0].bucket.as_str(), objs[0].key.as_str()),
                 (bucket, key)
+            );
+            assert_eq!(
+                (objs[0].etag.as_deref(), objs[0].version_id.as_deref()),
+                (Some(etag), version),
+                "{bucket}"
             );
         }
         let test = fixture(include_str!(
