@@ -401,6 +401,12 @@ async fn process_inner<S: Store + JobStore, P: Provider>(
 /// How long a claim holds: just past the end of this invocation when its deadline is known (a
 /// crashed or timed-out run is taken over by the next delivery after that), else
 /// `MEDIA_JOB_LEASE_SECS`.
+/// Where the result document of the upload `key` is written: `<results prefix><key>.result.json`
+/// (one format for the document written and the one re-written after a pending put).
+fn result_key(cfg: &ObjectSettings, key: &str) -> String {
+    format!("{}{key}.result.json", cfg.results_prefix)
+}
+
 fn lease_ms(cfg: &ObjectSettings, ctx: &RunContext) -> i64 {
     // Past the platform's kill (the deadline keeps back AI_DEADLINE_RESERVE_MS, 2 s by default).
     const MARGIN: Duration = Duration::from_secs(10);
@@ -509,7 +515,7 @@ async fn store_result<S: JobStore>(
     mut finish: JobFinish,
     started: i64,
 ) -> Outcome {
-    let result_key = format!("{}{}.result.json", cfg.results_prefix, obj.key);
+    let result_key = result_key(cfg, &obj.key);
     let parsed: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
     let put = objects
         .put(
@@ -662,7 +668,7 @@ async fn run_job<S: Store + JobStore, P: Provider>(
         "content_chars": routed.result.content.as_ref().map(|c| c.chars().count()),
     }));
 
-    let result_key = format!("{}{}.result.json", cfg.results_prefix, obj.key);
+    let result_key = result_key(cfg, &obj.key);
     let mut doc = json!({
         "object": {"bucket": obj.bucket, "key": obj.key, "size": meta.size, "format": format, "etag": meta.etag, "version_id": meta.version_id},
         "job_id": job_id,
