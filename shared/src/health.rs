@@ -143,6 +143,7 @@ pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
         }
         Err(e) => out.push(fail("keys", e.code(), e.to_string())),
     }
+    out.push(breakers(&db).await);
     if scope == Scope::All {
         out.push(providers(&db, timeout).await);
         out.push(objects(&settings).await);
@@ -150,6 +151,38 @@ pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
     }
     db.close().await;
     out
+}
+
+/// The connections' circuit breakers: a failed check naming each one that is open or half-open
+/// (`ai-runner breaker reset` closes one by hand).
+async fn breakers(db: &Db) -> Check {
+    use crate::model::breaker::BreakerState;
+    const NAME: &str = "circuit breakers";
+    let now = crate::model::now_ms();
+    let rows = match db.list_breakers().await {
+        Ok(rows) => rows,
+        Err(crate::ports::StoreError::Outdated(_)) => {
+            return pass(NAME, "off: ai_connection_breaker is missing (see schema)");
+        }
+        Err(e) => return fail(NAME, e.code(), e.to_string()),
+    };
+    let open: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match r.state(now) {
+            BreakerState::Closed => None,
+            BreakerState::Open { until_ms } => Some(format!(
+                "{} open for {} s more",
+                r.connection,
+                (until_ms - now).div_euclid(1000) + 1
+            )),
+            BreakerState::HalfOpen { .. } => Some(format!("{} half-open", r.connection)),
+        })
+        .collect();
+    if open.is_empty() {
+        pass(NAME, format!("none open ({} stored)", rows.len()))
+    } else {
+        fail(NAME, Code::CircuitOpen, open.join("; "))
+    }
 }
 
 async fn providers(db: &Db, timeout: Duration) -> Check {
