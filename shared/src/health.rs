@@ -168,15 +168,8 @@ async fn breakers(db: &Db) -> Check {
     };
     let open: Vec<String> = rows
         .iter()
-        .filter_map(|r| match r.state(now) {
-            BreakerState::Closed => None,
-            BreakerState::Open { until_ms } => Some(format!(
-                "{} open for {} s more",
-                r.connection,
-                (until_ms - now).div_euclid(1000) + 1
-            )),
-            BreakerState::HalfOpen { .. } => Some(format!("{} half-open", r.connection)),
-        })
+        .filter(|r| r.state(now) != BreakerState::Closed)
+        .map(|r| format!("{} {}", r.connection, r.describe(now)))
         .collect();
     if open.is_empty() {
         pass(NAME, format!("none open ({} stored)", rows.len()))

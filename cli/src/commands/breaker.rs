@@ -2,7 +2,6 @@
 //! library's [`ai_runner::breaker`] decides, [`ai_runner::store::breaker`] stores them).
 
 use ai_runner::Code;
-use ai_runner::model::breaker::{BreakerRow, BreakerState};
 use ai_runner::model::now_ms;
 use clap::{Args, Subcommand};
 
@@ -45,24 +44,6 @@ pub enum BreakerCommand {
     },
 }
 
-/// A breaker's state in words: `closed`, `open until <time>`, `half-open`.
-pub fn describe(row: &BreakerRow, now: i64) -> String {
-    match row.state(now) {
-        BreakerState::Closed => "closed".to_owned(),
-        BreakerState::Open { until_ms } => format!(
-            "open until {} ({} s left)",
-            ai_runner::model::utc_datetime_ms(until_ms),
-            (until_ms - now).div_euclid(1000) + 1
-        ),
-        BreakerState::HalfOpen {
-            probe_until_ms: Some(_),
-        } => "half-open (probe out)".to_owned(),
-        BreakerState::HalfOpen {
-            probe_until_ms: None,
-        } => "half-open".to_owned(),
-    }
-}
-
 impl BreakerArgs {
     /// Runs the breaker command.
     pub async fn run(self, cx: &Cx) -> Result<(), Failure> {
@@ -90,7 +71,7 @@ impl BreakerArgs {
                     outln!(
                         "{}  {}  failures {}  opened {}x{}",
                         r.connection,
-                        describe(r, now),
+                        r.describe(now),
                         r.failures,
                         r.opened,
                         match (r.failures_max, r.cooldown_ms) {

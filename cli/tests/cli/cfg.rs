@@ -417,7 +417,7 @@ fn breaker_list_shows_an_open_breaker_doctor_fails_on_it_and_reset_closes_it() {
     let doctor = run(dir.path(), &env, &["doctor", "--db-only"]);
     assert_eq!(doctor.status.code(), Some(1));
     assert!(
-        text(&doctor.stdout).contains("local open for"),
+        text(&doctor.stdout).contains("local open until"),
         "{}",
         text(&doctor.stdout)
     );

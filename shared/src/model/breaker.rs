@@ -119,6 +119,25 @@ impl BreakerRow {
         }
     }
 
+    /// The state in words, for people: `closed`, `open until <UTC time> (N s left)`,
+    /// `half-open`, `half-open (probe out)`.
+    pub fn describe(&self, now_ms: i64) -> String {
+        match self.state(now_ms) {
+            BreakerState::Closed => "closed".to_owned(),
+            BreakerState::Open { until_ms } => format!(
+                "open until {} UTC ({} s left)",
+                super::utc_datetime_ms(until_ms),
+                (until_ms - now_ms).div_euclid(1000) + 1
+            ),
+            BreakerState::HalfOpen {
+                probe_until_ms: Some(_),
+            } => "half-open (probe out)".to_owned(),
+            BreakerState::HalfOpen {
+                probe_until_ms: None,
+            } => "half-open".to_owned(),
+        }
+    }
+
     /// Closed with no streak and no claim: a success changes nothing (and writes nothing).
     pub fn is_clean(&self) -> bool {
         self.failures == 0 && self.open_until_ms.is_none() && self.probe_until_ms.is_none()
@@ -277,6 +296,19 @@ mod tests {
         let closed = row.succeeded(32_000).unwrap();
         assert_eq!(closed.state(32_001), BreakerState::Closed);
         assert!(closed.is_clean());
+    }
+
+    #[test]
+    fn a_state_is_described_in_words() {
+        let mut row = fail_n(BreakerRow::new(1), 3, 1_000);
+        assert_eq!(
+            row.describe(2_002),
+            "open until 1970-01-01 00:00:31.002 UTC (30 s left)"
+        );
+        assert_eq!(row.describe(40_000), "half-open");
+        assert!(row.claim(40_000, 50_000));
+        assert_eq!(row.describe(40_001), "half-open (probe out)");
+        assert_eq!(BreakerRow::new(1).describe(0), "closed");
     }
 
     #[test]
