@@ -13,6 +13,12 @@
 //!   breaker, its failure re-opens it. No failure ratio: a ratio needs every success counted,
 //!   a write per call, where consecutive failures need writes only on failures and transitions.
 //!
+//! Across instances "consecutive" is as exact as each process's view: a success writes (ends the
+//! streak) only where its process has seen the streak, so one instance's success may miss
+//! another's failures of the last `AI_CONFIG_CHECK_MS`. A probe is claimed for the longest its
+//! send can take; a probe that learned nothing (it stopped before the provider: a budget, a key
+//! that does not decrypt) leaves its claim to lapse, and the next caller after it probes.
+//!
 //! Read cost: the states live in the process ([`Breakers`]), re-read (one query, rows that are
 //! not clean only) at most every `AI_CONFIG_CHECK_MS`, and on the next call after this process
 //! wrote; a success on a clean breaker writes nothing. A database without the table (not
