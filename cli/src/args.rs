@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::access::AccessArgs;
 use crate::commands::audit::AuditArgs;
+use crate::commands::breaker::BreakerArgs;
 use crate::commands::cfg::CfgArgs;
 use crate::commands::cost::{BudgetArgs, PricesArgs, UsageArgs};
 use crate::commands::db::DbArgs;
@@ -63,6 +64,8 @@ pub enum Command {
     Prices(PricesArgs),
     /// Spending limits per project, route or access key, per UTC day or month.
     Budget(BudgetArgs),
+    /// The connections' circuit breakers, shared by every instance: list, reset, limits.
+    Breaker(BreakerArgs),
     /// What calls cost and how they went: calls, errors, tokens, cost, latency, by group.
     Usage(UsageArgs),
     /// The local web console: catalog, try a call, audit trail, uploads, evaluations.

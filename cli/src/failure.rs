@@ -144,6 +144,9 @@ pub fn hint(code: Code) -> Option<&'static str> {
         Code::ProviderRedirect => {
             "the provider answered with a redirect, which is never followed; set ai_connection.base_url to the final URL"
         }
+        Code::CircuitOpen => {
+            "the connection's provider kept failing, so its circuit breaker is open: wait for the cooldown (Retry-After), use a route with another member, or `ai-runner breaker reset <connection>`"
+        }
         Code::DeadlineExceeded => {
             "the run hit its deadline (--timeout, or the function's); raise it, or lower AI_TIMEOUT / AI_MAX_RETRIES"
         }
@@ -342,6 +345,7 @@ mod tests {
         (Code::ResponseTooLarge, 502, 1),
         (Code::ProviderRedirect, 502, 1),
         (Code::DeadlineExceeded, 504, 1),
+        (Code::CircuitOpen, 503, 2),
         (Code::SchemaInvalid, 422, 1),
         (Code::LetterDetected, 422, 1),
         (Code::ObjectNotFound, 404, 2),

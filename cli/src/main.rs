@@ -36,6 +36,7 @@ async fn main() -> ExitCode {
         Command::Access(c) => c.run(&cx).await,
         Command::Prices(c) => c.run(&cx).await,
         Command::Budget(c) => c.run(&cx).await,
+        Command::Breaker(c) => c.run(&cx).await,
         Command::Usage(c) => c.run(&cx).await,
         Command::Dev(c) => c.run(&cx).await,
         Command::Serve(c) => c.run(&cx).await,

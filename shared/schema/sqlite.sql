@@ -198,3 +198,16 @@ CREATE TABLE IF NOT EXISTS ai_catalog_version (
   id      INTEGER PRIMARY KEY,
   version INTEGER NOT NULL DEFAULT 0
 );
+
+-- Each connection's circuit breaker, shared by every instance (store::breaker).
+CREATE TABLE IF NOT EXISTS ai_connection_breaker (
+  connection_id   INTEGER PRIMARY KEY,
+  failures        INTEGER NOT NULL DEFAULT 0,
+  window_start_ms INTEGER NOT NULL DEFAULT 0,
+  opened          INTEGER NOT NULL DEFAULT 0,
+  open_until_ms   INTEGER NULL,
+  probe_until_ms  INTEGER NULL,
+  failures_max    INTEGER NULL,
+  cooldown_ms     INTEGER NULL,
+  updated_ms      INTEGER NOT NULL DEFAULT 0
+);

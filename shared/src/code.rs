@@ -218,6 +218,9 @@ codes! {
     /// The platform's deadline (or `--timeout`) left no time for another attempt, retry or member;
     /// the audit row says so.
     DeadlineExceeded = "DEADLINE_EXCEEDED" (Deadline, Yes),
+    /// The connection's circuit breaker is open (its provider kept failing): nothing was sent;
+    /// `Retry-After` says when the breaker lets a probe through.
+    CircuitOpen = "CIRCUIT_OPEN" (Unavailable, Later),
 
     // Validating the answer.
     /// The answer is not the JSON the schema asks for, after content retries.
@@ -381,22 +384,6 @@ codes! {
     DemoProviderFailed = "DEMO_PROVIDER_FAILED" (Internal, No),
     /// The quickstart's upload demo did not succeed.
     QuickstartUploadFailed = "QUICKSTART_UPLOAD_FAILED" (Failed, No),
-}
-
-impl Code {
-    /// The provider looks down or overloaded (unreachable, timed out, 5xx, 429 after retries):
-    /// what an evaluation's early stop counts.
-    pub fn is_provider_outage(self) -> bool {
-        matches!(
-            self,
-            Code::Http429RateLimit
-                | Code::Http5xxServerError
-                | Code::NetworkTimeout
-                | Code::NetworkError
-                | Code::ProviderUnreachable
-                | Code::DeadlineExceeded
-        )
-    }
 }
 
 impl fmt::Display for Code {

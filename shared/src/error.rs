@@ -42,6 +42,9 @@ pub enum RunError {
     /// A budget stopped the call before the provider was called.
     #[error(transparent)]
     Budget(#[from] crate::model::cost::BudgetError),
+    /// The connection's circuit breaker is open: nothing was sent.
+    #[error(transparent)]
+    CircuitOpen(#[from] crate::model::breaker::CircuitOpen),
 }
 
 impl RunError {
@@ -57,7 +60,17 @@ impl RunError {
             Self::Validation(e) => e.code(),
             Self::Object(e) => e.code(),
             Self::Budget(e) => e.code(),
+            Self::CircuitOpen(_) => Code::CircuitOpen,
         }
+    }
+
+    /// How many seconds the caller should wait before asking again, where the failure knows
+    /// (an HTTP edge's `Retry-After`): the rest of an open breaker's cooldown, rounded up.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        if let Self::CircuitOpen(open) = self {
+            return Some(open.retry_after_ms.div_ceil(1000).max(1));
+        }
+        None
     }
 
     /// Whether trying the same thing again later may succeed.
@@ -71,7 +84,8 @@ impl RunError {
             Self::Store(e) => e.retryable(),
             Self::Provider(e) => e.retryable(),
             Self::Object(e) => e.retryable(),
-            Self::Validation(_) => true,
+            // Another member, or the same one after the cooldown, may answer.
+            Self::Validation(_) | Self::CircuitOpen(_) => true,
         }
     }
 }

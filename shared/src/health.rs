@@ -143,6 +143,7 @@ pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
         }
         Err(e) => out.push(fail("keys", e.code(), e.to_string())),
     }
+    out.push(breakers(&db).await);
     if scope == Scope::All {
         out.push(providers(&db, timeout).await);
         out.push(objects(&settings).await);
@@ -150,6 +151,31 @@ pub async fn run(scope: Scope, timeout: Duration) -> Vec<Check> {
     }
     db.close().await;
     out
+}
+
+/// The connections' circuit breakers: a failed check naming each one that is open or half-open
+/// (`ai-runner breaker reset` closes one by hand).
+async fn breakers(db: &Db) -> Check {
+    use crate::model::breaker::BreakerState;
+    const NAME: &str = "circuit breakers";
+    let now = crate::model::now_ms();
+    let rows = match db.list_breakers().await {
+        Ok(rows) => rows,
+        Err(crate::ports::StoreError::Outdated(_)) => {
+            return pass(NAME, "off: ai_connection_breaker is missing (see schema)");
+        }
+        Err(e) => return fail(NAME, e.code(), e.to_string()),
+    };
+    let open: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state(now) != BreakerState::Closed)
+        .map(|r| format!("{} {}", r.connection, r.describe(now)))
+        .collect();
+    if open.is_empty() {
+        pass(NAME, format!("none open ({} stored)", rows.len()))
+    } else {
+        fail(NAME, Code::CircuitOpen, open.join("; "))
+    }
 }
 
 async fn providers(db: &Db, timeout: Duration) -> Check {

@@ -25,6 +25,7 @@
 pub mod access;
 pub mod app;
 pub mod audit;
+pub mod breaker;
 pub mod catalog;
 pub mod code;
 pub mod config;

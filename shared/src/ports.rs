@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::code::Code;
 use crate::model::access::{Admission, StoredKey};
+use crate::model::breaker::{BreakerRow, Limits};
 use crate::model::cost::{Budget, Claim as BudgetClaim, Hold, Price, Reserved, Settled};
 use crate::model::eval::{CaseResult, EvalRun, Report};
 pub use crate::model::media::ObjectPin;
@@ -105,8 +106,37 @@ impl StoreError {
     }
 }
 
+/// The circuit breakers every instance shares (`ai_connection_breaker`): read now and then into
+/// the process, written only on counted failures and transitions, each write one conditional
+/// statement (see [`crate::model::breaker`] for the rules). A database without the table answers
+/// [`StoreError::Outdated`].
+pub trait BreakerStore: Send + Sync {
+    /// Every breaker that is not clean (a streak, open, or a probe claimed).
+    fn breakers(&self) -> impl Future<Output = Result<Vec<BreakerRow>, StoreError>> + Send;
+    /// Counts one failure of `connection_id` (opening or re-opening it as the rules say).
+    fn breaker_failed(
+        &self,
+        connection_id: i64,
+        defaults: Limits,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Closes the breaker after a call found the provider up; true when it changed.
+    fn breaker_succeeded(
+        &self,
+        connection_id: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Claims the half-open probe until `until_ms`; true for exactly one caller.
+    fn claim_probe(
+        &self,
+        connection_id: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// What the runner needs from a database.
-pub trait Store: CostStore + Send + Sync {
+pub trait Store: CostStore + BreakerStore + Send + Sync {
     /// Resolves an active config_key with one query.
     fn resolve_config(
         &self,
@@ -493,6 +523,10 @@ pub struct ProviderRequest<'a> {
     pub tap: Option<&'a StreamTap>,
     /// Asked before a retry of an attempt the provider may have billed (see [`RetryGate`]).
     pub gate: Option<&'a dyn RetryGate>,
+    /// Another route member can take the call: a retry that would wait longer than
+    /// `AI_RETRY_AFTER_CAP_MS` (the provider's `Retry-After`) or than the deadline leaves is not
+    /// waited for; the exchange ends with the provider's own failure, which hands over.
+    pub hand_over: bool,
 }
 
 /// What a provider asks before it retries an attempt the provider may have billed (an answer

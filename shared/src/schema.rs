@@ -460,6 +460,18 @@ pub const MIGRATIONS: &[Migration] = &[
             sqlite: "CREATE TABLE IF NOT EXISTS ai_catalog_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL DEFAULT 0)",
         }],
     },
+    Migration {
+        version: 13,
+        name: "connection_breaker",
+        // One row per connection whose circuit breaker has been used: the failure streak, when
+        // it opened and until when, the half-open probe's claim, and the connection's own
+        // thresholds (`store::breaker`, its one writer; the rules are `model::breaker`'s).
+        steps: &[Step::CreateTable {
+            table: "ai_connection_breaker",
+            mysql: "CREATE TABLE IF NOT EXISTS ai_connection_breaker (\n  connection_id   BIGINT NOT NULL,\n  failures        BIGINT NOT NULL DEFAULT 0,\n  window_start_ms BIGINT NOT NULL DEFAULT 0,\n  opened          BIGINT NOT NULL DEFAULT 0,\n  open_until_ms   BIGINT NULL,\n  probe_until_ms  BIGINT NULL,\n  failures_max    BIGINT NULL,\n  cooldown_ms     BIGINT NULL,\n  updated_ms      BIGINT NOT NULL DEFAULT 0,\n  PRIMARY KEY (connection_id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+            sqlite: "CREATE TABLE IF NOT EXISTS ai_connection_breaker (connection_id INTEGER PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, window_start_ms INTEGER NOT NULL DEFAULT 0, opened INTEGER NOT NULL DEFAULT 0, open_until_ms INTEGER NULL, probe_until_ms INTEGER NULL, failures_max INTEGER NULL, cooldown_ms INTEGER NULL, updated_ms INTEGER NOT NULL DEFAULT 0)",
+        }],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

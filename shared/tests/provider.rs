@@ -50,6 +50,7 @@ async fn send(p: &HttpProvider, url: &str, stream: bool) -> Exchange {
         deadline: None,
         tap: None,
         gate: None,
+        hand_over: false,
     })
     .await
 }
@@ -452,6 +453,7 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             deadline: Some(std::time::Instant::now() + Duration::from_millis(1200)),
             tap: None,
             gate: None,
+            hand_over: false,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"), "{ex:?}");
@@ -467,6 +469,7 @@ async fn a_deadline_cuts_a_hanging_provider_short_and_says_so() {
             deadline: Some(std::time::Instant::now()),
             tap: None,
             gate: None,
+            hand_over: false,
         })
         .await;
     assert_eq!(code(&ex), Some("DEADLINE_EXCEEDED"));
@@ -488,6 +491,7 @@ async fn send_tapped(url: &str, tap: &StreamTap) -> Exchange {
             deadline: None,
             tap: Some(tap),
             gate: None,
+            hand_over: false,
         })
         .await
 }
@@ -588,6 +592,7 @@ async fn send_gated(p: &HttpProvider, url: &str, gate: &Gate) -> Exchange {
         deadline: None,
         tap: None,
         gate: Some(gate),
+        hand_over: false,
     })
     .await
 }

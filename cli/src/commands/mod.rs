@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod breaker;
 pub mod cfg;
 pub mod cost;
 pub mod dataset;

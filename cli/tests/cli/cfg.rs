@@ -307,6 +307,7 @@ fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
             "database",
             "schema",
             "keys",
+            "circuit breakers",
             "providers",
             "objects",
             "audit spool"
@@ -373,4 +374,56 @@ fn dump_schema_exports_definitions_read_only() {
             .unwrap()
             .contains("CREATE TABLE")
     );
+}
+
+#[test]
+fn breaker_list_shows_an_open_breaker_doctor_fails_on_it_and_reset_closes_it() {
+    use ai_runner::ports::BreakerStore;
+    let dir = tempfile::tempdir().unwrap();
+    let env = db_env(dir.path(), &[("K", "sk-breaker-1".into())]);
+    ok(&run(dir.path(), &env, &["db", "init"]));
+    std::fs::write(dir.path().join("c.yaml"), "connections: [{name: local, provider: custom, base_url: \"http://127.0.0.1:9/v1/chat/completions\", api_key: \"${K}\"}]\n").unwrap();
+    ok(&run(dir.path(), &env, &["cfg", "gen", "-f", "c.yaml"]));
+    let set = [
+        "breaker",
+        "limits",
+        "local",
+        "--failures",
+        "1",
+        "--cooldown-s",
+        "600",
+    ];
+    assert!(ok(&run(dir.path(), &env, &set)).contains("set"));
+    assert!(ok(&run(dir.path(), &env, &["breaker", "list"])).contains("local  closed"));
+    // One failure, counted as a run would count it, opens it (its own threshold is 1).
+    let db = ai_runner::store::Db::new(ai_runner::config::DatabaseTarget::Sqlite(
+        dir.path().join("t.db"),
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let id = db.list_breakers().await.unwrap()[0].connection_id;
+        let defaults = ai_runner::model::breaker::Limits {
+            failures: 5,
+            window_ms: 60_000,
+            cooldown_ms: 30_000,
+        };
+        let now = ai_runner::model::now_ms();
+        db.breaker_failed(id, defaults, now).await.unwrap();
+        db.close().await;
+    });
+    let list = ok(&run(dir.path(), &env, &["breaker", "list"]));
+    assert!(list.contains("local  open until"), "{list}");
+    assert!(list.contains("own limits: 1 failures, 600 s"), "{list}");
+    let doctor = run(dir.path(), &env, &["doctor", "--db-only"]);
+    assert_eq!(doctor.status.code(), Some(1));
+    assert!(
+        text(&doctor.stdout).contains("local open until"),
+        "{}",
+        text(&doctor.stdout)
+    );
+    assert!(ok(&run(dir.path(), &env, &["breaker", "reset", "local"])).contains("closed"));
+    assert!(ok(&run(dir.path(), &env, &["breaker", "list"])).contains("local  closed"));
+    ok(&run(dir.path(), &env, &["doctor", "--db-only"]));
+    let unknown = run(dir.path(), &env, &["breaker", "reset", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
 }

@@ -394,3 +394,71 @@ pub(super) fn parse_snapshot(get: Getter<'_>) -> Result<SnapshotSettings, Config
         stale_max: Duration::from_secs(num(get, "AI_CONFIG_STALE_MAX_S", d.stale_max.as_secs())?),
     })
 }
+
+/// What a config run alone does when its connection's breaker is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAlone {
+    /// Fail fast with `CIRCUIT_OPEN` (and `Retry-After`), calling nothing (the default).
+    Refuse,
+    /// Call the provider anyway (its outcome still counts).
+    Try,
+}
+
+/// The circuit breakers shared in SQL (the core's `breaker`): when a connection is opened, for
+/// how long, and what a config run alone does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// `AI_BREAKER_FAILURES` (default 5; 0 = breakers off): consecutive counted failures of a
+    /// connection, by any instance, that open its breaker.
+    pub failures: u32,
+    /// `AI_BREAKER_WINDOW_S` (default 60): a streak whose first failure is older restarts at 1,
+    /// so sporadic failures hours apart never open a breaker.
+    pub window: Duration,
+    /// `AI_BREAKER_COOLDOWN_S` (default 30): how long an open breaker refuses calls before one
+    /// probe may go.
+    pub cooldown: Duration,
+    /// `AI_BREAKER_RUN_ALONE` (`refuse`, the default, or `try`).
+    pub run_alone: RunAlone,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(30),
+            run_alone: RunAlone::Refuse,
+        }
+    }
+}
+
+impl BreakerSettings {
+    /// True when breakers are on.
+    pub fn enabled(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+pub(super) fn parse_breaker(get: Getter<'_>) -> Result<BreakerSettings, ConfigError> {
+    let d = BreakerSettings::default();
+    let run_alone = match get
+        .get("AI_BREAKER_RUN_ALONE")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "refuse") => RunAlone::Refuse,
+        Some("try") => RunAlone::Try,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "AI_BREAKER_RUN_ALONE",
+                reason: format!("expected refuse or try, got {other:?}"),
+            });
+        }
+    };
+    Ok(BreakerSettings {
+        failures: num(get, "AI_BREAKER_FAILURES", d.failures)?,
+        window: Duration::from_secs(num(get, "AI_BREAKER_WINDOW_S", d.window.as_secs())?),
+        cooldown: Duration::from_secs(num(get, "AI_BREAKER_COOLDOWN_S", d.cooldown.as_secs())?),
+        run_alone,
+    })
+}

@@ -24,10 +24,10 @@ mod targets;
 mod values;
 
 pub use knobs::{
-    AccessMode, AccessSettings, EvalSettings, HttpSettings, OpenAiSettings, SnapshotSettings,
-    ValidationSettings,
+    AccessMode, AccessSettings, BreakerSettings, EvalSettings, HttpSettings, OpenAiSettings,
+    RunAlone, SnapshotSettings, ValidationSettings,
 };
-use knobs::{parse_access, parse_eval, parse_snapshot};
+use knobs::{parse_access, parse_breaker, parse_eval, parse_snapshot};
 pub use targets::{DatabaseTarget, MySqlTarget, ObjectSettings, ObjectTarget};
 use targets::{parse_database, parse_objects};
 use values::{flag, fraction, num, secs};
@@ -111,6 +111,9 @@ pub struct Settings {
     /// How long resolved configs and routes are reused (`AI_CONFIG_CACHE_MS`,
     /// `AI_CONFIG_CHECK_MS`, `AI_CONFIG_STALE_MAX_S`).
     pub snapshot: SnapshotSettings,
+    /// The circuit breakers (`AI_BREAKER_FAILURES`, `AI_BREAKER_WINDOW_S`,
+    /// `AI_BREAKER_COOLDOWN_S`, `AI_BREAKER_RUN_ALONE`).
+    pub breaker: BreakerSettings,
     /// `COST_RESERVATION_GRACE_SECS` (default 60): how long past the end of its call (the
     /// deadline, else the longest its send can take) a budget reservation is kept before it may
     /// be reclaimed as the reservation of a call that died; covers the settlement's own writes and
@@ -182,6 +185,7 @@ impl Settings {
             openai: knobs::parse_openai(get)?,
             cost_cache: std::time::Duration::from_secs(num(get, "COST_CACHE_SECS", 60)?),
             snapshot: parse_snapshot(get)?,
+            breaker: parse_breaker(get)?,
             cost_reservation_grace: std::time::Duration::from_secs(num(
                 get,
                 "COST_RESERVATION_GRACE_SECS",

@@ -132,6 +132,8 @@ impl Reply {
                 if let Err(f) = &mut r.outcome {
                     f.trace_id = Some(trace_id.to_owned());
                 }
+                // An open circuit breaker says when to come back.
+                r.retry_after = e.retry_after_secs();
                 r
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod bearer;
+pub mod breaker;
 pub mod cost;
 pub mod eval;
 pub mod media;

@@ -66,7 +66,11 @@ impl ApiError {
             Some(f) => (f.code(), f.to_string()),
             None => (Code::InvalidInput, "the run did not answer".to_owned()),
         };
-        let retry_after = (code == Code::Http429RateLimit).then_some(1);
+        let retry_after = r
+            .failure
+            .as_deref()
+            .and_then(crate::error::RunError::retry_after_secs)
+            .or((code == Code::Http429RateLimit).then_some(1));
         let param =
             matches!(code, Code::ConfigNotFound | Code::RouteNotFound).then(|| "model".into());
         Self {

@@ -303,9 +303,24 @@ impl Provider for HttpProvider {
                 return exchange(attempts, a, earlier);
             }
             let wait = self.backoff(attempts, a.retry_after);
-            if let Some(deadline) = req.deadline
-                && Instant::now() + wait + MIN_ATTEMPT > deadline
-            {
+            let past_deadline = req
+                .deadline
+                .is_some_and(|d| Instant::now() + wait + MIN_ATTEMPT > d);
+            // The next member answers sooner than this one after a long wait: hand over now.
+            let too_long = a
+                .retry_after
+                .is_some_and(|ra| ra > self.settings.retry_after_cap);
+            if req.hand_over && (past_deadline || too_long) {
+                tracing::info!(
+                    trace_id = req.trace_id,
+                    attempt = attempts,
+                    status = a.status,
+                    wait_ms = a.retry_after.unwrap_or(wait).as_millis() as u64,
+                    "not waiting to retry: the next route member takes the call"
+                );
+                return exchange(attempts, a, earlier);
+            }
+            if past_deadline {
                 let why = a
                     .error
                     .as_ref()

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::policy::Failover;
 use super::{RunContext, RunMeta, RunResult, RunStatus, Variables};
 use crate::audit::{self, Facts, Subject};
+use crate::breaker::{self, Admit, Breakers};
 use crate::config::{ObjectSettings, Settings, ValidationSettings};
 use crate::cost::{Meter, Payer, Plan, Reservation, Usage, book};
 use crate::crypto::Keyring;
@@ -84,6 +85,7 @@ pub struct Runner<S, P> {
     spool: Option<crate::spool::AuditSpool>,
     meter: Meter,
     snapshot: Snapshot,
+    breakers: Breakers,
     /// The longest one provider send can take (see [`crate::config::HttpSettings::longest_send`]).
     longest_send: std::time::Duration,
     /// How long past its call's end a budget reservation is kept (`COST_RESERVATION_GRACE_SECS`).
@@ -106,6 +108,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
             spool: None,
             meter: Meter::new(settings.cost_cache, settings.cost_media_max_seconds),
             snapshot: Snapshot::new(settings.snapshot),
+            breakers: Breakers::new(settings.breaker, settings.snapshot.check),
             longest_send: settings.http.longest_send(),
             reservation_grace: settings.cost_reservation_grace,
         }
@@ -175,6 +178,11 @@ impl<S: Store, P: Provider> Runner<S, P> {
     /// The configuration snapshot (what this process resolved).
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    /// The connections' circuit breakers, as this process sees them.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// The active config `key`, from the snapshot while it is fresh.
@@ -253,6 +261,18 @@ impl<S: Store, P: Provider> Runner<S, P> {
             config_key: cfg.config_key.clone(),
             model: Some(cfg.model.clone()),
         };
+        // An open breaker: nothing is sent, and the row says so (a route hands over at once).
+        let alone = overlay.route_attempt.is_none();
+        let admit = self
+            .breakers
+            .admit(&self.store, &cfg.connection, alone, self.longest_send)
+            .await;
+        if let Admit::Refuse(open) = admit {
+            let mut r = RunResult::failed(trace_id, started, meta, open.into());
+            self.audit(&subject, &mut r, Sent::default(), overlay, ctx)
+                .await;
+            return r;
+        }
         let key = match self
             .keyring
             .decrypt(&cfg.connection.key_blob, &cfg.connection.key_binding())
@@ -318,7 +338,20 @@ impl<S: Store, P: Provider> Runner<S, P> {
             }
         };
         let (mut result, last) = self
-            .call(&built, &key, &plan, trace_id, started, meta, ctx)
+            .call(
+                &built,
+                &key,
+                &plan,
+                trace_id,
+                started,
+                meta,
+                ctx,
+                overlay.handover.is_some(),
+            )
+            .await;
+        let seen = breaker::verdict(result.failure.as_deref(), result.attempts);
+        self.breakers
+            .record(&self.store, cfg.connection.id, seen, admit == Admit::Probe)
             .await;
         let sent = Sent {
             built: Some(&built),
@@ -341,6 +374,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
         started: Instant,
         meta: RunMeta,
         ctx: &RunContext,
+        hand_over: bool,
     ) -> (RunResult, Exchange) {
         let deadline = ctx.deadline;
         let mut attempts = 0;
@@ -400,6 +434,7 @@ impl<S: Store, P: Provider> Runner<S, P> {
                     deadline,
                     tap: ctx.tap.as_ref(),
                     gate: gate.as_ref().map(|g| g as &dyn RetryGate),
+                    hand_over,
                 })
                 .await;
             // A provider may echo the key back (error messages, echo endpoints): never pass it on.

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::{InFlight, Server, admit, error, http_call, read_body, status};
 use crate::access::record::{self, Logged};
 use crate::code::Code;
+use crate::error::RunError;
 use crate::invocation::{Body, Request as Call};
 use crate::openai::ApiError;
 use crate::run::{RunContext, Trigger};
@@ -84,13 +85,15 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
                 let status = answer_status(out.failure.as_deref().map(|e| e.code()));
                 let row = logged("-", &c.config_key, status);
                 record::key_call(store, r.audit_spool(), Some(&granted), row, &out).await;
-                (status, json!(out))
+                let wait = out.failure.as_deref().and_then(RunError::retry_after_secs);
+                (status, json!(out), wait)
             }
             Call::Route(c) if c.dry_run => match r.dry_run(&c.project, &c.route_key, &c.variables).await {
-                Ok(d) => (200, json!(d)),
+                Ok(d) => (200, json!(d), None),
                 Err(e) => (
                     crate::status::http_status(e.code()),
                     json!({"status": "error", "error": {"code": e.code().as_str(), "message": e.to_string()}}),
+                    None,
                 ),
             },
             Call::Route(c) => {
@@ -99,18 +102,29 @@ async fn call(s: Arc<Server>, peer: SocketAddr, req: Request, kind: Body) -> Res
                 let status = answer_status(out.result.failure.as_deref().map(|e| e.code()));
                 let row = logged(&c.project, &c.route_key, status);
                 record::key_call(store, r.audit_spool(), Some(&granted), row, &out.result).await;
-                (status, json!(out))
+                let wait = out.result.failure.as_deref().and_then(RunError::retry_after_secs);
+                (status, json!(out), wait)
             }
             Call::Eval(_) => (
                 400,
                 json!({"status": "error", "error": {"code": Code::InvalidInput.as_str(),
                     "message": "evaluation runs start on the run-route function or with `ai-runner eval run`"}}),
+                None,
             ),
         }
     })
     .await;
     match ran {
-        Ok((code, body)) => (status(code), axum::Json(body)).into_response(),
+        Ok((code, body, wait)) => {
+            let mut answer = (status(code), axum::Json(body)).into_response();
+            // An open circuit breaker says when to come back.
+            if let Some(secs) = wait {
+                answer
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, secs.into());
+            }
+            answer
+        }
         Err(_) => error(&ApiError::new(
             Code::IoError,
             "the run stopped unexpectedly",

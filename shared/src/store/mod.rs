@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod breaker;
 pub mod catalog;
 mod checkpoint;
 pub mod config;

@@ -3,7 +3,8 @@
 //! provider) as many times as asked, all at once.
 //!
 //! Environment: `DATABASE_URL`, `AI_PEPPER`, `PROJECT_NAME` (the budgeted project),
-//! `WORKER_CALLS`, `WORKER_START_MS` (epoch ms to fire at, so every process fires together).
+//! `WORKER_CALLS`, `WORKER_START_MS` (epoch ms to fire at, so every process fires together),
+//! `WORKER_CONFIG` (default `race`; the circuit-breaker tests share this worker).
 //! Prints `{"ok": n, "refused": n, "other": {code: n}}`.
 
 #![allow(
@@ -38,7 +39,8 @@ async fn main() {
     let ctx = RunContext::new(Trigger::Library);
     let mut vars = Variables::new();
     vars.insert("X".into(), serde_json::json!("并发"));
-    let runs = (0..calls).map(|_| runner.run_once("race", &vars, &ctx));
+    let config = std::env::var("WORKER_CONFIG").unwrap_or_else(|_| "race".into());
+    let runs = (0..calls).map(|_| runner.run_once(&config, &vars, &ctx));
     let (mut ok, mut refused) = (0, 0);
     let mut other: BTreeMap<String, usize> = BTreeMap::new();
     for r in futures_util::future::join_all(runs).await {

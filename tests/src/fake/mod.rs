@@ -6,6 +6,7 @@
 //! `policy::contract` tests run the same scenarios against a fake and against SQLite); the real
 //! implementations keep their own tests against real servers, which stay the contract's proof.
 
+mod breaker;
 pub mod provider;
 pub mod queue;
 pub mod store;
@@ -38,7 +39,8 @@ pub fn config(key: &str) -> ResolvedConfig {
         config_key: key.to_owned(),
         model: format!("model-{key}"),
         connection: ConnectionInfo {
-            id: 0,
+            // One connection per config, as `Seed::text` makes: each has its own breaker.
+            id: connection_id(key),
             name: connection,
             provider: "test".into(),
             base_url: url(key),
@@ -53,6 +55,14 @@ pub fn config(key: &str) -> ResolvedConfig {
         }),
         params: None,
     }
+}
+
+/// The id of config `key`'s connection: distinct per key (FNV-1a of the key, positive).
+pub fn connection_id(key: &str) -> i64 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    i64::try_from(h >> 1).unwrap_or(i64::MAX)
 }
 
 /// A config like [`config`] whose prompt asks for JSON about `{{TEXT}}` (evaluation targets).

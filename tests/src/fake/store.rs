@@ -55,9 +55,13 @@ struct Run {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     /// When set, every port call fails as a database outage would.
     down: bool,
+    /// `ai_connection_breaker`, by connection id (see `fake::breaker`).
+    pub(super) breakers: HashMap<i64, ai_runner::model::breaker::BreakerRow>,
+    /// The breaker table is missing (an unmigrated database).
+    pub(super) no_breaker_table: bool,
     configs: BTreeMap<String, ResolvedConfig>,
     routes: BTreeMap<(String, String), ResolvedRoute>,
     cursors: HashMap<i64, u64>,
@@ -87,7 +91,7 @@ impl State {
         self.next_id
     }
 
-    fn up(&self) -> Result<(), StoreError> {
+    pub(super) fn up(&self) -> Result<(), StoreError> {
         if self.down {
             Err(StoreError::Unavailable("the memory store is down".into()))
         } else {
@@ -204,7 +208,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -182,6 +182,7 @@ fn the_core_reaches_neither_its_implementations_nor_the_edges() {
         "invocation",
         "openai",
         "snapshot",
+        "breaker",
     ];
     let outside = [
         "store", "provider", "objects", "queue", "app", "health", "demo", "function", "console",
@@ -215,7 +216,7 @@ fn implementations_and_assembly_never_reach_the_edges_or_the_orchestration() {
             .filter(|d| {
                 [
                     "run", "media", "eval", "access", "app", "health", "demo", "function",
-                    "console", "server", "openai", "snapshot",
+                    "console", "server", "openai", "snapshot", "breaker",
                 ]
                 .contains(&d.as_str())
             })

@@ -50,6 +50,18 @@ async fn seed_handover(tdb: &TestDb, answer: &str) -> (ProviderServer, ProviderS
     (bad, good)
 }
 
+/// The text of the page at `url`, fetched with the token.
+async fn page_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url)
+        .header("authorization", auth())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Every `/audit/<id>` link of a trail page, in page order.
 fn audit_ids(page: &str) -> Vec<i64> {
     page.split("href=\"/audit/")
@@ -267,15 +279,7 @@ async fn trail_pages_walk_every_filtered_row_once_newest_first() {
     let mut url = format!("{}/audit?config=c-a&status=ok", c.base);
     let mut pages = 0;
     loop {
-        let page = http
-            .get(&url)
-            .header("authorization", auth())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = page_text(&http, &url).await;
         pages += 1;
         seen.extend(audit_ids(&page));
         let Some(at) = page.find("id=\"older\" href=\"") else {
@@ -300,15 +304,7 @@ async fn trail_pages_walk_every_filtered_row_once_newest_first() {
     assert_eq!(seen, sorted, "newest first, each once");
     assert_eq!(seen[0], 70, "the last c-a ok row (ids 1..=70)");
 
-    let page = http
-        .get(format!("{}/audit?code=UPSTREAM_TIMEOUT", c.base))
-        .header("authorization", auth())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&http, &format!("{}/audit?code=UPSTREAM_TIMEOUT", c.base)).await;
     assert_eq!(audit_ids(&page), (71..=110).rev().collect::<Vec<_>>());
     let r = http
         .get(format!("{}/audit?since=yesterday", c.base))
@@ -763,4 +759,35 @@ mod browser {
         shot(&b, "09-evals").await;
         b.close().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_catalog_shows_each_connections_circuit_breaker() {
+    use ai_runner::ports::{BreakerStore, Store};
+    let tdb = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (_bad, _good) = seed_handover(&tdb, "好").await;
+    let db = tdb.db();
+    let id = db.resolve_config("c-primary").await.unwrap().connection.id;
+    let opens = ai_runner::model::breaker::Limits {
+        failures: 1,
+        window_ms: 60_000,
+        cooldown_ms: 600_000,
+    };
+    db.breaker_failed(id, opens, ai_runner::model::now_ms())
+        .await
+        .unwrap();
+    db.close().await;
+    let c = start(&tdb, &[]).await;
+    let page = page_text(&client(), &format!("{}/", c.base)).await;
+    assert!(page.contains("Circuit breaker"), "{page}");
+    let connections = page.split("id=\"connections\"").nth(1).unwrap();
+    let row = |name: &str| {
+        connections
+            .split("<tr>")
+            .find(|r| r.contains(&format!(">{name}<")))
+            .unwrap_or_else(|| panic!("no row for {name}"))
+            .to_owned()
+    };
+    assert!(row("conn-c-primary").contains("open until"), "{page}");
+    assert!(row("conn-c-backup").contains("closed"), "{page}");
 }

@@ -13,6 +13,7 @@
 
 mod access;
 mod architecture;
+mod breakers;
 mod catalog;
 mod console;
 mod costs;

@@ -34,6 +34,19 @@ pub(in crate::console) async fn catalog(State(c): S) -> Page {
                 HashMap::new()
             }
         };
+    // Each connection's circuit breaker, by connection name (none stored: closed).
+    let breakers = match db.list_breakers().await {
+        Ok(rows) => Some(
+            rows.into_iter()
+                .map(|r| (r.connection.clone(), r))
+                .collect::<HashMap<_, _>>(),
+        ),
+        Err(err) => {
+            tracing::warn!(code = %err.code(), "console: circuit breakers not read");
+            None
+        }
+    };
+    let now = crate::model::now_ms();
     let mut body = String::new();
     let projects: BTreeSet<&str> = snap.routes.keys().map(|(p, _)| p.as_str()).collect();
     body.push_str(&format!(
@@ -120,17 +133,31 @@ pub(in crate::console) async fn catalog(State(c): S) -> Page {
                 ),
                 None => opt(None),
             };
+            let breaker = match &breakers {
+                Some(b) => e(&b
+                    .get(&cn.name)
+                    .map_or_else(|| "closed".to_owned(), |r| r.describe(now))),
+                None => opt(None),
+            };
             vec![
                 e(&cn.name),
                 e(&cn.provider),
                 e(&cn.base_url),
                 key,
+                breaker,
                 badge(if cn.active { "active" } else { "inactive" }),
             ]
         })
         .collect();
     body.push_str(&table_html(
-        &["Connection", "Provider", "URL", "Key", ""],
+        &[
+            "Connection",
+            "Provider",
+            "URL",
+            "Key",
+            "Circuit breaker",
+            "",
+        ],
         &rows,
     ));
     body.push_str("<h2 id=\"prompts\">Prompts</h2>");

@@ -87,12 +87,13 @@ impl Breaker {
         b
     }
 
-    /// The result failed because the provider looks down (what the breaker counts).
+    /// The result failed because the provider looks down: the classification the connections'
+    /// circuit breakers use ([`crate::breaker::is_outage`]), so both agree on it.
     pub fn is_outage(r: &CaseResult) -> bool {
         r.error_code
             .as_deref()
             .and_then(Code::parse)
-            .is_some_and(Code::is_provider_outage)
+            .is_some_and(crate::breaker::is_outage)
     }
 
     /// Counts one result; true when this result tripped the breaker.

@@ -9,6 +9,7 @@
 //! same outcome, so a policy proven here holds on the real store; the end-to-end tests of each
 //! area (`routes`, `media`, `fanout`, `costs`) stay the proof against real servers.
 
+mod breakers;
 mod budgets;
 mod contract;
 mod finalization;
