@@ -2,7 +2,9 @@
 //! HTTP client, audit write) against an OpenAI-protocol server with a fixed latency.
 //!
 //! Per scenario (config or two-member route x provider latency 0/50 ms x concurrency 1/8/64 x
-//! the configuration snapshot on, and off at 0 ms and concurrency 1 x
+//! the configuration snapshot on, and off at 0 ms and concurrency 1; plus, at 0 ms and one call
+//! at a time, a route of one member (`route-one`) beside a route whose first member's circuit
+//! breaker is open (`route-open`: the member is skipped, with its audit row) x
 //! SQLite / MariaDB): total wall time per run, provider time, overhead = total - provider, as
 //! p50/p95/p99, runs per second and peak RSS. Prints a markdown table and writes
 //! `target/bench/overhead.json`.
@@ -70,6 +72,31 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
     let burl = backup.url();
     seed(&tdb.db(), &Seed::text("bench", &url)).await;
     seed(&tdb.db(), &Seed::text("bench-backup", &burl)).await;
+    // A member that always answers 503: its breaker opens during the warm-up and stays open.
+    let dead = ProviderServer::start(vec![Reply::Json {
+        status: 503,
+        body: json!({"error": {"message": "down"}}),
+        headers: Vec::new(),
+    }])
+    .await
+    .unwrap();
+    seed(&tdb.db(), &Seed::text("bench-dead", &dead.url())).await;
+    for (key, members) in [
+        ("open", &[("bench-dead", 1, 1), ("bench-backup", 2, 1)][..]),
+        ("one", &[("bench-backup", 1, 1)][..]),
+    ] {
+        seed_route(
+            &tdb.db(),
+            "bench",
+            key,
+            &RouteSpec {
+                policy: "primary_backup",
+                ..Default::default()
+            },
+            members,
+        )
+        .await;
+    }
     seed_route(
         &tdb.db(),
         "bench",
@@ -82,7 +109,23 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
     )
     .await;
     let cache = if sc.snapshot { "10000" } else { "0" };
-    let r = Arc::new(runner(&tdb.settings(&[("AI_CONFIG_CACHE_MS", cache)])));
+    let r = Arc::new(runner(&tdb.settings(&[
+        ("AI_CONFIG_CACHE_MS", cache),
+        ("AI_MAX_RETRIES", "0"),
+        ("AI_BREAKER_COOLDOWN_S", "3600"),
+    ])));
+    // Opens the dead member's breaker (5 counted failures), for `route-open`.
+    for _ in 0..8 {
+        let res = r
+            .run_route(
+                "bench",
+                "open",
+                &Variables::new(),
+                &RunContext::new(Trigger::Library),
+            )
+            .await;
+        assert!(res.result.is_ok(), "{:?}", res.result.error);
+    }
     // Warm up: pool, HTTP keep-alive, key cache.
     for _ in 0..20 {
         let res = r
@@ -115,15 +158,28 @@ async fn run_scenario(sc: &Scenario) -> Option<Value> {
                     assert!(res.is_ok());
                     res.provider_us
                 } else {
+                    let route = match target {
+                        "route-open" => "open",
+                        "route-one" => "one",
+                        _ => "two",
+                    };
                     let res = r
                         .run_route(
                             "bench",
-                            "two",
+                            route,
                             &Variables::new(),
                             &RunContext::new(Trigger::Library),
                         )
                         .await;
                     assert!(res.result.is_ok());
+                    if target == "route-open" {
+                        let skipped = &res.member_attempts[0];
+                        assert_eq!(
+                            skipped.error.as_ref().map(|e| e.code.as_str()),
+                            Some("CIRCUIT_OPEN"),
+                            "the dead member is skipped, not called"
+                        );
+                    }
                     res.result.provider_us
                 };
                 let total = t.elapsed().as_micros() as f64;
@@ -178,10 +234,13 @@ fn main() {
         .unwrap();
     let mut results = Vec::new();
     for &backend in &backends {
-        for target in ["config", "route"] {
+        for target in ["config", "route", "route-one", "route-open"] {
             for latency_ms in [0, 50] {
                 for concurrency in [1, 8, 64] {
                     if target == "route" && concurrency == 8 {
+                        continue;
+                    }
+                    if target.starts_with("route-") && (latency_ms > 0 || concurrency > 1) {
                         continue;
                     }
                     let runs = match (quick, latency_ms, concurrency) {

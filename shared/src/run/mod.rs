@@ -8,6 +8,8 @@
 //! committed (see [`crate::audit`]).
 
 pub mod policy;
+mod pricing;
+mod record;
 pub mod result;
 pub mod route;
 pub mod runner;

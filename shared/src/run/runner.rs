@@ -12,17 +12,19 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::policy::Failover;
+use super::pricing::{Regrow, add_usage, price_exchange};
+use super::record::Sent;
 use super::{RunContext, RunMeta, RunResult, RunStatus, Variables};
-use crate::audit::{self, Facts, Subject};
+use crate::audit::Subject;
 use crate::breaker::{self, Admit, Breakers};
 use crate::config::{ObjectSettings, Settings, ValidationSettings};
-use crate::cost::{Meter, Payer, Plan, Reservation, Usage, book};
+use crate::cost::{Meter, Payer, Plan};
 use crate::crypto::Keyring;
 use crate::error::RunError;
 use crate::model::ResolvedConfig;
 use crate::model::cost::Charge;
 use crate::ports::{
-    BoxFuture, Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, RetryGate, Store,
+    Exchange, ObjectStore, Provider, ProviderError, ProviderRequest, RetryGate, Store,
 };
 use crate::request::{self, BuiltRequest};
 use crate::snapshot::Snapshot;
@@ -73,16 +75,16 @@ pub struct Overlay {
 /// process and borrowed by every invocation.
 #[derive(Debug)]
 pub struct Runner<S, P> {
-    store: S,
+    pub(super) store: S,
     provider: P,
     keyring: Keyring,
     validation: ValidationSettings,
     project_name: Option<String>,
     rng: std::sync::Mutex<rand::rngs::StdRng>,
-    spill: Option<Spill>,
+    pub(super) spill: Option<Spill>,
     media: Option<MediaSource>,
-    audit_max_body: usize,
-    spool: Option<crate::spool::AuditSpool>,
+    pub(super) audit_max_body: usize,
+    pub(super) spool: Option<crate::spool::AuditSpool>,
     meter: Meter,
     snapshot: Snapshot,
     breakers: Breakers,
@@ -552,219 +554,10 @@ impl<S: Store, P: Provider> Runner<S, P> {
             return (r, ex);
         }
     }
-
-    async fn audit(
-        &self,
-        subject: &Subject,
-        r: &mut RunResult,
-        sent: Sent<'_>,
-        overlay: &Overlay,
-        ctx: &RunContext,
-    ) {
-        let Sent {
-            built,
-            response,
-            key,
-        } = sent;
-        let handover = overlay.handover.as_ref();
-        r.total_ms = r.total_ms.max(1).max(r.provider_ms);
-        let facts = Facts {
-            body: built.map(|b| &b.body),
-            response,
-            usage: r.usage.as_ref(),
-            http_status: r.http_status,
-            duration_ms: r.total_ms,
-            provider_ms: Some(r.provider_ms),
-            ttft_ms: r.ttft_ms,
-            attempts: r.attempts,
-            error: r.failure.as_ref().map(|e| (e.code(), e.to_string())),
-            handover: match (handover, &r.failure) {
-                (Some(rules), Some(e)) => !ctx.relayed() && rules.hands_over(e),
-                _ => false,
-            },
-            charge: r.charge,
-        };
-        let mut row = audit::row(subject, &facts, key, &ctx.redact);
-        if let Some(spill) = &self.spill {
-            let label = subject.route_attempt.unwrap_or(1);
-            for (column, which) in [
-                (&mut row.request_body_json, "request"),
-                (&mut row.response_body_json, "response"),
-            ] {
-                spill_column(
-                    spill,
-                    column,
-                    &format!("{}{}/{label}-{which}.json", spill.prefix, subject.trace_id),
-                )
-                .await;
-            }
-        }
-        let row = audit::bounded(row, self.audit_max_body);
-        match self.store.insert_audit(&row).await {
-            Ok(id) => r.audit_id = Some(id),
-            Err(e) => {
-                tracing::error!(trace_id = %subject.trace_id, code = %e.code(), error = %crate::error::chain(&e), "audit row not written");
-                r.audit_error = Some(format!("{}: {e}", e.code()));
-                // Not dropped: the row waits in the spool for the replay.
-                match &self.spool {
-                    Some(spool) => match spool.put(&row).await {
-                        Ok(at) => {
-                            tracing::warn!(trace_id = %subject.trace_id, spooled = %at, "audit row spooled for replay");
-                            r.audit_deferred = Some(at);
-                        }
-                        Err(se) => {
-                            tracing::error!(trace_id = %subject.trace_id, code = %se.code(), row = %serde_json::to_string(&row).unwrap_or_default(), "audit row neither written nor spooled; it is in this log line");
-                        }
-                    },
-                    None => {
-                        tracing::error!(trace_id = %subject.trace_id, row = %serde_json::to_string(&row).unwrap_or_default(), "no audit spool is configured; the row is in this log line");
-                    }
-                }
-            }
-        }
-        match &r.failure {
-            None => {
-                tracing::info!(trace_id = %subject.trace_id, config_key = %subject.config_key, total_ms = r.total_ms, provider_ms = r.provider_ms, attempts = r.attempts, "run ok")
-            }
-            Some(e) => {
-                tracing::warn!(trace_id = %subject.trace_id, config_key = %subject.config_key, code = %e.code(), error = %crate::error::chain(e.as_ref()), "run failed")
-            }
-        }
-    }
-}
-
-/// The runner's [`RetryGate`]: before the provider retries an attempt it may have billed, the
-/// attempt's reservation grows by another attempt's maximum cost, or the retry is not sent.
-struct Regrow<'a, S> {
-    meter: &'a Meter,
-    store: &'a S,
-    plan: &'a Plan,
-    held: std::sync::Mutex<Reservation>,
-}
-
-impl<S> std::fmt::Debug for Regrow<'_, S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Regrow").finish_non_exhaustive()
-    }
-}
-
-impl<S: Store> RetryGate for Regrow<'_, S> {
-    fn admit(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            let held = self
-                .held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            match self.meter.extend(self.store, &held, self.plan).await {
-                Ok(grown) => {
-                    *self
-                        .held
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = grown;
-                    true
-                }
-                Err(e) => {
-                    let e = RunError::from(e);
-                    tracing::warn!(code = %e.code(), error = %crate::error::chain(&e), "retry not sent: no budget reservation for another attempt");
-                    false
-                }
-            }
-        })
-    }
 }
 
 /// The shortest provider call worth starting before a deadline (content retries).
 const MIN_CALL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Adds the numbers of `b` to those of `a`, field by field and into nested objects
-/// (`prompt_tokens_details`, ...): the usage of several billed calls.
-fn add_usage(a: Value, b: &Value) -> Value {
-    match (a, b) {
-        (Value::Object(mut a), Value::Object(b)) => {
-            for (k, v) in b {
-                let sum = match a.remove(k) {
-                    Some(old) => add_usage(old, v),
-                    None => v.clone(),
-                };
-                a.insert(k.clone(), sum);
-            }
-            Value::Object(a)
-        }
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => Value::from(x.saturating_add(y)),
-            _ => Value::from(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0)),
-        },
-        (_, other) => other.clone(),
-    }
-}
-
-/// What one exchange cost: its final attempt and every earlier attempt the provider may have
-/// billed. An attempt without usage is estimated when the answer had begun (a stream that broke
-/// off, an unusable 2xx) or the request timed out; an attempt the provider refused (4xx, 5xx,
-/// 429, no connection) was not billed.
-fn price_exchange(plan: &Plan, ex: &Exchange, request_bytes: usize) -> Charge {
-    let attempt = |status: u16, body: Option<&Value>, timed_out: bool| {
-        let usage = body
-            .and_then(|b| b.get("usage"))
-            .and_then(Usage::from_value);
-        let began = (200..300).contains(&status) || timed_out;
-        let estimate = (usage.is_none() && began).then(|| {
-            let received = message_content(body).map_or(0, |c| c.chars().count());
-            Usage::estimate(request_bytes, received)
-        });
-        book::charge(plan.chosen.as_ref(), usage, estimate, plan.seconds)
-    };
-    let timed_out = matches!(ex.error, Some(ProviderError::Timeout(_)));
-    ex.earlier
-        .iter()
-        .map(|a| attempt(a.http_status, a.body.as_ref(), a.http_status == 0))
-        .fold(
-            attempt(ex.http_status, ex.body.as_ref(), timed_out),
-            Charge::plus,
-        )
-}
-
-/// What went on the wire, for the audit row (all absent when the run stopped before sending).
-#[derive(Debug, Default, Clone, Copy)]
-struct Sent<'a> {
-    built: Option<&'a BuiltRequest>,
-    response: Option<&'a Value>,
-    key: Option<&'a crate::Secret>,
-}
-
-/// Moves a body longer than the threshold to an object and leaves a JSON reference in its place
-/// (valid JSON, so MariaDB's `json_valid` check still passes). On failure the body stays inline:
-/// nothing is lost.
-async fn spill_column(spill: &Spill, column: &mut Option<String>, key: &str) {
-    let Some(body) = column.as_ref().filter(|b| b.len() > spill.threshold) else {
-        return;
-    };
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(body.as_bytes());
-    let sha = crate::hex::encode(&digest);
-    let bytes = body.len();
-    match spill
-        .store
-        .put(
-            &spill.bucket,
-            key,
-            body.clone().into_bytes(),
-            "application/json",
-        )
-        .await
-    {
-        Ok(()) => {
-            *column = Some(
-                serde_json::json!({"$ref": format!("s3://{}/{key}", spill.bucket), "bytes": bytes, "sha256": sha})
-                    .to_string(),
-            );
-        }
-        Err(e) => {
-            tracing::warn!(code = %e.code(), error = %e, "spill-over failed; body kept in the audit row")
-        }
-    }
-}
 
 /// Whether the answer's first choice calls tools (`choices[0].message.tool_calls` not empty).
 fn calls_tools(body: Option<&Value>) -> bool {
@@ -774,7 +567,7 @@ fn calls_tools(body: Option<&Value>) -> bool {
 }
 
 /// `choices[0].message.content` as a string.
-fn message_content(body: Option<&Value>) -> Option<String> {
+pub(super) fn message_content(body: Option<&Value>) -> Option<String> {
     body?
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
