@@ -41,6 +41,7 @@ use crate::model::ConnectionInfo;
 use crate::model::breaker::{BreakerRow, BreakerState, CircuitOpen, Limits};
 use crate::model::now_ms;
 use crate::ports::{BreakerStore, StoreError};
+use crate::snapshot::Turn;
 
 /// The provider looks down or overloaded (unreachable, timed out, 5xx, 429 after retries, a
 /// deadline spent waiting on it, a breaker already open): what a breaker counts and what an
@@ -107,8 +108,8 @@ pub struct Breakers {
     settings: BreakerSettings,
     check: Duration,
     cache: Mutex<Cache>,
-    /// Set while one caller reads the table, so concurrent calls do not all read it.
-    loading: AtomicBool,
+    /// Held while one caller reads the table, so concurrent calls do not all read it.
+    loading: Turn,
     /// The table is missing: breakers are off for this process.
     off: AtomicBool,
 }
@@ -120,7 +121,7 @@ impl Breakers {
             settings,
             check,
             cache: Mutex::default(),
-            loading: AtomicBool::new(false),
+            loading: Turn::default(),
             off: AtomicBool::new(false),
         }
     }
@@ -170,10 +171,13 @@ impl Breakers {
             let due = c.dirty || c.read_at.is_none_or(|t| t.elapsed() >= self.check);
             (due, c.read_at.is_none())
         };
-        if !due || (self.loading.swap(true, Ordering::AcqRel) && !cold) {
+        if !due {
             return;
         }
-        let _loading = Loading(&self.loading);
+        let turn = self.loading.take();
+        if turn.is_none() && !cold {
+            return;
+        }
         let read = store.breakers().await;
         let mut c = self.lock();
         c.read_at = Some(Instant::now());
@@ -296,15 +300,6 @@ impl Breakers {
                 }
             }
         }
-    }
-}
-
-/// Clears the "one caller is reading" flag when dropped.
-struct Loading<'a>(&'a AtomicBool);
-
-impl Drop for Loading<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -68,7 +68,7 @@ pub struct Snapshot {
     settings: SnapshotSettings,
     state: Mutex<State>,
     /// Set while one caller reads the version counter, so concurrent calls do not all read it.
-    checking: AtomicBool,
+    checking: Turn,
 }
 
 impl Snapshot {
@@ -108,11 +108,12 @@ impl Snapshot {
             s.checked_at
                 .is_none_or(|t| t.elapsed() >= self.settings.check)
         };
-        if !due || self.checking.swap(true, Ordering::AcqRel) {
+        if !due {
             return;
         }
-        // Reset even when the call is dropped mid-read (a client gone, a deadline).
-        let _checking = Checking(&self.checking);
+        let Some(_turn) = self.checking.take() else {
+            return;
+        };
         let read = store.catalog_version().await;
         let mut s = self.lock();
         s.checked_at = Some(Instant::now());
@@ -205,10 +206,24 @@ impl Snapshot {
     }
 }
 
-/// Clears the "one caller is reading the counter" flag when dropped.
-struct Checking<'a>(&'a AtomicBool);
+/// A turn to read that one caller at a time holds, so concurrent calls do not all make the same
+/// query while the others keep using what was read before (the snapshot's version check, the
+/// circuit breakers' re-read).
+#[derive(Debug, Default)]
+pub(crate) struct Turn(AtomicBool);
 
-impl Drop for Checking<'_> {
+impl Turn {
+    /// The turn, unless another caller holds it.
+    pub(crate) fn take(&self) -> Option<TurnHeld<'_>> {
+        (!self.0.swap(true, Ordering::AcqRel)).then_some(TurnHeld(&self.0))
+    }
+}
+
+/// A held [`Turn`], given back when dropped: even when the call holding it is dropped mid-read
+/// (a client gone, a deadline).
+pub(crate) struct TurnHeld<'a>(&'a AtomicBool);
+
+impl Drop for TurnHeld<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
