@@ -277,7 +277,8 @@ pub fn hint(code: Code) -> Option<&'static str> {
         | Code::UnfilledPlaceholder
         | Code::UnknownPartType
         | Code::NoPrompt
-        | Code::NoMembers => return None,
+        | Code::NoMembers
+        | Code::UnsupportedFeature => return None,
     })
 }
 
@@ -381,6 +382,7 @@ mod tests {
         (Code::UnknownPartType, 400, 2),
         (Code::NoPrompt, 400, 2),
         (Code::NoMembers, 400, 2),
+        (Code::UnsupportedFeature, 400, 2),
         (Code::SuiteInvalid, 400, 2),
         (Code::EvalGateFailed, 422, 1),
         (Code::QueueUnavailable, 503, 2),

@@ -301,6 +301,9 @@ codes! {
     NoPrompt = "NO_PROMPT" (Input, No),
     /// (warning) a route without members.
     NoMembers = "NO_MEMBERS" (Input, No),
+    /// A promptfoo feature ai-runner cannot honour (code assertions, webhooks, transforms, a
+    /// provider without a mapping, an assertion type it lacks): refused, never graded as passed.
+    UnsupportedFeature = "UNSUPPORTED_FEATURE" (Input, No),
 
     // Evaluations.
     /// An evaluation suite file has errors, or names a target or placeholder that does not resolve

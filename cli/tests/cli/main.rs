@@ -89,5 +89,6 @@ mod eval;
 mod keys_db;
 mod media;
 mod predecessor;
+mod promptfoo;
 mod run;
 mod serve;

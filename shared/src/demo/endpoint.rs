@@ -139,6 +139,9 @@ async fn answer(reply: Reply, headers: &HeaderMap, body: &[u8]) -> Response {
         .unwrap_or("");
     let reply = match reply {
         Reply::MediaProbe => probe_media(body).await,
+        Reply::Lookup { answers, default } => {
+            Reply::content(&super::scripted::lookup(body, &answers, &default))
+        }
         other => other,
     };
     render(reply, auth)

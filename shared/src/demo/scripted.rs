@@ -45,6 +45,15 @@ pub enum Reply {
     },
     /// A 200 chat completion whose content echoes the `Authorization` header (secret-leak tests).
     EchoAuthorization,
+    /// A 200 chat completion whose content depends on the request, not on the order of calls:
+    /// the answer of the first needle found in the last message's text, else `default`
+    /// (two tools calling concurrently get the same answers).
+    Lookup {
+        /// (needle, answer), tried in order.
+        answers: Vec<(String, String)>,
+        /// The answer when no needle is found.
+        default: String,
+    },
     /// Looks at the audio in the request like a real audio model must: decodes inline
     /// `input_audio.data`, or fetches the first `http(s)` URL found in the messages, and answers
     /// with how many bytes it got (HTTP 400 if it could get none).
@@ -198,10 +207,32 @@ async fn handle(
                 reply = *inner;
             }
             Reply::MediaProbe => reply = probe_media(&body).await,
+            Reply::Lookup { answers, default } => {
+                reply = Reply::content(&lookup(&body, &answers, &default));
+            }
             Reply::Trickle { events, every } => return trickle(events, every),
             other => return render(other, &auth),
         }
     }
+}
+
+/// The answer of the first needle in the last message's text (its parts' texts joined).
+pub(super) fn lookup(body: &[u8], answers: &[(String, String)], default: &str) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut strings = Vec::new();
+    if let Some(last) = v
+        .pointer("/messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+    {
+        crate::template::collect_strings(last, &mut strings);
+    }
+    let text = strings.join("\n");
+    answers
+        .iter()
+        .find(|(needle, _)| text.contains(needle.as_str()))
+        .map_or(default, |(_, a)| a.as_str())
+        .to_owned()
 }
 
 pub(super) async fn probe_media(body: &[u8]) -> Reply {
@@ -310,7 +341,7 @@ pub(super) fn render(reply: Reply, auth: &str) -> Response {
                 .into_bytes(),
             Vec::new(),
         ),
-        Reply::Delayed(..) | Reply::MediaProbe | Reply::Trickle { .. } => (
+        Reply::Delayed(..) | Reply::MediaProbe | Reply::Trickle { .. } | Reply::Lookup { .. } => (
             500,
             "text/plain".to_owned(),
             b"nested delay".to_vec(),

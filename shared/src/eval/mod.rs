@@ -6,7 +6,8 @@
 //! [`crate::run::Runner`]: every call an ordinary audited call with trigger `eval`), [`report`]
 //! (the three report formats), [`fanout`] (runs that outgrow one invocation: chunks through a
 //! queue, finalized exactly once), [`compare`] (two runs side by side), [`harvest`] (datasets
-//! built from audit rows and stored objects).
+//! built from audit rows and stored objects), [`promptfoo`] (promptfoo configs translated into
+//! a dataset and a suite).
 //!
 //! Invariants: the core only (no SQL, no platform): the runner's ports do the I/O; a suite that
 //! reads without errors runs; a report is computed from the results alone.
@@ -15,6 +16,7 @@ pub mod assert;
 pub mod compare;
 pub mod fanout;
 pub mod harvest;
+pub mod promptfoo;
 pub mod report;
 pub mod run;
 pub mod suite;

@@ -73,11 +73,21 @@ impl Assertion {
                     format!("text {} {w:?} (any case)", relation(hit, "contains")),
                 )
             }
-            Kind::ContainsAny | Kind::ContainsAll => {
+            Kind::ContainsAny | Kind::ContainsAll | Kind::IcontainsAny | Kind::IcontainsAll => {
                 let items = list(value);
-                let found: Vec<&String> =
-                    items.iter().filter(|i| text.contains(i.as_str())).collect();
-                let pass = if self.kind == Kind::ContainsAny {
+                let any_case = matches!(self.kind, Kind::IcontainsAny | Kind::IcontainsAll);
+                let lower = text.to_lowercase();
+                let found: Vec<&String> = items
+                    .iter()
+                    .filter(|i| {
+                        if any_case {
+                            lower.contains(&i.to_lowercase())
+                        } else {
+                            text.contains(i.as_str())
+                        }
+                    })
+                    .collect();
+                let pass = if matches!(self.kind, Kind::ContainsAny | Kind::IcontainsAny) {
                     !found.is_empty()
                 } else {
                     found.len() == items.len()

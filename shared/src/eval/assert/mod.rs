@@ -1,11 +1,10 @@
 //! Assertions: what an evaluation checks about one answer, in promptfoo's vocabulary where the
 //! meaning is the same (so suites move over), and how each one scores.
 //!
-//! Types: `equals`, `contains`, `icontains`, `contains-any`, `contains-all`, `starts-with`,
-//! `regex`, `is-json` (optionally with a JSON Schema as `value`), `contains-json`, `json-path`
-//! (`path: $.情绪`, compared with `value`), `levenshtein` (`threshold` = most edits allowed,
-//! default 5),
-//! `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
+//! Types: `equals`, `contains`, `icontains`, `contains-any`, `contains-all`, `icontains-any`,
+//! `icontains-all`, `starts-with`, `regex`, `is-json` (optionally with a JSON Schema as
+//! `value`), `contains-json`, `json-path` (`path: $.情绪`, compared with `value`), `levenshtein`
+//! (`threshold` = most edits allowed, default 5), `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
 //! not evaluated when the model has no price, and never reported as passed then), `llm-rubric`
 //! (`value`: rubric items a judge call grades, a `threshold` the judge's score must reach too; see
 //! [`crate::eval::run`]). Any type takes a `not-` prefix, a `weight` (0 = informational: shown,
@@ -94,6 +93,10 @@ pub enum Kind {
     ContainsAny,
     /// The text contains every value.
     ContainsAll,
+    /// Case-insensitive `contains-any`.
+    IcontainsAny,
+    /// Case-insensitive `contains-all`.
+    IcontainsAll,
     /// The text starts with the value.
     StartsWith,
     /// The text matches the regular expression.
@@ -119,12 +122,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every type with its name.
-    pub const NAMES: [(&'static str, Kind); 15] = [
+    pub const NAMES: [(&'static str, Kind); 17] = [
         ("equals", Kind::Equals),
         ("contains", Kind::Contains),
         ("icontains", Kind::Icontains),
         ("contains-any", Kind::ContainsAny),
         ("contains-all", Kind::ContainsAll),
+        ("icontains-any", Kind::IcontainsAny),
+        ("icontains-all", Kind::IcontainsAll),
         ("starts-with", Kind::StartsWith),
         ("regex", Kind::Regex),
         ("is-json", Kind::IsJson),

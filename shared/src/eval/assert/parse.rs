@@ -85,7 +85,7 @@ impl Assertion {
             | Kind::FinishReason => {
                 value.as_ref().ok_or_else(|| need("value"))?;
             }
-            Kind::ContainsAny | Kind::ContainsAll => {
+            Kind::ContainsAny | Kind::ContainsAll | Kind::IcontainsAny | Kind::IcontainsAll => {
                 if !value
                     .as_ref()
                     .is_some_and(|v| v.is_array() || v.is_string())

@@ -1,9 +1,10 @@
 //! The calls of a run: each planned job as an ordinary audited call (media cases through the
-//! upload pipeline's variables), graded by its assertions, with one judge call per case for its
-//! rubric items; runs at most `concurrency` at a time until the early-stop breaker trips.
+//! upload pipeline's variables; a case's own prompt as the conversation after the target's;
+//! the `echo` target answering with that prompt and calling nothing), graded by its assertions
+//! (rubric items by [`super::judge`]); runs at most `concurrency` at a time until the early-stop
+//! breaker trips.
 //!
-//! Invariants: a failed call is an error result with its code, never a crash; a judge answer that
-//! does not read is a failed verdict saying why, never a pass.
+//! Invariants: a failed call is an error result with its code, never a crash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -16,7 +17,7 @@ use super::{
     Breaker, CaseResult, Options, Progress, Report, Resolved, TargetSummary, gate, plan, summarise,
 };
 use crate::code::Code;
-use crate::eval::assert::{Answer, CaseFields, RubricVerdict, case_score};
+use crate::eval::assert::{Answer, CaseFields, case_score};
 use crate::eval::suite::{Case, Suite, Target};
 use crate::ports::{Provider, Store};
 use crate::run::{Overlay, RunContext, RunResult, Runner, Trigger, new_trace_id};
@@ -161,7 +162,7 @@ pub(crate) fn finish(
 
 /// Calls one target with `vars`: the run result and its audit row ids (one per route member
 /// tried).
-async fn call<S: Store, P: Provider>(
+pub(super) async fn call<S: Store, P: Provider>(
     runner: &Runner<S, P>,
     target: &Target,
     vars: &crate::run::Variables,
@@ -197,6 +198,17 @@ async fn call<S: Store, P: Provider>(
                 .collect();
             (r.result, ids)
         }
+        // `one` answers an echo case itself, and a judge is never `echo` (the suite reader
+        // refuses it): this arm is a failed call, never a crash.
+        Target::Echo => (
+            RunResult::failed_early(
+                new_trace_id(),
+                Instant::now(),
+                "echo",
+                crate::error::RunError::InvalidInput("the echo target makes no call".into()),
+            ),
+            Vec::new(),
+        ),
     }
 }
 
@@ -216,40 +228,28 @@ async fn one<S: Store, P: Provider>(
             media_case(runner, bucket, key, &mut vars, &mut case_ctx).await
     {
         return CaseResult {
-            target: target.label(),
-            case_key: case.key.clone(),
-            repeat,
-            pass: false,
-            score: 0.0,
-            output: None,
-            parsed: None,
-            assertions: Vec::new(),
-            latency_ms: 0,
             error_code: Some(code.as_str().to_owned()),
             error_message: Some(message),
-            trace_id: String::new(),
-            audit_ids: Vec::new(),
+            ..unanswered(target, case, repeat)
         };
     }
-    let (result, audit_ids) = call(runner, target, &vars, &case_ctx, resolved).await;
-    let mut out = CaseResult {
-        target: target.label(),
-        case_key: case.key.clone(),
-        repeat,
-        pass: false,
-        score: 0.0,
-        output: result.content.clone(),
-        parsed: result.parsed.clone(),
-        assertions: Vec::new(),
-        latency_ms: result.total_ms,
-        error_code: result.error.as_ref().map(|e| e.code.clone()),
-        error_message: result.error.as_ref().map(|e| e.message.clone()),
-        trace_id: result.trace_id.clone(),
-        audit_ids,
+    let (out, answer) = match target {
+        Target::Echo => echo(target, case, repeat),
+        _ => {
+            if let Some(prompt) = &case.prompt {
+                case_ctx.turn = Some(std::sync::Arc::new(crate::request::CallerTurn {
+                    messages: prompt_messages(prompt),
+                    ..Default::default()
+                }));
+            }
+            let (result, audit_ids) = call(runner, target, &vars, &case_ctx, resolved).await;
+            called(target, case, repeat, result, audit_ids)
+        }
     };
-    if !result.is_ok() {
+    let Some(mut answer) = answer else {
         return out;
-    }
+    };
+    let mut out = out;
     let fields = CaseFields {
         vars: Some(&case.vars),
         expected: case.expected.as_ref(),
@@ -262,23 +262,10 @@ async fn one<S: Store, P: Provider>(
             items.push(i);
         }
     }
-    let mut answer = Answer {
-        text: result.content.clone(),
-        parsed: result.parsed.clone(),
-        latency_ms: result.total_ms,
-        finish_reason: result
-            .response
-            .as_ref()
-            .and_then(|r| r.pointer("/choices/0/finish_reason"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        // The target call's own cost (content retries included; the judge's is its own row).
-        cost_usd: result.cost,
-        rubric: None,
-    };
     let mut judge_audit = None;
     if let (false, Some(judge)) = (items.is_empty(), &suite.judge) {
-        let (verdicts, ids) = judge_call(runner, judge, &answer, case, &items, ctx, resolved).await;
+        let (verdicts, ids) =
+            super::judge::judge(runner, judge, &answer, case, &items, ctx, resolved).await;
         judge_audit = ids.first().copied();
         out.audit_ids.extend(ids);
         answer.rubric = Some(verdicts);
@@ -297,6 +284,97 @@ async fn one<S: Store, P: Provider>(
     out.pass = pass;
     out.score = score;
     out
+}
+
+/// A case's own prompt as the conversation sent after the target's prompt: a JSON list of
+/// `{role, content}` messages as written (promptfoo's chat prompts), else one user message.
+fn prompt_messages(prompt: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(prompt.trim()) {
+        Ok(Value::Array(list))
+            if !list.is_empty()
+                && list
+                    .iter()
+                    .all(|m| m.get("role").is_some_and(Value::is_string)) =>
+        {
+            list
+        }
+        _ => vec![serde_json::json!({"role": "user", "content": prompt})],
+    }
+}
+
+/// A result with nothing in it yet: not passed, score 0, no output.
+fn unanswered(target: &Target, case: &Case, repeat: u32) -> CaseResult {
+    CaseResult {
+        target: target.label(),
+        case_key: case.key.clone(),
+        repeat,
+        pass: false,
+        score: 0.0,
+        output: None,
+        parsed: None,
+        assertions: Vec::new(),
+        latency_ms: 0,
+        error_code: None,
+        error_message: None,
+        trace_id: String::new(),
+        audit_ids: Vec::new(),
+    }
+}
+
+/// The `echo` target's result: the answer is the case's prompt, at no cost, with no call.
+fn echo(target: &Target, case: &Case, repeat: u32) -> (CaseResult, Option<Answer>) {
+    let text = case.prompt.clone().unwrap_or_default();
+    let answer = Answer {
+        parsed: serde_json::from_str(&text).ok(),
+        text: Some(text),
+        finish_reason: Some("stop".into()),
+        cost_usd: Some(0.0),
+        ..Answer::default()
+    };
+    let out = CaseResult {
+        output: answer.text.clone(),
+        parsed: answer.parsed.clone(),
+        ..unanswered(target, case, repeat)
+    };
+    (out, Some(answer))
+}
+
+/// A called target's result, and the answer to grade when the call succeeded.
+fn called(
+    target: &Target,
+    case: &Case,
+    repeat: u32,
+    result: RunResult,
+    audit_ids: Vec<i64>,
+) -> (CaseResult, Option<Answer>) {
+    let out = CaseResult {
+        output: result.content.clone(),
+        parsed: result.parsed.clone(),
+        latency_ms: result.total_ms,
+        error_code: result.error.as_ref().map(|e| e.code.clone()),
+        error_message: result.error.as_ref().map(|e| e.message.clone()),
+        trace_id: result.trace_id.clone(),
+        audit_ids,
+        ..unanswered(target, case, repeat)
+    };
+    if !result.is_ok() {
+        return (out, None);
+    }
+    let answer = Answer {
+        finish_reason: result
+            .response
+            .as_ref()
+            .and_then(|r| r.pointer("/choices/0/finish_reason"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        // The target call's own cost (content retries included; the judge's is its own row).
+        cost_usd: result.cost,
+        latency_ms: result.total_ms,
+        text: result.content,
+        parsed: result.parsed,
+        rubric: None,
+    };
+    (out, Some(answer))
 }
 
 /// Resolves a media case's object into its variables, as the upload pipeline does (presigned
@@ -354,107 +432,4 @@ async fn media_case<S: Store, P: Provider>(
     ctx.media_seconds = seconds.or(meta.duration_seconds);
     ctx.media_bytes = Some(meta.size);
     Ok(())
-}
-
-/// One judge call for every rubric item of a case: the judge answers
-/// `{"results": [{"pass", "score", "reason"}, ...]}` (or the bare list), one entry per item in
-/// order; anything else is a failed verdict saying why, never a pass.
-async fn judge_call<S: Store, P: Provider>(
-    runner: &Runner<S, P>,
-    judge: &Target,
-    answer: &Answer,
-    case: &Case,
-    items: &[String],
-    ctx: &RunContext,
-    resolved: &Resolved,
-) -> (Result<Vec<RubricVerdict>, String>, Vec<i64>) {
-    let mut vars = crate::run::Variables::new();
-    vars.insert(
-        "OUTPUT".into(),
-        Value::String(answer.text.clone().unwrap_or_default()),
-    );
-    let numbered: Vec<String> = items
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("{}. {t}", i + 1))
-        .collect();
-    vars.insert("RUBRIC".into(), Value::String(numbered.join("\n")));
-    vars.insert(
-        "RUBRIC_JSON".into(),
-        Value::String(Value::from(items.to_vec()).to_string()),
-    );
-    vars.insert(
-        "VARS".into(),
-        Value::String(Value::Object(case.vars.clone()).to_string()),
-    );
-    vars.insert(
-        "EXPECTED".into(),
-        Value::String(case.expected.clone().unwrap_or(Value::Null).to_string()),
-    );
-    let (r, ids) = call(runner, judge, &vars, ctx, resolved).await;
-    if let Some(e) = &r.error {
-        return (Err(format!("the judge call failed: {}", e.code)), ids);
-    }
-    let audit_id = ids.last().copied();
-    let parsed = crate::eval::assert::parsed(&Answer {
-        text: r.content.clone(),
-        parsed: r.parsed.clone(),
-        ..Answer::default()
-    });
-    (rubric_verdicts(parsed.as_ref(), items, audit_id), ids)
-}
-
-/// Validates a judge's answer against the items it was sent.
-fn rubric_verdicts(
-    answer: Option<&Value>,
-    items: &[String],
-    audit_id: Option<i64>,
-) -> Result<Vec<RubricVerdict>, String> {
-    let list = match answer {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) if o.get("results").is_some_and(Value::is_array) => o
-            .get("results")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
-        Some(v @ Value::Object(o)) if o.contains_key("pass") => vec![v.clone()],
-        Some(_) => return Err("the judge's answer is not {\"results\": [...]}".into()),
-        None => return Err("the judge's answer is not JSON".into()),
-    };
-    if list.len() != items.len() {
-        return Err(format!(
-            "the judge gave {} verdict(s) for {} rubric item(s)",
-            list.len(),
-            items.len()
-        ));
-    }
-    items
-        .iter()
-        .zip(list)
-        .enumerate()
-        .map(|(i, (item, v))| {
-            let pass = v
-                .get("pass")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| format!("verdict {}: pass must be true or false", i + 1))?;
-            let score = match v.get("score") {
-                None | Some(Value::Null) => f64::from(u8::from(pass)),
-                Some(s) => s
-                    .as_f64()
-                    .filter(|s| (0.0..=1.0).contains(s))
-                    .ok_or_else(|| format!("verdict {}: score must be from 0 to 1", i + 1))?,
-            };
-            Ok(RubricVerdict {
-                item: item.clone(),
-                pass,
-                score,
-                reason: v
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                audit_id,
-            })
-        })
-        .collect()
 }

@@ -10,6 +10,7 @@
 //! summary is computed from the results only, so a report can always be recomputed from them.
 
 mod execute;
+mod judge;
 mod lifecycle;
 mod plan;
 mod summary;

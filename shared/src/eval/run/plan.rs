@@ -75,6 +75,22 @@ pub async fn prepare<S: Store, P: Provider>(
         .chain(judge.map(|j| (j, true)))
     {
         let needed = match t {
+            Target::Echo => {
+                for (_, case, _) in plan(suite, opts)
+                    .into_iter()
+                    .filter(|(pt, c, r)| *pt == t && *r == 0 && c.prompt.is_none())
+                {
+                    findings.push(Finding {
+                        severity: Severity::Error,
+                        path: format!("case {}", case.key),
+                        code: Code::MissingField,
+                        message:
+                            "the echo target answers with the case's prompt; this case has none"
+                                .into(),
+                    });
+                }
+                continue;
+            }
             Target::Config { config_key } => {
                 match runner.store().resolve_config(config_key).await {
                     Ok(cfg) => {

@@ -77,6 +77,9 @@ pub(super) fn read_cases(
                 "threshold",
                 "active",
                 "media",
+                "prompt",
+                "description",
+                "metadata",
             ],
             &at,
             cx,
@@ -151,6 +154,7 @@ pub(super) fn read_cases(
             threshold: fraction(o.get("threshold"), &format!("{at}.threshold"), cx),
             media: media_ref,
             active,
+            prompt: opt_str(o, "prompt", &at, cx),
             raw: c.clone(),
         });
     }
@@ -206,7 +210,7 @@ fn csv_cases(text: &str, file: &str, cx: &mut Ctx) -> Vec<(String, Value)> {
 }
 
 /// RFC 4180 rows: quoted cells may hold commas, quotes (doubled) and newlines.
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
+pub(crate) fn csv_rows(text: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut cell = String::new();

@@ -15,12 +15,13 @@ pub(super) fn targets(s: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Vec<T
     let mut out = Vec::new();
     for (tp, t) in items(s, "targets", cx) {
         let tp = format!("{path}.{tp}");
-        check_keys(t, &["route", "config"], &tp, cx);
-        let parsed = match (t.get("route"), t.get("config")) {
-            (Some(Value::String(r)), None) => {
+        check_keys(t, &["route", "config", "echo"], &tp, cx);
+        let parsed = match (t.get("route"), t.get("config"), t.get("echo")) {
+            (Some(Value::String(r)), None, None) => {
                 Target::parse(&format!("route:{r}")).filter(|t| matches!(t, Target::Route { .. }))
             }
-            (None, Some(Value::String(c))) => Target::parse(&format!("config:{c}")),
+            (None, Some(Value::String(c)), None) => Target::parse(&format!("config:{c}")),
+            (None, None, Some(Value::Bool(true))) => Some(Target::Echo),
             _ => None,
         };
         match parsed {
@@ -28,7 +29,7 @@ pub(super) fn targets(s: &Map<String, Value>, path: &str, cx: &mut Ctx) -> Vec<T
             None => cx.err(
                 tp,
                 Code::BadType,
-                "a target is {route: project/route_key} or {config: config_key}",
+                "a target is {route: project/route_key}, {config: config_key} or {echo: true}",
             ),
         }
     }

@@ -38,6 +38,7 @@ mod cases;
 mod fields;
 mod read;
 
+pub(crate) use cases::csv_rows;
 pub use read::{catalog_evals, read_evals, read_suite};
 
 /// One case of a dataset.
@@ -60,6 +61,10 @@ pub struct Case {
     pub media: Option<(String, String)>,
     /// False for a case kept in the dataset but left out of runs.
     pub active: bool,
+    /// The case's own prompt (a promptfoo test's rendered prompt): sent as the conversation after
+    /// the target's stored prompt (a JSON list of `{role, content}` messages, else one user
+    /// message), and what the `echo` target answers.
+    pub prompt: Option<String>,
     /// The case as read (what a run stores, so a resume needs no files).
     pub raw: Value,
 }
@@ -80,6 +85,8 @@ pub enum Target {
         /// config_key.
         config_key: String,
     },
+    /// promptfoo's `echo` provider: the answer is the case's prompt, and nothing is called.
+    Echo,
 }
 
 impl Target {
@@ -88,6 +95,7 @@ impl Target {
         match self {
             Target::Route { project, route_key } => format!("{project}/{route_key}"),
             Target::Config { config_key } => config_key.clone(),
+            Target::Echo => "echo".into(),
         }
     }
 

@@ -247,6 +247,7 @@ pub fn catalog_evals(
             let exists = match t {
                 Target::Config { config_key } => configs.contains(config_key.as_str()),
                 Target::Route { .. } => routes.contains(&t.label()),
+                Target::Echo => true,
             };
             if exists {
                 continue;

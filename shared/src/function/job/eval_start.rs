@@ -48,7 +48,10 @@ pub async fn start(state: &App, asked: &Asked, req: EvalRequest) -> Reply {
     if let Some(key) = asked.granted.as_ref().and_then(|g| g.key.as_ref()) {
         match fanout::suite_targets(&state.runner, &req.eval, &opts).await {
             Ok(targets) => {
-                if let Some(t) = targets.iter().find(|t| !key.permits(&target_action(t))) {
+                if let Some(t) = targets
+                    .iter()
+                    .find(|t| target_action(t).is_some_and(|a| !key.permits(&a)))
+                {
                     tracing::warn!(access_key_id = %key.access_key_id, target = %t.label(), "evaluation target out of the key's scope");
                     let d = Denied::new(Code::AuthScopeDenied, Some(&key.access_key_id));
                     return Reply::denied(&d);
@@ -88,13 +91,15 @@ pub async fn start(state: &App, asked: &Asked, req: EvalRequest) -> Reply {
     }
 }
 
-fn target_action(t: &Target) -> Action {
+/// What a key must permit for a target to run (`echo` calls nothing, so needs nothing).
+fn target_action(t: &Target) -> Option<Action> {
     match t {
-        Target::Route { project, route_key } => Action::Route {
+        Target::Route { project, route_key } => Some(Action::Route {
             project: project.clone(),
             route_key: route_key.clone(),
             dry_run: false,
-        },
-        Target::Config { config_key } => Action::Config(config_key.clone()),
+        }),
+        Target::Config { config_key } => Some(Action::Config(config_key.clone())),
+        Target::Echo => None,
     }
 }
