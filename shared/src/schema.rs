@@ -472,6 +472,23 @@ pub const MIGRATIONS: &[Migration] = &[
             sqlite: "CREATE TABLE IF NOT EXISTS ai_connection_breaker (connection_id INTEGER PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, window_start_ms INTEGER NOT NULL DEFAULT 0, opened INTEGER NOT NULL DEFAULT 0, open_until_ms INTEGER NULL, probe_until_ms INTEGER NULL, failures_max INTEGER NULL, cooldown_ms INTEGER NULL, updated_ms INTEGER NOT NULL DEFAULT 0)",
         }],
     },
+    Migration {
+        version: 14,
+        name: "eval_case_prompt",
+        // A case may carry its own prompt (a promptfoo test's rendered prompt, sent after the
+        // target's), its description and its metadata: imported promptfoo suites keep them,
+        // so `cfg export` writes back what `eval import` read.
+        steps: &[
+            key_col("ai_eval_case", "prompt_text", "LONGTEXT NULL", "TEXT NULL"),
+            key_col("ai_eval_case", "description", "TEXT NULL", "TEXT NULL"),
+            key_col(
+                "ai_eval_case",
+                "metadata_json",
+                "LONGTEXT NULL",
+                "TEXT NULL",
+            ),
+        ],
+    },
 ];
 
 /// The schema version a fully migrated database reports.

@@ -1,4 +1,5 @@
-//! `eval run / resume / list / show / compare`: a suite from a YAML file, run through its targets
+//! `eval run / resume / list / show / compare / import`: a suite from a YAML file (or a promptfoo
+//! config, translated by `ai_runner::eval::promptfoo`), run through its targets
 //! with the configured database and providers, graded, stored as it goes (runs and results in
 //! the database, so an interrupted run resumes), reported (stdout table, `--out` JSON / JUnit /
 //! HTML) and gated.
@@ -21,9 +22,12 @@ use ai_runner::ports::EvalStore;
 use clap::{Args, Subcommand};
 
 use crate::commands::dataset::DatasetCommand;
+
+mod source;
 use crate::context::Cx;
 use crate::failure::Failure;
 use crate::output::{self, outln};
+use source::{Source, import, mapping, promptfoo_name};
 
 /// `eval`.
 #[derive(Args)]
@@ -92,6 +96,26 @@ pub enum EvalCommand {
         /// Print the whole report as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a promptfoo config into the database's evaluation catalog as one dataset and one
+    /// suite (so `eval run SUITE`, schedules and the fan-out run it; `cfg export` writes it
+    /// back); `--dry-run` shows the plan.
+    Import {
+        /// The promptfoo config (promptfooconfig.yaml).
+        file: PathBuf,
+        /// The dataset's name (default: the suite's).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The suite's name (default: the file's stem, or its directory's for promptfooconfig.*).
+        #[arg(long)]
+        suite: Option<String>,
+        /// A provider (id or label), or `grader`, as an ai-runner target: `ID=config:KEY`,
+        /// `ID=PROJECT/ROUTE` or `ID=echo` (repeatable).
+        #[arg(long = "provider", value_name = "ID=TARGET")]
+        providers: Vec<String>,
+        /// Show what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Datasets in the database's evaluation catalog: list them, or add cases from the audit
     /// trail or from stored audio.
@@ -204,20 +228,16 @@ impl EvalArgs {
                     trigger: ai_runner::Trigger::Cli,
                     baseline,
                 };
-                let mut map = Vec::new();
-                for p in &providers {
-                    map.push(promptfoo::parse_mapping(p).ok_or_else(|| {
-                        Failure::usage(
-                            Code::InvalidInput,
-                            format!(
-                                "--provider {p:?} is not ID=config:KEY, ID=PROJECT/ROUTE or ID=echo"
-                            ),
-                        )
-                    })?);
-                }
-                let source = Source::of(suite, file, map)?;
+                let source = Source::of(suite, file, mapping(&providers)?)?;
                 run_suite(cx, &source, &opts, &how, &outs, dry_run, json).await
             }
+            EvalCommand::Import {
+                file,
+                dataset,
+                suite,
+                providers,
+                dry_run,
+            } => import(cx, &file, dataset, suite, &mapping(&providers)?, dry_run).await,
             EvalCommand::Dataset { command } => command.run(cx).await,
             EvalCommand::Resume { run, outs, json } => {
                 for o in &outs {
@@ -373,62 +393,6 @@ fn format_of(p: &Path) -> Result<Format, Failure> {
             ),
         )),
     }
-}
-
-/// Where `eval run` reads its suite: a named suite (from a file, the catalog or ./evals.yaml)
-/// or a promptfoo config.
-struct Source {
-    name: Option<String>,
-    file: Option<PathBuf>,
-    providers: promptfoo::ProviderMap,
-}
-
-impl Source {
-    /// `eval run NAME [-f FILE]`, `eval run promptfooconfig.yaml`, `eval run -c FILE`, or
-    /// `eval run` beside a ./promptfooconfig.yaml.
-    fn of(
-        suite: Option<String>,
-        file: Option<PathBuf>,
-        providers: promptfoo::ProviderMap,
-    ) -> Result<Self, Failure> {
-        let looks_like_file = |s: &str| {
-            [".yaml", ".yml", ".json"].iter().any(|e| s.ends_with(e)) && Path::new(s).is_file()
-        };
-        let (name, file) = match (suite, file) {
-            (Some(s), None) if looks_like_file(&s) => (None, Some(PathBuf::from(s))),
-            (None, None) if Path::new("promptfooconfig.yaml").is_file() => {
-                (None, Some(PathBuf::from("promptfooconfig.yaml")))
-            }
-            (None, None) => {
-                return Err(Failure::usage(
-                    Code::InvalidInput,
-                    "give the suite's name (and -f FILE), or a promptfoo config file",
-                ));
-            }
-            (name, file) => (name, file),
-        };
-        Ok(Self {
-            name,
-            file,
-            providers,
-        })
-    }
-}
-
-/// A promptfoo config's suite name: the file's stem, or its directory's name for
-/// `promptfooconfig.*` (promptfoo's examples are one directory each).
-fn promptfoo_name(file: &Path) -> String {
-    let stem = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("promptfoo");
-    if stem != "promptfooconfig" {
-        return stem.to_owned();
-    }
-    std::fs::canonicalize(file)
-        .ok()
-        .and_then(|p| p.parent()?.file_name()?.to_str().map(str::to_owned))
-        .unwrap_or_else(|| stem.to_owned())
 }
 
 async fn run_suite(

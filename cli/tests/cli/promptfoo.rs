@@ -426,3 +426,95 @@ fn promptfoo_imports_a_run_written_in_its_format_and_exports_the_same_verdicts()
         assert_eq!(t["response"]["output"], r["output"], "{key}");
     }
 }
+
+#[test]
+fn an_imported_promptfoo_suite_runs_from_the_database_and_exports_back_unchanged() {
+    let (_rt, server) = scripted();
+    let dir = tempfile::tempdir().unwrap();
+    ai_runner_dir(dir.path(), &server);
+    std::fs::create_dir(dir.path().join("translate")).unwrap();
+    copy_fixture("translate", &dir.path().join("translate"));
+    let config = "translate/promptfooconfig.yaml";
+    let import = |extra: &[&str]| {
+        let mut args = vec!["eval", "import", config, MAPPING[0], MAPPING[1]];
+        args.extend(extra);
+        let out = ai_runner(dir.path(), &[], &args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let dry = import(&["--dry-run"]);
+    assert!(dry.contains("create    dataset translate"), "{dry}");
+    assert!(dry.contains("create    suite translate"), "{dry}");
+    assert!(
+        dry.contains("suite translate: 10 case(s); nothing written"),
+        "{dry}"
+    );
+    let applied = import(&[]);
+    assert_eq!(applied.matches("create ").count(), 12, "{applied}");
+
+    // The stored suite runs without the file: the same cases, prompts and verdicts.
+    let from_file = ai_runner(
+        dir.path(),
+        &[],
+        &["eval", "run", config, MAPPING[0], MAPPING[1], "--json"],
+        None,
+    );
+    let from_db = ai_runner(
+        dir.path(),
+        &[],
+        &["eval", "run", "translate", "--json"],
+        None,
+    );
+    assert_eq!(from_db.status.code(), Some(1), "{}", text(&from_db.stderr));
+    let verdicts = |o: &Output| {
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut v: Vec<(String, bool, String)> = r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["case_key"].as_str().unwrap().to_owned(),
+                    c["pass"].as_bool().unwrap(),
+                    c["score"].to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(verdicts(&from_db), verdicts(&from_file));
+    assert_eq!(verdicts(&from_db).len(), 10);
+
+    // Import, export, import: nothing changes.
+    let again = import(&[]);
+    assert!(
+        again
+            .lines()
+            .filter(|l| !l.starts_with("suite "))
+            .all(|l| l.starts_with("unchanged")),
+        "{again}"
+    );
+    let out = ai_runner(dir.path(), &[], &["cfg", "export", "--out", "e.yaml"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let exported = std::fs::read_to_string(dir.path().join("e.yaml")).unwrap();
+    assert!(
+        exported.contains("Translate into French: Hello world"),
+        "the prompts are kept"
+    );
+    let regen = ai_runner(
+        dir.path(),
+        &[],
+        &["cfg", "gen", "-f", "e.yaml", "--dry-run"],
+        None,
+    );
+    let regen = text(&regen.stdout);
+    assert!(
+        regen
+            .lines()
+            .filter(|l| l.contains(" case ") || l.contains(" suite "))
+            .all(|l| l.starts_with("unchanged")),
+        "{regen}"
+    );
+    assert!(regen.contains("unchanged case translate:p1.t1"), "{regen}");
+}

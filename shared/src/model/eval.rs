@@ -231,6 +231,12 @@ pub struct StoredCase {
     pub threshold: Option<f64>,
     /// Left out of runs when false.
     pub active: bool,
+    /// The case's own prompt (a promptfoo test's rendered prompt).
+    pub prompt: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// A mapping of free metadata (promptfoo's test `metadata`).
+    pub metadata: Option<Value>,
 }
 
 impl StoredCase {
@@ -261,6 +267,15 @@ impl StoredCase {
         }
         if !self.active {
             m.insert("active".into(), Value::Bool(false));
+        }
+        if let Some(p) = &self.prompt {
+            m.insert("prompt".into(), Value::String(p.clone()));
+        }
+        if let Some(d) = &self.description {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        if let Some(meta) = &self.metadata {
+            m.insert("metadata".into(), meta.clone());
         }
         Value::Object(m)
     }

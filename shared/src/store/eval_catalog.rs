@@ -7,7 +7,7 @@
 //! into them), so the store never reaches the evaluation runner.
 //!
 //! Invariants: a case is stored as typed columns (variables, expected value, media reference,
-//! tags, assertions, threshold, active) and read back into the same document a file would hold,
+//! tags, assertions, threshold, active, its own prompt, description, metadata) and read back into the same document a file would hold,
 //! so export -> gen changes nothing; applying writes in one transaction; cases and suites a file
 //! does not list are left alone (like route members without `--exclusive`); `add_cases` never
 //! overwrites a case that exists (a curated expected value stays).
@@ -33,10 +33,27 @@ type CaseRow = (
     Option<String>,
     Option<f64>,
     i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 fn columns_from(r: CaseRow) -> Result<(String, StoredCase), StoreError> {
-    let (dataset, key, vars, expected, bucket, mkey, tags, assert, threshold, active) = r;
+    let (
+        dataset,
+        key,
+        vars,
+        expected,
+        bucket,
+        mkey,
+        tags,
+        assert,
+        threshold,
+        active,
+        prompt,
+        description,
+        metadata,
+    ) = r;
     let tags = match json_col(tags, "ai_eval_case.tags_json")? {
         Some(Value::Array(a)) => a
             .iter()
@@ -55,6 +72,9 @@ fn columns_from(r: CaseRow) -> Result<(String, StoredCase), StoreError> {
             assert: json_col(assert, "ai_eval_case.assert_json")?,
             threshold,
             active: active != 0,
+            prompt,
+            description,
+            metadata: json_col(metadata, "ai_eval_case.metadata_json")?,
         },
     ))
 }
@@ -309,6 +329,9 @@ impl Db {
                     .bind(i64::from(cols.active))
                     .bind("yaml")
                     .bind(now)
+                    .bind(&cols.prompt)
+                    .bind(&cols.description)
+                    .bind(text(cols.metadata.as_ref()))
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;

@@ -349,11 +349,11 @@ pub(crate) const EVAL_DATASETS: &str =
 /// Cases of every dataset, in insertion order.
 pub(crate) const EVAL_CASES: &str = "SELECT CAST(dataset AS CHAR), CAST(case_key AS CHAR), \
      vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
-     CAST(is_active AS SIGNED) FROM ai_eval_case ORDER BY id";
+     CAST(is_active AS SIGNED), prompt_text, description, metadata_json FROM ai_eval_case ORDER BY id";
 /// Cases of one dataset.
 pub(crate) const EVAL_CASES_OF: &str = "SELECT CAST(dataset AS CHAR), CAST(case_key AS CHAR), \
      vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
-     CAST(is_active AS SIGNED) FROM ai_eval_case WHERE dataset = ? ORDER BY id";
+     CAST(is_active AS SIGNED), prompt_text, description, metadata_json FROM ai_eval_case WHERE dataset = ? ORDER BY id";
 /// Suites.
 pub(crate) const EVAL_SUITES: &str = "SELECT CAST(name AS CHAR), CAST(dataset AS CHAR), \
      definition_json FROM ai_eval_suite WHERE is_active = 1 ORDER BY name";
@@ -372,18 +372,23 @@ pub(crate) const UPSERT_EVAL_DATASET_SQLITE: &str = "INSERT INTO ai_eval_dataset
      description = COALESCE(excluded.description, description), updated_ms = excluded.updated_ms";
 pub(crate) const UPSERT_EVAL_CASE_MYSQL: &str = "INSERT INTO ai_eval_case (dataset, case_key, \
      vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
-     is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     is_active, source, updated_ms, prompt_text, description, metadata_json) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON DUPLICATE KEY UPDATE vars_json = VALUES(vars_json), expected_json = VALUES(expected_json), \
      media_bucket = VALUES(media_bucket), media_key = VALUES(media_key), tags_json = VALUES(tags_json), \
      assert_json = VALUES(assert_json), threshold = VALUES(threshold), is_active = VALUES(is_active), \
-     updated_ms = VALUES(updated_ms)";
+     updated_ms = VALUES(updated_ms), prompt_text = VALUES(prompt_text), \
+     description = VALUES(description), metadata_json = VALUES(metadata_json)";
 pub(crate) const UPSERT_EVAL_CASE_SQLITE: &str = "INSERT INTO ai_eval_case (dataset, case_key, \
      vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, threshold, \
-     is_active, source, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     is_active, source, updated_ms, prompt_text, description, metadata_json) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (dataset, case_key) DO UPDATE SET vars_json = excluded.vars_json, \
      expected_json = excluded.expected_json, media_bucket = excluded.media_bucket, \
      media_key = excluded.media_key, tags_json = excluded.tags_json, assert_json = excluded.assert_json, \
-     threshold = excluded.threshold, is_active = excluded.is_active, updated_ms = excluded.updated_ms";
+     threshold = excluded.threshold, is_active = excluded.is_active, updated_ms = excluded.updated_ms, \
+     prompt_text = excluded.prompt_text, description = excluded.description, \
+     metadata_json = excluded.metadata_json";
 /// A case that is new (add-from-audit / add-from-objects never overwrite a curated case).
 pub(crate) const INSERT_EVAL_CASE_IF_NEW_MYSQL: &str = "INSERT IGNORE INTO ai_eval_case (dataset, \
      case_key, vars_json, expected_json, media_bucket, media_key, tags_json, assert_json, \

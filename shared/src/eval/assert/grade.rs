@@ -16,7 +16,12 @@ impl Assertion {
     /// Grades `answer`; `case` fills references in the value.
     pub fn grade(&self, answer: &Answer, case: &CaseFields<'_>) -> Graded {
         let value = self.value.as_ref().map(|v| resolve(v, case));
-        let (verdict, score, reason) = match self.check(answer, value.as_ref()) {
+        let checked = if self.kind == Kind::AssertSet {
+            self.set(answer, case)
+        } else {
+            self.check(answer, value.as_ref())
+        };
+        let (verdict, score, reason) = match checked {
             Check::Skip(why) => (Verdict::NotEvaluated, 0.0, why),
             Check::Scored(pass, score, why) => {
                 let (pass, score) = if self.negate {
@@ -37,6 +42,37 @@ impl Assertion {
             metric: self.metric.clone(),
             audit_id: None,
         }
+    }
+
+    /// promptfoo's assert-set: the members' weighted mean (evaluated ones), passing when every
+    /// member passed, or with a `threshold` when the score reaches it.
+    fn set(&self, answer: &Answer, case: &CaseFields<'_>) -> Check {
+        let graded: Vec<Graded> = self.members.iter().map(|m| m.grade(answer, case)).collect();
+        let counted: Vec<&Graded> = graded
+            .iter()
+            .filter(|g| g.verdict != Verdict::NotEvaluated)
+            .collect();
+        if counted.is_empty() {
+            return Check::Skip("no member of the set was evaluated".into());
+        }
+        let total: f64 = counted.iter().map(|g| g.weight).sum();
+        let score = if total > 0.0 {
+            counted.iter().map(|g| g.weight * g.score).sum::<f64>() / total
+        } else {
+            0.0
+        };
+        let pass = match self.threshold {
+            Some(t) => score + 1e-9 >= t,
+            None => counted
+                .iter()
+                .all(|g| g.verdict == Verdict::Pass || g.weight <= 0.0),
+        };
+        let why = graded
+            .iter()
+            .map(|g| format!("{} {:?}: {}", g.label, g.verdict, g.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Check::Scored(pass, score, format!("set of {}: {why}", graded.len()))
     }
 
     fn check(&self, a: &Answer, value: Option<&Value>) -> Check {
@@ -180,6 +216,8 @@ impl Assertion {
                     bool_check(c <= max, format!("${c} (at most ${max})"))
                 }
             },
+            // Graded by `set`; never reached.
+            Kind::AssertSet => Check::Skip("an assert-set is graded by its members".into()),
             Kind::LlmRubric => {
                 let items = list(value);
                 match &a.rubric {

@@ -49,6 +49,11 @@ impl super::Assertion {
                 out.push(name);
             }
         }
+        for name in self.members.iter().flat_map(|m| m.unresolved(case)) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
         out
     }
 }

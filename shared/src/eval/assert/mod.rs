@@ -8,7 +8,8 @@
 //! not evaluated when the model has no price, and never reported as passed then), `llm-rubric`
 //! (`value`: rubric items a judge call grades, a `threshold` the judge's score must reach too; see
 //! [`crate::eval::run`]). Any type takes a `not-` prefix, a `weight` (0 = informational: shown,
-//! never counted) and a `metric` name. A `value` may refer to the case: `{{expected}}`,
+//! never counted) and a `metric` name; `assert-set` groups assertions (`assert: [...]`) that score
+//! as one. A `value` may refer to the case: `{{expected}}`,
 //! `{{expected.FIELD}}`, `{{vars.NAME}}`, and a bare `{{NAME}}` for a case variable (promptfoo's
 //! form); a reference nothing in the case fills is found before any call
 //! ([`Assertion::unresolved`]).
@@ -118,11 +119,14 @@ pub enum Kind {
     /// A judge (the suite's `judge` route or config) finds that the answer meets every rubric
     /// item in `value` (a text or a list of texts).
     LlmRubric,
+    /// promptfoo's group: its `assert` list scores as one assertion (the weighted mean), passing
+    /// when every member passes, or, with a `threshold`, when the score reaches it.
+    AssertSet,
 }
 
 impl Kind {
     /// Every type with its name.
-    pub const NAMES: [(&'static str, Kind); 17] = [
+    pub const NAMES: [(&'static str, Kind); 18] = [
         ("equals", Kind::Equals),
         ("contains", Kind::Contains),
         ("icontains", Kind::Icontains),
@@ -140,6 +144,7 @@ impl Kind {
         ("finish-reason", Kind::FinishReason),
         ("cost", Kind::Cost),
         ("llm-rubric", Kind::LlmRubric),
+        ("assert-set", Kind::AssertSet),
     ];
 
     fn from_name(s: &str) -> Option<Kind> {
@@ -173,6 +178,8 @@ pub struct Assertion {
     pub metric: Option<String>,
     regex: Option<Regex>,
     schema: Option<Value>,
+    /// `assert-set`'s members.
+    members: Vec<Assertion>,
 }
 
 /// A case's score and verdict from its graded assertions: the weighted mean of the evaluated
@@ -340,6 +347,52 @@ mod tests {
         assert_eq!(rubric.grade(&answer("x"), &case).verdict, Verdict::Fail);
         assert!(Assertion::parse(&json!({"type": "llm-rubric"}), "a").is_err());
         assert!(Assertion::parse(&json!({"type": "llm-rubric", "value": []}), "a").is_err());
+    }
+
+    #[test]
+    fn an_assert_set_scores_as_one_assertion_with_its_own_threshold() {
+        let answer = Answer {
+            text: Some("The tide rises".into()),
+            ..Answer::default()
+        };
+        let case = CaseFields::default();
+        let set = |extra: Value| {
+            let mut v = json!({"type": "assert-set", "assert": [
+                {"type": "contains", "value": "tide"},
+                {"type": "contains", "value": "moon", "weight": 3}
+            ]});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            a(v).grade(&answer, &case)
+        };
+        let all = set(json!({}));
+        assert_eq!(all.verdict, Verdict::Fail, "a member failed");
+        assert!((all.score - 0.25).abs() < 1e-9, "{}", all.score);
+        let lenient = set(json!({"threshold": 0.2, "weight": 2}));
+        assert_eq!(lenient.verdict, Verdict::Pass, "0.25 reaches 0.2");
+        assert_eq!(lenient.weight, 2.0);
+        for (bad, at) in [
+            (
+                json!({"type": "assert-set", "assert": []}),
+                "assert[0].assert",
+            ),
+            (
+                json!({"type": "not-assert-set", "assert": [{"type": "is-json"}]}),
+                "assert[0]",
+            ),
+            (
+                json!({"type": "assert-set", "assert": [{"type": "assert-set", "assert": [{"type": "is-json"}]}]}),
+                "assert[0].assert[0].type",
+            ),
+            (
+                json!({"type": "contains", "value": "x", "assert": []}),
+                "assert[0].assert",
+            ),
+        ] {
+            let e = Assertion::parse(&bad, "assert[0]").unwrap_err();
+            assert_eq!(e.0, at, "{bad}: {e:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,15 @@ use super::grade::list;
 use super::lookup::{json_path, resolve};
 use super::{Assertion, CaseFields, Kind};
 
-const KEYS: [&str; 6] = ["type", "value", "path", "threshold", "weight", "metric"];
+const KEYS: [&str; 7] = [
+    "type",
+    "value",
+    "path",
+    "threshold",
+    "weight",
+    "metric",
+    "assert",
+];
 
 impl Assertion {
     /// Reads one assertion (`{type, value, path, threshold, weight, metric}`); the error is
@@ -77,6 +85,13 @@ impl Assertion {
         let need = |what: &str| (format!("{at}.{what}"), format!("{ty} needs {what}"));
         let mut regex = None;
         let mut schema = None;
+        let mut members = Vec::new();
+        if kind != Kind::AssertSet && o.contains_key("assert") {
+            return Err((
+                format!("{at}.assert"),
+                format!("only assert-set takes assert (this is {ty})"),
+            ));
+        }
         match kind {
             Kind::Equals
             | Kind::Contains
@@ -127,6 +142,34 @@ impl Assertion {
             Kind::Cost => {
                 threshold.ok_or_else(|| need("threshold (USD)"))?;
             }
+            Kind::AssertSet => {
+                if negate || value.is_some() || path.is_some() {
+                    return Err((
+                        at.to_owned(),
+                        "assert-set takes assert, threshold, weight and metric only".into(),
+                    ));
+                }
+                let list = o
+                    .get("assert")
+                    .and_then(Value::as_array)
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| {
+                        (
+                            format!("{at}.assert"),
+                            "assert-set needs assert: a list of assertions".to_owned(),
+                        )
+                    })?;
+                for (i, m) in list.iter().enumerate() {
+                    let member = Assertion::parse(m, &format!("{at}.assert[{i}]"))?;
+                    if member.kind == Kind::AssertSet {
+                        return Err((
+                            format!("{at}.assert[{i}].type"),
+                            "an assert-set holds assertions, not sets".into(),
+                        ));
+                    }
+                    members.push(member);
+                }
+            }
             Kind::LlmRubric => {
                 let ok = match &value {
                     Some(Value::String(t)) => !t.trim().is_empty(),
@@ -152,6 +195,7 @@ impl Assertion {
             metric,
             regex,
             schema,
+            members,
         })
     }
 
@@ -160,8 +204,16 @@ impl Assertion {
         self.kind == Kind::LlmRubric
     }
 
-    /// The rubric items of an `llm-rubric` assertion, references to the case filled.
+    /// The rubric items of an `llm-rubric` assertion (or of an `assert-set`'s), references to
+    /// the case filled.
     pub fn rubric_items(&self, case: &CaseFields<'_>) -> Vec<String> {
+        if self.kind == Kind::AssertSet {
+            return self
+                .members
+                .iter()
+                .flat_map(|m| m.rubric_items(case))
+                .collect();
+        }
         if !self.is_rubric() {
             return Vec::new();
         }

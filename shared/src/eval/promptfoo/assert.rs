@@ -2,7 +2,7 @@
 //! value forms (comma-separated lists, YAML schemas, `file://` values) and are rendered with the
 //! test's vars, as promptfoo renders them before grading.
 //!
-//! Invariants: what ai-runner cannot honour (code assertions, webhooks, `similar`, `assert-set`,
+//! Invariants: what ai-runner cannot honour (code assertions, webhooks, `similar`,
 //! per-assertion graders, transforms, unknown types) is an error finding at the assertion's
 //! path, never an assertion that passes; every translated assertion has been parsed by
 //! [`Assertion::parse`], so the suite reader cannot refuse it later.
@@ -74,10 +74,11 @@ pub(super) fn translate(
         return None;
     };
     let base = ty.strip_prefix("not-").unwrap_or(ty);
+    if ty == "assert-set" {
+        return set(o, vars, env, dir, path, cx);
+    }
     if !SHARED.contains(&base) {
-        let why = if base == "assert-set" {
-            "assert-set (a group with its own threshold) is not supported yet".to_owned()
-        } else if ["javascript", "python", "ruby", "webhook"].contains(&base) {
+        let why = if ["javascript", "python", "ruby", "webhook"].contains(&base) {
             format!("{ty} runs code or calls a service; ai-runner grades only declared assertions")
         } else if base.starts_with("similar") {
             format!("{ty} needs embeddings, which ai-runner does not compute yet")
@@ -88,7 +89,7 @@ pub(super) fn translate(
         } else {
             format!("unknown assertion type {ty:?}")
         };
-        let code = if PROMPTFOO_TYPES.contains(&base) || base == "assert-set" {
+        let code = if PROMPTFOO_TYPES.contains(&base) {
             Code::UnsupportedFeature
         } else {
             Code::BadType
@@ -187,6 +188,64 @@ pub(super) fn translate(
     ok.then_some(out)
 }
 
+/// promptfoo's `assert-set`: its members translated at `path.assert[i]`, its threshold, weight
+/// and metric kept.
+fn set(
+    o: &Map<String, Value>,
+    vars: &Map<String, Value>,
+    env: &Environment<'_>,
+    dir: &Path,
+    path: &str,
+    cx: &mut Ctx,
+) -> Option<Value> {
+    let mut ok = true;
+    for k in o.keys() {
+        if !["type", "assert", "threshold", "weight", "metric", "config"].contains(&k.as_str()) {
+            cx.err(
+                format!("{path}.{k}"),
+                Code::UnknownKey,
+                format!(
+                    "unknown key {k:?} (an assert-set takes assert, threshold, weight, metric)"
+                ),
+            );
+            ok = false;
+        }
+    }
+    let Some(list) = o.get("assert").and_then(Value::as_array) else {
+        cx.err(
+            format!("{path}.assert"),
+            Code::MissingField,
+            "an assert-set needs an assert list",
+        );
+        return None;
+    };
+    let members: Vec<Option<Value>> = list
+        .iter()
+        .enumerate()
+        .map(|(i, m)| translate(m, vars, env, dir, &format!("{path}.assert[{i}]"), cx))
+        .collect();
+    let mut out = Map::new();
+    out.insert("type".into(), Value::String("assert-set".into()));
+    out.insert(
+        "assert".into(),
+        Value::Array(members.iter().flatten().cloned().collect()),
+    );
+    for k in ["threshold", "weight", "metric"] {
+        if let Some(v) = o.get(k).filter(|v| !v.is_null()) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    if !ok || members.iter().any(Option::is_none) {
+        return None;
+    }
+    let out = Value::Object(out);
+    if let Err((at, message)) = Assertion::parse(&out, path) {
+        cx.err(at, Code::BadType, message);
+        return None;
+    }
+    Some(out)
+}
+
 /// An assertion value read from a file beside the config: `.json` and `.yaml` parsed, anything
 /// else as text; code files are refused.
 fn value_file(dir: &Path, file: &str) -> Result<Value, String> {
@@ -268,7 +327,12 @@ mod tests {
             ),
             (
                 json!({"type": "assert-set", "assert": []}),
-                "tests[0].assert[0].type",
+                "tests[0].assert[0].assert",
+                Code::BadType,
+            ),
+            (
+                json!({"type": "assert-set", "assert": [{"type": "python", "value": "x"}]}),
+                "tests[0].assert[0].assert[0].type",
                 Code::UnsupportedFeature,
             ),
             (

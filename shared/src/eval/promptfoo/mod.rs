@@ -147,10 +147,11 @@ pub fn translate(
                 if prompts.len() > 1 {
                     key = format!("p{}.{key}", pi + 1);
                 }
+                // Inside an assert-set too.
                 rubric |= merged
                     .assert
                     .iter()
-                    .any(|(_, a)| a.get("type").and_then(Value::as_str) == Some("llm-rubric"));
+                    .any(|(_, a)| a.to_string().contains("\"llm-rubric\""));
                 if let Some(case) = case(&key, p, &merged, vars, &env, dir, &mut cx) {
                     cases.push(case);
                 }

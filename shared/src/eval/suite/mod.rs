@@ -307,6 +307,17 @@ impl Case {
                 .cloned(),
             threshold: self.threshold,
             active: self.active,
+            prompt: self.prompt.clone(),
+            description: self
+                .raw
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            metadata: self
+                .raw
+                .get("metadata")
+                .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+                .cloned(),
         }
     }
 }
