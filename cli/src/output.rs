@@ -162,6 +162,17 @@ pub fn findings(findings: &[Finding], json: bool) {
     }
 }
 
+/// Findings on stderr, one per line, where stdout carries a JSON document (`--json`).
+pub fn findings_on_stderr(findings: &[Finding]) {
+    for f in findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        eprintln!("{sev}: {}: {} {}", f.path, f.code, f.message);
+    }
+}
+
 /// Renders a dump as Markdown (DDL plus a column table per table).
 pub fn schema_markdown(tables: &[TableDump], title: &str) -> String {
     let mut md = format!(

@@ -55,6 +55,11 @@ pub enum EvalCommand {
         /// `ID=config:KEY`, `ID=PROJECT/ROUTE` or `ID=echo` (repeatable).
         #[arg(long = "provider", value_name = "ID=TARGET")]
         providers: Vec<String>,
+        /// A promptfoo config's assertions ai-runner cannot honour (javascript, python,
+        /// similar, transforms, ...) are reported as not evaluated, never as passed, and the
+        /// rest runs (without it they stop the run before any call).
+        #[arg(long)]
+        skip_unsupported: bool,
         /// Run only this target: `project/route_key` or `config:KEY` (repeatable).
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<String>,
@@ -113,6 +118,9 @@ pub enum EvalCommand {
         /// `ID=PROJECT/ROUTE` or `ID=echo` (repeatable).
         #[arg(long = "provider", value_name = "ID=TARGET")]
         providers: Vec<String>,
+        /// Keep assertions ai-runner cannot honour as not evaluated (see `eval run`).
+        #[arg(long)]
+        skip_unsupported: bool,
         /// Show what would be written; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -177,6 +185,7 @@ impl EvalArgs {
                 suite,
                 file,
                 providers,
+                skip_unsupported,
                 targets,
                 concurrency,
                 repeat,
@@ -228,7 +237,7 @@ impl EvalArgs {
                     trigger: ai_runner::Trigger::Cli,
                     baseline,
                 };
-                let source = Source::of(suite, file, mapping(&providers)?)?;
+                let source = Source::of(suite, file, mapping(&providers)?, skip_unsupported)?;
                 run_suite(cx, &source, &opts, &how, &outs, dry_run, json).await
             }
             EvalCommand::Import {
@@ -236,8 +245,12 @@ impl EvalArgs {
                 dataset,
                 suite,
                 providers,
+                skip_unsupported,
                 dry_run,
-            } => import(cx, &file, dataset, suite, &mapping(&providers)?, dry_run).await,
+            } => {
+                let map = mapping(&providers)?;
+                import(cx, &file, dataset, suite, &map, skip_unsupported, dry_run).await
+            }
             EvalCommand::Dataset { command } => command.run(cx).await,
             EvalCommand::Resume { run, outs, json } => {
                 for o in &outs {
@@ -428,8 +441,9 @@ async fn run_suite(
     let name = match (file, source.name.clone()) {
         (Some(f), name) if promptfoo::is_promptfoo(&doc) => {
             let name = name.unwrap_or_else(|| promptfoo_name(f));
-            let (translated, findings) = promptfoo::translate(&doc, dir, &name, &source.providers);
-            output::findings(&findings, false);
+            let (translated, findings) =
+                promptfoo::translate(&doc, dir, &name, &source.providers, source.skip_unsupported);
+            show(&findings, json);
             doc = translated.ok_or_else(|| invalid(&findings))?;
             name
         }
@@ -453,14 +467,14 @@ async fn run_suite(
     };
     let name = name.as_str();
     let (suite, findings) = read_suite(&doc, name, dir);
-    output::findings(&findings, false);
+    show(&findings, json);
     let Some(suite) = suite else {
         return Err(invalid(&findings));
     };
     let app = cx.app()?;
     let _demo = ai_runner::demo::serve_stored(app.runner.store()).await;
     let problems = run::preflight(&app.runner, &suite, opts).await;
-    output::findings(&problems, false);
+    show(&problems, json);
     if !problems.is_empty() {
         return Err(invalid(&problems));
     }
@@ -579,6 +593,15 @@ fn conclude(
             Code::EvalGateFailed,
             report.gate.failures.join("; "),
         ))
+    }
+}
+
+/// Findings on stdout, or on stderr when stdout carries `--json`'s document.
+fn show(findings: &[catalog::Finding], json: bool) {
+    if json {
+        output::findings_on_stderr(findings);
+    } else {
+        output::findings(findings, false);
     }
 }
 

@@ -141,7 +141,7 @@ fn run_ai_runner(dir: &Path, name: &str) -> Vec<(String, bool, f64)> {
         .step_by(2)
         .map(|m| ai_runner::eval::promptfoo::parse_mapping(m).unwrap())
         .collect();
-    let (evals, findings) = ai_runner::eval::promptfoo::translate(&doc, dir, name, &map);
+    let (evals, findings) = ai_runner::eval::promptfoo::translate(&doc, dir, name, &map, false);
     assert!(
         findings
             .iter()
@@ -517,4 +517,63 @@ fn an_imported_promptfoo_suite_runs_from_the_database_and_exports_back_unchanged
         "{regen}"
     );
     assert!(regen.contains("unchanged case translate:p1.t1"), "{regen}");
+}
+
+#[test]
+fn with_skip_unsupported_what_cannot_be_honoured_is_reported_not_evaluated_never_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        ai_runner(dir.path(), &[], &["quickstart"], None)
+            .status
+            .success()
+    );
+    std::fs::write(
+        dir.path().join("promptfooconfig.yaml"),
+        "prompts: [\"Hello {{name}}\"]\n\
+         providers: [echo]\n\
+         tests:\n\
+         \x20 - vars: {name: Ada}\n\
+         \x20   assert:\n\
+         \x20     - {type: javascript, value: output.length > 1}\n\
+         \x20     - {type: contains, value: Ada}\n\
+         \x20 - vars: {name: Bob}\n\
+         \x20   assert:\n\
+         \x20     - {type: similar, value: Hi Bob}\n",
+    )
+    .unwrap();
+    let refused = ai_runner(
+        dir.path(),
+        &[],
+        &["eval", "run", "promptfooconfig.yaml"],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let run = ai_runner(
+        dir.path(),
+        &[],
+        &[
+            "eval",
+            "run",
+            "promptfooconfig.yaml",
+            "--skip-unsupported",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let all = text(&run.stdout) + &text(&run.stderr);
+    assert!(
+        all.contains("tests[0].assert[0]: UNSUPPORTED_FEATURE"),
+        "{all}"
+    );
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    let ada = results.iter().find(|r| r["case_key"] == "t1").unwrap();
+    assert_eq!(ada["pass"], true, "graded on what can be checked: {ada}");
+    assert_eq!(ada["assertions"][0]["type"], "javascript");
+    assert_eq!(ada["assertions"][0]["verdict"], "not_evaluated");
+    let bob = results.iter().find(|r| r["case_key"] == "t2").unwrap();
+    assert_eq!(bob["pass"], false, "nothing checked is never a pass: {bob}");
+    assert_eq!(bob["assertions"][0]["type"], "similar");
+    assert_eq!(bob["assertions"][0]["verdict"], "not_evaluated");
 }

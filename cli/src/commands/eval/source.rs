@@ -18,6 +18,9 @@ pub(super) struct Source {
     pub(super) name: Option<String>,
     pub(super) file: Option<PathBuf>,
     pub(super) providers: promptfoo::ProviderMap,
+    /// `--skip-unsupported`: what a promptfoo config asks that ai-runner cannot honour is
+    /// reported as not evaluated instead of stopping the run.
+    pub(super) skip_unsupported: bool,
 }
 
 impl Source {
@@ -27,6 +30,7 @@ impl Source {
         suite: Option<String>,
         file: Option<PathBuf>,
         providers: promptfoo::ProviderMap,
+        skip_unsupported: bool,
     ) -> Result<Self, Failure> {
         let looks_like_file = |s: &str| {
             [".yaml", ".yml", ".json"].iter().any(|e| s.ends_with(e)) && Path::new(s).is_file()
@@ -48,6 +52,7 @@ impl Source {
             name,
             file,
             providers,
+            skip_unsupported,
         })
     }
 }
@@ -75,6 +80,7 @@ pub(super) async fn import(
     dataset: Option<String>,
     suite: Option<String>,
     map: &promptfoo::ProviderMap,
+    skip_unsupported: bool,
     dry_run: bool,
 ) -> Result<(), Failure> {
     let doc = super::super::read_yaml(file)?;
@@ -89,7 +95,7 @@ pub(super) async fn import(
     }
     let dir = file.parent().unwrap_or(Path::new("."));
     let suite = suite.unwrap_or_else(|| promptfoo_name(file));
-    let (translated, findings) = promptfoo::translate(&doc, dir, &suite, map);
+    let (translated, findings) = promptfoo::translate(&doc, dir, &suite, map, skip_unsupported);
     output::findings(&findings, false);
     let mut doc = translated.ok_or_else(|| invalid(&findings))?;
     if let Some(d) = dataset {

@@ -218,6 +218,10 @@ impl Assertion {
             },
             // Graded by `set`; never reached.
             Kind::AssertSet => Check::Skip("an assert-set is graded by its members".into()),
+            Kind::Unsupported => Check::Skip(format!(
+                "{} is not evaluated by ai-runner (--skip-unsupported)",
+                want()
+            )),
             Kind::LlmRubric => {
                 let items = list(value);
                 match &a.rubric {

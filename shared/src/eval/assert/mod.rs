@@ -122,11 +122,14 @@ pub enum Kind {
     /// promptfoo's group: its `assert` list scores as one assertion (the weighted mean), passing
     /// when every member passes, or, with a `threshold`, when the score reaches it.
     AssertSet,
+    /// A check ai-runner cannot make (a promptfoo type it lacks, kept by `--skip-unsupported`):
+    /// `value` names it; always not evaluated, never passed.
+    Unsupported,
 }
 
 impl Kind {
     /// Every type with its name.
-    pub const NAMES: [(&'static str, Kind); 18] = [
+    pub const NAMES: [(&'static str, Kind); 19] = [
         ("equals", Kind::Equals),
         ("contains", Kind::Contains),
         ("icontains", Kind::Icontains),
@@ -145,6 +148,7 @@ impl Kind {
         ("cost", Kind::Cost),
         ("llm-rubric", Kind::LlmRubric),
         ("assert-set", Kind::AssertSet),
+        ("unsupported", Kind::Unsupported),
     ];
 
     fn from_name(s: &str) -> Option<Kind> {
@@ -185,7 +189,8 @@ pub struct Assertion {
 /// A case's score and verdict from its graded assertions: the weighted mean of the evaluated
 /// assertions with weight > 0; with a `threshold` the case passes when the score reaches it,
 /// without one when every such assertion passed. A case with nothing to count passes with
-/// score 1 only if it has no assertions at all.
+/// score 1 when it has no assertions (or only informational ones), and fails with 0 when its
+/// counted assertions were all not evaluated.
 pub fn case_score(graded: &[Graded], threshold: Option<f64>) -> (bool, f64) {
     let counted: Vec<&Graded> = graded
         .iter()
@@ -193,7 +198,12 @@ pub fn case_score(graded: &[Graded], threshold: Option<f64>) -> (bool, f64) {
         .collect();
     let total: f64 = counted.iter().map(|g| g.weight).sum();
     if total <= 0.0 {
-        return (true, 1.0);
+        // Nothing was checked: a case whose counted assertions were all not evaluated is not
+        // passed (there was nothing to pass on).
+        let unchecked = graded
+            .iter()
+            .any(|g| g.weight > 0.0 && g.verdict == Verdict::NotEvaluated);
+        return if unchecked { (false, 0.0) } else { (true, 1.0) };
     }
     let score = counted.iter().map(|g| g.weight * g.score).sum::<f64>() / total;
     let pass = match threshold {
@@ -575,6 +585,16 @@ mod tests {
         assert_eq!(case_score(&graded, Some(0.7)), (true, score));
         assert!(!case_score(&graded, Some(0.8)).0);
         assert_eq!(case_score(&[], None), (true, 1.0));
+        assert_eq!(
+            case_score(&graded[2..], None),
+            (false, 0.0),
+            "not evaluated is never passed"
+        );
+        assert_eq!(
+            case_score(&graded[2..3], None),
+            (true, 1.0),
+            "informational only"
+        );
         assert_eq!(levenshtein("kitten", "sitting"), 3);
         assert_eq!(levenshtein("情绪积极", "情绪消极"), 1);
         assert_eq!(levenshtein("", "abc"), 3);

@@ -170,6 +170,11 @@ impl Assertion {
                     members.push(member);
                 }
             }
+            Kind::Unsupported => {
+                if negate || !value.as_ref().is_some_and(Value::is_string) {
+                    return Err(need("value (the type it stands for)"));
+                }
+            }
             Kind::LlmRubric => {
                 let ok = match &value {
                     Some(Value::String(t)) => !t.trim().is_empty(),
@@ -220,8 +225,13 @@ impl Assertion {
         list(self.value.as_ref().map(|v| resolve(v, case)).as_ref())
     }
 
-    /// The type as written.
+    /// The type as written (for `unsupported`, the type it stands for).
     pub fn label(&self) -> String {
+        if self.kind == Kind::Unsupported
+            && let Some(Value::String(ty)) = &self.value
+        {
+            return ty.clone();
+        }
         format!(
             "{}{}",
             if self.negate { "not-" } else { "" },

@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
-use minijinja::Environment;
 use serde_json::{Map, Value};
 
+use super::Reader;
 use super::expected::{PROMPTFOO_TYPES, split_commas};
 use super::template::render_value;
 use crate::catalog::fields::Ctx;
@@ -56,11 +56,11 @@ const KEYS: [&str; 10] = [
 pub(super) fn translate(
     a: &Value,
     vars: &Map<String, Value>,
-    env: &Environment<'_>,
-    dir: &Path,
+    rd: &Reader<'_>,
     path: &str,
     cx: &mut Ctx,
 ) -> Option<Value> {
+    let (env, dir) = (&rd.env, rd.dir);
     let Some(o) = a.as_object() else {
         cx.err(path, Code::BadType, "an assertion is a mapping with a type");
         return None;
@@ -75,7 +75,10 @@ pub(super) fn translate(
     };
     let base = ty.strip_prefix("not-").unwrap_or(ty);
     if ty == "assert-set" {
-        return set(o, vars, env, dir, path, cx);
+        return set(o, vars, rd, path, cx);
+    }
+    if !SHARED.contains(&base) && rd.skip_unsupported && PROMPTFOO_TYPES.contains(&base) {
+        return Some(unsupported(ty, o, path, cx));
     }
     if !SHARED.contains(&base) {
         let why = if ["javascript", "python", "ruby", "webhook"].contains(&base) {
@@ -100,6 +103,11 @@ pub(super) fn translate(
     let mut ok = true;
     for k in o.keys() {
         match k.as_str() {
+            "provider" | "rubricPrompt" | "transform" | "contextTransform"
+                if rd.skip_unsupported =>
+            {
+                return Some(unsupported(ty, o, &format!("{path}.{k}"), cx));
+            }
             "provider" | "rubricPrompt" | "transform" | "contextTransform" => {
                 cx.err(
                     format!("{path}.{k}"),
@@ -193,8 +201,7 @@ pub(super) fn translate(
 fn set(
     o: &Map<String, Value>,
     vars: &Map<String, Value>,
-    env: &Environment<'_>,
-    dir: &Path,
+    rd: &Reader<'_>,
     path: &str,
     cx: &mut Ctx,
 ) -> Option<Value> {
@@ -222,7 +229,7 @@ fn set(
     let members: Vec<Option<Value>> = list
         .iter()
         .enumerate()
-        .map(|(i, m)| translate(m, vars, env, dir, &format!("{path}.assert[{i}]"), cx))
+        .map(|(i, m)| translate(m, vars, rd, &format!("{path}.assert[{i}]"), cx))
         .collect();
     let mut out = Map::new();
     out.insert("type".into(), Value::String("assert-set".into()));
@@ -244,6 +251,25 @@ fn set(
         return None;
     }
     Some(out)
+}
+
+/// `--skip-unsupported`: what cannot be honoured is kept as an `unsupported` assertion (shown
+/// as not evaluated, never passed) with a warning at `at`, instead of stopping the run.
+fn unsupported(ty: &str, o: &Map<String, Value>, at: &str, cx: &mut Ctx) -> Value {
+    cx.warn(
+        at,
+        Code::UnsupportedFeature,
+        format!("{ty} cannot be honoured: reported as not evaluated (--skip-unsupported)"),
+    );
+    let mut out = Map::new();
+    out.insert("type".into(), Value::String("unsupported".into()));
+    out.insert("value".into(), Value::String(ty.to_owned()));
+    for k in ["weight", "metric"] {
+        if let Some(v) = o.get(k).filter(|v| !v.is_null()) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// An assertion value read from a file beside the config: `.json` and `.yaml` parsed, anything
@@ -272,13 +298,16 @@ mod tests {
     use serde_json::json;
 
     fn one(a: Value, vars: Value) -> (Option<Value>, Vec<(String, Code)>) {
-        let env = super::super::template::environment();
+        let rd = Reader {
+            env: super::super::template::environment(),
+            dir: Path::new("."),
+            skip_unsupported: false,
+        };
         let mut cx = Ctx::default();
         let out = translate(
             &a,
             vars.as_object().unwrap(),
-            &env,
-            Path::new("."),
+            &rd,
             "tests[0].assert[0]",
             &mut cx,
         );

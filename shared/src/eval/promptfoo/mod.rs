@@ -38,6 +38,14 @@ use prompts::Prompt;
 use providers::{grader, providers, target_doc};
 use testcases::Test;
 
+/// What translating a test's parts needs besides the test: the template environment, the
+/// config's directory, and whether what cannot be honoured is kept as not evaluated.
+pub(super) struct Reader<'a> {
+    pub(super) env: minijinja::Environment<'static>,
+    pub(super) dir: &'a Path,
+    pub(super) skip_unsupported: bool,
+}
+
 /// What a promptfoo provider id (or label) runs as, from the command line: `ID=TARGET`, with
 /// `grader` naming the judge.
 pub type ProviderMap = Vec<(String, Target)>;
@@ -86,12 +94,14 @@ pub fn parse_mapping(s: &str) -> Option<(String, Target)> {
 }
 
 /// The evals document (dataset and suite both named `name`) for the promptfoo config `doc`
-/// read from `dir`, or every finding.
+/// read from `dir`, or every finding. With `skip_unsupported`, assertions ai-runner cannot
+/// honour are kept as not evaluated (warnings) instead of stopping the run.
 pub fn translate(
     doc: &Value,
     dir: &Path,
     name: &str,
     map: &ProviderMap,
+    skip_unsupported: bool,
 ) -> (Option<Value>, Vec<Finding>) {
     let mut cx = Ctx::default();
     let Some(o) = doc.as_object() else {
@@ -132,7 +142,11 @@ pub fn translate(
             ..Test::default()
         });
     }
-    let env = template::environment();
+    let rd = Reader {
+        env: template::environment(),
+        dir,
+        skip_unsupported,
+    };
     let mut cases = Vec::new();
     let mut rubric = false;
     for (pi, p) in prompts.iter().enumerate() {
@@ -152,7 +166,7 @@ pub fn translate(
                     .assert
                     .iter()
                     .any(|(_, a)| a.to_string().contains("\"llm-rubric\""));
-                if let Some(case) = case(&key, p, &merged, vars, &env, dir, &mut cx) {
+                if let Some(case) = case(&key, p, &merged, vars, &rd, &mut cx) {
                     cases.push(case);
                 }
             }
@@ -382,8 +396,7 @@ fn case(
     p: &Prompt,
     t: &Test,
     vars: &Map<String, Value>,
-    env: &minijinja::Environment<'_>,
-    dir: &Path,
+    rd: &Reader<'_>,
     cx: &mut Ctx,
 ) -> Option<Value> {
     let before = cx.findings.len();
@@ -413,7 +426,7 @@ fn case(
     // promptfoo puts the prefix and suffix around the template, before rendering.
     let text = |k: &str| t.options.get(k).and_then(Value::as_str).unwrap_or("");
     let template = format!("{}{}{}", text("prefix"), p.text, text("suffix"));
-    let prompt = template::render(env, &template, vars)
+    let prompt = template::render(&rd.env, &template, vars)
         .map_err(|why| {
             cx.err(
                 format!("{} (prompt {:?})", t.at, p.label),
@@ -425,7 +438,7 @@ fn case(
     let asserts: Vec<Value> = t
         .assert
         .iter()
-        .filter_map(|(at, a)| assert::translate(a, vars, env, dir, at, cx))
+        .filter_map(|(at, a)| assert::translate(a, vars, rd, at, cx))
         .collect();
     if cx.findings[before..]
         .iter()
@@ -498,7 +511,7 @@ tests:
         )
         .unwrap();
         let map = vec![parse_mapping("mini=config:mini").unwrap()];
-        let (doc, f) = translate(&doc, dir.path(), "tr", &map);
+        let (doc, f) = translate(&doc, dir.path(), "tr", &map, false);
         assert!(f.is_empty(), "{f:?}");
         let (suite, f) = read_suite(&doc.unwrap(), "tr", dir.path());
         assert!(f.is_empty(), "{f:?}");
@@ -552,7 +565,7 @@ scenarios:
         assert: [{type: contains, value: "{{lang}}"}]
 "#,
         );
-        let (doc, f) = translate(&doc, Path::new("."), "s", &Vec::new());
+        let (doc, f) = translate(&doc, Path::new("."), "s", &Vec::new(), false);
         assert!(f.is_empty(), "{f:?}");
         let suite = read_suite(&doc.unwrap(), "s", Path::new(".")).0.unwrap();
         let prompts: Vec<&str> = suite
@@ -581,7 +594,7 @@ tests:
         value: polite
 "#,
         );
-        let (doc, f) = translate(&doc, Path::new("."), "s", &Vec::new());
+        let (doc, f) = translate(&doc, Path::new("."), "s", &Vec::new(), false);
         assert!(doc.is_none());
         let got: Vec<(&str, Code)> = f.iter().map(|f| (f.path.as_str(), f.code)).collect();
         for want in [
@@ -599,7 +612,7 @@ tests:
         let doc = yaml(
             "prompts: [x]\nproviders: [echo]\ntests: [{assert: [{type: python, value: x}]}]\n",
         );
-        let (_, f) = translate(&doc, Path::new("."), "s", &Vec::new());
+        let (_, f) = translate(&doc, Path::new("."), "s", &Vec::new(), false);
         assert_eq!(f[0].path, "tests[0].assert[0].type");
         assert_eq!(f[0].code, Code::UnsupportedFeature);
     }
@@ -610,11 +623,11 @@ tests:
             "prompts: [x]\nproviders: [echo]\ntests: [{assert: [{type: llm-rubric, value: ok}]}]\n";
         let with = format!("{base}defaultTest: {{options: {{provider: openai:gpt-4o}}}}\n");
         let map = vec![parse_mapping("openai:gpt-4o=config:judge").unwrap()];
-        let (doc, f) = translate(&yaml(&with), Path::new("."), "s", &map);
+        let (doc, f) = translate(&yaml(&with), Path::new("."), "s", &map, false);
         assert!(f.is_empty(), "{f:?}");
         assert_eq!(doc.unwrap()["suites"][0]["judge"], "config:judge");
         let map = vec![parse_mapping("grader=grading/strict").unwrap()];
-        let (doc, _) = translate(&yaml(base), Path::new("."), "s", &map);
+        let (doc, _) = translate(&yaml(base), Path::new("."), "s", &map, false);
         assert_eq!(doc.unwrap()["suites"][0]["judge"], "grading/strict");
     }
 
