@@ -183,8 +183,11 @@ pub fn node_binary() -> PathBuf {
 pub fn promptfoo(dir: &Path) -> Command {
     let modules = node_modules_with("promptfoo");
     let mut cmd = Command::new(node_binary());
+    // A clean environment: no provider key of the machine's reaches promptfoo.
     cmd.current_dir(dir)
         .arg(modules.join("promptfoo/dist/src/entrypoint.js"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("PROMPTFOO_CONFIG_DIR", dir.join(".promptfoo"))
         .env("PROMPTFOO_DISABLE_TELEMETRY", "1")

@@ -47,8 +47,9 @@ pub enum EvalCommand {
         /// The suite's name, or a promptfoo config file (.yaml, .yml, .json).
         suite: Option<String>,
         /// The YAML file holding `datasets:` and `suites:` (or an `evals:` section), or a promptfoo
-        /// config. Without it the suite comes from the database's evaluation catalog (applied by
-        /// `cfg gen`), else from ./evals.yaml, else ./promptfooconfig.yaml.
+        /// config. Without it a named suite comes from the database's evaluation catalog (applied
+        /// by `cfg gen` or `eval import`), else from ./evals.yaml; with no name either,
+        /// ./promptfooconfig.yaml runs.
         #[arg(short = 'f', long, visible_short_alias = 'c', visible_alias = "config")]
         file: Option<PathBuf>,
         /// A promptfoo config's provider (id or label), or `grader`, run as an ai-runner target:

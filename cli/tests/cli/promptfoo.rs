@@ -212,6 +212,18 @@ fn run_promptfoo(dir: &Path, name: &str, base: &str) -> Vec<(String, bool, f64)>
         .collect()
 }
 
+/// The same rendered prompt: equal text, or for chat prompts equal JSON (promptfoo's results
+/// show a chat prompt's raw form compactly; the prompt sent is indented).
+fn same_prompt(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<Value>(a),
+        serde_json::from_str::<Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 #[test]
 #[ignore = "needs promptfoo from npm in target/npm (.ci/run installs it)"]
 fn promptfoo_and_ai_runner_agree_on_every_case_of_the_same_suites() {
@@ -234,7 +246,9 @@ fn promptfoo_and_ai_runner_agree_on_every_case_of_the_same_suites() {
             "{name}: {ours:?}"
         );
         for (prompt, pass, score) in &ours {
-            let Some((_, their_pass, their_score)) = theirs.iter().find(|t| &t.0 == prompt) else {
+            let Some((_, their_pass, their_score)) =
+                theirs.iter().find(|t| same_prompt(&t.0, prompt))
+            else {
                 panic!("{name}: promptfoo has no result for {prompt:?}: {theirs:?}");
             };
             assert_eq!(

@@ -99,8 +99,13 @@ pub(super) async fn import(
     output::findings(&findings, false);
     let mut doc = translated.ok_or_else(|| invalid(&findings))?;
     if let Some(d) = dataset {
-        doc["datasets"][0]["name"] = serde_json::Value::String(d.clone());
-        doc["suites"][0]["dataset"] = serde_json::Value::String(d);
+        // `translate` builds one dataset and one suite; renamed in place.
+        if let Some(name) = doc.pointer_mut("/datasets/0/name") {
+            *name = serde_json::Value::String(d.clone());
+        }
+        if let Some(name) = doc.pointer_mut("/suites/0/dataset") {
+            *name = serde_json::Value::String(d);
+        }
     }
     let (evals, findings) =
         ai_runner::eval::suite::read_evals(&doc, dir, &std::collections::BTreeSet::new());

@@ -1,7 +1,7 @@
 //! Grading one answer against one assertion: the verdict, the score and why.
 //!
-//! Invariants: pure, never panics, always says why; a check that cannot be made (no cost, no
-//! judge verdict) is not evaluated, never passed.
+//! Invariants: pure, never panics, always says why; a check that cannot be made is never
+//! passed: not evaluated (no cost), or failed whatever `not-` says (no judge verdict).
 
 use serde_json::Value;
 
@@ -23,6 +23,7 @@ impl Assertion {
         };
         let (verdict, score, reason) = match checked {
             Check::Skip(why) => (Verdict::NotEvaluated, 0.0, why),
+            Check::Failed(why) => (Verdict::Fail, 0.0, why),
             Check::Scored(pass, score, why) => {
                 let (pass, score) = if self.negate {
                     (!pass, 1.0 - score)
@@ -225,19 +226,15 @@ impl Assertion {
             Kind::LlmRubric => {
                 let items = list(value);
                 match &a.rubric {
-                    None => Check::Scored(false, 0.0, "no judge verdict".into()),
-                    Some(Err(why)) => Check::Scored(false, 0.0, format!("judge: {why}")),
+                    None => Check::Failed("no judge verdict".into()),
+                    Some(Err(why)) => Check::Failed(format!("judge: {why}")),
                     Some(Ok(verdicts)) => {
                         let mine: Vec<&RubricVerdict> = items
                             .iter()
                             .filter_map(|i| verdicts.iter().find(|v| &v.item == i))
                             .collect();
                         if mine.len() < items.len() {
-                            return Check::Scored(
-                                false,
-                                0.0,
-                                "judge: an item has no verdict".into(),
-                            );
+                            return Check::Failed("judge: an item has no verdict".into());
                         }
                         let score =
                             mine.iter().map(|v| v.score).sum::<f64>() / mine.len().max(1) as f64;
@@ -263,6 +260,9 @@ impl Assertion {
 enum Check {
     Scored(bool, f64, String),
     Skip(String),
+    /// Failed whatever the `not-` prefix says: the check could not be made in a way that must
+    /// never pass (a judge that gave no verdict).
+    Failed(String),
 }
 
 pub(super) fn relation(held: bool, verb: &str) -> String {
@@ -289,7 +289,7 @@ pub(crate) fn parsed(a: &Answer) -> Option<Value> {
 }
 
 /// The first JSON object or array inside a text, if any.
-pub(super) fn embedded_json(text: &str) -> Option<Value> {
+pub(crate) fn embedded_json(text: &str) -> Option<Value> {
     for (i, c) in text.char_indices() {
         if c == '{' || c == '[' {
             let mut de = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();

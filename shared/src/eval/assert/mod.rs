@@ -7,9 +7,11 @@
 //! (`threshold` = most edits allowed, default 5), `latency` (`threshold` = most milliseconds), `finish-reason`, `cost` (`threshold` = most USD;
 //! not evaluated when the model has no price, and never reported as passed then), `llm-rubric`
 //! (`value`: rubric items a judge call grades, a `threshold` the judge's score must reach too; see
-//! [`crate::eval::run`]). Any type takes a `not-` prefix, a `weight` (0 = informational: shown,
-//! never counted) and a `metric` name; `assert-set` groups assertions (`assert: [...]`) that score
-//! as one. A `value` may refer to the case: `{{expected}}`,
+//! [`crate::eval::run`]). Any check takes a `not-` prefix (`assert-set` and `unsupported` do
+//! not), a `weight` (0 = informational: shown, never counted) and a `metric` name; `assert-set`
+//! groups assertions (`assert: [...]`) that score as one; `unsupported` stands for a promptfoo
+//! check ai-runner cannot make (always not evaluated). A `value` may refer to the case:
+//! `{{expected}}`,
 //! `{{expected.FIELD}}`, `{{vars.NAME}}`, and a bare `{{NAME}}` for a case variable (promptfoo's
 //! form); a reference nothing in the case fills is found before any call
 //! ([`Assertion::unresolved`]).
@@ -35,7 +37,7 @@ mod lookup;
 mod parse;
 
 pub use grade::levenshtein;
-pub(crate) use grade::parsed;
+pub(crate) use grade::{embedded_json, parsed};
 pub use lookup::resolve;
 
 /// What an assertion looks at: one target's answer to one case.
@@ -355,6 +357,10 @@ mod tests {
         assert_eq!((g.verdict, g.score), (Verdict::Fail, 0.0));
         assert!(g.reason.contains("NETWORK_TIMEOUT"));
         assert_eq!(rubric.grade(&answer("x"), &case).verdict, Verdict::Fail);
+        // No verdict fails a not-llm-rubric too: `not-` never turns a missing judge into a pass.
+        let not_rubric = a(json!({"type": "not-llm-rubric", "value": "rude"}));
+        assert_eq!(not_rubric.grade(&answer("x"), &case).verdict, Verdict::Fail);
+        assert!(not_rubric.needs_judge());
         assert!(Assertion::parse(&json!({"type": "llm-rubric"}), "a").is_err());
         assert!(Assertion::parse(&json!({"type": "llm-rubric", "value": []}), "a").is_err());
     }

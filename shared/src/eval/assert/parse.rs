@@ -204,6 +204,11 @@ impl Assertion {
         })
     }
 
+    /// True when grading needs the suite's judge: an `llm-rubric`, or a set holding one.
+    pub fn needs_judge(&self) -> bool {
+        self.is_rubric() || self.members.iter().any(Assertion::needs_judge)
+    }
+
     /// True for `llm-rubric` (graded by a judge call).
     pub fn is_rubric(&self) -> bool {
         self.kind == Kind::LlmRubric

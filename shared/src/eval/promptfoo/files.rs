@@ -1,8 +1,9 @@
 //! Files a promptfoo config names: `file://` references (the prefix optional where promptfoo
 //! allows it) resolved beside the config, with `*` / `?` globs in the last path component.
 //!
-//! Invariants: paths resolve against the config's directory only; a glob that matches nothing
-//! is an error (promptfoo would run nothing from it), never an empty success.
+//! Invariants: relative paths resolve against the config's directory (absolute ones and `..`
+//! are taken as written, as promptfoo takes them: the config is the user's own file); a glob that
+//! matches nothing is an error (promptfoo would run nothing from it), never an empty success.
 
 use std::path::Path;
 

@@ -13,7 +13,9 @@
 //!
 //! Invariants: nothing is called here; every problem of the whole file is reported at once
 //! with its path (`tests[3].assert[1].type`, `cases.csv:4:__expected1`); what cannot be
-//! honoured is an error finding, so a run never grades it as passed.
+//! honoured is an error finding (with `skip_unsupported`, an assertion kept as not evaluated and
+//! a warning), so a run never grades it as passed; options that only shape promptfoo's own run
+//! or output are warnings.
 
 use std::path::Path;
 
@@ -120,12 +122,24 @@ pub fn translate(
         None | Some(Value::Null) => Test::default(),
         Some(Value::Object(d)) => testcases::test(d, "defaultTest", dir, &mut cx),
         Some(Value::String(s)) => {
-            let mut found =
-                testcases::tests(Some(&Value::String(s.clone())), "defaultTest", dir, &mut cx);
-            if found.len() == 1 {
-                found.remove(0)
-            } else {
-                Test::default()
+            let file = s.strip_prefix("file://").unwrap_or(s);
+            let read = files::read(dir, file).and_then(|text| {
+                serde_yaml_ng::from_str::<Value>(&text).map_err(|e| format!("{file}: {e}"))
+            });
+            match read {
+                Ok(Value::Object(d)) => testcases::test(&d, "defaultTest", dir, &mut cx),
+                Ok(_) => {
+                    cx.err(
+                        "defaultTest",
+                        Code::BadType,
+                        format!("{file} does not hold one test mapping"),
+                    );
+                    Test::default()
+                }
+                Err(why) => {
+                    cx.err("defaultTest", Code::IoError, why);
+                    Test::default()
+                }
             }
         }
         Some(_) => {
@@ -151,7 +165,21 @@ pub fn translate(
     let mut rubric = false;
     for (pi, p) in prompts.iter().enumerate() {
         for (ti, t) in all.iter().enumerate() {
-            let merged = merge(&default, t);
+            // `options.disableDefaultAsserts`: the test keeps defaultTest's vars and options only.
+            let merged = if t
+                .options
+                .get("disableDefaultAsserts")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                let vars_only = Test {
+                    assert: Vec::new(),
+                    ..default.clone()
+                };
+                merge(&vars_only, t)
+            } else {
+                merge(&default, t)
+            };
             let combos = expand(&merged);
             for (ei, vars) in combos.iter().enumerate() {
                 let mut key = format!("t{}", ti + 1);
@@ -165,7 +193,7 @@ pub fn translate(
                 rubric |= merged
                     .assert
                     .iter()
-                    .any(|(_, a)| a.to_string().contains("\"llm-rubric\""));
+                    .any(|(_, a)| a.to_string().contains("llm-rubric\""));
                 if let Some(case) = case(&key, p, &merged, vars, &rd, &mut cx) {
                     cases.push(case);
                 }
@@ -314,7 +342,14 @@ fn scenarios(v: Option<&Value>, dir: &Path, cx: &mut Ctx) -> Vec<Test> {
                 Vec::new()
             }
         };
-        let own = testcases::tests(s.get("tests"), &format!("{at}.tests"), dir, cx);
+        let mut own = testcases::tests(s.get("tests"), &format!("{at}.tests"), dir, cx);
+        if s.get("tests").is_none_or(Value::is_null) {
+            // promptfoo runs a scenario without tests once per config entry.
+            own.push(Test {
+                at: format!("{at}.tests"),
+                ..Test::default()
+            });
+        }
         let description = s.get("description").and_then(Value::as_str);
         for c in &configs {
             for t in &own {
@@ -405,6 +440,7 @@ fn case(
             "prefix"
             | "suffix"
             | "disableVarExpansion"
+            | "disableDefaultAsserts"
             | "provider"
             | "runSerially"
             | "disableConversationVar" => {}
@@ -426,7 +462,16 @@ fn case(
     // promptfoo puts the prefix and suffix around the template, before rendering.
     let text = |k: &str| t.options.get(k).and_then(Value::as_str).unwrap_or("");
     let template = format!("{}{}{}", text("prefix"), p.text, text("suffix"));
-    let prompt = template::render(&rd.env, &template, vars)
+    // A chat prompt (JSON) is rendered string by string and written back with two-space
+    // indents, as promptfoo does: a var holding a quote or a newline cannot break the JSON.
+    let rendered = match serde_json::from_str::<Value>(&template) {
+        Ok(chat @ (Value::Array(_) | Value::Object(_))) => {
+            template::render_value(&rd.env, &chat, vars)
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        _ => template::render(&rd.env, &template, vars),
+    };
+    let prompt = rendered
         .map_err(|why| {
             cx.err(
                 format!("{} (prompt {:?})", t.at, p.label),
@@ -525,9 +570,10 @@ tests:
             suite.cases[1].prompt.as_deref(),
             Some("Translate to French: Goodbye")
         );
+        let chat: Value = serde_json::from_str(suite.cases[5].prompt.as_deref().unwrap()).unwrap();
         assert_eq!(
-            suite.cases[5].prompt.as_deref(),
-            Some(r#"[{"role": "user", "content": "Thanks -> German"}]"#)
+            chat,
+            json!([{"role": "user", "content": "Thanks -> German"}])
         );
         assert_eq!(
             suite.cases[0].assertions.len(),
@@ -547,6 +593,18 @@ tests:
             ]
         );
         assert_eq!(suite.gates.min_pass_rate, Some(1.0));
+    }
+
+    #[test]
+    fn a_chat_prompt_stays_json_whatever_its_vars_hold() {
+        let doc = yaml(
+            "prompts: ['[{\"role\": \"user\", \"content\": \"Say {{q}}\"}]']\nproviders: [echo]\ntests: [{vars: {q: \"\\\"hi\\\"\\nthere\"}}]\n",
+        );
+        let (doc, f) = translate(&doc, Path::new("."), "s", &Vec::new(), false);
+        assert!(f.is_empty(), "{f:?}");
+        let prompt = doc.unwrap()["datasets"][0]["cases"][0]["prompt"].clone();
+        let chat: Value = serde_json::from_str(prompt.as_str().unwrap()).unwrap();
+        assert_eq!(chat[0]["content"], "Say \"hi\"\nthere");
     }
 
     #[test]
@@ -629,6 +687,16 @@ tests:
         let map = vec![parse_mapping("grader=grading/strict").unwrap()];
         let (doc, _) = translate(&yaml(base), Path::new("."), "s", &map, false);
         assert_eq!(doc.unwrap()["suites"][0]["judge"], "grading/strict");
+        // A not-llm-rubric (or one inside an assert-set) needs the grader as much.
+        for a in [
+            "{type: not-llm-rubric, value: rude}",
+            "{type: assert-set, assert: [{type: llm-rubric, value: ok}]}",
+        ] {
+            let doc = format!("prompts: [x]\nproviders: [echo]\ntests: [{{assert: [{a}]}}]\n");
+            let (doc, f) = translate(&yaml(&doc), Path::new("."), "s", &Vec::new(), false);
+            assert!(doc.is_none(), "{a}");
+            assert_eq!(f[0].path, "defaultTest.options.provider", "{a}: {f:?}");
+        }
     }
 
     #[test]

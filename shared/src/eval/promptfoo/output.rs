@@ -112,20 +112,38 @@ fn result(
 ) -> Value {
     let raw = case.map(|c| &c.raw);
     let vars = case.map_or(Value::Object(Map::new()), |c| Value::Object(c.vars.clone()));
+    // promptfoo shows an informational (weight 0) assertion as passed.
     let components: Vec<Value> = r
         .assertions
         .iter()
         .map(|g| {
-            json!({"pass": g.verdict == Verdict::Pass, "score": g.score, "reason": g.reason,
+            json!({"pass": g.verdict == Verdict::Pass || g.weight <= 0.0, "score": g.score,
+                   "reason": g.reason,
                    "assertion": {"type": g.label, "weight": g.weight, "metric": g.metric}})
         })
         .collect();
-    let mut named = Map::new();
-    for g in &r.assertions {
+    // Each metric's weighted mean over the assertions that feed it, as promptfoo's.
+    let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for g in r
+        .assertions
+        .iter()
+        .filter(|g| g.verdict != Verdict::NotEvaluated)
+    {
         if let Some(m) = &g.metric {
-            named.insert(m.clone(), Value::from(g.score));
+            let e = sums.entry(m.as_str()).or_default();
+            e.0 += g.score * g.weight;
+            e.1 += g.weight;
         }
     }
+    let named: Map<String, Value> = sums
+        .into_iter()
+        .map(|(m, (sum, w))| {
+            (
+                m.to_owned(),
+                Value::from(if w > 0.0 { sum / w } else { 0.0 }),
+            )
+        })
+        .collect();
     let first_failure = r
         .assertions
         .iter()

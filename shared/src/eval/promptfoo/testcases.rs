@@ -243,7 +243,8 @@ fn var_file(dir: &Path, file: &str, at: &str, cx: &mut Ctx) -> String {
                 }
             }
         }
-        Ok(text) => text,
+        // promptfoo trims a text file's content.
+        Ok(text) => text.trim().to_owned(),
         Err(why) => {
             cx.err(at, Code::IoError, why);
             String::new()
@@ -418,9 +419,8 @@ fn csv_tests(text: &str, file: &str, dir: &Path, cx: &mut Ctx) -> Vec<Test> {
                 }
             }
         }
-        // promptfoo numbers a row's assertions in column order (`__expected` before
-        // `__expected1`), which is what `__config:__expectedN` counts.
-        expected.sort_by_key(|(i, _, _)| *i);
+        // promptfoo numbers a row's assertions in column order (the non-empty cells), which is
+        // what `__config:__expectedN` counts.
         for (k, (_, at, mut a)) in expected.into_iter().enumerate() {
             if let Some(m) = &metric {
                 a["metric"] = Value::String(m.clone());

@@ -73,10 +73,16 @@ pub(super) async fn judge<S: Store, P: Provider>(
         if let Some(e) = &r.error {
             return (Err(format!("the judge call failed: {}", e.code)), ids);
         }
+        // promptfoo's graders may wrap the JSON in prose: the first object found is the verdict.
         let parsed = crate::eval::assert::parsed(&Answer {
             text: r.content.clone(),
             parsed: r.parsed.clone(),
             ..Answer::default()
+        })
+        .or_else(|| {
+            r.content
+                .as_deref()
+                .and_then(crate::eval::assert::embedded_json)
         });
         match rubric_verdicts(parsed.as_ref(), std::slice::from_ref(item), audit_id) {
             Ok(mut v) => verdicts.append(&mut v),

@@ -168,6 +168,21 @@ pub async fn prepare<S: Store, P: Provider>(
         }
     }
     findings.extend(unresolved_references(suite));
+    // A case's own llm-rubric needs the judge too (the suite reader checks the suite's).
+    if suite.judge.is_none() {
+        for case in suite
+            .cases
+            .iter()
+            .filter(|c| c.assertions.iter().any(|a| a.needs_judge()))
+        {
+            findings.push(Finding {
+                severity: Severity::Error,
+                path: format!("case {}", case.key),
+                code: Code::MissingField,
+                message: "an llm-rubric assertion needs the suite's judge (project/route_key or config:KEY)".into(),
+            });
+        }
+    }
     if findings.is_empty() {
         let digest = sha2::Sha256::digest(Value::Array(parts).to_string().as_bytes());
         out.hash = Some(crate::hex::encode(&digest));

@@ -172,7 +172,7 @@ fn suite_def(s: &Map<String, Value>, spath: &str, cx: &mut Ctx) -> Option<SuiteD
             None
         }
     };
-    let rubric = assertions.iter().any(Assertion::is_rubric);
+    let rubric = assertions.iter().any(Assertion::needs_judge);
     if rubric && judge.is_none() {
         cx.err(
             format!("{spath}.judge"),
