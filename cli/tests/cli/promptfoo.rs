@@ -531,6 +531,29 @@ fn an_imported_promptfoo_suite_runs_from_the_database_and_exports_back_unchanged
         "{regen}"
     );
     assert!(regen.contains("unchanged case translate:p1.t1"), "{regen}");
+
+    // The file is edited (its last row goes): re-importing retires that row's cases.
+    let csv = dir.path().join("translate/tests.csv");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    let kept: Vec<&str> = rows.lines().collect();
+    std::fs::write(&csv, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let edited = import(&[]);
+    assert!(
+        edited.contains("update    case translate:p1.t5"),
+        "{edited}"
+    );
+    assert!(
+        edited.contains("update    case translate:p2.t5"),
+        "{edited}"
+    );
+    assert!(edited.contains("suite translate: 8 case(s)"), "{edited}");
+    let rerun = ai_runner(
+        dir.path(),
+        &[],
+        &["eval", "run", "translate", "--json"],
+        None,
+    );
+    assert_eq!(verdicts(&rerun).len(), 8, "retired cases leave the runs");
 }
 
 #[test]

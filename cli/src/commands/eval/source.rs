@@ -110,8 +110,15 @@ pub(super) async fn import(
     let (evals, findings) =
         ai_runner::eval::suite::read_evals(&doc, dir, &std::collections::BTreeSet::new());
     output::findings(&findings, false);
-    let evals = evals.ok_or_else(|| invalid(&findings))?;
+    let mut evals = evals.ok_or_else(|| invalid(&findings))?;
     let db = cx.db()?;
+    // The file is the dataset: cases it no longer lists are kept, inactive.
+    if let Some(stored) = db.evals_document(None).await? {
+        let known = std::collections::BTreeSet::new();
+        if let (Some(stored), _) = ai_runner::eval::suite::read_evals(&stored, dir, &known) {
+            evals.retire_missing(&stored);
+        }
+    }
     let items = if dry_run {
         db.plan_evals(&evals.catalog()).await?
     } else {
@@ -120,7 +127,10 @@ pub(super) async fn import(
     output::plan(&items);
     outln!(
         "suite {suite}: {} case(s){}",
-        evals.datasets.first().map_or(0, |d| d.cases.len()),
+        evals
+            .datasets
+            .first()
+            .map_or(0, |d| d.cases.iter().filter(|c| c.active).count()),
         if dry_run { "; nothing written" } else { "" }
     );
     Ok(())

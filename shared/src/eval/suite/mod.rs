@@ -323,6 +323,27 @@ impl Case {
 }
 
 impl Evals {
+    /// Keeps, inactive, every case `stored` holds in one of these datasets that these do not
+    /// list (a dataset re-imported from an edited file: removed cases leave its runs, and their
+    /// rows and past results stay).
+    pub fn retire_missing(&mut self, stored: &Evals) {
+        for d in &mut self.datasets {
+            let Some(old) = stored.datasets.iter().find(|o| o.name == d.name) else {
+                continue;
+            };
+            let gone: Vec<Case> = old
+                .cases
+                .iter()
+                .filter(|c| c.active && !d.cases.iter().any(|n| n.key == c.key))
+                .map(|c| Case {
+                    active: false,
+                    ..c.clone()
+                })
+                .collect();
+            d.cases.extend(gone);
+        }
+    }
+
     /// What the evaluation catalog stores of these datasets and suites.
     pub fn catalog(&self) -> EvalCatalog {
         EvalCatalog {
