@@ -143,20 +143,8 @@ fn run_ai_runner(url: &str, n: usize, concurrency: usize) -> f64 {
 fn run_promptfoo(base: &str, n: usize, concurrency: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     write_suite(dir.path(), n);
-    let c = concurrency.to_string();
     let t = Instant::now();
-    let out = ai_runner_tests::sdk::promptfoo(dir.path())
-        .args([
-            "eval",
-            "-c",
-            "promptfooconfig.yaml",
-            "-o",
-            "out.json",
-            "--no-cache",
-        ])
-        .args(["--no-progress-bar", "--no-table", "-j", &c])
-        .env("OPENAI_BASE_URL", base)
-        .env("OPENAI_API_KEY", "sk-bench-1")
+    let out = ai_runner_tests::sdk::promptfoo_eval(dir.path(), base, "sk-bench-1", concurrency)
         .output()
         .unwrap();
     let wall = t.elapsed().as_secs_f64();

@@ -195,6 +195,29 @@ pub fn promptfoo(dir: &Path) -> Command {
     cmd
 }
 
+/// `promptfoo eval` of `dir`'s promptfooconfig.yaml at `concurrency`, cache off, results in
+/// `dir/out.json`, its OpenAI providers sent to `base` (`.../v1`) with `key`.
+pub fn promptfoo_eval(dir: &Path, base: &str, key: &str, concurrency: usize) -> Command {
+    let mut cmd = promptfoo(dir);
+    cmd.args([
+        "eval",
+        "-c",
+        "promptfooconfig.yaml",
+        "-o",
+        "out.json",
+        "--no-cache",
+    ])
+    .args([
+        "--no-progress-bar",
+        "--no-table",
+        "-j",
+        &concurrency.to_string(),
+    ])
+    .env("OPENAI_BASE_URL", base)
+    .env("OPENAI_API_KEY", key);
+    cmd
+}
+
 /// The Python SDK's script against `base` (`.../v1`), the bearer checks against `bearer`.
 pub fn python(w: &World, base: &str, bearer: &str) -> Command {
     let mut cmd = Command::new("python3");

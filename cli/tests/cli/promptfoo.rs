@@ -175,18 +175,7 @@ fn run_ai_runner(dir: &Path, name: &str) -> Vec<(String, bool, f64)> {
 /// promptfoo's results of a fixture: (rendered prompt, success, score) per result.
 fn run_promptfoo(dir: &Path, name: &str, base: &str) -> Vec<(String, bool, f64)> {
     copy_fixture(name, dir);
-    let out = ai_runner_tests::sdk::promptfoo(dir)
-        .args([
-            "eval",
-            "-c",
-            "promptfooconfig.yaml",
-            "-o",
-            "out.json",
-            "--no-cache",
-        ])
-        .args(["--no-progress-bar", "--no-table", "-j", "4"])
-        .env("OPENAI_BASE_URL", base)
-        .env("OPENAI_API_KEY", "sk-scripted-1")
+    let out = ai_runner_tests::sdk::promptfoo_eval(dir, base, "sk-scripted-1", 4)
         .output()
         .unwrap();
     let written = dir.join("out.json");

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::Reader;
 use super::expected::{PROMPTFOO_TYPES, split_commas};
 use super::template::render_value;
+use super::{Reader, files};
 use crate::catalog::fields::Ctx;
 use crate::code::Code;
 use crate::eval::assert::Assertion;
@@ -275,14 +275,10 @@ fn unsupported(ty: &str, o: &Map<String, Value>, at: &str, cx: &mut Ctx) -> Valu
 /// An assertion value read from a file beside the config: `.json` and `.yaml` parsed, anything
 /// else as text; code files are refused.
 fn value_file(dir: &Path, file: &str) -> Result<Value, String> {
-    if [".js", ".ts", ".mjs", ".cjs", ".py", ".rb"]
-        .iter()
-        .any(|e| file.ends_with(e) || file.contains(&format!("{e}:")))
-    {
+    if files::is_code(file) {
         return Err(format!("{file} is code; ai-runner runs none"));
     }
-    let text =
-        std::fs::read_to_string(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let text = files::read(dir, file)?;
     if file.ends_with(".json") {
         serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))
     } else if file.ends_with(".yaml") || file.ends_with(".yml") {
